@@ -1,0 +1,277 @@
+//! CRUD for every entity kind, top-level (`/services/{id}`) and nested
+//! (`/consumers/{c}/key-auth`), with `{id or name}` addressing as in Kong.
+use super::body::EntityInput;
+use super::error::ApiError;
+use super::AdminState;
+use crate::model::{normalize, unix_now, Kind, Normalized};
+use crate::store::{ListQuery, StoreError};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+use uuid::Uuid;
+
+type St = State<Arc<AdminState>>;
+
+/// Entities under one parent: which parent, the store column and the body's reference field.
+#[derive(Clone, Copy)]
+struct Parent {
+    id: Uuid,
+    column: &'static str,
+    field: &'static str,
+}
+
+/// `/consumers/{c}/key-auth` → the child kind, the parent kind, the column and ref field.
+fn nested(parent: &str, child: &str) -> Option<(Kind, Kind, &'static str, &'static str)> {
+    Some(match (parent, child) {
+        ("services", "routes") => (Kind::Route, Kind::Service, "service_id", "service"),
+        ("services", "plugins") => (Kind::Plugin, Kind::Service, "service_id", "service"),
+        ("routes", "plugins") => (Kind::Plugin, Kind::Route, "route_id", "route"),
+        ("consumers", "plugins") => (Kind::Plugin, Kind::Consumer, "consumer_id", "consumer"),
+        ("consumers", "key-auth") => (Kind::KeyAuth, Kind::Consumer, "consumer_id", "consumer"),
+        _ => return None,
+    })
+}
+
+fn kind_of(collection: &str) -> Result<Kind, ApiError> {
+    Kind::from_collection(collection).ok_or(ApiError::NotFound)
+}
+
+async fn scope(st: &AdminState, parent: &str, pid: &str, child: &str) -> Result<(Kind, Parent), ApiError> {
+    let (kind, parent_kind, column, field) = nested(parent, child).ok_or(ApiError::NotFound)?;
+    let parent_body = st.store().get(parent_kind, pid).await?.ok_or(ApiError::NotFound)?;
+    Ok((kind, Parent { id: id_of(&parent_body)?, column, field }))
+}
+
+fn id_of(body: &Value) -> Result<Uuid, ApiError> {
+    body.get("id")
+        .and_then(Value::as_str)
+        .and_then(|s| Uuid::parse_str(s).ok())
+        .ok_or_else(|| ApiError::Store(StoreError::Corrupt("entity without an id".into())))
+}
+
+pub async fn list(st: St, Path(collection): Path<String>, Query(q): Query<HashMap<String, String>>) -> Result<Response, ApiError> {
+    do_list(&st, kind_of(&collection)?, None, &q, &format!("/{collection}")).await
+}
+
+pub async fn create(st: St, Path(collection): Path<String>, input: EntityInput) -> Result<Response, ApiError> {
+    do_create(&st, kind_of(&collection)?, None, input).await
+}
+
+pub async fn get_one(st: St, Path((collection, key)): Path<(String, String)>) -> Result<Response, ApiError> {
+    Ok(Json(find(&st, kind_of(&collection)?, &key, None).await?).into_response())
+}
+
+pub async fn patch_one(st: St, Path((collection, key)): Path<(String, String)>, input: EntityInput) -> Result<Response, ApiError> {
+    do_patch(&st, kind_of(&collection)?, &key, None, input).await
+}
+
+pub async fn put_one(st: St, Path((collection, key)): Path<(String, String)>, input: EntityInput) -> Result<Response, ApiError> {
+    do_put(&st, kind_of(&collection)?, &key, None, input).await
+}
+
+pub async fn delete_one(st: St, Path((collection, key)): Path<(String, String)>) -> Result<Response, ApiError> {
+    do_delete(&st, kind_of(&collection)?, &key, None).await
+}
+
+pub async fn nested_list(
+    st: St,
+    Path((parent, pid, child)): Path<(String, String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let (kind, p) = scope(&st, &parent, &pid, &child).await?;
+    do_list(&st, kind, Some(p), &q, &format!("/{parent}/{pid}/{child}")).await
+}
+
+pub async fn nested_create(st: St, Path((parent, pid, child)): Path<(String, String, String)>, input: EntityInput) -> Result<Response, ApiError> {
+    let (kind, p) = scope(&st, &parent, &pid, &child).await?;
+    do_create(&st, kind, Some(p), input).await
+}
+
+pub async fn nested_get(st: St, Path((parent, pid, child, key)): Path<(String, String, String, String)>) -> Result<Response, ApiError> {
+    let (kind, p) = scope(&st, &parent, &pid, &child).await?;
+    Ok(Json(find(&st, kind, &key, Some(p)).await?).into_response())
+}
+
+pub async fn nested_patch(
+    st: St,
+    Path((parent, pid, child, key)): Path<(String, String, String, String)>,
+    input: EntityInput,
+) -> Result<Response, ApiError> {
+    let (kind, p) = scope(&st, &parent, &pid, &child).await?;
+    do_patch(&st, kind, &key, Some(p), input).await
+}
+
+pub async fn nested_put(
+    st: St,
+    Path((parent, pid, child, key)): Path<(String, String, String, String)>,
+    input: EntityInput,
+) -> Result<Response, ApiError> {
+    let (kind, p) = scope(&st, &parent, &pid, &child).await?;
+    do_put(&st, kind, &key, Some(p), input).await
+}
+
+pub async fn nested_delete(st: St, Path((parent, pid, child, key)): Path<(String, String, String, String)>) -> Result<Response, ApiError> {
+    let (kind, p) = scope(&st, &parent, &pid, &child).await?;
+    do_delete(&st, kind, &key, Some(p)).await
+}
+
+async fn do_list(st: &AdminState, kind: Kind, parent: Option<Parent>, q: &HashMap<String, String>, base: &str) -> Result<Response, ApiError> {
+    let size = match q.get("size") {
+        None => 100,
+        Some(s) => s
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| ApiError::BadRequest("size must be an integer between 1 and 1000".into()))?,
+    };
+    let (tags, any_tag) = match q.get("tags") {
+        Some(t) if t.contains('/') => (t.split('/').map(String::from).collect(), true),
+        Some(t) => (t.split(',').map(String::from).collect(), false),
+        None => (vec![], false),
+    };
+    let query = ListQuery {
+        size,
+        offset: q.get("offset").cloned(),
+        parent: parent.map(|p| (p.column, p.id)),
+        tags,
+        any_tag,
+    };
+    let page = st.store().list(kind, &query).await?;
+    let next = page.next_offset.as_ref().map(|o| {
+        let mut qs = form_urlencoded::Serializer::new(String::new());
+        qs.append_pair("offset", o);
+        if let Some(t) = q.get("tags") {
+            qs.append_pair("tags", t);
+        }
+        if q.contains_key("size") {
+            qs.append_pair("size", &size.to_string());
+        }
+        format!("{base}?{}", qs.finish())
+    });
+    Ok(Json(json!({"data": page.data, "offset": page.next_offset, "next": next})).into_response())
+}
+
+async fn do_create(st: &AdminState, kind: Kind, parent: Option<Parent>, input: EntityInput) -> Result<Response, ApiError> {
+    st.writable()?;
+    let mut fields = input.fields;
+    if let Some(p) = parent {
+        fields.insert(p.field.into(), json!({"id": p.id}));
+    }
+    resolve_references(st, &mut fields).await?;
+    let n = normalize(kind, fields, None, input.source, unix_now())?;
+    st.store().save(&n.record, false).await?;
+    st.reloader.poke();
+    Ok((StatusCode::CREATED, Json(shown(n))).into_response())
+}
+
+async fn do_patch(st: &AdminState, kind: Kind, key: &str, parent: Option<Parent>, input: EntityInput) -> Result<Response, ApiError> {
+    st.writable()?;
+    let existing = find(st, kind, key, parent).await?;
+    let mut fields = input.fields;
+    resolve_references(st, &mut fields).await?;
+    let n = normalize(kind, fields, Some(&existing), input.source, unix_now())?;
+    st.store().save(&n.record, true).await?;
+    st.reloader.poke();
+    Ok(Json(shown(n)).into_response())
+}
+
+/// Creates or replaces the entity at `key`: an id, or a name for a new entity.
+async fn do_put(st: &AdminState, kind: Kind, key: &str, parent: Option<Parent>, input: EntityInput) -> Result<Response, ApiError> {
+    st.writable()?;
+    let existing = st.store().get(kind, key).await?;
+    let mut fields = input.fields;
+    if let Some(p) = parent {
+        fields.insert(p.field.into(), json!({"id": p.id}));
+    }
+    match Uuid::parse_str(key) {
+        Ok(id) => {
+            fields.insert("id".into(), json!(id));
+        }
+        Err(_) => {
+            let name_field = kind.name_field().ok_or(ApiError::NotFound)?;
+            fields.insert(name_field.into(), json!(key));
+        }
+    }
+    if let Some(e) = &existing {
+        fields.insert("id".into(), e["id"].clone());
+    }
+    resolve_references(st, &mut fields).await?;
+    // PUT replaces: the stored body only lends its creation time.
+    let base = existing.as_ref().map(|e| json!({"id": e["id"], "created_at": e["created_at"]}));
+    let n = normalize(kind, fields, base.as_ref(), input.source, unix_now())?;
+    st.store().save(&n.record, true).await?;
+    st.reloader.poke();
+    Ok(Json(shown(n)).into_response())
+}
+
+async fn do_delete(st: &AdminState, kind: Kind, key: &str, parent: Option<Parent>) -> Result<Response, ApiError> {
+    st.writable()?;
+    let existing = match find(st, kind, key, parent).await {
+        Ok(e) => e,
+        // Kong answers 204 for a delete of something already gone.
+        Err(ApiError::NotFound) => return Ok(StatusCode::NO_CONTENT.into_response()),
+        Err(e) => return Err(e),
+    };
+    match st.store().delete(kind, id_of(&existing)?).await {
+        Ok(()) | Err(StoreError::NotFound) => {}
+        Err(e) => return Err(e.into()),
+    }
+    st.reloader.poke();
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The entity at `key`, which must belong to `parent` when one is given.
+async fn find(st: &AdminState, kind: Kind, key: &str, parent: Option<Parent>) -> Result<Value, ApiError> {
+    let body = st.store().get(kind, key).await?.ok_or(ApiError::NotFound)?;
+    if let Some(p) = parent {
+        let owner = body.get(p.field).and_then(|r| r.get("id")).and_then(Value::as_str);
+        if owner != Some(p.id.to_string().as_str()) {
+            return Err(ApiError::NotFound);
+        }
+    }
+    Ok(body)
+}
+
+/// The body answered for a write: a generated key is shown this once.
+fn shown(n: Normalized) -> Value {
+    let mut body = n.record.body;
+    if let (Some(secret), Some(obj)) = (n.revealed_secret, body.as_object_mut()) {
+        obj.insert("key".into(), Value::String(secret));
+    }
+    body
+}
+
+/// Turns references given by name (`{"name": "svc"}`, `{"id": "slow_user"}`, or a bare string)
+/// into `{"id": <uuid>}`; an unknown one is a foreign key error on that field.
+async fn resolve_references(st: &AdminState, fields: &mut Map<String, Value>) -> Result<(), ApiError> {
+    for (field, kind) in [("service", Kind::Service), ("route", Kind::Route), ("consumer", Kind::Consumer)] {
+        let Some(v) = fields.get(field) else { continue };
+        let key = match v {
+            Value::String(s) => s.clone(),
+            Value::Object(m) => match ["id", "name", "username"].iter().find_map(|k| m.get(*k)) {
+                Some(Value::String(s)) if m.len() == 1 => s.clone(),
+                _ => continue,
+            },
+            _ => continue,
+        };
+        let Some(found) = st.store().get(kind, &key).await? else {
+            if Uuid::parse_str(&key).is_ok() {
+                // Left for the store to report with the id the caller gave.
+                fields.insert(field.into(), json!({"id": key}));
+                continue;
+            }
+            return Err(StoreError::MissingReference {
+                field,
+                id: key,
+                collection: kind.collection(),
+            }
+            .into());
+        };
+        fields.insert(field.into(), json!({"id": found["id"]}));
+    }
+    Ok(())
+}

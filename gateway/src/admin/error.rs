@@ -1,0 +1,81 @@
+//! Admin API errors, answered in Kong's shapes.
+use crate::model::schema::FieldErrors;
+use crate::store::StoreError;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+#[derive(Debug)]
+pub enum ApiError {
+    Schema(FieldErrors),
+    Store(StoreError),
+    NotFound,
+    BadRequest(String),
+    ReadOnly,
+    Unauthorized,
+}
+
+impl From<FieldErrors> for ApiError {
+    fn from(e: FieldErrors) -> Self {
+        ApiError::Schema(e)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => ApiError::NotFound,
+            other => ApiError::Store(other),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body) = match self {
+            ApiError::Schema(f) => (
+                StatusCode::BAD_REQUEST,
+                json!({"code": 2, "name": "schema violation", "message": f.message(), "fields": f.to_value()}),
+            ),
+            ApiError::NotFound => (StatusCode::NOT_FOUND, json!({"message": "Not found"})),
+            ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, json!({"message": m})),
+            ApiError::ReadOnly => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                json!({"message": "cannot change entities through the admin API in DB-less mode (TOLLGATE_DATABASE=off); edit the declarative file instead"}),
+            ),
+            ApiError::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                json!({"message": "a valid admin token is required (Authorization: Bearer <token> or Tollgate-Admin-Token)"}),
+            ),
+            ApiError::Store(e) => store_error(e),
+        };
+        (status, Json(body)).into_response()
+    }
+}
+
+fn store_error(e: StoreError) -> (StatusCode, serde_json::Value) {
+    let message = e.to_string();
+    match e {
+        StoreError::Unique(_) => (
+            StatusCode::CONFLICT,
+            json!({"code": 5, "name": "unique constraint violation", "message": message, "fields": {}}),
+        ),
+        StoreError::MissingReference { field, .. } => (
+            StatusCode::BAD_REQUEST,
+            json!({"code": 3, "name": "foreign key violation", "message": message, "fields": {field: message}}),
+        ),
+        StoreError::Referenced { .. } => (
+            StatusCode::BAD_REQUEST,
+            json!({"code": 4, "name": "foreign key violation", "message": message}),
+        ),
+        StoreError::NotFound => (StatusCode::NOT_FOUND, json!({"message": "Not found"})),
+        StoreError::Unavailable(_) | StoreError::Corrupt(_) => {
+            tracing::error!(error = %message, "admin request failed in the store");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"code": 13, "name": "database error", "message": message}),
+            )
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! The admin API: Kong's admin endpoints and shapes, so existing scripts keep working.
+//!
+//! Entities are created, read, changed and deleted here (JSON, form or multipart bodies), the
+//! change lands in the store, and the control loop swaps in a new snapshot. Off loopback every
+//! call needs the admin token.
+mod body;
+mod entities;
+mod error;
+pub mod openapi;
+
+use crate::control::Reloader;
+use crate::store::Store;
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use error::ApiError;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+pub use body::form_to_object;
+
+/// What the admin API serves from.
+pub struct AdminState {
+    pub reloader: Arc<Reloader>,
+    /// DB-less mode: the declarative file is the only source of truth.
+    pub read_only: bool,
+    pub token: Option<String>,
+    /// Shown on `GET /`: version, listeners, store.
+    pub summary: Value,
+}
+
+impl AdminState {
+    fn store(&self) -> &Store {
+        &self.reloader.store
+    }
+
+    fn writable(&self) -> Result<(), ApiError> {
+        if self.read_only {
+            Err(ApiError::ReadOnly)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+pub fn router(state: Arc<AdminState>) -> Router {
+    Router::new()
+        .route("/", get(info))
+        .route("/status", get(status))
+        .route("/openapi.json", get(openapi::document))
+        .route(
+            "/{collection}",
+            get(entities::list).post(entities::create),
+        )
+        .route(
+            "/{collection}/{key}",
+            get(entities::get_one)
+                .patch(entities::patch_one)
+                .put(entities::put_one)
+                .delete(entities::delete_one),
+        )
+        .route(
+            "/{parent}/{pid}/{child}",
+            get(entities::nested_list).post(entities::nested_create),
+        )
+        .route(
+            "/{parent}/{pid}/{child}/{key}",
+            get(entities::nested_get)
+                .patch(entities::nested_patch)
+                .put(entities::nested_put)
+                .delete(entities::nested_delete),
+        )
+        .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .with_state(state)
+}
+
+async fn require_token(State(st): State<Arc<AdminState>>, req: Request, next: Next) -> Response {
+    if let Some(token) = &st.token {
+        let h = req.headers();
+        let given = h
+            .get("tollgate-admin-token")
+            .and_then(|v| v.to_str().ok())
+            .or_else(|| {
+                h.get(axum::http::header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("Bearer "))
+            });
+        if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
+            return ApiError::Unauthorized.into_response();
+        }
+    }
+    next.run(req).await
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn info(State(st): State<Arc<AdminState>>) -> Json<Value> {
+    Json(st.summary.clone())
+}
+
+async fn status(State(st): State<Arc<AdminState>>) -> Json<Value> {
+    Json(json!({
+        "database": {"reachable": st.reloader.store_reachable()},
+        "configuration_version": st.reloader.snapshot.load().version,
+    }))
+}

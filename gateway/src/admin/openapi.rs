@@ -1,0 +1,121 @@
+//! The admin API's own OpenAPI 3.1 document, generated with utoipa from the entity types.
+use crate::model::{Consumer, KeyAuthCredential, Kind, Plugin, Route, Service};
+use axum::Json;
+use utoipa::openapi::path::{OperationBuilder, ParameterBuilder, ParameterIn, PathItem, HttpMethod};
+use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::{ComponentsBuilder, ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, PathsBuilder, Ref, ResponseBuilder, Required};
+
+pub async fn document() -> Json<OpenApi> {
+    Json(build())
+}
+
+fn schema_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Service => "Service",
+        Kind::Route => "Route",
+        Kind::Consumer => "Consumer",
+        Kind::KeyAuth => "KeyAuthCredential",
+        Kind::Plugin => "Plugin",
+    }
+}
+
+/// Builds the document: a collection and an item path for each kind, and the nested paths.
+pub fn build() -> OpenApi {
+    let mut paths = PathsBuilder::new();
+    for kind in Kind::ALL {
+        let c = kind.collection();
+        let name = schema_name(kind);
+        paths = paths
+            .path(format!("/{c}"), collection(name, &format!("{c}"), None))
+            .path(format!("/{c}/{{id}}"), item(name, &format!("{c}"), &[("id", "id or name")]));
+    }
+    for (parent, child, kind) in [
+        ("services", "routes", Kind::Route),
+        ("services", "plugins", Kind::Plugin),
+        ("routes", "plugins", Kind::Plugin),
+        ("consumers", "plugins", Kind::Plugin),
+        ("consumers", "key-auth", Kind::KeyAuth),
+    ] {
+        let name = schema_name(kind);
+        let tag = format!("{parent}/{child}");
+        paths = paths
+            .path(format!("/{parent}/{{parent}}/{child}"), collection(name, &tag, Some("parent")))
+            .path(
+                format!("/{parent}/{{parent}}/{child}/{{id}}"),
+                item(name, &tag, &[("parent", "id or name of the parent"), ("id", "id")]),
+            );
+    }
+    OpenApiBuilder::new()
+        .info(InfoBuilder::new().title("Tollgate admin API").version(env!("CARGO_PKG_VERSION")).build())
+        .paths(paths.build())
+        .components(Some(
+            ComponentsBuilder::new()
+                .schema_from::<Service>()
+                .schema_from::<Route>()
+                .schema_from::<Consumer>()
+                .schema_from::<Plugin>()
+                .schema_from::<KeyAuthCredential>()
+                .build(),
+        ))
+        .build()
+}
+
+fn path_param(name: &str, description: &str) -> utoipa::openapi::path::Parameter {
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Path)
+        .required(Required::True)
+        .description(Some(description))
+        .build()
+}
+
+fn json_body(schema: &str) -> utoipa::openapi::request_body::RequestBody {
+    RequestBodyBuilder::new()
+        .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name(schema))).build())
+        .content("application/x-www-form-urlencoded", ContentBuilder::new().schema(Some(Ref::from_schema_name(schema))).build())
+        .build()
+}
+
+fn reply(description: &str, schema: Option<&str>) -> utoipa::openapi::Response {
+    let mut b = ResponseBuilder::new().description(description);
+    if let Some(s) = schema {
+        b = b.content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name(s))).build());
+    }
+    b.build()
+}
+
+fn collection(schema: &str, tag: &str, parent: Option<&str>) -> PathItem {
+    let params: Vec<_> = parent.iter().map(|p| path_param(p, "id or name of the parent")).collect();
+    let list = OperationBuilder::new()
+        .tag(tag)
+        .summary(Some(format!("List {tag} (paged: size, offset; filter: tags)")))
+        .parameters(Some(params.clone()))
+        .response("200", reply("A page: {data, offset, next}", None));
+    let create = OperationBuilder::new()
+        .tag(tag)
+        .summary(Some(format!("Create one of {tag}")))
+        .parameters(Some(params))
+        .request_body(Some(json_body(schema)))
+        .response("201", reply("Created", Some(schema)))
+        .response("400", reply("Schema violation, with field errors", None))
+        .response("409", reply("Unique constraint violation", None));
+    let mut item = PathItem::new(HttpMethod::Get, list.build());
+    item.post = Some(create.build());
+    item
+}
+
+fn item(schema: &str, tag: &str, params: &[(&str, &str)]) -> PathItem {
+    let params: Vec<_> = params.iter().map(|(n, d)| path_param(n, d)).collect();
+    let op = |summary: &str| {
+        OperationBuilder::new()
+            .tag(tag)
+            .summary(Some(summary.to_string()))
+            .parameters(Some(params.clone()))
+            .response("404", reply("Not found", None))
+    };
+    let mut item = PathItem::new(HttpMethod::Get, op("Fetch one").response("200", reply("The entity", Some(schema))).build());
+    item.patch = Some(op("Change some fields").request_body(Some(json_body(schema))).response("200", reply("Updated", Some(schema))).build());
+    item.put = Some(op("Create or replace").request_body(Some(json_body(schema))).response("200", reply("Stored", Some(schema))).build());
+    item.delete = Some(op("Delete").response("204", reply("Deleted", None)).build());
+    item
+}

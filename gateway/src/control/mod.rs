@@ -1,0 +1,98 @@
+//! The control plane's loop: notice configuration changes and swap in a new snapshot.
+//!
+//! Every node polls the store's version counter each second (the change feed that lets nodes
+//! sharing one PostgreSQL see each other's writes), and a local admin write pokes the loop so
+//! the change applies at once. A snapshot that fails to build is logged and counted, and the
+//! old one keeps serving; a store that stops answering is reported on `/status`.
+use crate::snapshot::{ClientCache, Snapshot};
+use crate::status::metrics::Metrics;
+use crate::store::Store;
+use arc_swap::ArcSwap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{watch, Notify};
+
+/// How often the store's version is checked.
+pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Shared view of the configuration the proxy serves.
+pub struct Reloader {
+    pub store: Store,
+    pub snapshot: Arc<ArcSwap<Snapshot>>,
+    pub metrics: Arc<Metrics>,
+    clients: ClientCache,
+    poke: Notify,
+    store_reachable: AtomicBool,
+}
+
+impl Reloader {
+    pub fn new(store: Store, metrics: Arc<Metrics>) -> Reloader {
+        Reloader {
+            store,
+            snapshot: Arc::new(ArcSwap::from_pointee(Snapshot::empty())),
+            metrics,
+            clients: ClientCache::default(),
+            poke: Notify::new(),
+            store_reachable: AtomicBool::new(true),
+        }
+    }
+
+    pub fn store_reachable(&self) -> bool {
+        self.store_reachable.load(Ordering::Relaxed)
+    }
+
+    /// Asks the loop to look for a change now (after a local write).
+    pub fn poke(&self) {
+        self.poke.notify_one();
+    }
+
+    /// Rebuilds the snapshot if the store's version moved. Returns the error that kept a new
+    /// configuration from applying, if any.
+    pub async fn refresh(&self) -> Result<(), String> {
+        let version = match self.store.version().await {
+            Ok(v) => {
+                self.store_reachable.store(true, Ordering::Relaxed);
+                v
+            }
+            Err(e) => {
+                if self.store_reachable.swap(false, Ordering::Relaxed) {
+                    tracing::error!(error = %e, "config store unreachable; serving the last configuration");
+                }
+                return Err(e.to_string());
+            }
+        };
+        if version == self.snapshot.load().version {
+            return Ok(());
+        }
+        let entities = self.store.load_all().await.map_err(|e| e.to_string())?;
+        match Snapshot::build(version, &entities, &self.clients) {
+            Ok(s) => {
+                tracing::info!(version, routes = s.routes.len(), services = s.services.len(), "configuration applied");
+                self.snapshot.store(Arc::new(s));
+                self.metrics.config_reloads.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                self.metrics.config_reload_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(version, error = %e, "configuration change not applied");
+                Err(e)
+            }
+        }
+    }
+
+    /// Runs until `shutdown` turns true.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            let _ = self.refresh().await;
+            tokio::select! {
+                _ = tokio::time::sleep(POLL_INTERVAL) => {}
+                _ = self.poke.notified() => {
+                    // Let a burst of writes land before rebuilding once for all of them.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                _ = shutdown.wait_for(|s| *s) => return,
+            }
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! Tollgate's gateway: the entities, the store, the router and proxy that serve traffic, and
+//! the admin API and declarative files that configure it.
+pub mod admin;
+pub mod control;
+pub mod model;
+pub mod plugins;
+pub mod proxy;
+pub mod router;
+pub mod snapshot;
+pub mod status;
+pub mod store;

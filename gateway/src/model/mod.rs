@@ -1,0 +1,293 @@
+//! The entities Tollgate stores, with Kong's fields, defaults and validation.
+//!
+//! Every way of changing configuration (admin API, declarative file, console) goes through
+//! [`normalize`], so an entity is validated the same way whichever door it came in by.
+pub mod consumer;
+pub mod credential;
+pub mod plugin;
+pub mod route;
+pub mod schema;
+pub mod service;
+
+use schema::{Field, FieldErrors};
+use serde::{de::DeserializeOwned, Serialize};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+pub use consumer::Consumer;
+pub use credential::KeyAuthCredential;
+pub use plugin::Plugin;
+pub use route::Route;
+pub use service::Service;
+
+/// The kinds of entity, in the order a configuration must create them (parents first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    Service,
+    Route,
+    Consumer,
+    KeyAuth,
+    Plugin,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 5] = [
+        Kind::Service,
+        Kind::Route,
+        Kind::Consumer,
+        Kind::KeyAuth,
+        Kind::Plugin,
+    ];
+
+    /// The admin API collection (`/services`) and the store's name for the kind.
+    pub fn collection(self) -> &'static str {
+        match self {
+            Kind::Service => "services",
+            Kind::Route => "routes",
+            Kind::Consumer => "consumers",
+            Kind::KeyAuth => "key-auths",
+            Kind::Plugin => "plugins",
+        }
+    }
+
+    pub fn from_collection(s: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.collection() == s)
+    }
+
+    /// The field that names an entity of this kind in URLs (`/consumers/slow_user`).
+    pub fn name_field(self) -> Option<&'static str> {
+        match self {
+            Kind::Service | Kind::Route => Some("name"),
+            Kind::Consumer => Some("username"),
+            Kind::KeyAuth | Kind::Plugin => None,
+        }
+    }
+
+    fn fields(self) -> &'static [Field] {
+        match self {
+            Kind::Service => Service::FIELDS,
+            Kind::Route => Route::FIELDS,
+            Kind::Consumer => Consumer::FIELDS,
+            Kind::KeyAuth => KeyAuthCredential::FIELDS,
+            Kind::Plugin => Plugin::FIELDS,
+        }
+    }
+}
+
+/// What the store indexes besides the body: unique keys and references to parents.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Keys {
+    /// Unique within the kind (service/route name, username, plugin scope, key hash).
+    pub name_key: Option<String>,
+    /// A second unique key (consumer `custom_id`).
+    pub alt_key: Option<String>,
+    pub service_id: Option<Uuid>,
+    pub route_id: Option<Uuid>,
+    pub consumer_id: Option<Uuid>,
+    pub tags: Vec<String>,
+}
+
+/// A validated entity: its full body (defaults filled in) and what the store indexes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub kind: Kind,
+    pub id: Uuid,
+    pub body: Value,
+    pub keys: Keys,
+}
+
+/// The result of [`normalize`]: the record, and a secret to show once (a generated API key).
+#[derive(Debug)]
+pub struct Normalized {
+    pub record: Record,
+    pub revealed_secret: Option<String>,
+}
+
+/// Behaviour each entity type provides to [`normalize`].
+pub trait Entity: Serialize + DeserializeOwned {
+    const FIELDS: &'static [Field];
+    /// Fields that must be present once input and defaults are merged.
+    const REQUIRED: &'static [&'static str] = &[];
+
+    /// Rewrites shorthand input before the schema check (a service's `url`, a credential's
+    /// clear `key`); returns a secret to show once, if any.
+    fn prepare(_input: &mut Map<String, Value>, _existing: Option<&Value>) -> Option<String> {
+        None
+    }
+
+    /// Checks the rules that span several fields.
+    fn validate(&mut self, errors: &mut FieldErrors);
+
+    fn keys(&self) -> Keys;
+}
+
+/// Where an entity's input comes from, which decides how strictly values are typed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// JSON bodies and declarative files: values must have their real types.
+    Typed,
+    /// Form bodies: every value is a string and is coerced by the schema.
+    Form,
+}
+
+/// Validates `input` as an entity of `kind`, merged over `existing` (PATCH) when given.
+/// `now` becomes `updated_at` (and `created_at` for new entities).
+pub fn normalize(
+    kind: Kind,
+    input: Map<String, Value>,
+    existing: Option<&Value>,
+    source: Source,
+    now: i64,
+) -> Result<Normalized, FieldErrors> {
+    match kind {
+        Kind::Service => normalize_as::<Service>(kind, input, existing, source, now),
+        Kind::Route => normalize_as::<Route>(kind, input, existing, source, now),
+        Kind::Consumer => normalize_as::<Consumer>(kind, input, existing, source, now),
+        Kind::KeyAuth => normalize_as::<KeyAuthCredential>(kind, input, existing, source, now),
+        Kind::Plugin => normalize_as::<Plugin>(kind, input, existing, source, now),
+    }
+}
+
+/// Fields every entity carries, set by the store rather than by the caller.
+const META: [&str; 2] = ["created_at", "updated_at"];
+
+fn normalize_as<T: Entity>(
+    kind: Kind,
+    mut input: Map<String, Value>,
+    existing: Option<&Value>,
+    source: Source,
+    now: i64,
+) -> Result<Normalized, FieldErrors> {
+    for m in META {
+        input.remove(m);
+    }
+    let mut errors = FieldErrors::default();
+    let id = take_id(&mut input, existing, &mut errors);
+    let revealed_secret = T::prepare(&mut input, existing);
+    errors = merge_errors(errors, schema::check(kind.fields(), &mut input, source == Source::Form));
+    errors.into_result()?;
+
+    let mut body = existing
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    for (k, v) in input {
+        if v.is_null() {
+            body.remove(&k);
+        } else {
+            body.insert(k, v);
+        }
+    }
+    let mut errors = FieldErrors::default();
+    for f in T::REQUIRED {
+        if !body.contains_key(*f) {
+            errors.add(f, "required field missing");
+        }
+    }
+    errors.into_result()?;
+    let created_at = body
+        .get("created_at")
+        .and_then(Value::as_i64)
+        .unwrap_or(now);
+    body.insert("id".into(), Value::String(id.to_string()));
+    body.insert("created_at".into(), created_at.into());
+    body.insert("updated_at".into(), now.into());
+
+    let mut typed: T = serde_json::from_value(Value::Object(body)).map_err(|e| {
+        let mut errors = FieldErrors::default();
+        errors.add("@entity", e.to_string());
+        errors
+    })?;
+    let mut errors = FieldErrors::default();
+    typed.validate(&mut errors);
+    errors.into_result()?;
+    let keys = typed.keys();
+    let body = serde_json::to_value(&typed).expect("entities serialize");
+    Ok(Normalized {
+        record: Record {
+            kind,
+            id,
+            body,
+            keys,
+        },
+        revealed_secret,
+    })
+}
+
+fn take_id(
+    input: &mut Map<String, Value>,
+    existing: Option<&Value>,
+    errors: &mut FieldErrors,
+) -> Uuid {
+    let existing_id = existing
+        .and_then(|e| e.get("id"))
+        .and_then(Value::as_str)
+        .and_then(|s| Uuid::parse_str(s).ok());
+    match input.remove("id") {
+        Some(Value::String(s)) => match Uuid::parse_str(&s) {
+            Ok(id) if existing_id.is_none_or(|e| e == id) => id,
+            Ok(_) => {
+                errors.add("id", "cannot change the id of an existing entity");
+                Uuid::nil()
+            }
+            Err(_) => {
+                errors.add("id", "expected a valid UUID");
+                Uuid::nil()
+            }
+        },
+        Some(Value::Null) | None => existing_id.unwrap_or_else(Uuid::new_v4),
+        Some(_) => {
+            errors.add("id", "expected a valid UUID");
+            Uuid::nil()
+        }
+    }
+}
+
+fn merge_errors(mut a: FieldErrors, b: FieldErrors) -> FieldErrors {
+    for (k, v) in b.flatten() {
+        a.add(&k, v);
+    }
+    a
+}
+
+/// Reads the id out of a `{"id": ...}` reference field.
+pub fn ref_id(r: &Option<EntityRef>) -> Option<Uuid> {
+    r.as_ref().map(|r| r.id)
+}
+
+/// A reference to another entity, as Kong writes it: `{"id": "..."}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct EntityRef {
+    pub id: Uuid,
+}
+
+/// Checks a name field: letters, digits and `.-_~` only, as Kong requires.
+pub fn validate_name(field: &str, name: &Option<String>, errors: &mut FieldErrors) {
+    if let Some(n) = name {
+        let ok = !n.is_empty()
+            && n
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '~'));
+        if !ok {
+            errors.add(
+                field,
+                "invalid value: may only contain letters, digits and '.', '-', '_', '~'",
+            );
+        } else if Uuid::parse_str(n).is_ok() {
+            errors.add(field, "a name cannot be a UUID");
+        }
+    }
+}
+
+/// Unix time in seconds.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Tags as the store indexes them.
+pub fn tags_of(tags: &Option<Vec<String>>) -> Vec<String> {
+    tags.clone().unwrap_or_default()
+}

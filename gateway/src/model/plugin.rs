@@ -1,0 +1,80 @@
+//! A plugin instance: a plugin's name, its config, and the scope it applies to.
+use super::schema::{field, Field, FieldErrors, Ty};
+use super::{ref_id, tags_of, Entity, EntityRef, Keys};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Plugin {
+    pub id: Uuid,
+    pub name: String,
+    pub instance_name: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub config: Map<String, Value>,
+    pub service: Option<EntityRef>,
+    pub route: Option<EntityRef>,
+    pub consumer: Option<EntityRef>,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default = "default_protocols")]
+    pub protocols: Vec<String>,
+    pub tags: Option<Vec<String>>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_protocols() -> Vec<String> {
+    ["grpc", "grpcs", "http", "https"].map(String::from).to_vec()
+}
+
+impl Entity for Plugin {
+    const FIELDS: &'static [Field] = &[
+        field("name", Ty::Str),
+        field("instance_name", Ty::Str),
+        field("config", Ty::Object),
+        field("service", Ty::Ref),
+        field("route", Ty::Ref),
+        field("consumer", Ty::Ref),
+        field("enabled", Ty::Bool),
+        field("protocols", Ty::StrArray),
+        field("tags", Ty::StrArray),
+    ];
+    const REQUIRED: &'static [&'static str] = &["name"];
+
+    fn validate(&mut self, errors: &mut FieldErrors) {
+        if let Err(e) = crate::plugins::normalize_config(&self.name, &mut self.config) {
+            match e {
+                crate::plugins::ConfigError::UnknownPlugin => errors.add(
+                    "name",
+                    format!("plugin '{}' not enabled; add it to the 'plugins' configuration property", self.name),
+                ),
+                crate::plugins::ConfigError::Fields(f) => errors.nest("config", f),
+            }
+        }
+    }
+
+    fn keys(&self) -> Keys {
+        let id = |r: &Option<EntityRef>| ref_id(r).map(|u| u.to_string()).unwrap_or_default();
+        Keys {
+            // One instance of a plugin per scope, as in Kong.
+            name_key: Some(format!(
+                "{}:{}:{}:{}",
+                self.name,
+                id(&self.service),
+                id(&self.route),
+                id(&self.consumer)
+            )),
+            service_id: ref_id(&self.service),
+            route_id: ref_id(&self.route),
+            consumer_id: ref_id(&self.consumer),
+            tags: tags_of(&self.tags),
+            ..Keys::default()
+        }
+    }
+}

@@ -1,0 +1,303 @@
+//! Field schemas: the one place that knows each entity field's type.
+//!
+//! Kong's admin API accepts JSON, and also form bodies where every value is a string
+//! (`port=8080`, `strip_path=false`). The schema coerces those strings, rejects unknown fields
+//! and wrong types, and reports each problem under the field's name, the way Kong does.
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+/// The type of one field, as the admin API and the declarative file see it.
+#[derive(Debug, Clone, Copy)]
+pub enum Ty {
+    Str,
+    Int { min: i64, max: i64 },
+    Bool,
+    /// One of a fixed set of strings.
+    Enum(&'static [&'static str]),
+    /// An array of strings (`paths`, `hosts`, `tags`...).
+    StrArray,
+    /// An object mapping a name to an array of strings (route `headers`).
+    StrArrayMap,
+    /// A reference to another entity: `{"id": "..."}` (forms say `service.id=...`).
+    Ref,
+    /// A free-form object checked elsewhere (plugin `config`).
+    Object,
+}
+
+/// A named field of an entity.
+#[derive(Debug, Clone, Copy)]
+pub struct Field {
+    pub name: &'static str,
+    pub ty: Ty,
+}
+
+pub const fn field(name: &'static str, ty: Ty) -> Field {
+    Field { name, ty }
+}
+
+/// Field errors, nested like the entity (`{"config": {"second": "expected a number"}}`).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct FieldErrors(BTreeMap<String, Value>);
+
+impl FieldErrors {
+    pub fn add(&mut self, field: &str, message: impl Into<String>) {
+        self.0
+            .entry(field.to_string())
+            .or_insert_with(|| Value::String(message.into()));
+    }
+
+    /// Adds errors found inside a nested object (`config`) under its field name.
+    pub fn nest(&mut self, field: &str, inner: FieldErrors) {
+        if !inner.is_empty() {
+            self.0.insert(field.to_string(), inner.to_value());
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn to_value(&self) -> Value {
+        Value::Object(self.0.clone().into_iter().collect())
+    }
+
+    /// Flattened `(dotted.path, message)` pairs, for messages and line lookups.
+    pub fn flatten(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        flatten_into(&self.to_value(), "", &mut out);
+        out
+    }
+
+    /// Kong's summary line: `schema violation (port: expected an integer)`.
+    pub fn message(&self) -> String {
+        let parts: Vec<String> = self
+            .flatten()
+            .into_iter()
+            .map(|(k, v)| if k.is_empty() { v } else { format!("{k}: {v}") })
+            .collect();
+        match parts.len() {
+            1 => format!("schema violation ({})", parts[0]),
+            n => format!("{n} schema violations ({})", parts.join("; ")),
+        }
+    }
+
+    pub fn into_result(self) -> Result<(), FieldErrors> {
+        if self.is_empty() {
+            Ok(())
+        } else {
+            Err(self)
+        }
+    }
+}
+
+fn flatten_into(v: &Value, prefix: &str, out: &mut Vec<(String, String)>) {
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else if k.is_empty() {
+                    prefix.to_string()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten_into(v, &path, out);
+            }
+        }
+        Value::String(s) => out.push((prefix.to_string(), s.clone())),
+        other => out.push((prefix.to_string(), other.to_string())),
+    }
+}
+
+/// Checks every key of `input` against `fields`, coercing form strings when `from_form` is set.
+/// Unknown fields and type mismatches are reported; `null` is kept (it means "unset").
+pub fn check(fields: &[Field], input: &mut Map<String, Value>, from_form: bool) -> FieldErrors {
+    let mut errors = FieldErrors::default();
+    for (key, value) in input.iter_mut() {
+        let Some(f) = fields.iter().find(|f| f.name == key) else {
+            errors.add(key, "unknown field");
+            continue;
+        };
+        if value.is_null() {
+            continue;
+        }
+        if let Err(msg) = coerce(f.ty, value, from_form) {
+            errors.add(key, msg);
+        }
+    }
+    errors
+}
+
+/// Converts `value` in place to the field's type, or says what was expected.
+pub fn coerce(ty: Ty, value: &mut Value, from_form: bool) -> Result<(), String> {
+    match ty {
+        Ty::Str => expect_string(value),
+        Ty::Int { min, max } => coerce_int(value, from_form, min, max),
+        Ty::Bool => coerce_bool(value, from_form),
+        Ty::Enum(options) => {
+            expect_string(value)?;
+            let s = value.as_str().unwrap_or_default();
+            if options.contains(&s) {
+                Ok(())
+            } else {
+                Err(format!("expected one of: {}", options.join(", ")))
+            }
+        }
+        Ty::StrArray => coerce_str_array(value, from_form),
+        Ty::StrArrayMap => {
+            let Value::Object(map) = value else {
+                return Err("expected a map".into());
+            };
+            for v in map.values_mut() {
+                coerce_str_array(v, true)?;
+            }
+            Ok(())
+        }
+        Ty::Ref => coerce_ref(value),
+        Ty::Object => match value {
+            Value::Object(_) => Ok(()),
+            _ => Err("expected a record".into()),
+        },
+    }
+}
+
+fn expect_string(value: &Value) -> Result<(), String> {
+    match value {
+        Value::String(s) if !s.is_empty() => Ok(()),
+        Value::String(_) => Err("length must be at least 1".into()),
+        _ => Err("expected a string".into()),
+    }
+}
+
+fn coerce_int(value: &mut Value, from_form: bool, min: i64, max: i64) -> Result<(), String> {
+    if from_form {
+        if let Value::String(s) = value {
+            if let Ok(n) = s.trim().parse::<i64>() {
+                *value = Value::from(n);
+            }
+        }
+    }
+    let n = match value {
+        Value::Number(n) => n
+            .as_i64()
+            .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64)),
+        _ => None,
+    }
+    .ok_or_else(|| "expected an integer".to_string())?;
+    if n < min || n > max {
+        return Err(format!("value should be between {min} and {max}"));
+    }
+    *value = Value::from(n);
+    Ok(())
+}
+
+fn coerce_bool(value: &mut Value, from_form: bool) -> Result<(), String> {
+    if from_form {
+        if let Value::String(s) = value {
+            match s.as_str() {
+                "true" => *value = Value::Bool(true),
+                "false" => *value = Value::Bool(false),
+                _ => {}
+            }
+        }
+    }
+    if value.is_boolean() {
+        Ok(())
+    } else {
+        Err("expected a boolean".into())
+    }
+}
+
+fn coerce_str_array(value: &mut Value, from_form: bool) -> Result<(), String> {
+    if from_form {
+        if let Value::String(s) = value {
+            // A form may send one value for a one-element array (`paths=/api`).
+            *value = Value::Array(vec![Value::String(s.clone())]);
+        }
+        if let Value::Object(m) = value {
+            // Indexed form keys (`paths[1]=/a`) arrive as an object keyed by index.
+            *value = indexed_object_to_array(m)?;
+        }
+    }
+    let Value::Array(items) = value else {
+        return Err("expected a set".into());
+    };
+    if items.iter().all(|v| v.as_str().is_some_and(|s| !s.is_empty())) {
+        Ok(())
+    } else {
+        Err("expected an array of non-empty strings".into())
+    }
+}
+
+/// `{"1": "a", "2": "b"}` (from `x[1]=a&x[2]=b`) → `["a", "b"]`, ordered by index.
+pub fn indexed_object_to_array(m: &Map<String, Value>) -> Result<Value, String> {
+    let mut pairs = Vec::with_capacity(m.len());
+    for (k, v) in m {
+        let i: usize = k.parse().map_err(|_| "expected a set".to_string())?;
+        pairs.push((i, v.clone()));
+    }
+    pairs.sort_by_key(|(i, _)| *i);
+    Ok(Value::Array(pairs.into_iter().map(|(_, v)| v).collect()))
+}
+
+fn coerce_ref(value: &mut Value) -> Result<(), String> {
+    if let Value::String(s) = value {
+        // The declarative file and some scripts name the parent directly.
+        *value = serde_json::json!({ "id": s });
+    }
+    match value.get("id") {
+        Some(Value::String(s)) if !s.is_empty() => {}
+        _ => return Err("expected a reference with an id".into()),
+    }
+    if value.as_object().is_some_and(|m| m.len() == 1) {
+        Ok(())
+    } else {
+        Err("a reference holds only an id".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const FIELDS: &[Field] = &[
+        field("port", Ty::Int { min: 0, max: 65535 }),
+        field("strip_path", Ty::Bool),
+        field("paths", Ty::StrArray),
+        field("service", Ty::Ref),
+    ];
+
+    fn run(v: Value, form: bool) -> (Value, FieldErrors) {
+        let mut m = v.as_object().unwrap().clone();
+        let e = check(FIELDS, &mut m, form);
+        (Value::Object(m), e)
+    }
+
+    #[test]
+    fn form_strings_are_coerced() {
+        let (v, e) = run(
+            json!({"port": "8080", "strip_path": "false", "paths": {"2": "/b", "1": "/a"}}),
+            true,
+        );
+        assert!(e.is_empty(), "{e:?}");
+        assert_eq!(
+            v,
+            json!({"port": 8080, "strip_path": false, "paths": ["/a", "/b"]})
+        );
+    }
+
+    #[test]
+    fn json_strings_are_not_numbers() {
+        let (_, e) = run(json!({"port": "8080"}), false);
+        assert_eq!(e.message(), "schema violation (port: expected an integer)");
+    }
+
+    #[test]
+    fn every_problem_is_named() {
+        let (_, e) = run(json!({"port": 70000, "nope": 1, "service": {"x": 1}}), false);
+        assert_eq!(e.flatten().len(), 3);
+        assert!(e.message().starts_with("3 schema violations"));
+        assert_eq!(e.to_value()["nope"], "unknown field");
+    }
+}

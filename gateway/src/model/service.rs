@@ -1,0 +1,182 @@
+//! A service: the upstream API that routes send traffic to.
+use super::schema::{field, Field, FieldErrors, Ty};
+use super::{tags_of, validate_name, Entity, Keys};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+pub const PROTOCOLS: &[&str] = &["http", "https", "grpc", "grpcs", "ws", "wss"];
+const TIMEOUT: Ty = Ty::Int {
+    min: 1,
+    max: 2_147_483_646,
+};
+
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    pub id: Uuid,
+    pub name: Option<String>,
+    #[serde(default = "default_protocol")]
+    pub protocol: String,
+    pub host: String,
+    #[serde(default)]
+    pub port: Option<u16>,
+    pub path: Option<String>,
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    #[serde(default = "default_timeout")]
+    pub connect_timeout: u32,
+    #[serde(default = "default_timeout")]
+    pub write_timeout: u32,
+    #[serde(default = "default_timeout")]
+    pub read_timeout: u32,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    pub tags: Option<Vec<String>>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+fn default_protocol() -> String {
+    "http".into()
+}
+fn default_retries() -> u32 {
+    5
+}
+fn default_timeout() -> u32 {
+    60_000
+}
+fn yes() -> bool {
+    true
+}
+
+impl Service {
+    /// The port to connect to: the configured one, or the protocol's default.
+    pub fn effective_port(&self) -> u16 {
+        self.port.unwrap_or(match self.protocol.as_str() {
+            "https" | "grpcs" | "wss" => 443,
+            _ => 80,
+        })
+    }
+}
+
+impl Entity for Service {
+    const FIELDS: &'static [Field] = &[
+        field("name", Ty::Str),
+        field("protocol", Ty::Enum(PROTOCOLS)),
+        field("host", Ty::Str),
+        field("port", Ty::Int { min: 0, max: 65535 }),
+        field("path", Ty::Str),
+        field("retries", Ty::Int { min: 0, max: 32767 }),
+        field("connect_timeout", TIMEOUT),
+        field("write_timeout", TIMEOUT),
+        field("read_timeout", TIMEOUT),
+        field("enabled", Ty::Bool),
+        field("tags", Ty::StrArray),
+        field("url", Ty::Str),
+    ];
+    const REQUIRED: &'static [&'static str] = &["host"];
+
+    /// Expands Kong's `url` shorthand into protocol, host, port and path.
+    fn prepare(input: &mut Map<String, Value>, _existing: Option<&Value>) -> Option<String> {
+        if let Some(Value::String(url)) = input.get("url").cloned() {
+            if let Some(parts) = split_url(&url) {
+                input.remove("url");
+                input.insert("protocol".into(), parts.0.into());
+                input.insert("host".into(), parts.1.into());
+                input.insert("port".into(), parts.2.map(Value::from).unwrap_or(Value::Null));
+                input.insert("path".into(), parts.3.map(Value::from).unwrap_or(Value::Null));
+            }
+        }
+        None
+    }
+
+    fn validate(&mut self, errors: &mut FieldErrors) {
+        validate_name("name", &self.name, errors);
+        if !valid_host(&self.host) {
+            errors.add("host", "invalid hostname");
+        }
+        if let Some(p) = &self.path {
+            if !p.starts_with('/') {
+                errors.add("path", "should start with: /");
+            } else if p.contains("//") || p.split('/').any(|s| s == ".." || s == ".") {
+                errors.add("path", "must not contain empty or dot segments");
+            }
+        }
+    }
+
+    fn keys(&self) -> Keys {
+        Keys {
+            name_key: self.name.clone(),
+            tags: tags_of(&self.tags),
+            ..Keys::default()
+        }
+    }
+}
+
+/// `https://host:8443/base` → ("https", "host", Some(8443), Some("/base")).
+type UrlParts = (String, String, Option<u16>, Option<String>);
+
+fn split_url(url: &str) -> Option<UrlParts> {
+    let uri: http::Uri = url.parse().ok()?;
+    let scheme = uri.scheme_str()?.to_string();
+    let host = uri.host()?.trim_matches(['[', ']']).to_string();
+    let path = match uri.path() {
+        "" | "/" if !url.trim_end().ends_with('/') => None,
+        p => Some(p.to_string()),
+    };
+    Some((scheme, host, uri.port_u16(), path))
+}
+
+/// A DNS name or an IP address.
+pub fn valid_host(host: &str) -> bool {
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{normalize, Kind, Source};
+    use serde_json::json;
+
+    fn svc(v: serde_json::Value) -> Result<serde_json::Value, String> {
+        normalize(Kind::Service, v.as_object().unwrap().clone(), None, Source::Typed, 1)
+            .map(|n| n.record.body)
+            .map_err(|e| e.message())
+    }
+
+    #[test]
+    fn url_shorthand_fills_fields_and_defaults() {
+        let b = svc(json!({"name": "pytbak", "url": "http://127.0.0.1:5000/v1"})).unwrap();
+        assert_eq!(b["host"], "127.0.0.1");
+        assert_eq!(b["port"], 5000);
+        assert_eq!(b["path"], "/v1");
+        assert_eq!(b["retries"], 5);
+        assert_eq!(b["read_timeout"], 60000);
+        assert_eq!(b["protocol"], "http");
+    }
+
+    #[test]
+    fn bad_fields_are_each_reported() {
+        let e = svc(json!({"host": "a b", "path": "x", "protocol": "ftp"})).unwrap_err();
+        assert_eq!(e, "schema violation (protocol: expected one of: http, https, grpc, grpcs, ws, wss)");
+        let e = svc(json!({"host": "a b", "path": "x"})).unwrap_err();
+        assert!(e.contains("host: invalid hostname") && e.contains("path: should start with: /"));
+    }
+
+    #[test]
+    fn host_is_required() {
+        let e = svc(json!({"name": "x"})).unwrap_err();
+        assert_eq!(e, "schema violation (host: required field missing)");
+    }
+}

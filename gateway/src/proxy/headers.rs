@@ -1,0 +1,151 @@
+//! Header rewriting between client and upstream: hop-by-hop headers dropped, the
+//! `X-Forwarded-*` family, `Via` and `X-Request-Id` set, and the client's host read.
+use super::{Exchange, VIA};
+use crate::router::strip_port;
+use crate::snapshot::{RouteEntry, ServiceEntry};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Request};
+use std::sync::Arc;
+
+/// Headers that describe one connection and must not be forwarded (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+/// The client's request id when it sent a sane one, or a new one.
+pub fn request_id(h: &HeaderMap) -> Arc<str> {
+    h.get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 200)
+        .map(Arc::from)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string().into())
+}
+
+/// Bytes of all header names and values, as a client sent them.
+pub fn total_size(h: &HeaderMap) -> usize {
+    h.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum()
+}
+
+/// The host a request was sent to, lower-cased, and the port if it named one. HTTP/2 carries
+/// it in the `:authority`; HTTP/1.1 in `Host`. A request with neither has no host to route on.
+pub fn request_host<B>(req: &Request<B>) -> Option<(String, Option<u16>)> {
+    let raw = match req.uri().authority() {
+        Some(a) => a.as_str(),
+        None => req.headers().get(header::HOST)?.to_str().ok()?,
+    };
+    let (host, port) = strip_port(raw);
+    if host.is_empty() {
+        return None;
+    }
+    Some((host.to_ascii_lowercase(), port))
+}
+
+fn remove_hop_by_hop(h: &mut HeaderMap) {
+    let named: Vec<HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::try_from(n.trim()).ok())
+        .collect();
+    for n in named.iter().chain(HOP_BY_HOP.iter()) {
+        h.remove(n);
+    }
+    h.remove(header::UPGRADE);
+}
+
+/// The request headers the upstream gets.
+pub(super) fn for_upstream(
+    parts: &http::request::Parts,
+    route: &RouteEntry,
+    service: &ServiceEntry,
+    ex: &Exchange,
+    stripped_prefix: Option<&str>,
+    local_port: u16,
+) -> HeaderMap {
+    let mut h = parts.headers.clone();
+    remove_hop_by_hop(&mut h);
+    let client_host = h.get(header::HOST).cloned().or_else(|| {
+        parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
+    if !route.preserve_host || client_host.is_none() {
+        h.insert(header::HOST, service.host_header.clone());
+    } else if let Some(v) = client_host {
+        h.insert(header::HOST, v);
+    }
+    let ip = ex.client.ip().to_string();
+    let xff = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prev) => format!("{prev}, {ip}"),
+        None => ip.clone(),
+    };
+    set(&mut h, "x-forwarded-for", &xff);
+    set(&mut h, "x-real-ip", &ip);
+    set(&mut h, "x-forwarded-proto", "http");
+    set(&mut h, "x-forwarded-host", &ex.host);
+    set(&mut h, "x-forwarded-port", &local_port.to_string());
+    match stripped_prefix {
+        Some(p) if !p.is_empty() && p != "/" => set(&mut h, "x-forwarded-prefix", p),
+        _ => {
+            h.remove("x-forwarded-prefix");
+        }
+    }
+    set(&mut h, "x-request-id", &ex.request_id);
+    append_via(&mut h);
+    h
+}
+
+/// Removes the upstream's connection-level headers before the client gets the response.
+pub(super) fn clean_response(h: &mut HeaderMap) {
+    remove_hop_by_hop(h);
+}
+
+/// Adds Tollgate to the `Via` chain.
+pub(super) fn append_via(h: &mut HeaderMap) {
+    let v = match h.get(header::VIA).and_then(|v| v.to_str().ok()) {
+        Some(prev) => format!("{prev}, {VIA}"),
+        None => VIA.to_string(),
+    };
+    set(h, "via", &v);
+}
+
+fn set(h: &mut HeaderMap, name: &'static str, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        h.insert(name, v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_go() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, "keep-alive, x-secret".parse().unwrap());
+        h.insert("x-secret", "1".parse().unwrap());
+        h.insert("keep-alive", "timeout=5".parse().unwrap());
+        h.insert("x-kept", "1".parse().unwrap());
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn host_comes_from_authority_or_header() {
+        let req = Request::get("http://Api.Example.com:8000/x").body(()).unwrap();
+        assert_eq!(request_host(&req), Some(("api.example.com".into(), Some(8000))));
+        let req = Request::get("/x").header("host", "h.local").body(()).unwrap();
+        assert_eq!(request_host(&req), Some(("h.local".into(), None)));
+        let req = Request::get("/x").body(()).unwrap();
+        assert_eq!(request_host(&req), None);
+    }
+}

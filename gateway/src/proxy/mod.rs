@@ -1,0 +1,257 @@
+//! The proxy: the request path from a client to an upstream and back.
+//!
+//! One straight line per request: normalize and route against the current snapshot, rewrite
+//! the request for the upstream, stream it there through a pooled client, stream the answer
+//! back with Tollgate's headers, and record the request. Nothing here touches the store or
+//! holds a lock across an await.
+mod headers;
+pub mod server;
+
+use crate::router::{path, RequestInfo};
+use crate::snapshot::{ServiceEntry, Snapshot, UpstreamBody};
+use crate::status::metrics::Metrics;
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::{header, HeaderValue, Request, Response, StatusCode, Uri};
+use http_body_util::{Either, Empty, Full};
+use hyper::body::{Body, Incoming};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use tollgate_analytics::RequestEvent;
+
+/// A response body: the upstream's, streamed, or one the gateway wrote.
+pub type ProxyBody = Either<Incoming, Full<Bytes>>;
+
+/// Headers larger than this in total are refused with 400.
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+pub const VIA: &str = concat!("tollgate/", env!("CARGO_PKG_VERSION"));
+
+/// Shared state of the data plane.
+pub struct Proxy {
+    pub snapshot: Arc<ArcSwap<Snapshot>>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// What the log phase needs to know about a request, filled in as it goes.
+struct Exchange {
+    start: Instant,
+    arrived_us: u64,
+    request_id: Arc<str>,
+    method: Arc<str>,
+    host: Arc<str>,
+    path: Arc<str>,
+    client: SocketAddr,
+    service: Option<Arc<str>>,
+    route: Option<Arc<str>>,
+    upstream_us: u64,
+    upstream_failed: bool,
+}
+
+impl Proxy {
+    /// Serves one request; always answers (errors become gateway responses).
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        client: SocketAddr,
+        local_port: u16,
+    ) -> Response<ProxyBody> {
+        let mut ex = Exchange {
+            start: Instant::now(),
+            arrived_us: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as u64),
+            request_id: headers::request_id(req.headers()),
+            method: req.method().as_str().into(),
+            host: "".into(),
+            path: req.uri().path().into(),
+            client,
+            service: None,
+            route: None,
+            upstream_us: 0,
+            upstream_failed: false,
+        };
+        let mut resp = match self.route_and_forward(req, &mut ex, local_port).await {
+            Ok(r) => r,
+            Err((status, message)) => error_response(status, message, &ex.request_id),
+        };
+        self.finish(&mut resp, &ex);
+        resp
+    }
+
+    async fn route_and_forward(
+        &self,
+        req: Request<Incoming>,
+        ex: &mut Exchange,
+        local_port: u16,
+    ) -> Result<Response<ProxyBody>, (StatusCode, &'static str)> {
+        const BAD: (StatusCode, &str) = (StatusCode::BAD_REQUEST, "Bad request");
+        if headers::total_size(req.headers()) > MAX_HEADER_BYTES {
+            return Err((StatusCode::BAD_REQUEST, "Request header or cookie too large"));
+        }
+        let norm_path = path::normalize(req.uri().path()).map_err(|_| BAD)?.into_owned();
+        let (host, port) = headers::request_host(&req).ok_or(BAD)?;
+        ex.host = host.as_str().into();
+        let snapshot = self.snapshot.load_full();
+        let found = snapshot.router.find(&RequestInfo {
+            method: req.method().as_str(),
+            host: &host,
+            port: port.unwrap_or(local_port),
+            path: &norm_path,
+            headers: req.headers(),
+        });
+        let Some(m) = found else {
+            return Err((StatusCode::NOT_FOUND, "no Route matched with those values"));
+        };
+        let route = &snapshot.routes[m.route];
+        ex.route = Some(route.label.clone());
+        if !route.allows_http {
+            let status = StatusCode::from_u16(route.https_redirect_status_code)
+                .unwrap_or(StatusCode::UPGRADE_REQUIRED);
+            return Err((status, "Please use HTTPS protocol"));
+        }
+        let Some(service) = route.service.map(|i| &snapshot.services[i]) else {
+            return Err((StatusCode::SERVICE_UNAVAILABLE, "no Service found with those values"));
+        };
+        ex.service = Some(service.label.clone());
+        let (parts, body) = req.into_parts();
+        let rest = if route.strip_path { &norm_path[m.matched_len..] } else { &norm_path[..] };
+        let upstream_path = path::upstream_path(service.path.as_deref(), rest, route.path_handling_v1);
+        let uri = upstream_uri(service, &upstream_path, parts.uri.query()).map_err(|_| BAD)?;
+        let stripped = route.strip_path.then(|| &norm_path[..m.matched_len]);
+        let upstream_headers = headers::for_upstream(&parts, route, service, ex, stripped, local_port);
+        self.forward(parts.method, uri, upstream_headers, body, service, ex)
+            .await
+    }
+
+    /// Sends the request upstream, retrying connection failures when there is no body to lose.
+    async fn forward(
+        &self,
+        method: http::Method,
+        uri: Uri,
+        headers: http::HeaderMap,
+        body: Incoming,
+        service: &ServiceEntry,
+        ex: &mut Exchange,
+    ) -> Result<Response<ProxyBody>, (StatusCode, &'static str)> {
+        let retryable = body.is_end_stream();
+        let mut body = Some(body);
+        let mut attempt = 0;
+        let sent = Instant::now();
+        let outcome = loop {
+            let mut builder = Request::builder().method(method.clone()).uri(uri.clone());
+            *builder.headers_mut().expect("fresh builder") = headers.clone();
+            let upstream_body: UpstreamBody = match body.take() {
+                Some(b) if !retryable => Either::Left(b),
+                _ => Either::Right(Empty::new()),
+            };
+            let req = builder.body(upstream_body).expect("valid parts");
+            let result = tokio::time::timeout(service.read_timeout, service.client.request(req)).await;
+            match result {
+                Ok(Err(e)) if e.is_connect() && retryable && attempt < service.retries => attempt += 1,
+                other => break other,
+            }
+        };
+        ex.upstream_us = sent.elapsed().as_micros() as u64;
+        match outcome {
+            Ok(Ok(resp)) => {
+                let (mut parts, body) = resp.into_parts();
+                headers::clean_response(&mut parts.headers);
+                let mut resp = Response::from_parts(parts, Either::Left(body));
+                let ms = ex.upstream_us / 1000;
+                resp.headers_mut().insert("x-tollgate-upstream-latency", HeaderValue::from(ms));
+                Ok(resp)
+            }
+            Ok(Err(e)) => {
+                ex.upstream_failed = true;
+                tracing::warn!(service = %service.label, error = %error_chain(&e), "upstream request failed");
+                if is_timeout(&e) {
+                    Err((StatusCode::GATEWAY_TIMEOUT, "The upstream server is timing out"))
+                } else {
+                    Err((StatusCode::BAD_GATEWAY, "An invalid response was received from the upstream server"))
+                }
+            }
+            Err(_) => {
+                ex.upstream_failed = true;
+                Err((StatusCode::GATEWAY_TIMEOUT, "The upstream server is timing out"))
+            }
+        }
+    }
+
+    /// Adds Tollgate's response headers and records the request (the log phase).
+    fn finish(&self, resp: &mut Response<ProxyBody>, ex: &Exchange) {
+        let total_us = ex.start.elapsed().as_micros() as u64;
+        let proxy_ms = total_us.saturating_sub(ex.upstream_us) / 1000;
+        let h = resp.headers_mut();
+        h.insert("x-tollgate-proxy-latency", HeaderValue::from(proxy_ms));
+        headers::append_via(h);
+        if let Ok(v) = HeaderValue::from_str(&ex.request_id) {
+            h.insert("x-request-id", v);
+        }
+        self.metrics.record(&RequestEvent {
+            timestamp_us: ex.arrived_us,
+            request_id: ex.request_id.clone(),
+            service: ex.service.clone(),
+            route: ex.route.clone(),
+            method: ex.method.clone(),
+            host: ex.host.clone(),
+            path: ex.path.clone(),
+            status: resp.status().as_u16(),
+            total_latency_us: total_us,
+            upstream_latency_us: ex.upstream_us,
+            client_ip: ex.client.ip(),
+            upstream_failed: ex.upstream_failed,
+        });
+    }
+}
+
+fn upstream_uri(service: &ServiceEntry, path: &str, query: Option<&str>) -> Result<Uri, http::Error> {
+    let pq = match query {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    };
+    Uri::builder()
+        .scheme(service.scheme.clone())
+        .authority(service.authority.clone())
+        .path_and_query(pq)
+        .build()
+}
+
+/// A gateway-written error in Kong's shape: `{"message": "...", "request_id": "..."}`.
+pub fn error_response(status: StatusCode, message: &str, request_id: &str) -> Response<ProxyBody> {
+    let body = serde_json::json!({ "message": message, "request_id": request_id }).to_string();
+    let mut resp = Response::new(Either::Right(Full::new(Bytes::from(body))));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+    h.insert(header::SERVER, HeaderValue::from_static(VIA));
+    resp
+}
+
+fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::TimedOut {
+                return true;
+            }
+        }
+        if err.to_string().contains("timed out") {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(err) = cur {
+        out.push_str(": ");
+        out.push_str(&err.to_string());
+        cur = err.source();
+    }
+    out
+}

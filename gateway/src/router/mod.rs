@@ -1,0 +1,308 @@
+//! The router: which route a request belongs to, with Kong's `traditional_compatible` rules.
+//!
+//! Routes are compiled once per snapshot into an index: requests are bucketed by host (exact,
+//! wildcard, or any), and within a bucket a prefix trie finds the path prefixes along the request
+//! path, so matching cost follows the request, not the number of routes. Among the routes that
+//! match, the most specific wins (see [`Priority`]).
+pub mod path;
+mod trie;
+
+use crate::model::Route;
+use http::HeaderMap;
+use regex::Regex;
+use std::collections::HashMap;
+use trie::PrefixTrie;
+
+/// What the router looks at in a request.
+pub struct RequestInfo<'a> {
+    pub method: &'a str,
+    /// Lower-case host without the port.
+    pub host: &'a str,
+    pub port: u16,
+    /// The normalized path (see [`path::normalize`]).
+    pub path: &'a str,
+    pub headers: &'a HeaderMap,
+}
+
+/// The winning route and how much of the path its path matched (what `strip_path` removes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteMatch {
+    pub route: usize,
+    pub matched_len: usize,
+}
+
+/// Kong's order, most specific first: more attribute kinds, then a plain host over a
+/// wildcard, then more headers, then a regex path (by `regex_priority`) over a prefix, then the
+/// longest prefix, then the older route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Priority {
+    categories: u8,
+    plain_host: bool,
+    headers: u8,
+    regex: bool,
+    regex_priority: i64,
+    prefix_len: u32,
+    newer: std::cmp::Reverse<u32>,
+}
+
+enum HeaderRule {
+    Exact(String),
+    Regex(Regex),
+}
+
+struct Compiled {
+    methods: Vec<String>,
+    /// Ports that exact hosts require, by host (`api.local:8000`).
+    host_ports: Vec<(String, u16)>,
+    headers: Vec<(http::HeaderName, Vec<HeaderRule>)>,
+    regexes: Vec<Regex>,
+    categories: u8,
+    regex_priority: i64,
+    needs_tls: bool,
+}
+
+#[derive(Default)]
+struct PathIndex {
+    prefixes: PrefixTrie,
+    regex_routes: Vec<u32>,
+    pathless: Vec<u32>,
+}
+
+enum Wildcard {
+    Suffix(String),
+    Prefix(String),
+}
+
+/// A compiled set of routes; immutable once built.
+#[derive(Default)]
+pub struct Router {
+    routes: Vec<Compiled>,
+    exact_hosts: HashMap<String, PathIndex>,
+    wildcard_hosts: Vec<(Wildcard, PathIndex)>,
+    any_host: PathIndex,
+}
+
+impl Router {
+    /// Compiles `routes`; the index of a route in the slice is its id in [`RouteMatch`].
+    pub fn new(routes: &[Route]) -> Result<Router, String> {
+        let mut router = Router::default();
+        for (i, r) in routes.iter().enumerate() {
+            let compiled = compile(r)?;
+            router.index(i as u32, r);
+            router.routes.push(compiled);
+        }
+        Ok(router)
+    }
+
+    pub fn len(&self) -> usize {
+        self.routes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+
+    fn index(&mut self, id: u32, r: &Route) {
+        let hosts = r.hosts.clone().unwrap_or_default();
+        if hosts.is_empty() {
+            add_paths(&mut self.any_host, id, r);
+        }
+        for h in hosts {
+            let h = h.to_ascii_lowercase();
+            let name = strip_port(&h).0.to_string();
+            if let Some(s) = name.strip_prefix('*') {
+                let idx = self.wildcard_index(Wildcard::Suffix(s.to_string()));
+                add_paths(idx, id, r);
+            } else if let Some(p) = name.strip_suffix('*') {
+                let idx = self.wildcard_index(Wildcard::Prefix(p.to_string()));
+                add_paths(idx, id, r);
+            } else {
+                add_paths(self.exact_hosts.entry(name).or_default(), id, r);
+            }
+        }
+    }
+
+    fn wildcard_index(&mut self, w: Wildcard) -> &mut PathIndex {
+        let pos = self.wildcard_hosts.iter().position(|(x, _)| match (x, &w) {
+            (Wildcard::Suffix(a), Wildcard::Suffix(b)) | (Wildcard::Prefix(a), Wildcard::Prefix(b)) => a == b,
+            _ => false,
+        });
+        let pos = pos.unwrap_or_else(|| {
+            self.wildcard_hosts.push((w, PathIndex::default()));
+            self.wildcard_hosts.len() - 1
+        });
+        &mut self.wildcard_hosts[pos].1
+    }
+
+    /// The most specific route matching `req`, if any.
+    pub fn find(&self, req: &RequestInfo<'_>) -> Option<RouteMatch> {
+        let mut best: Option<(Priority, RouteMatch)> = None;
+        if let Some(idx) = self.exact_hosts.get(req.host) {
+            self.search(idx, req, true, &mut best);
+        }
+        for (w, idx) in &self.wildcard_hosts {
+            let hit = match w {
+                Wildcard::Suffix(s) => req.host.len() > s.len() && req.host.ends_with(s.as_str()),
+                Wildcard::Prefix(p) => req.host.len() > p.len() && req.host.starts_with(p.as_str()),
+            };
+            if hit {
+                self.search(idx, req, false, &mut best);
+            }
+        }
+        self.search(&self.any_host, req, true, &mut best);
+        best.map(|(_, m)| m)
+    }
+
+    fn search(
+        &self,
+        idx: &PathIndex,
+        req: &RequestInfo<'_>,
+        plain_host: bool,
+        best: &mut Option<(Priority, RouteMatch)>,
+    ) {
+        let mut consider = |id: u32, regex: bool, len: usize| {
+            let r = &self.routes[id as usize];
+            if !self.matches_rest(r, req) {
+                return;
+            }
+            let p = Priority {
+                categories: r.categories,
+                plain_host,
+                headers: r.headers.len() as u8,
+                regex,
+                regex_priority: if regex { r.regex_priority } else { 0 },
+                prefix_len: if regex { 0 } else { len as u32 },
+                newer: std::cmp::Reverse(id),
+            };
+            if best.as_ref().is_none_or(|(b, _)| p > *b) {
+                *best = Some((p, RouteMatch { route: id as usize, matched_len: len }));
+            }
+        };
+        idx.prefixes
+            .for_each_prefix(req.path, |id, len| consider(id, false, len as usize));
+        for &id in &idx.regex_routes {
+            let r = &self.routes[id as usize];
+            if let Some(m) = r.regexes.iter().find_map(|re| re.find(req.path)) {
+                consider(id, true, m.end());
+            }
+        }
+        for &id in &idx.pathless {
+            consider(id, false, 0);
+        }
+    }
+
+    /// Methods, host port and headers: everything but the host name and path.
+    fn matches_rest(&self, r: &Compiled, req: &RequestInfo<'_>) -> bool {
+        if r.needs_tls {
+            return false;
+        }
+        if !r.methods.is_empty() && !r.methods.iter().any(|m| m == req.method) {
+            return false;
+        }
+        if let Some((_, port)) = r.host_ports.iter().find(|(h, _)| h == req.host) {
+            if *port != req.port {
+                return false;
+            }
+        }
+        r.headers.iter().all(|(name, rules)| {
+            req.headers.get_all(name).iter().any(|v| {
+                let v = v.to_str().unwrap_or_default();
+                rules.iter().any(|rule| match rule {
+                    HeaderRule::Exact(x) => x.eq_ignore_ascii_case(v),
+                    HeaderRule::Regex(re) => re.is_match(v),
+                })
+            })
+        })
+    }
+}
+
+fn add_paths(idx: &mut PathIndex, id: u32, r: &Route) {
+    let paths = r.paths.as_deref().unwrap_or_default();
+    if paths.is_empty() {
+        idx.pathless.push(id);
+    }
+    let mut has_regex = false;
+    for p in paths {
+        if p.starts_with('~') {
+            has_regex = true;
+        } else {
+            idx.prefixes.insert(p, id);
+        }
+    }
+    if has_regex {
+        idx.regex_routes.push(id);
+    }
+}
+
+fn compile(r: &Route) -> Result<Compiled, String> {
+    let non_empty = |v: &Option<Vec<String>>| v.as_ref().is_some_and(|v| !v.is_empty());
+    let headers = r.headers.clone().unwrap_or_default();
+    let mut header_rules = Vec::with_capacity(headers.len());
+    for (name, values) in &headers {
+        let name = http::HeaderName::try_from(name.as_str()).map_err(|e| e.to_string())?;
+        let rules = values
+            .iter()
+            .map(|v| match v.strip_prefix("~*") {
+                Some(re) => Regex::new(&format!("(?i)^(?:{re})$"))
+                    .map(HeaderRule::Regex)
+                    .map_err(|e| e.to_string()),
+                None => Ok(HeaderRule::Exact(v.clone())),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        header_rules.push((name, rules));
+    }
+    let regexes = r
+        .paths
+        .iter()
+        .flatten()
+        .filter_map(|p| p.strip_prefix('~'))
+        .map(|re| Regex::new(&format!("^(?:{re})")).map_err(|e| e.to_string()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let host_ports = r
+        .hosts
+        .iter()
+        .flatten()
+        .filter_map(|h| {
+            let h = h.to_ascii_lowercase();
+            let (name, port) = strip_port(&h);
+            port.map(|p| (name.to_string(), p))
+        })
+        .collect();
+    let categories = [
+        non_empty(&r.methods),
+        non_empty(&r.hosts),
+        non_empty(&r.paths),
+        non_empty(&r.snis),
+        !headers.is_empty(),
+    ]
+    .iter()
+    .filter(|x| **x)
+    .count() as u8;
+    Ok(Compiled {
+        methods: r.methods.clone().unwrap_or_default(),
+        host_ports,
+        headers: header_rules,
+        regexes,
+        categories,
+        regex_priority: r.regex_priority,
+        // SNIs can only match on TLS connections, which this listener does not terminate yet.
+        needs_tls: non_empty(&r.snis),
+    })
+}
+
+/// `host:8000` → (`host`, Some(8000)); IPv6 literals keep their colons.
+pub fn strip_port(host: &str) -> (&str, Option<u16>) {
+    if host.starts_with('[') {
+        return match host.rsplit_once("]:") {
+            Some((h, p)) => (&host[..h.len() + 1], p.parse().ok()),
+            None => (host, None),
+        };
+    }
+    match host.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => (h, p.parse().ok()),
+        _ => (host, None),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,162 @@
+//! The snapshot: everything the proxy needs to serve a request, built from the stored entities
+//! and swapped in atomically when configuration changes.
+//!
+//! The proxy never reads the store; it loads the current snapshot (one atomic pointer read)
+//! and works from it. A snapshot that fails to build is never swapped in.
+mod upstream;
+
+pub use upstream::{ClientCache, UpstreamBody, UpstreamClient};
+
+use crate::model::{Kind, Route, Service};
+use crate::router::Router;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// A route as the proxy uses it once matched.
+pub struct RouteEntry {
+    pub id: Uuid,
+    /// The route's name, or its id when it has none (metrics and logs label by it).
+    pub label: Arc<str>,
+    pub service: Option<usize>,
+    pub strip_path: bool,
+    pub preserve_host: bool,
+    pub path_handling_v1: bool,
+    /// The route accepts plain-HTTP requests.
+    pub allows_http: bool,
+    pub https_redirect_status_code: u16,
+}
+
+/// A service as the proxy uses it: where to send, how long to wait.
+pub struct ServiceEntry {
+    pub id: Uuid,
+    pub label: Arc<str>,
+    pub scheme: http::uri::Scheme,
+    pub authority: http::uri::Authority,
+    /// The `Host` header sent upstream unless the route preserves the client's.
+    pub host_header: http::HeaderValue,
+    pub path: Option<String>,
+    pub retries: u32,
+    pub read_timeout: Duration,
+    pub client: UpstreamClient,
+}
+
+pub struct Snapshot {
+    pub version: i64,
+    pub router: Router,
+    pub routes: Vec<RouteEntry>,
+    pub services: Vec<ServiceEntry>,
+}
+
+impl Snapshot {
+    pub fn empty() -> Snapshot {
+        Snapshot {
+            version: 0,
+            router: Router::default(),
+            routes: Vec::new(),
+            services: Vec::new(),
+        }
+    }
+
+    /// Builds a snapshot from every stored entity. Routes of disabled services are left out,
+    /// so they do not match, as in Kong.
+    pub fn build(
+        version: i64,
+        entities: &[(Kind, Value)],
+        clients: &ClientCache,
+    ) -> Result<Snapshot, String> {
+        let mut services = Vec::new();
+        let mut service_index = HashMap::new();
+        let mut disabled = std::collections::HashSet::new();
+        let mut routes = Vec::new();
+        for (kind, body) in entities {
+            match kind {
+                Kind::Service => {
+                    let s: Service = parse(body)?;
+                    if !s.enabled {
+                        disabled.insert(s.id);
+                        continue;
+                    }
+                    service_index.insert(s.id, services.len());
+                    services.push(service_entry(&s, clients)?);
+                }
+                Kind::Route => {
+                    let r: Route = parse(body)?;
+                    if r.service.is_some_and(|s| disabled.contains(&s.id)) {
+                        continue;
+                    }
+                    routes.push(r);
+                }
+                Kind::Consumer | Kind::KeyAuth | Kind::Plugin => {}
+            }
+        }
+        let router = Router::new(&routes)?;
+        let routes = routes
+            .iter()
+            .map(|r| route_entry(r, &service_index))
+            .collect();
+        Ok(Snapshot {
+            version,
+            router,
+            routes,
+            services,
+        })
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &Value) -> Result<T, String> {
+    serde_json::from_value(body.clone()).map_err(|e| format!("stored entity is invalid: {e}"))
+}
+
+fn label(name: &Option<String>, id: Uuid) -> Arc<str> {
+    name.clone().unwrap_or_else(|| id.to_string()).into()
+}
+
+fn route_entry(r: &Route, services: &HashMap<Uuid, usize>) -> RouteEntry {
+    RouteEntry {
+        id: r.id,
+        label: label(&r.name, r.id),
+        service: r.service.and_then(|s| services.get(&s.id).copied()),
+        strip_path: r.strip_path,
+        preserve_host: r.preserve_host,
+        path_handling_v1: r.path_handling == "v1",
+        allows_http: r.protocols.iter().any(|p| p == "http" || p == "ws" || p == "grpc"),
+        https_redirect_status_code: r.https_redirect_status_code,
+    }
+}
+
+fn service_entry(s: &Service, clients: &ClientCache) -> Result<ServiceEntry, String> {
+    let port = s.effective_port();
+    let tls = matches!(s.protocol.as_str(), "https" | "grpcs" | "wss");
+    let default_port = if tls { 443 } else { 80 };
+    let host = if s.host.contains(':') {
+        format!("[{}]", s.host)
+    } else {
+        s.host.clone()
+    };
+    let authority: http::uri::Authority = format!("{host}:{port}")
+        .parse()
+        .map_err(|e| format!("service {}: {e}", s.id))?;
+    let host_header = if port == default_port {
+        host.clone()
+    } else {
+        format!("{host}:{port}")
+    };
+    Ok(ServiceEntry {
+        id: s.id,
+        label: label(&s.name, s.id),
+        scheme: if tls {
+            http::uri::Scheme::HTTPS
+        } else {
+            http::uri::Scheme::HTTP
+        },
+        authority,
+        host_header: http::HeaderValue::from_str(&host_header).map_err(|e| e.to_string())?,
+        path: s.path.clone(),
+        retries: s.retries,
+        read_timeout: Duration::from_millis(u64::from(s.read_timeout)),
+        client: clients.get(Duration::from_millis(u64::from(s.connect_timeout))),
+    })
+}

@@ -1,0 +1,223 @@
+//! Prometheus metrics of the traffic the proxy served.
+//!
+//! The proxy records each finished request here. Counters live in a few shards, each behind a
+//! mutex held only for a map update (never across an await), so concurrent requests rarely
+//! meet. Rendering walks the shards and writes Prometheus' text format.
+use std::collections::HashMap;
+use std::fmt::Write;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tollgate_analytics::RequestEvent;
+
+/// Upper bounds (ms) of the latency histogram buckets; the last bucket is +Inf.
+const BUCKETS_MS: [u64; 14] = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 60000];
+const SHARDS: usize = 16;
+
+#[derive(Default, Clone)]
+struct Histogram {
+    counts: [u64; BUCKETS_MS.len() + 1],
+    sum_ms: f64,
+}
+
+impl Histogram {
+    fn observe(&mut self, us: u64) {
+        let ms = us as f64 / 1000.0;
+        let i = BUCKETS_MS
+            .iter()
+            .position(|b| ms <= *b as f64)
+            .unwrap_or(BUCKETS_MS.len());
+        self.counts[i] += 1;
+        self.sum_ms += ms;
+    }
+
+    fn merge(&mut self, other: &Histogram) {
+        for (a, b) in self.counts.iter_mut().zip(other.counts.iter()) {
+            *a += b;
+        }
+        self.sum_ms += other.sum_ms;
+    }
+}
+
+type Labels = (Arc<str>, Arc<str>);
+
+#[derive(Default)]
+struct Shard {
+    requests: HashMap<(Labels, u16), u64>,
+    total_latency: HashMap<Labels, Histogram>,
+    upstream_latency: HashMap<Labels, Histogram>,
+    upstream_errors: HashMap<Arc<str>, u64>,
+}
+
+/// The gateway's traffic metrics.
+pub struct Metrics {
+    shards: Vec<Mutex<Shard>>,
+    hasher: std::collections::hash_map::RandomState,
+
+    pub config_reloads: AtomicU64,
+    pub config_reload_failures: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            hasher: Default::default(),
+            config_reloads: AtomicU64::new(0),
+            config_reload_failures: AtomicU64::new(0),
+        }
+    }
+}
+
+fn empty() -> Arc<str> {
+    Arc::from("")
+}
+
+impl Metrics {
+    /// Counts one finished request.
+    pub fn record(&self, e: &RequestEvent) {
+        let labels: Labels = (
+            e.service.clone().unwrap_or_else(empty),
+            e.route.clone().unwrap_or_else(empty),
+        );
+        let mut h = self.hasher.build_hasher();
+        labels.hash(&mut h);
+        let shard = &self.shards[(h.finish() as usize) % SHARDS];
+        let mut s = shard.lock().unwrap_or_else(|p| p.into_inner());
+        *s.requests.entry((labels.clone(), e.status)).or_default() += 1;
+        s.total_latency
+            .entry(labels.clone())
+            .or_default()
+            .observe(e.total_latency_us);
+        if e.upstream_latency_us > 0 {
+            s.upstream_latency
+                .entry(labels)
+                .or_default()
+                .observe(e.upstream_latency_us);
+        }
+        if e.upstream_failed {
+            *s.upstream_errors
+                .entry(e.service.clone().unwrap_or_else(empty))
+                .or_default() += 1;
+        }
+    }
+
+    /// Everything, merged across shards, in Prometheus' text exposition format.
+    /// `gauges` are extra `(name, help, value)` lines from the rest of the gateway.
+    pub fn render(&self, gauges: &[(&str, &str, f64)]) -> String {
+        let mut all = Shard::default();
+        for shard in &self.shards {
+            let s = shard.lock().unwrap_or_else(|p| p.into_inner());
+            for (k, v) in &s.requests {
+                *all.requests.entry(k.clone()).or_default() += v;
+            }
+            for (k, v) in &s.total_latency {
+                all.total_latency.entry(k.clone()).or_default().merge(v);
+            }
+            for (k, v) in &s.upstream_latency {
+                all.upstream_latency.entry(k.clone()).or_default().merge(v);
+            }
+            for (k, v) in &s.upstream_errors {
+                *all.upstream_errors.entry(k.clone()).or_default() += v;
+            }
+        }
+        let mut out = String::new();
+        header(&mut out, "tollgate_http_requests_total", "Requests served, by service, route and status code.", "counter");
+        let mut requests: Vec<_> = all.requests.into_iter().collect();
+        requests.sort();
+        for (((svc, route), code), n) in requests {
+            let _ = writeln!(
+                out,
+                "tollgate_http_requests_total{{service=\"{}\",route=\"{}\",code=\"{code}\"}} {n}",
+                esc(&svc),
+                esc(&route)
+            );
+        }
+        histogram(&mut out, "tollgate_request_latency_ms", "Total request latency seen by clients, in milliseconds.", all.total_latency);
+        histogram(&mut out, "tollgate_upstream_latency_ms", "Time to the upstream's response head, in milliseconds.", all.upstream_latency);
+        header(&mut out, "tollgate_upstream_errors_total", "Requests whose upstream could not be reached or timed out.", "counter");
+        let mut errors: Vec<_> = all.upstream_errors.into_iter().collect();
+        errors.sort();
+        for (svc, n) in errors {
+            let _ = writeln!(out, "tollgate_upstream_errors_total{{service=\"{}\"}} {n}", esc(&svc));
+        }
+        let counters = [
+            ("tollgate_config_reloads_total", "Snapshots built and swapped in.", &self.config_reloads),
+            ("tollgate_config_reload_failures_total", "Configuration changes that failed to build and were not applied.", &self.config_reload_failures),
+        ];
+        for (name, help, v) in counters {
+            header(&mut out, name, help, "counter");
+            let _ = writeln!(out, "{name} {}", v.load(Ordering::Relaxed));
+        }
+        for (name, help, v) in gauges {
+            header(&mut out, name, help, "gauge");
+            let _ = writeln!(out, "{name} {v}");
+        }
+        out
+    }
+}
+
+fn header(out: &mut String, name: &str, help: &str, ty: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {ty}");
+}
+
+fn histogram(out: &mut String, name: &str, help: &str, data: HashMap<Labels, Histogram>) {
+    header(out, name, help, "histogram");
+    let mut data: Vec<_> = data.into_iter().collect();
+    data.sort_by(|a, b| a.0.cmp(&b.0));
+    for ((svc, route), h) in data {
+        let labels = format!("service=\"{}\",route=\"{}\"", esc(&svc), esc(&route));
+        let mut cumulative = 0;
+        for (i, n) in h.counts.iter().enumerate() {
+            cumulative += n;
+            let le = BUCKETS_MS
+                .get(i)
+                .map_or("+Inf".to_string(), |b| b.to_string());
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {cumulative}");
+        }
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", h.sum_ms);
+        let _ = writeln!(out, "{name}_count{{{labels}}} {cumulative}");
+    }
+}
+
+/// Escapes a label value for the text format.
+fn esc(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(status: u16, us: u64) -> RequestEvent {
+        RequestEvent {
+            timestamp_us: 0,
+            request_id: "r".into(),
+            service: Some("svc".into()),
+            route: Some("ro\"ute".into()),
+            method: "GET".into(),
+            host: "h".into(),
+            path: "/".into(),
+            status,
+            total_latency_us: us,
+            upstream_latency_us: us,
+            client_ip: [127, 0, 0, 1].into(),
+            upstream_failed: status == 502,
+        }
+    }
+
+    #[test]
+    fn counts_and_histograms_add_up() {
+        let m = Metrics::default();
+        m.record(&event(200, 500));
+        m.record(&event(200, 3_000));
+        m.record(&event(502, 70_000_000));
+        let text = m.render(&[("tollgate_up", "Up.", 1.0)]);
+        assert!(text.contains("tollgate_http_requests_total{service=\"svc\",route=\"ro\\\"ute\",code=\"200\"} 2"));
+        assert!(text.contains("tollgate_request_latency_ms_bucket{service=\"svc\",route=\"ro\\\"ute\",le=\"1\"} 1"));
+        assert!(text.contains("tollgate_request_latency_ms_bucket{service=\"svc\",route=\"ro\\\"ute\",le=\"5\"} 2"));
+        assert!(text.contains("tollgate_request_latency_ms_bucket{service=\"svc\",route=\"ro\\\"ute\",le=\"+Inf\"} 3"));
+        assert!(text.contains("tollgate_upstream_errors_total{service=\"svc\"} 1"));
+        assert!(text.contains("tollgate_up 1"));
+    }
+}

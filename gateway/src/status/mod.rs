@@ -1,0 +1,46 @@
+//! The status listener: `/status` for health checks and `/metrics` for Prometheus.
+pub mod metrics;
+
+use crate::control::Reloader;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use std::sync::Arc;
+
+pub fn router(reloader: Arc<Reloader>) -> Router {
+    Router::new()
+        .route("/status", get(status))
+        .route("/metrics", get(metrics))
+        .with_state(reloader)
+}
+
+/// Ready once a configuration is loaded; says whether the store still answers.
+async fn status(State(r): State<Arc<Reloader>>) -> impl IntoResponse {
+    let snapshot = r.snapshot.load();
+    let ready = snapshot.version > 0;
+    let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let body = json!({
+        "ready": ready,
+        "configuration_version": snapshot.version,
+        "routes": snapshot.routes.len(),
+        "services": snapshot.services.len(),
+        "database": {"reachable": r.store_reachable()},
+    });
+    (code, Json(body))
+}
+
+async fn metrics(State(r): State<Arc<Reloader>>) -> impl IntoResponse {
+    let snapshot = r.snapshot.load();
+    let gauges = [
+        ("tollgate_config_version", "Version of the configuration being served.", snapshot.version as f64),
+        ("tollgate_routes", "Routes in the configuration being served.", snapshot.routes.len() as f64),
+        ("tollgate_store_reachable", "1 when the config store answered its last poll.", f64::from(u8::from(r.store_reachable()))),
+    ];
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        r.metrics.render(&gauges),
+    )
+}

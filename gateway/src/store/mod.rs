@@ -1,0 +1,331 @@
+//! The config store: where entities live between restarts, shared by every node.
+//!
+//! One table holds every entity as a validated JSON body, with the columns the store must
+//! index beside it (unique keys, parent references, tags). The same SQL runs on SQLite (the
+//! default, a file in the data dir), PostgreSQL (several nodes), and an in-memory SQLite that
+//! holds a declarative file in DB-less mode. A version counter bumped by each write is the
+//! change feed that tells every node to rebuild its snapshot.
+mod error;
+
+pub use error::StoreError;
+
+use crate::model::{Kind, Record};
+use serde_json::Value;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Which database backs the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+    /// In memory, loaded from a declarative file (`TOLLGATE_DATABASE=off`).
+    Memory,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// A page of a listing, with the offset of the next page when there is one.
+#[derive(Debug)]
+pub struct Page {
+    pub data: Vec<Value>,
+    pub next_offset: Option<String>,
+}
+
+/// What a listing is narrowed to.
+#[derive(Debug, Default, Clone)]
+pub struct ListQuery {
+    pub size: usize,
+    pub offset: Option<String>,
+    /// `(column, id)`: entities under one parent (`/services/{s}/routes`).
+    pub parent: Option<(&'static str, Uuid)>,
+    /// Tags that must all be present (Kong's `tags=a,b`), or any of them (`tags=a/b`).
+    pub tags: Vec<String>,
+    pub any_tag: bool,
+}
+
+impl Store {
+    /// Connects, creating the SQLite file if needed, and applies the migrations.
+    pub async fn connect(backend: Backend, url: &str) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let memory = backend == Backend::Memory;
+        let pool = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Postgres { 8 } else { 1 })
+            .min_connections(u32::from(memory))
+            .acquire_timeout(Duration::from_secs(5))
+            .idle_timeout((!memory).then_some(Duration::from_secs(600)))
+            .max_lifetime((!memory).then_some(Duration::from_secs(1800)))
+            .connect(url)
+            .await
+            .map_err(StoreError::Unavailable)?;
+        let store = Store { pool, backend };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let migrator = match self.backend {
+            Backend::Postgres => sqlx::migrate!("../migrations/postgres"),
+            Backend::Sqlite | Backend::Memory => sqlx::migrate!("../migrations/sqlite"),
+        };
+        migrator
+            .run(&self.pool)
+            .await
+            .map_err(|e| StoreError::Unavailable(e.into()))
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The change counter; it moves on every committed write.
+    pub async fn version(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT version FROM config_version WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<i64, _>(0)?)
+    }
+
+    /// Every entity, parents before children, oldest first: what a snapshot is built from.
+    pub async fn load_all(&self) -> Result<Vec<(Kind, Value)>, StoreError> {
+        let rows = sqlx::query("SELECT kind, body FROM entities ORDER BY created_at, id")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let kind: String = row.try_get(0)?;
+            let Some(kind) = Kind::from_collection(&kind) else {
+                continue;
+            };
+            out.push((kind, parse_body(&row, 1)?));
+        }
+        out.sort_by_key(|(k, _)| *k);
+        Ok(out)
+    }
+
+    /// One entity by id, or by its name (username for consumers).
+    pub async fn get(&self, kind: Kind, key: &str) -> Result<Option<Value>, StoreError> {
+        let by_id = Uuid::parse_str(key).is_ok();
+        if !by_id && kind.name_field().is_none() {
+            return Ok(None);
+        }
+        let sql = if by_id {
+            "SELECT body FROM entities WHERE kind = $1 AND id = $2"
+        } else {
+            "SELECT body FROM entities WHERE kind = $1 AND name_key = $2"
+        };
+        let row = sqlx::query(sql)
+            .bind(kind.collection())
+            .bind(key.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| parse_body(&r, 0)).transpose()
+    }
+
+    /// One page of a kind's entities, in id order.
+    pub async fn list(&self, kind: Kind, q: &ListQuery) -> Result<Page, StoreError> {
+        let mut sql = String::from("SELECT id, body FROM entities WHERE kind = $1");
+        let mut binds: Vec<String> = vec![kind.collection().to_string()];
+        let mut bind = |sql: &mut String, clause: &str, v: String| {
+            binds.push(v);
+            sql.push_str(&clause.replace('?', &format!("${}", binds.len())));
+        };
+        if let Some(offset) = &q.offset {
+            bind(&mut sql, " AND id > ?", offset.clone());
+        }
+        if let Some((column, id)) = q.parent {
+            bind(&mut sql, &format!(" AND {column} = ?"), id.to_string());
+        }
+        let tag_clauses: Vec<String> = q.tags.iter().map(|t| format!("%,{t},%")).collect();
+        if !tag_clauses.is_empty() {
+            let joiner = if q.any_tag { " OR " } else { " AND " };
+            sql.push_str(" AND (");
+            for (i, t) in tag_clauses.into_iter().enumerate() {
+                if i > 0 {
+                    sql.push_str(joiner);
+                }
+                bind(&mut sql, "tags LIKE ?", t);
+            }
+            sql.push(')');
+        }
+        sql.push_str(&format!(" ORDER BY id LIMIT {}", q.size + 1));
+        let mut query = sqlx::query(&sql);
+        for b in binds {
+            query = query.bind(b);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        let more = rows.len() > q.size;
+        let mut data = Vec::with_capacity(q.size);
+        let mut last_id = None;
+        for row in rows.iter().take(q.size) {
+            last_id = Some(row.try_get::<String, _>(0)?);
+            data.push(parse_body(row, 1)?);
+        }
+        Ok(Page {
+            data,
+            next_offset: if more { last_id } else { None },
+        })
+    }
+
+    /// Inserts a new entity, or replaces the one with the same id (`PUT`).
+    pub async fn save(&self, rec: &Record, replace: bool) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        check_references(&mut tx, rec).await?;
+        check_unique(&mut tx, rec).await?;
+        if replace {
+            sqlx::query("DELETE FROM entities WHERE kind = $1 AND id = $2")
+                .bind(rec.kind.collection())
+                .bind(rec.id.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        insert(&mut tx, rec).await?;
+        bump_version(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Deletes an entity and what hangs off it (a consumer's credentials, a route's plugins).
+    /// A service that routes still use is refused, as Kong does.
+    pub async fn delete(&self, kind: Kind, id: Uuid) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let id_s = id.to_string();
+        if kind == Kind::Service {
+            let used = sqlx::query("SELECT 1 FROM entities WHERE kind = 'routes' AND service_id = $1 LIMIT 1")
+                .bind(id_s.clone())
+                .fetch_optional(&mut *tx)
+                .await?;
+            if used.is_some() {
+                return Err(StoreError::Referenced {
+                    child: "routes",
+                    parent: "services",
+                });
+            }
+        }
+        let column = match kind {
+            Kind::Service => Some("service_id"),
+            Kind::Route => Some("route_id"),
+            Kind::Consumer => Some("consumer_id"),
+            Kind::KeyAuth | Kind::Plugin => None,
+        };
+        if let Some(column) = column {
+            sqlx::query(&format!("DELETE FROM entities WHERE {column} = $1"))
+                .bind(id_s.clone())
+                .execute(&mut *tx)
+                .await?;
+        }
+        let done = sqlx::query("DELETE FROM entities WHERE kind = $1 AND id = $2")
+            .bind(kind.collection())
+            .bind(id_s)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        bump_version(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Replaces the whole configuration in one transaction (DB-less reloads). Callers check
+    /// the records first; the store only refuses what breaks its keys.
+    pub async fn replace_all(&self, records: &[Record]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM entities").execute(&mut *tx).await?;
+        for rec in records {
+            insert(&mut tx, rec).await?;
+        }
+        bump_version(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+type Tx = sqlx::Transaction<'static, sqlx::Any>;
+
+fn parse_body(row: &AnyRow, column: usize) -> Result<Value, StoreError> {
+    let text: String = row.try_get(column)?;
+    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+async fn insert(tx: &mut Tx, rec: &Record) -> Result<(), StoreError> {
+    let k = &rec.keys;
+    let id = |u: Option<Uuid>| u.map(|u| u.to_string());
+    let tags = format!(",{},", k.tags.join(","));
+    let created_at = rec.body.get("created_at").and_then(Value::as_i64).unwrap_or(0);
+    sqlx::query(
+        "INSERT INTO entities (kind, id, name_key, alt_key, service_id, route_id, consumer_id, tags, body, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(rec.kind.collection())
+    .bind(rec.id.to_string())
+    .bind(k.name_key.clone())
+    .bind(k.alt_key.clone())
+    .bind(id(k.service_id))
+    .bind(id(k.route_id))
+    .bind(id(k.consumer_id))
+    .bind(tags)
+    .bind(rec.body.to_string())
+    .bind(created_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn bump_version(tx: &mut Tx) -> Result<(), StoreError> {
+    sqlx::query("UPDATE config_version SET version = version + 1 WHERE id = 1")
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Every parent an entity names must exist.
+async fn check_references(tx: &mut Tx, rec: &Record) -> Result<(), StoreError> {
+    let refs = [
+        ("service", Kind::Service, rec.keys.service_id),
+        ("route", Kind::Route, rec.keys.route_id),
+        ("consumer", Kind::Consumer, rec.keys.consumer_id),
+    ];
+    for (field, kind, id) in refs {
+        let Some(id) = id else { continue };
+        let found = sqlx::query("SELECT 1 FROM entities WHERE kind = $1 AND id = $2")
+            .bind(kind.collection())
+            .bind(id.to_string())
+            .fetch_optional(&mut **tx)
+            .await?;
+        if found.is_none() {
+            return Err(StoreError::MissingReference {
+                field,
+                id: id.to_string(),
+                collection: kind.collection(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Unique keys, checked before the insert so the error can name the field.
+async fn check_unique(tx: &mut Tx, rec: &Record) -> Result<(), StoreError> {
+    let keys = [("name_key", &rec.keys.name_key), ("alt_key", &rec.keys.alt_key)];
+    for (column, value) in keys {
+        let Some(value) = value else { continue };
+        let found = sqlx::query(&format!(
+            "SELECT 1 FROM entities WHERE kind = $1 AND {column} = $2 AND id <> $3"
+        ))
+        .bind(rec.kind.collection())
+        .bind(value.clone())
+        .bind(rec.id.to_string())
+        .fetch_optional(&mut **tx)
+        .await?;
+        if found.is_some() {
+            return Err(StoreError::Unique(error::unique_description(rec, column)));
+        }
+    }
+    Ok(())
+}
