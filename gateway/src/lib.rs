@@ -2,6 +2,7 @@
 //! the admin API and declarative files that configure it.
 pub mod admin;
 pub mod control;
+pub mod declarative;
 pub mod model;
 pub mod plugins;
 pub mod proxy;

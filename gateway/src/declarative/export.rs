@@ -1,0 +1,90 @@
+//! Writing the stored configuration out as a decK-format document (`tollgate config export`).
+//!
+//! Routes are nested under their service and credentials under their consumer; plugins are
+//! listed at the top level with the ids of their scope. Keys are written as their hashes
+//! (Tollgate never holds a key in clear); a file with `key_hash` reads back to the same keys.
+use crate::model::Kind;
+use serde_json::{json, Map, Value};
+use yaml_rust2::{Yaml, YamlEmitter};
+
+/// The body as a file shows it: no timestamps, no unset fields, no implicit parent.
+pub fn clean(body: &Value, parent_field: Option<&str>) -> Map<String, Value> {
+    let mut m = body.as_object().cloned().unwrap_or_default();
+    m.retain(|k, v| !v.is_null() && k != "created_at" && k != "updated_at" && Some(k.as_str()) != parent_field);
+    m
+}
+
+fn parent_id(body: &Value, field: &str) -> Option<String> {
+    body.get(field)?.get("id")?.as_str().map(String::from)
+}
+
+/// Builds the document from every stored entity.
+pub fn document(entities: &[(Kind, Value)]) -> Value {
+    let of = |kind: Kind| entities.iter().filter(move |(k, _)| *k == kind).map(|(_, b)| b);
+    let mut services = Vec::new();
+    for s in of(Kind::Service) {
+        let mut m = clean(s, None);
+        let id = s["id"].as_str();
+        let routes: Vec<Value> = of(Kind::Route)
+            .filter(|r| parent_id(r, "service").as_deref() == id)
+            .map(|r| Value::Object(clean(r, Some("service"))))
+            .collect();
+        if !routes.is_empty() {
+            m.insert("routes".into(), Value::Array(routes));
+        }
+        services.push(Value::Object(m));
+    }
+    let routes: Vec<Value> = of(Kind::Route)
+        .filter(|r| parent_id(r, "service").is_none())
+        .map(|r| Value::Object(clean(r, None)))
+        .collect();
+    let mut consumers = Vec::new();
+    for c in of(Kind::Consumer) {
+        let mut m = clean(c, None);
+        let id = c["id"].as_str();
+        let keys: Vec<Value> = of(Kind::KeyAuth)
+            .filter(|k| parent_id(k, "consumer").as_deref() == id)
+            .map(|k| Value::Object(clean(k, Some("consumer"))))
+            .collect();
+        if !keys.is_empty() {
+            m.insert("keyauth_credentials".into(), Value::Array(keys));
+        }
+        consumers.push(Value::Object(m));
+    }
+    let plugins: Vec<Value> = of(Kind::Plugin).map(|p| Value::Object(clean(p, None))).collect();
+    let mut doc = Map::new();
+    doc.insert("_format_version".into(), json!("3.0"));
+    for (key, list) in [("services", services), ("routes", routes), ("consumers", consumers), ("plugins", plugins)] {
+        if !list.is_empty() {
+            doc.insert(key.into(), Value::Array(list));
+        }
+    }
+    Value::Object(doc)
+}
+
+/// The document as YAML.
+pub fn to_yaml(doc: &Value) -> String {
+    let mut out = String::new();
+    let mut emitter = YamlEmitter::new(&mut out);
+    emitter.dump(&to_yaml_value(doc)).expect("writing to a String cannot fail");
+    out.push('\n');
+    out
+}
+
+fn to_yaml_value(v: &Value) -> Yaml {
+    match v {
+        Value::Null => Yaml::Null,
+        Value::Bool(b) => Yaml::Boolean(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => Yaml::Integer(i),
+            None => Yaml::Real(n.to_string()),
+        },
+        Value::String(s) => Yaml::String(s.clone()),
+        Value::Array(a) => Yaml::Array(a.iter().map(to_yaml_value).collect()),
+        Value::Object(m) => Yaml::Hash(
+            m.iter()
+                .map(|(k, v)| (Yaml::String(k.clone()), to_yaml_value(v)))
+                .collect(),
+        ),
+    }
+}

@@ -1,0 +1,313 @@
+//! Declarative configuration in decK's format (`_format_version` "3.0"; "1.1" and "2.1" read).
+//!
+//! A file is read into the same validated records the admin API produces, so DB-less mode,
+//! `tollgate config validate` and `tollgate config apply` all see one meaning of a file. Nested
+//! entities name their parent implicitly; top-level ones by name or id. Entities without an id
+//! get one derived from what names them, so the same file always makes the same ids.
+pub mod export;
+pub mod sync;
+mod yaml;
+
+use crate::model::{normalize, schema::FieldErrors, Kind, Record, Source};
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+use std::fmt;
+use uuid::Uuid;
+
+/// Namespace of the ids derived for entities a file does not give ids to.
+const ID_NAMESPACE: Uuid = Uuid::from_u128(0x6f1c_52d4_1b0e_4d4e_9a57_3c1f_2b8e_7a10);
+
+/// One problem in a file: where, and what.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Diagnostic {
+    pub line: Option<usize>,
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.line, self.path.is_empty()) {
+            (Some(l), false) => write!(f, "line {l}: {}: {}", self.path, self.message),
+            (Some(l), true) => write!(f, "line {l}: {}", self.message),
+            (None, _) => write!(f, "{}: {}", self.path, self.message),
+        }
+    }
+}
+
+/// A file's entities, validated, parents before children.
+#[derive(Debug)]
+pub struct Config {
+    pub records: Vec<Record>,
+}
+
+/// An entity found in the file, before validation.
+struct Item {
+    kind: Kind,
+    path: String,
+    fields: Map<String, Value>,
+}
+
+const TOP_LEVEL: &[&str] = &["_format_version", "_transform", "_info", "_workspace", "services", "routes", "consumers", "plugins"];
+
+/// Reads and validates a declarative file. `now` stamps the entities' times.
+pub fn load(text: &str, now: i64) -> Result<Config, Vec<Diagnostic>> {
+    let doc = yaml::parse(text).map_err(|e| {
+        vec![Diagnostic { line: Some(e.line), path: String::new(), message: e.message }]
+    })?;
+    let mut reader = Reader { doc: &doc, diagnostics: Vec::new(), items: Vec::new(), legacy: false };
+    reader.read_top_level();
+    let records = if reader.diagnostics.is_empty() { reader.validate(now) } else { Vec::new() };
+    if reader.diagnostics.is_empty() {
+        Ok(Config { records })
+    } else {
+        Err(reader.diagnostics)
+    }
+}
+
+struct Reader<'a> {
+    doc: &'a yaml::Located,
+    diagnostics: Vec<Diagnostic>,
+    items: Vec<Item>,
+    /// Formats before 3.0 wrote regex paths without the `~`.
+    legacy: bool,
+}
+
+impl Reader<'_> {
+    fn error(&mut self, path: &str, message: impl Into<String>) {
+        self.diagnostics.push(Diagnostic {
+            line: self.doc.line_of(path),
+            path: path.to_string(),
+            message: message.into(),
+        });
+    }
+
+    fn read_top_level(&mut self) {
+        let Some(top) = self.doc.value.as_object() else {
+            return self.error("", "the file must be a mapping with _format_version and entity lists");
+        };
+        match top.get("_format_version").and_then(Value::as_str) {
+            Some("3.0") => {}
+            Some("1.1" | "2.1") => self.legacy = true,
+            Some(v) => return self.error("_format_version", format!("unsupported format version '{v}' (expected 3.0, 2.1 or 1.1)")),
+            None => return self.error("", "_format_version is required (\"3.0\")"),
+        }
+        for key in top.keys().filter(|k| !TOP_LEVEL.contains(&k.as_str())) {
+            self.error(key, "unknown or unsupported top-level entity list");
+        }
+        for (i, s) in list(top, "services").iter().enumerate() {
+            self.read_service(s, &format!("services[{i}]"));
+        }
+        for (i, r) in list(top, "routes").iter().enumerate() {
+            self.read_entity(Kind::Route, r, &format!("routes[{i}]"), None);
+        }
+        for (i, c) in list(top, "consumers").iter().enumerate() {
+            self.read_consumer(c, &format!("consumers[{i}]"));
+        }
+        for (i, p) in list(top, "plugins").iter().enumerate() {
+            self.read_entity(Kind::Plugin, p, &format!("plugins[{i}]"), None);
+        }
+        for key in ["services", "routes", "consumers", "plugins"] {
+            if top.get(key).is_some_and(|v| !v.is_array() && !v.is_null()) {
+                self.error(key, "expected a list");
+            }
+        }
+    }
+
+    fn read_service(&mut self, s: &Value, path: &str) {
+        let Some(id) = self.read_entity(Kind::Service, s, path, None) else { return };
+        let parent = ("service", id);
+        for (i, r) in children(s, "routes").iter().enumerate() {
+            let Some(route_id) = self.read_entity(Kind::Route, r, &format!("{path}.routes[{i}]"), Some(parent)) else { continue };
+            for (j, p) in children(r, "plugins").iter().enumerate() {
+                self.read_entity(Kind::Plugin, p, &format!("{path}.routes[{i}].plugins[{j}]"), Some(("route", route_id)));
+            }
+        }
+        for (i, p) in children(s, "plugins").iter().enumerate() {
+            self.read_entity(Kind::Plugin, p, &format!("{path}.plugins[{i}]"), Some(parent));
+        }
+    }
+
+    fn read_consumer(&mut self, c: &Value, path: &str) {
+        let Some(id) = self.read_entity(Kind::Consumer, c, path, None) else { return };
+        for (i, k) in children(c, "keyauth_credentials").iter().enumerate() {
+            let kpath = format!("{path}.keyauth_credentials[{i}]");
+            if k.get("key").is_none() && k.get("key_hash").is_none() {
+                self.error(&kpath, "key is required in a declarative file");
+                continue;
+            }
+            self.read_entity(Kind::KeyAuth, k, &kpath, Some(("consumer", id)));
+        }
+        for (i, p) in children(c, "plugins").iter().enumerate() {
+            self.read_entity(Kind::Plugin, p, &format!("{path}.plugins[{i}]"), Some(("consumer", id)));
+        }
+    }
+
+    /// Records one entity (nested lists removed, parent reference set, id settled).
+    fn read_entity(&mut self, kind: Kind, v: &Value, path: &str, parent: Option<(&str, Uuid)>) -> Option<Uuid> {
+        let Some(obj) = v.as_object() else {
+            self.error(path, "expected a mapping");
+            return None;
+        };
+        let mut fields = obj.clone();
+        for nested in ["routes", "plugins", "keyauth_credentials"] {
+            if kind != Kind::Plugin || nested != "plugins" {
+                fields.remove(nested);
+            }
+        }
+        if let Some((field, id)) = parent {
+            fields.insert(field.into(), json!({"id": id}));
+        }
+        if self.legacy && kind == Kind::Route {
+            mark_legacy_regex_paths(&mut fields);
+        }
+        let id = match fields.get("id") {
+            Some(Value::String(s)) => match Uuid::parse_str(s) {
+                Ok(id) => id,
+                Err(_) => {
+                    self.error(&format!("{path}.id"), "expected a valid UUID");
+                    return None;
+                }
+            },
+            _ => derived_id(kind, &fields, path),
+        };
+        fields.insert("id".into(), json!(id));
+        self.items.push(Item { kind, path: path.to_string(), fields });
+        Some(id)
+    }
+
+    /// Resolves references by name, checks every entity, and checks keys are unique in the file.
+    fn validate(&mut self, now: i64) -> Vec<Record> {
+        let names = self.name_index();
+        let items = std::mem::take(&mut self.items);
+        let paths: HashMap<Uuid, String> = items
+            .iter()
+            .filter_map(|i| Some((Uuid::parse_str(i.fields.get("id")?.as_str()?).ok()?, i.path.clone())))
+            .collect();
+        let mut records = Vec::with_capacity(items.len());
+        let mut seen: HashMap<(Kind, String), String> = HashMap::new();
+        for mut item in items {
+            for (field, kind) in [("service", Kind::Service), ("route", Kind::Route), ("consumer", Kind::Consumer)] {
+                if let Err(msg) = resolve(&mut item.fields, field, kind, &names) {
+                    self.error(&format!("{}.{field}", item.path), msg);
+                }
+            }
+            match normalize(item.kind, item.fields, None, Source::Typed, now) {
+                Ok(n) => {
+                    let keys = [n.record.keys.name_key.clone(), n.record.keys.alt_key.clone(), Some(n.record.id.to_string())];
+                    for key in keys.into_iter().flatten() {
+                        if let Some(first) = seen.insert((item.kind, key.clone()), item.path.clone()) {
+                            self.error(&item.path, format!("duplicate of {first} (same id, name or key)"));
+                        }
+                    }
+                    records.push(n.record);
+                }
+                Err(errors) => self.field_errors(&item.path, &errors),
+            }
+        }
+        if self.diagnostics.is_empty() {
+            self.check_references(&records, &paths);
+        }
+        records.sort_by_key(|r| r.kind);
+        records
+    }
+
+    fn field_errors(&mut self, path: &str, errors: &FieldErrors) {
+        for (field, message) in errors.flatten() {
+            let at = if field.starts_with('@') || field.is_empty() { path.to_string() } else { format!("{path}.{field}") };
+            self.error(&at, message);
+        }
+    }
+
+    /// Names and ids of the file's services, routes and consumers, for references.
+    fn name_index(&self) -> HashMap<(Kind, String), Uuid> {
+        let mut names = HashMap::new();
+        for item in &self.items {
+            let id = item.fields.get("id").and_then(Value::as_str).and_then(|s| Uuid::parse_str(s).ok());
+            let Some(id) = id else { continue };
+            names.insert((item.kind, id.to_string()), id);
+            for f in ["name", "username", "custom_id"] {
+                if let Some(n) = item.fields.get(f).and_then(Value::as_str) {
+                    names.entry((item.kind, n.to_string())).or_insert(id);
+                }
+            }
+        }
+        names
+    }
+
+    /// Every reference must point at an entity of the file.
+    fn check_references(&mut self, records: &[Record], paths: &HashMap<Uuid, String>) {
+        let ids: std::collections::HashSet<(Kind, Uuid)> = records.iter().map(|r| (r.kind, r.id)).collect();
+        let mut missing = Vec::new();
+        for r in records {
+            let refs = [("service", Kind::Service, r.keys.service_id), ("route", Kind::Route, r.keys.route_id), ("consumer", Kind::Consumer, r.keys.consumer_id)];
+            for (field, kind, id) in refs {
+                if let Some(id) = id.filter(|id| !ids.contains(&(kind, *id))) {
+                    missing.push((r.id, field, format!("references {} '{id}', which the file does not define", kind.collection())));
+                }
+            }
+        }
+        for (id, field, message) in missing {
+            let path = paths.get(&id).cloned().unwrap_or_default();
+            self.error(&format!("{path}.{field}"), message);
+        }
+    }
+}
+
+fn list<'a>(top: &'a Map<String, Value>, key: &str) -> &'a [Value] {
+    top.get(key).and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default()
+}
+
+fn children<'a>(v: &'a Value, key: &str) -> &'a [Value] {
+    v.get(key).and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default()
+}
+
+/// An id that follows from what names the entity, or from its place in the file.
+fn derived_id(kind: Kind, fields: &Map<String, Value>, path: &str) -> Uuid {
+    let s = |f: &str| fields.get(f).and_then(Value::as_str).map(String::from);
+    let r = |f: &str| fields.get(f).map(|v| v.to_string()).unwrap_or_default();
+    let natural = match kind {
+        Kind::Service | Kind::Route => s("name"),
+        Kind::Consumer => s("username").or_else(|| s("custom_id").map(|c| format!("custom_id:{c}"))),
+        Kind::KeyAuth => s("key").map(|k| crate::model::credential::hash_key(&k)).or_else(|| s("key_hash")),
+        Kind::Plugin => s("name").map(|n| format!("{n}:{}:{}:{}", r("service"), r("route"), r("consumer"))),
+    };
+    let seed = format!("{}:{}", kind.collection(), natural.unwrap_or_else(|| path.to_string()));
+    Uuid::new_v5(&ID_NAMESPACE, seed.as_bytes())
+}
+
+/// References may name their target (`service: pytbak`) or give its id.
+fn resolve(fields: &mut Map<String, Value>, field: &str, kind: Kind, names: &HashMap<(Kind, String), Uuid>) -> Result<(), String> {
+    let key = match fields.get(field) {
+        None | Some(Value::Null) => return Ok(()),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Object(m)) => match ["id", "name", "username"].iter().find_map(|k| m.get(*k).and_then(Value::as_str)) {
+            Some(s) => s.to_string(),
+            None => return Ok(()),
+        },
+        Some(_) => return Ok(()),
+    };
+    match names.get(&(kind, key.clone())) {
+        Some(id) => {
+            fields.insert(field.into(), json!({"id": id}));
+            Ok(())
+        }
+        None => Err(format!("no {} named or with id '{key}' in this file", kind.collection())),
+    }
+}
+
+/// Before format 3.0 a regex path had no `~`; paths with regex syntax are marked as regexes.
+fn mark_legacy_regex_paths(fields: &mut Map<String, Value>) {
+    if let Some(Value::Array(paths)) = fields.get_mut("paths") {
+        for p in paths.iter_mut() {
+            if let Value::String(s) = p {
+                if !s.starts_with('~') && s.contains(['(', ')', '[', ']', '*', '+', '?', '{', '}', '^', '$', '|', '\\']) {
+                    *s = format!("~{s}");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
