@@ -1,1 +1,56 @@
-fn main() {}
+//! The `tollgate` command: runs the gateway, and manages declarative configuration.
+mod admin_client;
+mod config_cmd;
+mod serve;
+mod settings;
+
+use clap::{Parser, Subcommand};
+use settings::Settings;
+
+#[derive(Parser)]
+#[command(name = "tollgate", version, about = "An API gateway that speaks Kong's admin API and config formats")]
+struct Cli {
+    #[command(flatten)]
+    settings: Settings,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway (the default when no command is given).
+    Run,
+    /// Validate, export or apply declarative (decK-format) configuration.
+    #[command(subcommand)]
+    Config(config_cmd::ConfigCommand),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match serve::runtime(&cli.settings) {
+        Ok(rt) => rt,
+        Err(e) => return fail(&e),
+    };
+    let result = runtime.block_on(async {
+        match cli.command.unwrap_or(Command::Run) {
+            Command::Run => serve::run(cli.settings).await,
+            Command::Config(c) => config_cmd::run(c, &cli.settings).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => fail(&e),
+    }
+}
+
+fn fail(e: &anyhow::Error) -> std::process::ExitCode {
+    eprintln!("tollgate: {e:#}");
+    std::process::ExitCode::FAILURE
+}

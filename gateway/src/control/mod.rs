@@ -91,8 +91,13 @@ impl Reloader {
                     // Let a burst of writes land before rebuilding once for all of them.
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
-                _ = shutdown.wait_for(|s| *s) => return,
+                _ = stopped(&mut shutdown) => return,
             }
         }
     }
+}
+
+/// Resolves once `shutdown` turns true (or its sender is gone).
+pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
 }

@@ -60,12 +60,13 @@ impl Entity for KeyAuthCredential {
     ];
     const REQUIRED: &'static [&'static str] = &["consumer", "key_hash"];
 
-    /// Replaces a clear `key` with its hash; generates one when a new credential has none.
+    /// Replaces a clear `key` with its hash (generating one when a new credential has none)
+    /// and hands the key back to be shown once, in the response to this write.
     fn prepare(input: &mut Map<String, Value>, existing: Option<&Value>) -> Option<String> {
         match input.remove("key") {
             Some(Value::String(key)) if !key.is_empty() => {
                 input.insert("key_hash".into(), hash_key(&key).into());
-                None
+                Some(key)
             }
             Some(other) => {
                 // Leave it for the schema to reject under its own name.
@@ -110,7 +111,7 @@ mod tests {
     const CONSUMER: &str = "3d45a73d-4024-4813-b356-43a14ecea702";
 
     #[test]
-    fn a_given_key_is_stored_hashed_and_not_revealed() {
+    fn a_given_key_is_stored_hashed_and_only_echoed_once() {
         let key = "332d05445a560ee65a76aeaa372d8904";
         let n = normalize(
             Kind::KeyAuth,
@@ -120,7 +121,7 @@ mod tests {
             1,
         )
         .unwrap();
-        assert_eq!(n.revealed_secret, None);
+        assert_eq!(n.revealed_secret.as_deref(), Some(key));
         assert_eq!(n.record.body["key_hash"], hash_key(key));
         assert!(!n.record.body.to_string().contains(key));
     }

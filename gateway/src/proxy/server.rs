@@ -44,7 +44,7 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, mut shutdown: watch
                     continue;
                 }
             },
-            _ = shutdown.wait_for(|stop| *stop) => break,
+            _ = crate::control::stopped(&mut shutdown) => break,
         };
         let _ = stream.set_nodelay(true);
         let proxy = proxy.clone();
