@@ -1,0 +1,269 @@
+//! Test harness: the real `tollgate` binary in a temp data dir, a real HTTP backend, and a
+//! plain HTTP client.
+#![allow(dead_code)] // each test file uses a different part of the harness
+
+use axum::extract::Request;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{json, Value};
+use std::net::TcpListener as StdListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_tollgate");
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A service a test needs from the environment; the test script sets them all, and with
+/// TOLLGATE_REQUIRE_SERVICES=1 a missing one fails the test instead of skipping it.
+pub fn service_env(name: &str) -> Option<String> {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ if std::env::var("TOLLGATE_REQUIRE_SERVICES").is_ok() => panic!("{name} is not set; run ./scripts/test"),
+        _ => {
+            eprintln!("skipping: {name} is not set (./scripts/test sets it)");
+            None
+        }
+    }
+}
+
+/// An HTTP backend that answers every request with what it received, as JSON.
+/// Paths containing `slow` answer after 1.5 s.
+pub struct Backend {
+    pub port: u16,
+    pub hits: Arc<AtomicUsize>,
+}
+
+impl Backend {
+    pub async fn start() -> Backend {
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = hits.clone();
+        let app = axum::Router::new().fallback(move |req: Request| {
+            let counter = counter.clone();
+            async move {
+                counter.fetch_add(1, Ordering::SeqCst);
+                if req.uri().path().contains("slow") {
+                    tokio::time::sleep(Duration::from_millis(1500)).await;
+                }
+                let headers: serde_json::Map<String, Value> = req
+                    .headers()
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), json!(v.to_str().unwrap_or_default())))
+                    .collect();
+                let (parts, body) = req.into_parts();
+                let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                axum::Json(json!({
+                    "method": parts.method.as_str(),
+                    "path": parts.uri.path(),
+                    "query": parts.uri.query(),
+                    "headers": headers,
+                    "body": String::from_utf8_lossy(&body),
+                }))
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Backend { port, hits }
+    }
+
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+/// A running gateway process; killed when dropped.
+pub struct Gateway {
+    pub child: Child,
+    pub proxy: u16,
+    pub admin: u16,
+    pub status: u16,
+    pub data_dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    pub log: PathBuf,
+}
+
+impl Gateway {
+    /// Starts the binary with fresh ports and data dir plus `env`, and waits until it serves.
+    pub async fn start(env: &[(&str, &str)]) -> Gateway {
+        let tmp = tempfile::tempdir().unwrap();
+        let data_dir = tmp.path().to_path_buf();
+        Gateway::start_in(env, data_dir, Some(tmp)).await
+    }
+
+    pub async fn start_in(env: &[(&str, &str)], data_dir: PathBuf, tmp: Option<tempfile::TempDir>) -> Gateway {
+        let (proxy, admin, status) = (free_port(), free_port(), free_port());
+        let log = data_dir.join(format!("gateway-{proxy}.log"));
+        let child = Gateway::command(env, &data_dir, proxy, admin, status)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start tollgate");
+        let mut gw = Gateway { child, proxy, admin, status, data_dir, _tmp: tmp, log };
+        gw.wait_ready().await;
+        gw
+    }
+
+    pub fn command(env: &[(&str, &str)], data_dir: &std::path::Path, proxy: u16, admin: u16, status: u16) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info")
+            .env("TOLLGATE_DATA_DIR", data_dir)
+            .env("TOLLGATE_PROXY_LISTEN", format!("127.0.0.1:{proxy}"))
+            .env("TOLLGATE_ADMIN_LISTEN", format!("127.0.0.1:{admin}"))
+            .env("TOLLGATE_STATUS_LISTEN", format!("127.0.0.1:{status}"))
+            .env("TOLLGATE_CONSOLE_LISTEN", "off")
+            .env("TOLLGATE_PORTAL_LISTEN", "off");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Some(code) = self.child.try_wait().unwrap() {
+                panic!("tollgate exited with {code}:\n{}", self.log_text());
+            }
+            if let Ok(r) = try_send("GET", &format!("http://127.0.0.1:{}/status", self.status), &[], None).await {
+                if r.status == 200 {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("tollgate did not become ready:\n{}", self.log_text());
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.admin)
+    }
+
+    pub fn proxy_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.proxy)
+    }
+
+    /// Sends SIGTERM and waits for the process to exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().unwrap();
+        self.child.wait().unwrap()
+    }
+
+    /// Polls the proxy until `path` answers `status`, or panics after `within`.
+    pub async fn wait_for_status(&self, path: &str, status: u16, within: Duration) -> Resp {
+        let deadline = Instant::now() + within;
+        loop {
+            let r = send("GET", &self.proxy_url(path), &[], None).await;
+            if r.status == status || Instant::now() > deadline {
+                assert_eq!(r.status, status, "GET {path}: {}", r.body);
+                return r;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A response, its body as text and (when it parses) as JSON.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: String,
+    pub json: Value,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+pub type Body = Option<(&'static str, String)>;
+
+pub fn form(pairs: &[(&str, &str)]) -> Body {
+    let mut s = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        s.append_pair(k, v);
+    }
+    Some(("application/x-www-form-urlencoded", s.finish()))
+}
+
+pub fn json_body(v: Value) -> Body {
+    Some(("application/json", v.to_string()))
+}
+
+pub async fn send(method: &str, url: &str, headers: &[(&str, &str)], body: Body) -> Resp {
+    try_send(method, url, headers, body).await.unwrap_or_else(|e| panic!("{method} {url}: {e}"))
+}
+
+pub async fn try_send(method: &str, url: &str, headers: &[(&str, &str)], body: Body) -> Result<Resp, String> {
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let mut req = http::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let payload = match body {
+        Some((ct, b)) => {
+            req = req.header("content-type", ct);
+            Bytes::from(b)
+        }
+        None => Bytes::new(),
+    };
+    let resp = client.request(req.body(Full::new(payload)).unwrap()).await.map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+    let body = String::from_utf8_lossy(&bytes).to_string();
+    let json = serde_json::from_str(&body).unwrap_or(Value::Null);
+    Ok(Resp { status, headers, body, json })
+}
+
+/// Sends raw bytes on a new connection and returns the status line's code.
+pub async fn raw_status(port: u16, request: &[u8]) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await.unwrap().unwrap_or(0);
+    let text = String::from_utf8_lossy(&buf[..n]);
+    text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+}
+
+/// Runs `tollgate` with `args`, returning (exit success, stdout, stderr).
+pub fn tollgate(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> (bool, String, String) {
+    use std::io::Write;
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).env("TOLLGATE_CONSOLE_LISTEN", "off").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    if let Some(input) = stdin {
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    } else {
+        drop(child.stdin.take());
+    }
+    let out = child.wait_with_output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}

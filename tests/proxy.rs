@@ -1,0 +1,172 @@
+//! The proxy end to end: the real binary in front of a real backend.
+mod common;
+
+use common::*;
+use serde_json::json;
+use std::time::Duration;
+
+/// Creates service `pytbak` for `backend` and route `api` on `/api/` through the admin API,
+/// the way the README shows it, and waits until the proxy serves it.
+async fn seed_service(gw: &Gateway, backend_port: u16) {
+    let r = send("POST", &gw.admin_url("/services"), &[], form(&[("name", "pytbak"), ("url", &format!("http://127.0.0.1:{backend_port}"))])).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = send("POST", &gw.admin_url("/services/pytbak/routes"), &[], form(&[("name", "api"), ("paths[]", "/api/")])).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    gw.wait_for_status("/api/get/context", 200, Duration::from_secs(3)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backend_put_behind_the_proxy_through_the_admin_api_answers_with_tollgate_headers() {
+    let backend = Backend::start().await;
+    let gw = Gateway::start(&[]).await;
+    seed_service(&gw, backend.port).await;
+
+    let r = send("GET", &gw.proxy_url("/api/get/context?x=1"), &[("x-request-id", "trace-42"), ("x-forwarded-for", "10.9.8.7")], None).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json["path"], "/get/context", "strip_path removes the matched prefix");
+    assert_eq!(r.json["query"], "x=1");
+    let seen = &r.json["headers"];
+    assert_eq!(seen["host"], format!("127.0.0.1:{}", backend.port));
+    assert_eq!(seen["x-forwarded-for"], "10.9.8.7, 127.0.0.1");
+    assert_eq!(seen["x-real-ip"], "127.0.0.1");
+    assert_eq!(seen["x-forwarded-proto"], "http");
+    assert_eq!(seen["x-forwarded-host"], "127.0.0.1");
+    assert_eq!(seen["x-forwarded-port"], gw.proxy.to_string());
+    assert_eq!(seen["x-forwarded-prefix"], "/api/");
+    assert_eq!(seen["x-request-id"], "trace-42");
+    assert_eq!(r.header("x-request-id"), Some("trace-42"));
+    assert_eq!(r.header("via"), Some(concat!("tollgate/", env!("CARGO_PKG_VERSION"))));
+    assert!(r.header("x-tollgate-upstream-latency").unwrap().parse::<u64>().is_ok());
+    assert!(r.header("x-tollgate-proxy-latency").unwrap().parse::<u64>().is_ok());
+
+    // A generated request id when the client sent none, forwarded upstream too.
+    let r = send("POST", &gw.proxy_url("/api/post/context"), &[], json_body(json!({"name": "ctx"}))).await;
+    let id = r.header("x-request-id").unwrap().to_string();
+    assert_eq!(id.len(), 32);
+    assert_eq!(r.json["headers"]["x-request-id"], id.as_str());
+    assert_eq!(r.json["method"], "POST");
+    assert_eq!(r.json["body"], "{\"name\":\"ctx\"}", "the body is streamed through unchanged");
+
+    let r = send("GET", &gw.proxy_url("/nowhere"), &[], None).await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.json["message"], "no Route matched with those values");
+    assert_eq!(r.json["request_id"], r.header("x-request-id").unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http2_cleartext_clients_are_served() {
+    let backend = Backend::start().await;
+    let gw = Gateway::start(&[]).await;
+    seed_service(&gw, backend.port).await;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let resp = client.get(gw.proxy_url("/api/h2").parse().unwrap()).await.unwrap();
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().contains_key("x-tollgate-proxy-latency"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_and_traversal_requests_get_400_and_never_reach_the_backend() {
+    let backend = Backend::start().await;
+    let gw = Gateway::start(&[]).await;
+    seed_service(&gw, backend.port).await;
+    let before = backend.hits();
+    let big = "a".repeat(40 * 1024);
+    let huge = "a".repeat(80 * 1024);
+    let cases: Vec<(String, u16)> = vec![
+        ("GET /api/../admin HTTP/1.1\r\nHost: x\r\n\r\n".into(), 400),
+        ("GET /api/%2e%2e/admin HTTP/1.1\r\nHost: x\r\n\r\n".into(), 400),
+        ("GET /api/%2E./admin HTTP/1.1\r\nHost: x\r\n\r\n".into(), 400),
+        ("GET /api/%zz HTTP/1.1\r\nHost: x\r\n\r\n".into(), 400),
+        ("GET /api/a%00b HTTP/1.1\r\nHost: x\r\n\r\n".into(), 400),
+        ("GET /api/x HTTP/1.1\r\nHost: x\r\nBad Header: v\r\n\r\n".into(), 400),
+        ("GET /api/x HTTP/1.1\r\nHost: x\r\nX-Bin: a\x01b\r\n\r\n".into(), 400),
+        (format!("GET /api/x HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n"), 400),
+        // Past hyper's 64 KiB read buffer the connection layer answers 431 itself.
+        (format!("GET /api/x HTTP/1.1\r\nHost: x\r\nX-Big: {huge}\r\n\r\n"), 431),
+    ];
+    for (req, want) in &cases {
+        let got = raw_status(gw.proxy, req.as_bytes()).await;
+        assert_eq!(got, *want, "{}", &req[..req.len().min(60)]);
+    }
+    assert_eq!(backend.hits(), before, "no malformed request reached the backend");
+    // An encoded slash stays encoded: it can neither traverse nor match a different route.
+    let r = send("GET", &gw.proxy_url("/api/a%2Fb"), &[], None).await;
+    assert_eq!(r.json["path"], "/a%2Fb");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unreachable_and_slow_upstreams_answer_502_and_504() {
+    let backend = Backend::start().await;
+    let gw = Gateway::start(&[]).await;
+    let closed = free_port();
+    let body = json_body(json!({"name": "down", "url": format!("http://127.0.0.1:{closed}"), "retries": 2}));
+    assert_eq!(send("POST", &gw.admin_url("/services"), &[], body).await.status, 201);
+    let body = json_body(json!({"name": "slow", "url": format!("http://127.0.0.1:{}", backend.port), "read_timeout": 300}));
+    assert_eq!(send("POST", &gw.admin_url("/services"), &[], body).await.status, 201);
+    for (svc, path) in [("down", "/down"), ("slow", "/slow")] {
+        let r = send("POST", &gw.admin_url(&format!("/services/{svc}/routes")), &[], json_body(json!({"paths": [path]}))).await;
+        assert_eq!(r.status, 201);
+    }
+    let r = gw.wait_for_status("/down", 502, Duration::from_secs(3)).await;
+    assert_eq!(r.json["message"], "An invalid response was received from the upstream server");
+    let started = std::time::Instant::now();
+    let r = send("GET", &gw.proxy_url("/slow/slowly"), &[], None).await;
+    assert_eq!(r.status, 504);
+    assert_eq!(r.json["message"], "The upstream server is timing out");
+    assert!(started.elapsed() < Duration::from_millis(1400), "read_timeout cut the wait: {:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_lets_in_flight_requests_finish() {
+    let backend = Backend::start().await;
+    let mut gw = Gateway::start(&[]).await;
+    seed_service(&gw, backend.port).await;
+    let url = gw.proxy_url("/api/slow");
+    let in_flight = tokio::spawn(async move { send("GET", &url, &[], None).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let status = tokio::task::spawn_blocking(move || {
+        let s = gw.terminate();
+        (s, gw)
+    });
+    let r = in_flight.await.unwrap();
+    assert_eq!(r.status, 200, "the request that was in flight completed");
+    let (exit, gw) = status.await.unwrap();
+    assert!(exit.success(), "clean exit after draining: {exit:?}\n{}", gw.log_text());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_count_requests_and_pass_promtool() {
+    let backend = Backend::start().await;
+    let gw = Gateway::start(&[]).await;
+    seed_service(&gw, backend.port).await;
+    for _ in 0..5 {
+        send("GET", &gw.proxy_url("/api/m"), &[], None).await;
+    }
+    send("GET", &gw.proxy_url("/none"), &[], None).await;
+    let m = send("GET", &format!("http://127.0.0.1:{}/metrics", gw.status), &[], None).await;
+    let line = m.body.lines().find(|l| l.starts_with("tollgate_http_requests_total{service=\"pytbak\",route=\"api\",code=\"200\"}")).unwrap();
+    // The seeding loop in seed_service made at least one 200 too.
+    assert!(line.rsplit(' ').next().unwrap().parse::<u64>().unwrap() >= 6, "{line}");
+    assert!(m.body.contains("tollgate_http_requests_total{service=\"\",route=\"\",code=\"404\"}"), "unrouted requests are counted");
+    assert!(m.body.contains("tollgate_request_latency_ms_bucket{service=\"pytbak\",route=\"api\",le=\"+Inf\"}"));
+    let status = send("GET", &format!("http://127.0.0.1:{}/status", gw.status), &[], None).await;
+    assert_eq!(status.json["ready"], true);
+    assert_eq!(status.json["database"]["reachable"], true);
+    if service_env("TOLLGATE_TEST_PROMTOOL").is_none() {
+        return;
+    }
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(m.body.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "promtool: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+}
