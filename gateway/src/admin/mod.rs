@@ -45,8 +45,10 @@ impl AdminState {
     }
 }
 
+/// The admin API. Paths are matched with or without a trailing slash (`/consumers/` as
+/// Kong's examples write it).
 pub fn router(state: Arc<AdminState>) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/", get(info))
         .route("/status", get(status))
         .route("/openapi.json", get(openapi::document))
@@ -73,7 +75,8 @@ pub fn router(state: Arc<AdminState>) -> Router {
                 .delete(entities::nested_delete),
         )
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
-        .with_state(state)
+        .with_state(state);
+    Router::new().fallback_service(tower_http::normalize_path::NormalizePath::trim_trailing_slash(routes))
 }
 
 async fn require_token(State(st): State<Arc<AdminState>>, req: Request, next: Next) -> Response {
