@@ -23,8 +23,15 @@ impl AdminClient {
     }
 
     /// Sends one call; a non-2xx answer is an error carrying the gateway's message.
-    pub async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
-        let mut req = Request::builder().method(method.clone()).uri(format!("{}{path}", self.base));
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Value> {
+        let mut req = Request::builder()
+            .method(method.clone())
+            .uri(format!("{}{path}", self.base));
         if let Some(t) = &self.token {
             req = req.header("authorization", format!("Bearer {t}"));
         }
@@ -42,9 +49,16 @@ impl AdminClient {
             .with_context(|| format!("cannot reach the admin API at {}", self.base))?;
         let status = resp.status();
         let bytes = resp.into_body().collect().await?.to_bytes();
-        let json: Value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
+        let json: Value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+        };
         if !status.is_success() {
-            let msg = json.get("message").and_then(Value::as_str).unwrap_or("no message");
+            let msg = json
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("no message");
             bail!("{method} {path}: {status}: {msg}");
         }
         Ok(json)

@@ -35,7 +35,11 @@ pub enum ConfigCommand {
         #[arg(long)]
         dry_run: bool,
         /// The admin API of the gateway to change.
-        #[arg(long, env = "TOLLGATE_ADMIN_URL", default_value = "http://127.0.0.1:8001")]
+        #[arg(
+            long,
+            env = "TOLLGATE_ADMIN_URL",
+            default_value = "http://127.0.0.1:8001"
+        )]
         admin_url: String,
     },
 }
@@ -44,8 +48,17 @@ pub async fn run(cmd: ConfigCommand, s: &Settings) -> anyhow::Result<ExitCode> {
     match cmd {
         ConfigCommand::Validate { file } => validate(&file),
         ConfigCommand::Export { format } => export_store(s, format).await,
-        ConfigCommand::Apply { file, dry_run, admin_url } => {
-            apply(&file, dry_run, &AdminClient::new(&admin_url, s.admin_token.clone())).await
+        ConfigCommand::Apply {
+            file,
+            dry_run,
+            admin_url,
+        } => {
+            apply(
+                &file,
+                dry_run,
+                &AdminClient::new(&admin_url, s.admin_token.clone()),
+            )
+            .await
         }
     }
 }
@@ -68,7 +81,11 @@ fn load(file: &PathBuf) -> Result<declarative::Config, ExitCode> {
         for d in &errors {
             eprintln!("{}: {d}", file.display());
         }
-        eprintln!("{}: {} problem(s); nothing was changed", file.display(), errors.len());
+        eprintln!(
+            "{}: {} problem(s); nothing was changed",
+            file.display(),
+            errors.len()
+        );
         ExitCode::FAILURE
     })
 }
@@ -125,7 +142,9 @@ async fn apply(file: &PathBuf, dry_run: bool, admin: &AdminClient) -> anyhow::Re
             continue;
         }
         match change.op {
-            sync::Op::Create | sync::Op::Update => admin.call(Method::PUT, &path, Some(&change.body)).await?,
+            sync::Op::Create | sync::Op::Update => {
+                admin.call(Method::PUT, &path, Some(&change.body)).await?
+            }
             sync::Op::Delete => admin.call(Method::DELETE, &path, None).await?,
         };
     }

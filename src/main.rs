@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 use settings::Settings;
 
 #[derive(Parser)]
-#[command(name = "tollgate", version, about = "An API gateway that speaks Kong's admin API and config formats")]
+#[command(
+    name = "tollgate",
+    version,
+    about = "An API gateway that speaks Kong's admin API and config formats"
+)]
 struct Cli {
     #[command(flatten)]
     settings: Settings,

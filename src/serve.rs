@@ -34,15 +34,23 @@ pub async fn open_store(s: &Settings) -> anyhow::Result<Store> {
         Database::Sqlite => {
             std::fs::create_dir_all(&s.data_dir)
                 .with_context(|| format!("cannot create the data dir {}", s.data_dir.display()))?;
-            let default = format!("sqlite://{}?mode=rwc", s.data_dir.join("tollgate.db").display());
+            let default = format!(
+                "sqlite://{}?mode=rwc",
+                s.data_dir.join("tollgate.db").display()
+            );
             (Backend::Sqlite, s.database_url.clone().unwrap_or(default))
         }
         Database::Postgres => {
-            let url = s.database_url.clone().context("TOLLGATE_DATABASE=postgres needs TOLLGATE_DATABASE_URL")?;
+            let url = s
+                .database_url
+                .clone()
+                .context("TOLLGATE_DATABASE=postgres needs TOLLGATE_DATABASE_URL")?;
             (Backend::Postgres, url)
         }
     };
-    Store::connect(backend, &url).await.context("cannot open the config store")
+    Store::connect(backend, &url)
+        .await
+        .context("cannot open the config store")
 }
 
 pub async fn run(s: Settings) -> anyhow::Result<ExitCode> {
@@ -63,7 +71,10 @@ pub async fn run(s: Settings) -> anyhow::Result<ExitCode> {
     if let Some(file) = &s.declarative_config {
         load_declarative(&store, file).await?;
     }
-    reloader.refresh().await.map_err(|e| anyhow::anyhow!("cannot load the configuration: {e}"))?;
+    reloader
+        .refresh()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot load the configuration: {e}"))?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
@@ -73,7 +84,10 @@ pub async fn run(s: Settings) -> anyhow::Result<ExitCode> {
     }
     if let Some(addr) = proxy_addr {
         let listener = bind("proxy", addr).await?;
-        let proxy = Arc::new(Proxy { snapshot: reloader.snapshot.clone(), metrics: reloader.metrics.clone() });
+        let proxy = Arc::new(Proxy {
+            snapshot: reloader.snapshot.clone(),
+            metrics: reloader.metrics.clone(),
+        });
         tasks.spawn(server::serve(listener, proxy, stop_rx.clone()));
     }
     if let Some(addr) = admin_addr {
@@ -83,10 +97,18 @@ pub async fn run(s: Settings) -> anyhow::Result<ExitCode> {
             token: s.admin_token.clone().filter(|t| !t.is_empty()),
             summary: summary(&s, &store),
         });
-        tasks.spawn(serve_axum(bind("admin API", addr).await?, admin::router(state), stop_rx.clone()));
+        tasks.spawn(serve_axum(
+            bind("admin API", addr).await?,
+            admin::router(state),
+            stop_rx.clone(),
+        ));
     }
     if let Some(addr) = status_addr {
-        tasks.spawn(serve_axum(bind("status", addr).await?, status::router(reloader.clone()), stop_rx.clone()));
+        tasks.spawn(serve_axum(
+            bind("status", addr).await?,
+            status::router(reloader.clone()),
+            stop_rx.clone(),
+        ));
     }
     note_unbuilt_parts(&s);
     tracing::info!("tollgate {} started", env!("CARGO_PKG_VERSION"));
@@ -104,14 +126,19 @@ pub async fn run(s: Settings) -> anyhow::Result<ExitCode> {
 }
 
 async fn bind(what: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
-    let l = TcpListener::bind(addr).await.with_context(|| format!("cannot listen for the {what} on {addr}"))?;
+    let l = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen for the {what} on {addr}"))?;
     tracing::info!("{what} listening on {addr}");
     Ok(l)
 }
 
 async fn serve_axum(listener: TcpListener, app: axum::Router, mut stop: watch::Receiver<bool>) {
     let shutdown = async move { stopped(&mut stop).await };
-    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
         tracing::error!(error = %e, "listener failed");
     }
 }
@@ -135,8 +162,14 @@ fn summary(s: &Settings, store: &Store) -> serde_json::Value {
 /// Settings of parts later work brings (console, portal, analytics, Redis): said once, so
 /// nobody believes they are serving.
 fn note_unbuilt_parts(s: &Settings) {
-    if listen_addr("console", &s.console_listen).ok().flatten().is_some()
-        || listen_addr("portal", &s.portal_listen).ok().flatten().is_some()
+    if listen_addr("console", &s.console_listen)
+        .ok()
+        .flatten()
+        .is_some()
+        || listen_addr("portal", &s.portal_listen)
+            .ok()
+            .flatten()
+            .is_some()
     {
         tracing::warn!("the admin console and developer portal are not part of this build yet; their listeners stay closed");
     }
@@ -147,9 +180,13 @@ fn note_unbuilt_parts(s: &Settings) {
 
 /// Reads, checks and loads a declarative file into the (in-memory) store.
 pub async fn load_declarative(store: &Store, file: &Path) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let config = declarative::load(&text, model::unix_now()).map_err(|errors| {
-        let lines: Vec<String> = errors.iter().map(|d| format!("  {}: {d}", file.display())).collect();
+        let lines: Vec<String> = errors
+            .iter()
+            .map(|d| format!("  {}: {d}", file.display()))
+            .collect();
         anyhow::anyhow!("invalid declarative configuration:\n{}", lines.join("\n"))
     })?;
     store.replace_all(&config.records).await?;
@@ -159,9 +196,19 @@ pub async fn load_declarative(store: &Store, file: &Path) -> anyhow::Result<()> 
 
 /// Reloads the declarative file when it changes (checked each second) or on SIGHUP. A file
 /// that does not validate is reported and the running configuration stays.
-async fn watch_declarative(file: std::path::PathBuf, reloader: Arc<Reloader>, mut stop: watch::Receiver<bool>) {
-    let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
-    let stamp = |f: &Path| std::fs::metadata(f).ok().map(|m| (m.modified().ok(), m.len()));
+async fn watch_declarative(
+    file: std::path::PathBuf,
+    reloader: Arc<Reloader>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    let stamp = |f: &Path| {
+        std::fs::metadata(f)
+            .ok()
+            .map(|m| (m.modified().ok(), m.len()))
+    };
     let mut last = stamp(&file);
     loop {
         let forced = tokio::select! {

@@ -19,50 +19,117 @@ pub enum Analytics {
 #[derive(Debug, Clone, Args)]
 pub struct Settings {
     /// Proxy listener address, or `off`.
-    #[arg(long, env = "TOLLGATE_PROXY_LISTEN", default_value = "0.0.0.0:8000", global = true)]
+    #[arg(
+        long,
+        env = "TOLLGATE_PROXY_LISTEN",
+        default_value = "0.0.0.0:8000",
+        global = true
+    )]
     pub proxy_listen: String,
     /// Admin API listener address, or `off`.
-    #[arg(long, env = "TOLLGATE_ADMIN_LISTEN", default_value = "127.0.0.1:8001", global = true)]
+    #[arg(
+        long,
+        env = "TOLLGATE_ADMIN_LISTEN",
+        default_value = "127.0.0.1:8001",
+        global = true
+    )]
     pub admin_listen: String,
     /// Token every admin call must carry; required when the admin API listens off loopback.
-    #[arg(long, env = "TOLLGATE_ADMIN_TOKEN", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "TOLLGATE_ADMIN_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
     pub admin_token: Option<String>,
     /// Admin console listener address, or `off`.
-    #[arg(long, env = "TOLLGATE_CONSOLE_LISTEN", default_value = "127.0.0.1:8002", global = true)]
+    #[arg(
+        long,
+        env = "TOLLGATE_CONSOLE_LISTEN",
+        default_value = "127.0.0.1:8002",
+        global = true
+    )]
     pub console_listen: String,
     /// Developer portal listener address, or `off`.
-    #[arg(long, env = "TOLLGATE_PORTAL_LISTEN", default_value = "0.0.0.0:8003", global = true)]
+    #[arg(
+        long,
+        env = "TOLLGATE_PORTAL_LISTEN",
+        default_value = "0.0.0.0:8003",
+        global = true
+    )]
     pub portal_listen: String,
     /// Status listener (`/status`, `/metrics`) address, or `off`.
-    #[arg(long, env = "TOLLGATE_STATUS_LISTEN", default_value = "127.0.0.1:8100", global = true)]
+    #[arg(
+        long,
+        env = "TOLLGATE_STATUS_LISTEN",
+        default_value = "127.0.0.1:8100",
+        global = true
+    )]
     pub status_listen: String,
     /// Runtime worker threads (default: one per CPU).
     #[arg(long, env = "TOLLGATE_WORKER_THREADS", global = true)]
     pub worker_threads: Option<usize>,
     /// Where the SQLite store and other local state live.
-    #[arg(long, env = "TOLLGATE_DATA_DIR", default_value = "./data", global = true)]
+    #[arg(
+        long,
+        env = "TOLLGATE_DATA_DIR",
+        default_value = "./data",
+        global = true
+    )]
     pub data_dir: PathBuf,
     /// Config store: `sqlite`, `postgres`, or `off` (DB-less, from the declarative file).
-    #[arg(long, env = "TOLLGATE_DATABASE", value_enum, default_value = "sqlite", global = true)]
+    #[arg(
+        long,
+        env = "TOLLGATE_DATABASE",
+        value_enum,
+        default_value = "sqlite",
+        global = true
+    )]
     pub database: Database,
     /// Database URL (required for postgres; for sqlite it defaults to a file in the data dir).
-    #[arg(long, env = "TOLLGATE_DATABASE_URL", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "TOLLGATE_DATABASE_URL",
+        hide_env_values = true,
+        global = true
+    )]
     pub database_url: Option<String>,
     /// Declarative configuration file served in DB-less mode.
     #[arg(long, env = "TOLLGATE_DECLARATIVE_CONFIG", global = true)]
     pub declarative_config: Option<PathBuf>,
     /// Analytics store: `embedded`, `clickhouse` or `off`.
-    #[arg(long, env = "TOLLGATE_ANALYTICS", value_enum, default_value = "embedded", global = true)]
+    #[arg(
+        long,
+        env = "TOLLGATE_ANALYTICS",
+        value_enum,
+        default_value = "embedded",
+        global = true
+    )]
     pub analytics: Analytics,
     #[arg(long, env = "TOLLGATE_CLICKHOUSE_URL", global = true)]
     pub clickhouse_url: Option<String>,
-    #[arg(long, env = "TOLLGATE_CLICKHOUSE_DATABASE", default_value = "tollgate", global = true)]
+    #[arg(
+        long,
+        env = "TOLLGATE_CLICKHOUSE_DATABASE",
+        default_value = "tollgate",
+        global = true
+    )]
     pub clickhouse_database: String,
     /// Redis for cluster-wide rate-limit counters.
-    #[arg(long, env = "TOLLGATE_REDIS_URL", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "TOLLGATE_REDIS_URL",
+        hide_env_values = true,
+        global = true
+    )]
     pub redis_url: Option<String>,
     /// Password of the first console user `admin` (generated and printed once when unset).
-    #[arg(long, env = "TOLLGATE_CONSOLE_ADMIN_PASSWORD", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "TOLLGATE_CONSOLE_ADMIN_PASSWORD",
+        hide_env_values = true,
+        global = true
+    )]
     pub console_admin_password: Option<String>,
 }
 
@@ -71,9 +138,7 @@ pub fn listen_addr(name: &str, value: &str) -> anyhow::Result<Option<std::net::S
     if value.trim().eq_ignore_ascii_case("off") {
         return Ok(None);
     }
-    value
-        .trim()
-        .parse()
-        .map(Some)
-        .map_err(|e| anyhow::anyhow!("{name}: '{value}' is not an address like 127.0.0.1:8001 or `off` ({e})"))
+    value.trim().parse().map(Some).map_err(|e| {
+        anyhow::anyhow!("{name}: '{value}' is not an address like 127.0.0.1:8001 or `off` ({e})")
+    })
 }

@@ -32,39 +32,88 @@ async fn db_less_serves_a_file_reloads_it_and_keeps_running_on_a_bad_one() {
     let file = dir.path().join("kong.yaml");
     std::fs::write(&file, deck(backend.port, "")).unwrap();
     let f = file.to_str().unwrap();
-    let gw = Gateway::start(&[("TOLLGATE_DATABASE", "off"), ("TOLLGATE_DECLARATIVE_CONFIG", f)]).await;
+    let gw = Gateway::start(&[
+        ("TOLLGATE_DATABASE", "off"),
+        ("TOLLGATE_DECLARATIVE_CONFIG", f),
+    ])
+    .await;
 
-    let r = gw.wait_for_status("/api/get/context", 200, Duration::from_secs(3)).await;
+    let r = gw
+        .wait_for_status("/api/get/context", 200, Duration::from_secs(3))
+        .await;
     assert_eq!(r.json["path"], "/get/context");
     assert!(r.header("via").unwrap().starts_with("tollgate/"));
-    let r = send("POST", &gw.admin_url("/services"), &[], form(&[("name", "x"), ("host", "h")])).await;
-    assert_eq!(r.status, 405, "the admin API is read-only without a database");
-    assert_eq!(send("GET", &gw.admin_url("/services/pytbak"), &[], None).await.status, 200);
+    let r = send(
+        "POST",
+        &gw.admin_url("/services"),
+        &[],
+        form(&[("name", "x"), ("host", "h")]),
+    )
+    .await;
+    assert_eq!(
+        r.status, 405,
+        "the admin API is read-only without a database"
+    );
+    assert_eq!(
+        send("GET", &gw.admin_url("/services/pytbak"), &[], None)
+            .await
+            .status,
+        200
+    );
 
     // A changed file applies by itself.
     std::fs::write(&file, deck(backend.port, V2_ROUTE)).unwrap();
-    gw.wait_for_status("/v2/x", 200, Duration::from_secs(4)).await;
+    gw.wait_for_status("/v2/x", 200, Duration::from_secs(4))
+        .await;
 
     // A broken file is refused with its line, and the running config stays.
-    std::fs::write(&file, deck(backend.port, "      - name: bad\n        paths: [nope]\n")).unwrap();
+    std::fs::write(
+        &file,
+        deck(backend.port, "      - name: bad\n        paths: [nope]\n"),
+    )
+    .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(4);
     while !gw.log_text().contains("keeping the running configuration") {
-        assert!(std::time::Instant::now() < deadline, "no error logged:\n{}", gw.log_text());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no error logged:\n{}",
+            gw.log_text()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(gw.log_text().contains("line 10: services[0].routes[1].paths: should start with"), "{}", gw.log_text());
-    assert_eq!(send("GET", &gw.proxy_url("/v2/x"), &[], None).await.status, 200);
+    assert!(
+        gw.log_text()
+            .contains("line 10: services[0].routes[1].paths: should start with"),
+        "{}",
+        gw.log_text()
+    );
+    assert_eq!(
+        send("GET", &gw.proxy_url("/v2/x"), &[], None).await.status,
+        200
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn validate_reports_problems_by_line_and_changes_nothing() {
-    let (ok, out, _) = tollgate(&["config", "validate", "-"], &[], Some(&deck(5000, V2_ROUTE)));
+    let (ok, out, _) = tollgate(
+        &["config", "validate", "-"],
+        &[],
+        Some(&deck(5000, V2_ROUTE)),
+    );
     assert!(ok);
-    assert!(out.contains("valid (1 services, 2 routes, 1 consumers, 1 key-auth credentials, 0 plugins)"), "{out}");
+    assert!(
+        out.contains(
+            "valid (1 services, 2 routes, 1 consumers, 1 key-auth credentials, 0 plugins)"
+        ),
+        "{out}"
+    );
     let bad = "_format_version: \"3.0\"\nservices:\n  - name: s\n    host: h\n    port: 99999\n";
     let (ok, _, err) = tollgate(&["config", "validate", "-"], &[], Some(bad));
     assert!(!ok);
-    assert!(err.contains("line 5: services[0].port: value should be between 0 and 65535"), "{err}");
+    assert!(
+        err.contains("line 5: services[0].port: value should be between 0 and 65535"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -80,62 +129,156 @@ async fn export_round_trips_and_apply_syncs_a_running_gateway() {
 
     let (ok, out, err) = tollgate(&["config", "apply", f], &env, None);
     assert!(ok, "{err}");
-    assert!(out.contains("create services pytbak") && out.contains("create routes api") && out.contains("Summary: 4 created, 0 updated, 0 deleted"), "{out}");
-    let r = gw.wait_for_status("/api/x", 200, Duration::from_secs(3)).await;
+    assert!(
+        out.contains("create services pytbak")
+            && out.contains("create routes api")
+            && out.contains("Summary: 4 created, 0 updated, 0 deleted"),
+        "{out}"
+    );
+    let r = gw
+        .wait_for_status("/api/x", 200, Duration::from_secs(3))
+        .await;
     assert_eq!(r.json["path"], "/x");
 
     // Unchanged file: nothing to do.
     let (ok, out, _) = tollgate(&["config", "apply", "--dry-run", f], &env, None);
     assert!(ok);
-    assert!(!out.lines().any(|l| l.starts_with("create") || l.starts_with("update") || l.starts_with("delete")), "{out}");
-    assert!(out.contains("Summary: 0 would be created, 0 would be updated, 0 would be deleted"), "{out}");
+    assert!(
+        !out.lines()
+            .any(|l| l.starts_with("create") || l.starts_with("update") || l.starts_with("delete")),
+        "{out}"
+    );
+    assert!(
+        out.contains("Summary: 0 would be created, 0 would be updated, 0 would be deleted"),
+        "{out}"
+    );
 
     // Export from the store, and validate what it wrote.
     let data = gw.data_dir.to_str().unwrap();
     let (ok, exported, err) = tollgate(&["config", "export"], &[("TOLLGATE_DATA_DIR", data)], None);
     assert!(ok, "{err}");
-    assert!(exported.contains("key_hash: \"sha256:") || exported.contains("key_hash: sha256:"), "{exported}");
+    assert!(
+        exported.contains("key_hash: \"sha256:") || exported.contains("key_hash: sha256:"),
+        "{exported}"
+    );
     assert!(!exported.contains("332d05445a560ee65a76aeaa372d8904"));
     let (ok, out, err) = tollgate(&["config", "validate", "-"], &[], Some(&exported));
     assert!(ok, "{err}");
-    assert!(out.contains("valid (1 services, 1 routes, 1 consumers, 1 key-auth credentials, 0 plugins)"), "{out}");
+    assert!(
+        out.contains(
+            "valid (1 services, 1 routes, 1 consumers, 1 key-auth credentials, 0 plugins)"
+        ),
+        "{out}"
+    );
     // The exported file applied back changes nothing either.
     let exported_file = dir.path().join("exported.yaml");
     std::fs::write(&exported_file, &exported).unwrap();
-    let (_, out, _) = tollgate(&["config", "apply", "--dry-run", exported_file.to_str().unwrap()], &env, None);
-    assert!(out.contains("Summary: 0 would be created, 0 would be updated, 0 would be deleted"), "{out}");
+    let (_, out, _) = tollgate(
+        &[
+            "config",
+            "apply",
+            "--dry-run",
+            exported_file.to_str().unwrap(),
+        ],
+        &env,
+        None,
+    );
+    assert!(
+        out.contains("Summary: 0 would be created, 0 would be updated, 0 would be deleted"),
+        "{out}"
+    );
 
     // A changed file: a dry run prints and changes nothing; the real run changes the gateway.
     std::fs::write(&file, deck(backend.port, V2_ROUTE).replace("consumers:\n  - username: slow_user\n    keyauth_credentials:\n      - key: 332d05445a560ee65a76aeaa372d8904\n", "")).unwrap();
     let (_, out, _) = tollgate(&["config", "apply", "--dry-run", f], &env, None);
-    assert!(out.contains("create routes v2") && out.contains("delete consumers slow_user") && out.contains("delete key-auths"), "{out}");
-    assert_eq!(send("GET", &gw.proxy_url("/v2/x"), &[], None).await.status, 404);
+    assert!(
+        out.contains("create routes v2")
+            && out.contains("delete consumers slow_user")
+            && out.contains("delete key-auths"),
+        "{out}"
+    );
+    assert_eq!(
+        send("GET", &gw.proxy_url("/v2/x"), &[], None).await.status,
+        404
+    );
     let (ok, out, err) = tollgate(&["config", "apply", f], &env, None);
     assert!(ok, "{out}{err}");
-    assert!(out.contains("Summary: 1 created, 0 updated, 2 deleted"), "{out}");
-    gw.wait_for_status("/v2/x", 200, Duration::from_secs(3)).await;
-    assert_eq!(send("GET", &gw.admin_url("/consumers/slow_user"), &[], None).await.status, 404);
+    assert!(
+        out.contains("Summary: 1 created, 0 updated, 2 deleted"),
+        "{out}"
+    );
+    gw.wait_for_status("/v2/x", 200, Duration::from_secs(3))
+        .await;
+    assert_eq!(
+        send("GET", &gw.admin_url("/consumers/slow_user"), &[], None)
+            .await
+            .status,
+        404
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_nodes_on_one_postgres_see_each_others_changes_within_two_seconds() {
-    let Some(url) = service_env("TOLLGATE_TEST_POSTGRES_URL") else { return };
+    let Some(url) = service_env("TOLLGATE_TEST_POSTGRES_URL") else {
+        return;
+    };
     let backend = Backend::start().await;
-    let env = [("TOLLGATE_DATABASE", "postgres"), ("TOLLGATE_DATABASE_URL", url.as_str())];
+    let env = [
+        ("TOLLGATE_DATABASE", "postgres"),
+        ("TOLLGATE_DATABASE_URL", url.as_str()),
+    ];
     let a = Gateway::start(&env).await;
     let b = Gateway::start(&env).await;
     let name = format!("svc-{}", a.proxy);
     let path = format!("/pg{}/", a.proxy);
-    let r = send("POST", &a.admin_url("/services"), &[], json_body(json!({"name": name, "url": format!("http://127.0.0.1:{}", backend.port)}))).await;
+    let r = send(
+        "POST",
+        &a.admin_url("/services"),
+        &[],
+        json_body(json!({"name": name, "url": format!("http://127.0.0.1:{}", backend.port)})),
+    )
+    .await;
     assert_eq!(r.status, 201, "{}", r.body);
-    let r = send("POST", &a.admin_url(&format!("/services/{name}/routes")), &[], json_body(json!({"paths": [path]}))).await;
+    let r = send(
+        "POST",
+        &a.admin_url(&format!("/services/{name}/routes")),
+        &[],
+        json_body(json!({"paths": [path]})),
+    )
+    .await;
     assert_eq!(r.status, 201, "{}", r.body);
     let started = std::time::Instant::now();
-    let r = b.wait_for_status(&format!("{path}hello"), 200, Duration::from_secs(2)).await;
+    let r = b
+        .wait_for_status(&format!("{path}hello"), 200, Duration::from_secs(2))
+        .await;
     assert_eq!(r.json["path"], "/hello");
-    eprintln!("node B served node A's new route after {:?}", started.elapsed());
+    eprintln!(
+        "node B served node A's new route after {:?}",
+        started.elapsed()
+    );
     // And back: a delete on B reaches A.
-    let route_id = send("GET", &b.admin_url(&format!("/services/{name}/routes")), &[], None).await.json["data"][0]["id"].as_str().unwrap().to_string();
-    assert_eq!(send("DELETE", &b.admin_url(&format!("/routes/{route_id}")), &[], None).await.status, 204);
-    a.wait_for_status(&format!("{path}hello"), 404, Duration::from_secs(2)).await;
+    let route_id = send(
+        "GET",
+        &b.admin_url(&format!("/services/{name}/routes")),
+        &[],
+        None,
+    )
+    .await
+    .json["data"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        send(
+            "DELETE",
+            &b.admin_url(&format!("/routes/{route_id}")),
+            &[],
+            None
+        )
+        .await
+        .status,
+        204
+    );
+    a.wait_for_status(&format!("{path}hello"), 404, Duration::from_secs(2))
+        .await;
 }

@@ -8,11 +8,27 @@ use std::time::Duration;
 /// Creates service `pytbak` for `backend` and route `api` on `/api/` through the admin API,
 /// the way the README shows it, and waits until the proxy serves it.
 async fn seed_service(gw: &Gateway, backend_port: u16) {
-    let r = send("POST", &gw.admin_url("/services"), &[], form(&[("name", "pytbak"), ("url", &format!("http://127.0.0.1:{backend_port}"))])).await;
+    let r = send(
+        "POST",
+        &gw.admin_url("/services"),
+        &[],
+        form(&[
+            ("name", "pytbak"),
+            ("url", &format!("http://127.0.0.1:{backend_port}")),
+        ]),
+    )
+    .await;
     assert_eq!(r.status, 201, "{}", r.body);
-    let r = send("POST", &gw.admin_url("/services/pytbak/routes"), &[], form(&[("name", "api"), ("paths[]", "/api/")])).await;
+    let r = send(
+        "POST",
+        &gw.admin_url("/services/pytbak/routes"),
+        &[],
+        form(&[("name", "api"), ("paths[]", "/api/")]),
+    )
+    .await;
     assert_eq!(r.status, 201, "{}", r.body);
-    gw.wait_for_status("/api/get/context", 200, Duration::from_secs(3)).await;
+    gw.wait_for_status("/api/get/context", 200, Duration::from_secs(3))
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -21,9 +37,21 @@ async fn a_backend_put_behind_the_proxy_through_the_admin_api_answers_with_tollg
     let gw = Gateway::start(&[]).await;
     seed_service(&gw, backend.port).await;
 
-    let r = send("GET", &gw.proxy_url("/api/get/context?x=1"), &[("x-request-id", "trace-42"), ("x-forwarded-for", "10.9.8.7")], None).await;
+    let r = send(
+        "GET",
+        &gw.proxy_url("/api/get/context?x=1"),
+        &[
+            ("x-request-id", "trace-42"),
+            ("x-forwarded-for", "10.9.8.7"),
+        ],
+        None,
+    )
+    .await;
     assert_eq!(r.status, 200);
-    assert_eq!(r.json["path"], "/get/context", "strip_path removes the matched prefix");
+    assert_eq!(
+        r.json["path"], "/get/context",
+        "strip_path removes the matched prefix"
+    );
     assert_eq!(r.json["query"], "x=1");
     let seen = &r.json["headers"];
     assert_eq!(seen["host"], format!("127.0.0.1:{}", backend.port));
@@ -35,17 +63,37 @@ async fn a_backend_put_behind_the_proxy_through_the_admin_api_answers_with_tollg
     assert_eq!(seen["x-forwarded-prefix"], "/api/");
     assert_eq!(seen["x-request-id"], "trace-42");
     assert_eq!(r.header("x-request-id"), Some("trace-42"));
-    assert_eq!(r.header("via"), Some(concat!("tollgate/", env!("CARGO_PKG_VERSION"))));
-    assert!(r.header("x-tollgate-upstream-latency").unwrap().parse::<u64>().is_ok());
-    assert!(r.header("x-tollgate-proxy-latency").unwrap().parse::<u64>().is_ok());
+    assert_eq!(
+        r.header("via"),
+        Some(concat!("tollgate/", env!("CARGO_PKG_VERSION")))
+    );
+    assert!(r
+        .header("x-tollgate-upstream-latency")
+        .unwrap()
+        .parse::<u64>()
+        .is_ok());
+    assert!(r
+        .header("x-tollgate-proxy-latency")
+        .unwrap()
+        .parse::<u64>()
+        .is_ok());
 
     // A generated request id when the client sent none, forwarded upstream too.
-    let r = send("POST", &gw.proxy_url("/api/post/context"), &[], json_body(json!({"name": "ctx"}))).await;
+    let r = send(
+        "POST",
+        &gw.proxy_url("/api/post/context"),
+        &[],
+        json_body(json!({"name": "ctx"})),
+    )
+    .await;
     let id = r.header("x-request-id").unwrap().to_string();
     assert_eq!(id.len(), 32);
     assert_eq!(r.json["headers"]["x-request-id"], id.as_str());
     assert_eq!(r.json["method"], "POST");
-    assert_eq!(r.json["body"], "{\"name\":\"ctx\"}", "the body is streamed through unchanged");
+    assert_eq!(
+        r.json["body"], "{\"name\":\"ctx\"}",
+        "the body is streamed through unchanged"
+    );
 
     let r = send("GET", &gw.proxy_url("/nowhere"), &[], None).await;
     assert_eq!(r.status, 404);
@@ -61,7 +109,10 @@ async fn http2_cleartext_clients_are_served() {
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .http2_only(true)
         .build_http::<http_body_util::Empty<bytes::Bytes>>();
-    let resp = client.get(gw.proxy_url("/api/h2").parse().unwrap()).await.unwrap();
+    let resp = client
+        .get(gw.proxy_url("/api/h2").parse().unwrap())
+        .await
+        .unwrap();
     assert_eq!(resp.version(), http::Version::HTTP_2);
     assert_eq!(resp.status(), 200);
     assert!(resp.headers().contains_key("x-tollgate-proxy-latency"));
@@ -77,21 +128,43 @@ async fn malformed_and_traversal_requests_get_400_and_never_reach_the_backend() 
     let huge = "a".repeat(80 * 1024);
     let cases: Vec<(String, u16)> = vec![
         ("GET /api/../admin HTTP/1.1\r\nHost: x\r\n\r\n".into(), 400),
-        ("GET /api/%2e%2e/admin HTTP/1.1\r\nHost: x\r\n\r\n".into(), 400),
-        ("GET /api/%2E./admin HTTP/1.1\r\nHost: x\r\n\r\n".into(), 400),
+        (
+            "GET /api/%2e%2e/admin HTTP/1.1\r\nHost: x\r\n\r\n".into(),
+            400,
+        ),
+        (
+            "GET /api/%2E./admin HTTP/1.1\r\nHost: x\r\n\r\n".into(),
+            400,
+        ),
         ("GET /api/%zz HTTP/1.1\r\nHost: x\r\n\r\n".into(), 400),
         ("GET /api/a%00b HTTP/1.1\r\nHost: x\r\n\r\n".into(), 400),
-        ("GET /api/x HTTP/1.1\r\nHost: x\r\nBad Header: v\r\n\r\n".into(), 400),
-        ("GET /api/x HTTP/1.1\r\nHost: x\r\nX-Bin: a\x01b\r\n\r\n".into(), 400),
-        (format!("GET /api/x HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n"), 400),
+        (
+            "GET /api/x HTTP/1.1\r\nHost: x\r\nBad Header: v\r\n\r\n".into(),
+            400,
+        ),
+        (
+            "GET /api/x HTTP/1.1\r\nHost: x\r\nX-Bin: a\x01b\r\n\r\n".into(),
+            400,
+        ),
+        (
+            format!("GET /api/x HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n"),
+            400,
+        ),
         // Past hyper's 64 KiB read buffer the connection layer answers 431 itself.
-        (format!("GET /api/x HTTP/1.1\r\nHost: x\r\nX-Big: {huge}\r\n\r\n"), 431),
+        (
+            format!("GET /api/x HTTP/1.1\r\nHost: x\r\nX-Big: {huge}\r\n\r\n"),
+            431,
+        ),
     ];
     for (req, want) in &cases {
         let got = raw_status(gw.proxy, req.as_bytes()).await;
         assert_eq!(got, *want, "{}", &req[..req.len().min(60)]);
     }
-    assert_eq!(backend.hits(), before, "no malformed request reached the backend");
+    assert_eq!(
+        backend.hits(),
+        before,
+        "no malformed request reached the backend"
+    );
     // An encoded slash stays encoded: it can neither traverse nor match a different route.
     let r = send("GET", &gw.proxy_url("/api/a%2Fb"), &[], None).await;
     assert_eq!(r.json["path"], "/a%2Fb");
@@ -102,21 +175,50 @@ async fn unreachable_and_slow_upstreams_answer_502_and_504() {
     let backend = Backend::start().await;
     let gw = Gateway::start(&[]).await;
     let closed = free_port();
-    let body = json_body(json!({"name": "down", "url": format!("http://127.0.0.1:{closed}"), "retries": 2}));
-    assert_eq!(send("POST", &gw.admin_url("/services"), &[], body).await.status, 201);
-    let body = json_body(json!({"name": "slow", "url": format!("http://127.0.0.1:{}", backend.port), "read_timeout": 300}));
-    assert_eq!(send("POST", &gw.admin_url("/services"), &[], body).await.status, 201);
+    let body = json_body(
+        json!({"name": "down", "url": format!("http://127.0.0.1:{closed}"), "retries": 2}),
+    );
+    assert_eq!(
+        send("POST", &gw.admin_url("/services"), &[], body)
+            .await
+            .status,
+        201
+    );
+    let body = json_body(
+        json!({"name": "slow", "url": format!("http://127.0.0.1:{}", backend.port), "read_timeout": 300}),
+    );
+    assert_eq!(
+        send("POST", &gw.admin_url("/services"), &[], body)
+            .await
+            .status,
+        201
+    );
     for (svc, path) in [("down", "/down"), ("slow", "/slow")] {
-        let r = send("POST", &gw.admin_url(&format!("/services/{svc}/routes")), &[], json_body(json!({"paths": [path]}))).await;
+        let r = send(
+            "POST",
+            &gw.admin_url(&format!("/services/{svc}/routes")),
+            &[],
+            json_body(json!({"paths": [path]})),
+        )
+        .await;
         assert_eq!(r.status, 201);
     }
-    let r = gw.wait_for_status("/down", 502, Duration::from_secs(3)).await;
-    assert_eq!(r.json["message"], "An invalid response was received from the upstream server");
+    let r = gw
+        .wait_for_status("/down", 502, Duration::from_secs(3))
+        .await;
+    assert_eq!(
+        r.json["message"],
+        "An invalid response was received from the upstream server"
+    );
     let started = std::time::Instant::now();
     let r = send("GET", &gw.proxy_url("/slow/slowly"), &[], None).await;
     assert_eq!(r.status, 504);
     assert_eq!(r.json["message"], "The upstream server is timing out");
-    assert!(started.elapsed() < Duration::from_millis(1400), "read_timeout cut the wait: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(1400),
+        "read_timeout cut the wait: {:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -134,7 +236,11 @@ async fn sigterm_lets_in_flight_requests_finish() {
     let r = in_flight.await.unwrap();
     assert_eq!(r.status, 200, "the request that was in flight completed");
     let (exit, gw) = status.await.unwrap();
-    assert!(exit.success(), "clean exit after draining: {exit:?}\n{}", gw.log_text());
+    assert!(
+        exit.success(),
+        "clean exit after draining: {exit:?}\n{}",
+        gw.log_text()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -146,13 +252,42 @@ async fn metrics_count_requests_and_pass_promtool() {
         send("GET", &gw.proxy_url("/api/m"), &[], None).await;
     }
     send("GET", &gw.proxy_url("/none"), &[], None).await;
-    let m = send("GET", &format!("http://127.0.0.1:{}/metrics", gw.status), &[], None).await;
-    let line = m.body.lines().find(|l| l.starts_with("tollgate_http_requests_total{service=\"pytbak\",route=\"api\",code=\"200\"}")).unwrap();
+    let m = send(
+        "GET",
+        &format!("http://127.0.0.1:{}/metrics", gw.status),
+        &[],
+        None,
+    )
+    .await;
+    let line = m
+        .body
+        .lines()
+        .find(|l| {
+            l.starts_with(
+                "tollgate_http_requests_total{service=\"pytbak\",route=\"api\",code=\"200\"}",
+            )
+        })
+        .unwrap();
     // The seeding loop in seed_service made at least one 200 too.
-    assert!(line.rsplit(' ').next().unwrap().parse::<u64>().unwrap() >= 6, "{line}");
-    assert!(m.body.contains("tollgate_http_requests_total{service=\"\",route=\"\",code=\"404\"}"), "unrouted requests are counted");
-    assert!(m.body.contains("tollgate_request_latency_ms_bucket{service=\"pytbak\",route=\"api\",le=\"+Inf\"}"));
-    let status = send("GET", &format!("http://127.0.0.1:{}/status", gw.status), &[], None).await;
+    assert!(
+        line.rsplit(' ').next().unwrap().parse::<u64>().unwrap() >= 6,
+        "{line}"
+    );
+    assert!(
+        m.body
+            .contains("tollgate_http_requests_total{service=\"\",route=\"\",code=\"404\"}"),
+        "unrouted requests are counted"
+    );
+    assert!(m.body.contains(
+        "tollgate_request_latency_ms_bucket{service=\"pytbak\",route=\"api\",le=\"+Inf\"}"
+    ));
+    let status = send(
+        "GET",
+        &format!("http://127.0.0.1:{}/status", gw.status),
+        &[],
+        None,
+    )
+    .await;
     assert_eq!(status.json["ready"], true);
     assert_eq!(status.json["database"]["reachable"], true);
     if service_env("TOLLGATE_TEST_PROMTOOL").is_none() {
@@ -166,7 +301,17 @@ async fn metrics_count_requests_and_pass_promtool() {
         .spawn()
         .unwrap();
     use std::io::Write;
-    child.stdin.take().unwrap().write_all(m.body.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(m.body.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "promtool: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

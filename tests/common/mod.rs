@@ -19,7 +19,11 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_tollgate");
 
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A service a test needs from the environment; the test script sets them all, and with
@@ -27,7 +31,9 @@ pub fn free_port() -> u16 {
 pub fn service_env(name: &str) -> Option<String> {
     match std::env::var(name) {
         Ok(v) if !v.is_empty() => Some(v),
-        _ if std::env::var("TOLLGATE_REQUIRE_SERVICES").is_ok() => panic!("{name} is not set; run ./scripts/test"),
+        _ if std::env::var("TOLLGATE_REQUIRE_SERVICES").is_ok() => {
+            panic!("{name} is not set; run ./scripts/test")
+        }
         _ => {
             eprintln!("skipping: {name} is not set (./scripts/test sets it)");
             None
@@ -59,7 +65,11 @@ impl Backend {
                     .map(|(k, v)| (k.to_string(), json!(v.to_str().unwrap_or_default())))
                     .collect();
                 let (parts, body) = req.into_parts();
-                let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                let body = body
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
                 axum::Json(json!({
                     "method": parts.method.as_str(),
                     "path": parts.uri.path(),
@@ -99,7 +109,11 @@ impl Gateway {
         Gateway::start_in(env, data_dir, Some(tmp)).await
     }
 
-    pub async fn start_in(env: &[(&str, &str)], data_dir: PathBuf, tmp: Option<tempfile::TempDir>) -> Gateway {
+    pub async fn start_in(
+        env: &[(&str, &str)],
+        data_dir: PathBuf,
+        tmp: Option<tempfile::TempDir>,
+    ) -> Gateway {
         let (proxy, admin, status) = (free_port(), free_port(), free_port());
         let log = data_dir.join(format!("gateway-{proxy}.log"));
         let child = Gateway::command(env, &data_dir, proxy, admin, status)
@@ -107,12 +121,26 @@ impl Gateway {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("start tollgate");
-        let mut gw = Gateway { child, proxy, admin, status, data_dir, _tmp: tmp, log };
+        let mut gw = Gateway {
+            child,
+            proxy,
+            admin,
+            status,
+            data_dir,
+            _tmp: tmp,
+            log,
+        };
         gw.wait_ready().await;
         gw
     }
 
-    pub fn command(env: &[(&str, &str)], data_dir: &std::path::Path, proxy: u16, admin: u16, status: u16) -> Command {
+    pub fn command(
+        env: &[(&str, &str)],
+        data_dir: &std::path::Path,
+        proxy: u16,
+        admin: u16,
+        status: u16,
+    ) -> Command {
         let mut cmd = Command::new(BIN);
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -135,7 +163,14 @@ impl Gateway {
             if let Some(code) = self.child.try_wait().unwrap() {
                 panic!("tollgate exited with {code}:\n{}", self.log_text());
             }
-            if let Ok(r) = try_send("GET", &format!("http://127.0.0.1:{}/status", self.status), &[], None).await {
+            if let Ok(r) = try_send(
+                "GET",
+                &format!("http://127.0.0.1:{}/status", self.status),
+                &[],
+                None,
+            )
+            .await
+            {
                 if r.status == 200 {
                     return;
                 }
@@ -159,7 +194,11 @@ impl Gateway {
 
     /// Sends SIGTERM and waits for the process to exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().unwrap();
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
         self.child.wait().unwrap()
     }
 
@@ -214,10 +253,17 @@ pub fn json_body(v: Value) -> Body {
 }
 
 pub async fn send(method: &str, url: &str, headers: &[(&str, &str)], body: Body) -> Resp {
-    try_send(method, url, headers, body).await.unwrap_or_else(|e| panic!("{method} {url}: {e}"))
+    try_send(method, url, headers, body)
+        .await
+        .unwrap_or_else(|e| panic!("{method} {url}: {e}"))
 }
 
-pub async fn try_send(method: &str, url: &str, headers: &[(&str, &str)], body: Body) -> Result<Resp, String> {
+pub async fn try_send(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Body,
+) -> Result<Resp, String> {
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let mut req = http::Request::builder().method(method).uri(url);
     for (k, v) in headers {
@@ -230,40 +276,78 @@ pub async fn try_send(method: &str, url: &str, headers: &[(&str, &str)], body: B
         }
         None => Bytes::new(),
     };
-    let resp = client.request(req.body(Full::new(payload)).unwrap()).await.map_err(|e| e.to_string())?;
+    let resp = client
+        .request(req.body(Full::new(payload)).unwrap())
+        .await
+        .map_err(|e| e.to_string())?;
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
-    let bytes = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+    let bytes = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
     let body = String::from_utf8_lossy(&bytes).to_string();
     let json = serde_json::from_str(&body).unwrap_or(Value::Null);
-    Ok(Resp { status, headers, body, json })
+    Ok(Resp {
+        status,
+        headers,
+        body,
+        json,
+    })
 }
 
 /// Sends raw bytes on a new connection and returns the status line's code.
 pub async fn raw_status(port: u16, request: &[u8]) -> u16 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
     s.write_all(request).await.unwrap();
     let mut buf = vec![0u8; 4096];
-    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await.unwrap().unwrap_or(0);
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap_or(0);
     let text = String::from_utf8_lossy(&buf[..n]);
-    text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Runs `tollgate` with `args`, returning (exit success, stdout, stderr).
-pub fn tollgate(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> (bool, String, String) {
+pub fn tollgate(
+    args: &[&str],
+    env: &[(&str, &str)],
+    stdin: Option<&str>,
+) -> (bool, String, String) {
     use std::io::Write;
     let mut cmd = Command::new(BIN);
-    cmd.args(args).env("TOLLGATE_CONSOLE_LISTEN", "off").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.args(args)
+        .env("TOLLGATE_CONSOLE_LISTEN", "off")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     for (k, v) in env {
         cmd.env(k, v);
     }
     let mut child = cmd.spawn().unwrap();
     if let Some(input) = stdin {
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
     } else {
         drop(child.stdin.take());
     }
     let out = child.wait_with_output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }

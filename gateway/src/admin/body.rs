@@ -27,26 +27,47 @@ impl<S: Send + Sync> FromRequest<S> for EntityInput {
                 .await
                 .map_err(|e| ApiError::BadRequest(e.body_text()))?;
             let mut pairs = Vec::new();
-            while let Some(field) = mp.next_field().await.map_err(|e| ApiError::BadRequest(e.body_text()))? {
+            while let Some(field) = mp
+                .next_field()
+                .await
+                .map_err(|e| ApiError::BadRequest(e.body_text()))?
+            {
                 let name = field.name().unwrap_or_default().to_string();
-                let text = field.text().await.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+                let text = field
+                    .text()
+                    .await
+                    .map_err(|e| ApiError::BadRequest(e.body_text()))?;
                 pairs.push((name, text));
             }
-            return Ok(EntityInput { fields: form_to_object(pairs)?, source: Source::Form });
+            return Ok(EntityInput {
+                fields: form_to_object(pairs)?,
+                source: Source::Form,
+            });
         }
         let bytes = axum::body::Bytes::from_request(req, state)
             .await
             .map_err(|e| ApiError::BadRequest(e.body_text()))?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok(EntityInput { fields: Map::new(), source: Source::Typed });
+            return Ok(EntityInput {
+                fields: Map::new(),
+                source: Source::Typed,
+            });
         }
         if ct.starts_with("application/x-www-form-urlencoded") {
             let pairs = form_urlencoded::parse(&bytes).into_owned().collect();
-            return Ok(EntityInput { fields: form_to_object(pairs)?, source: Source::Form });
+            return Ok(EntityInput {
+                fields: form_to_object(pairs)?,
+                source: Source::Form,
+            });
         }
         match serde_json::from_slice::<Value>(&bytes) {
-            Ok(Value::Object(fields)) => Ok(EntityInput { fields, source: Source::Typed }),
-            Ok(_) => Err(ApiError::BadRequest("the body must be a JSON object".into())),
+            Ok(Value::Object(fields)) => Ok(EntityInput {
+                fields,
+                source: Source::Typed,
+            }),
+            Ok(_) => Err(ApiError::BadRequest(
+                "the body must be a JSON object".into(),
+            )),
             Err(e) => Err(ApiError::BadRequest(format!("cannot parse JSON body: {e}"))),
         }
     }
@@ -94,7 +115,9 @@ fn insert_path(obj: &mut Map<String, Value>, path: &[String], value: Value) {
     let next = &tail[0];
     if next == "[" {
         // `a[]=x`: append to an array.
-        let entry = obj.entry(head.clone()).or_insert_with(|| Value::Array(vec![]));
+        let entry = obj
+            .entry(head.clone())
+            .or_insert_with(|| Value::Array(vec![]));
         if !entry.is_array() {
             *entry = Value::Array(vec![entry.take()]);
         }
@@ -103,7 +126,9 @@ fn insert_path(obj: &mut Map<String, Value>, path: &[String], value: Value) {
         }
         return;
     }
-    let entry = obj.entry(head.clone()).or_insert_with(|| Value::Object(Map::new()));
+    let entry = obj
+        .entry(head.clone())
+        .or_insert_with(|| Value::Object(Map::new()));
     if !entry.is_object() {
         *entry = Value::Object(Map::new());
     }
@@ -136,9 +161,15 @@ mod tests {
 
     #[test]
     fn arrays_in_every_spelling() {
-        assert_eq!(form("paths[]=/a&paths[]=/b"), json!({"paths": ["/a", "/b"]}));
+        assert_eq!(
+            form("paths[]=/a&paths[]=/b"),
+            json!({"paths": ["/a", "/b"]})
+        );
         assert_eq!(form("paths=/a&paths=/b"), json!({"paths": ["/a", "/b"]}));
-        assert_eq!(form("config.key_names[1]=apikey"), json!({"config": {"key_names": {"1": "apikey"}}}));
+        assert_eq!(
+            form("config.key_names[1]=apikey"),
+            json!({"config": {"key_names": {"1": "apikey"}}})
+        );
         assert_eq!(form("headers.x-v[]=1"), json!({"headers": {"x-v": ["1"]}}));
     }
 }

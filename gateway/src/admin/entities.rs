@@ -40,10 +40,26 @@ fn kind_of(collection: &str) -> Result<Kind, ApiError> {
     Kind::from_collection(collection).ok_or(ApiError::NotFound)
 }
 
-async fn scope(st: &AdminState, parent: &str, pid: &str, child: &str) -> Result<(Kind, Parent), ApiError> {
+async fn scope(
+    st: &AdminState,
+    parent: &str,
+    pid: &str,
+    child: &str,
+) -> Result<(Kind, Parent), ApiError> {
     let (kind, parent_kind, column, field) = nested(parent, child).ok_or(ApiError::NotFound)?;
-    let parent_body = st.store().get(parent_kind, pid).await?.ok_or(ApiError::NotFound)?;
-    Ok((kind, Parent { id: id_of(&parent_body)?, column, field }))
+    let parent_body = st
+        .store()
+        .get(parent_kind, pid)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok((
+        kind,
+        Parent {
+            id: id_of(&parent_body)?,
+            column,
+            field,
+        },
+    ))
 }
 
 fn id_of(body: &Value) -> Result<Uuid, ApiError> {
@@ -53,27 +69,56 @@ fn id_of(body: &Value) -> Result<Uuid, ApiError> {
         .ok_or_else(|| ApiError::Store(StoreError::Corrupt("entity without an id".into())))
 }
 
-pub async fn list(st: St, Path(collection): Path<String>, Query(q): Query<HashMap<String, String>>) -> Result<Response, ApiError> {
-    do_list(&st, kind_of(&collection)?, None, &q, &format!("/{collection}")).await
+pub async fn list(
+    st: St,
+    Path(collection): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    do_list(
+        &st,
+        kind_of(&collection)?,
+        None,
+        &q,
+        &format!("/{collection}"),
+    )
+    .await
 }
 
-pub async fn create(st: St, Path(collection): Path<String>, input: EntityInput) -> Result<Response, ApiError> {
+pub async fn create(
+    st: St,
+    Path(collection): Path<String>,
+    input: EntityInput,
+) -> Result<Response, ApiError> {
     do_create(&st, kind_of(&collection)?, None, input).await
 }
 
-pub async fn get_one(st: St, Path((collection, key)): Path<(String, String)>) -> Result<Response, ApiError> {
+pub async fn get_one(
+    st: St,
+    Path((collection, key)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
     Ok(Json(find(&st, kind_of(&collection)?, &key, None).await?).into_response())
 }
 
-pub async fn patch_one(st: St, Path((collection, key)): Path<(String, String)>, input: EntityInput) -> Result<Response, ApiError> {
+pub async fn patch_one(
+    st: St,
+    Path((collection, key)): Path<(String, String)>,
+    input: EntityInput,
+) -> Result<Response, ApiError> {
     do_patch(&st, kind_of(&collection)?, &key, None, input).await
 }
 
-pub async fn put_one(st: St, Path((collection, key)): Path<(String, String)>, input: EntityInput) -> Result<Response, ApiError> {
+pub async fn put_one(
+    st: St,
+    Path((collection, key)): Path<(String, String)>,
+    input: EntityInput,
+) -> Result<Response, ApiError> {
     do_put(&st, kind_of(&collection)?, &key, None, input).await
 }
 
-pub async fn delete_one(st: St, Path((collection, key)): Path<(String, String)>) -> Result<Response, ApiError> {
+pub async fn delete_one(
+    st: St,
+    Path((collection, key)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
     do_delete(&st, kind_of(&collection)?, &key, None).await
 }
 
@@ -86,12 +131,19 @@ pub async fn nested_list(
     do_list(&st, kind, Some(p), &q, &format!("/{parent}/{pid}/{child}")).await
 }
 
-pub async fn nested_create(st: St, Path((parent, pid, child)): Path<(String, String, String)>, input: EntityInput) -> Result<Response, ApiError> {
+pub async fn nested_create(
+    st: St,
+    Path((parent, pid, child)): Path<(String, String, String)>,
+    input: EntityInput,
+) -> Result<Response, ApiError> {
     let (kind, p) = scope(&st, &parent, &pid, &child).await?;
     do_create(&st, kind, Some(p), input).await
 }
 
-pub async fn nested_get(st: St, Path((parent, pid, child, key)): Path<(String, String, String, String)>) -> Result<Response, ApiError> {
+pub async fn nested_get(
+    st: St,
+    Path((parent, pid, child, key)): Path<(String, String, String, String)>,
+) -> Result<Response, ApiError> {
     let (kind, p) = scope(&st, &parent, &pid, &child).await?;
     Ok(Json(find(&st, kind, &key, Some(p)).await?).into_response())
 }
@@ -114,19 +166,30 @@ pub async fn nested_put(
     do_put(&st, kind, &key, Some(p), input).await
 }
 
-pub async fn nested_delete(st: St, Path((parent, pid, child, key)): Path<(String, String, String, String)>) -> Result<Response, ApiError> {
+pub async fn nested_delete(
+    st: St,
+    Path((parent, pid, child, key)): Path<(String, String, String, String)>,
+) -> Result<Response, ApiError> {
     let (kind, p) = scope(&st, &parent, &pid, &child).await?;
     do_delete(&st, kind, &key, Some(p)).await
 }
 
-async fn do_list(st: &AdminState, kind: Kind, parent: Option<Parent>, q: &HashMap<String, String>, base: &str) -> Result<Response, ApiError> {
+async fn do_list(
+    st: &AdminState,
+    kind: Kind,
+    parent: Option<Parent>,
+    q: &HashMap<String, String>,
+    base: &str,
+) -> Result<Response, ApiError> {
     let size = match q.get("size") {
         None => 100,
         Some(s) => s
             .parse::<usize>()
             .ok()
             .filter(|n| (1..=1000).contains(n))
-            .ok_or_else(|| ApiError::BadRequest("size must be an integer between 1 and 1000".into()))?,
+            .ok_or_else(|| {
+                ApiError::BadRequest("size must be an integer between 1 and 1000".into())
+            })?,
     };
     let (tags, any_tag) = match q.get("tags") {
         Some(t) if t.contains('/') => (t.split('/').map(String::from).collect(), true),
@@ -155,7 +218,12 @@ async fn do_list(st: &AdminState, kind: Kind, parent: Option<Parent>, q: &HashMa
     Ok(Json(json!({"data": page.data, "offset": page.next_offset, "next": next})).into_response())
 }
 
-async fn do_create(st: &AdminState, kind: Kind, parent: Option<Parent>, input: EntityInput) -> Result<Response, ApiError> {
+async fn do_create(
+    st: &AdminState,
+    kind: Kind,
+    parent: Option<Parent>,
+    input: EntityInput,
+) -> Result<Response, ApiError> {
     st.writable()?;
     let mut fields = input.fields;
     if let Some(p) = parent {
@@ -168,7 +236,13 @@ async fn do_create(st: &AdminState, kind: Kind, parent: Option<Parent>, input: E
     Ok((StatusCode::CREATED, Json(shown(n))).into_response())
 }
 
-async fn do_patch(st: &AdminState, kind: Kind, key: &str, parent: Option<Parent>, input: EntityInput) -> Result<Response, ApiError> {
+async fn do_patch(
+    st: &AdminState,
+    kind: Kind,
+    key: &str,
+    parent: Option<Parent>,
+    input: EntityInput,
+) -> Result<Response, ApiError> {
     st.writable()?;
     let existing = find(st, kind, key, parent).await?;
     let mut fields = input.fields;
@@ -180,7 +254,13 @@ async fn do_patch(st: &AdminState, kind: Kind, key: &str, parent: Option<Parent>
 }
 
 /// Creates or replaces the entity at `key`: an id, or a name for a new entity.
-async fn do_put(st: &AdminState, kind: Kind, key: &str, parent: Option<Parent>, input: EntityInput) -> Result<Response, ApiError> {
+async fn do_put(
+    st: &AdminState,
+    kind: Kind,
+    key: &str,
+    parent: Option<Parent>,
+    input: EntityInput,
+) -> Result<Response, ApiError> {
     st.writable()?;
     let existing = st.store().get(kind, key).await?;
     let mut fields = input.fields;
@@ -201,14 +281,21 @@ async fn do_put(st: &AdminState, kind: Kind, key: &str, parent: Option<Parent>, 
     }
     resolve_references(st, &mut fields).await?;
     // PUT replaces: the stored body only lends its creation time.
-    let base = existing.as_ref().map(|e| json!({"id": e["id"], "created_at": e["created_at"]}));
+    let base = existing
+        .as_ref()
+        .map(|e| json!({"id": e["id"], "created_at": e["created_at"]}));
     let n = normalize(kind, fields, base.as_ref(), input.source, unix_now())?;
     st.store().save(&n.record, true).await?;
     st.reloader.poke();
     Ok(Json(shown(n)).into_response())
 }
 
-async fn do_delete(st: &AdminState, kind: Kind, key: &str, parent: Option<Parent>) -> Result<Response, ApiError> {
+async fn do_delete(
+    st: &AdminState,
+    kind: Kind,
+    key: &str,
+    parent: Option<Parent>,
+) -> Result<Response, ApiError> {
     st.writable()?;
     let existing = match find(st, kind, key, parent).await {
         Ok(e) => e,
@@ -225,10 +312,18 @@ async fn do_delete(st: &AdminState, kind: Kind, key: &str, parent: Option<Parent
 }
 
 /// The entity at `key`, which must belong to `parent` when one is given.
-async fn find(st: &AdminState, kind: Kind, key: &str, parent: Option<Parent>) -> Result<Value, ApiError> {
+async fn find(
+    st: &AdminState,
+    kind: Kind,
+    key: &str,
+    parent: Option<Parent>,
+) -> Result<Value, ApiError> {
     let body = st.store().get(kind, key).await?.ok_or(ApiError::NotFound)?;
     if let Some(p) = parent {
-        let owner = body.get(p.field).and_then(|r| r.get("id")).and_then(Value::as_str);
+        let owner = body
+            .get(p.field)
+            .and_then(|r| r.get("id"))
+            .and_then(Value::as_str);
         if owner != Some(p.id.to_string().as_str()) {
             return Err(ApiError::NotFound);
         }
@@ -247,8 +342,15 @@ fn shown(n: Normalized) -> Value {
 
 /// Turns references given by name (`{"name": "svc"}`, `{"id": "slow_user"}`, or a bare string)
 /// into `{"id": <uuid>}`; an unknown one is a foreign key error on that field.
-async fn resolve_references(st: &AdminState, fields: &mut Map<String, Value>) -> Result<(), ApiError> {
-    for (field, kind) in [("service", Kind::Service), ("route", Kind::Route), ("consumer", Kind::Consumer)] {
+async fn resolve_references(
+    st: &AdminState,
+    fields: &mut Map<String, Value>,
+) -> Result<(), ApiError> {
+    for (field, kind) in [
+        ("service", Kind::Service),
+        ("route", Kind::Route),
+        ("consumer", Kind::Consumer),
+    ] {
         let Some(v) = fields.get(field) else { continue };
         let key = match v {
             Value::String(s) => s.clone(),

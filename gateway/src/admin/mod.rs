@@ -52,10 +52,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/", get(info))
         .route("/status", get(status))
         .route("/openapi.json", get(openapi::document))
-        .route(
-            "/{collection}",
-            get(entities::list).post(entities::create),
-        )
+        .route("/{collection}", get(entities::list).post(entities::create))
         .route(
             "/{collection}/{key}",
             get(entities::get_one)
@@ -76,7 +73,8 @@ pub fn router(state: Arc<AdminState>) -> Router {
         )
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state);
-    Router::new().fallback_service(tower_http::normalize_path::NormalizePath::trim_trailing_slash(routes))
+    Router::new()
+        .fallback_service(tower_http::normalize_path::NormalizePath::trim_trailing_slash(routes))
 }
 
 async fn require_token(State(st): State<Arc<AdminState>>, req: Request, next: Next) -> Response {

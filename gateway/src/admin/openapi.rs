@@ -1,9 +1,14 @@
 //! The admin API's own OpenAPI 3.1 document, generated with utoipa from the entity types.
 use crate::model::{Consumer, KeyAuthCredential, Kind, Plugin, Route, Service};
 use axum::Json;
-use utoipa::openapi::path::{OperationBuilder, ParameterBuilder, ParameterIn, PathItem, HttpMethod};
+use utoipa::openapi::path::{
+    HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem,
+};
 use utoipa::openapi::request_body::RequestBodyBuilder;
-use utoipa::openapi::{ComponentsBuilder, ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, PathsBuilder, Ref, ResponseBuilder, Required};
+use utoipa::openapi::{
+    ComponentsBuilder, ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, PathsBuilder, Ref,
+    Required, ResponseBuilder,
+};
 
 pub async fn document() -> Json<OpenApi> {
     Json(build())
@@ -25,9 +30,10 @@ pub fn build() -> OpenApi {
     for kind in Kind::ALL {
         let c = kind.collection();
         let name = schema_name(kind);
-        paths = paths
-            .path(format!("/{c}"), collection(name, &format!("{c}"), None))
-            .path(format!("/{c}/{{id}}"), item(name, &format!("{c}"), &[("id", "id or name")]));
+        paths = paths.path(format!("/{c}"), collection(name, c, None)).path(
+            format!("/{c}/{{id}}"),
+            item(name, c, &[("id", "id or name")]),
+        );
     }
     for (parent, child, kind) in [
         ("services", "routes", Kind::Route),
@@ -39,14 +45,26 @@ pub fn build() -> OpenApi {
         let name = schema_name(kind);
         let tag = format!("{parent}/{child}");
         paths = paths
-            .path(format!("/{parent}/{{parent}}/{child}"), collection(name, &tag, Some("parent")))
+            .path(
+                format!("/{parent}/{{parent}}/{child}"),
+                collection(name, &tag, Some("parent")),
+            )
             .path(
                 format!("/{parent}/{{parent}}/{child}/{{id}}"),
-                item(name, &tag, &[("parent", "id or name of the parent"), ("id", "id")]),
+                item(
+                    name,
+                    &tag,
+                    &[("parent", "id or name of the parent"), ("id", "id")],
+                ),
             );
     }
     OpenApiBuilder::new()
-        .info(InfoBuilder::new().title("Tollgate admin API").version(env!("CARGO_PKG_VERSION")).build())
+        .info(
+            InfoBuilder::new()
+                .title("Tollgate admin API")
+                .version(env!("CARGO_PKG_VERSION"))
+                .build(),
+        )
         .paths(paths.build())
         .components(Some(
             ComponentsBuilder::new()
@@ -71,24 +89,44 @@ fn path_param(name: &str, description: &str) -> utoipa::openapi::path::Parameter
 
 fn json_body(schema: &str) -> utoipa::openapi::request_body::RequestBody {
     RequestBodyBuilder::new()
-        .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name(schema))).build())
-        .content("application/x-www-form-urlencoded", ContentBuilder::new().schema(Some(Ref::from_schema_name(schema))).build())
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name(schema)))
+                .build(),
+        )
+        .content(
+            "application/x-www-form-urlencoded",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name(schema)))
+                .build(),
+        )
         .build()
 }
 
 fn reply(description: &str, schema: Option<&str>) -> utoipa::openapi::Response {
     let mut b = ResponseBuilder::new().description(description);
     if let Some(s) = schema {
-        b = b.content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name(s))).build());
+        b = b.content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name(s)))
+                .build(),
+        );
     }
     b.build()
 }
 
 fn collection(schema: &str, tag: &str, parent: Option<&str>) -> PathItem {
-    let params: Vec<_> = parent.iter().map(|p| path_param(p, "id or name of the parent")).collect();
+    let params: Vec<_> = parent
+        .iter()
+        .map(|p| path_param(p, "id or name of the parent"))
+        .collect();
     let list = OperationBuilder::new()
         .tag(tag)
-        .summary(Some(format!("List {tag} (paged: size, offset; filter: tags)")))
+        .summary(Some(format!(
+            "List {tag} (paged: size, offset; filter: tags)"
+        )))
         .parameters(Some(params.clone()))
         .response("200", reply("A page: {data, offset, next}", None));
     let create = OperationBuilder::new()
@@ -113,9 +151,24 @@ fn item(schema: &str, tag: &str, params: &[(&str, &str)]) -> PathItem {
             .parameters(Some(params.clone()))
             .response("404", reply("Not found", None))
     };
-    let mut item = PathItem::new(HttpMethod::Get, op("Fetch one").response("200", reply("The entity", Some(schema))).build());
-    item.patch = Some(op("Change some fields").request_body(Some(json_body(schema))).response("200", reply("Updated", Some(schema))).build());
-    item.put = Some(op("Create or replace").request_body(Some(json_body(schema))).response("200", reply("Stored", Some(schema))).build());
+    let mut item = PathItem::new(
+        HttpMethod::Get,
+        op("Fetch one")
+            .response("200", reply("The entity", Some(schema)))
+            .build(),
+    );
+    item.patch = Some(
+        op("Change some fields")
+            .request_body(Some(json_body(schema)))
+            .response("200", reply("Updated", Some(schema)))
+            .build(),
+    );
+    item.put = Some(
+        op("Create or replace")
+            .request_body(Some(json_body(schema)))
+            .response("200", reply("Stored", Some(schema)))
+            .build(),
+    );
     item.delete = Some(op("Delete").response("204", reply("Deleted", None)).build());
     item
 }

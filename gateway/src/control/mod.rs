@@ -68,13 +68,20 @@ impl Reloader {
         let entities = self.store.load_all().await.map_err(|e| e.to_string())?;
         match Snapshot::build(version, &entities, &self.clients) {
             Ok(s) => {
-                tracing::info!(version, routes = s.routes.len(), services = s.services.len(), "configuration applied");
+                tracing::info!(
+                    version,
+                    routes = s.routes.len(),
+                    services = s.services.len(),
+                    "configuration applied"
+                );
                 self.snapshot.store(Arc::new(s));
                 self.metrics.config_reloads.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             }
             Err(e) => {
-                self.metrics.config_reload_failures.fetch_add(1, Ordering::Relaxed);
+                self.metrics
+                    .config_reload_failures
+                    .fetch_add(1, Ordering::Relaxed);
                 tracing::error!(version, error = %e, "configuration change not applied");
                 Err(e)
             }

@@ -10,7 +10,9 @@ use yaml_rust2::{Yaml, YamlEmitter};
 /// The body as a file shows it: no timestamps, no unset fields, no implicit parent.
 pub fn clean(body: &Value, parent_field: Option<&str>) -> Map<String, Value> {
     let mut m = body.as_object().cloned().unwrap_or_default();
-    m.retain(|k, v| !v.is_null() && k != "created_at" && k != "updated_at" && Some(k.as_str()) != parent_field);
+    m.retain(|k, v| {
+        !v.is_null() && k != "created_at" && k != "updated_at" && Some(k.as_str()) != parent_field
+    });
     m
 }
 
@@ -20,7 +22,12 @@ fn parent_id(body: &Value, field: &str) -> Option<String> {
 
 /// Builds the document from every stored entity.
 pub fn document(entities: &[(Kind, Value)]) -> Value {
-    let of = |kind: Kind| entities.iter().filter(move |(k, _)| *k == kind).map(|(_, b)| b);
+    let of = |kind: Kind| {
+        entities
+            .iter()
+            .filter(move |(k, _)| *k == kind)
+            .map(|(_, b)| b)
+    };
     let mut services = Vec::new();
     for s in of(Kind::Service) {
         let mut m = clean(s, None);
@@ -51,10 +58,17 @@ pub fn document(entities: &[(Kind, Value)]) -> Value {
         }
         consumers.push(Value::Object(m));
     }
-    let plugins: Vec<Value> = of(Kind::Plugin).map(|p| Value::Object(clean(p, None))).collect();
+    let plugins: Vec<Value> = of(Kind::Plugin)
+        .map(|p| Value::Object(clean(p, None)))
+        .collect();
     let mut doc = Map::new();
     doc.insert("_format_version".into(), json!("3.0"));
-    for (key, list) in [("services", services), ("routes", routes), ("consumers", consumers), ("plugins", plugins)] {
+    for (key, list) in [
+        ("services", services),
+        ("routes", routes),
+        ("consumers", consumers),
+        ("plugins", plugins),
+    ] {
         if !list.is_empty() {
             doc.insert(key.into(), Value::Array(list));
         }
@@ -66,7 +80,9 @@ pub fn document(entities: &[(Kind, Value)]) -> Value {
 pub fn to_yaml(doc: &Value) -> String {
     let mut out = String::new();
     let mut emitter = YamlEmitter::new(&mut out);
-    emitter.dump(&to_yaml_value(doc)).expect("writing to a String cannot fail");
+    emitter
+        .dump(&to_yaml_value(doc))
+        .expect("writing to a String cannot fail");
     out.push('\n');
     out
 }

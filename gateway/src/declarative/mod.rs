@@ -48,16 +48,38 @@ struct Item {
     fields: Map<String, Value>,
 }
 
-const TOP_LEVEL: &[&str] = &["_format_version", "_transform", "_info", "_workspace", "services", "routes", "consumers", "plugins"];
+const TOP_LEVEL: &[&str] = &[
+    "_format_version",
+    "_transform",
+    "_info",
+    "_workspace",
+    "services",
+    "routes",
+    "consumers",
+    "plugins",
+];
 
 /// Reads and validates a declarative file. `now` stamps the entities' times.
 pub fn load(text: &str, now: i64) -> Result<Config, Vec<Diagnostic>> {
     let doc = yaml::parse(text).map_err(|e| {
-        vec![Diagnostic { line: Some(e.line), path: String::new(), message: e.message }]
+        vec![Diagnostic {
+            line: Some(e.line),
+            path: String::new(),
+            message: e.message,
+        }]
     })?;
-    let mut reader = Reader { doc: &doc, diagnostics: Vec::new(), items: Vec::new(), legacy: false };
+    let mut reader = Reader {
+        doc: &doc,
+        diagnostics: Vec::new(),
+        items: Vec::new(),
+        legacy: false,
+    };
     reader.read_top_level();
-    let records = if reader.diagnostics.is_empty() { reader.validate(now) } else { Vec::new() };
+    let records = if reader.diagnostics.is_empty() {
+        reader.validate(now)
+    } else {
+        Vec::new()
+    };
     if reader.diagnostics.is_empty() {
         Ok(Config { records })
     } else {
@@ -84,12 +106,20 @@ impl Reader<'_> {
 
     fn read_top_level(&mut self) {
         let Some(top) = self.doc.value.as_object() else {
-            return self.error("", "the file must be a mapping with _format_version and entity lists");
+            return self.error(
+                "",
+                "the file must be a mapping with _format_version and entity lists",
+            );
         };
         match top.get("_format_version").and_then(Value::as_str) {
             Some("3.0") => {}
             Some("1.1" | "2.1") => self.legacy = true,
-            Some(v) => return self.error("_format_version", format!("unsupported format version '{v}' (expected 3.0, 2.1 or 1.1)")),
+            Some(v) => {
+                return self.error(
+                    "_format_version",
+                    format!("unsupported format version '{v}' (expected 3.0, 2.1 or 1.1)"),
+                )
+            }
             None => return self.error("", "_format_version is required (\"3.0\")"),
         }
         for key in top.keys().filter(|k| !TOP_LEVEL.contains(&k.as_str())) {
@@ -115,21 +145,39 @@ impl Reader<'_> {
     }
 
     fn read_service(&mut self, s: &Value, path: &str) {
-        let Some(id) = self.read_entity(Kind::Service, s, path, None) else { return };
+        let Some(id) = self.read_entity(Kind::Service, s, path, None) else {
+            return;
+        };
         let parent = ("service", id);
         for (i, r) in children(s, "routes").iter().enumerate() {
-            let Some(route_id) = self.read_entity(Kind::Route, r, &format!("{path}.routes[{i}]"), Some(parent)) else { continue };
+            let Some(route_id) =
+                self.read_entity(Kind::Route, r, &format!("{path}.routes[{i}]"), Some(parent))
+            else {
+                continue;
+            };
             for (j, p) in children(r, "plugins").iter().enumerate() {
-                self.read_entity(Kind::Plugin, p, &format!("{path}.routes[{i}].plugins[{j}]"), Some(("route", route_id)));
+                self.read_entity(
+                    Kind::Plugin,
+                    p,
+                    &format!("{path}.routes[{i}].plugins[{j}]"),
+                    Some(("route", route_id)),
+                );
             }
         }
         for (i, p) in children(s, "plugins").iter().enumerate() {
-            self.read_entity(Kind::Plugin, p, &format!("{path}.plugins[{i}]"), Some(parent));
+            self.read_entity(
+                Kind::Plugin,
+                p,
+                &format!("{path}.plugins[{i}]"),
+                Some(parent),
+            );
         }
     }
 
     fn read_consumer(&mut self, c: &Value, path: &str) {
-        let Some(id) = self.read_entity(Kind::Consumer, c, path, None) else { return };
+        let Some(id) = self.read_entity(Kind::Consumer, c, path, None) else {
+            return;
+        };
         for (i, k) in children(c, "keyauth_credentials").iter().enumerate() {
             let kpath = format!("{path}.keyauth_credentials[{i}]");
             if k.get("key").is_none() && k.get("key_hash").is_none() {
@@ -139,12 +187,23 @@ impl Reader<'_> {
             self.read_entity(Kind::KeyAuth, k, &kpath, Some(("consumer", id)));
         }
         for (i, p) in children(c, "plugins").iter().enumerate() {
-            self.read_entity(Kind::Plugin, p, &format!("{path}.plugins[{i}]"), Some(("consumer", id)));
+            self.read_entity(
+                Kind::Plugin,
+                p,
+                &format!("{path}.plugins[{i}]"),
+                Some(("consumer", id)),
+            );
         }
     }
 
     /// Records one entity (nested lists removed, parent reference set, id settled).
-    fn read_entity(&mut self, kind: Kind, v: &Value, path: &str, parent: Option<(&str, Uuid)>) -> Option<Uuid> {
+    fn read_entity(
+        &mut self,
+        kind: Kind,
+        v: &Value,
+        path: &str,
+        parent: Option<(&str, Uuid)>,
+    ) -> Option<Uuid> {
         let Some(obj) = v.as_object() else {
             self.error(path, "expected a mapping");
             return None;
@@ -172,7 +231,11 @@ impl Reader<'_> {
             _ => derived_id(kind, &fields, path),
         };
         fields.insert("id".into(), json!(id));
-        self.items.push(Item { kind, path: path.to_string(), fields });
+        self.items.push(Item {
+            kind,
+            path: path.to_string(),
+            fields,
+        });
         Some(id)
     }
 
@@ -182,22 +245,40 @@ impl Reader<'_> {
         let items = std::mem::take(&mut self.items);
         let paths: HashMap<Uuid, String> = items
             .iter()
-            .filter_map(|i| Some((Uuid::parse_str(i.fields.get("id")?.as_str()?).ok()?, i.path.clone())))
+            .filter_map(|i| {
+                Some((
+                    Uuid::parse_str(i.fields.get("id")?.as_str()?).ok()?,
+                    i.path.clone(),
+                ))
+            })
             .collect();
         let mut records = Vec::with_capacity(items.len());
         let mut seen: HashMap<(Kind, String), String> = HashMap::new();
         for mut item in items {
-            for (field, kind) in [("service", Kind::Service), ("route", Kind::Route), ("consumer", Kind::Consumer)] {
+            for (field, kind) in [
+                ("service", Kind::Service),
+                ("route", Kind::Route),
+                ("consumer", Kind::Consumer),
+            ] {
                 if let Err(msg) = resolve(&mut item.fields, field, kind, &names) {
                     self.error(&format!("{}.{field}", item.path), msg);
                 }
             }
             match normalize(item.kind, item.fields, None, Source::Typed, now) {
                 Ok(n) => {
-                    let keys = [n.record.keys.name_key.clone(), n.record.keys.alt_key.clone(), Some(n.record.id.to_string())];
+                    let keys = [
+                        n.record.keys.name_key.clone(),
+                        n.record.keys.alt_key.clone(),
+                        Some(n.record.id.to_string()),
+                    ];
                     for key in keys.into_iter().flatten() {
-                        if let Some(first) = seen.insert((item.kind, key.clone()), item.path.clone()) {
-                            self.error(&item.path, format!("duplicate of {first} (same id, name or key)"));
+                        if let Some(first) =
+                            seen.insert((item.kind, key.clone()), item.path.clone())
+                        {
+                            self.error(
+                                &item.path,
+                                format!("duplicate of {first} (same id, name or key)"),
+                            );
                         }
                     }
                     records.push(n.record);
@@ -214,7 +295,11 @@ impl Reader<'_> {
 
     fn field_errors(&mut self, path: &str, errors: &FieldErrors) {
         for (field, message) in errors.flatten() {
-            let at = if field.starts_with('@') || field.is_empty() { path.to_string() } else { format!("{path}.{field}") };
+            let at = if field.starts_with('@') || field.is_empty() {
+                path.to_string()
+            } else {
+                format!("{path}.{field}")
+            };
             self.error(&at, message);
         }
     }
@@ -223,7 +308,11 @@ impl Reader<'_> {
     fn name_index(&self) -> HashMap<(Kind, String), Uuid> {
         let mut names = HashMap::new();
         for item in &self.items {
-            let id = item.fields.get("id").and_then(Value::as_str).and_then(|s| Uuid::parse_str(s).ok());
+            let id = item
+                .fields
+                .get("id")
+                .and_then(Value::as_str)
+                .and_then(|s| Uuid::parse_str(s).ok());
             let Some(id) = id else { continue };
             names.insert((item.kind, id.to_string()), id);
             for f in ["name", "username", "custom_id"] {
@@ -237,13 +326,25 @@ impl Reader<'_> {
 
     /// Every reference must point at an entity of the file.
     fn check_references(&mut self, records: &[Record], paths: &HashMap<Uuid, String>) {
-        let ids: std::collections::HashSet<(Kind, Uuid)> = records.iter().map(|r| (r.kind, r.id)).collect();
+        let ids: std::collections::HashSet<(Kind, Uuid)> =
+            records.iter().map(|r| (r.kind, r.id)).collect();
         let mut missing = Vec::new();
         for r in records {
-            let refs = [("service", Kind::Service, r.keys.service_id), ("route", Kind::Route, r.keys.route_id), ("consumer", Kind::Consumer, r.keys.consumer_id)];
+            let refs = [
+                ("service", Kind::Service, r.keys.service_id),
+                ("route", Kind::Route, r.keys.route_id),
+                ("consumer", Kind::Consumer, r.keys.consumer_id),
+            ];
             for (field, kind, id) in refs {
                 if let Some(id) = id.filter(|id| !ids.contains(&(kind, *id))) {
-                    missing.push((r.id, field, format!("references {} '{id}', which the file does not define", kind.collection())));
+                    missing.push((
+                        r.id,
+                        field,
+                        format!(
+                            "references {} '{id}', which the file does not define",
+                            kind.collection()
+                        ),
+                    ));
                 }
             }
         }
@@ -255,11 +356,17 @@ impl Reader<'_> {
 }
 
 fn list<'a>(top: &'a Map<String, Value>, key: &str) -> &'a [Value] {
-    top.get(key).and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default()
+    top.get(key)
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
 }
 
 fn children<'a>(v: &'a Value, key: &str) -> &'a [Value] {
-    v.get(key).and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default()
+    v.get(key)
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
 }
 
 /// An id that follows from what names the entity, or from its place in the file.
@@ -268,20 +375,38 @@ fn derived_id(kind: Kind, fields: &Map<String, Value>, path: &str) -> Uuid {
     let r = |f: &str| fields.get(f).map(|v| v.to_string()).unwrap_or_default();
     let natural = match kind {
         Kind::Service | Kind::Route => s("name"),
-        Kind::Consumer => s("username").or_else(|| s("custom_id").map(|c| format!("custom_id:{c}"))),
-        Kind::KeyAuth => s("key").map(|k| crate::model::credential::hash_key(&k)).or_else(|| s("key_hash")),
-        Kind::Plugin => s("name").map(|n| format!("{n}:{}:{}:{}", r("service"), r("route"), r("consumer"))),
+        Kind::Consumer => {
+            s("username").or_else(|| s("custom_id").map(|c| format!("custom_id:{c}")))
+        }
+        Kind::KeyAuth => s("key")
+            .map(|k| crate::model::credential::hash_key(&k))
+            .or_else(|| s("key_hash")),
+        Kind::Plugin => {
+            s("name").map(|n| format!("{n}:{}:{}:{}", r("service"), r("route"), r("consumer")))
+        }
     };
-    let seed = format!("{}:{}", kind.collection(), natural.unwrap_or_else(|| path.to_string()));
+    let seed = format!(
+        "{}:{}",
+        kind.collection(),
+        natural.unwrap_or_else(|| path.to_string())
+    );
     Uuid::new_v5(&ID_NAMESPACE, seed.as_bytes())
 }
 
 /// References may name their target (`service: pytbak`) or give its id.
-fn resolve(fields: &mut Map<String, Value>, field: &str, kind: Kind, names: &HashMap<(Kind, String), Uuid>) -> Result<(), String> {
+fn resolve(
+    fields: &mut Map<String, Value>,
+    field: &str,
+    kind: Kind,
+    names: &HashMap<(Kind, String), Uuid>,
+) -> Result<(), String> {
     let key = match fields.get(field) {
         None | Some(Value::Null) => return Ok(()),
         Some(Value::String(s)) => s.clone(),
-        Some(Value::Object(m)) => match ["id", "name", "username"].iter().find_map(|k| m.get(*k).and_then(Value::as_str)) {
+        Some(Value::Object(m)) => match ["id", "name", "username"]
+            .iter()
+            .find_map(|k| m.get(*k).and_then(Value::as_str))
+        {
             Some(s) => s.to_string(),
             None => return Ok(()),
         },
@@ -292,7 +417,10 @@ fn resolve(fields: &mut Map<String, Value>, field: &str, kind: Kind, names: &Has
             fields.insert(field.into(), json!({"id": id}));
             Ok(())
         }
-        None => Err(format!("no {} named or with id '{key}' in this file", kind.collection())),
+        None => Err(format!(
+            "no {} named or with id '{key}' in this file",
+            kind.collection()
+        )),
     }
 }
 
@@ -301,7 +429,11 @@ fn mark_legacy_regex_paths(fields: &mut Map<String, Value>) {
     if let Some(Value::Array(paths)) = fields.get_mut("paths") {
         for p in paths.iter_mut() {
             if let Value::String(s) = p {
-                if !s.starts_with('~') && s.contains(['(', ')', '[', ']', '*', '+', '?', '{', '}', '^', '$', '|', '\\']) {
+                if !s.starts_with('~')
+                    && s.contains([
+                        '(', ')', '[', ']', '*', '+', '?', '{', '}', '^', '$', '|', '\\',
+                    ])
+                {
                     *s = format!("~{s}");
                 }
             }

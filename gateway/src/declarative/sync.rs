@@ -65,7 +65,12 @@ pub fn plan(current: &[(Kind, Value)], desired: &[Record]) -> Vec<Change> {
             Some(b) if comparable(b) != body => Op::Update,
             Some(_) => continue,
         };
-        changes.push(Change { op, kind: r.kind, id: r.id, body });
+        changes.push(Change {
+            op,
+            kind: r.kind,
+            id: r.id,
+            body,
+        });
     }
     changes.sort_by_key(|c| c.kind);
     let mut deletes: Vec<Change> = current
@@ -75,7 +80,12 @@ pub fn plan(current: &[(Kind, Value)], desired: &[Record]) -> Vec<Change> {
             if wanted.contains(&(*k, id.to_string())) {
                 return None;
             }
-            Some(Change { op: Op::Delete, kind: *k, id: Uuid::parse_str(id).ok()?, body: comparable(b) })
+            Some(Change {
+                op: Op::Delete,
+                kind: *k,
+                id: Uuid::parse_str(id).ok()?,
+                body: comparable(b),
+            })
         })
         .collect();
     deletes.sort_by_key(|c| std::cmp::Reverse(c.kind));

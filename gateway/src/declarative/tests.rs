@@ -25,16 +25,38 @@ routes:
 fn nested_and_top_level_entities_are_read() {
     let c = load(SEED, 1).unwrap();
     let kinds: Vec<Kind> = c.records.iter().map(|r| r.kind).collect();
-    assert_eq!(kinds, vec![Kind::Service, Kind::Route, Kind::Route, Kind::Route, Kind::Consumer, Kind::KeyAuth]);
+    assert_eq!(
+        kinds,
+        vec![
+            Kind::Service,
+            Kind::Route,
+            Kind::Route,
+            Kind::Route,
+            Kind::Consumer,
+            Kind::KeyAuth
+        ]
+    );
     let service_id = c.records[0].id;
-    assert!(c.records[1..4].iter().all(|r| r.keys.service_id == Some(service_id)));
+    assert!(c.records[1..4]
+        .iter()
+        .all(|r| r.keys.service_id == Some(service_id)));
     assert_eq!(c.records[5].keys.consumer_id, Some(c.records[4].id));
 }
 
 #[test]
 fn the_same_file_gives_the_same_ids() {
-    let a: Vec<Uuid> = load(SEED, 1).unwrap().records.iter().map(|r| r.id).collect();
-    let b: Vec<Uuid> = load(SEED, 2).unwrap().records.iter().map(|r| r.id).collect();
+    let a: Vec<Uuid> = load(SEED, 1)
+        .unwrap()
+        .records
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    let b: Vec<Uuid> = load(SEED, 2)
+        .unwrap()
+        .records
+        .iter()
+        .map(|r| r.id)
+        .collect();
     assert_eq!(a, b);
 }
 
@@ -43,22 +65,47 @@ fn errors_carry_lines_and_paths() {
     let text = "_format_version: \"3.0\"\nservices:\n  - name: s\n    host: ok.local\n    routes:\n      - name: r\n        paths: [\"api\"]\n        strip_path: maybe\n";
     let errs = load(text, 1).unwrap_err();
     let shown: Vec<String> = errs.iter().map(|d| d.to_string()).collect();
-    assert!(shown.contains(&"line 8: services[0].routes[0].strip_path: expected a boolean".to_string()), "{shown:?}");
+    assert!(
+        shown.contains(&"line 8: services[0].routes[0].strip_path: expected a boolean".to_string()),
+        "{shown:?}"
+    );
 }
 
 #[test]
 fn unknown_references_and_duplicates_are_reported() {
     let text = "_format_version: \"3.0\"\nroutes:\n  - name: r\n    paths: [/a]\n    service: nowhere\nconsumers:\n  - username: u\n  - username: u\n";
-    let shown: Vec<String> = load(text, 1).unwrap_err().iter().map(|d| d.to_string()).collect();
-    assert!(shown.iter().any(|s| s.starts_with("line 5: routes[0].service: no services named")), "{shown:?}");
-    assert!(shown.iter().any(|s| s.starts_with("line 8: consumers[1]: duplicate of consumers[0]")), "{shown:?}");
+    let shown: Vec<String> = load(text, 1)
+        .unwrap_err()
+        .iter()
+        .map(|d| d.to_string())
+        .collect();
+    assert!(
+        shown
+            .iter()
+            .any(|s| s.starts_with("line 5: routes[0].service: no services named")),
+        "{shown:?}"
+    );
+    assert!(
+        shown
+            .iter()
+            .any(|s| s.starts_with("line 8: consumers[1]: duplicate of consumers[0]")),
+        "{shown:?}"
+    );
 }
 
 #[test]
 fn format_version_is_required_and_checked() {
-    assert!(load("services: []\n", 1).unwrap_err()[0].message.contains("_format_version is required"));
-    assert!(load("_format_version: \"9\"\n", 1).unwrap_err()[0].message.contains("unsupported format version"));
-    let legacy = load("_format_version: \"1.1\"\nroutes:\n  - name: r\n    paths: [\"/users/\\\\d+\"]\n", 1).unwrap();
+    assert!(load("services: []\n", 1).unwrap_err()[0]
+        .message
+        .contains("_format_version is required"));
+    assert!(load("_format_version: \"9\"\n", 1).unwrap_err()[0]
+        .message
+        .contains("unsupported format version"));
+    let legacy = load(
+        "_format_version: \"1.1\"\nroutes:\n  - name: r\n    paths: [\"/users/\\\\d+\"]\n",
+        1,
+    )
+    .unwrap();
     assert_eq!(legacy.records[0].body["paths"][0], "~/users/\\d+");
 }
 

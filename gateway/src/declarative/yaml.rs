@@ -41,7 +41,10 @@ pub fn parse(text: &str) -> Result<Located, SyntaxError> {
             message: e.info().to_string(),
         })?;
     if let Some(message) = b.error {
-        return Err(SyntaxError { line: b.error_line, message });
+        return Err(SyntaxError {
+            line: b.error_line,
+            message,
+        });
     }
     Ok(Located {
         value: b.root.unwrap_or(Value::Null),
@@ -186,7 +189,12 @@ fn scalar(text: String, style: TScalarStyle) -> Value {
     if let Ok(i) = text.parse::<i64>() {
         return Value::Number(i.into());
     }
-    if text.contains(['.', 'e', 'E']) && text.chars().next().is_some_and(|c| c.is_ascii_digit() || c == '-') {
+    if text.contains(['.', 'e', 'E'])
+        && text
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_digit() || c == '-')
+    {
         if let Some(n) = text.parse::<f64>().ok().and_then(Number::from_f64) {
             return Value::Number(n);
         }
@@ -203,7 +211,10 @@ mod tests {
     fn values_and_their_lines() {
         let doc = "a: 1\nlist:\n  - name: x\n    on: true\n  - 'quoted 2'\nf: 1.5\nn: ~\n";
         let l = parse(doc).unwrap();
-        assert_eq!(l.value, json!({"a": 1, "list": [{"name": "x", "on": true}, "quoted 2"], "f": 1.5, "n": null}));
+        assert_eq!(
+            l.value,
+            json!({"a": 1, "list": [{"name": "x", "on": true}, "quoted 2"], "f": 1.5, "n": null})
+        );
         assert_eq!(l.lines["a"], 1);
         assert_eq!(l.lines["list[0].on"], 4);
         assert_eq!(l.lines["list[1]"], 5);

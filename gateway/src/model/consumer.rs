@@ -29,7 +29,11 @@ impl Entity for Consumer {
                 "at least one of these fields must be non-empty: 'custom_id', 'username'",
             );
         }
-        if self.username.as_deref().is_some_and(|u| Uuid::parse_str(u).is_ok()) {
+        if self
+            .username
+            .as_deref()
+            .is_some_and(|u| Uuid::parse_str(u).is_ok())
+        {
             errors.add("username", "a username cannot be a UUID");
         }
     }

@@ -52,10 +52,13 @@ impl Entity for KeyAuthCredential {
     const FIELDS: &'static [Field] = &[
         field("consumer", Ty::Ref),
         field("key_hash", Ty::Str),
-        field("ttl", Ty::Int {
-            min: 0,
-            max: 100_000_000,
-        }),
+        field(
+            "ttl",
+            Ty::Int {
+                min: 0,
+                max: 100_000_000,
+            },
+        ),
         field("tags", Ty::StrArray),
     ];
     const REQUIRED: &'static [&'static str] = &["consumer", "key_hash"];

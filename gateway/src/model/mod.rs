@@ -164,7 +164,10 @@ fn normalize_as<T: Entity>(
     let mut errors = FieldErrors::default();
     let id = take_id(&mut input, existing, &mut errors);
     let revealed_secret = T::prepare(&mut input, existing);
-    errors = merge_errors(errors, schema::check(kind.fields(), &mut input, source == Source::Form));
+    errors = merge_errors(
+        errors,
+        schema::check(kind.fields(), &mut input, source == Source::Form),
+    );
     errors.into_result()?;
 
     let mut body = existing
@@ -256,7 +259,9 @@ pub fn ref_id(r: &Option<EntityRef>) -> Option<Uuid> {
 }
 
 /// A reference to another entity, as Kong writes it: `{"id": "..."}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 pub struct EntityRef {
     pub id: Uuid,
 }
@@ -265,8 +270,7 @@ pub struct EntityRef {
 pub fn validate_name(field: &str, name: &Option<String>, errors: &mut FieldErrors) {
     if let Some(n) = name {
         let ok = !n.is_empty()
-            && n
-                .chars()
+            && n.chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '~'));
         if !ok {
             errors.add(

@@ -30,7 +30,9 @@ fn yes() -> bool {
     true
 }
 fn default_protocols() -> Vec<String> {
-    ["grpc", "grpcs", "http", "https"].map(String::from).to_vec()
+    ["grpc", "grpcs", "http", "https"]
+        .map(String::from)
+        .to_vec()
 }
 
 impl Entity for Plugin {
@@ -52,7 +54,10 @@ impl Entity for Plugin {
             match e {
                 crate::plugins::ConfigError::UnknownPlugin => errors.add(
                     "name",
-                    format!("plugin '{}' not enabled; add it to the 'plugins' configuration property", self.name),
+                    format!(
+                        "plugin '{}' not enabled; add it to the 'plugins' configuration property",
+                        self.name
+                    ),
                 ),
                 crate::plugins::ConfigError::Fields(f) => errors.nest("config", f),
             }

@@ -64,10 +64,13 @@ impl Entity for Route {
         field("snis", Ty::StrArray),
         field("strip_path", Ty::Bool),
         field("preserve_host", Ty::Bool),
-        field("regex_priority", Ty::Int {
-            min: -(1 << 31),
-            max: (1 << 31) - 1,
-        }),
+        field(
+            "regex_priority",
+            Ty::Int {
+                min: -(1 << 31),
+                max: (1 << 31) - 1,
+            },
+        ),
         field("path_handling", Ty::Enum(&["v0", "v1"])),
         field("https_redirect_status_code", Ty::Int { min: 301, max: 426 }),
         field("request_buffering", Ty::Bool),
@@ -78,11 +81,18 @@ impl Entity for Route {
 
     fn validate(&mut self, errors: &mut FieldErrors) {
         validate_name("name", &self.name, errors);
-        if let Some(p) = self.protocols.iter().find(|p| !PROTOCOLS.contains(&p.as_str())) {
+        if let Some(p) = self
+            .protocols
+            .iter()
+            .find(|p| !PROTOCOLS.contains(&p.as_str()))
+        {
             errors.add("protocols", format!("unknown protocol: {p}"));
         }
         if ![426, 301, 302, 307, 308].contains(&self.https_redirect_status_code) {
-            errors.add("https_redirect_status_code", "expected one of: 426, 301, 302, 307, 308");
+            errors.add(
+                "https_redirect_status_code",
+                "expected one of: 426, 301, 302, 307, 308",
+            );
         }
         let empty = |v: &Option<Vec<String>>| v.as_ref().is_none_or(Vec::is_empty);
         if empty(&self.methods)
@@ -98,7 +108,10 @@ impl Entity for Route {
         }
         for m in self.methods.iter().flatten() {
             if !m.chars().all(|c| c.is_ascii_uppercase()) {
-                errors.add("methods", format!("invalid value: {m} (methods are upper case)"));
+                errors.add(
+                    "methods",
+                    format!("invalid value: {m} (methods are upper case)"),
+                );
             }
         }
         for h in self.hosts.iter().flatten() {
@@ -147,7 +160,9 @@ fn validate_host_pattern(h: &str) -> Result<(), String> {
         .or_else(|| name.strip_suffix(".*"))
         .unwrap_or(name);
     if bare.contains('*') {
-        return Err(format!("invalid wildcard: must be placed at leftmost or rightmost label: {h}"));
+        return Err(format!(
+            "invalid wildcard: must be placed at leftmost or rightmost label: {h}"
+        ));
     }
     if !valid_host(bare) {
         return Err(format!("invalid hostname: {h}"));
@@ -162,7 +177,9 @@ fn validate_path(p: &str) -> Result<(), String> {
         return Ok(());
     }
     if !p.starts_with('/') {
-        return Err(format!("should start with: / (fixed path) or ~/ (regex path): {p}"));
+        return Err(format!(
+            "should start with: / (fixed path) or ~/ (regex path): {p}"
+        ));
     }
     if p.contains("//") {
         return Err(format!("must not have empty segments: {p}"));
@@ -179,9 +196,15 @@ mod tests {
     use serde_json::json;
 
     fn route(v: serde_json::Value) -> Result<serde_json::Value, String> {
-        normalize(Kind::Route, v.as_object().unwrap().clone(), None, Source::Typed, 1)
-            .map(|n| n.record.body)
-            .map_err(|e| e.message())
+        normalize(
+            Kind::Route,
+            v.as_object().unwrap().clone(),
+            None,
+            Source::Typed,
+            1,
+        )
+        .map(|n| n.record.body)
+        .map_err(|e| e.message())
     }
 
     #[test]
@@ -203,11 +226,21 @@ mod tests {
 
     #[test]
     fn bad_paths_hosts_and_regexes_are_rejected() {
-        assert!(route(json!({"paths": ["api"]})).unwrap_err().contains("should start with"));
-        assert!(route(json!({"paths": ["~/api/(["]})).unwrap_err().contains("invalid regex"));
-        assert!(route(json!({"paths": ["/a/../b"]})).unwrap_err().contains("dot segments"));
-        assert!(route(json!({"hosts": ["a.*.com"]})).unwrap_err().contains("wildcard"));
+        assert!(route(json!({"paths": ["api"]}))
+            .unwrap_err()
+            .contains("should start with"));
+        assert!(route(json!({"paths": ["~/api/(["]}))
+            .unwrap_err()
+            .contains("invalid regex"));
+        assert!(route(json!({"paths": ["/a/../b"]}))
+            .unwrap_err()
+            .contains("dot segments"));
+        assert!(route(json!({"hosts": ["a.*.com"]}))
+            .unwrap_err()
+            .contains("wildcard"));
         assert!(route(json!({"hosts": ["*.example.com", "example.*", "h:8000"]})).is_ok());
-        assert!(route(json!({"methods": ["get"]})).unwrap_err().contains("upper case"));
+        assert!(route(json!({"methods": ["get"]}))
+            .unwrap_err()
+            .contains("upper case"));
     }
 }

@@ -10,7 +10,10 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, Copy)]
 pub enum Ty {
     Str,
-    Int { min: i64, max: i64 },
+    Int {
+        min: i64,
+        max: i64,
+    },
     Bool,
     /// One of a fixed set of strings.
     Enum(&'static [&'static str]),
@@ -222,7 +225,10 @@ fn coerce_str_array(value: &mut Value, from_form: bool) -> Result<(), String> {
     let Value::Array(items) = value else {
         return Err("expected a set".into());
     };
-    if items.iter().all(|v| v.as_str().is_some_and(|s| !s.is_empty())) {
+    if items
+        .iter()
+        .all(|v| v.as_str().is_some_and(|s| !s.is_empty()))
+    {
         Ok(())
     } else {
         Err("expected an array of non-empty strings".into())
@@ -295,7 +301,10 @@ mod tests {
 
     #[test]
     fn every_problem_is_named() {
-        let (_, e) = run(json!({"port": 70000, "nope": 1, "service": {"x": 1}}), false);
+        let (_, e) = run(
+            json!({"port": 70000, "nope": 1, "service": {"x": 1}}),
+            false,
+        );
         assert_eq!(e.flatten().len(), 3);
         assert!(e.message().starts_with("3 schema violations"));
         assert_eq!(e.to_value()["nope"], "unknown field");

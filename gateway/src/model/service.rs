@@ -84,8 +84,14 @@ impl Entity for Service {
                 input.remove("url");
                 input.insert("protocol".into(), parts.0.into());
                 input.insert("host".into(), parts.1.into());
-                input.insert("port".into(), parts.2.map(Value::from).unwrap_or(Value::Null));
-                input.insert("path".into(), parts.3.map(Value::from).unwrap_or(Value::Null));
+                input.insert(
+                    "port".into(),
+                    parts.2.map(Value::from).unwrap_or(Value::Null),
+                );
+                input.insert(
+                    "path".into(),
+                    parts.3.map(Value::from).unwrap_or(Value::Null),
+                );
             }
         }
         None
@@ -150,9 +156,15 @@ mod tests {
     use serde_json::json;
 
     fn svc(v: serde_json::Value) -> Result<serde_json::Value, String> {
-        normalize(Kind::Service, v.as_object().unwrap().clone(), None, Source::Typed, 1)
-            .map(|n| n.record.body)
-            .map_err(|e| e.message())
+        normalize(
+            Kind::Service,
+            v.as_object().unwrap().clone(),
+            None,
+            Source::Typed,
+            1,
+        )
+        .map(|n| n.record.body)
+        .map_err(|e| e.message())
     }
 
     #[test]
@@ -169,7 +181,10 @@ mod tests {
     #[test]
     fn bad_fields_are_each_reported() {
         let e = svc(json!({"host": "a b", "path": "x", "protocol": "ftp"})).unwrap_err();
-        assert_eq!(e, "schema violation (protocol: expected one of: http, https, grpc, grpcs, ws, wss)");
+        assert_eq!(
+            e,
+            "schema violation (protocol: expected one of: http, https, grpc, grpcs, ws, wss)"
+        );
         let e = svc(json!({"host": "a b", "path": "x"})).unwrap_err();
         assert!(e.contains("host: invalid hostname") && e.contains("path: should start with: /"));
     }

@@ -8,7 +8,7 @@ mod headers;
 pub mod server;
 
 use crate::router::{path, RequestInfo};
-use crate::snapshot::{ServiceEntry, Snapshot, UpstreamBody};
+use crate::snapshot::{ServiceEntry, Snapshot};
 use crate::status::metrics::Metrics;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -88,9 +88,14 @@ impl Proxy {
     ) -> Result<Response<ProxyBody>, (StatusCode, &'static str)> {
         const BAD: (StatusCode, &str) = (StatusCode::BAD_REQUEST, "Bad request");
         if headers::total_size(req.headers()) > MAX_HEADER_BYTES {
-            return Err((StatusCode::BAD_REQUEST, "Request header or cookie too large"));
+            return Err((
+                StatusCode::BAD_REQUEST,
+                "Request header or cookie too large",
+            ));
         }
-        let norm_path = path::normalize(req.uri().path()).map_err(|_| BAD)?.into_owned();
+        let norm_path = path::normalize(req.uri().path())
+            .map_err(|_| BAD)?
+            .into_owned();
         let (host, port) = headers::request_host(&req).ok_or(BAD)?;
         ex.host = host.as_str().into();
         let snapshot = self.snapshot.load_full();
@@ -112,15 +117,24 @@ impl Proxy {
             return Err((status, "Please use HTTPS protocol"));
         }
         let Some(service) = route.service.map(|i| &snapshot.services[i]) else {
-            return Err((StatusCode::SERVICE_UNAVAILABLE, "no Service found with those values"));
+            return Err((
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no Service found with those values",
+            ));
         };
         ex.service = Some(service.label.clone());
         let (parts, body) = req.into_parts();
-        let rest = if route.strip_path { &norm_path[m.matched_len..] } else { &norm_path[..] };
-        let upstream_path = path::upstream_path(service.path.as_deref(), rest, route.path_handling_v1);
+        let rest = if route.strip_path {
+            &norm_path[m.matched_len..]
+        } else {
+            &norm_path[..]
+        };
+        let upstream_path =
+            path::upstream_path(service.path.as_deref(), rest, route.path_handling_v1);
         let uri = upstream_uri(service, &upstream_path, parts.uri.query()).map_err(|_| BAD)?;
         let stripped = route.strip_path.then(|| &norm_path[..m.matched_len]);
-        let upstream_headers = headers::for_upstream(&parts, route, service, ex, stripped, local_port);
+        let upstream_headers =
+            headers::for_upstream(&parts, route, service, ex, stripped, local_port);
         self.forward(parts.method, uri, upstream_headers, body, service, ex)
             .await
     }
@@ -135,21 +149,30 @@ impl Proxy {
         service: &ServiceEntry,
         ex: &mut Exchange,
     ) -> Result<Response<ProxyBody>, (StatusCode, &'static str)> {
-        let retryable = body.is_end_stream();
+        let retryable = body.is_end_stream() && service.retries > 0;
         let mut body = Some(body);
+        // Headers are kept for a retry only when one can happen.
+        let spare_headers = retryable.then(|| headers.clone());
+        let mut headers = Some(headers);
         let mut attempt = 0;
         let sent = Instant::now();
         let outcome = loop {
-            let mut builder = Request::builder().method(method.clone()).uri(uri.clone());
-            *builder.headers_mut().expect("fresh builder") = headers.clone();
-            let upstream_body: UpstreamBody = match body.take() {
+            let mut req = Request::new(match body.take() {
                 Some(b) if !retryable => Either::Left(b),
                 _ => Either::Right(Empty::new()),
+            });
+            *req.method_mut() = method.clone();
+            *req.uri_mut() = uri.clone();
+            *req.headers_mut() = match headers.take() {
+                Some(h) => h,
+                None => spare_headers.clone().unwrap_or_default(),
             };
-            let req = builder.body(upstream_body).expect("valid parts");
-            let result = tokio::time::timeout(service.read_timeout, service.client.request(req)).await;
+            let result =
+                tokio::time::timeout(service.read_timeout, service.client.request(req)).await;
             match result {
-                Ok(Err(e)) if e.is_connect() && retryable && attempt < service.retries => attempt += 1,
+                Ok(Err(e)) if e.is_connect() && retryable && attempt < service.retries => {
+                    attempt += 1
+                }
                 other => break other,
             }
         };
@@ -160,21 +183,31 @@ impl Proxy {
                 headers::clean_response(&mut parts.headers);
                 let mut resp = Response::from_parts(parts, Either::Left(body));
                 let ms = ex.upstream_us / 1000;
-                resp.headers_mut().insert("x-tollgate-upstream-latency", HeaderValue::from(ms));
+                resp.headers_mut()
+                    .insert("x-tollgate-upstream-latency", HeaderValue::from(ms));
                 Ok(resp)
             }
             Ok(Err(e)) => {
                 ex.upstream_failed = true;
                 tracing::warn!(service = %service.label, error = %error_chain(&e), "upstream request failed");
                 if is_timeout(&e) {
-                    Err((StatusCode::GATEWAY_TIMEOUT, "The upstream server is timing out"))
+                    Err((
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "The upstream server is timing out",
+                    ))
                 } else {
-                    Err((StatusCode::BAD_GATEWAY, "An invalid response was received from the upstream server"))
+                    Err((
+                        StatusCode::BAD_GATEWAY,
+                        "An invalid response was received from the upstream server",
+                    ))
                 }
             }
             Err(_) => {
                 ex.upstream_failed = true;
-                Err((StatusCode::GATEWAY_TIMEOUT, "The upstream server is timing out"))
+                Err((
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "The upstream server is timing out",
+                ))
             }
         }
     }
@@ -206,7 +239,11 @@ impl Proxy {
     }
 }
 
-fn upstream_uri(service: &ServiceEntry, path: &str, query: Option<&str>) -> Result<Uri, http::Error> {
+fn upstream_uri(
+    service: &ServiceEntry,
+    path: &str,
+    query: Option<&str>,
+) -> Result<Uri, http::Error> {
     let pq = match query {
         Some(q) => format!("{path}?{q}"),
         None => path.to_string(),
@@ -224,7 +261,10 @@ pub fn error_response(status: StatusCode, message: &str, request_id: &str) -> Re
     let mut resp = Response::new(Either::Right(Full::new(Bytes::from(body))));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
     h.insert(header::SERVER, HeaderValue::from_static(VIA));
     resp
 }

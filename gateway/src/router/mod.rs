@@ -124,7 +124,8 @@ impl Router {
 
     fn wildcard_index(&mut self, w: Wildcard) -> &mut PathIndex {
         let pos = self.wildcard_hosts.iter().position(|(x, _)| match (x, &w) {
-            (Wildcard::Suffix(a), Wildcard::Suffix(b)) | (Wildcard::Prefix(a), Wildcard::Prefix(b)) => a == b,
+            (Wildcard::Suffix(a), Wildcard::Suffix(b))
+            | (Wildcard::Prefix(a), Wildcard::Prefix(b)) => a == b,
             _ => false,
         });
         let pos = pos.unwrap_or_else(|| {
@@ -175,7 +176,13 @@ impl Router {
                 newer: std::cmp::Reverse(id),
             };
             if best.as_ref().is_none_or(|(b, _)| p > *b) {
-                *best = Some((p, RouteMatch { route: id as usize, matched_len: len }));
+                *best = Some((
+                    p,
+                    RouteMatch {
+                        route: id as usize,
+                        matched_len: len,
+                    },
+                ));
             }
         };
         idx.prefixes

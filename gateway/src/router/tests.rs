@@ -7,21 +7,42 @@ fn routes(specs: &[Value]) -> Vec<Route> {
         .iter()
         .enumerate()
         .map(|(i, s)| {
-            let n = normalize(Kind::Route, s.as_object().unwrap().clone(), None, Source::Typed, i as i64)
-                .unwrap_or_else(|e| panic!("{}", e.message()));
+            let n = normalize(
+                Kind::Route,
+                s.as_object().unwrap().clone(),
+                None,
+                Source::Typed,
+                i as i64,
+            )
+            .unwrap_or_else(|e| panic!("{}", e.message()));
             serde_json::from_value(n.record.body).unwrap()
         })
         .collect()
 }
 
-fn find(router: &Router, method: &str, host: &str, path: &str, headers: &[(&str, &str)]) -> Option<(usize, usize)> {
+fn find(
+    router: &Router,
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Option<(usize, usize)> {
     let mut map = HeaderMap::new();
     for (k, v) in headers {
-        map.append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+        map.append(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
     }
     let (h, port) = strip_port(host);
     router
-        .find(&RequestInfo { method, host: h, port: port.unwrap_or(80), path, headers: &map })
+        .find(&RequestInfo {
+            method,
+            host: h,
+            port: port.unwrap_or(80),
+            path,
+            headers: &map,
+        })
         .map(|m| (m.route, m.matched_len))
 }
 
@@ -34,7 +55,10 @@ fn longest_prefix_wins_like_the_seed_routes() {
     ]))
     .unwrap();
     assert_eq!(find(&r, "GET", "x", "/api/get/context", &[]), Some((1, 9)));
-    assert_eq!(find(&r, "POST", "x", "/api/post/context", &[]), Some((2, 10)));
+    assert_eq!(
+        find(&r, "POST", "x", "/api/post/context", &[]),
+        Some((2, 10))
+    );
     assert_eq!(find(&r, "GET", "x", "/api/other", &[]), Some((0, 5)));
     assert_eq!(find(&r, "GET", "x", "/apx", &[]), None);
 }
@@ -82,9 +106,30 @@ fn headers_count_and_match_case_insensitively_or_by_regex() {
         json!({"paths": ["/"], "headers": {"x-version": ["~*v3\\..*"], "x-tier": ["gold"]}}),
     ]))
     .unwrap();
-    assert_eq!(find(&r, "GET", "x", "/a", &[("x-version", "v2")]).unwrap().0, 1);
-    assert_eq!(find(&r, "GET", "x", "/a", &[("x-version", "V3.1"), ("x-tier", "GOLD")]).unwrap().0, 2);
-    assert_eq!(find(&r, "GET", "x", "/a", &[("x-version", "v3.1")]).unwrap().0, 0);
+    assert_eq!(
+        find(&r, "GET", "x", "/a", &[("x-version", "v2")])
+            .unwrap()
+            .0,
+        1
+    );
+    assert_eq!(
+        find(
+            &r,
+            "GET",
+            "x",
+            "/a",
+            &[("x-version", "V3.1"), ("x-tier", "GOLD")]
+        )
+        .unwrap()
+        .0,
+        2
+    );
+    assert_eq!(
+        find(&r, "GET", "x", "/a", &[("x-version", "v3.1")])
+            .unwrap()
+            .0,
+        0
+    );
 }
 
 #[test]
@@ -104,7 +149,11 @@ fn regex_paths_beat_prefixes_and_order_by_priority() {
 
 #[test]
 fn older_route_wins_a_tie() {
-    let r = Router::new(&routes(&[json!({"paths": ["/a"]}), json!({"paths": ["/a"]})])).unwrap();
+    let r = Router::new(&routes(&[
+        json!({"paths": ["/a"]}),
+        json!({"paths": ["/a"]}),
+    ]))
+    .unwrap();
     assert_eq!(find(&r, "GET", "x", "/a", &[]).unwrap().0, 0);
 }
 
@@ -114,6 +163,9 @@ fn ten_thousand_routes_still_find_the_right_one() {
         .map(|i| json!({"paths": [format!("/svc{i}/")], "methods": ["GET"]}))
         .collect();
     let r = Router::new(&routes(&specs)).unwrap();
-    assert_eq!(find(&r, "GET", "x", "/svc9876/items/1", &[]), Some((9876, 9)));
+    assert_eq!(
+        find(&r, "GET", "x", "/svc9876/items/1", &[]),
+        Some((9876, 9))
+    );
     assert_eq!(find(&r, "GET", "x", "/svc98765/items", &[]), None);
 }

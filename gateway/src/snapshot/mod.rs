@@ -122,7 +122,10 @@ fn route_entry(r: &Route, services: &HashMap<Uuid, usize>) -> RouteEntry {
         strip_path: r.strip_path,
         preserve_host: r.preserve_host,
         path_handling_v1: r.path_handling == "v1",
-        allows_http: r.protocols.iter().any(|p| p == "http" || p == "ws" || p == "grpc"),
+        allows_http: r
+            .protocols
+            .iter()
+            .any(|p| p == "http" || p == "ws" || p == "grpc"),
         https_redirect_status_code: r.https_redirect_status_code,
     }
 }

@@ -5,13 +5,15 @@
 //! meet. Rendering walks the shards and writes Prometheus' text format.
 use std::collections::HashMap;
 use std::fmt::Write;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tollgate_analytics::RequestEvent;
 
 /// Upper bounds (ms) of the latency histogram buckets; the last bucket is +Inf.
-const BUCKETS_MS: [u64; 14] = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 60000];
+const BUCKETS_MS: [u64; 14] = [
+    1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 60000,
+];
 const SHARDS: usize = 16;
 
 #[derive(Default, Clone)]
@@ -80,9 +82,7 @@ impl Metrics {
             e.service.clone().unwrap_or_else(empty),
             e.route.clone().unwrap_or_else(empty),
         );
-        let mut h = self.hasher.build_hasher();
-        labels.hash(&mut h);
-        let shard = &self.shards[(h.finish() as usize) % SHARDS];
+        let shard = &self.shards[(self.hasher.hash_one(&labels) as usize) % SHARDS];
         let mut s = shard.lock().unwrap_or_else(|p| p.into_inner());
         *s.requests.entry((labels.clone(), e.status)).or_default() += 1;
         s.total_latency
@@ -122,7 +122,12 @@ impl Metrics {
             }
         }
         let mut out = String::new();
-        header(&mut out, "tollgate_http_requests_total", "Requests served, by service, route and status code.", "counter");
+        header(
+            &mut out,
+            "tollgate_http_requests_total",
+            "Requests served, by service, route and status code.",
+            "counter",
+        );
         let mut requests: Vec<_> = all.requests.into_iter().collect();
         requests.sort();
         for (((svc, route), code), n) in requests {
@@ -133,17 +138,44 @@ impl Metrics {
                 esc(&route)
             );
         }
-        histogram(&mut out, "tollgate_request_latency_ms", "Total request latency seen by clients, in milliseconds.", all.total_latency);
-        histogram(&mut out, "tollgate_upstream_latency_ms", "Time to the upstream's response head, in milliseconds.", all.upstream_latency);
-        header(&mut out, "tollgate_upstream_errors_total", "Requests whose upstream could not be reached or timed out.", "counter");
+        histogram(
+            &mut out,
+            "tollgate_request_latency_ms",
+            "Total request latency seen by clients, in milliseconds.",
+            all.total_latency,
+        );
+        histogram(
+            &mut out,
+            "tollgate_upstream_latency_ms",
+            "Time to the upstream's response head, in milliseconds.",
+            all.upstream_latency,
+        );
+        header(
+            &mut out,
+            "tollgate_upstream_errors_total",
+            "Requests whose upstream could not be reached or timed out.",
+            "counter",
+        );
         let mut errors: Vec<_> = all.upstream_errors.into_iter().collect();
         errors.sort();
         for (svc, n) in errors {
-            let _ = writeln!(out, "tollgate_upstream_errors_total{{service=\"{}\"}} {n}", esc(&svc));
+            let _ = writeln!(
+                out,
+                "tollgate_upstream_errors_total{{service=\"{}\"}} {n}",
+                esc(&svc)
+            );
         }
         let counters = [
-            ("tollgate_config_reloads_total", "Snapshots built and swapped in.", &self.config_reloads),
-            ("tollgate_config_reload_failures_total", "Configuration changes that failed to build and were not applied.", &self.config_reload_failures),
+            (
+                "tollgate_config_reloads_total",
+                "Snapshots built and swapped in.",
+                &self.config_reloads,
+            ),
+            (
+                "tollgate_config_reload_failures_total",
+                "Configuration changes that failed to build and were not applied.",
+                &self.config_reload_failures,
+            ),
         ];
         for (name, help, v) in counters {
             header(&mut out, name, help, "counter");
@@ -182,7 +214,9 @@ fn histogram(out: &mut String, name: &str, help: &str, data: HashMap<Labels, His
 
 /// Escapes a label value for the text format.
 fn esc(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -213,10 +247,18 @@ mod tests {
         m.record(&event(200, 3_000));
         m.record(&event(502, 70_000_000));
         let text = m.render(&[("tollgate_up", "Up.", 1.0)]);
-        assert!(text.contains("tollgate_http_requests_total{service=\"svc\",route=\"ro\\\"ute\",code=\"200\"} 2"));
-        assert!(text.contains("tollgate_request_latency_ms_bucket{service=\"svc\",route=\"ro\\\"ute\",le=\"1\"} 1"));
-        assert!(text.contains("tollgate_request_latency_ms_bucket{service=\"svc\",route=\"ro\\\"ute\",le=\"5\"} 2"));
-        assert!(text.contains("tollgate_request_latency_ms_bucket{service=\"svc\",route=\"ro\\\"ute\",le=\"+Inf\"} 3"));
+        assert!(text.contains(
+            "tollgate_http_requests_total{service=\"svc\",route=\"ro\\\"ute\",code=\"200\"} 2"
+        ));
+        assert!(text.contains(
+            "tollgate_request_latency_ms_bucket{service=\"svc\",route=\"ro\\\"ute\",le=\"1\"} 1"
+        ));
+        assert!(text.contains(
+            "tollgate_request_latency_ms_bucket{service=\"svc\",route=\"ro\\\"ute\",le=\"5\"} 2"
+        ));
+        assert!(text.contains(
+            "tollgate_request_latency_ms_bucket{service=\"svc\",route=\"ro\\\"ute\",le=\"+Inf\"} 3"
+        ));
         assert!(text.contains("tollgate_upstream_errors_total{service=\"svc\"} 1"));
         assert!(text.contains("tollgate_up 1"));
     }

@@ -21,7 +21,11 @@ pub fn router(reloader: Arc<Reloader>) -> Router {
 async fn status(State(r): State<Arc<Reloader>>) -> impl IntoResponse {
     let snapshot = r.snapshot.load();
     let ready = snapshot.version > 0;
-    let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let body = json!({
         "ready": ready,
         "configuration_version": snapshot.version,
@@ -35,12 +39,27 @@ async fn status(State(r): State<Arc<Reloader>>) -> impl IntoResponse {
 async fn metrics(State(r): State<Arc<Reloader>>) -> impl IntoResponse {
     let snapshot = r.snapshot.load();
     let gauges = [
-        ("tollgate_config_version", "Version of the configuration being served.", snapshot.version as f64),
-        ("tollgate_routes", "Routes in the configuration being served.", snapshot.routes.len() as f64),
-        ("tollgate_store_reachable", "1 when the config store answered its last poll.", f64::from(u8::from(r.store_reachable()))),
+        (
+            "tollgate_config_version",
+            "Version of the configuration being served.",
+            snapshot.version as f64,
+        ),
+        (
+            "tollgate_routes",
+            "Routes in the configuration being served.",
+            snapshot.routes.len() as f64,
+        ),
+        (
+            "tollgate_store_reachable",
+            "1 when the config store answered its last poll.",
+            f64::from(u8::from(r.store_reachable())),
+        ),
     ];
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         r.metrics.render(&gauges),
     )
 }

@@ -8,7 +8,9 @@ pub enum StoreError {
     Unavailable(#[source] sqlx::Error),
     #[error("UNIQUE violation detected on '{0}'")]
     Unique(String),
-    #[error("the foreign key '{{id=\"{id}\"}}' does not reference an existing '{collection}' entity.")]
+    #[error(
+        "the foreign key '{{id=\"{id}\"}}' does not reference an existing '{collection}' entity."
+    )]
     MissingReference {
         field: &'static str,
         id: String,

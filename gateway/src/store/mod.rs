@@ -197,10 +197,12 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let id_s = id.to_string();
         if kind == Kind::Service {
-            let used = sqlx::query("SELECT 1 FROM entities WHERE kind = 'routes' AND service_id = $1 LIMIT 1")
-                .bind(id_s.clone())
-                .fetch_optional(&mut *tx)
-                .await?;
+            let used = sqlx::query(
+                "SELECT 1 FROM entities WHERE kind = 'routes' AND service_id = $1 LIMIT 1",
+            )
+            .bind(id_s.clone())
+            .fetch_optional(&mut *tx)
+            .await?;
             if used.is_some() {
                 return Err(StoreError::Referenced {
                     child: "routes",
@@ -237,7 +239,9 @@ impl Store {
     /// the records first; the store only refuses what breaks its keys.
     pub async fn replace_all(&self, records: &[Record]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM entities").execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM entities")
+            .execute(&mut *tx)
+            .await?;
         for rec in records {
             insert(&mut tx, rec).await?;
         }
@@ -258,7 +262,11 @@ async fn insert(tx: &mut Tx, rec: &Record) -> Result<(), StoreError> {
     let k = &rec.keys;
     let id = |u: Option<Uuid>| u.map(|u| u.to_string());
     let tags = format!(",{},", k.tags.join(","));
-    let created_at = rec.body.get("created_at").and_then(Value::as_i64).unwrap_or(0);
+    let created_at = rec
+        .body
+        .get("created_at")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
     sqlx::query(
         "INSERT INTO entities (kind, id, name_key, alt_key, service_id, route_id, consumer_id, tags, body, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -312,7 +320,10 @@ async fn check_references(tx: &mut Tx, rec: &Record) -> Result<(), StoreError> {
 
 /// Unique keys, checked before the insert so the error can name the field.
 async fn check_unique(tx: &mut Tx, rec: &Record) -> Result<(), StoreError> {
-    let keys = [("name_key", &rec.keys.name_key), ("alt_key", &rec.keys.alt_key)];
+    let keys = [
+        ("name_key", &rec.keys.name_key),
+        ("alt_key", &rec.keys.alt_key),
+    ];
     for (column, value) in keys {
         let Some(value) = value else { continue };
         let found = sqlx::query(&format!(
