@@ -279,7 +279,7 @@ async fn metrics_count_requests_and_pass_promtool() {
         "unrouted requests are counted"
     );
     assert!(m.body.contains(
-        "tollgate_request_latency_ms_bucket{service=\"pytbak\",route=\"api\",le=\"+Inf\"}"
+        "tollgate_request_latency_seconds_bucket{service=\"pytbak\",route=\"api\",le=\"+Inf\"}"
     ));
     let status = send(
         "GET",

@@ -10,34 +10,34 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tollgate_analytics::RequestEvent;
 
-/// Upper bounds (ms) of the latency histogram buckets; the last bucket is +Inf.
-const BUCKETS_MS: [u64; 14] = [
-    1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 60000,
+/// Upper bounds (seconds, Prometheus' base unit) of the latency buckets; the last is +Inf.
+const BUCKETS: [f64; 14] = [
+    0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0,
 ];
 const SHARDS: usize = 16;
 
 #[derive(Default, Clone)]
 struct Histogram {
-    counts: [u64; BUCKETS_MS.len() + 1],
-    sum_ms: f64,
+    counts: [u64; BUCKETS.len() + 1],
+    sum_seconds: f64,
 }
 
 impl Histogram {
     fn observe(&mut self, us: u64) {
-        let ms = us as f64 / 1000.0;
-        let i = BUCKETS_MS
+        let seconds = us as f64 / 1_000_000.0;
+        let i = BUCKETS
             .iter()
-            .position(|b| ms <= *b as f64)
-            .unwrap_or(BUCKETS_MS.len());
+            .position(|b| seconds <= *b)
+            .unwrap_or(BUCKETS.len());
         self.counts[i] += 1;
-        self.sum_ms += ms;
+        self.sum_seconds += seconds;
     }
 
     fn merge(&mut self, other: &Histogram) {
         for (a, b) in self.counts.iter_mut().zip(other.counts.iter()) {
             *a += b;
         }
-        self.sum_ms += other.sum_ms;
+        self.sum_seconds += other.sum_seconds;
     }
 }
 
@@ -140,14 +140,14 @@ impl Metrics {
         }
         histogram(
             &mut out,
-            "tollgate_request_latency_ms",
-            "Total request latency seen by clients, in milliseconds.",
+            "tollgate_request_latency_seconds",
+            "Total request latency seen by clients, in seconds.",
             all.total_latency,
         );
         histogram(
             &mut out,
-            "tollgate_upstream_latency_ms",
-            "Time to the upstream's response head, in milliseconds.",
+            "tollgate_upstream_latency_seconds",
+            "Time to the upstream's response head, in seconds.",
             all.upstream_latency,
         );
         header(
@@ -202,12 +202,10 @@ fn histogram(out: &mut String, name: &str, help: &str, data: HashMap<Labels, His
         let mut cumulative = 0;
         for (i, n) in h.counts.iter().enumerate() {
             cumulative += n;
-            let le = BUCKETS_MS
-                .get(i)
-                .map_or("+Inf".to_string(), |b| b.to_string());
+            let le = BUCKETS.get(i).map_or("+Inf".to_string(), |b| b.to_string());
             let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {cumulative}");
         }
-        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", h.sum_ms);
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", h.sum_seconds);
         let _ = writeln!(out, "{name}_count{{{labels}}} {cumulative}");
     }
 }
@@ -251,13 +249,13 @@ mod tests {
             "tollgate_http_requests_total{service=\"svc\",route=\"ro\\\"ute\",code=\"200\"} 2"
         ));
         assert!(text.contains(
-            "tollgate_request_latency_ms_bucket{service=\"svc\",route=\"ro\\\"ute\",le=\"1\"} 1"
+            "tollgate_request_latency_seconds_bucket{service=\"svc\",route=\"ro\\\"ute\",le=\"0.001\"} 1"
         ));
         assert!(text.contains(
-            "tollgate_request_latency_ms_bucket{service=\"svc\",route=\"ro\\\"ute\",le=\"5\"} 2"
+            "tollgate_request_latency_seconds_bucket{service=\"svc\",route=\"ro\\\"ute\",le=\"0.005\"} 2"
         ));
         assert!(text.contains(
-            "tollgate_request_latency_ms_bucket{service=\"svc\",route=\"ro\\\"ute\",le=\"+Inf\"} 3"
+            "tollgate_request_latency_seconds_bucket{service=\"svc\",route=\"ro\\\"ute\",le=\"+Inf\"} 3"
         ));
         assert!(text.contains("tollgate_upstream_errors_total{service=\"svc\"} 1"));
         assert!(text.contains("tollgate_up 1"));
