@@ -295,3 +295,12 @@ pub fn unix_now() -> i64 {
 pub fn tags_of(tags: &Option<Vec<String>>) -> Vec<String> {
     tags.clone().unwrap_or_default()
 }
+
+/// Test helper: an entity's stored body from JSON input, or Kong's error message.
+#[cfg(test)]
+pub(crate) fn normalized_body(kind: Kind, input: Value) -> Result<Value, String> {
+    let fields = input.as_object().cloned().unwrap_or_default();
+    normalize(kind, fields, None, Source::Typed, 1)
+        .map(|n| n.record.body)
+        .map_err(|e| e.message())
+}

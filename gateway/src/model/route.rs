@@ -192,19 +192,11 @@ fn validate_path(p: &str) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{normalize, Kind, Source};
+    use super::super::{normalized_body, Kind};
     use serde_json::json;
 
     fn route(v: serde_json::Value) -> Result<serde_json::Value, String> {
-        normalize(
-            Kind::Route,
-            v.as_object().unwrap().clone(),
-            None,
-            Source::Typed,
-            1,
-        )
-        .map(|n| n.record.body)
-        .map_err(|e| e.message())
+        normalized_body(Kind::Route, v)
     }
 
     #[test]

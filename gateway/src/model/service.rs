@@ -152,19 +152,11 @@ pub fn valid_host(host: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{normalize, Kind, Source};
+    use super::super::{normalized_body, Kind};
     use serde_json::json;
 
     fn svc(v: serde_json::Value) -> Result<serde_json::Value, String> {
-        normalize(
-            Kind::Service,
-            v.as_object().unwrap().clone(),
-            None,
-            Source::Typed,
-            1,
-        )
-        .map(|n| n.record.body)
-        .map_err(|e| e.message())
+        normalized_body(Kind::Service, v)
     }
 
     #[test]
