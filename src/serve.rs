@@ -16,15 +16,23 @@ use tollgate_gateway::status::{self, metrics::Metrics};
 use tollgate_gateway::store::{Backend, Store};
 use tollgate_gateway::{declarative, model};
 
-pub fn runtime(s: &Settings) -> anyhow::Result<tokio::runtime::Runtime> {
-    let mut b = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = s.worker_threads {
-        if n == 0 {
-            bail!("TOLLGATE_WORKER_THREADS must be at least 1");
-        }
-        b.worker_threads(n);
+/// The runtime of everything but the proxy (admin API, status, reloads): light work, so two
+/// threads at most. The proxy workers run their own runtimes (`server::start_workers`).
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(2));
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .thread_name("tollgate-control")
+        .enable_all()
+        .build()?)
+}
+
+fn proxy_workers(s: &Settings) -> anyhow::Result<usize> {
+    match s.worker_threads {
+        Some(0) => bail!("TOLLGATE_WORKER_THREADS must be at least 1"),
+        Some(n) => Ok(n),
+        None => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
     }
-    Ok(b.enable_all().build()?)
 }
 
 /// Opens the configured store (creating the SQLite file and data dir on first start).
@@ -58,6 +66,7 @@ pub async fn run(s: Settings) -> anyhow::Result<ExitCode> {
     let proxy_addr = listen_addr("TOLLGATE_PROXY_LISTEN", &s.proxy_listen)?;
     let admin_addr = listen_addr("TOLLGATE_ADMIN_LISTEN", &s.admin_listen)?;
     let status_addr = listen_addr("TOLLGATE_STATUS_LISTEN", &s.status_listen)?;
+    let workers = proxy_workers(&s)?;
     if let Some(a) = admin_addr {
         if !a.ip().is_loopback() && s.admin_token.as_deref().is_none_or(str::is_empty) {
             bail!("the admin API would listen on {a}, off loopback, without TOLLGATE_ADMIN_TOKEN; set a token or listen on 127.0.0.1");
@@ -83,12 +92,18 @@ pub async fn run(s: Settings) -> anyhow::Result<ExitCode> {
         tasks.spawn(watch_declarative(file, reloader.clone(), stop_rx.clone()));
     }
     if let Some(addr) = proxy_addr {
-        let listener = bind("proxy", addr).await?;
         let proxy = Arc::new(Proxy {
             snapshot: reloader.snapshot.clone(),
             metrics: reloader.metrics.clone(),
         });
-        tasks.spawn(server::serve(listener, proxy, stop_rx.clone()));
+        let threads = server::start_workers(addr, workers, proxy, stop_rx.clone())
+            .with_context(|| format!("cannot listen for the proxy on {addr}"))?;
+        tracing::info!("proxy listening on {addr} with {workers} worker threads");
+        for thread in threads {
+            tasks.spawn(async move {
+                let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+            });
+        }
     }
     if let Some(addr) = admin_addr {
         let state = Arc::new(AdminState {

@@ -66,7 +66,7 @@ pub struct Settings {
         global = true
     )]
     pub status_listen: String,
-    /// Runtime worker threads (default: one per CPU).
+    /// Proxy worker threads, each with its own runtime and listener (default: one per CPU).
     #[arg(long, env = "TOLLGATE_WORKER_THREADS", global = true)]
     pub worker_threads: Option<usize>,
     /// Where the SQLite store and other local state live.

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Proxy benchmark, all in one run on this machine: a trivial backend (nginx `return 200`),
-# nginx as a reverse proxy (one worker, keepalive upstream) and Tollgate (one worker thread),
+# Proxy benchmark, all in one run on this machine: a trivial backend (its own nginx process,
+# `return 200`), nginx as a reverse proxy (a second process: one worker, keepalive upstream)
+# and Tollgate (one proxy worker thread),
 # each driven by wrk. Also Tollgate's RSS idle and with 10,000 routes, and the time to load a
 # 10,000-route declarative file. Prints a Markdown table.
 #   deploy/bench/run.sh [duration_seconds]
@@ -24,21 +25,21 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 wait_port() { for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
 
 backend=$(free_port); nginx_proxy=$(free_port)
-cat > "$work/nginx.conf" <<CONF
+nginx_conf() { # $1 = name, $2 = http block body; one worker, as Tollgate gets one proxy thread
+  cat > "$work/$1.conf" <<CONF
 worker_processes 1;
 daemon off;
-pid $work/nginx.pid;
-error_log $work/nginx-error.log;
+pid $work/$1.pid;
+error_log $work/$1-error.log;
 events { worker_connections 4096; }
-http {
-  access_log off;
-  upstream backend { server 127.0.0.1:$backend; keepalive 64; }
-  server { listen 127.0.0.1:$backend; location / { default_type application/json; return 200 '{"ok":true}'; } }
-  server { listen 127.0.0.1:$nginx_proxy;
-    location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; } }
-}
+http { access_log off; $2 }
 CONF
-nginx -c "$work/nginx.conf" -p "$work" & pids+=($!)
+  nginx -c "$work/$1.conf" -p "$work" & pids+=($!)
+}
+nginx_conf backend "server { listen 127.0.0.1:$backend; location / { default_type application/json; return 200 '{\"ok\":true}'; } }"
+nginx_conf proxy "upstream backend { server 127.0.0.1:$backend; keepalive 64; }
+  server { listen 127.0.0.1:$nginx_proxy;
+    location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
 wait_port "$backend"; wait_port "$nginx_proxy"
 
 rss_kb() { awk '/VmRSS/ {print $2}' /proc/$1/status; }

@@ -4,7 +4,7 @@
 //! sharing one PostgreSQL see each other's writes), and a local admin write pokes the loop so
 //! the change applies at once. A snapshot that fails to build is logged and counted, and the
 //! old one keeps serving; a store that stops answering is reported on `/status`.
-use crate::snapshot::{ClientCache, Snapshot};
+use crate::snapshot::Snapshot;
 use crate::status::metrics::Metrics;
 use crate::store::Store;
 use arc_swap::ArcSwap;
@@ -21,7 +21,6 @@ pub struct Reloader {
     pub store: Store,
     pub snapshot: Arc<ArcSwap<Snapshot>>,
     pub metrics: Arc<Metrics>,
-    clients: ClientCache,
     poke: Notify,
     store_reachable: AtomicBool,
 }
@@ -32,7 +31,6 @@ impl Reloader {
             store,
             snapshot: Arc::new(ArcSwap::from_pointee(Snapshot::empty())),
             metrics,
-            clients: ClientCache::default(),
             poke: Notify::new(),
             store_reachable: AtomicBool::new(true),
         }
@@ -66,7 +64,7 @@ impl Reloader {
             return Ok(());
         }
         let entities = self.store.load_all().await.map_err(|e| e.to_string())?;
-        match Snapshot::build(version, &entities, &self.clients) {
+        match Snapshot::build(version, &entities) {
             Ok(s) => {
                 tracing::info!(
                     version,

@@ -18,10 +18,22 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::TRANSFER_ENCODING,
 ];
 
+// Header names parsed once, not per request.
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+const X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
+pub(super) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub(super) const UPSTREAM_LATENCY: HeaderName =
+    HeaderName::from_static("x-tollgate-upstream-latency");
+pub(super) const PROXY_LATENCY: HeaderName = HeaderName::from_static("x-tollgate-proxy-latency");
+
 /// The client's request id when it sent a sane one, or a new one (128 random bits from the
 /// thread's generator: no system call per request).
 pub fn request_id(h: &HeaderMap) -> Arc<str> {
-    h.get("x-request-id")
+    h.get(X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 200)
         .map(Arc::from)
@@ -48,29 +60,34 @@ pub fn request_host<B>(req: &Request<B>) -> Option<(String, Option<u16>)> {
 }
 
 fn remove_hop_by_hop(h: &mut HeaderMap) {
-    let named: Vec<HeaderName> = h
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::try_from(n.trim()).ok())
-        .collect();
-    for n in named.iter().chain(HOP_BY_HOP.iter()) {
+    if h.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = h
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|n| HeaderName::try_from(n.trim()).ok())
+            .collect();
+        for n in named {
+            h.remove(n);
+        }
+    }
+    for n in HOP_BY_HOP.iter() {
         h.remove(n);
     }
     h.remove(header::UPGRADE);
 }
 
-/// The request headers the upstream gets.
+/// The request headers the upstream gets, made from the client's (which are moved out).
 pub(super) fn for_upstream(
-    parts: &http::request::Parts,
+    parts: &mut http::request::Parts,
     route: &RouteEntry,
     service: &ServiceEntry,
     ex: &Exchange,
     stripped_prefix: Option<&str>,
     local_port: u16,
 ) -> HeaderMap {
-    let mut h = parts.headers.clone();
+    let mut h = std::mem::take(&mut parts.headers);
     remove_hop_by_hop(&mut h);
     let client_host = h.get(header::HOST).cloned().or_else(|| {
         parts
@@ -84,22 +101,22 @@ pub(super) fn for_upstream(
         h.insert(header::HOST, v);
     }
     let ip = ex.client.ip().to_string();
-    let xff = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+    let xff = match h.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(prev) => format!("{prev}, {ip}"),
         None => ip.clone(),
     };
-    set(&mut h, "x-forwarded-for", &xff);
-    set(&mut h, "x-real-ip", &ip);
-    set(&mut h, "x-forwarded-proto", "http");
-    set(&mut h, "x-forwarded-host", &ex.host);
-    set(&mut h, "x-forwarded-port", &local_port.to_string());
+    set(&mut h, X_FORWARDED_FOR, &xff);
+    set(&mut h, X_REAL_IP, &ip);
+    h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    set(&mut h, X_FORWARDED_HOST, &ex.host);
+    h.insert(X_FORWARDED_PORT, HeaderValue::from(local_port));
     match stripped_prefix {
-        Some(p) if !p.is_empty() && p != "/" => set(&mut h, "x-forwarded-prefix", p),
+        Some(p) if !p.is_empty() && p != "/" => set(&mut h, X_FORWARDED_PREFIX, p),
         _ => {
-            h.remove("x-forwarded-prefix");
+            h.remove(X_FORWARDED_PREFIX);
         }
     }
-    set(&mut h, "x-request-id", &ex.request_id);
+    set(&mut h, X_REQUEST_ID, &ex.request_id);
     append_via(&mut h);
     h
 }
@@ -115,10 +132,10 @@ pub(super) fn append_via(h: &mut HeaderMap) {
         Some(prev) => format!("{prev}, {VIA}"),
         None => VIA.to_string(),
     };
-    set(h, "via", &v);
+    set(h, header::VIA, &v);
 }
 
-fn set(h: &mut HeaderMap, name: &'static str, value: &str) {
+fn set(h: &mut HeaderMap, name: HeaderName, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
         h.insert(name, v);
     }

@@ -6,6 +6,7 @@
 //! holds a lock across an await.
 mod headers;
 pub mod server;
+mod upstream;
 
 use crate::router::{path, RequestInfo};
 use crate::snapshot::{ServiceEntry, Snapshot};
@@ -123,7 +124,7 @@ impl Proxy {
             ));
         };
         ex.service = Some(service.label.clone());
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
         let rest = if route.strip_path {
             &norm_path[m.matched_len..]
         } else {
@@ -134,7 +135,7 @@ impl Proxy {
         let uri = upstream_uri(service, &upstream_path, parts.uri.query()).map_err(|_| BAD)?;
         let stripped = route.strip_path.then(|| &norm_path[..m.matched_len]);
         let upstream_headers =
-            headers::for_upstream(&parts, route, service, ex, stripped, local_port);
+            headers::for_upstream(&mut parts, route, service, ex, stripped, local_port);
         self.forward(parts.method, uri, upstream_headers, body, service, ex)
             .await
     }
@@ -155,6 +156,7 @@ impl Proxy {
         let spare_headers = retryable.then(|| headers.clone());
         let mut headers = Some(headers);
         let mut attempt = 0;
+        let client = upstream::client(service.connect_timeout);
         let sent = Instant::now();
         let outcome = loop {
             let mut req = Request::new(match body.take() {
@@ -167,8 +169,7 @@ impl Proxy {
                 Some(h) => h,
                 None => spare_headers.clone().unwrap_or_default(),
             };
-            let result =
-                tokio::time::timeout(service.read_timeout, service.client.request(req)).await;
+            let result = tokio::time::timeout(service.read_timeout, client.request(req)).await;
             match result {
                 Ok(Err(e)) if e.is_connect() && retryable && attempt < service.retries => {
                     attempt += 1
@@ -184,7 +185,7 @@ impl Proxy {
                 let mut resp = Response::from_parts(parts, Either::Left(body));
                 let ms = ex.upstream_us / 1000;
                 resp.headers_mut()
-                    .insert("x-tollgate-upstream-latency", HeaderValue::from(ms));
+                    .insert(headers::UPSTREAM_LATENCY, HeaderValue::from(ms));
                 Ok(resp)
             }
             Ok(Err(e)) => {
@@ -217,10 +218,10 @@ impl Proxy {
         let total_us = ex.start.elapsed().as_micros() as u64;
         let proxy_ms = total_us.saturating_sub(ex.upstream_us) / 1000;
         let h = resp.headers_mut();
-        h.insert("x-tollgate-proxy-latency", HeaderValue::from(proxy_ms));
+        h.insert(headers::PROXY_LATENCY, HeaderValue::from(proxy_ms));
         headers::append_via(h);
         if let Ok(v) = HeaderValue::from_str(&ex.request_id) {
-            h.insert("x-request-id", v);
+            h.insert(headers::X_REQUEST_ID, v);
         }
         self.metrics.record(&RequestEvent {
             timestamp_us: ex.arrived_us,

@@ -3,9 +3,6 @@
 //!
 //! The proxy never reads the store; it loads the current snapshot (one atomic pointer read)
 //! and works from it. A snapshot that fails to build is never swapped in.
-mod upstream;
-
-pub use upstream::{ClientCache, UpstreamBody, UpstreamClient};
 
 use crate::model::{Kind, Route, Service};
 use crate::router::Router;
@@ -40,7 +37,7 @@ pub struct ServiceEntry {
     pub path: Option<String>,
     pub retries: u32,
     pub read_timeout: Duration,
-    pub client: UpstreamClient,
+    pub connect_timeout: Duration,
 }
 
 pub struct Snapshot {
@@ -62,11 +59,7 @@ impl Snapshot {
 
     /// Builds a snapshot from every stored entity. Routes of disabled services are left out,
     /// so they do not match, as in Kong.
-    pub fn build(
-        version: i64,
-        entities: &[(Kind, Value)],
-        clients: &ClientCache,
-    ) -> Result<Snapshot, String> {
+    pub fn build(version: i64, entities: &[(Kind, Value)]) -> Result<Snapshot, String> {
         let mut services = Vec::new();
         let mut service_index = HashMap::new();
         let mut disabled = std::collections::HashSet::new();
@@ -80,7 +73,7 @@ impl Snapshot {
                         continue;
                     }
                     service_index.insert(s.id, services.len());
-                    services.push(service_entry(&s, clients)?);
+                    services.push(service_entry(&s)?);
                 }
                 Kind::Route => {
                     let r: Route = parse(body)?;
@@ -130,7 +123,7 @@ fn route_entry(r: &Route, services: &HashMap<Uuid, usize>) -> RouteEntry {
     }
 }
 
-fn service_entry(s: &Service, clients: &ClientCache) -> Result<ServiceEntry, String> {
+fn service_entry(s: &Service) -> Result<ServiceEntry, String> {
     let port = s.effective_port();
     let tls = matches!(s.protocol.as_str(), "https" | "grpcs" | "wss");
     let default_port = if tls { 443 } else { 80 };
@@ -160,6 +153,6 @@ fn service_entry(s: &Service, clients: &ClientCache) -> Result<ServiceEntry, Str
         path: s.path.clone(),
         retries: s.retries,
         read_timeout: Duration::from_millis(u64::from(s.read_timeout)),
-        client: clients.get(Duration::from_millis(u64::from(s.connect_timeout))),
+        connect_timeout: Duration::from_millis(u64::from(s.connect_timeout)),
     })
 }

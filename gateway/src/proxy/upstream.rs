@@ -1,34 +1,37 @@
-//! Pooled upstream HTTP clients, shared across snapshots so a config change keeps the
-//! keep-alive connections already open.
+//! Pooled upstream HTTP clients, one set per proxy worker thread.
+//!
+//! Each worker runs its own single-threaded runtime, so its clients, their keep-alive pools
+//! and the tasks driving their connections all stay on that thread: no request crosses
+//! threads on its way upstream. Clients outlive snapshots, so a config change keeps the
+//! connections already open.
 use bytes::Bytes;
 use http_body_util::{Either, Empty};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
 /// A request body sent upstream: the client's streamed body, or none (used for retries).
 pub type UpstreamBody = Either<Incoming, Empty<Bytes>>;
 pub type UpstreamClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, UpstreamBody>;
 
-/// One client per connect timeout: the timeout lives in the connector, the pool in the client.
-#[derive(Default)]
-pub struct ClientCache {
-    clients: Mutex<HashMap<Duration, UpstreamClient>>,
+thread_local! {
+    /// This thread's clients, one per connect timeout: the timeout lives in the connector,
+    /// the pool in the client.
+    static CLIENTS: RefCell<HashMap<Duration, UpstreamClient>> = RefCell::new(HashMap::new());
 }
 
-impl ClientCache {
-    /// The client for services with this connect timeout. Called only while building a
-    /// snapshot, never on the request path.
-    pub fn get(&self, connect_timeout: Duration) -> UpstreamClient {
-        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+/// This thread's client for services with this connect timeout (a cheap handle clone).
+pub fn client(connect_timeout: Duration) -> UpstreamClient {
+    CLIENTS.with(|clients| {
         clients
+            .borrow_mut()
             .entry(connect_timeout)
             .or_insert_with(|| build(connect_timeout))
             .clone()
-    }
+    })
 }
 
 fn build(connect_timeout: Duration) -> UpstreamClient {
