@@ -11,7 +11,8 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 use tollgate_gateway::admin::{self, AdminState};
 use tollgate_gateway::control::{stopped, Reloader};
-use tollgate_gateway::proxy::{server, Proxy};
+use tollgate_gateway::plugins::Shared;
+use tollgate_gateway::proxy::{server, ClientIp, Proxy};
 use tollgate_gateway::status::{self, metrics::Metrics};
 use tollgate_gateway::store::{Backend, Store};
 use tollgate_gateway::{declarative, model};
@@ -67,6 +68,8 @@ pub async fn run(s: Settings) -> anyhow::Result<ExitCode> {
     let admin_addr = listen_addr("TOLLGATE_ADMIN_LISTEN", &s.admin_listen)?;
     let status_addr = listen_addr("TOLLGATE_STATUS_LISTEN", &s.status_listen)?;
     let workers = proxy_workers(&s)?;
+    let client_ip =
+        ClientIp::new(&s.trusted_ips, s.real_ip_header.as_deref()).map_err(anyhow::Error::msg)?;
     if let Some(a) = admin_addr {
         if !a.ip().is_loopback() && s.admin_token.as_deref().is_none_or(str::is_empty) {
             bail!("the admin API would listen on {a}, off loopback, without TOLLGATE_ADMIN_TOKEN; set a token or listen on 127.0.0.1");
@@ -76,7 +79,15 @@ pub async fn run(s: Settings) -> anyhow::Result<ExitCode> {
         bail!("TOLLGATE_DECLARATIVE_CONFIG is served only with TOLLGATE_DATABASE=off; with a database, load a file with `tollgate config apply FILE`");
     }
     let store = open_store(&s).await?;
-    let reloader = Arc::new(Reloader::new(store.clone(), Arc::new(Metrics::default())));
+    let plugins = Arc::new(Shared {
+        default_redis_url: s.redis_url.clone(),
+        ..Shared::default()
+    });
+    let reloader = Arc::new(Reloader::new(
+        store.clone(),
+        Arc::new(Metrics::default()),
+        plugins,
+    ));
     if let Some(file) = &s.declarative_config {
         load_declarative(&store, file).await?;
     }
@@ -95,6 +106,7 @@ pub async fn run(s: Settings) -> anyhow::Result<ExitCode> {
         let proxy = Arc::new(Proxy {
             snapshot: reloader.snapshot.clone(),
             metrics: reloader.metrics.clone(),
+            client_ip,
         });
         let threads = server::start_workers(addr, workers, proxy, stop_rx.clone())
             .with_context(|| format!("cannot listen for the proxy on {addr}"))?;
@@ -174,7 +186,7 @@ fn summary(s: &Settings, store: &Store) -> serde_json::Value {
     })
 }
 
-/// Settings of parts later work brings (console, portal, analytics, Redis): said once, so
+/// Settings of parts later work brings (console, portal, analytics): said once, so
 /// nobody believes they are serving.
 fn note_unbuilt_parts(s: &Settings) {
     if listen_addr("console", &s.console_listen)
@@ -188,8 +200,8 @@ fn note_unbuilt_parts(s: &Settings) {
     {
         tracing::warn!("the admin console and developer portal are not part of this build yet; their listeners stay closed");
     }
-    if s.redis_url.is_some() || s.clickhouse_url.is_some() {
-        tracing::warn!("Redis and ClickHouse settings are read but not used by this build yet");
+    if s.clickhouse_url.is_some() {
+        tracing::warn!("ClickHouse settings are read but not used by this build yet");
     }
 }
 

@@ -123,6 +123,12 @@ pub struct Settings {
         global = true
     )]
     pub redis_url: Option<String>,
+    /// Proxies whose real-IP header is believed: comma-separated CIDRs or addresses.
+    #[arg(long, env = "TOLLGATE_TRUSTED_IPS", default_value = "", global = true)]
+    pub trusted_ips: String,
+    /// The header a trusted proxy names the client in (`X-Forwarded-For`, `CF-Connecting-IP`).
+    #[arg(long, env = "TOLLGATE_REAL_IP_HEADER", global = true)]
+    pub real_ip_header: Option<String>,
     /// Password of the first console user `admin` (generated and printed once when unset).
     #[arg(
         long,

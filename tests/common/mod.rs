@@ -202,6 +202,21 @@ impl Gateway {
         self.child.wait().unwrap()
     }
 
+    /// Waits until the proxy serves every admin write made so far.
+    pub async fn settled(&self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let s = send("GET", &self.admin_url("/status"), &[], None)
+                .await
+                .json;
+            if s["configuration_version"] == s["database"]["configuration_version"] {
+                return;
+            }
+            assert!(Instant::now() < deadline, "config never applied: {s}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Polls the proxy until `path` answers `status`, or panics after `within`.
     pub async fn wait_for_status(&self, path: &str, status: u16, within: Duration) -> Resp {
         let deadline = Instant::now() + within;

@@ -103,9 +103,11 @@ async fn info(State(st): State<Arc<AdminState>>) -> Json<Value> {
     Json(st.summary.clone())
 }
 
+/// The version served and the version stored: equal once this node applied every write.
 async fn status(State(st): State<Arc<AdminState>>) -> Json<Value> {
+    let stored = st.store().version().await.ok();
     Json(json!({
-        "database": {"reachable": st.reloader.store_reachable()},
+        "database": {"reachable": stored.is_some(), "configuration_version": stored},
         "configuration_version": st.reloader.snapshot.load().version,
     }))
 }

@@ -21,16 +21,23 @@ pub struct Reloader {
     pub store: Store,
     pub snapshot: Arc<ArcSwap<Snapshot>>,
     pub metrics: Arc<Metrics>,
+    /// Plugin state that outlives snapshots (rate-limit counters, Redis connections).
+    pub plugins: Arc<crate::plugins::Shared>,
     poke: Notify,
     store_reachable: AtomicBool,
 }
 
 impl Reloader {
-    pub fn new(store: Store, metrics: Arc<Metrics>) -> Reloader {
+    pub fn new(
+        store: Store,
+        metrics: Arc<Metrics>,
+        plugins: Arc<crate::plugins::Shared>,
+    ) -> Reloader {
         Reloader {
             store,
             snapshot: Arc::new(ArcSwap::from_pointee(Snapshot::empty())),
             metrics,
+            plugins,
             poke: Notify::new(),
             store_reachable: AtomicBool::new(true),
         }
@@ -64,7 +71,7 @@ impl Reloader {
             return Ok(());
         }
         let entities = self.store.load_all().await.map_err(|e| e.to_string())?;
-        match Snapshot::build(version, &entities) {
+        match Snapshot::build(version, &entities, &self.plugins) {
             Ok(s) => {
                 tracing::info!(
                     version,

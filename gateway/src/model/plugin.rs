@@ -50,6 +50,11 @@ impl Entity for Plugin {
     const REQUIRED: &'static [&'static str] = &["name"];
 
     fn validate(&mut self, errors: &mut FieldErrors) {
+        if self.consumer.is_some()
+            && crate::plugins::spec(&self.name).is_some_and(|s| s.no_consumer)
+        {
+            errors.add("consumer", "value must be null");
+        }
         if let Err(e) = crate::plugins::normalize_config(&self.name, &mut self.config) {
             match e {
                 crate::plugins::ConfigError::UnknownPlugin => errors.add(

@@ -1,9 +1,41 @@
-//! Plugins: the registry of plugins this build knows, and their config schemas.
+//! Plugins: what a plugin is, the registry of those this build runs, and their config schemas.
 //!
-//! A plugin instance's `config` is checked here when it is created or changed, so the admin
-//! API can reject an unknown plugin or a bad config with field errors before anything is stored.
+//! A plugin is one module holding its config schema and its handler. The admin API checks a
+//! plugin's `config` against the schema before anything is stored; the snapshot builder turns
+//! each stored instance into a handler once; the proxy runs the handlers that apply to a
+//! request, highest priority first (see `chain`). Adding a plugin touches its module and one
+//! line of `registry()`.
+pub mod chain;
+pub mod context;
+pub mod key_auth;
+pub mod rate_limiting;
+
 use crate::model::schema::{self, Field, FieldErrors};
+pub use context::{Context, Flow, Reply};
 use serde_json::{Map, Value};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// The future a handler's access phase returns; most resolve at once.
+pub type AccessFuture<'a> = Pin<Box<dyn Future<Output = Flow> + Send + 'a>>;
+
+/// A configured plugin instance, as the proxy runs it.
+pub trait Handler: Send + Sync {
+    /// Runs before the request goes upstream: may identify the consumer, change the upstream
+    /// request, add response headers, or answer the client itself.
+    fn access<'a>(&'a self, ctx: &'a mut Context) -> AccessFuture<'a>;
+}
+
+/// What a handler is built with besides its config: state that outlives snapshots (counters,
+/// connections) and node settings.
+#[derive(Default)]
+pub struct Shared {
+    pub rate_limits: rate_limiting::Counters,
+    pub redis: rate_limiting::Links,
+    /// `TOLLGATE_REDIS_URL`: the Redis of `policy: redis` instances that name none.
+    pub default_redis_url: Option<String>,
+}
 
 /// Why a plugin config was refused.
 #[derive(Debug)]
@@ -12,29 +44,41 @@ pub enum ConfigError {
     Fields(FieldErrors),
 }
 
-/// A plugin's config schema: its fields, their defaults, and cross-field rules.
-pub struct ConfigSchema {
+/// Makes the handler for a checked config; the scope is the instance's route and service ids.
+pub type BuildFn =
+    fn(&Map<String, Value>, &chain::Scope, &Arc<Shared>) -> Result<Arc<dyn Handler>, String>;
+
+/// One plugin this build can run.
+pub struct PluginSpec {
     pub name: &'static str,
+    /// Execution order, highest first (Kong's priorities).
+    pub priority: u32,
+    /// Authentication plugins run before the consumer is known, so they cannot be scoped to one.
+    pub no_consumer: bool,
     pub fields: &'static [Field],
     pub defaults: fn() -> Map<String, Value>,
-    pub validate: fn(&Map<String, Value>, &mut FieldErrors),
+    pub validate: fn(&mut Map<String, Value>, &mut FieldErrors),
+    /// Makes the handler for a checked config; `scope` is the instance's route and service ids.
+    pub build: BuildFn,
 }
 
 /// Every plugin this build can run.
-pub fn registry() -> &'static [ConfigSchema] {
-    &[]
+pub fn registry() -> &'static [PluginSpec] {
+    static REGISTRY: [PluginSpec; 2] = [key_auth::SPEC, rate_limiting::SPEC];
+    &REGISTRY
+}
+
+pub fn spec(name: &str) -> Option<&'static PluginSpec> {
+    registry().iter().find(|s| s.name == name)
 }
 
 /// Checks `config` for plugin `name` and fills in its defaults. Values given as strings (form
 /// bodies) are coerced to the field's type.
 pub fn normalize_config(name: &str, config: &mut Map<String, Value>) -> Result<(), ConfigError> {
-    let schema = registry()
-        .iter()
-        .find(|s| s.name == name)
-        .ok_or(ConfigError::UnknownPlugin)?;
-    let mut errors = schema::check(schema.fields, config, true);
+    let spec = spec(name).ok_or(ConfigError::UnknownPlugin)?;
+    let mut errors = schema::check(spec.fields, config, true);
     if errors.is_empty() {
-        for (k, v) in (schema.defaults)() {
+        for (k, v) in (spec.defaults)() {
             match config.get(&k) {
                 Some(Value::Null) | None => {
                     config.insert(k, v);
@@ -42,11 +86,31 @@ pub fn normalize_config(name: &str, config: &mut Map<String, Value>) -> Result<(
                 Some(_) => {}
             }
         }
-        (schema.validate)(config, &mut errors);
+        (spec.validate)(config, &mut errors);
     }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(ConfigError::Fields(errors))
-    }
+    errors.into_result().map_err(ConfigError::Fields)
+}
+
+/// A config value read back after `normalize_config` (so its type is known).
+pub(crate) fn get_bool(c: &Map<String, Value>, k: &str) -> bool {
+    c.get(k).and_then(Value::as_bool).unwrap_or(false)
+}
+
+pub(crate) fn get_str<'a>(c: &'a Map<String, Value>, k: &str) -> Option<&'a str> {
+    c.get(k).and_then(Value::as_str)
+}
+
+pub(crate) fn get_u64(c: &Map<String, Value>, k: &str) -> Option<u64> {
+    c.get(k).and_then(Value::as_u64)
+}
+
+pub(crate) fn get_strings(c: &Map<String, Value>, k: &str) -> Vec<String> {
+    c.get(k)
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
 }

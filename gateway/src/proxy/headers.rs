@@ -100,13 +100,14 @@ pub(super) fn for_upstream(
     } else if let Some(v) = client_host {
         h.insert(header::HOST, v);
     }
-    let ip = ex.client.ip().to_string();
+    // The chain grows by the peer that connected; X-Real-IP is the client it stands for.
+    let peer = ex.client.ip().to_string();
     let xff = match h.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {ip}"),
-        None => ip.clone(),
+        Some(prev) => format!("{prev}, {peer}"),
+        None => peer,
     };
     set(&mut h, X_FORWARDED_FOR, &xff);
-    set(&mut h, X_REAL_IP, &ip);
+    set(&mut h, X_REAL_IP, &ex.client_ip.to_string());
     h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     set(&mut h, X_FORWARDED_HOST, &ex.host);
     h.insert(X_FORWARDED_PORT, HeaderValue::from(local_port));

@@ -4,19 +4,22 @@
 //! the request for the upstream, stream it there through a pooled client, stream the answer
 //! back with Tollgate's headers, and record the request. Nothing here touches the store or
 //! holds a lock across an await.
+mod client_ip;
 mod headers;
 pub mod server;
 mod upstream;
 
+use crate::plugins::{Context, Flow, Reply};
 use crate::router::{path, RequestInfo};
-use crate::snapshot::{ServiceEntry, Snapshot};
+use crate::snapshot::{ConsumerEntry, ServiceEntry, Snapshot};
 use crate::status::metrics::Metrics;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http::{header, HeaderValue, Request, Response, StatusCode, Uri};
+pub use client_ip::ClientIp;
+use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::{Either, Empty, Full};
 use hyper::body::{Body, Incoming};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tollgate_analytics::RequestEvent;
@@ -33,6 +36,7 @@ pub const VIA: &str = concat!("tollgate/", env!("CARGO_PKG_VERSION"));
 pub struct Proxy {
     pub snapshot: Arc<ArcSwap<Snapshot>>,
     pub metrics: Arc<Metrics>,
+    pub client_ip: ClientIp,
 }
 
 /// What the log phase needs to know about a request, filled in as it goes.
@@ -43,8 +47,14 @@ struct Exchange {
     method: Arc<str>,
     host: Arc<str>,
     path: Arc<str>,
+    /// The TCP peer.
     client: SocketAddr,
+    /// The client as `ClientIp` resolved it (the peer unless a trusted proxy named another).
+    client_ip: IpAddr,
     service: Option<Arc<str>>,
+    consumer: Option<Arc<ConsumerEntry>>,
+    /// Headers plugins add to the response.
+    response_headers: HeaderMap,
     route: Option<Arc<str>>,
     upstream_us: u64,
     upstream_failed: bool,
@@ -68,16 +78,19 @@ impl Proxy {
             host: "".into(),
             path: req.uri().path().into(),
             client,
+            client_ip: self.client_ip.resolve(client.ip(), req.headers()),
             service: None,
+            consumer: None,
+            response_headers: HeaderMap::new(),
             route: None,
             upstream_us: 0,
             upstream_failed: false,
         };
         let mut resp = match self.route_and_forward(req, &mut ex, local_port).await {
             Ok(r) => r,
-            Err((status, message)) => error_response(status, message, &ex.request_id),
+            Err(reply) => reply_response(reply, &ex.request_id),
         };
-        self.finish(&mut resp, &ex);
+        self.finish(&mut resp, &mut ex);
         resp
     }
 
@@ -86,18 +99,18 @@ impl Proxy {
         req: Request<Incoming>,
         ex: &mut Exchange,
         local_port: u16,
-    ) -> Result<Response<ProxyBody>, (StatusCode, &'static str)> {
-        const BAD: (StatusCode, &str) = (StatusCode::BAD_REQUEST, "Bad request");
+    ) -> Result<Response<ProxyBody>, Reply> {
+        let bad = || Reply::new(StatusCode::BAD_REQUEST, "Bad request");
         if headers::total_size(req.headers()) > MAX_HEADER_BYTES {
-            return Err((
+            return Err(Reply::new(
                 StatusCode::BAD_REQUEST,
                 "Request header or cookie too large",
             ));
         }
         let norm_path = path::normalize(req.uri().path())
-            .map_err(|_| BAD)?
+            .map_err(|_| bad())?
             .into_owned();
-        let (host, port) = headers::request_host(&req).ok_or(BAD)?;
+        let (host, port) = headers::request_host(&req).ok_or_else(bad)?;
         ex.host = host.as_str().into();
         let snapshot = self.snapshot.load_full();
         let found = snapshot.router.find(&RequestInfo {
@@ -108,23 +121,31 @@ impl Proxy {
             headers: req.headers(),
         });
         let Some(m) = found else {
-            return Err((StatusCode::NOT_FOUND, "no Route matched with those values"));
+            return Err(Reply::new(
+                StatusCode::NOT_FOUND,
+                "no Route matched with those values",
+            ));
         };
         let route = &snapshot.routes[m.route];
         ex.route = Some(route.label.clone());
         if !route.allows_http {
             let status = StatusCode::from_u16(route.https_redirect_status_code)
                 .unwrap_or(StatusCode::UPGRADE_REQUIRED);
-            return Err((status, "Please use HTTPS protocol"));
+            return Err(Reply::new(status, "Please use HTTPS protocol"));
         }
         let Some(service) = route.service.map(|i| &snapshot.services[i]) else {
-            return Err((
+            return Err(Reply::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "no Service found with those values",
             ));
         };
         ex.service = Some(service.label.clone());
         let (mut parts, body) = req.into_parts();
+        if !snapshot.plugins.is_empty() {
+            parts = self
+                .run_plugins(parts, &snapshot, route.id, service.id, ex)
+                .await?;
+        }
         let rest = if route.strip_path {
             &norm_path[m.matched_len..]
         } else {
@@ -132,12 +153,41 @@ impl Proxy {
         };
         let upstream_path =
             path::upstream_path(service.path.as_deref(), rest, route.path_handling_v1);
-        let uri = upstream_uri(service, &upstream_path, parts.uri.query()).map_err(|_| BAD)?;
+        let uri = upstream_uri(service, &upstream_path, parts.uri.query()).map_err(|_| bad())?;
         let stripped = route.strip_path.then(|| &norm_path[..m.matched_len]);
         let upstream_headers =
             headers::for_upstream(&mut parts, route, service, ex, stripped, local_port);
         self.forward(parts.method, uri, upstream_headers, body, service, ex)
             .await
+    }
+
+    /// The access phase: returns the request as plugins left it, or the reply one wrote.
+    async fn run_plugins(
+        &self,
+        parts: http::request::Parts,
+        snapshot: &Arc<Snapshot>,
+        route_id: uuid::Uuid,
+        service_id: uuid::Uuid,
+        ex: &mut Exchange,
+    ) -> Result<http::request::Parts, Reply> {
+        let mut ctx = Context {
+            parts,
+            client_ip: ex.client_ip,
+            snapshot: snapshot.clone(),
+            route_id,
+            service_id: Some(service_id),
+            consumer: None,
+            credential_id: None,
+            response_headers: HeaderMap::new(),
+            now_ms: ex.arrived_us / 1000,
+        };
+        let flow = snapshot.plugins.access(&mut ctx).await;
+        ex.consumer = ctx.consumer;
+        ex.response_headers = ctx.response_headers;
+        match flow {
+            Flow::Continue => Ok(ctx.parts),
+            Flow::Respond(reply) => Err(reply),
+        }
     }
 
     /// Sends the request upstream, retrying connection failures when there is no body to lose.
@@ -149,7 +199,7 @@ impl Proxy {
         body: Incoming,
         service: &ServiceEntry,
         ex: &mut Exchange,
-    ) -> Result<Response<ProxyBody>, (StatusCode, &'static str)> {
+    ) -> Result<Response<ProxyBody>, Reply> {
         let retryable = body.is_end_stream() && service.retries > 0;
         let mut body = Some(body);
         // Headers are kept for a retry only when one can happen.
@@ -192,12 +242,12 @@ impl Proxy {
                 ex.upstream_failed = true;
                 tracing::warn!(service = %service.label, error = %error_chain(&e), "upstream request failed");
                 if is_timeout(&e) {
-                    Err((
+                    Err(Reply::new(
                         StatusCode::GATEWAY_TIMEOUT,
                         "The upstream server is timing out",
                     ))
                 } else {
-                    Err((
+                    Err(Reply::new(
                         StatusCode::BAD_GATEWAY,
                         "An invalid response was received from the upstream server",
                     ))
@@ -205,7 +255,7 @@ impl Proxy {
             }
             Err(_) => {
                 ex.upstream_failed = true;
-                Err((
+                Err(Reply::new(
                     StatusCode::GATEWAY_TIMEOUT,
                     "The upstream server is timing out",
                 ))
@@ -214,10 +264,11 @@ impl Proxy {
     }
 
     /// Adds Tollgate's response headers and records the request (the log phase).
-    fn finish(&self, resp: &mut Response<ProxyBody>, ex: &Exchange) {
+    fn finish(&self, resp: &mut Response<ProxyBody>, ex: &mut Exchange) {
         let total_us = ex.start.elapsed().as_micros() as u64;
         let proxy_ms = total_us.saturating_sub(ex.upstream_us) / 1000;
         let h = resp.headers_mut();
+        h.extend(std::mem::take(&mut ex.response_headers));
         h.insert(headers::PROXY_LATENCY, HeaderValue::from(proxy_ms));
         headers::append_via(h);
         if let Ok(v) = HeaderValue::from_str(&ex.request_id) {
@@ -234,7 +285,7 @@ impl Proxy {
             status: resp.status().as_u16(),
             total_latency_us: total_us,
             upstream_latency_us: ex.upstream_us,
-            client_ip: ex.client.ip(),
+            client_ip: ex.client_ip,
             upstream_failed: ex.upstream_failed,
         });
     }
@@ -256,12 +307,14 @@ fn upstream_uri(
         .build()
 }
 
-/// A gateway-written error in Kong's shape: `{"message": "...", "request_id": "..."}`.
-pub fn error_response(status: StatusCode, message: &str, request_id: &str) -> Response<ProxyBody> {
-    let body = serde_json::json!({ "message": message, "request_id": request_id }).to_string();
+/// A gateway-written response in Kong's shape: `{"message": "...", "request_id": "..."}`.
+fn reply_response(reply: Reply, request_id: &str) -> Response<ProxyBody> {
+    let body =
+        serde_json::json!({ "message": reply.message, "request_id": request_id }).to_string();
     let mut resp = Response::new(Either::Right(Full::new(Bytes::from(body))));
-    *resp.status_mut() = status;
+    *resp.status_mut() = reply.status;
     let h = resp.headers_mut();
+    h.extend(reply.headers);
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json; charset=utf-8"),

@@ -4,8 +4,12 @@
 //! The proxy never reads the store; it loads the current snapshot (one atomic pointer read)
 //! and works from it. A snapshot that fails to build is never swapped in.
 
+mod consumers;
+
 use crate::model::{Kind, Route, Service};
+use crate::plugins::{chain::PluginIndex, Shared};
 use crate::router::Router;
+pub use consumers::{ConsumerEntry, CredentialEntry};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -45,6 +49,8 @@ pub struct Snapshot {
     pub router: Router,
     pub routes: Vec<RouteEntry>,
     pub services: Vec<ServiceEntry>,
+    pub consumers: consumers::Consumers,
+    pub plugins: PluginIndex,
 }
 
 impl Snapshot {
@@ -54,13 +60,31 @@ impl Snapshot {
             router: Router::default(),
             routes: Vec::new(),
             services: Vec::new(),
+            consumers: consumers::Consumers::default(),
+            plugins: PluginIndex::default(),
         }
+    }
+
+    /// The credential of a presented API key, unless it expired.
+    pub fn credential(&self, key: &str, now_ms: u64) -> Option<&CredentialEntry> {
+        self.consumers.credential(key, now_ms)
+    }
+
+    /// A consumer by id or username.
+    pub fn consumer(&self, id_or_username: &str) -> Option<Arc<ConsumerEntry>> {
+        self.consumers.consumer(id_or_username)
     }
 
     /// Builds a snapshot from every stored entity. Routes of disabled services are left out,
     /// so they do not match, as in Kong.
-    pub fn build(version: i64, entities: &[(Kind, Value)]) -> Result<Snapshot, String> {
+    pub fn build(
+        version: i64,
+        entities: &[(Kind, Value)],
+        shared: &Arc<Shared>,
+    ) -> Result<Snapshot, String> {
         let mut services = Vec::new();
+        let mut consumers = consumers::Consumers::default();
+        let (mut keys, mut plugins) = (Vec::new(), Vec::new());
         let mut service_index = HashMap::new();
         let mut disabled = std::collections::HashSet::new();
         let mut routes = Vec::new();
@@ -82,8 +106,13 @@ impl Snapshot {
                     }
                     routes.push(r);
                 }
-                Kind::Consumer | Kind::KeyAuth | Kind::Plugin => {}
+                Kind::Consumer => consumers.add_consumer(parse(body)?),
+                Kind::KeyAuth => keys.push(parse::<crate::model::KeyAuthCredential>(body)?),
+                Kind::Plugin => plugins.push(parse::<crate::model::Plugin>(body)?),
             }
+        }
+        for k in &keys {
+            consumers.add_key(k)?;
         }
         let router = Router::new(&routes)?;
         let routes = routes
@@ -95,6 +124,8 @@ impl Snapshot {
             router,
             routes,
             services,
+            consumers,
+            plugins: PluginIndex::build(&plugins, shared)?,
         })
     }
 }

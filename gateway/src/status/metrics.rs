@@ -103,8 +103,8 @@ impl Metrics {
     }
 
     /// Everything, merged across shards, in Prometheus' text exposition format.
-    /// `gauges` are extra `(name, help, value)` lines from the rest of the gateway.
-    pub fn render(&self, gauges: &[(&str, &str, f64)]) -> String {
+    /// `counters` and `gauges` are extra `(name, help, value)` lines from the rest of the gateway.
+    pub fn render(&self, counters: &[(&str, &str, u64)], gauges: &[(&str, &str, f64)]) -> String {
         let mut all = Shard::default();
         for shard in &self.shards {
             let s = shard.lock().unwrap_or_else(|p| p.into_inner());
@@ -165,21 +165,21 @@ impl Metrics {
                 esc(&svc)
             );
         }
-        let counters = [
+        let own = [
             (
                 "tollgate_config_reloads_total",
                 "Snapshots built and swapped in.",
-                &self.config_reloads,
+                self.config_reloads.load(Ordering::Relaxed),
             ),
             (
                 "tollgate_config_reload_failures_total",
                 "Configuration changes that failed to build and were not applied.",
-                &self.config_reload_failures,
+                self.config_reload_failures.load(Ordering::Relaxed),
             ),
         ];
-        for (name, help, v) in counters {
+        for (name, help, v) in own.iter().chain(counters) {
             header(&mut out, name, help, "counter");
-            let _ = writeln!(out, "{name} {}", v.load(Ordering::Relaxed));
+            let _ = writeln!(out, "{name} {v}");
         }
         for (name, help, v) in gauges {
             header(&mut out, name, help, "gauge");
@@ -244,7 +244,7 @@ mod tests {
         m.record(&event(200, 500));
         m.record(&event(200, 3_000));
         m.record(&event(502, 70_000_000));
-        let text = m.render(&[("tollgate_up", "Up.", 1.0)]);
+        let text = m.render(&[], &[("tollgate_up", "Up.", 1.0)]);
         assert!(text.contains(
             "tollgate_http_requests_total{service=\"svc\",route=\"ro\\\"ute\",code=\"200\"} 2"
         ));

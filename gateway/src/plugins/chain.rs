@@ -1,0 +1,208 @@
+//! Which plugin instances apply to a request, by Kong's precedence, and running them.
+//!
+//! When the same plugin is configured at several scopes the most specific wins: Route+Service+
+//! Consumer, Route+Consumer, Service+Consumer, Route+Service, Consumer, Route, Service, Global.
+//! The index is built with the snapshot; a request only probes the scopes that exist, and the
+//! consumer-scoped ones only once authentication (a higher-priority plugin) set the consumer.
+use super::{spec, Context, Flow, Handler, PluginSpec, Shared};
+use crate::model::{ref_id, Plugin};
+use std::collections::HashMap;
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// The route and service an instance is attached to (either may be unset).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Scope {
+    pub route: Option<Uuid>,
+    pub service: Option<Uuid>,
+}
+
+/// Kong's eight levels, most specific first, as (route, service, consumer) present.
+const LEVELS: [(bool, bool, bool); 8] = [
+    (true, true, true),
+    (true, false, true),
+    (false, true, true),
+    (true, true, false),
+    (false, false, true),
+    (true, false, false),
+    (false, true, false),
+    (false, false, false),
+];
+
+type Key = (usize, Option<Uuid>, Option<Uuid>, Option<Uuid>);
+
+/// The enabled plugin instances of a snapshot.
+#[derive(Default)]
+pub struct PluginIndex {
+    /// Plugins with at least one enabled instance, highest priority first.
+    order: Vec<&'static PluginSpec>,
+    /// For each plugin in `order`, a bit per level of `LEVELS` that has an instance.
+    levels: Vec<u8>,
+    handlers: HashMap<Key, Arc<dyn Handler>>,
+}
+
+impl PluginIndex {
+    /// Builds every enabled instance's handler. A config that cannot be built fails the
+    /// snapshot, so the running one stays.
+    pub fn build(plugins: &[Plugin], shared: &Arc<Shared>) -> Result<PluginIndex, String> {
+        let mut order: Vec<&'static PluginSpec> = plugins
+            .iter()
+            .filter(|p| p.enabled)
+            .filter_map(|p| spec(&p.name))
+            .collect();
+        order.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.name.cmp(b.name)));
+        order.dedup_by(|a, b| a.name == b.name);
+        let mut index = PluginIndex {
+            levels: vec![0; order.len()],
+            order,
+            handlers: HashMap::new(),
+        };
+        for p in plugins.iter().filter(|p| p.enabled) {
+            let Some(i) = index.order.iter().position(|s| s.name == p.name) else {
+                return Err(format!(
+                    "plugin {}: '{}' is not in this build",
+                    p.id, p.name
+                ));
+            };
+            let scope = Scope {
+                route: ref_id(&p.route),
+                service: ref_id(&p.service),
+            };
+            let consumer = ref_id(&p.consumer);
+            let handler = (index.order[i].build)(&p.config, &scope, shared)
+                .map_err(|e| format!("plugin {} ({}): {e}", p.id, p.name))?;
+            let level = (
+                scope.route.is_some(),
+                scope.service.is_some(),
+                consumer.is_some(),
+            );
+            let bit = LEVELS.iter().position(|l| *l == level).unwrap_or(7);
+            index.levels[i] |= 1 << bit;
+            index
+                .handlers
+                .insert((i, scope.route, scope.service, consumer), handler);
+        }
+        Ok(index)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    /// The instance of the `i`th plugin that applies to this route, service and consumer.
+    fn resolve(
+        &self,
+        i: usize,
+        route: Uuid,
+        service: Option<Uuid>,
+        consumer: Option<Uuid>,
+    ) -> Option<&Arc<dyn Handler>> {
+        LEVELS.iter().enumerate().find_map(|(bit, &(r, s, c))| {
+            if self.levels[i] & (1 << bit) == 0
+                || (s && service.is_none())
+                || (c && consumer.is_none())
+            {
+                return None;
+            }
+            let key = (
+                i,
+                r.then_some(route),
+                service.filter(|_| s),
+                consumer.filter(|_| c),
+            );
+            self.handlers.get(&key)
+        })
+    }
+
+    /// Runs the access phase of every applicable plugin, highest priority first, until one
+    /// answers the client.
+    pub async fn access(&self, ctx: &mut Context) -> Flow {
+        for i in 0..self.order.len() {
+            let consumer = ctx.consumer.as_ref().map(|c| c.id);
+            let Some(handler) = self.resolve(i, ctx.route_id, ctx.service_id, consumer) else {
+                continue;
+            };
+            if let Flow::Respond(reply) = handler.access(ctx).await {
+                return Flow::Respond(reply);
+            }
+        }
+        Flow::Continue
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{normalized_body, Kind};
+    use crate::snapshot::{ConsumerEntry, Snapshot};
+    use serde_json::{json, Value};
+
+    const ROUTE: &str = "00000000-0000-0000-0000-0000000000a1";
+    const SERVICE: &str = "00000000-0000-0000-0000-0000000000b2";
+    const CONSUMER: &str = "00000000-0000-0000-0000-0000000000c3";
+
+    /// A rate-limiting instance at `level` whose per-second limit names the level (1..=8).
+    fn instance(level: usize) -> Plugin {
+        let (r, s, c) = LEVELS[level];
+        let scope = |on: bool, id: &str| if on { json!({ "id": id }) } else { Value::Null };
+        let body = normalized_body(
+            Kind::Plugin,
+            json!({
+                "id": uuid::Uuid::new_v4(), "name": "rate-limiting",
+                "config": {"second": level + 1},
+                "route": scope(r, ROUTE), "service": scope(s, SERVICE), "consumer": scope(c, CONSUMER),
+            }),
+        )
+        .unwrap();
+        serde_json::from_value(body).unwrap()
+    }
+
+    /// The per-second limit of the instance that ran for a request with or without a consumer.
+    async fn winner(index: &PluginIndex, with_consumer: bool) -> Option<String> {
+        let (parts, _) = http::Request::new(()).into_parts();
+        let mut ctx = Context {
+            parts,
+            client_ip: "127.0.0.1".parse().unwrap(),
+            snapshot: Arc::new(Snapshot::empty()),
+            route_id: ROUTE.parse().unwrap(),
+            service_id: Some(SERVICE.parse().unwrap()),
+            consumer: with_consumer.then(|| {
+                Arc::new(ConsumerEntry {
+                    id: CONSUMER.parse().unwrap(),
+                    username: None,
+                    custom_id: None,
+                })
+            }),
+            credential_id: None,
+            response_headers: http::HeaderMap::new(),
+            now_ms: 1_000_000,
+        };
+        index.access(&mut ctx).await;
+        let limit = ctx.response_headers.get("x-ratelimit-limit-second")?;
+        Some(limit.to_str().unwrap().to_string())
+    }
+
+    #[tokio::test]
+    async fn the_most_specific_of_kongs_eight_levels_wins() {
+        let shared = Arc::new(Shared::default());
+        for most_specific in 0..8 {
+            let plugins: Vec<Plugin> = (most_specific..8).map(instance).collect();
+            let index = PluginIndex::build(&plugins, &shared).unwrap();
+            let expected = (most_specific + 1).to_string();
+            assert_eq!(
+                winner(&index, true).await.as_deref(),
+                Some(expected.as_str())
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn consumer_levels_apply_only_once_a_consumer_is_known() {
+        let shared = Arc::new(Shared::default());
+        let only_consumer = PluginIndex::build(&[instance(4)], &shared).unwrap();
+        assert_eq!(winner(&only_consumer, false).await, None);
+        let mixed = PluginIndex::build(&[instance(1), instance(6)], &shared).unwrap();
+        assert_eq!(winner(&mixed, false).await.as_deref(), Some("7"));
+        assert_eq!(winner(&mixed, true).await.as_deref(), Some("2"));
+    }
+}

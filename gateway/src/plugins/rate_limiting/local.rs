@@ -1,0 +1,159 @@
+//! The `local` policy's counters: in this node's memory, shared by its proxy threads.
+//!
+//! Counters are sharded by identifier, each shard behind a short synchronous lock (never held
+//! across an await), so one request checks and counts all its periods atomically. A shard
+//! drops the counters of ended windows at most once a second, which bounds memory by the
+//! identifiers active in the current windows.
+use super::windows::Period;
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Mutex;
+
+const SHARDS: usize = 64;
+
+#[derive(PartialEq, Eq, Hash)]
+struct Key {
+    /// The instance's scope and the identifier (`route:service:identifier`).
+    subject: Box<str>,
+    period: Period,
+    window_start: i64,
+}
+
+#[derive(Default)]
+struct Shard {
+    counts: HashMap<Key, (u64, i64)>,
+    next_sweep: i64,
+}
+
+/// All local counters of this node; they outlive configuration snapshots.
+pub struct Counters {
+    shards: Vec<Mutex<Shard>>,
+}
+
+impl Default for Counters {
+    fn default() -> Counters {
+        Counters {
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+        }
+    }
+}
+
+/// One period's limit and the window the request falls in.
+pub struct Window {
+    pub period: Period,
+    pub limit: u64,
+    pub start: i64,
+    pub end: i64,
+}
+
+impl Counters {
+    /// Counts the request in every window unless one is already at its limit. Returns each
+    /// window's usage before this request, and whether it was counted.
+    pub fn check_and_count(&self, subject: &str, windows: &[Window], now: i64) -> (Vec<u64>, bool) {
+        let mut hasher = DefaultHasher::new();
+        subject.hash(&mut hasher);
+        let shard = &self.shards[hasher.finish() as usize % SHARDS];
+        let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
+        if now >= shard.next_sweep {
+            shard.counts.retain(|_, (_, end)| *end > now);
+            shard.next_sweep = now + 1;
+        }
+        let key = |w: &Window| Key {
+            subject: subject.into(),
+            period: w.period,
+            window_start: w.start,
+        };
+        let usage: Vec<u64> = windows
+            .iter()
+            .map(|w| shard.counts.get(&key(w)).map_or(0, |c| c.0))
+            .collect();
+        let allowed = windows.iter().zip(&usage).all(|(w, used)| *used < w.limit);
+        if allowed {
+            for w in windows {
+                shard.counts.entry(key(w)).or_insert((0, w.end)).0 += 1;
+            }
+        }
+        (usage, allowed)
+    }
+
+    /// Counters held, for tests of eviction.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap().counts.len())
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn second(limit: u64, now: i64) -> Vec<Window> {
+        vec![Window {
+            period: Period::Second,
+            limit,
+            start: now,
+            end: now + 1,
+        }]
+    }
+
+    #[test]
+    fn counts_up_to_the_limit_then_refuses() {
+        let c = Counters::default();
+        let got: Vec<(Vec<u64>, bool)> = (0..4)
+            .map(|_| c.check_and_count("a", &second(3, 100), 100))
+            .collect();
+        assert_eq!(
+            got.iter().map(|g| g.1).collect::<Vec<_>>(),
+            [true, true, true, false]
+        );
+        assert_eq!(got[3].0, [3]);
+        // Another identifier has its own counter; the next window starts from zero.
+        assert!(c.check_and_count("b", &second(3, 100), 100).1);
+        assert_eq!(
+            c.check_and_count("a", &second(3, 101), 101),
+            (vec![0], true)
+        );
+    }
+
+    #[test]
+    fn a_refused_request_counts_in_no_window() {
+        let c = Counters::default();
+        let windows = |now| {
+            vec![
+                Window {
+                    period: Period::Second,
+                    limit: 10,
+                    start: now,
+                    end: now + 1,
+                },
+                Window {
+                    period: Period::Minute,
+                    limit: 2,
+                    start: 0,
+                    end: 60,
+                },
+            ]
+        };
+        assert!(c.check_and_count("a", &windows(1), 1).1);
+        assert!(c.check_and_count("a", &windows(1), 1).1);
+        assert_eq!(c.check_and_count("a", &windows(1), 1), (vec![2, 2], false));
+        assert_eq!(c.check_and_count("a", &windows(2), 2), (vec![0, 2], false));
+    }
+
+    #[test]
+    fn ended_windows_are_evicted() {
+        let c = Counters::default();
+        for i in 0..100 {
+            c.check_and_count(&format!("id{i}"), &second(5, 100), 100);
+        }
+        assert_eq!(c.len(), 100);
+        for i in 0..SHARDS * 20 {
+            c.check_and_count(&format!("late{i}"), &second(5, 200), 200);
+        }
+        assert_eq!(c.len(), SHARDS * 20);
+    }
+}

@@ -1,0 +1,88 @@
+//! Consumers and their API keys as the proxy looks them up: by id or username, and by the
+//! SHA-256 digest of a presented key (the store never holds the clear key).
+use crate::model::{ref_id, Consumer, KeyAuthCredential};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::Arc;
+use uuid::Uuid;
+
+pub struct ConsumerEntry {
+    pub id: Uuid,
+    pub username: Option<String>,
+    pub custom_id: Option<String>,
+}
+
+pub struct CredentialEntry {
+    pub id: Uuid,
+    pub consumer: Arc<ConsumerEntry>,
+    /// Unix milliseconds after which the key no longer authenticates.
+    pub expires_at_ms: Option<u64>,
+}
+
+#[derive(Default)]
+pub struct Consumers {
+    by_id: HashMap<Uuid, Arc<ConsumerEntry>>,
+    by_username: HashMap<String, Arc<ConsumerEntry>>,
+    keys: HashMap<[u8; 32], CredentialEntry>,
+}
+
+impl Consumers {
+    pub fn add_consumer(&mut self, c: Consumer) {
+        let entry = Arc::new(ConsumerEntry {
+            id: c.id,
+            username: c.username,
+            custom_id: c.custom_id,
+        });
+        if let Some(u) = &entry.username {
+            self.by_username.insert(u.clone(), entry.clone());
+        }
+        self.by_id.insert(entry.id, entry);
+    }
+
+    /// Adds a key; call after every consumer was added. A key of an unknown consumer is an error.
+    pub fn add_key(&mut self, k: &KeyAuthCredential) -> Result<(), String> {
+        let consumer = ref_id(&k.consumer)
+            .and_then(|id| self.by_id.get(&id))
+            .ok_or_else(|| format!("key-auth credential {} has no consumer", k.id))?;
+        let digest = parse_digest(&k.key_hash)
+            .ok_or_else(|| format!("key-auth credential {} has a malformed hash", k.id))?;
+        self.keys.insert(
+            digest,
+            CredentialEntry {
+                id: k.id,
+                consumer: consumer.clone(),
+                expires_at_ms: k.expires_at().map(|t| t.max(0) as u64 * 1000),
+            },
+        );
+        Ok(())
+    }
+
+    /// The credential of a presented key, unless it expired.
+    pub fn credential(&self, key: &str, now_ms: u64) -> Option<&CredentialEntry> {
+        let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+        self.keys
+            .get(&digest)
+            .filter(|c| c.expires_at_ms.is_none_or(|t| now_ms < t))
+    }
+
+    /// A consumer by id or username (how `anonymous` names one).
+    pub fn consumer(&self, id_or_username: &str) -> Option<Arc<ConsumerEntry>> {
+        Uuid::parse_str(id_or_username)
+            .ok()
+            .and_then(|id| self.by_id.get(&id))
+            .or_else(|| self.by_username.get(id_or_username))
+            .cloned()
+    }
+}
+
+fn parse_digest(hash: &str) -> Option<[u8; 32]> {
+    let hex = hash.strip_prefix("sha256:")?;
+    let mut out = [0u8; 32];
+    if hex.len() != 64 {
+        return None;
+    }
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(i * 2..i * 2 + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
