@@ -638,3 +638,43 @@ async fn when_redis_is_down_fault_tolerance_decides() {
     assert_reply(&r, 500, "An unexpected error occurred");
     assert!(strict.log_text().contains("rate-limiting: Redis failed"));
 }
+
+#[tokio::test]
+async fn limit_by_ip_believes_the_real_ip_header_only_from_trusted_proxies() {
+    let backend = Backend::start().await;
+    let behind_cdn = [
+        ("TOLLGATE_TRUSTED_IPS", "127.0.0.0/8"),
+        ("TOLLGATE_REAL_IP_HEADER", "CF-Connecting-IP"),
+    ];
+    let untrusting = [
+        ("TOLLGATE_TRUSTED_IPS", "10.0.0.0/8"),
+        ("TOLLGATE_REAL_IP_HEADER", "CF-Connecting-IP"),
+    ];
+    for (env, trusted) in [(&behind_cdn[..], true), (&untrusting[..], false)] {
+        let gw = Gateway::start(env).await;
+        service_s(&gw, &backend, &[("r", "/ip")]).await;
+        let limit = [
+            ("name", "rate-limiting"),
+            ("config.hour", "1"),
+            ("config.limit_by", "ip"),
+        ];
+        created(&gw, "/routes/r/plugins", &limit).await;
+        align_within_hour().await;
+        let from = |ip: &'static str| {
+            let url = gw.proxy_url("/ip");
+            async move { send("GET", &url, &[("cf-connecting-ip", ip)], None).await }
+        };
+        let first = from("198.51.100.1").await;
+        assert_eq!(first.status, 200);
+        let expected_ip = if trusted { "198.51.100.1" } else { "127.0.0.1" };
+        assert_eq!(first.json["headers"]["x-real-ip"], expected_ip);
+        assert_eq!(from("198.51.100.1").await.status, 429);
+        // Another client behind the CDN has its own counter; a direct client cannot pose as one.
+        let other = if trusted { 200 } else { 429 };
+        assert_eq!(
+            from("198.51.100.2").await.status,
+            other,
+            "trusted: {trusted}"
+        );
+    }
+}
