@@ -61,12 +61,24 @@ printf '_format_version: "3.0"\nservices:\n  - name: backend\n    url: http://12
   for i in $(seq 1 9999); do printf '      - paths: [/svc%s/]\n' "$i"; done
   printf '      - name: api\n        paths: [/api/]\n'
 } > "$work/10k.yaml"
+# key-auth + rate-limiting on the route, with limits no benchmark reaches.
+key=0123456789abcdef0123456789abcdef
+cat "$work/one.yaml" - > "$work/plugins.yaml" <<YAML
+        plugins:
+          - name: key-auth
+          - name: rate-limiting
+            config: { second: 1000000000, hour: 1000000000000 }
+consumers:
+  - username: bench
+    keyauth_credentials:
+      - key: $key
+YAML
 
 start_tollgate "$work/one.yaml"; tg=$TG_PORT; tg_pid=$TG_PID
 sleep 0.5; idle_rss=$(rss_kb "$tg_pid")
 
-run_wrk() { # $1 = url; prints "rps p50 p99"
-  wrk -t1 -c$conns -d${dur}s --latency "$1" > "$work/wrk.out"
+run_wrk() { # $1 = url, then wrk options; prints "rps p50 p99"
+  wrk -t1 -c$conns -d${dur}s --latency "$@" > "$work/wrk.out"
   local rps p50 p99
   rps=$(awk '/Requests\/sec/ {print $2}' "$work/wrk.out")
   p50=$(awk '$1=="50%" {print $2}' "$work/wrk.out")
@@ -84,8 +96,15 @@ start_tollgate "$work/10k.yaml"; big_pid=$TG_PID
 t1=$(date +%s%N)
 sleep 0.5; big_rss=$(rss_kb "$big_pid")
 read -r b_rps b_p50 b_p99 < <(run_wrk "http://127.0.0.1:$TG_PORT/api/x")
+kill "$big_pid"
+
+start_tollgate "$work/plugins.yaml"
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "apikey: $key" "http://127.0.0.1:$TG_PORT/api/x")
+[ "$code" = 200 ] || { echo "key-auth set-up answered $code" >&2; exit 1; }
+read -r p_rps p_p50 p_p99 < <(run_wrk "http://127.0.0.1:$TG_PORT/api/x" -H "apikey: $key")
 
 ratio=$(python3 -c "print(f'{$t_rps/$n_rps:.2f}')")
+plugin_ratio=$(python3 -c "print(f'{$p_rps/$n_rps:.2f}')")
 echo
 echo "wrk -t1 -c$conns -d${dur}s, one worker each, same run ($(date -u +%F), $(nproc) cores)"
 echo
@@ -95,7 +114,8 @@ echo "| backend direct | $d_rps | $d_p50 | $d_p99 |"
 echo "| nginx proxy_pass | $n_rps | $n_p50 | $n_p99 |"
 echo "| tollgate (1 route) | $t_rps | $t_p50 | $t_p99 |"
 echo "| tollgate (10,000 routes) | $b_rps | $b_p50 | $b_p99 |"
+echo "| tollgate (key-auth + rate-limiting) | $p_rps | $p_p50 | $p_p99 |"
 echo
-echo "tollgate / nginx requests/s: $ratio"
+echo "tollgate / nginx requests/s: $ratio; with key-auth + rate-limiting: $plugin_ratio"
 echo "tollgate RSS: idle ${idle_rss} KiB, after the load ${loaded_rss} KiB, with 10,000 routes ${big_rss} KiB"
 echo "start-up with the 10,000-route declarative file (process start to ready): $(( (t1 - t0) / 1000000 )) ms"

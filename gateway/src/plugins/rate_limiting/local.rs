@@ -12,17 +12,18 @@ use std::sync::Mutex;
 
 const SHARDS: usize = 64;
 
-#[derive(PartialEq, Eq, Hash)]
-struct Key {
-    /// The instance's scope and the identifier (`route:service:identifier`).
-    subject: Box<str>,
+/// A request count in one window of one period.
+struct Count {
     period: Period,
-    window_start: i64,
+    start: i64,
+    end: i64,
+    count: u64,
 }
 
 #[derive(Default)]
 struct Shard {
-    counts: HashMap<Key, (u64, i64)>,
+    /// By subject: the instance's scope and the identifier (`route:service:identifier`).
+    subjects: HashMap<Box<str>, Vec<Count>>,
     next_sweep: i64,
 }
 
@@ -56,33 +57,53 @@ impl Counters {
         let shard = &self.shards[hasher.finish() as usize % SHARDS];
         let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
         if now >= shard.next_sweep {
-            shard.counts.retain(|_, (_, end)| *end > now);
+            shard.subjects.retain(|_, counts| {
+                counts.retain(|c| c.end > now);
+                !counts.is_empty()
+            });
             shard.next_sweep = now + 1;
         }
-        let key = |w: &Window| Key {
-            subject: subject.into(),
-            period: w.period,
-            window_start: w.start,
+        let counts = if let Some(counts) = shard.subjects.get_mut(subject) {
+            counts
+        } else {
+            shard.subjects.entry(subject.into()).or_default()
         };
+        counts.retain(|c| c.end > now);
         let usage: Vec<u64> = windows
             .iter()
-            .map(|w| shard.counts.get(&key(w)).map_or(0, |c| c.0))
+            .map(|w| {
+                counts
+                    .iter()
+                    .find(|c| c.period == w.period && c.start == w.start)
+                    .map_or(0, |c| c.count)
+            })
             .collect();
         let allowed = windows.iter().zip(&usage).all(|(w, used)| *used < w.limit);
         if allowed {
             for w in windows {
-                shard.counts.entry(key(w)).or_insert((0, w.end)).0 += 1;
+                match counts
+                    .iter_mut()
+                    .find(|c| c.period == w.period && c.start == w.start)
+                {
+                    Some(c) => c.count += 1,
+                    None => counts.push(Count {
+                        period: w.period,
+                        start: w.start,
+                        end: w.end,
+                        count: 1,
+                    }),
+                }
             }
         }
         (usage, allowed)
     }
 
-    /// Counters held, for tests of eviction.
+    /// Subjects with live counters, for tests of eviction.
     #[cfg(test)]
     fn len(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| s.lock().unwrap().counts.len())
+            .map(|s| s.lock().unwrap().subjects.len())
             .sum()
     }
 }

@@ -296,12 +296,14 @@ impl RateLimiting {
                 }
             }
         };
-        let (mut headers, reset) = rate_headers(&windows, &usage, allowed, now);
-        if self.hide_client_headers {
-            headers.clear();
-        }
+        let mut headers = HeaderMap::new();
+        let out = match (self.hide_client_headers, allowed) {
+            (true, _) => None,
+            (false, true) => Some(&mut ctx.response_headers),
+            (false, false) => Some(&mut headers),
+        };
+        let reset = rate_headers(&windows, &usage, allowed, now, out);
         if allowed {
-            ctx.response_headers.extend(headers);
             return Flow::Continue;
         }
         headers.insert(http::header::RETRY_AFTER, HeaderValue::from(reset));
@@ -370,42 +372,47 @@ fn windows_at(limits: &[(Period, u64)], now: i64) -> Vec<Window> {
         .collect()
 }
 
-/// Kong's headers: limit and remaining per period, and `RateLimit-*` for the window with the
-/// fewest requests left (the longer one on a tie). Also returns that window's reset, in seconds.
-fn rate_headers(windows: &[Window], usage: &[u64], allowed: bool, now: i64) -> (HeaderMap, i64) {
+/// Kong's headers, written to `out` when given: limit and remaining per period, and
+/// `RateLimit-*` for the window with the fewest requests left (the longer one on a tie).
+/// Returns that window's reset, in seconds.
+fn rate_headers(
+    windows: &[Window],
+    usage: &[u64],
+    allowed: bool,
+    now: i64,
+    mut out: Option<&mut HeaderMap>,
+) -> i64 {
     let stop = (!allowed)
         .then(|| windows.iter().zip(usage).position(|(w, u)| *u >= w.limit))
         .flatten();
-    let mut h = HeaderMap::new();
     let mut best: Option<(u64, u64, i64, i64)> = None;
     for (i, (w, used)) in windows.iter().zip(usage).enumerate() {
         let mut remaining = w.limit.saturating_sub(*used);
         if allowed || stop == Some(i) {
             remaining = remaining.saturating_sub(1);
         }
-        let (limit_name, remaining_name) = w.period.header_names();
-        h.insert(limit_name, HeaderValue::from(w.limit));
-        h.insert(remaining_name, HeaderValue::from(remaining));
+        if let Some(h) = out.as_deref_mut() {
+            let (limit_name, remaining_name) = w.period.header_names();
+            h.insert(limit_name, HeaderValue::from(w.limit));
+            h.insert(remaining_name, HeaderValue::from(remaining));
+        }
         let len = w.end - w.start;
         if best.is_none_or(|(_, r, l, _)| remaining < r || (remaining == r && len > l)) {
             best = Some((w.limit, remaining, len, (w.end - now).max(1)));
         }
     }
     let (limit, remaining, _, reset) = best.unwrap_or((0, 0, 0, 1));
-    h.insert(
-        HeaderName::from_static("ratelimit-limit"),
-        HeaderValue::from(limit),
-    );
-    h.insert(
-        HeaderName::from_static("ratelimit-remaining"),
-        HeaderValue::from(remaining),
-    );
-    h.insert(
-        HeaderName::from_static("ratelimit-reset"),
-        HeaderValue::from(reset),
-    );
-    (h, reset)
+    if let Some(h) = out {
+        h.insert(RATELIMIT_LIMIT, HeaderValue::from(limit));
+        h.insert(RATELIMIT_REMAINING, HeaderValue::from(remaining));
+        h.insert(RATELIMIT_RESET, HeaderValue::from(reset));
+    }
+    reset
 }
+
+const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
 
 #[cfg(test)]
 mod tests {
@@ -419,7 +426,8 @@ mod tests {
     fn headers_name_the_window_with_fewest_requests_left() {
         let now = 7200 + 1800; // half an hour into an hour
         let w = windows_at(&[(Period::Second, 4), (Period::Hour, 1200)], now);
-        let (h, reset) = rate_headers(&w, &[3, 3], true, now);
+        let mut h = HeaderMap::new();
+        let reset = rate_headers(&w, &[3, 3], true, now, Some(&mut h));
         assert_eq!(get(&h, "x-ratelimit-remaining-second"), "0");
         assert_eq!(get(&h, "x-ratelimit-remaining-hour"), "1196");
         assert_eq!(
@@ -433,7 +441,8 @@ mod tests {
     fn on_a_tie_the_longer_window_is_named() {
         let now = 7200 + 1800;
         let w = windows_at(&[(Period::Second, 10), (Period::Hour, 10)], now);
-        let (h, reset) = rate_headers(&w, &[0, 0], true, now);
+        let mut h = HeaderMap::new();
+        let reset = rate_headers(&w, &[0, 0], true, now, Some(&mut h));
         assert_eq!(get(&h, "ratelimit-remaining"), "9");
         assert_eq!(reset, 1800);
     }
@@ -442,7 +451,8 @@ mod tests {
     fn a_refused_request_names_the_full_window_and_leaves_the_others() {
         let now = 7200 + 1800;
         let w = windows_at(&[(Period::Second, 4), (Period::Hour, 1200)], now);
-        let (h, reset) = rate_headers(&w, &[4, 4], false, now);
+        let mut h = HeaderMap::new();
+        let reset = rate_headers(&w, &[4, 4], false, now, Some(&mut h));
         assert_eq!(get(&h, "x-ratelimit-remaining-second"), "0");
         assert_eq!(get(&h, "x-ratelimit-remaining-hour"), "1196");
         assert_eq!(reset, 1);
