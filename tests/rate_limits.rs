@@ -678,3 +678,51 @@ async fn limit_by_ip_believes_the_real_ip_header_only_from_trusted_proxies() {
         );
     }
 }
+
+#[tokio::test]
+async fn key_auth_reads_keys_from_form_and_json_bodies() {
+    let backend = Backend::start().await;
+    let gw = Gateway::start(&[]).await;
+    service_s(&gw, &backend, &[("hide", "/hide"), ("keep", "/keep")]).await;
+    for (route, hide) in [("hide", "true"), ("keep", "false")] {
+        let config = [
+            ("name", "key-auth"),
+            ("config.key_in_body", "true"),
+            ("config.hide_credentials", hide),
+        ];
+        created(&gw, &format!("/routes/{route}/plugins"), &config).await;
+    }
+    created(&gw, "/consumers", &[("username", "ann")]).await;
+    created(&gw, "/consumers/ann/key-auth", &[("key", SLOW_KEY)]).await;
+
+    let post = |path: &'static str, body: Body| {
+        let url = gw.proxy_url(path);
+        async move { send("POST", &url, &[], body).await }
+    };
+    let r = post("/hide", form(&[("apikey", SLOW_KEY), ("x", "1")])).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json["body"], "x=1");
+    assert_eq!(r.json["headers"]["content-length"], "3");
+    assert_eq!(r.json["headers"]["x-consumer-username"], "ann");
+    let r = post(
+        "/hide",
+        json_body(serde_json::json!({"apikey": SLOW_KEY, "a": 1})),
+    )
+    .await;
+    assert_eq!(r.json["body"], r#"{"a":1}"#);
+    let sent = serde_json::json!({"apikey": SLOW_KEY, "a": [1, 2]}).to_string();
+    let r = post("/keep", Some(("application/json", sent.clone()))).await;
+    assert_eq!(r.json["body"], sent.as_str(), "kept byte for byte");
+
+    let r = post(
+        "/keep",
+        json_body(serde_json::json!({"apikey": ["a", "b"]})),
+    )
+    .await;
+    assert_reply(&r, 401, "Duplicate API key found");
+    let r = post("/keep", Some(("text/plain", format!("apikey={SLOW_KEY}")))).await;
+    assert_reply(&r, 401, "No API key found in request");
+    let huge = "x".repeat(9 * 1024 * 1024);
+    let r = post("/keep", Some(("application/x-www-form-urlencoded", huge))).await;
+    assert_reply(&r, 413, "Request body too large");
+}

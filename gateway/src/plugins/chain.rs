@@ -162,6 +162,7 @@ mod tests {
         let (parts, _) = http::Request::new(()).into_parts();
         let mut ctx = Context {
             parts,
+            body: crate::plugins::RequestBody::Buffered(bytes::Bytes::new()),
             client_ip: "127.0.0.1".parse().unwrap(),
             snapshot: Arc::new(Snapshot::empty()),
             route_id: ROUTE.parse().unwrap(),

@@ -1,6 +1,9 @@
 //! What plugins see and change while a request passes through them.
 use crate::snapshot::{ConsumerEntry, Snapshot};
-use http::{HeaderMap, StatusCode};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::{Body, Incoming};
 use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -10,6 +13,8 @@ use uuid::Uuid;
 pub struct Context {
     /// The request as it will go upstream: plugins may change its headers and query.
     pub parts: http::request::Parts,
+    /// Its body: streamed through unless a plugin reads it (`Context::body`).
+    pub body: RequestBody,
     /// The client's address, after `TOLLGATE_TRUSTED_IPS` and the real-IP header were applied.
     pub client_ip: IpAddr,
     pub snapshot: Arc<Snapshot>,
@@ -22,6 +27,59 @@ pub struct Context {
     pub response_headers: HeaderMap,
     /// Milliseconds since the Unix epoch, read once per request.
     pub now_ms: u64,
+}
+
+/// Bodies larger than this are not read into memory for a plugin (413).
+pub const MAX_BUFFERED_BODY: usize = 8 * 1024 * 1024;
+
+/// A request body on its way upstream.
+pub enum RequestBody {
+    Streaming(Incoming),
+    Buffered(Bytes),
+}
+
+impl RequestBody {
+    /// Known to be complete already (empty, or read into memory), so it can be sent again.
+    pub fn is_replayable(&self) -> bool {
+        match self {
+            RequestBody::Streaming(b) => b.is_end_stream(),
+            RequestBody::Buffered(_) => true,
+        }
+    }
+}
+
+impl Context {
+    /// The whole request body, read into memory the first time a plugin asks.
+    pub async fn body(&mut self) -> Result<&Bytes, Reply> {
+        let taken = std::mem::replace(&mut self.body, RequestBody::Buffered(Bytes::new()));
+        self.body = match taken {
+            RequestBody::Streaming(incoming) => RequestBody::Buffered(read_all(incoming).await?),
+            buffered => buffered,
+        };
+        match &self.body {
+            RequestBody::Buffered(b) => Ok(b),
+            RequestBody::Streaming(_) => Err(Reply::new(StatusCode::BAD_REQUEST, "Bad request")),
+        }
+    }
+
+    /// Replaces the body the upstream gets, with its length.
+    pub fn set_body(&mut self, bytes: Bytes) {
+        self.parts
+            .headers
+            .insert(http::header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+        self.body = RequestBody::Buffered(bytes);
+    }
+}
+
+async fn read_all(incoming: Incoming) -> Result<Bytes, Reply> {
+    match Limited::new(incoming, MAX_BUFFERED_BODY).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Reply::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Request body too large",
+        )),
+        Err(_) => Err(Reply::new(StatusCode::BAD_REQUEST, "Bad request")),
+    }
 }
 
 /// Whether the request goes on to the next plugin and the upstream.

@@ -1,7 +1,9 @@
-//! key-auth: identifies the consumer by an API key sent in a header or the query string.
+//! key-auth: identifies the consumer by an API key sent in a header, the query string, or a
+//! form or JSON body.
 //!
 //! Keys are looked up by their SHA-256 digest in the snapshot (one map probe, no store access);
 //! the clear key is never stored or logged. Messages, headers and config follow Kong's plugin.
+use super::body::{Field, FormBody};
 use super::{
     get_bool, get_str, get_strings, AccessFuture, Context, Flow, Handler, PluginSpec, Reply,
 };
@@ -53,12 +55,6 @@ fn validate(c: &mut Map<String, Value>, errors: &mut FieldErrors) {
             "bad header name: use letters, digits, '-' and '_'",
         );
     }
-    if get_bool(c, "key_in_body") {
-        errors.add(
-            "key_in_body",
-            "keys in the request body are not supported by this build; send them in a header or the query",
-        );
-    }
 }
 
 const NO_KEY: &str = "No API key found in request";
@@ -72,9 +68,11 @@ const X_CREDENTIAL_IDENTIFIER: HeaderName = HeaderName::from_static("x-credentia
 const X_ANONYMOUS_CONSUMER: HeaderName = HeaderName::from_static("x-anonymous-consumer");
 
 struct KeyAuth {
-    key_names: Vec<HeaderName>,
+    /// Each name as a header (case-insensitive) and as given (query and body are exact).
+    key_names: Vec<(HeaderName, String)>,
     in_header: bool,
     in_query: bool,
+    in_body: bool,
     hide_credentials: bool,
     anonymous: Option<String>,
     run_on_preflight: bool,
@@ -92,11 +90,12 @@ fn build(
     };
     Ok(Arc::new(KeyAuth {
         key_names: get_strings(c, "key_names")
-            .iter()
-            .filter_map(|n| HeaderName::try_from(n.as_str()).ok())
+            .into_iter()
+            .filter_map(|n| Some((HeaderName::try_from(n.as_str()).ok()?, n)))
             .collect(),
         in_header: get_bool(c, "key_in_header"),
         in_query: get_bool(c, "key_in_query"),
+        in_body: get_bool(c, "key_in_body"),
         hide_credentials: get_bool(c, "hide_credentials"),
         anonymous: get_str(c, "anonymous").map(String::from),
         run_on_preflight: get_bool(c, "run_on_preflight"),
@@ -108,20 +107,32 @@ fn build(
 enum Found {
     Header(HeaderName, String),
     Query(String, String),
+    Body(String, String),
 }
 
 impl Handler for KeyAuth {
     fn access<'a>(&'a self, ctx: &'a mut Context) -> AccessFuture<'a> {
-        Box::pin(std::future::ready(self.authenticate(ctx)))
+        Box::pin(self.authenticate(ctx))
     }
 }
 
 impl KeyAuth {
-    fn authenticate(&self, ctx: &mut Context) -> Flow {
+    async fn authenticate(&self, ctx: &mut Context) -> Flow {
         if !self.run_on_preflight && ctx.parts.method == http::Method::OPTIONS {
             return Flow::Continue;
         }
-        let found = match self.find_key(&ctx.parts) {
+        let body = if self.in_body {
+            let content_type = ctx.parts.headers.get(http::header::CONTENT_TYPE).cloned();
+            match ctx.body().await {
+                Ok(bytes) => {
+                    FormBody::parse(content_type.as_ref().and_then(|v| v.to_str().ok()), bytes)
+                }
+                Err(reply) => return Flow::Respond(reply),
+            }
+        } else {
+            None
+        };
+        let found = match self.find_key(&ctx.parts, body.as_ref()) {
             Ok(found) => found,
             Err(()) => return self.reject(DUPLICATE),
         };
@@ -129,10 +140,10 @@ impl KeyAuth {
             return self.anonymous_or(ctx, NO_KEY);
         };
         let key = match &found {
-            Found::Header(_, k) | Found::Query(_, k) => k.clone(),
+            Found::Header(_, k) | Found::Query(_, k) | Found::Body(_, k) => k.clone(),
         };
         if self.hide_credentials {
-            hide(&mut ctx.parts, &found);
+            hide(ctx, &found, body);
         }
         let Some(cred) = ctx.snapshot.credential(&key, ctx.now_ms) else {
             return self.anonymous_or(ctx, BAD_KEY);
@@ -143,28 +154,37 @@ impl KeyAuth {
     }
 
     /// The key, if one was sent; `Err` when a name was sent more than once.
-    fn find_key(&self, parts: &http::request::Parts) -> Result<Option<Found>, ()> {
-        for name in &self.key_names {
+    fn find_key(
+        &self,
+        parts: &http::request::Parts,
+        body: Option<&FormBody>,
+    ) -> Result<Option<Found>, ()> {
+        for (header, name) in &self.key_names {
             if self.in_header {
-                let mut values = parts.headers.get_all(name).iter();
+                let mut values = parts.headers.get_all(header).iter();
                 if let Some(v) = values.next() {
                     if values.next().is_some() {
                         return Err(());
                     }
                     let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
-                    return Ok(Some(Found::Header(name.clone(), v)));
+                    return Ok(Some(Found::Header(header.clone(), v)));
                 }
             }
             if self.in_query {
                 let query = parts.uri.query().unwrap_or("");
-                let mut values = form_urlencoded::parse(query.as_bytes())
-                    .filter(|(k, _)| k.eq_ignore_ascii_case(name.as_str()));
+                let mut values =
+                    form_urlencoded::parse(query.as_bytes()).filter(|(k, _)| k == name);
                 if let Some((k, v)) = values.next() {
                     if values.next().is_some() {
                         return Err(());
                     }
                     return Ok(Some(Found::Query(k.into_owned(), v.into_owned())));
                 }
+            }
+            match body.map(|b| b.field(name)) {
+                Some(Field::One(v)) => return Ok(Some(Found::Body(name.clone(), v))),
+                Some(Field::Ambiguous) => return Err(()),
+                Some(Field::Missing) | None => {}
             }
         }
         Ok(None)
@@ -228,10 +248,17 @@ fn set(h: &mut HeaderMap, name: HeaderName, value: Option<&str>) {
     }
 }
 
-fn hide(parts: &mut http::request::Parts, found: &Found) {
+/// Takes the key out of what the upstream gets.
+fn hide(ctx: &mut Context, found: &Found, body: Option<FormBody>) {
+    let parts = &mut ctx.parts;
     match found {
         Found::Header(name, _) => {
             parts.headers.remove(name);
+        }
+        Found::Body(name, _) => {
+            if let Some(body) = body {
+                ctx.set_body(body.without(name));
+            }
         }
         Found::Query(name, _) => {
             let query = parts.uri.query().unwrap_or("");

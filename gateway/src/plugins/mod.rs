@@ -5,13 +5,14 @@
 //! each stored instance into a handler once; the proxy runs the handlers that apply to a
 //! request, highest priority first (see `chain`). Adding a plugin touches its module and one
 //! line of `registry()`.
+pub mod body;
 pub mod chain;
 pub mod context;
 pub mod key_auth;
 pub mod rate_limiting;
 
 use crate::model::schema::{self, Field, FieldErrors};
-pub use context::{Context, Flow, Reply};
+pub use context::{Context, Flow, Reply, RequestBody};
 use serde_json::{Map, Value};
 use std::future::Future;
 use std::pin::Pin;

@@ -9,7 +9,7 @@ mod headers;
 pub mod server;
 mod upstream;
 
-use crate::plugins::{Context, Flow, Reply};
+use crate::plugins::{Context, Flow, Reply, RequestBody};
 use crate::router::{path, RequestInfo};
 use crate::snapshot::{ConsumerEntry, ServiceEntry, Snapshot};
 use crate::status::metrics::Metrics;
@@ -17,8 +17,8 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 pub use client_ip::ClientIp;
 use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode, Uri};
-use http_body_util::{Either, Empty, Full};
-use hyper::body::{Body, Incoming};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -141,9 +141,10 @@ impl Proxy {
         };
         ex.service = Some(service.label.clone());
         let (mut parts, body) = req.into_parts();
+        let mut body = RequestBody::Streaming(body);
         if !snapshot.plugins.is_empty() {
-            parts = self
-                .run_plugins(parts, &snapshot, route.id, service.id, ex)
+            (parts, body) = self
+                .run_plugins(parts, body, &snapshot, route.id, service.id, ex)
                 .await?;
         }
         let rest = if route.strip_path {
@@ -165,13 +166,15 @@ impl Proxy {
     async fn run_plugins(
         &self,
         parts: http::request::Parts,
+        body: RequestBody,
         snapshot: &Arc<Snapshot>,
         route_id: uuid::Uuid,
         service_id: uuid::Uuid,
         ex: &mut Exchange,
-    ) -> Result<http::request::Parts, Reply> {
+    ) -> Result<(http::request::Parts, RequestBody), Reply> {
         let mut ctx = Context {
             parts,
+            body,
             client_ip: ex.client_ip,
             snapshot: snapshot.clone(),
             route_id,
@@ -185,33 +188,39 @@ impl Proxy {
         ex.consumer = ctx.consumer;
         ex.response_headers = ctx.response_headers;
         match flow {
-            Flow::Continue => Ok(ctx.parts),
+            Flow::Continue => Ok((ctx.parts, ctx.body)),
             Flow::Respond(reply) => Err(reply),
         }
     }
 
-    /// Sends the request upstream, retrying connection failures when there is no body to lose.
+    /// Sends the request upstream, retrying connection failures when the body can be sent again.
     async fn forward(
         &self,
         method: http::Method,
         uri: Uri,
         headers: http::HeaderMap,
-        body: Incoming,
+        body: RequestBody,
         service: &ServiceEntry,
         ex: &mut Exchange,
     ) -> Result<Response<ProxyBody>, Reply> {
-        let retryable = body.is_end_stream() && service.retries > 0;
+        let retryable = body.is_replayable() && service.retries > 0;
         let mut body = Some(body);
         // Headers are kept for a retry only when one can happen.
         let spare_headers = retryable.then(|| headers.clone());
+        // What every attempt sends when retries are possible.
+        let replay = match &body {
+            Some(RequestBody::Buffered(bytes)) if retryable => bytes.clone(),
+            _ => Bytes::new(),
+        };
         let mut headers = Some(headers);
         let mut attempt = 0;
         let client = upstream::client(service.connect_timeout);
         let sent = Instant::now();
         let outcome = loop {
             let mut req = Request::new(match body.take() {
-                Some(b) if !retryable => Either::Left(b),
-                _ => Either::Right(Empty::new()),
+                Some(RequestBody::Streaming(b)) if !retryable => Either::Left(b),
+                Some(RequestBody::Buffered(bytes)) if !retryable => Either::Right(Full::new(bytes)),
+                _ => Either::Right(Full::new(replay.clone())),
             });
             *req.method_mut() = method.clone();
             *req.uri_mut() = uri.clone();

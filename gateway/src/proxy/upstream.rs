@@ -5,7 +5,7 @@
 //! threads on its way upstream. Clients outlive snapshots, so a config change keeps the
 //! connections already open.
 use bytes::Bytes;
-use http_body_util::{Either, Empty};
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -13,8 +13,9 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::time::Duration;
 
-/// A request body sent upstream: the client's streamed body, or none (used for retries).
-pub type UpstreamBody = Either<Incoming, Empty<Bytes>>;
+/// A request body sent upstream: the client's, streamed, or one held in memory (read by a
+/// plugin, or resent on a retry).
+pub type UpstreamBody = Either<Incoming, Full<Bytes>>;
 pub type UpstreamClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, UpstreamBody>;
 
 thread_local! {
