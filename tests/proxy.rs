@@ -315,3 +315,25 @@ async fn metrics_count_requests_and_pass_promtool() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test]
+async fn upstream_connections_are_kept_alive_and_reused() {
+    let backend = Backend::start().await;
+    let gw = Gateway::start(&[("TOLLGATE_WORKER_THREADS", "1")]).await;
+    seed_service(&gw, backend.port).await;
+    let mut peers = std::collections::HashSet::new();
+    for i in 0..20 {
+        // Bodies of every kind end the exchange: empty, small, and a HEAD's none.
+        let method = if i % 2 == 0 { "GET" } else { "HEAD" };
+        let r = send(method, &gw.proxy_url("/api/get/context"), &[], None).await;
+        assert_eq!(r.status, 200);
+        if let Some(peer) = r.json["peer"].as_str() {
+            peers.insert(peer.to_string());
+        }
+    }
+    assert_eq!(
+        peers.len(),
+        1,
+        "one upstream connection serves them all: {peers:?}"
+    );
+}

@@ -2,13 +2,13 @@
 //! plain HTTP client.
 #![allow(dead_code)] // each test file uses a different part of the harness
 
-use axum::extract::Request;
+use axum::extract::{ConnectInfo, Request};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
-use std::net::TcpListener as StdListener;
+use std::net::{SocketAddr, TcpListener as StdListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -41,7 +41,8 @@ pub fn service_env(name: &str) -> Option<String> {
     }
 }
 
-/// An HTTP backend that answers every request with what it received, as JSON.
+/// An HTTP backend that answers every request with what it received, as JSON (`peer` is the
+/// address the request came from, which tells connections apart).
 /// Paths containing `slow` answer after 1.5 s.
 pub struct Backend {
     pub port: u16,
@@ -52,35 +53,38 @@ impl Backend {
     pub async fn start() -> Backend {
         let hits = Arc::new(AtomicUsize::new(0));
         let counter = hits.clone();
-        let app = axum::Router::new().fallback(move |req: Request| {
-            let counter = counter.clone();
-            async move {
-                counter.fetch_add(1, Ordering::SeqCst);
-                if req.uri().path().contains("slow") {
-                    tokio::time::sleep(Duration::from_millis(1500)).await;
+        let app =
+            axum::Router::new().fallback(move |peer: ConnectInfo<SocketAddr>, req: Request| {
+                let counter = counter.clone();
+                async move {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    if req.uri().path().contains("slow") {
+                        tokio::time::sleep(Duration::from_millis(1500)).await;
+                    }
+                    let headers: serde_json::Map<String, Value> = req
+                        .headers()
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), json!(v.to_str().unwrap_or_default())))
+                        .collect();
+                    let (parts, body) = req.into_parts();
+                    let body = body
+                        .collect()
+                        .await
+                        .map(|b| b.to_bytes())
+                        .unwrap_or_default();
+                    axum::Json(json!({
+                        "method": parts.method.as_str(),
+                        "path": parts.uri.path(),
+                        "query": parts.uri.query(),
+                        "headers": headers,
+                        "body": String::from_utf8_lossy(&body),
+                        "peer": peer.0.to_string(),
+                    }))
                 }
-                let headers: serde_json::Map<String, Value> = req
-                    .headers()
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), json!(v.to_str().unwrap_or_default())))
-                    .collect();
-                let (parts, body) = req.into_parts();
-                let body = body
-                    .collect()
-                    .await
-                    .map(|b| b.to_bytes())
-                    .unwrap_or_default();
-                axum::Json(json!({
-                    "method": parts.method.as_str(),
-                    "path": parts.uri.path(),
-                    "query": parts.uri.query(),
-                    "headers": headers,
-                    "body": String::from_utf8_lossy(&body),
-                }))
-            }
-        });
+            });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         Backend { port, hits }
     }

@@ -25,7 +25,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tollgate_analytics::RequestEvent;
 
 /// A response body: the upstream's, streamed, or one the gateway wrote.
-pub type ProxyBody = Either<Incoming, Full<Bytes>>;
+pub type ProxyBody = Either<upstream::PooledBody, Full<Bytes>>;
 
 /// Headers larger than this in total are refused with 400.
 pub const MAX_HEADER_BYTES: usize = 32 * 1024;
@@ -214,7 +214,6 @@ impl Proxy {
         };
         let mut headers = Some(headers);
         let mut attempt = 0;
-        let client = upstream::client(service.connect_timeout);
         let sent = Instant::now();
         let outcome = loop {
             let mut req = Request::new(match body.take() {
@@ -228,9 +227,15 @@ impl Proxy {
                 Some(h) => h,
                 None => spare_headers.clone().unwrap_or_default(),
             };
-            let result = tokio::time::timeout(service.read_timeout, client.request(req)).await;
+            let result = tokio::time::timeout(
+                service.read_timeout,
+                upstream::send(req, service.connect_timeout),
+            )
+            .await;
             match result {
-                Ok(Err(e)) if e.is_connect() && retryable && attempt < service.retries => {
+                Ok(Err(upstream::UpstreamError::Connect(_)))
+                    if retryable && attempt < service.retries =>
+                {
                     attempt += 1
                 }
                 other => break other,

@@ -1,53 +1,207 @@
-//! Pooled upstream HTTP clients, one set per proxy worker thread.
+//! Upstream HTTP/1.1 connections, kept alive in a pool per proxy worker thread.
 //!
-//! Each worker runs its own single-threaded runtime, so its clients, their keep-alive pools
-//! and the tasks driving their connections all stay on that thread: no request crosses
-//! threads on its way upstream. Clients outlive snapshots, so a config change keeps the
-//! connections already open.
+//! Each worker runs its own single-threaded runtime, so its pool, its connections and the tasks
+//! driving them stay on that thread: taking a connection is a map lookup with no lock, and no
+//! request crosses threads on its way upstream. A connection goes back to the pool when the
+//! response body has been read to its end; one whose body was abandoned is closed. The pool
+//! outlives snapshots, so a config change keeps the connections already open.
 use bytes::Bytes;
+use http::uri::{Authority, Scheme};
+use http::{Request, Response, Uri};
 use http_body_util::{Either, Full};
-use hyper::body::Incoming;
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::client::legacy::connect::HttpConnector;
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::time::Duration;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tower::Service;
 
 /// A request body sent upstream: the client's, streamed, or one held in memory (read by a
 /// plugin, or resent on a retry).
 pub type UpstreamBody = Either<Incoming, Full<Bytes>>;
-pub type UpstreamClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, UpstreamBody>;
+type Sender = SendRequest<UpstreamBody>;
+type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 
-thread_local! {
-    /// This thread's clients, one per connect timeout: the timeout lives in the connector,
-    /// the pool in the client.
-    static CLIENTS: RefCell<HashMap<Duration, UpstreamClient>> = RefCell::new(HashMap::new());
+const MAX_IDLE_PER_UPSTREAM: usize = 256;
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Connections are shared by upstreams with the same address and connect timeout.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct Key {
+    scheme: Scheme,
+    authority: Authority,
+    connect_timeout: Duration,
 }
 
-/// This thread's client for services with this connect timeout (a cheap handle clone).
-pub fn client(connect_timeout: Duration) -> UpstreamClient {
-    CLIENTS.with(|clients| {
-        clients
-            .borrow_mut()
-            .entry(connect_timeout)
-            .or_insert_with(|| build(connect_timeout))
-            .clone()
+struct Idle {
+    sender: Sender,
+    since: Instant,
+}
+
+#[derive(Default)]
+struct Pool {
+    idle: HashMap<Key, Vec<Idle>>,
+    connectors: HashMap<Duration, Connector>,
+}
+
+thread_local! {
+    static POOL: RefCell<Pool> = RefCell::default();
+}
+
+/// Why an upstream request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// No connection could be made: nothing was sent, so the request may be retried.
+    #[error("cannot connect: {0}")]
+    Connect(Box<dyn std::error::Error + Send + Sync>),
+    #[error(transparent)]
+    Request(#[from] hyper::Error),
+}
+
+/// Sends `req` (whose URI names the upstream) on a pooled or new connection.
+pub async fn send(
+    mut req: Request<UpstreamBody>,
+    connect_timeout: Duration,
+) -> Result<Response<PooledBody>, UpstreamError> {
+    let key = Key {
+        scheme: req.uri().scheme().cloned().unwrap_or(Scheme::HTTP),
+        authority: req
+            .uri()
+            .authority()
+            .cloned()
+            .ok_or_else(|| UpstreamError::Connect("the upstream URI has no host".into()))?,
+        connect_timeout,
+    };
+    // A pooled connection the upstream closed meanwhile hands the unsent request back;
+    // then it goes on a new connection.
+    while let Some(mut sender) = checkout(&key).await {
+        match sender.try_send_request(req).await {
+            Ok(resp) => return Ok(pooled(resp, sender, key)),
+            Err(mut e) => match e.take_message() {
+                Some(unsent) => req = unsent,
+                None => return Err(e.into_error().into()),
+            },
+        }
+    }
+    let mut sender = connect(&key, req.uri()).await?;
+    let resp = sender.send_request(req).await?;
+    Ok(pooled(resp, sender, key))
+}
+
+fn pooled(resp: Response<Incoming>, sender: Sender, key: Key) -> Response<PooledBody> {
+    resp.map(|body| {
+        let mut body = PooledBody {
+            body,
+            release: Some((sender, key)),
+        };
+        // A body that is empty from the start (204, HEAD, length 0) is never polled.
+        if body.body.is_end_stream() {
+            body.release();
+        }
+        body
     })
 }
 
-fn build(connect_timeout: Duration) -> UpstreamClient {
+/// An idle connection that is ready for a request, if the pool has one.
+async fn checkout(key: &Key) -> Option<Sender> {
+    loop {
+        let idle = POOL.with(|p| p.borrow_mut().idle.get_mut(key).and_then(Vec::pop))?;
+        if idle.since.elapsed() > IDLE_TIMEOUT {
+            continue;
+        }
+        let mut sender = idle.sender;
+        if sender.ready().await.is_ok() {
+            return Some(sender);
+        }
+    }
+}
+
+async fn connect(key: &Key, uri: &Uri) -> Result<Sender, UpstreamError> {
+    let mut connector = POOL.with(|p| {
+        p.borrow_mut()
+            .connectors
+            .entry(key.connect_timeout)
+            .or_insert_with(|| connector(key.connect_timeout))
+            .clone()
+    });
+    let io = connector
+        .call(uri.clone())
+        .await
+        .map_err(UpstreamError::Connect)?;
+    let (sender, conn) = http1::handshake(io)
+        .await
+        .map_err(|e| UpstreamError::Connect(e.into()))?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(error = %e, "upstream connection ended with an error");
+        }
+    });
+    Ok(sender)
+}
+
+fn connector(connect_timeout: Duration) -> Connector {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(Some(connect_timeout));
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
+    hyper_rustls::HttpsConnectorBuilder::new()
         .with_webpki_roots()
         .https_or_http()
         .enable_http1()
-        .wrap_connector(http);
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .pool_max_idle_per_host(256)
-        .pool_timer(TokioTimer::new())
-        .build(https)
+        .wrap_connector(http)
+}
+
+/// An upstream response body that returns its connection to the pool once read to the end.
+pub struct PooledBody {
+    body: Incoming,
+    release: Option<(Sender, Key)>,
+}
+
+impl PooledBody {
+    fn release(&mut self) {
+        let Some((sender, key)) = self.release.take() else {
+            return;
+        };
+        POOL.with(|p| {
+            let mut pool = p.borrow_mut();
+            let idle = pool.idle.entry(key).or_default();
+            if idle.len() < MAX_IDLE_PER_UPSTREAM {
+                idle.push(Idle {
+                    sender,
+                    since: Instant::now(),
+                });
+            }
+        });
+    }
+}
+
+impl Body for PooledBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let frame = Pin::new(&mut this.body).poll_frame(cx);
+        // The server stops polling once `is_end_stream` says so, so look after each frame.
+        match &frame {
+            Poll::Ready(None) => this.release(),
+            Poll::Ready(Some(Ok(_))) if this.body.is_end_stream() => this.release(),
+            _ => {}
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
 }
