@@ -1,5 +1,5 @@
 //! Wiring for `tollgate run`: store, control loop, and the listeners, until a signal stops them.
-use crate::settings::{listen_addr, Database, Settings};
+use crate::settings::{listen_addr, Analytics, ClickHouseValidation, Database, Settings};
 use anyhow::{bail, Context};
 use serde_json::json;
 use std::net::SocketAddr;
@@ -9,10 +9,14 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
+use tollgate_analytics::pipeline;
+use tollgate_analytics::sink::clickhouse::{ClickHouse, Validation};
+use tollgate_analytics::sink::Sink;
+use tollgate_analytics::Recorder;
 use tollgate_gateway::admin::{self, AdminState};
 use tollgate_gateway::control::{stopped, Reloader};
 use tollgate_gateway::plugins::Shared;
-use tollgate_gateway::proxy::{server, ClientIp, Proxy};
+use tollgate_gateway::proxy::{server, ClientIp, Logger, Proxy};
 use tollgate_gateway::status::{self, metrics::Metrics};
 use tollgate_gateway::store::{Backend, Store};
 use tollgate_gateway::{declarative, model};
@@ -102,10 +106,15 @@ pub async fn run(s: Settings) -> anyhow::Result<ExitCode> {
     if let Some(file) = s.declarative_config.clone() {
         tasks.spawn(watch_declarative(file, reloader.clone(), stop_rx.clone()));
     }
+    let recorder = start_analytics(&s, &reloader, &mut tasks)?;
     if let Some(addr) = proxy_addr {
         let proxy = Arc::new(Proxy {
             snapshot: reloader.snapshot.clone(),
-            metrics: reloader.metrics.clone(),
+            logger: Arc::new(Logger {
+                metrics: reloader.metrics.clone(),
+                analytics: recorder,
+                node: node_name().into(),
+            }),
             client_ip,
         });
         let threads = server::start_workers(addr, workers, proxy, stop_rx.clone())
@@ -150,6 +159,58 @@ pub async fn run(s: Settings) -> anyhow::Result<ExitCode> {
     while tasks.join_next().await.is_some() {}
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Starts the analytics pipeline for `TOLLGATE_ANALYTICS`. It ends after the proxy: when the
+/// last `Recorder` is dropped it flushes what is left.
+fn start_analytics(
+    s: &Settings,
+    reloader: &Reloader,
+    tasks: &mut tokio::task::JoinSet<()>,
+) -> anyhow::Result<Option<Recorder>> {
+    let sink: Arc<dyn Sink> = match s.analytics {
+        Analytics::Off => return Ok(None),
+        Analytics::Embedded => {
+            tracing::warn!("the embedded analytics store is not part of this build yet; use TOLLGATE_ANALYTICS=clickhouse or off");
+            return Ok(None);
+        }
+        Analytics::Clickhouse => {
+            let url = s
+                .clickhouse_url
+                .as_deref()
+                .context("TOLLGATE_ANALYTICS=clickhouse needs TOLLGATE_CLICKHOUSE_URL")?;
+            let validation = match s.clickhouse_validation {
+                ClickHouseValidation::Auto => Validation::Auto,
+                ClickHouseValidation::On => Validation::On,
+                ClickHouseValidation::Off => Validation::Off,
+            };
+            Arc::new(ClickHouse::new(url, &s.clickhouse_database, validation)?)
+        }
+    };
+    let config = pipeline::Config {
+        batch_size: s.analytics_batch_size.max(1),
+        flush_interval: std::time::Duration::from_millis(s.analytics_flush_ms.max(1)),
+        queue_capacity: s.analytics_queue.max(1),
+    };
+    let (recorder, pipeline) = pipeline::start(config, sink, &s.data_dir).with_context(|| {
+        format!(
+            "cannot open the analytics spill file in {}",
+            s.data_dir.display()
+        )
+    })?;
+    let _ = reloader.metrics.analytics.set(recorder.metrics.clone());
+    tasks.spawn(pipeline.run());
+    Ok(Some(recorder))
+}
+
+/// This node's name in analytics events: the host name.
+fn node_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "tollgate".into())
 }
 
 async fn bind(what: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
@@ -199,9 +260,6 @@ fn note_unbuilt_parts(s: &Settings) {
             .is_some()
     {
         tracing::warn!("the admin console and developer portal are not part of this build yet; their listeners stay closed");
-    }
-    if s.clickhouse_url.is_some() {
-        tracing::warn!("ClickHouse settings are read but not used by this build yet");
     }
 }
 

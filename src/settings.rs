@@ -16,6 +16,13 @@ pub enum Analytics {
     Off,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ClickHouseValidation {
+    Auto,
+    On,
+    Off,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct Settings {
     /// Proxy listener address, or `off`.
@@ -106,8 +113,43 @@ pub struct Settings {
         global = true
     )]
     pub analytics: Analytics,
+    /// ClickHouse's HTTP interface (`http://127.0.0.1:8123`), for `TOLLGATE_ANALYTICS=clickhouse`.
     #[arg(long, env = "TOLLGATE_CLICKHOUSE_URL", global = true)]
     pub clickhouse_url: Option<String>,
+    /// Row validation by the ClickHouse client: `auto` (on for servers from 2023), `on`, `off`.
+    #[arg(
+        long,
+        env = "TOLLGATE_CLICKHOUSE_VALIDATION",
+        value_enum,
+        default_value = "auto",
+        global = true
+    )]
+    pub clickhouse_validation: ClickHouseValidation,
+    /// Events per analytics batch.
+    #[arg(
+        long,
+        env = "TOLLGATE_ANALYTICS_BATCH_SIZE",
+        default_value_t = 1000,
+        global = true
+    )]
+    pub analytics_batch_size: usize,
+    /// Longest an event waits for its batch, in milliseconds.
+    #[arg(
+        long,
+        env = "TOLLGATE_ANALYTICS_FLUSH_MS",
+        default_value_t = 1000,
+        global = true
+    )]
+    pub analytics_flush_ms: u64,
+    /// Events the queue between the proxy and the batcher holds; beyond it they are dropped
+    /// (and counted).
+    #[arg(
+        long,
+        env = "TOLLGATE_ANALYTICS_QUEUE",
+        default_value_t = 100_000,
+        global = true
+    )]
+    pub analytics_queue: usize,
     #[arg(
         long,
         env = "TOLLGATE_CLICKHOUSE_DATABASE",

@@ -1,24 +1,82 @@
 //! One proxied (or rejected) request, as the log phase saw it.
+use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-/// Everything later stages need to know about a finished request.
-#[derive(Debug, Clone)]
+/// Everything later stages need to know about a finished request. Text fields are shared
+/// (`Arc<str>`) because most repeat from request to request (service, route, consumer).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RequestEvent {
     /// Unix time of arrival, in microseconds.
     pub timestamp_us: u64,
     pub request_id: Arc<str>,
     pub service: Option<Arc<str>>,
     pub route: Option<Arc<str>>,
+    pub consumer_id: Option<Arc<str>>,
+    /// The consumer's username (or its custom id, or id, when it has none).
+    pub consumer: Option<Arc<str>>,
+    pub credential_id: Option<Arc<str>>,
     pub method: Arc<str>,
     pub host: Arc<str>,
     pub path: Arc<str>,
+    /// The part of the path the route matched (`/api/get/`).
+    pub route_path: Option<Arc<str>>,
     pub status: u16,
-    /// Whole request as seen by the client, gateway work and upstream wait included.
+    /// Arrival to the last byte of the response.
     pub total_latency_us: u64,
     /// Time from sending upstream to the upstream's response head; zero when never sent.
     pub upstream_latency_us: u64,
+    /// Time the gateway itself spent (total minus upstream).
+    pub gateway_latency_us: u64,
+    /// Request header and body bytes as the client sent them (the body by `Content-Length`).
+    pub bytes_in: u64,
+    /// Response body bytes sent to the client.
+    pub bytes_out: u64,
     pub client_ip: IpAddr,
+    pub user_agent: Option<Arc<str>>,
+    /// Refused by rate-limiting.
+    pub rate_limited: bool,
+    /// Refused by an authentication plugin.
+    pub auth_failed: bool,
     /// The upstream answered with a connection or timeout failure.
     pub upstream_failed: bool,
+    /// `host:port` the request was sent to.
+    pub upstream_addr: Option<Arc<str>>,
+    /// The gateway node that served it.
+    pub node: Arc<str>,
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A plausible event, different for each `i`.
+    pub fn event(i: u64) -> RequestEvent {
+        RequestEvent {
+            timestamp_us: 1_795_000_000_000_000 + i * 1000,
+            request_id: format!("req-{i}").into(),
+            service: Some("pytbak".into()),
+            route: Some(if i.is_multiple_of(2) { "get" } else { "post" }.into()),
+            consumer_id: Some("3d45a73d-4024-4813-b356-43a14ecea702".into()),
+            consumer: Some("slow_user".into()),
+            credential_id: None,
+            method: "GET".into(),
+            host: "api.example.com".into(),
+            path: format!("/api/get/context/{i}").into(),
+            route_path: Some("/api/get/".into()),
+            status: if i % 10 == 9 { 429 } else { 200 },
+            total_latency_us: 1000 + i,
+            upstream_latency_us: 800,
+            gateway_latency_us: 200 + i,
+            bytes_in: 120,
+            bytes_out: 512,
+            client_ip: "198.51.100.7".parse().unwrap(),
+            user_agent: Some("curl/8.0".into()),
+            rate_limited: i % 10 == 9,
+            auth_failed: false,
+            upstream_failed: false,
+            upstream_addr: Some("127.0.0.1:5000".into()),
+            node: "node-1".into(),
+        }
+    }
 }

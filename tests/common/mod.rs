@@ -370,3 +370,104 @@ pub fn tollgate(
         String::from_utf8_lossy(&out.stderr).into(),
     )
 }
+
+/// A ClickHouse server of its own for one test (Debian's `clickhouse-server`, the config in
+/// `deploy/clickhouse/`), on fresh ports with its data in `dir`; stopped when dropped.
+pub struct ClickHouseServer {
+    child: Child,
+    pub http_port: u16,
+    tcp_port: u16,
+    dir: PathBuf,
+}
+
+impl ClickHouseServer {
+    /// `None` (or a panic under TOLLGATE_REQUIRE_SERVICES) when the server binary is missing.
+    pub async fn start(dir: &std::path::Path) -> Option<ClickHouseServer> {
+        service_env("TOLLGATE_TEST_CLICKHOUSE_SERVER")?;
+        Some(ClickHouseServer::start_on(dir, free_port(), free_port()).await)
+    }
+
+    async fn start_on(dir: &std::path::Path, http_port: u16, tcp_port: u16) -> ClickHouseServer {
+        let server = ClickHouseServer {
+            child: ClickHouseServer::spawn(dir, http_port, tcp_port),
+            http_port,
+            tcp_port,
+            dir: dir.to_path_buf(),
+        };
+        server.wait_ready().await;
+        server
+    }
+
+    fn spawn(dir: &std::path::Path, http_port: u16, tcp_port: u16) -> Child {
+        let bin = std::env::var("TOLLGATE_TEST_CLICKHOUSE_SERVER").unwrap();
+        let config = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/clickhouse/config.xml");
+        let d = |sub: &str| format!("{}/{sub}/", dir.display());
+        std::fs::create_dir_all(dir).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("clickhouse.log"))
+            .unwrap();
+        Command::new(bin)
+            .arg(format!("--config-file={config}"))
+            .arg("--")
+            .arg(format!("--http_port={http_port}"))
+            .arg(format!("--tcp_port={tcp_port}"))
+            .arg(format!("--path={}", d("data")))
+            .arg(format!("--tmp_path={}", d("tmp")))
+            .arg(format!("--user_files_path={}", d("user_files")))
+            .arg(format!("--format_schema_path={}", d("format_schemas")))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start clickhouse-server")
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while try_send("GET", &self.url("/ping"), &[], None)
+            .await
+            .map(|r| r.status)
+            != Ok(200)
+        {
+            assert!(Instant::now() < deadline, "ClickHouse did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.http_port)
+    }
+
+    /// Runs `sql` and returns the output (TSV).
+    pub async fn query(&self, sql: &str) -> String {
+        let r = send(
+            "POST",
+            &self.url("/"),
+            &[],
+            Some(("text/plain", sql.to_string())),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{sql}: {}", r.body);
+        r.body.trim_end_matches('\n').to_string()
+    }
+
+    /// Stops the server (SIGKILL: as an outage looks from outside).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same ports and data.
+    pub async fn restart(&mut self) {
+        self.stop();
+        self.child = ClickHouseServer::spawn(&self.dir, self.http_port, self.tcp_port);
+        self.wait_ready().await;
+    }
+}
+
+impl Drop for ClickHouseServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

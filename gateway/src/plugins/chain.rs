@@ -123,6 +123,7 @@ impl PluginIndex {
                 continue;
             };
             if let Flow::Respond(reply) = handler.access(ctx).await {
+                ctx.rejected_by = Some(self.order[i].name);
                 return Flow::Respond(reply);
             }
         }
@@ -175,6 +176,7 @@ mod tests {
                 })
             }),
             credential_id: None,
+            rejected_by: None,
             response_headers: http::HeaderMap::new(),
             now_ms: 1_000_000,
         };

@@ -23,6 +23,8 @@ pub struct Context {
     /// Set by an authentication plugin.
     pub consumer: Option<Arc<ConsumerEntry>>,
     pub credential_id: Option<Uuid>,
+    /// The plugin that answered the client instead of the upstream.
+    pub rejected_by: Option<&'static str>,
     /// Headers added to the client's response, whoever writes it (upstream or a plugin).
     pub response_headers: HeaderMap,
     /// Milliseconds since the Unix epoch, read once per request.

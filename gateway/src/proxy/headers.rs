@@ -40,6 +40,23 @@ pub fn request_id(h: &HeaderMap) -> Arc<str> {
         .unwrap_or_else(|| format!("{:032x}", rand::random::<u128>()).into())
 }
 
+/// The client's `User-Agent`, if it sent a readable one.
+pub fn user_agent(h: &HeaderMap) -> Option<Arc<str>> {
+    h.get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(Arc::from)
+}
+
+/// Request size for the log: headers as sent, plus the body's declared length.
+pub fn request_size<B>(req: &Request<B>) -> u64 {
+    let body = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        .unwrap_or(0);
+    total_size(req.headers()) as u64 + body
+}
+
 /// Bytes of all header names and values, as a client sent them.
 pub fn total_size(h: &HeaderMap) -> usize {
     h.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum()

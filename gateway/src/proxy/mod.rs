@@ -6,23 +6,24 @@
 //! holds a lock across an await.
 mod client_ip;
 mod headers;
+mod log;
 pub mod server;
 mod upstream;
 
 use crate::plugins::{Context, Flow, Reply, RequestBody};
 use crate::router::{path, RequestInfo};
-use crate::snapshot::{ConsumerEntry, ServiceEntry, Snapshot};
-use crate::status::metrics::Metrics;
+use crate::snapshot::{ServiceEntry, Snapshot};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 pub use client_ip::ClientIp;
 use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use std::net::{IpAddr, SocketAddr};
+use log::Exchange;
+pub use log::{LoggedBody, Logger};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
-use tollgate_analytics::RequestEvent;
 
 /// A response body: the upstream's, streamed, or one the gateway wrote.
 pub type ProxyBody = Either<upstream::PooledBody, Full<Bytes>>;
@@ -35,29 +36,8 @@ pub const VIA: &str = concat!("tollgate/", env!("CARGO_PKG_VERSION"));
 /// Shared state of the data plane.
 pub struct Proxy {
     pub snapshot: Arc<ArcSwap<Snapshot>>,
-    pub metrics: Arc<Metrics>,
+    pub logger: Arc<Logger>,
     pub client_ip: ClientIp,
-}
-
-/// What the log phase needs to know about a request, filled in as it goes.
-struct Exchange {
-    start: Instant,
-    arrived_us: u64,
-    request_id: Arc<str>,
-    method: Arc<str>,
-    host: Arc<str>,
-    path: Arc<str>,
-    /// The TCP peer.
-    client: SocketAddr,
-    /// The client as `ClientIp` resolved it (the peer unless a trusted proxy named another).
-    client_ip: IpAddr,
-    service: Option<Arc<str>>,
-    consumer: Option<Arc<ConsumerEntry>>,
-    /// Headers plugins add to the response.
-    response_headers: HeaderMap,
-    route: Option<Arc<str>>,
-    upstream_us: u64,
-    upstream_failed: bool,
 }
 
 impl Proxy {
@@ -67,7 +47,7 @@ impl Proxy {
         req: Request<Incoming>,
         client: SocketAddr,
         local_port: u16,
-    ) -> Response<ProxyBody> {
+    ) -> Response<LoggedBody> {
         let mut ex = Exchange {
             start: Instant::now(),
             arrived_us: SystemTime::now()
@@ -79,10 +59,16 @@ impl Proxy {
             path: req.uri().path().into(),
             client,
             client_ip: self.client_ip.resolve(client.ip(), req.headers()),
+            user_agent: headers::user_agent(req.headers()),
+            bytes_in: headers::request_size(&req),
             service: None,
-            consumer: None,
-            response_headers: HeaderMap::new(),
             route: None,
+            route_path: None,
+            consumer: None,
+            credential_id: None,
+            rejected_by: None,
+            response_headers: HeaderMap::new(),
+            upstream_addr: None,
             upstream_us: 0,
             upstream_failed: false,
         };
@@ -90,8 +76,9 @@ impl Proxy {
             Ok(r) => r,
             Err(reply) => reply_response(reply, &ex.request_id),
         };
-        self.finish(&mut resp, &mut ex);
-        resp
+        add_gateway_headers(&mut resp, &mut ex);
+        let status = resp.status().as_u16();
+        resp.map(|body| LoggedBody::new(body, ex, status, self.logger.clone()))
     }
 
     async fn route_and_forward(
@@ -128,6 +115,7 @@ impl Proxy {
         };
         let route = &snapshot.routes[m.route];
         ex.route = Some(route.label.clone());
+        ex.route_path = Some(norm_path[..m.matched_len].into());
         if !route.allows_http {
             let status = StatusCode::from_u16(route.https_redirect_status_code)
                 .unwrap_or(StatusCode::UPGRADE_REQUIRED);
@@ -181,11 +169,14 @@ impl Proxy {
             service_id: Some(service_id),
             consumer: None,
             credential_id: None,
+            rejected_by: None,
             response_headers: HeaderMap::new(),
             now_ms: ex.arrived_us / 1000,
         };
         let flow = snapshot.plugins.access(&mut ctx).await;
         ex.consumer = ctx.consumer;
+        ex.credential_id = ctx.credential_id;
+        ex.rejected_by = ctx.rejected_by;
         ex.response_headers = ctx.response_headers;
         match flow {
             Flow::Continue => Ok((ctx.parts, ctx.body)),
@@ -215,6 +206,7 @@ impl Proxy {
         let mut headers = Some(headers);
         let mut attempt = 0;
         let sent = Instant::now();
+        ex.upstream_addr = Some(service.address.clone());
         let outcome = loop {
             let mut req = Request::new(match body.take() {
                 Some(RequestBody::Streaming(b)) if !retryable => Either::Left(b),
@@ -276,32 +268,17 @@ impl Proxy {
             }
         }
     }
+}
 
-    /// Adds Tollgate's response headers and records the request (the log phase).
-    fn finish(&self, resp: &mut Response<ProxyBody>, ex: &mut Exchange) {
-        let total_us = ex.start.elapsed().as_micros() as u64;
-        let proxy_ms = total_us.saturating_sub(ex.upstream_us) / 1000;
-        let h = resp.headers_mut();
-        h.extend(std::mem::take(&mut ex.response_headers));
-        h.insert(headers::PROXY_LATENCY, HeaderValue::from(proxy_ms));
-        headers::append_via(h);
-        if let Ok(v) = HeaderValue::from_str(&ex.request_id) {
-            h.insert(headers::X_REQUEST_ID, v);
-        }
-        self.metrics.record(&RequestEvent {
-            timestamp_us: ex.arrived_us,
-            request_id: ex.request_id.clone(),
-            service: ex.service.clone(),
-            route: ex.route.clone(),
-            method: ex.method.clone(),
-            host: ex.host.clone(),
-            path: ex.path.clone(),
-            status: resp.status().as_u16(),
-            total_latency_us: total_us,
-            upstream_latency_us: ex.upstream_us,
-            client_ip: ex.client_ip,
-            upstream_failed: ex.upstream_failed,
-        });
+/// Tollgate's own headers on every response, and those plugins added.
+fn add_gateway_headers(resp: &mut Response<ProxyBody>, ex: &mut Exchange) {
+    let proxy_ms = (ex.start.elapsed().as_micros() as u64).saturating_sub(ex.upstream_us) / 1000;
+    let h = resp.headers_mut();
+    h.extend(std::mem::take(&mut ex.response_headers));
+    h.insert(headers::PROXY_LATENCY, HeaderValue::from(proxy_ms));
+    headers::append_via(h);
+    if let Ok(v) = HeaderValue::from_str(&ex.request_id) {
+        h.insert(headers::X_REQUEST_ID, v);
     }
 }
 

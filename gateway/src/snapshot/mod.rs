@@ -36,6 +36,8 @@ pub struct ServiceEntry {
     pub label: Arc<str>,
     pub scheme: http::uri::Scheme,
     pub authority: http::uri::Authority,
+    /// `host:port`, as the analytics events name the upstream.
+    pub address: Arc<str>,
     /// The `Host` header sent upstream unless the route preserves the client's.
     pub host_header: http::HeaderValue,
     pub path: Option<String>,
@@ -179,6 +181,7 @@ fn service_entry(s: &Service) -> Result<ServiceEntry, String> {
         } else {
             http::uri::Scheme::HTTP
         },
+        address: authority.as_str().into(),
         authority,
         host_header: http::HeaderValue::from_str(&host_header).map_err(|e| e.to_string())?,
         path: s.path.clone(),

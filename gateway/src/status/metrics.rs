@@ -58,6 +58,8 @@ pub struct Metrics {
 
     pub config_reloads: AtomicU64,
     pub config_reload_failures: AtomicU64,
+    /// The analytics pipeline's own health, once it runs.
+    pub analytics: std::sync::OnceLock<Arc<tollgate_analytics::pipeline::Metrics>>,
 }
 
 impl Default for Metrics {
@@ -67,6 +69,7 @@ impl Default for Metrics {
             hasher: Default::default(),
             config_reloads: AtomicU64::new(0),
             config_reload_failures: AtomicU64::new(0),
+            analytics: std::sync::OnceLock::new(),
         }
     }
 }
@@ -181,12 +184,76 @@ impl Metrics {
             header(&mut out, name, help, "counter");
             let _ = writeln!(out, "{name} {v}");
         }
+        if let Some(a) = self.analytics.get() {
+            pipeline_metrics(&mut out, a);
+        }
         for (name, help, v) in gauges {
             header(&mut out, name, help, "gauge");
             let _ = writeln!(out, "{name} {v}");
         }
         out
     }
+}
+
+/// The analytics pipeline: what went in, out, to disk and back, and what was lost.
+fn pipeline_metrics(out: &mut String, m: &tollgate_analytics::pipeline::Metrics) {
+    let load = |v: &AtomicU64| v.load(Ordering::Relaxed);
+    let counters = [
+        (
+            "tollgate_analytics_events_enqueued_total",
+            "Events the proxy queued.",
+            load(&m.enqueued),
+        ),
+        (
+            "tollgate_analytics_events_dropped_total",
+            "Events lost: the queue was full or the spill file failed.",
+            load(&m.dropped),
+        ),
+        (
+            "tollgate_analytics_events_flushed_total",
+            "Events the sink acknowledged.",
+            load(&m.flushed),
+        ),
+        (
+            "tollgate_analytics_events_spilled_total",
+            "Events written to the spill file while the sink failed.",
+            load(&m.spilled),
+        ),
+        (
+            "tollgate_analytics_events_replayed_total",
+            "Spilled events the sink later acknowledged.",
+            load(&m.replayed),
+        ),
+        (
+            "tollgate_analytics_sink_errors_total",
+            "Batch writes the sink failed.",
+            load(&m.sink_errors),
+        ),
+    ];
+    for (name, help, v) in counters {
+        header(out, name, help, "counter");
+        let _ = writeln!(out, "{name} {v}");
+    }
+    let gauges = [
+        (
+            "tollgate_analytics_events_queued",
+            "Events waiting for the batcher.",
+            m.queued(),
+        ),
+        (
+            "tollgate_analytics_spill_batches",
+            "Batches waiting in the spill file.",
+            load(&m.spill_pending),
+        ),
+    ];
+    for (name, help, v) in gauges {
+        header(out, name, help, "gauge");
+        let _ = writeln!(out, "{name} {v}");
+    }
+    let name = "tollgate_analytics_batch_write_seconds";
+    header(out, name, "Time the sink took per batch.", "summary");
+    let _ = writeln!(out, "{name}_sum {}", load(&m.batch_micros) as f64 / 1e6);
+    let _ = writeln!(out, "{name}_count {}", load(&m.batches));
 }
 
 fn header(out: &mut String, name: &str, help: &str, ty: &str) {
@@ -227,14 +294,26 @@ mod tests {
             request_id: "r".into(),
             service: Some("svc".into()),
             route: Some("ro\"ute".into()),
+            consumer_id: None,
+            consumer: None,
+            credential_id: None,
             method: "GET".into(),
             host: "h".into(),
             path: "/".into(),
+            route_path: None,
             status,
             total_latency_us: us,
             upstream_latency_us: us,
+            gateway_latency_us: 0,
+            bytes_in: 0,
+            bytes_out: 0,
             client_ip: [127, 0, 0, 1].into(),
+            user_agent: None,
+            rate_limited: false,
+            auth_failed: false,
             upstream_failed: status == 502,
+            upstream_addr: None,
+            node: "n".into(),
         }
     }
 

@@ -1,0 +1,343 @@
+//! The pipeline from the proxy to the sink: a bounded queue, a batcher, and the spill file.
+//!
+//! The proxy hands each event to `Recorder::record`, a `try_send` that never waits: when the
+//! queue is full the event is counted as dropped. The batcher sends a batch every `batch_size`
+//! events or `flush_interval`, whichever comes first. A batch the sink refuses goes to the spill
+//! file, and while anything is spilled new batches queue behind it there, so the sink receives
+//! batches in the order they were made. Spilled batches are retried every second, and first of
+//! all when the pipeline starts. When the last `Recorder` is gone (the proxy has drained), the
+//! queue is emptied and flushed and the pipeline ends.
+use crate::sink::Sink;
+use crate::spill::Spill;
+use crate::RequestEvent;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub batch_size: usize,
+    pub flush_interval: Duration,
+    pub queue_capacity: usize,
+}
+
+/// Longest a sink may take for one batch before it counts as failed.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+const RETRY_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The pipeline's health, for `/metrics`.
+#[derive(Default)]
+pub struct Metrics {
+    pub enqueued: AtomicU64,
+    /// Taken off the queue by the batcher (so `enqueued - received` are waiting).
+    pub received: AtomicU64,
+    pub dropped: AtomicU64,
+    pub flushed: AtomicU64,
+    pub spilled: AtomicU64,
+    pub replayed: AtomicU64,
+    pub sink_errors: AtomicU64,
+    pub batches: AtomicU64,
+    pub batch_micros: AtomicU64,
+    pub spill_pending: AtomicU64,
+}
+
+/// The proxy's end of the pipeline.
+#[derive(Clone)]
+pub struct Recorder {
+    tx: mpsc::Sender<RequestEvent>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Recorder {
+    /// Queues `event` without waiting; a full queue drops it (and counts it).
+    pub fn record(&self, event: RequestEvent) {
+        let counter = match self.tx.try_send(event) {
+            Ok(()) => &self.metrics.enqueued,
+            Err(_) => &self.metrics.dropped,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl Metrics {
+    /// Events waiting in the queue.
+    pub fn queued(&self) -> u64 {
+        let received = self.received.load(Ordering::Relaxed);
+        self.enqueued
+            .load(Ordering::Relaxed)
+            .saturating_sub(received)
+    }
+}
+
+/// The batcher's side, run by `Pipeline::run`.
+pub struct Pipeline {
+    rx: mpsc::Receiver<RequestEvent>,
+    sink: Arc<dyn Sink>,
+    spill: Arc<Mutex<Spill>>,
+    config: Config,
+    metrics: Arc<Metrics>,
+    batch: Vec<RequestEvent>,
+}
+
+/// Opens the spill file in `data_dir` and makes both ends of the pipeline.
+pub fn start(
+    config: Config,
+    sink: Arc<dyn Sink>,
+    data_dir: &Path,
+) -> std::io::Result<(Recorder, Pipeline)> {
+    let spill = Spill::open(data_dir)?;
+    let metrics = Arc::new(Metrics::default());
+    metrics
+        .spill_pending
+        .store(spill.pending(), Ordering::Relaxed);
+    let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
+    let pipeline = Pipeline {
+        rx,
+        sink,
+        spill: Arc::new(Mutex::new(spill)),
+        batch: Vec::with_capacity(config.batch_size),
+        config,
+        metrics: metrics.clone(),
+    };
+    Ok((Recorder { tx, metrics }, pipeline))
+}
+
+impl Pipeline {
+    /// Batches and delivers until every `Recorder` is dropped, then flushes what is left.
+    pub async fn run(mut self) {
+        self.replay().await;
+        let mut deadline: Option<tokio::time::Instant> = None;
+        let mut retry = tokio::time::interval(RETRY_INTERVAL);
+        loop {
+            let flush_at = deadline.unwrap_or_else(|| tokio::time::Instant::now() + RETRY_INTERVAL);
+            tokio::select! {
+                event = self.rx.recv() => match event {
+                    Some(event) => {
+                        self.metrics.received.fetch_add(1, Ordering::Relaxed);
+                        self.batch.push(event);
+                        deadline.get_or_insert_with(|| tokio::time::Instant::now() + self.config.flush_interval);
+                        if self.batch.len() >= self.config.batch_size {
+                            self.flush().await;
+                            deadline = None;
+                        }
+                    }
+                    None => break,
+                },
+                _ = tokio::time::sleep_until(flush_at), if deadline.is_some() => {
+                    self.flush().await;
+                    deadline = None;
+                }
+                _ = retry.tick() => self.replay().await,
+            }
+        }
+        self.flush().await;
+    }
+
+    async fn flush(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(self.config.batch_size));
+        if self.spill_pending() > 0 {
+            // Keep the order: behind what is already waiting.
+            self.spill(batch).await;
+            self.replay().await;
+            return;
+        }
+        if self.deliver(&batch).await {
+            self.metrics
+                .flushed
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        } else {
+            self.spill(batch).await;
+        }
+    }
+
+    /// Writes one batch to the sink; `false` when it failed.
+    async fn deliver(&self, batch: &[RequestEvent]) -> bool {
+        let started = Instant::now();
+        let result = tokio::time::timeout(WRITE_TIMEOUT, self.sink.write(batch)).await;
+        let m = &self.metrics;
+        m.batches.fetch_add(1, Ordering::Relaxed);
+        m.batch_micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        let error = match result {
+            Ok(Ok(())) => return true,
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer within {WRITE_TIMEOUT:?}"),
+        };
+        // Logged once per failure streak, not once per batch.
+        if m.sink_errors.fetch_add(1, Ordering::Relaxed) == 0 || self.spill_pending() == 0 {
+            tracing::warn!(
+                error,
+                events = batch.len(),
+                "analytics sink failed; spilling to disk"
+            );
+        }
+        false
+    }
+
+    fn spill_pending(&self) -> u64 {
+        self.metrics.spill_pending.load(Ordering::Relaxed)
+    }
+
+    async fn spill(&self, batch: Vec<RequestEvent>) {
+        let n = batch.len() as u64;
+        let spill = self.spill.clone();
+        let appended = tokio::task::spawn_blocking(move || {
+            let mut s = spill.lock().unwrap_or_else(|e| e.into_inner());
+            s.append(&batch).map(|()| s.pending())
+        })
+        .await;
+        match appended {
+            Ok(Ok(pending)) => {
+                self.metrics.spilled.fetch_add(n, Ordering::Relaxed);
+                self.metrics.spill_pending.store(pending, Ordering::Relaxed);
+            }
+            Ok(Err(e)) => {
+                self.metrics.dropped.fetch_add(n, Ordering::Relaxed);
+                tracing::error!(error = %e, events = n, "cannot write the analytics spill file; events lost");
+            }
+            Err(e) => tracing::error!(error = %e, "analytics spill task failed"),
+        }
+    }
+
+    /// Sends spilled batches, oldest first, until the sink fails or none are left.
+    async fn replay(&mut self) {
+        while self.spill_pending() > 0 {
+            let spill = self.spill.clone();
+            let next = tokio::task::spawn_blocking(move || {
+                spill.lock().unwrap_or_else(|e| e.into_inner()).next()
+            })
+            .await;
+            let pending = match next {
+                Ok(Ok(Some(p))) => p,
+                Ok(Ok(None)) => {
+                    self.metrics.spill_pending.store(0, Ordering::Relaxed);
+                    return;
+                }
+                Ok(Err(e)) => {
+                    return tracing::error!(error = %e, "cannot read the analytics spill file")
+                }
+                Err(e) => return tracing::error!(error = %e, "analytics spill task failed"),
+            };
+            if !self.deliver(&pending.batch).await {
+                return;
+            }
+            let n = pending.batch.len() as u64;
+            let spill = self.spill.clone();
+            let acked = tokio::task::spawn_blocking(move || {
+                let mut s = spill.lock().unwrap_or_else(|e| e.into_inner());
+                s.ack(pending.end).map(|()| s.pending())
+            })
+            .await;
+            match acked {
+                Ok(Ok(left)) => {
+                    self.metrics.replayed.fetch_add(n, Ordering::Relaxed);
+                    self.metrics.flushed.fetch_add(n, Ordering::Relaxed);
+                    self.metrics.spill_pending.store(left, Ordering::Relaxed);
+                    if left == 0 {
+                        tracing::info!("analytics sink is back; the spill file is delivered");
+                    }
+                }
+                Ok(Err(e)) => {
+                    return tracing::error!(error = %e, "cannot update the analytics spill offset")
+                }
+                Err(e) => return tracing::error!(error = %e, "analytics spill task failed"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::tests::event;
+    use crate::sink::{SinkError, WriteFuture};
+    use std::sync::atomic::AtomicBool;
+
+    /// A sink that keeps what it gets, and can be switched off.
+    #[derive(Default)]
+    struct Memory {
+        down: AtomicBool,
+        got: Mutex<Vec<RequestEvent>>,
+    }
+
+    impl Sink for Memory {
+        fn write<'a>(&'a self, batch: &'a [RequestEvent]) -> WriteFuture<'a> {
+            Box::pin(async move {
+                if self.down.load(Ordering::SeqCst) {
+                    return Err(SinkError("down".into()));
+                }
+                self.got.lock().unwrap().extend_from_slice(batch);
+                Ok(())
+            })
+        }
+    }
+
+    fn config() -> Config {
+        Config {
+            batch_size: 10,
+            flush_interval: Duration::from_millis(20),
+            queue_capacity: 1000,
+        }
+    }
+
+    async fn settle(sink: &Memory, n: usize) {
+        for _ in 0..400 {
+            if sink.got.lock().unwrap().len() >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn everything_arrives_in_order_across_an_outage_and_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = Arc::new(Memory::default());
+        let (rec, pipeline) = start(config(), sink.clone(), dir.path()).unwrap();
+        let task = tokio::spawn(pipeline.run());
+        for i in 0..25 {
+            rec.record(event(i));
+        }
+        settle(&sink, 25).await;
+        sink.down.store(true, Ordering::SeqCst);
+        for i in 25..60 {
+            rec.record(event(i));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Stopped while the sink is down: the rest goes to disk, and a new pipeline sends it.
+        let metrics = rec.metrics.clone();
+        drop(rec);
+        task.await.unwrap();
+        assert_eq!(metrics.queued(), 0);
+        assert_eq!(metrics.spilled.load(Ordering::SeqCst), 35);
+        sink.down.store(false, Ordering::SeqCst);
+        let (rec, pipeline) = start(config(), sink.clone(), dir.path()).unwrap();
+        tokio::spawn(pipeline.run());
+        rec.record(event(60));
+        settle(&sink, 61).await;
+        let got = sink.got.lock().unwrap().clone();
+        assert_eq!(got, (0..61).map(event).collect::<Vec<_>>());
+        assert!(rec.metrics.replayed.load(Ordering::SeqCst) >= 35);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_instead_of_waiting() {
+        let dir = tempfile::tempdir().unwrap();
+        let small = Config {
+            queue_capacity: 5,
+            ..config()
+        };
+        let (rec, _pipeline) = start(small, Arc::new(Memory::default()), dir.path()).unwrap();
+        for i in 0..8 {
+            rec.record(event(i));
+        }
+        assert_eq!(rec.metrics.enqueued.load(Ordering::SeqCst), 5);
+        assert_eq!(rec.metrics.dropped.load(Ordering::SeqCst), 3);
+        assert_eq!(rec.metrics.queued(), 5);
+    }
+}

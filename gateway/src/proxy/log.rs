@@ -1,0 +1,165 @@
+//! The log phase: when the response's last byte has gone (or the client went away), the
+//! request becomes one `RequestEvent`, counted in the metrics and handed to the analytics
+//! pipeline with a `try_send` that never waits.
+use super::ProxyBody;
+use crate::snapshot::ConsumerEntry;
+use crate::status::metrics::Metrics;
+use bytes::Bytes;
+use hyper::body::{Body, Frame, SizeHint};
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+use tollgate_analytics::{Recorder, RequestEvent};
+use uuid::Uuid;
+
+/// Where finished requests are recorded.
+pub struct Logger {
+    pub metrics: Arc<Metrics>,
+    pub analytics: Option<Recorder>,
+    /// This node's name in events.
+    pub node: Arc<str>,
+}
+
+/// What the log phase needs to know about a request, filled in as it goes.
+pub(super) struct Exchange {
+    pub start: Instant,
+    pub arrived_us: u64,
+    pub request_id: Arc<str>,
+    pub method: Arc<str>,
+    pub host: Arc<str>,
+    pub path: Arc<str>,
+    /// The TCP peer.
+    pub client: SocketAddr,
+    /// The client as `ClientIp` resolved it (the peer unless a trusted proxy named another).
+    pub client_ip: IpAddr,
+    pub user_agent: Option<Arc<str>>,
+    pub bytes_in: u64,
+    pub service: Option<Arc<str>>,
+    pub route: Option<Arc<str>>,
+    pub route_path: Option<Arc<str>>,
+    pub consumer: Option<Arc<ConsumerEntry>>,
+    pub credential_id: Option<Uuid>,
+    /// The plugin that answered instead of the upstream.
+    pub rejected_by: Option<&'static str>,
+    /// Headers plugins add to the response.
+    pub response_headers: http::HeaderMap,
+    pub upstream_addr: Option<Arc<str>>,
+    pub upstream_us: u64,
+    pub upstream_failed: bool,
+}
+
+impl Exchange {
+    fn event(self, status: u16, bytes_out: u64, node: Arc<str>) -> RequestEvent {
+        let total_us = self.start.elapsed().as_micros() as u64;
+        let consumer_name = self.consumer.as_ref().map(|c| -> Arc<str> {
+            match (&c.username, &c.custom_id) {
+                (Some(u), _) | (None, Some(u)) => u.as_str().into(),
+                (None, None) => c.id.to_string().into(),
+            }
+        });
+        RequestEvent {
+            timestamp_us: self.arrived_us,
+            request_id: self.request_id,
+            service: self.service,
+            route: self.route,
+            consumer_id: self.consumer.as_ref().map(|c| c.id.to_string().into()),
+            consumer: consumer_name,
+            credential_id: self.credential_id.map(|c| c.to_string().into()),
+            method: self.method,
+            host: self.host,
+            path: self.path,
+            route_path: self.route_path,
+            status,
+            total_latency_us: total_us,
+            upstream_latency_us: self.upstream_us,
+            gateway_latency_us: total_us.saturating_sub(self.upstream_us),
+            bytes_in: self.bytes_in,
+            bytes_out,
+            client_ip: self.client_ip,
+            user_agent: self.user_agent,
+            rate_limited: self.rejected_by == Some("rate-limiting"),
+            auth_failed: self.rejected_by.is_some_and(|p| p.ends_with("-auth")),
+            upstream_failed: self.upstream_failed,
+            upstream_addr: self.upstream_addr,
+            node,
+        }
+    }
+}
+
+/// A response body that runs the log phase once it has been sent.
+pub struct LoggedBody {
+    inner: ProxyBody,
+    sent: u64,
+    pending: Option<(Box<Exchange>, u16, Arc<Logger>)>,
+}
+
+impl LoggedBody {
+    pub(super) fn new(
+        inner: ProxyBody,
+        ex: Exchange,
+        status: u16,
+        logger: Arc<Logger>,
+    ) -> LoggedBody {
+        let mut body = LoggedBody {
+            inner,
+            sent: 0,
+            pending: Some((Box::new(ex), status, logger)),
+        };
+        if body.inner.is_end_stream() {
+            body.log();
+        }
+        body
+    }
+
+    fn log(&mut self) {
+        let Some((ex, status, logger)) = self.pending.take() else {
+            return;
+        };
+        let event = ex.event(status, self.sent, logger.node.clone());
+        logger.metrics.record(&event);
+        if let Some(recorder) = &logger.analytics {
+            recorder.record(event);
+        }
+    }
+}
+
+impl Body for LoggedBody {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        let frame = Pin::new(&mut this.inner).poll_frame(cx);
+        match &frame {
+            Poll::Ready(Some(Ok(f))) => {
+                this.sent += f.data_ref().map_or(0, |d| d.len() as u64);
+                if this.inner.is_end_stream() {
+                    this.log();
+                }
+            }
+            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => this.log(),
+            Poll::Pending => {}
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for LoggedBody {
+    /// A client that went away before the end is logged too.
+    fn drop(&mut self) {
+        self.log();
+    }
+}

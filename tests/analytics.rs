@@ -1,0 +1,247 @@
+//! The analytics pipeline end to end: the real binary, a real backend and a real ClickHouse
+//! server (Debian's 18.16), with the server stopped and the gateway killed along the way.
+mod common;
+
+use bytes::Bytes;
+use common::*;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use std::time::{Duration, Instant};
+
+const ANN: &str = "a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0";
+const BOB: &str = "b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0";
+
+/// A DB-less gateway config: key-auth on the route, and a yearly limit of 7,000 for ann.
+fn config(backend: &Backend) -> String {
+    format!(
+        r#"_format_version: "3.0"
+services:
+  - name: pytbak
+    url: http://127.0.0.1:{}
+    routes:
+      - name: api
+        paths: [/api/]
+        strip_path: false
+    plugins:
+      - name: key-auth
+consumers:
+  - username: ann
+    keyauth_credentials: [{{key: {ANN}}}]
+    plugins:
+      - name: rate-limiting
+        config: {{year: 7000}}
+  - username: bob
+    keyauth_credentials: [{{key: {BOB}}}]
+"#,
+        backend.port
+    )
+}
+
+async fn gateway(dir: &std::path::Path, backend: &Backend, ch: &ClickHouseServer) -> Gateway {
+    let file = dir.join("kong.yaml");
+    std::fs::write(&file, config(backend)).unwrap();
+    let url = ch.url("");
+    let file = file.to_str().unwrap().to_string();
+    Gateway::start_in(
+        &[
+            ("TOLLGATE_DATABASE", "off"),
+            ("TOLLGATE_DECLARATIVE_CONFIG", &file),
+            ("TOLLGATE_ANALYTICS", "clickhouse"),
+            ("TOLLGATE_CLICKHOUSE_URL", &url),
+            ("TOLLGATE_CLICKHOUSE_DATABASE", "tollgate_test"),
+            ("TOLLGATE_ANALYTICS_FLUSH_MS", "200"),
+        ],
+        dir.to_path_buf(),
+        None,
+    )
+    .await
+}
+
+/// Sends `n` GETs over `connections` keep-alive connections; returns each status and the
+/// median latency.
+async fn fire(
+    gw: &Gateway,
+    key: Option<&'static str>,
+    n: usize,
+    connections: usize,
+) -> (Vec<u16>, Duration) {
+    let mut tasks = Vec::new();
+    for c in 0..connections {
+        let url = gw.proxy_url("/api/get/context");
+        let count = n / connections + usize::from(c < n % connections);
+        tasks.push(tokio::spawn(async move {
+            let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+            let mut out = Vec::new();
+            for _ in 0..count {
+                let mut req = http::Request::get(&url);
+                if let Some(k) = key {
+                    req = req.header("apikey", k);
+                }
+                let started = Instant::now();
+                let resp = client
+                    .request(req.body(Full::default()).unwrap())
+                    .await
+                    .unwrap();
+                let status = resp.status().as_u16();
+                resp.into_body().collect().await.unwrap();
+                out.push((status, started.elapsed()));
+            }
+            out
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let mut times: Vec<Duration> = all.iter().map(|a| a.1).collect();
+    times.sort();
+    (all.iter().map(|a| a.0).collect(), times[times.len() / 2])
+}
+
+/// Polls until the events table holds `n` rows, for up to `within`.
+async fn wait_for_events(ch: &ClickHouseServer, n: u64, within: Duration) -> u64 {
+    let deadline = Instant::now() + within;
+    loop {
+        let got = try_send(
+            "POST",
+            &ch.url("/"),
+            &[],
+            Some((
+                "text/plain",
+                "SELECT count() FROM tollgate_test.events".into(),
+            )),
+        )
+        .await
+        .ok()
+        .filter(|r| r.status == 200)
+        .and_then(|r| r.body.trim().parse().ok())
+        .unwrap_or(0);
+        if got >= n || Instant::now() > deadline {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_reaches_clickhouse_once_across_an_outage() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mut ch) = ClickHouseServer::start(&dir.path().join("ch")).await else {
+        return;
+    };
+    let backend = Backend::start().await;
+    let gw = gateway(dir.path(), &backend, &ch).await;
+
+    // 10,000 requests: ann 8,000 (7,000 pass, 1,000 limited), bob 1,500, 500 without a key.
+    let (ann, _) = fire(&gw, Some(ANN), 8000, 8).await;
+    let (bob, before) = fire(&gw, Some(BOB), 1500, 8).await;
+    let (none, _) = fire(&gw, None, 500, 4).await;
+    assert_eq!(ann.iter().filter(|s| **s == 429).count(), 1000);
+    assert!(bob.iter().all(|s| *s == 200) && none.iter().all(|s| *s == 401));
+    assert_eq!(
+        wait_for_events(&ch, 10_000, Duration::from_secs(20)).await,
+        10_000
+    );
+    let by = ch
+        .query(
+            "SELECT consumer, status, rate_limited, auth_failed, count() FROM tollgate_test.events \
+             GROUP BY consumer, status, rate_limited, auth_failed ORDER BY consumer, status FORMAT TSV",
+        )
+        .await;
+    assert_eq!(
+        by,
+        "\t401\t0\t1\t500\nann\t200\t0\t0\t7000\nann\t429\t1\t0\t1000\nbob\t200\t0\t0\t1500"
+    );
+
+    // ClickHouse goes away: the proxy does not slow down, and nothing is lost.
+    ch.stop();
+    let (during, outage) = fire(&gw, Some(BOB), 5000, 8).await;
+    assert!(during.iter().all(|s| *s == 200));
+    assert!(
+        outage < before * 2 + Duration::from_millis(2),
+        "median latency {outage:?} while ClickHouse was down, {before:?} before"
+    );
+    ch.restart().await;
+    assert_eq!(
+        wait_for_events(&ch, 15_000, Duration::from_secs(30)).await,
+        15_000
+    );
+    let unique = ch
+        .query("SELECT uniqExact(request_id), count() FROM tollgate_test.events FORMAT TSV")
+        .await;
+    assert_eq!(unique, "15000\t15000", "no duplicates");
+    let rollup = ch
+        .query("SELECT countMerge(requests) FROM tollgate_test.events_minute FORMAT TSV")
+        .await;
+    assert_eq!(rollup, "15000");
+    let metrics = send(
+        "GET",
+        &format!("http://127.0.0.1:{}/metrics", gw.status),
+        &[],
+        None,
+    )
+    .await;
+    assert!(metrics
+        .body
+        .contains("tollgate_analytics_events_dropped_total 0"));
+    assert!(
+        metrics
+            .body
+            .contains("tollgate_analytics_events_replayed_total 5000"),
+        "{}",
+        metrics.body
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spilled_events_survive_a_killed_gateway_and_a_corrupt_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mut ch) = ClickHouseServer::start(&dir.path().join("ch")).await else {
+        return;
+    };
+    let backend = Backend::start().await;
+    let mut gw = gateway(dir.path(), &backend, &ch).await;
+    fire(&gw, Some(BOB), 100, 2).await;
+    assert_eq!(
+        wait_for_events(&ch, 100, Duration::from_secs(20)).await,
+        100
+    );
+
+    ch.stop();
+    fire(&gw, Some(BOB), 1000, 4).await;
+    let spill = dir.path().join("analytics-spill.log");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::metadata(&spill).map_or(0, |m| m.len()) == 0
+        || !gw.log_text().contains("spilling")
+    {
+        assert!(Instant::now() < deadline, "nothing was spilled");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Let the last batch reach the file, then kill the gateway where it stands.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    gw.child.kill().unwrap();
+    gw.child.wait().unwrap();
+    // A torn write at the end of the file.
+    let mut bytes = std::fs::read(&spill).unwrap();
+    bytes.extend_from_slice(&[0xff, 0, 0, 0, 1, 2]);
+    std::fs::write(&spill, &bytes).unwrap();
+
+    ch.restart().await;
+    let gw = gateway(dir.path(), &backend, &ch).await;
+    assert_eq!(
+        wait_for_events(&ch, 1100, Duration::from_secs(30)).await,
+        1100
+    );
+    assert!(
+        gw.log_text().contains("corrupt or truncated tail"),
+        "{}",
+        gw.log_text()
+    );
+    let aside = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains("spill.bad-"))
+        .count();
+    assert_eq!(aside, 1);
+}
