@@ -10,7 +10,9 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 use tollgate_analytics::pipeline;
+use tollgate_analytics::query::Queries;
 use tollgate_analytics::sink::clickhouse::{ClickHouse, Validation};
+use tollgate_analytics::sink::embedded::Embedded;
 use tollgate_analytics::sink::Sink;
 use tollgate_analytics::Recorder;
 use tollgate_gateway::admin::{self, AdminState};
@@ -106,7 +108,11 @@ pub async fn run(s: Settings) -> anyhow::Result<ExitCode> {
     if let Some(file) = s.declarative_config.clone() {
         tasks.spawn(watch_declarative(file, reloader.clone(), stop_rx.clone()));
     }
-    let recorder = start_analytics(&s, &reloader, &mut tasks)?;
+    let analytics = analytics_store(&s).await?;
+    let recorder = match &analytics {
+        Some((sink, _)) => Some(start_pipeline(&s, sink.clone(), &reloader, &mut tasks)?),
+        None => None,
+    };
     if let Some(addr) = proxy_addr {
         let proxy = Arc::new(Proxy {
             snapshot: reloader.snapshot.clone(),
@@ -132,6 +138,7 @@ pub async fn run(s: Settings) -> anyhow::Result<ExitCode> {
             read_only: s.database == Database::Off,
             token: s.admin_token.clone().filter(|t| !t.is_empty()),
             summary: summary(&s, &store),
+            analytics: analytics.map(|(_, queries)| queries),
         });
         tasks.spawn(serve_axum(
             bind("admin API", addr).await?,
@@ -161,18 +168,16 @@ pub async fn run(s: Settings) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Starts the analytics pipeline for `TOLLGATE_ANALYTICS`. It ends after the proxy: when the
-/// last `Recorder` is dropped it flushes what is left.
-fn start_analytics(
-    s: &Settings,
-    reloader: &Reloader,
-    tasks: &mut tokio::task::JoinSet<()>,
-) -> anyhow::Result<Option<Recorder>> {
-    let sink: Arc<dyn Sink> = match s.analytics {
+/// The analytics store for `TOLLGATE_ANALYTICS`: where events go and where queries read.
+type AnalyticsStore = (Arc<dyn Sink>, Arc<dyn Queries>);
+
+async fn analytics_store(s: &Settings) -> anyhow::Result<Option<AnalyticsStore>> {
+    Ok(Some(match s.analytics {
         Analytics::Off => return Ok(None),
         Analytics::Embedded => {
-            tracing::warn!("the embedded analytics store is not part of this build yet; use TOLLGATE_ANALYTICS=clickhouse or off");
-            return Ok(None);
+            let days = std::time::Duration::from_secs(s.analytics_retention_days.max(1) * 86_400);
+            let store = Arc::new(Embedded::open(&s.data_dir, days).await?);
+            (store.clone(), store)
         }
         Analytics::Clickhouse => {
             let url = s
@@ -184,9 +189,20 @@ fn start_analytics(
                 ClickHouseValidation::On => Validation::On,
                 ClickHouseValidation::Off => Validation::Off,
             };
-            Arc::new(ClickHouse::new(url, &s.clickhouse_database, validation)?)
+            let store = Arc::new(ClickHouse::new(url, &s.clickhouse_database, validation)?);
+            (store.clone(), store)
         }
-    };
+    }))
+}
+
+/// Starts the analytics pipeline into `sink`. It ends after the proxy: when the last
+/// `Recorder` is dropped it flushes what is left.
+fn start_pipeline(
+    s: &Settings,
+    sink: Arc<dyn Sink>,
+    reloader: &Reloader,
+    tasks: &mut tokio::task::JoinSet<()>,
+) -> anyhow::Result<Recorder> {
     let config = pipeline::Config {
         batch_size: s.analytics_batch_size.max(1),
         flush_interval: std::time::Duration::from_millis(s.analytics_flush_ms.max(1)),
@@ -200,7 +216,7 @@ fn start_analytics(
     })?;
     let _ = reloader.metrics.analytics.set(recorder.metrics.clone());
     tasks.spawn(pipeline.run());
-    Ok(Some(recorder))
+    Ok(recorder)
 }
 
 /// This node's name in analytics events: the host name.

@@ -150,6 +150,14 @@ pub struct Settings {
         global = true
     )]
     pub analytics_queue: usize,
+    /// Days the embedded store keeps its per-minute rollups.
+    #[arg(
+        long,
+        env = "TOLLGATE_ANALYTICS_RETENTION_DAYS",
+        default_value_t = 7,
+        global = true
+    )]
+    pub analytics_retention_days: u64,
     #[arg(
         long,
         env = "TOLLGATE_CLICKHOUSE_DATABASE",

@@ -278,10 +278,20 @@ async fn root_status_and_openapi_describe_the_admin_api() {
         "/routes/{id}",
         "/consumers/{parent}/key-auth",
         "/plugins",
+        "/analytics/summary",
+        "/analytics/top",
     ] {
         assert!(doc.json["paths"][p].is_object(), "{p} documented");
     }
-    assert!(doc.json["components"]["schemas"]["Service"]["properties"]["read_timeout"].is_object());
+    let schemas = &doc.json["components"]["schemas"];
+    assert!(schemas["Service"]["properties"]["read_timeout"].is_object());
+    assert!(schemas["Summary"]["properties"]["p99_ms"].is_object());
+    let params = doc.json["paths"]["/analytics/timeseries"]["get"]["parameters"]
+        .as_array()
+        .unwrap();
+    assert!(params
+        .iter()
+        .any(|p| p["name"] == "step" && p["in"] == "query"));
 }
 
 #[tokio::test(flavor = "multi_thread")]

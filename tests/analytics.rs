@@ -185,6 +185,48 @@ async fn every_request_reaches_clickhouse_once_across_an_outage() {
     assert!(metrics
         .body
         .contains("tollgate_analytics_events_dropped_total 0"));
+
+    // The same numbers through the admin API.
+    let summary = send("GET", &gw.admin_url("/analytics/summary"), &[], None).await;
+    assert_eq!(summary.status, 200, "{}", summary.body);
+    let j = &summary.json;
+    assert_eq!(
+        (
+            j["requests"].as_u64(),
+            j["rate_limited"].as_u64(),
+            j["auth_failed"].as_u64()
+        ),
+        (Some(15_000), Some(1000), Some(500))
+    );
+    assert!(j["p99_ms"].as_f64().unwrap() >= j["p50_ms"].as_f64().unwrap());
+    let top = send(
+        "GET",
+        &gw.admin_url("/analytics/top?by=consumer&limit=2"),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(
+        (&top.json[0]["name"], &top.json[0]["requests"]),
+        (&"ann".into(), &8000.into())
+    );
+    assert_eq!(
+        (&top.json[1]["name"], &top.json[1]["requests"]),
+        (&"bob".into(), &6500.into())
+    );
+    let bad = send(
+        "GET",
+        &gw.admin_url("/analytics/timeseries?from=10&to=5&step=7"),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(bad.status, 400);
+    assert!(
+        bad.json["fields"]["from"].is_string() && bad.json["fields"]["step"].is_string(),
+        "{}",
+        bad.body
+    );
     assert!(
         metrics
             .body
@@ -244,4 +286,189 @@ async fn spilled_events_survive_a_killed_gateway_and_a_corrupt_tail() {
         .filter(|e| e.file_name().to_string_lossy().contains("spill.bad-"))
         .count();
     assert_eq!(aside, 1);
+}
+
+/// Events a test can write straight into both stores: varied statuses, consumers and latencies
+/// over three minutes ending now.
+fn synthetic_events(n: u64) -> Vec<tollgate_analytics::RequestEvent> {
+    let now_us = tollgate_analytics::unix_now() as u64 * 1_000_000;
+    (0..n)
+        .map(|i| {
+            let status = [200, 200, 200, 201, 304, 401, 429, 500][(i % 8) as usize];
+            tollgate_analytics::RequestEvent {
+                timestamp_us: now_us - 180_000_000 + i * (180_000_000 / n),
+                request_id: format!("r{i}").into(),
+                service: Some("pytbak".into()),
+                route: Some(["get", "post", "put"][(i % 3) as usize].into()),
+                consumer_id: None,
+                consumer: Some(["ann", "bob"][(i % 2) as usize].into()),
+                credential_id: None,
+                method: "GET".into(),
+                host: "h".into(),
+                path: format!("/api/{i}").into(),
+                route_path: Some("/api/".into()),
+                status,
+                total_latency_us: 200 + (i * 7919) % 50_000,
+                upstream_latency_us: 100,
+                gateway_latency_us: 100,
+                bytes_in: 100,
+                bytes_out: 1000 + i,
+                client_ip: "127.0.0.1".parse().unwrap(),
+                user_agent: None,
+                rate_limited: status == 429,
+                auth_failed: status == 401,
+                upstream_failed: false,
+                upstream_addr: None,
+                node: "n1".into(),
+            }
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_embedded_store_and_clickhouse_answer_alike() {
+    use tollgate_analytics::query::{Filter, Queries, TopBy};
+    use tollgate_analytics::sink::clickhouse::{ClickHouse, Validation};
+    use tollgate_analytics::sink::embedded::Embedded;
+    use tollgate_analytics::sink::Sink;
+    let dir = tempfile::tempdir().unwrap();
+    let Some(server) = ClickHouseServer::start(&dir.path().join("ch")).await else {
+        return;
+    };
+    let ch = ClickHouse::new(&server.url(""), "alike", Validation::Auto).unwrap();
+    let embedded = Embedded::open(dir.path(), Duration::from_secs(86_400))
+        .await
+        .unwrap();
+    let events = synthetic_events(4000);
+    for batch in events.chunks(1000) {
+        ch.write(batch).await.unwrap();
+        embedded.write(batch).await.unwrap();
+    }
+    let now = tollgate_analytics::unix_now();
+    let all = Filter {
+        from: now - 3600,
+        to: now + 1,
+        ..Filter::default()
+    };
+    let close = |a: f64, b: f64| (a - b).abs() <= 0.05 * b.max(0.001);
+    for f in [
+        all.clone(),
+        Filter {
+            consumer: Some("ann".into()),
+            status_class: Some(2),
+            ..all.clone()
+        },
+    ] {
+        let (e, c) = (
+            embedded.summary(&f).await.unwrap(),
+            ch.summary(&f).await.unwrap(),
+        );
+        assert_eq!(
+            (
+                e.requests,
+                e.client_errors,
+                e.server_errors,
+                e.rate_limited,
+                e.auth_failed,
+                e.bytes_out
+            ),
+            (
+                c.requests,
+                c.client_errors,
+                c.server_errors,
+                c.rate_limited,
+                c.auth_failed,
+                c.bytes_out
+            )
+        );
+        assert!(e.requests > 0);
+        for (pe, pc) in [
+            (e.p50_ms, c.p50_ms),
+            (e.p95_ms, c.p95_ms),
+            (e.p99_ms, c.p99_ms),
+        ] {
+            assert!(close(pe, pc), "embedded {pe} ms vs ClickHouse {pc} ms");
+        }
+    }
+    assert_eq!(
+        embedded.status_codes(&all).await.unwrap(),
+        ch.status_codes(&all).await.unwrap()
+    );
+    let (te, tc) = (
+        embedded.timeseries(&all, 60).await.unwrap(),
+        ch.timeseries(&all, 60).await.unwrap(),
+    );
+    let counts = |t: &[tollgate_analytics::query::Point]| {
+        t.iter()
+            .map(|p| (p.start, p.requests, p.status_4xx, p.rate_limited))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(counts(&te), counts(&tc));
+    assert!(te.len() >= 3);
+    for by in [TopBy::Route, TopBy::Consumer] {
+        let (e, c) = (
+            embedded.top(&all, by, 5).await.unwrap(),
+            ch.top(&all, by, 5).await.unwrap(),
+        );
+        let names = |t: &[tollgate_analytics::query::TopEntry]| {
+            t.iter()
+                .map(|e| (e.name.clone(), e.requests, e.errors))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(&e), names(&c));
+    }
+    let (ee, ce) = (
+        embedded.events(&all, 20).await.unwrap(),
+        ch.events(&all, 20).await.unwrap(),
+    );
+    assert_eq!(ee, ce);
+    assert_eq!(ee[0].request_id, "r3999");
+}
+
+#[tokio::test]
+async fn the_default_embedded_store_answers_the_admin_api() {
+    let backend = Backend::start().await;
+    let gw = Gateway::start(&[("TOLLGATE_ANALYTICS_FLUSH_MS", "100")]).await;
+    let url = format!("http://127.0.0.1:{}", backend.port);
+    for (path, pairs) in [
+        ("/services", vec![("name", "s"), ("url", url.as_str())]),
+        (
+            "/services/s/routes",
+            vec![("name", "api"), ("paths[]", "/api/")],
+        ),
+        ("/routes/api/plugins", vec![("name", "key-auth")]),
+        ("/consumers", vec![("username", "bob")]),
+        ("/consumers/bob/key-auth", vec![("key", BOB)]),
+    ] {
+        let r = send("POST", &gw.admin_url(path), &[], form(&pairs)).await;
+        assert_eq!(r.status, 201, "{path}: {}", r.body);
+    }
+    gw.settled().await;
+    fire(&gw, Some(BOB), 250, 4).await;
+    fire(&gw, None, 50, 2).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let summary = loop {
+        let s = send("GET", &gw.admin_url("/analytics/summary"), &[], None).await;
+        if s.json["requests"] == 300 || Instant::now() > deadline {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(summary.json["requests"], 300, "{}", summary.body);
+    assert_eq!(summary.json["auth_failed"], 50);
+    let codes = send("GET", &gw.admin_url("/analytics/status-codes"), &[], None).await;
+    assert_eq!(
+        codes.body,
+        r#"[{"status":200,"requests":250},{"status":401,"requests":50}]"#
+    );
+    let events = send(
+        "GET",
+        &gw.admin_url("/analytics/events?limit=3&consumer=bob"),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(events.json.as_array().unwrap().len(), 3);
+    assert_eq!(events.json[0]["path"], "/api/get/context");
+    assert!(gw.data_dir.join("analytics.db").exists());
 }

@@ -2,9 +2,18 @@
 //! carries those records in batches to ClickHouse or the embedded store without ever slowing
 //! the proxy down (`pipeline`), surviving sink outages and crashes on disk (`spill`).
 pub mod event;
+pub mod histogram;
 pub mod pipeline;
+pub mod query;
 pub mod sink;
 mod spill;
 
 pub use event::RequestEvent;
 pub use pipeline::Recorder;
+
+/// Unix time now, in seconds.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}

@@ -1,5 +1,6 @@
 //! Where batches of events go: ClickHouse, or the embedded store.
 pub mod clickhouse;
+pub mod embedded;
 
 use crate::RequestEvent;
 use std::future::Future;

@@ -14,6 +14,8 @@ pub enum ApiError {
     BadRequest(String),
     ReadOnly,
     Unauthorized,
+    /// A part the request needs is off or down (analytics).
+    Unavailable(String),
 }
 
 impl From<FieldErrors> for ApiError {
@@ -48,6 +50,7 @@ impl IntoResponse for ApiError {
                 StatusCode::UNAUTHORIZED,
                 json!({"message": "a valid admin token is required (Authorization: Bearer <token> or Tollgate-Admin-Token)"}),
             ),
+            ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, json!({"message": m})),
             ApiError::Store(e) => store_error(e),
         };
         (status, Json(body)).into_response()

@@ -3,6 +3,7 @@
 //! Entities are created, read, changed and deleted here (JSON, form or multipart bodies), the
 //! change lands in the store, and the control loop swaps in a new snapshot. Off loopback every
 //! call needs the admin token.
+mod analytics;
 mod body;
 mod entities;
 mod error;
@@ -29,6 +30,8 @@ pub struct AdminState {
     pub token: Option<String>,
     /// Shown on `GET /`: version, listeners, store.
     pub summary: Value,
+    /// The analytics store's queries; `None` when analytics are off.
+    pub analytics: Option<Arc<dyn tollgate_analytics::query::Queries>>,
 }
 
 impl AdminState {
@@ -52,6 +55,11 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/", get(info))
         .route("/status", get(status))
         .route("/openapi.json", get(openapi::document))
+        .route("/analytics/summary", get(analytics::summary))
+        .route("/analytics/timeseries", get(analytics::timeseries))
+        .route("/analytics/status-codes", get(analytics::status_codes))
+        .route("/analytics/top", get(analytics::top))
+        .route("/analytics/events", get(analytics::events))
         .route("/{collection}", get(entities::list).post(entities::create))
         .route(
             "/{collection}/{key}",

@@ -1,6 +1,7 @@
 //! The admin API's own OpenAPI 3.1 document, generated with utoipa from the entity types.
 use crate::model::{Consumer, KeyAuthCredential, Kind, Plugin, Route, Service};
 use axum::Json;
+use tollgate_analytics::query;
 use utoipa::openapi::path::{
     HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem,
 };
@@ -58,6 +59,43 @@ pub fn build() -> OpenApi {
                 ),
             );
     }
+    for (path, summary, schema, array) in [
+        (
+            "summary",
+            "Requests, errors, 429s, auth failures, p50/p95/p99 and bytes",
+            "Summary",
+            false,
+        ),
+        (
+            "timeseries",
+            "The same over time, in buckets of `step` seconds",
+            "Point",
+            true,
+        ),
+        (
+            "status-codes",
+            "Requests by status code",
+            "StatusCount",
+            true,
+        ),
+        (
+            "top",
+            "Busiest routes or consumers (`by`)",
+            "TopEntry",
+            true,
+        ),
+        (
+            "events",
+            "The latest requests, newest first",
+            "RecentEvent",
+            true,
+        ),
+    ] {
+        paths = paths.path(
+            format!("/analytics/{path}"),
+            analytics_path(summary, schema, array),
+        );
+    }
     OpenApiBuilder::new()
         .info(
             InfoBuilder::new()
@@ -73,9 +111,49 @@ pub fn build() -> OpenApi {
                 .schema_from::<Consumer>()
                 .schema_from::<Plugin>()
                 .schema_from::<KeyAuthCredential>()
+                .schema_from::<query::Summary>()
+                .schema_from::<query::Point>()
+                .schema_from::<query::StatusCount>()
+                .schema_from::<query::TopEntry>()
+                .schema_from::<query::RecentEvent>()
                 .build(),
         ))
         .build()
+}
+
+/// A `GET /analytics/...` operation: the filter parameters, and a JSON answer.
+fn analytics_path(summary: &str, schema: &str, array: bool) -> PathItem {
+    use utoipa::IntoParams;
+    let item: utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> = if array {
+        utoipa::openapi::schema::ArrayBuilder::new()
+            .items(Ref::from_schema_name(schema))
+            .build()
+            .into()
+    } else {
+        Ref::from_schema_name(schema).into()
+    };
+    let op = OperationBuilder::new()
+        .tag("analytics")
+        .summary(Some(summary))
+        .parameters(Some(super::analytics::Params::into_params(|| {
+            Some(ParameterIn::Query)
+        })))
+        .response(
+            "200",
+            ResponseBuilder::new()
+                .description("The answer")
+                .content(
+                    "application/json",
+                    ContentBuilder::new().schema(Some(item)).build(),
+                )
+                .build(),
+        )
+        .response("400", reply("A bad parameter, with field errors", None))
+        .response(
+            "503",
+            reply("Analytics are off, or the store did not answer", None),
+        );
+    PathItem::new(HttpMethod::Get, op.build())
 }
 
 fn path_param(name: &str, description: &str) -> utoipa::openapi::path::Parameter {

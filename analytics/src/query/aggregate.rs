@@ -1,0 +1,208 @@
+//! Answers computed from per-minute rollup rows (the embedded store's), in one pass each.
+use super::{Point, StatusCount, Summary, TopBy, TopEntry};
+use crate::histogram::Histogram;
+use std::collections::{BTreeMap, HashMap};
+
+/// Requests of one minute with the same service, route, consumer and status.
+#[derive(Debug, Clone, Default)]
+pub struct RollupRow {
+    pub minute: i64,
+    pub service: String,
+    pub route: String,
+    pub consumer: String,
+    pub status: u16,
+    pub requests: u64,
+    pub rate_limited: u64,
+    pub auth_failed: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub latency: Histogram,
+}
+
+/// Microseconds to milliseconds, kept to the microsecond.
+fn ms(us: f64) -> f64 {
+    us.round() / 1000.0
+}
+
+pub fn summary(rows: &[RollupRow]) -> Summary {
+    let mut s = Summary::default();
+    let mut latency = Histogram::default();
+    for r in rows {
+        s.requests += r.requests;
+        match r.status / 100 {
+            5 => s.server_errors += r.requests,
+            4 => s.client_errors += r.requests,
+            _ => {}
+        }
+        s.rate_limited += r.rate_limited;
+        s.auth_failed += r.auth_failed;
+        s.bytes_in += r.bytes_in;
+        s.bytes_out += r.bytes_out;
+        latency.merge(&r.latency);
+    }
+    (s.p50_ms, s.p95_ms, s.p99_ms) = percentiles(&latency);
+    s
+}
+
+fn percentiles(h: &Histogram) -> (f64, f64, f64) {
+    (
+        ms(h.quantile(0.5)),
+        ms(h.quantile(0.95)),
+        ms(h.quantile(0.99)),
+    )
+}
+
+pub fn timeseries(rows: &[RollupRow], step: i64) -> Vec<Point> {
+    let mut buckets: BTreeMap<i64, (Point, Histogram)> = BTreeMap::new();
+    for r in rows {
+        let start = r.minute - r.minute.rem_euclid(step);
+        let (p, h) = buckets.entry(start).or_insert_with(|| {
+            (
+                Point {
+                    start,
+                    ..Point::default()
+                },
+                Histogram::default(),
+            )
+        });
+        p.requests += r.requests;
+        p.rate_limited += r.rate_limited;
+        match r.status / 100 {
+            2 => p.status_2xx += r.requests,
+            3 => p.status_3xx += r.requests,
+            4 => p.status_4xx += r.requests,
+            5 => p.status_5xx += r.requests,
+            _ => {}
+        }
+        h.merge(&r.latency);
+    }
+    buckets
+        .into_values()
+        .map(|(mut p, h)| {
+            (p.p50_ms, p.p95_ms, p.p99_ms) = percentiles(&h);
+            p
+        })
+        .collect()
+}
+
+pub fn status_codes(rows: &[RollupRow]) -> Vec<StatusCount> {
+    let mut by: HashMap<u16, u64> = HashMap::new();
+    for r in rows {
+        *by.entry(r.status).or_default() += r.requests;
+    }
+    let mut out: Vec<StatusCount> = by
+        .into_iter()
+        .map(|(status, requests)| StatusCount { status, requests })
+        .collect();
+    out.sort_by(|a, b| b.requests.cmp(&a.requests).then(a.status.cmp(&b.status)));
+    out
+}
+
+pub fn top(rows: &[RollupRow], by: TopBy, limit: usize) -> Vec<TopEntry> {
+    let mut groups: HashMap<&str, (TopEntry, Histogram)> = HashMap::new();
+    for r in rows {
+        let name = match by {
+            TopBy::Route => &r.route,
+            TopBy::Consumer => &r.consumer,
+        };
+        let (e, h) = groups.entry(name).or_insert_with(|| {
+            let entry = TopEntry {
+                name: name.clone(),
+                requests: 0,
+                errors: 0,
+                rate_limited: 0,
+                p95_ms: 0.0,
+            };
+            (entry, Histogram::default())
+        });
+        e.requests += r.requests;
+        if r.status >= 400 {
+            e.errors += r.requests;
+        }
+        e.rate_limited += r.rate_limited;
+        h.merge(&r.latency);
+    }
+    let mut out: Vec<TopEntry> = groups
+        .into_values()
+        .map(|(mut e, h)| {
+            e.p95_ms = ms(h.quantile(0.95));
+            e
+        })
+        .collect();
+    out.sort_by(|a, b| b.requests.cmp(&a.requests).then(a.name.cmp(&b.name)));
+    out.truncate(limit);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(minute: i64, route: &str, status: u16, requests: u64, latency_us: u64) -> RollupRow {
+        let mut latency = Histogram::default();
+        (0..requests).for_each(|_| latency.record(latency_us));
+        RollupRow {
+            minute,
+            route: route.into(),
+            consumer: "ann".into(),
+            status,
+            requests,
+            rate_limited: if status == 429 { requests } else { 0 },
+            latency,
+            ..RollupRow::default()
+        }
+    }
+
+    fn rows() -> Vec<RollupRow> {
+        vec![
+            row(0, "get", 200, 90, 1000),
+            row(0, "get", 429, 5, 100),
+            row(60, "post", 500, 5, 20_000),
+            row(300, "get", 200, 10, 1000),
+        ]
+    }
+
+    #[test]
+    fn a_summary_adds_up_rows_and_merges_latency() {
+        let s = summary(&rows());
+        assert_eq!(
+            (s.requests, s.client_errors, s.server_errors, s.rate_limited),
+            (110, 5, 5, 5)
+        );
+        assert!((s.p50_ms - 1.0).abs() < 0.05, "{}", s.p50_ms);
+        assert!((s.p99_ms - 20.0).abs() < 1.0, "{}", s.p99_ms);
+    }
+
+    #[test]
+    fn timeseries_buckets_by_step_and_status_class() {
+        let five = timeseries(&rows(), 300);
+        assert_eq!(five.len(), 2);
+        assert_eq!(
+            (
+                five[0].start,
+                five[0].requests,
+                five[0].status_4xx,
+                five[0].status_5xx
+            ),
+            (0, 100, 5, 5)
+        );
+        assert_eq!(timeseries(&rows(), 60).len(), 3);
+    }
+
+    #[test]
+    fn codes_and_tops_sort_busiest_first() {
+        let codes = status_codes(&rows());
+        assert_eq!(
+            codes[0],
+            StatusCount {
+                status: 200,
+                requests: 100
+            }
+        );
+        let top = top(&rows(), TopBy::Route, 1);
+        assert_eq!(
+            (top.len(), top[0].name.as_str(), top[0].errors),
+            (1, "get", 5)
+        );
+    }
+}

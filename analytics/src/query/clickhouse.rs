@@ -1,0 +1,269 @@
+//! `Queries` in ClickHouse SQL over the events table, in the subset both 18.16 and current
+//! servers accept. Result columns are cast to fixed types (`toFloat64` before `quantiles`,
+//! `UInt64` counts), because with row validation off a type mismatch would decode as garbage.
+use super::{
+    Filter, Point, Queries, QueryError, QueryFuture, RecentEvent, StatusCount, Summary, TopBy,
+    TopEntry,
+};
+use crate::sink::clickhouse::ClickHouse;
+use clickhouse::{Row, RowOwned, RowRead};
+use serde::Deserialize;
+
+fn err(e: impl std::fmt::Display) -> QueryError {
+    QueryError(format!("ClickHouse: {e}"))
+}
+
+/// A `WHERE` clause for `f` with `?` placeholders, and the values for them in order.
+fn filter(f: &Filter) -> (String, Vec<Bind>) {
+    let mut sql = String::from(
+        " WHERE date >= toDate(toDateTime(?)) AND date <= toDate(toDateTime(?)) \
+         AND timestamp >= toDateTime(?) AND timestamp < toDateTime(?)",
+    );
+    let mut binds = vec![
+        Bind::Int(f.from),
+        Bind::Int(f.to),
+        Bind::Int(f.from),
+        Bind::Int(f.to),
+    ];
+    for (column, value) in [
+        ("service", &f.service),
+        ("route", &f.route),
+        ("consumer", &f.consumer),
+    ] {
+        if let Some(v) = value {
+            sql.push_str(&format!(" AND {column} = ?"));
+            binds.push(Bind::Text(v.clone()));
+        }
+    }
+    if let Some(class) = f.status_class {
+        sql.push_str(" AND intDiv(status, 100) = ?");
+        binds.push(Bind::Int(i64::from(class)));
+    }
+    (sql, binds)
+}
+
+enum Bind {
+    Int(i64),
+    Text(String),
+}
+
+fn ms(us: f64) -> f64 {
+    us.round() / 1000.0
+}
+
+fn quantiles(q: &[f64]) -> (f64, f64, f64) {
+    let at = |i: usize| q.get(i).copied().filter(|v| v.is_finite()).map_or(0.0, ms);
+    (at(0), at(1), at(2))
+}
+
+impl ClickHouse {
+    async fn fetch<T>(&self, sql: &str, binds: Vec<Bind>) -> Result<Vec<T>, QueryError>
+    where
+        T: RowOwned + RowRead,
+    {
+        let client = self.client().await.map_err(err)?;
+        let mut q = client.query(sql);
+        for b in binds {
+            q = match b {
+                Bind::Int(v) => q.bind(v),
+                Bind::Text(v) => q.bind(v),
+            };
+        }
+        q.fetch_all::<T>().await.map_err(err)
+    }
+}
+
+#[derive(Row, Deserialize)]
+struct SummaryRow {
+    requests: u64,
+    server_errors: u64,
+    client_errors: u64,
+    rate_limited: u64,
+    auth_failed: u64,
+    q: Vec<f64>,
+    bytes_in: u64,
+    bytes_out: u64,
+}
+
+#[derive(Row, Deserialize)]
+struct PointRow {
+    start: u64,
+    requests: u64,
+    s2: u64,
+    s3: u64,
+    s4: u64,
+    s5: u64,
+    rate_limited: u64,
+    q: Vec<f64>,
+}
+
+#[derive(Row, Deserialize)]
+struct CodeRow {
+    status: u16,
+    requests: u64,
+}
+
+#[derive(Row, Deserialize)]
+struct TopRow {
+    name: String,
+    requests: u64,
+    errors: u64,
+    rate_limited: u64,
+    p95: f64,
+}
+
+#[derive(Row, Deserialize)]
+struct EventRow {
+    timestamp_us: u64,
+    request_id: String,
+    service: String,
+    route: String,
+    consumer: String,
+    method: String,
+    path: String,
+    status: u16,
+    latency_us: u32,
+    client_ip: String,
+}
+
+const QUANTILES: &str = "quantiles(0.5, 0.95, 0.99)(toFloat64(latency_us))";
+
+impl Queries for ClickHouse {
+    fn summary<'a>(&'a self, f: &'a Filter) -> QueryFuture<'a, Summary> {
+        Box::pin(async move {
+            let (clause, binds) = filter(f);
+            let sql = format!(
+                "SELECT toUInt64(count()), toUInt64(countIf(status >= 500)), \
+                 toUInt64(countIf(status >= 400 AND status < 500)), toUInt64(sum(rate_limited)), \
+                 toUInt64(sum(auth_failed)), {QUANTILES}, toUInt64(sum(bytes_in)), toUInt64(sum(bytes_out)) \
+                 FROM events{clause}"
+            );
+            let rows: Vec<SummaryRow> = self.fetch(&sql, binds).await?;
+            let Some(r) = rows.into_iter().next() else {
+                return Ok(Summary::default());
+            };
+            let (p50_ms, p95_ms, p99_ms) = if r.requests == 0 {
+                (0.0, 0.0, 0.0)
+            } else {
+                quantiles(&r.q)
+            };
+            Ok(Summary {
+                requests: r.requests,
+                server_errors: r.server_errors,
+                client_errors: r.client_errors,
+                rate_limited: r.rate_limited,
+                auth_failed: r.auth_failed,
+                p50_ms,
+                p95_ms,
+                p99_ms,
+                bytes_in: r.bytes_in,
+                bytes_out: r.bytes_out,
+            })
+        })
+    }
+
+    fn timeseries<'a>(&'a self, f: &'a Filter, step: i64) -> QueryFuture<'a, Vec<Point>> {
+        Box::pin(async move {
+            let (clause, binds) = filter(f);
+            let class = |c: u16| format!("toUInt64(countIf(intDiv(status, 100) = {c}))");
+            let sql = format!(
+                "SELECT toUInt64(intDiv(toUInt32(timestamp), {step}) * {step}) AS start, toUInt64(count()), \
+                 {}, {}, {}, {}, toUInt64(sum(rate_limited)), {QUANTILES} \
+                 FROM events{clause} GROUP BY start ORDER BY start",
+                class(2),
+                class(3),
+                class(4),
+                class(5)
+            );
+            let rows: Vec<PointRow> = self.fetch(&sql, binds).await?;
+            Ok(rows
+                .into_iter()
+                .map(|r| {
+                    let (p50_ms, p95_ms, p99_ms) = quantiles(&r.q);
+                    Point {
+                        start: r.start as i64,
+                        requests: r.requests,
+                        status_2xx: r.s2,
+                        status_3xx: r.s3,
+                        status_4xx: r.s4,
+                        status_5xx: r.s5,
+                        rate_limited: r.rate_limited,
+                        p50_ms,
+                        p95_ms,
+                        p99_ms,
+                    }
+                })
+                .collect())
+        })
+    }
+
+    fn status_codes<'a>(&'a self, f: &'a Filter) -> QueryFuture<'a, Vec<StatusCount>> {
+        Box::pin(async move {
+            let (clause, binds) = filter(f);
+            let sql = format!(
+                "SELECT status, toUInt64(count()) AS n FROM events{clause} GROUP BY status ORDER BY n DESC, status"
+            );
+            let rows: Vec<CodeRow> = self.fetch(&sql, binds).await?;
+            Ok(rows
+                .into_iter()
+                .map(|r| StatusCount {
+                    status: r.status,
+                    requests: r.requests,
+                })
+                .collect())
+        })
+    }
+
+    fn top<'a>(&'a self, f: &'a Filter, by: TopBy, limit: usize) -> QueryFuture<'a, Vec<TopEntry>> {
+        Box::pin(async move {
+            let (clause, binds) = filter(f);
+            let column = match by {
+                TopBy::Route => "route",
+                TopBy::Consumer => "consumer",
+            };
+            let sql = format!(
+                "SELECT {column} AS name, toUInt64(count()) AS n, toUInt64(countIf(status >= 400)), \
+                 toUInt64(sum(rate_limited)), toFloat64(quantile(0.95)(toFloat64(latency_us))) \
+                 FROM events{clause} GROUP BY name ORDER BY n DESC, name LIMIT {limit}"
+            );
+            let rows: Vec<TopRow> = self.fetch(&sql, binds).await?;
+            Ok(rows
+                .into_iter()
+                .map(|r| TopEntry {
+                    name: r.name,
+                    requests: r.requests,
+                    errors: r.errors,
+                    rate_limited: r.rate_limited,
+                    p95_ms: ms(r.p95),
+                })
+                .collect())
+        })
+    }
+
+    fn events<'a>(&'a self, f: &'a Filter, limit: usize) -> QueryFuture<'a, Vec<RecentEvent>> {
+        Box::pin(async move {
+            let (clause, binds) = filter(f);
+            let sql = format!(
+                "SELECT toUInt64(timestamp) * 1000000 + timestamp_us AS t, request_id, service, route, \
+                 consumer, method, path, status, latency_us, client_ip \
+                 FROM events{clause} ORDER BY t DESC LIMIT {limit}"
+            );
+            let rows: Vec<EventRow> = self.fetch(&sql, binds).await?;
+            Ok(rows
+                .into_iter()
+                .map(|r| RecentEvent {
+                    timestamp_us: r.timestamp_us,
+                    request_id: r.request_id,
+                    service: r.service,
+                    route: r.route,
+                    consumer: r.consumer,
+                    method: r.method,
+                    path: r.path,
+                    status: r.status,
+                    latency_ms: f64::from(r.latency_us) / 1000.0,
+                    client_ip: r.client_ip,
+                })
+                .collect())
+        })
+    }
+}

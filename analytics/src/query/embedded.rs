@@ -1,0 +1,177 @@
+//! `Queries` over the embedded store: the matching rollup rows are read once and folded in
+//! memory (`aggregate`); recent requests come from the raw log.
+use super::aggregate::{self, RollupRow};
+use super::{
+    Filter, Point, Queries, QueryError, QueryFuture, RecentEvent, StatusCount, Summary, TopBy,
+    TopEntry,
+};
+use crate::histogram::Histogram;
+use crate::sink::embedded::Embedded;
+use sqlx::{QueryBuilder, Row, Sqlite};
+
+fn err(e: sqlx::Error) -> QueryError {
+    QueryError(e.to_string())
+}
+
+/// `WHERE` clauses for `f` on a table whose time column is `time` (in `scale` per second).
+fn push_filter(q: &mut QueryBuilder<'_, Sqlite>, f: &Filter, time: &str, scale: i64) {
+    q.push(format!(" WHERE {time} >= "))
+        .push_bind(f.from * scale)
+        .push(format!(" AND {time} < "))
+        .push_bind(f.to * scale);
+    for (column, value) in [
+        ("service", &f.service),
+        ("route", &f.route),
+        ("consumer", &f.consumer),
+    ] {
+        if let Some(v) = value {
+            q.push(format!(" AND {column} = ")).push_bind(v.clone());
+        }
+    }
+    if let Some(class) = f.status_class {
+        let low = i64::from(class) * 100;
+        q.push(" AND status >= ")
+            .push_bind(low)
+            .push(" AND status < ")
+            .push_bind(low + 100);
+    }
+}
+
+impl Embedded {
+    async fn rows(&self, f: &Filter) -> Result<Vec<RollupRow>, QueryError> {
+        let mut q = QueryBuilder::new(
+            "SELECT minute, service, route, consumer, status, requests, rate_limited, auth_failed, \
+             bytes_in, bytes_out, latency FROM rollup",
+        );
+        // Rollup minutes start at whole minutes: take every minute that overlaps [from, to).
+        let f = Filter {
+            from: f.from - f.from.rem_euclid(60),
+            ..f.clone()
+        };
+        push_filter(&mut q, &f, "minute", 1);
+        let rows = q.build().fetch_all(&self.pool).await.map_err(err)?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let mut latency = Histogram::default();
+                latency.merge_bytes(&r.get::<Vec<u8>, _>(10));
+                RollupRow {
+                    minute: r.get(0),
+                    service: r.get(1),
+                    route: r.get(2),
+                    consumer: r.get(3),
+                    status: r.get::<i64, _>(4) as u16,
+                    requests: r.get::<i64, _>(5) as u64,
+                    rate_limited: r.get::<i64, _>(6) as u64,
+                    auth_failed: r.get::<i64, _>(7) as u64,
+                    bytes_in: r.get::<i64, _>(8) as u64,
+                    bytes_out: r.get::<i64, _>(9) as u64,
+                    latency,
+                }
+            })
+            .collect())
+    }
+}
+
+impl Queries for Embedded {
+    fn summary<'a>(&'a self, f: &'a Filter) -> QueryFuture<'a, Summary> {
+        Box::pin(async move { Ok(aggregate::summary(&self.rows(f).await?)) })
+    }
+
+    fn timeseries<'a>(&'a self, f: &'a Filter, step: i64) -> QueryFuture<'a, Vec<Point>> {
+        Box::pin(async move { Ok(aggregate::timeseries(&self.rows(f).await?, step)) })
+    }
+
+    fn status_codes<'a>(&'a self, f: &'a Filter) -> QueryFuture<'a, Vec<StatusCount>> {
+        Box::pin(async move { Ok(aggregate::status_codes(&self.rows(f).await?)) })
+    }
+
+    fn top<'a>(&'a self, f: &'a Filter, by: TopBy, limit: usize) -> QueryFuture<'a, Vec<TopEntry>> {
+        Box::pin(async move { Ok(aggregate::top(&self.rows(f).await?, by, limit)) })
+    }
+
+    fn events<'a>(&'a self, f: &'a Filter, limit: usize) -> QueryFuture<'a, Vec<RecentEvent>> {
+        Box::pin(async move {
+            let mut q = QueryBuilder::new(
+                "SELECT timestamp_us, request_id, service, route, consumer, method, path, status, \
+                 latency_us, client_ip FROM recent",
+            );
+            push_filter(&mut q, f, "timestamp_us", 1_000_000);
+            q.push(" ORDER BY timestamp_us DESC LIMIT ")
+                .push_bind(limit as i64);
+            let rows = q.build().fetch_all(&self.pool).await.map_err(err)?;
+            Ok(rows
+                .iter()
+                .map(|r| RecentEvent {
+                    timestamp_us: r.get::<i64, _>(0) as u64,
+                    request_id: r.get(1),
+                    service: r.get(2),
+                    route: r.get(3),
+                    consumer: r.get(4),
+                    method: r.get(5),
+                    path: r.get(6),
+                    status: r.get::<i64, _>(7) as u16,
+                    latency_ms: r.get::<i64, _>(8) as f64 / 1000.0,
+                    client_ip: r.get(9),
+                })
+                .collect())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::tests::event;
+    use crate::sink::Sink;
+
+    #[tokio::test]
+    async fn batches_roll_up_by_minute_and_answer_filters() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Embedded::open(
+            dir.path(),
+            std::time::Duration::from_secs(86_400 * 365 * 100),
+        )
+        .await
+        .unwrap();
+        let events: Vec<_> = (0..100).map(event).collect();
+        store.write(&events[..60]).await.unwrap();
+        store.write(&events[60..]).await.unwrap();
+        let first = (events[0].timestamp_us / 1_000_000) as i64;
+        let all = Filter {
+            from: first,
+            to: first + 3600,
+            ..Filter::default()
+        };
+        let s = store.summary(&all).await.unwrap();
+        assert_eq!((s.requests, s.rate_limited, s.client_errors), (100, 10, 10));
+        assert!((s.p50_ms - 1.05).abs() / 1.05 < 0.05, "{}", s.p50_ms);
+        let limited = Filter {
+            status_class: Some(4),
+            ..all.clone()
+        };
+        assert_eq!(store.summary(&limited).await.unwrap().requests, 10);
+        let gets = Filter {
+            route: Some("get".into()),
+            ..all.clone()
+        };
+        assert_eq!(store.summary(&gets).await.unwrap().requests, 50);
+        let recent = store.events(&all, 5).await.unwrap();
+        assert_eq!(recent.len(), 5);
+        assert_eq!(recent[0].request_id, "req-99");
+        let codes = store.status_codes(&all).await.unwrap();
+        assert_eq!(
+            codes,
+            [
+                StatusCount {
+                    status: 200,
+                    requests: 90
+                },
+                StatusCount {
+                    status: 429,
+                    requests: 10
+                }
+            ]
+        );
+    }
+}
