@@ -288,43 +288,6 @@ async fn spilled_events_survive_a_killed_gateway_and_a_corrupt_tail() {
     assert_eq!(aside, 1);
 }
 
-/// Events a test can write straight into both stores: varied statuses, consumers and latencies
-/// over three minutes ending now.
-fn synthetic_events(n: u64) -> Vec<tollgate_analytics::RequestEvent> {
-    let now_us = tollgate_analytics::unix_now() as u64 * 1_000_000;
-    (0..n)
-        .map(|i| {
-            let status = [200, 200, 200, 201, 304, 401, 429, 500][(i % 8) as usize];
-            tollgate_analytics::RequestEvent {
-                timestamp_us: now_us - 180_000_000 + i * (180_000_000 / n),
-                request_id: format!("r{i}").into(),
-                service: Some("pytbak".into()),
-                route: Some(["get", "post", "put"][(i % 3) as usize].into()),
-                consumer_id: None,
-                consumer: Some(["ann", "bob"][(i % 2) as usize].into()),
-                credential_id: None,
-                method: "GET".into(),
-                host: "h".into(),
-                path: format!("/api/{i}").into(),
-                route_path: Some("/api/".into()),
-                status,
-                total_latency_us: 200 + (i * 7919) % 50_000,
-                upstream_latency_us: 100,
-                gateway_latency_us: 100,
-                bytes_in: 100,
-                bytes_out: 1000 + i,
-                client_ip: "127.0.0.1".parse().unwrap(),
-                user_agent: None,
-                rate_limited: status == 429,
-                auth_failed: status == 401,
-                upstream_failed: false,
-                upstream_addr: None,
-                node: "n1".into(),
-            }
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn the_embedded_store_and_clickhouse_answer_alike() {
     use tollgate_analytics::query::{Filter, Queries, TopBy};
@@ -339,7 +302,8 @@ async fn the_embedded_store_and_clickhouse_answer_alike() {
     let embedded = Embedded::open(dir.path(), Duration::from_secs(86_400))
         .await
         .unwrap();
-    let events = synthetic_events(4000);
+    let now_us = tollgate_analytics::unix_now() as u64 * 1_000_000;
+    let events = tollgate_analytics::sample::synthetic(4000, now_us, 180_000_000);
     for batch in events.chunks(1000) {
         ch.write(batch).await.unwrap();
         embedded.write(batch).await.unwrap();

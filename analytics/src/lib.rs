@@ -5,6 +5,7 @@ pub mod event;
 pub mod histogram;
 pub mod pipeline;
 pub mod query;
+pub mod sample;
 pub mod sink;
 mod spill;
 
