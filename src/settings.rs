@@ -129,7 +129,7 @@ pub struct Settings {
     #[arg(
         long,
         env = "TOLLGATE_ANALYTICS_BATCH_SIZE",
-        default_value_t = 1000,
+        default_value_t = 5000,
         global = true
     )]
     pub analytics_batch_size: usize,

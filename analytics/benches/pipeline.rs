@@ -10,7 +10,7 @@ use tollgate_analytics::query::{Filter, Queries};
 use tollgate_analytics::sample::synthetic;
 use tollgate_analytics::sink::clickhouse::{ClickHouse, Validation};
 use tollgate_analytics::sink::embedded::Embedded;
-use tollgate_analytics::sink::Sink;
+use tollgate_analytics::sink::{Batch, Sink};
 
 const DAY_US: u64 = 86_400 * 1_000_000;
 
@@ -107,7 +107,10 @@ async fn clickhouse_queries(url: &str) {
             end - DAY_US + (chunk + 1) * DAY_US / 100,
             DAY_US / 100,
         );
-        store.write(&events).await.expect("insert");
+        store
+            .write(&Batch::new(events), false)
+            .await
+            .expect("insert");
     }
     println!(
         "ClickHouse: 10,000,000 events over 24 h inserted in {:.1} s",
@@ -133,7 +136,10 @@ async fn embedded_queries() {
             end - DAY_US + (chunk + 1) * DAY_US / 100,
             DAY_US / 100,
         );
-        store.write(&events).await.expect("write");
+        store
+            .write(&Batch::new(events), false)
+            .await
+            .expect("write");
     }
     let day = Filter {
         from: (end / 1_000_000) as i64 - 86_400,

@@ -3,15 +3,16 @@
 //! Buckets grow by 5 % from 1 µs (bucket `i` holds latencies in `[1.05^i, 1.05^(i+1))`), so a
 //! value reported from a bucket's middle is never more than 2.5 % off, and 380 buckets reach
 //! past 100 s. Histograms are stored sparsely (only the buckets that were hit) and add up, so
-//! per-minute histograms merge into any longer range.
-use std::collections::BTreeMap;
+//! per-minute histograms merge into any longer range. In memory a histogram is a flat array,
+//! so merging thousands of stored ones is a pass of additions.
 
 const GROWTH: f64 = 1.05;
 const BUCKETS: u16 = 380;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Histogram {
-    counts: BTreeMap<u16, u64>,
+    /// Empty until the first value, then one count per bucket.
+    counts: Vec<u64>,
 }
 
 fn bucket(us: u64) -> u16 {
@@ -28,18 +29,32 @@ fn value(bucket: u16) -> f64 {
 }
 
 impl Histogram {
+    fn slot(&mut self, bucket: u16) -> &mut u64 {
+        if self.counts.is_empty() {
+            self.counts = vec![0; usize::from(BUCKETS)];
+        }
+        &mut self.counts[usize::from(bucket.min(BUCKETS - 1))]
+    }
+
     pub fn record(&mut self, us: u64) {
-        *self.counts.entry(bucket(us)).or_default() += 1;
+        *self.slot(bucket(us)) += 1;
     }
 
     pub fn merge(&mut self, other: &Histogram) {
-        for (b, n) in &other.counts {
-            *self.counts.entry(*b).or_default() += n;
+        for (b, n) in other.buckets() {
+            *self.slot(b) += n;
         }
     }
 
+    /// The buckets that were hit, with their counts.
+    fn buckets(&self) -> impl Iterator<Item = (u16, u64)> + '_ {
+        (0..BUCKETS)
+            .zip(self.counts.iter().copied())
+            .filter(|(_, n)| *n > 0)
+    }
+
     pub fn count(&self) -> u64 {
-        self.counts.values().sum()
+        self.counts.iter().sum()
     }
 
     /// The latency (µs) at quantile `q` (0..=1), or 0 when empty.
@@ -50,10 +65,10 @@ impl Histogram {
         }
         let rank = ((q * total as f64).ceil() as u64).clamp(1, total);
         let mut seen = 0;
-        for (b, n) in &self.counts {
+        for (b, n) in self.buckets() {
             seen += n;
             if seen >= rank {
-                return value(*b);
+                return value(b);
             }
         }
         0.0
@@ -61,10 +76,10 @@ impl Histogram {
 
     /// Sparse bytes: `(bucket u16, count u32)` little-endian pairs.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.counts.len() * 6);
-        for (b, n) in &self.counts {
+        let mut out = Vec::new();
+        for (b, n) in self.buckets() {
             out.extend_from_slice(&b.to_le_bytes());
-            out.extend_from_slice(&(u32::try_from(*n).unwrap_or(u32::MAX)).to_le_bytes());
+            out.extend_from_slice(&(u32::try_from(n).unwrap_or(u32::MAX)).to_le_bytes());
         }
         out
     }
@@ -74,7 +89,7 @@ impl Histogram {
         for pair in bytes.chunks_exact(6) {
             let b = u16::from_le_bytes([pair[0], pair[1]]);
             let n = u32::from_le_bytes([pair[2], pair[3], pair[4], pair[5]]);
-            *self.counts.entry(b.min(BUCKETS - 1)).or_default() += u64::from(n);
+            *self.slot(b) += u64::from(n);
         }
     }
 }

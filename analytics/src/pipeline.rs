@@ -7,7 +7,7 @@
 //! batches in the order they were made. Spilled batches are retried every second, and first of
 //! all when the pipeline starts. When the last `Recorder` is gone (the proxy has drained), the
 //! queue is emptied and flushed and the pipeline ends.
-use crate::sink::Sink;
+use crate::sink::{Batch, Sink};
 use crate::spill::Spill;
 use crate::RequestEvent;
 use std::path::Path;
@@ -26,6 +26,8 @@ pub struct Config {
 /// Longest a sink may take for one batch before it counts as failed.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 const RETRY_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the batcher empties the queue.
+const DRAIN_INTERVAL: Duration = Duration::from_millis(20);
 
 /// The pipeline's health, for `/metrics`.
 #[derive(Default)]
@@ -106,59 +108,79 @@ pub fn start(
 
 impl Pipeline {
     /// Batches and delivers until every `Recorder` is dropped, then flushes what is left.
+    ///
+    /// The queue is drained on a short tick rather than awaited event by event, so recording
+    /// an event never wakes this task (a wake-up per request cost the proxy thread more than
+    /// building the event).
     pub async fn run(mut self) {
         self.replay().await;
-        let mut deadline: Option<tokio::time::Instant> = None;
-        let mut retry = tokio::time::interval(RETRY_INTERVAL);
+        let mut tick = tokio::time::interval(DRAIN_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut deadline: Option<Instant> = None;
+        let mut retried = Instant::now();
         loop {
-            let flush_at = deadline.unwrap_or_else(|| tokio::time::Instant::now() + RETRY_INTERVAL);
-            tokio::select! {
-                event = self.rx.recv() => match event {
-                    Some(event) => {
-                        self.metrics.received.fetch_add(1, Ordering::Relaxed);
-                        self.batch.push(event);
-                        deadline.get_or_insert_with(|| tokio::time::Instant::now() + self.config.flush_interval);
-                        if self.batch.len() >= self.config.batch_size {
-                            self.flush().await;
-                            deadline = None;
-                        }
-                    }
-                    None => break,
-                },
-                _ = tokio::time::sleep_until(flush_at), if deadline.is_some() => {
-                    self.flush().await;
-                    deadline = None;
-                }
-                _ = retry.tick() => self.replay().await,
+            tick.tick().await;
+            let open = self.drain(&mut deadline).await;
+            if !open || deadline.is_some_and(|d| Instant::now() >= d) {
+                self.flush().await;
+                deadline = None;
+            }
+            if !open {
+                return;
+            }
+            if retried.elapsed() >= RETRY_INTERVAL {
+                self.replay().await;
+                retried = Instant::now();
             }
         }
-        self.flush().await;
+    }
+
+    /// Moves every queued event into the batch, sending full batches. `false` once every
+    /// `Recorder` is gone and the queue is empty.
+    async fn drain(&mut self, deadline: &mut Option<Instant>) -> bool {
+        loop {
+            match self.rx.try_recv() {
+                Ok(event) => {
+                    self.metrics.received.fetch_add(1, Ordering::Relaxed);
+                    self.batch.push(event);
+                    deadline.get_or_insert_with(|| Instant::now() + self.config.flush_interval);
+                    if self.batch.len() >= self.config.batch_size {
+                        self.flush().await;
+                        *deadline = None;
+                    }
+                }
+                Err(mpsc::error::TryRecvError::Empty) => return true,
+                Err(mpsc::error::TryRecvError::Disconnected) => return false,
+            }
+        }
     }
 
     async fn flush(&mut self) {
         if self.batch.is_empty() {
             return;
         }
-        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(self.config.batch_size));
+        let events = std::mem::replace(&mut self.batch, Vec::with_capacity(self.config.batch_size));
+        let batch = Batch::new(events);
         if self.spill_pending() > 0 {
             // Keep the order: behind what is already waiting.
             self.spill(batch).await;
             self.replay().await;
             return;
         }
-        if self.deliver(&batch).await {
+        if self.deliver(&batch, false).await {
             self.metrics
                 .flushed
-                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                .fetch_add(batch.events.len() as u64, Ordering::Relaxed);
         } else {
             self.spill(batch).await;
         }
     }
 
-    /// Writes one batch to the sink; `false` when it failed.
-    async fn deliver(&self, batch: &[RequestEvent]) -> bool {
+    /// Writes one batch to the sink; `false` when it failed. A failed write may still have
+    /// landed (the answer lost), so every later attempt is a `retry`.
+    async fn deliver(&self, batch: &Batch, retry: bool) -> bool {
         let started = Instant::now();
-        let result = tokio::time::timeout(WRITE_TIMEOUT, self.sink.write(batch)).await;
+        let result = tokio::time::timeout(WRITE_TIMEOUT, self.sink.write(batch, retry)).await;
         let m = &self.metrics;
         m.batches.fetch_add(1, Ordering::Relaxed);
         m.batch_micros
@@ -172,7 +194,7 @@ impl Pipeline {
         if m.sink_errors.fetch_add(1, Ordering::Relaxed) == 0 || self.spill_pending() == 0 {
             tracing::warn!(
                 error,
-                events = batch.len(),
+                events = batch.events.len(),
                 "analytics sink failed; spilling to disk"
             );
         }
@@ -183,8 +205,8 @@ impl Pipeline {
         self.metrics.spill_pending.load(Ordering::Relaxed)
     }
 
-    async fn spill(&self, batch: Vec<RequestEvent>) {
-        let n = batch.len() as u64;
+    async fn spill(&self, batch: Batch) {
+        let n = batch.events.len() as u64;
         let spill = self.spill.clone();
         let appended = tokio::task::spawn_blocking(move || {
             let mut s = spill.lock().unwrap_or_else(|e| e.into_inner());
@@ -223,10 +245,10 @@ impl Pipeline {
                 }
                 Err(e) => return tracing::error!(error = %e, "analytics spill task failed"),
             };
-            if !self.deliver(&pending.batch).await {
+            if !self.deliver(&pending.batch, true).await {
                 return;
             }
-            let n = pending.batch.len() as u64;
+            let n = pending.batch.events.len() as u64;
             let spill = self.spill.clone();
             let acked = tokio::task::spawn_blocking(move || {
                 let mut s = spill.lock().unwrap_or_else(|e| e.into_inner());
@@ -266,12 +288,12 @@ mod tests {
     }
 
     impl Sink for Memory {
-        fn write<'a>(&'a self, batch: &'a [RequestEvent]) -> WriteFuture<'a> {
+        fn write<'a>(&'a self, batch: &'a Batch, _retry: bool) -> WriteFuture<'a> {
             Box::pin(async move {
                 if self.down.load(Ordering::SeqCst) {
                     return Err(SinkError("down".into()));
                 }
-                self.got.lock().unwrap().extend_from_slice(batch);
+                self.got.lock().unwrap().extend_from_slice(&batch.events);
                 Ok(())
             })
         }

@@ -6,7 +6,7 @@
 //! acknowledged prefix is kept (fsynced) in a side file. When everything is acknowledged both
 //! files are truncated. On open, every unacknowledged record is checked; a truncated or corrupt
 //! tail is moved aside to a `.bad-<unix time>` file and logged, and the good records stay.
-use crate::RequestEvent;
+use crate::sink::Batch;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -29,7 +29,7 @@ pub struct Spill {
 
 /// The next unacknowledged batch and where its record ends (to acknowledge it).
 pub struct Pending {
-    pub batch: Vec<RequestEvent>,
+    pub batch: Batch,
     pub end: u64,
 }
 
@@ -125,7 +125,7 @@ impl Spill {
     }
 
     /// Appends `batch` and makes it durable.
-    pub fn append(&mut self, batch: &[RequestEvent]) -> io::Result<()> {
+    pub fn append(&mut self, batch: &Batch) -> io::Result<()> {
         let payload = serde_json::to_vec(batch).map_err(io::Error::other)?;
         let size = u32::try_from(payload.len())
             .ok()
@@ -198,18 +198,19 @@ mod tests {
     use super::*;
     use crate::event::tests::event;
 
-    fn batch(from: u64, n: u64) -> Vec<RequestEvent> {
-        (from..from + n).map(event).collect()
+    fn batch(from: u64, n: u64) -> Batch {
+        Batch::new((from..from + n).map(event).collect())
     }
 
     #[test]
     fn batches_come_back_in_order_until_acknowledged() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Spill::open(dir.path()).unwrap();
-        s.append(&batch(0, 3)).unwrap();
-        s.append(&batch(3, 2)).unwrap();
+        let (one, two) = (batch(0, 3), batch(3, 2));
+        s.append(&one).unwrap();
+        s.append(&two).unwrap();
         let first = s.next().unwrap().unwrap();
-        assert_eq!(first.batch, batch(0, 3));
+        assert_eq!(first.batch, one);
         // Not acknowledged: a reopen (a crash) gives it again.
         drop(s);
         let mut s = Spill::open(dir.path()).unwrap();
@@ -219,7 +220,7 @@ mod tests {
         drop(s);
         let mut s = Spill::open(dir.path()).unwrap();
         let second = s.next().unwrap().unwrap();
-        assert_eq!(second.batch, batch(3, 2));
+        assert_eq!(second.batch, two);
         s.ack(second.end).unwrap();
         assert!(s.next().unwrap().is_none());
         assert_eq!(
@@ -235,7 +236,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("analytics-spill.log");
         let mut s = Spill::open(dir.path()).unwrap();
-        s.append(&batch(0, 2)).unwrap();
+        let good = batch(0, 2);
+        s.append(&good).unwrap();
         s.append(&batch(2, 2)).unwrap();
         drop(s);
         let good_len = std::fs::metadata(&log).unwrap().len();
@@ -248,7 +250,7 @@ mod tests {
 
         let mut s = Spill::open(dir.path()).unwrap();
         assert_eq!(s.pending(), 1);
-        assert_eq!(s.next().unwrap().unwrap().batch, batch(0, 2));
+        assert_eq!(s.next().unwrap().unwrap().batch, good);
         let aside: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
             .filter_map(|e| e.ok())

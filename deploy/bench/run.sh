@@ -10,18 +10,8 @@ cd "$(dirname "$0")/../.."
 dur=${1:-10}
 conns=32
 
-for tool in nginx wrk; do
-  command -v $tool >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx wrk >/dev/null; break; }
-done
-cargo build --release --quiet --bin tollgate
-bin=target/release/tollgate
-
-work=$(mktemp -d /tmp/tollgate-bench.XXXXXX)
-pids=()
-cleanup() { for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source deploy/bench/lib.sh
+bench_setup nginx wrk
 wait_port() { for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
 
 backend=$(free_port); nginx_proxy=$(free_port)

@@ -1,6 +1,8 @@
--- The embedded analytics store (data/analytics.db): per-minute rollups and the latest raw events.
-CREATE TABLE IF NOT EXISTS rollup (
-    minute INTEGER NOT NULL,
+-- The embedded analytics store (data/analytics.db): rollups per minute and per hour.
+-- A rollup table, made once per period ({rollup} is rollup_minute, rollup_hour): `start`
+-- is the period's first second.
+CREATE TABLE IF NOT EXISTS {rollup} (
+    start INTEGER NOT NULL,
     service TEXT NOT NULL,
     route TEXT NOT NULL,
     consumer TEXT NOT NULL,
@@ -11,20 +13,5 @@ CREATE TABLE IF NOT EXISTS rollup (
     bytes_in INTEGER NOT NULL,
     bytes_out INTEGER NOT NULL,
     latency BLOB NOT NULL,
-    PRIMARY KEY (minute, service, route, consumer, status)
+    PRIMARY KEY (start, service, route, consumer, status)
 ) WITHOUT ROWID;
-
-CREATE TABLE IF NOT EXISTS recent (
-    timestamp_us INTEGER NOT NULL,
-    request_id TEXT NOT NULL,
-    service TEXT NOT NULL,
-    route TEXT NOT NULL,
-    consumer TEXT NOT NULL,
-    method TEXT NOT NULL,
-    path TEXT NOT NULL,
-    status INTEGER NOT NULL,
-    latency_us INTEGER NOT NULL,
-    client_ip TEXT NOT NULL
-);
-
-CREATE INDEX IF NOT EXISTS recent_by_time ON recent (timestamp_us);

@@ -29,7 +29,9 @@ CREATE TABLE IF NOT EXISTS {database}.events (
     auth_failed UInt8,
     upstream_failed UInt8,
     upstream_addr String,
-    node String
+    node String,
+    -- The pipeline's batch: a retried insert first checks whether it already landed.
+    batch_id String
 ) ENGINE = MergeTree
 PARTITION BY date
 ORDER BY (timestamp, service, route);
@@ -46,7 +48,7 @@ CREATE TABLE IF NOT EXISTS {database}.events_minute (
     auth_failed AggregateFunction(sum, UInt8),
     bytes_in AggregateFunction(sum, UInt64),
     bytes_out AggregateFunction(sum, UInt64),
-    latency AggregateFunction(quantiles(0.5, 0.95, 0.99), Float64)
+    latency AggregateFunction(quantilesTDigest(0.5, 0.95, 0.99), Float64)
 ) ENGINE = AggregatingMergeTree
 PARTITION BY date
 ORDER BY (minute, service, route, consumer, status);
@@ -64,6 +66,6 @@ SELECT
     sumState(auth_failed) AS auth_failed,
     sumState(bytes_in) AS bytes_in,
     sumState(bytes_out) AS bytes_out,
-    quantilesState(0.5, 0.95, 0.99)(toFloat64(latency_us)) AS latency
+    quantilesTDigestState(0.5, 0.95, 0.99)(toFloat64(latency_us)) AS latency
 FROM {database}.events
 GROUP BY date, minute, service, route, consumer, status;

@@ -1,12 +1,13 @@
-//! Answers computed from per-minute rollup rows (the embedded store's), in one pass each.
+//! Answers computed from rollup rows (the embedded store's), in one pass each.
 use super::{Point, StatusCount, Summary, TopBy, TopEntry};
 use crate::histogram::Histogram;
 use std::collections::{BTreeMap, HashMap};
 
-/// Requests of one minute with the same service, route, consumer and status.
+/// Requests of one minute (or hour) with the same service, route, consumer and status.
 #[derive(Debug, Clone, Default)]
 pub struct RollupRow {
-    pub minute: i64,
+    /// The period's first second (a minute or an hour).
+    pub start: i64,
     pub service: String,
     pub route: String,
     pub consumer: String,
@@ -16,7 +17,8 @@ pub struct RollupRow {
     pub auth_failed: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
-    pub latency: Histogram,
+    /// The latency histogram as stored (`Histogram::to_bytes`).
+    pub latency: Vec<u8>,
 }
 
 /// Microseconds to milliseconds, kept to the microsecond.
@@ -38,7 +40,7 @@ pub fn summary(rows: &[RollupRow]) -> Summary {
         s.auth_failed += r.auth_failed;
         s.bytes_in += r.bytes_in;
         s.bytes_out += r.bytes_out;
-        latency.merge(&r.latency);
+        latency.merge_bytes(&r.latency);
     }
     (s.p50_ms, s.p95_ms, s.p99_ms) = percentiles(&latency);
     s
@@ -55,7 +57,7 @@ fn percentiles(h: &Histogram) -> (f64, f64, f64) {
 pub fn timeseries(rows: &[RollupRow], step: i64) -> Vec<Point> {
     let mut buckets: BTreeMap<i64, (Point, Histogram)> = BTreeMap::new();
     for r in rows {
-        let start = r.minute - r.minute.rem_euclid(step);
+        let start = r.start - r.start.rem_euclid(step);
         let (p, h) = buckets.entry(start).or_insert_with(|| {
             (
                 Point {
@@ -65,16 +67,8 @@ pub fn timeseries(rows: &[RollupRow], step: i64) -> Vec<Point> {
                 Histogram::default(),
             )
         });
-        p.requests += r.requests;
-        p.rate_limited += r.rate_limited;
-        match r.status / 100 {
-            2 => p.status_2xx += r.requests,
-            3 => p.status_3xx += r.requests,
-            4 => p.status_4xx += r.requests,
-            5 => p.status_5xx += r.requests,
-            _ => {}
-        }
-        h.merge(&r.latency);
+        p.count(r.status, r.requests, r.rate_limited);
+        h.merge_bytes(&r.latency);
     }
     buckets
         .into_values()
@@ -120,7 +114,7 @@ pub fn top(rows: &[RollupRow], by: TopBy, limit: usize) -> Vec<TopEntry> {
             e.errors += r.requests;
         }
         e.rate_limited += r.rate_limited;
-        h.merge(&r.latency);
+        h.merge_bytes(&r.latency);
     }
     let mut out: Vec<TopEntry> = groups
         .into_values()
@@ -139,10 +133,11 @@ mod tests {
     use super::*;
 
     fn row(minute: i64, route: &str, status: u16, requests: u64, latency_us: u64) -> RollupRow {
-        let mut latency = Histogram::default();
-        (0..requests).for_each(|_| latency.record(latency_us));
+        let mut h = Histogram::default();
+        (0..requests).for_each(|_| h.record(latency_us));
+        let latency = h.to_bytes();
         RollupRow {
-            minute,
+            start: minute,
             route: route.into(),
             consumer: "ann".into(),
             status,

@@ -1,6 +1,7 @@
 //! `Queries` in ClickHouse SQL over the events table, in the subset both 18.16 and current
-//! servers accept. Result columns are cast to fixed types (`toFloat64` before `quantiles`,
-//! `UInt64` counts), because with row validation off a type mismatch would decode as garbage.
+//! servers accept. Result columns are cast to fixed types (`toFloat64` before `quantiles`, the
+//! t-digest's Float32 results to Float64, `UInt64` counts), because with row validation off a
+//! type mismatch would decode as garbage.
 use super::{
     Filter, Point, Queries, QueryError, QueryFuture, RecentEvent, StatusCount, Summary, TopBy,
     TopEntry,
@@ -13,16 +14,25 @@ fn err(e: impl std::fmt::Display) -> QueryError {
     QueryError(format!("ClickHouse: {e}"))
 }
 
-/// A `WHERE` clause for `f` with `?` placeholders, and the values for them in order.
+/// A `WHERE` clause for `f` over the events table, with `?` placeholders and their values.
 fn filter(f: &Filter) -> (String, Vec<Bind>) {
-    let mut sql = String::from(
+    filter_on(f, "timestamp", f.from)
+}
+
+/// The same over the per-minute rollups: every minute that overlaps `[from, to)`.
+fn rollup_filter(f: &Filter) -> (String, Vec<Bind>) {
+    filter_on(f, "minute", f.from - f.from.rem_euclid(60))
+}
+
+fn filter_on(f: &Filter, time: &str, from: i64) -> (String, Vec<Bind>) {
+    let mut sql = format!(
         " WHERE date >= toDate(toDateTime(?)) AND date <= toDate(toDateTime(?)) \
-         AND timestamp >= toDateTime(?) AND timestamp < toDateTime(?)",
+         AND {time} >= toDateTime(?) AND {time} < toDateTime(?)"
     );
     let mut binds = vec![
-        Bind::Int(f.from),
+        Bind::Int(from),
         Bind::Int(f.to),
-        Bind::Int(f.from),
+        Bind::Int(from),
         Bind::Int(f.to),
     ];
     for (column, value) in [
@@ -86,14 +96,16 @@ struct SummaryRow {
 }
 
 #[derive(Row, Deserialize)]
-struct PointRow {
+struct BucketCount {
     start: u64,
+    status: u16,
     requests: u64,
-    s2: u64,
-    s3: u64,
-    s4: u64,
-    s5: u64,
     rate_limited: u64,
+}
+
+#[derive(Row, Deserialize)]
+struct BucketLatency {
+    start: u64,
     q: Vec<f64>,
 }
 
@@ -162,38 +174,45 @@ impl Queries for ClickHouse {
         })
     }
 
+    /// From the per-minute rollups: counts by bucket and status, then latency by bucket.
     fn timeseries<'a>(&'a self, f: &'a Filter, step: i64) -> QueryFuture<'a, Vec<Point>> {
         Box::pin(async move {
-            let (clause, binds) = filter(f);
-            let class = |c: u16| format!("toUInt64(countIf(intDiv(status, 100) = {c}))");
-            let sql = format!(
-                "SELECT toUInt64(intDiv(toUInt32(timestamp), {step}) * {step}) AS start, toUInt64(count()), \
-                 {}, {}, {}, {}, toUInt64(sum(rate_limited)), {QUANTILES} \
-                 FROM events{clause} GROUP BY start ORDER BY start",
-                class(2),
-                class(3),
-                class(4),
-                class(5)
-            );
-            let rows: Vec<PointRow> = self.fetch(&sql, binds).await?;
-            Ok(rows
-                .into_iter()
-                .map(|r| {
-                    let (p50_ms, p95_ms, p99_ms) = quantiles(&r.q);
-                    Point {
-                        start: r.start as i64,
-                        requests: r.requests,
-                        status_2xx: r.s2,
-                        status_3xx: r.s3,
-                        status_4xx: r.s4,
-                        status_5xx: r.s5,
-                        rate_limited: r.rate_limited,
-                        p50_ms,
-                        p95_ms,
-                        p99_ms,
-                    }
-                })
-                .collect())
+            let bucket = format!("toUInt64(intDiv(toUInt32(minute), {step}) * {step}) AS start");
+            let (clause, binds) = rollup_filter(f);
+            let counts: Vec<BucketCount> = self
+                .fetch(
+                    &format!(
+                        "SELECT {bucket}, status, toUInt64(countMerge(requests)), \
+                         toUInt64(sumMerge(rate_limited)) FROM events_minute{clause} \
+                         GROUP BY start, status"
+                    ),
+                    binds,
+                )
+                .await?;
+            let (clause, binds) = rollup_filter(f);
+            let latency: Vec<BucketLatency> = self
+                .fetch(
+                    &format!(
+                        "SELECT {bucket}, arrayMap(x -> toFloat64(x), quantilesTDigestMerge(0.5, 0.95, 0.99)(latency)) \
+                         FROM events_minute{clause} GROUP BY start"
+                    ),
+                    binds,
+                )
+                .await?;
+            let mut points: std::collections::BTreeMap<u64, Point> = Default::default();
+            for c in counts {
+                let p = points.entry(c.start).or_insert_with(|| Point {
+                    start: c.start as i64,
+                    ..Point::default()
+                });
+                p.count(c.status, c.requests, c.rate_limited);
+            }
+            for l in latency {
+                if let Some(p) = points.get_mut(&l.start) {
+                    (p.p50_ms, p.p95_ms, p.p99_ms) = quantiles(&l.q);
+                }
+            }
+            Ok(points.into_values().collect())
         })
     }
 

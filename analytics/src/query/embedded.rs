@@ -5,8 +5,7 @@ use super::{
     Filter, Point, Queries, QueryError, QueryFuture, RecentEvent, StatusCount, Summary, TopBy,
     TopEntry,
 };
-use crate::histogram::Histogram;
-use crate::sink::embedded::Embedded;
+use crate::sink::embedded::{Embedded, Period};
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 fn err(e: sqlx::Error) -> QueryError {
@@ -38,56 +37,100 @@ fn push_filter(q: &mut QueryBuilder<'_, Sqlite>, f: &Filter, time: &str, scale: 
 }
 
 impl Embedded {
-    async fn rows(&self, f: &Filter) -> Result<Vec<RollupRow>, QueryError> {
-        let mut q = QueryBuilder::new(
-            "SELECT minute, service, route, consumer, status, requests, rate_limited, auth_failed, \
-             bytes_in, bytes_out, latency FROM rollup",
-        );
-        // Rollup minutes start at whole minutes: take every minute that overlaps [from, to).
-        let f = Filter {
-            from: f.from - f.from.rem_euclid(60),
-            ..f.clone()
+    /// Rollup rows of `table` whose period starts in `[from, to)`, with the filters of `f`.
+    /// Without `names`, service, route and consumer come back empty (cheaper to read).
+    async fn scan(
+        &self,
+        table: &str,
+        from: i64,
+        to: i64,
+        f: &Filter,
+        names: bool,
+    ) -> Result<Vec<RollupRow>, QueryError> {
+        let columns = if names {
+            "service, route, consumer"
+        } else {
+            "'', '', ''"
         };
-        push_filter(&mut q, &f, "minute", 1);
+        let mut q = QueryBuilder::new(format!(
+            "SELECT start, {columns}, status, requests, rate_limited, auth_failed, bytes_in, \
+             bytes_out, latency FROM {table}"
+        ));
+        push_filter(
+            &mut q,
+            &Filter {
+                from,
+                to,
+                ..f.clone()
+            },
+            "start",
+            1,
+        );
         let rows = q.build().fetch_all(&self.pool).await.map_err(err)?;
         Ok(rows
             .iter()
-            .map(|r| {
-                let mut latency = Histogram::default();
-                latency.merge_bytes(&r.get::<Vec<u8>, _>(10));
-                RollupRow {
-                    minute: r.get(0),
-                    service: r.get(1),
-                    route: r.get(2),
-                    consumer: r.get(3),
-                    status: r.get::<i64, _>(4) as u16,
-                    requests: r.get::<i64, _>(5) as u64,
-                    rate_limited: r.get::<i64, _>(6) as u64,
-                    auth_failed: r.get::<i64, _>(7) as u64,
-                    bytes_in: r.get::<i64, _>(8) as u64,
-                    bytes_out: r.get::<i64, _>(9) as u64,
-                    latency,
-                }
+            .map(|r| RollupRow {
+                start: r.get(0),
+                service: r.get(1),
+                route: r.get(2),
+                consumer: r.get(3),
+                status: r.get::<i64, _>(4) as u16,
+                requests: r.get::<i64, _>(5) as u64,
+                rate_limited: r.get::<i64, _>(6) as u64,
+                auth_failed: r.get::<i64, _>(7) as u64,
+                bytes_in: r.get::<i64, _>(8) as u64,
+                bytes_out: r.get::<i64, _>(9) as u64,
+                latency: r.get(10),
             })
             .collect())
+    }
+
+    /// Every rollup row for `f`: whole hours from the hourly table, the edges by the minute.
+    /// Minute rows cover every minute that overlaps `[from, to)`.
+    async fn rows(&self, f: &Filter, names: bool) -> Result<Vec<RollupRow>, QueryError> {
+        let (minute, hour) = (Period::Minute, Period::Hour);
+        let from = f.from - f.from.rem_euclid(60);
+        let first_hour = from + (3600 - from.rem_euclid(3600)) % 3600;
+        let last_hour = f.to - f.to.rem_euclid(3600);
+        if first_hour >= last_hour {
+            return self.scan(minute.table(), from, f.to, f, names).await;
+        }
+        let mut rows = self
+            .scan(hour.table(), first_hour, last_hour, f, names)
+            .await?;
+        rows.extend(
+            self.scan(minute.table(), from, first_hour, f, names)
+                .await?,
+        );
+        rows.extend(self.scan(minute.table(), last_hour, f.to, f, names).await?);
+        Ok(rows)
     }
 }
 
 impl Queries for Embedded {
     fn summary<'a>(&'a self, f: &'a Filter) -> QueryFuture<'a, Summary> {
-        Box::pin(async move { Ok(aggregate::summary(&self.rows(f).await?)) })
+        Box::pin(async move { Ok(aggregate::summary(&self.rows(f, false).await?)) })
     }
 
     fn timeseries<'a>(&'a self, f: &'a Filter, step: i64) -> QueryFuture<'a, Vec<Point>> {
-        Box::pin(async move { Ok(aggregate::timeseries(&self.rows(f).await?, step)) })
+        Box::pin(async move {
+            let from = f.from - f.from.rem_euclid(step.min(3600));
+            let period = if step >= 3600 {
+                Period::Hour
+            } else {
+                Period::Minute
+            };
+            let rows = self.scan(period.table(), from, f.to, f, false).await?;
+            Ok(aggregate::timeseries(&rows, step))
+        })
     }
 
     fn status_codes<'a>(&'a self, f: &'a Filter) -> QueryFuture<'a, Vec<StatusCount>> {
-        Box::pin(async move { Ok(aggregate::status_codes(&self.rows(f).await?)) })
+        Box::pin(async move { Ok(aggregate::status_codes(&self.rows(f, false).await?)) })
     }
 
     fn top<'a>(&'a self, f: &'a Filter, by: TopBy, limit: usize) -> QueryFuture<'a, Vec<TopEntry>> {
-        Box::pin(async move { Ok(aggregate::top(&self.rows(f).await?, by, limit)) })
+        Box::pin(async move { Ok(aggregate::top(&self.rows(f, true).await?, by, limit)) })
     }
 
     fn events<'a>(&'a self, f: &'a Filter, limit: usize) -> QueryFuture<'a, Vec<RecentEvent>> {
@@ -123,7 +166,7 @@ impl Queries for Embedded {
 mod tests {
     use super::*;
     use crate::event::tests::event;
-    use crate::sink::Sink;
+    use crate::sink::{Batch, Sink};
 
     #[tokio::test]
     async fn batches_roll_up_by_minute_and_answer_filters() {
@@ -135,8 +178,14 @@ mod tests {
         .await
         .unwrap();
         let events: Vec<_> = (0..100).map(event).collect();
-        store.write(&events[..60]).await.unwrap();
-        store.write(&events[60..]).await.unwrap();
+        let first_part = Batch::new(events[..60].to_vec());
+        store.write(&first_part, false).await.unwrap();
+        store
+            .write(&Batch::new(events[60..].to_vec()), false)
+            .await
+            .unwrap();
+        // A retried batch that was stored already is not counted again.
+        store.write(&first_part, true).await.unwrap();
         let first = (events[0].timestamp_us / 1_000_000) as i64;
         let all = Filter {
             from: first,

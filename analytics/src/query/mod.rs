@@ -53,6 +53,21 @@ pub struct Point {
     pub p99_ms: f64,
 }
 
+impl Point {
+    /// Adds `requests` answered with `status` (and `rate_limited` of them refused by a limit).
+    pub fn count(&mut self, status: u16, requests: u64, rate_limited: u64) {
+        self.requests += requests;
+        self.rate_limited += rate_limited;
+        match status / 100 {
+            2 => self.status_2xx += requests,
+            3 => self.status_3xx += requests,
+            4 => self.status_4xx += requests,
+            5 => self.status_5xx += requests,
+            _ => {}
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct StatusCount {
     pub status: u16,

@@ -5,7 +5,7 @@
 //! so a gateway starts while ClickHouse is down and its events wait in the spill file.
 //! The crate's row validation needs `RowBinaryWithNamesAndTypes`, which old servers (Debian's
 //! 18.16) lack: `Validation::Auto` turns it on only for servers from 2023 on.
-use super::{Sink, SinkError, WriteFuture};
+use super::{Batch, Sink, SinkError, WriteFuture};
 use crate::RequestEvent;
 use clickhouse::{Client, Row};
 use serde::Serialize;
@@ -108,13 +108,46 @@ fn statements(file: &str, database: &str) -> Vec<String> {
         .collect()
 }
 
+impl ClickHouse {
+    /// Whether an earlier attempt stored `batch` (an insert of one batch is atomic: all or none).
+    async fn stored(&self, client: &Client, batch: &Batch) -> Result<bool, SinkError> {
+        let days: Vec<u16> = batch.events.iter().map(|e| day(e.timestamp_us)).collect();
+        let (first, last) = (days.iter().min(), days.iter().max());
+        let (Some(first), Some(last)) = (first, last) else {
+            return Ok(true);
+        };
+        // Dates as the first second of the day: 18.16 cannot compare Date with a number.
+        let found: u64 = client
+            .query(
+                "SELECT toUInt64(count()) FROM events WHERE date >= toDate(toDateTime(?)) \
+                 AND date <= toDate(toDateTime(?)) AND batch_id = ?",
+            )
+            .bind(i64::from(*first) * 86_400)
+            .bind(i64::from(*last) * 86_400)
+            .bind(batch.id.to_string())
+            .fetch_one()
+            .await
+            .map_err(err)?;
+        Ok(found > 0)
+    }
+}
+
+fn day(timestamp_us: u64) -> u16 {
+    (timestamp_us / 1_000_000 / 86_400) as u16
+}
+
 impl Sink for ClickHouse {
-    fn write<'a>(&'a self, batch: &'a [RequestEvent]) -> WriteFuture<'a> {
+    fn write<'a>(&'a self, batch: &'a Batch, retry: bool) -> WriteFuture<'a> {
         Box::pin(async move {
             let client = self.client().await?;
+            if retry && self.stored(client, batch).await? {
+                tracing::info!(batch = %batch.id, "analytics batch was already stored by an earlier attempt");
+                return Ok(());
+            }
+            let id = batch.id.to_string();
             let mut insert = client.insert::<EventRow>("events").await.map_err(err)?;
-            for e in batch {
-                insert.write(&EventRow::from(e)).await.map_err(err)?;
+            for e in &batch.events {
+                insert.write(&EventRow::new(e, &id)).await.map_err(err)?;
             }
             insert.end().await.map_err(err)
         })
@@ -150,15 +183,16 @@ struct EventRow<'a> {
     upstream_failed: u8,
     upstream_addr: &'a str,
     node: &'a str,
+    batch_id: &'a str,
 }
 
-impl<'a> From<&'a RequestEvent> for EventRow<'a> {
-    fn from(e: &'a RequestEvent) -> EventRow<'a> {
+impl<'a> EventRow<'a> {
+    fn new(e: &'a RequestEvent, batch_id: &'a str) -> EventRow<'a> {
         let text = |v: &'a Option<std::sync::Arc<str>>| v.as_deref().unwrap_or("");
         let secs = e.timestamp_us / 1_000_000;
         let micros = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
         EventRow {
-            date: (secs / 86_400) as u16,
+            date: day(e.timestamp_us),
             timestamp: secs as u32,
             timestamp_us: (e.timestamp_us % 1_000_000) as u32,
             request_id: &e.request_id,
@@ -184,6 +218,7 @@ impl<'a> From<&'a RequestEvent> for EventRow<'a> {
             upstream_failed: u8::from(e.upstream_failed),
             upstream_addr: text(&e.upstream_addr),
             node: &e.node,
+            batch_id,
         }
     }
 }

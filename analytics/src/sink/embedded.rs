@@ -1,20 +1,25 @@
-//! The embedded store, for one node without ClickHouse: per-minute rollups (counts and a
-//! latency histogram per service, route, consumer and status) and the latest raw requests,
-//! in a SQLite file in the data dir. Rollups older than the retention are deleted as new
-//! ones arrive; the raw log keeps the newest `RECENT_KEPT` requests.
-use super::{Sink, SinkError, WriteFuture};
+//! The embedded store, for one node without ClickHouse: per-minute and per-hour rollups (counts
+//! and a latency histogram per service, route, consumer and status) and the latest raw
+//! requests, in a SQLite file in the data dir. Long ranges read the hourly rows and only their
+//! ragged edges from the minute rows. Rollups older than the retention are deleted as new ones
+//! arrive; the raw log keeps the newest `RECENT_KEPT` requests.
+use super::{Batch, Sink, SinkError, WriteFuture};
 use crate::histogram::Histogram;
 use crate::query::aggregate::RollupRow;
 use crate::RequestEvent;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
-use sqlx::Row;
+use sqlx::{QueryBuilder, Row, Sqlite};
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-const SCHEMA: &str = include_str!("../../../migrations/analytics-sqlite/001_rollups.sql");
+const ROLLUP_TABLE: &str = include_str!("../../../migrations/analytics-sqlite/001_rollups.sql");
+const RECENT_TABLES: &str = include_str!("../../../migrations/analytics-sqlite/002_recent.sql");
 /// Raw requests kept for the log view.
 pub const RECENT_KEPT: i64 = 10_000;
+/// Raw requests kept from one batch: the newest 1,000 of each, so the log is complete for the
+/// latest requests and thins out further back when traffic is heavy.
+const RECENT_PER_BATCH: usize = 1000;
 
 pub struct Embedded {
     pub(crate) pool: SqlitePool,
@@ -37,77 +42,74 @@ impl Embedded {
             .connect_with(options)
             .await
             .map_err(err)?;
-        sqlx::raw_sql(SCHEMA).execute(&pool).await.map_err(err)?;
+        for period in [Period::Minute, Period::Hour] {
+            let ddl = ROLLUP_TABLE.replace("{rollup}", period.table());
+            sqlx::raw_sql(&ddl).execute(&pool).await.map_err(err)?;
+        }
+        sqlx::raw_sql(RECENT_TABLES)
+            .execute(&pool)
+            .await
+            .map_err(err)?;
         Ok(Embedded { pool, retention })
     }
 
-    async fn store(&self, batch: &[RequestEvent]) -> Result<(), sqlx::Error> {
+    /// Stores `batch` in one transaction, unless it was stored before.
+    async fn store(&self, batch: &Batch) -> Result<(), sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        for ((minute, service, route, consumer, status), mut row) in rollups(batch) {
-            let existing = sqlx::query(
-                "SELECT requests, rate_limited, auth_failed, bytes_in, bytes_out, latency FROM rollup \
-                 WHERE minute = ? AND service = ? AND route = ? AND consumer = ? AND status = ?",
-            )
-            .bind(minute)
-            .bind(&service)
-            .bind(&route)
-            .bind(&consumer)
-            .bind(status)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some(e) = existing {
-                row.requests += e.get::<i64, _>(0) as u64;
-                row.rate_limited += e.get::<i64, _>(1) as u64;
-                row.auth_failed += e.get::<i64, _>(2) as u64;
-                row.bytes_in += e.get::<i64, _>(3) as u64;
-                row.bytes_out += e.get::<i64, _>(4) as u64;
-                row.latency.merge_bytes(&e.get::<Vec<u8>, _>(5));
-            }
-            sqlx::query(
-                "INSERT OR REPLACE INTO rollup (minute, service, route, consumer, status, requests, \
-                 rate_limited, auth_failed, bytes_in, bytes_out, latency) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(minute)
-            .bind(&service)
-            .bind(&route)
-            .bind(&consumer)
-            .bind(status)
-            .bind(row.requests as i64)
-            .bind(row.rate_limited as i64)
-            .bind(row.auth_failed as i64)
-            .bind(row.bytes_in as i64)
-            .bind(row.bytes_out as i64)
-            .bind(row.latency.to_bytes())
+        let id = batch.id.to_string();
+        let now = crate::unix_now();
+        let fresh = sqlx::query("INSERT OR IGNORE INTO batches (id, stored_at) VALUES (?, ?)")
+            .bind(&id)
+            .bind(now)
             .execute(&mut *tx)
-            .await?;
+            .await?
+            .rows_affected();
+        if fresh == 0 {
+            return Ok(());
         }
-        for e in batch.iter().rev().take(RECENT_KEPT as usize) {
-            sqlx::query(
+        let batch = &batch.events;
+        for period in [Period::Minute, Period::Hour] {
+            for (key, (row, latency)) in rollups(batch, period.seconds()) {
+                add_rollup(&mut tx, period.table(), key, row, latency).await?;
+            }
+        }
+        // Only the newest can survive the trim below; 1,000 rows per statement (10 values
+        // each) stay under SQLite's limit of bound values.
+        let newest = &batch[batch.len().saturating_sub(RECENT_PER_BATCH)..];
+        for chunk in newest.chunks(1000) {
+            let mut q = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO recent (timestamp_us, request_id, service, route, consumer, method, path, \
-                 status, latency_us, client_ip) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(e.timestamp_us as i64)
-            .bind(&*e.request_id)
-            .bind(e.service.as_deref().unwrap_or(""))
-            .bind(e.route.as_deref().unwrap_or(""))
-            .bind(e.consumer.as_deref().unwrap_or(""))
-            .bind(&*e.method)
-            .bind(&*e.path)
-            .bind(e.status)
-            .bind(e.total_latency_us as i64)
-            .bind(e.client_ip.to_string())
-            .execute(&mut *tx)
-            .await?;
+                 status, latency_us, client_ip) ",
+            );
+            q.push_values(chunk, |mut row, e| {
+                row.push_bind(e.timestamp_us as i64)
+                    .push_bind(e.request_id.to_string())
+                    .push_bind(e.service.as_deref().unwrap_or("").to_string())
+                    .push_bind(e.route.as_deref().unwrap_or("").to_string())
+                    .push_bind(e.consumer.as_deref().unwrap_or("").to_string())
+                    .push_bind(e.method.to_string())
+                    .push_bind(e.path.to_string())
+                    .push_bind(i64::from(e.status))
+                    .push_bind(e.total_latency_us as i64)
+                    .push_bind(e.client_ip.to_string());
+            });
+            q.build().execute(&mut *tx).await?;
         }
         sqlx::query("DELETE FROM recent WHERE rowid <= (SELECT max(rowid) FROM recent) - ?")
             .bind(RECENT_KEPT)
             .execute(&mut *tx)
             .await?;
-        let oldest = crate::unix_now() - self.retention.as_secs() as i64;
-        sqlx::query("DELETE FROM rollup WHERE minute < ?")
+        let oldest = now - self.retention.as_secs() as i64;
+        sqlx::query("DELETE FROM batches WHERE stored_at < ?")
             .bind(oldest)
             .execute(&mut *tx)
             .await?;
+        for period in [Period::Minute, Period::Hour] {
+            sqlx::query(&format!("DELETE FROM {} WHERE start < ?", period.table()))
+                .bind(oldest)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await
     }
 }
@@ -116,35 +118,102 @@ fn err(e: sqlx::Error) -> SinkError {
     SinkError(format!("embedded analytics store: {e}"))
 }
 
-/// The batch folded into per-minute rows.
-fn rollups(batch: &[RequestEvent]) -> HashMap<Key, RollupRow> {
-    let mut rows: HashMap<Key, RollupRow> = HashMap::new();
+/// Adds one period's counts and latencies to its stored row.
+async fn add_rollup(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    table: &str,
+    (start, service, route, consumer, status): Key,
+    mut row: RollupRow,
+    mut latency: Histogram,
+) -> Result<(), sqlx::Error> {
+    let existing = sqlx::query(&format!(
+        "SELECT requests, rate_limited, auth_failed, bytes_in, bytes_out, latency FROM {table} \
+         WHERE start = ? AND service = ? AND route = ? AND consumer = ? AND status = ?"
+    ))
+    .bind(start)
+    .bind(&service)
+    .bind(&route)
+    .bind(&consumer)
+    .bind(status)
+    .fetch_optional(&mut **tx)
+    .await?;
+    if let Some(e) = existing {
+        row.requests += e.get::<i64, _>(0) as u64;
+        row.rate_limited += e.get::<i64, _>(1) as u64;
+        row.auth_failed += e.get::<i64, _>(2) as u64;
+        row.bytes_in += e.get::<i64, _>(3) as u64;
+        row.bytes_out += e.get::<i64, _>(4) as u64;
+        latency.merge_bytes(&e.get::<Vec<u8>, _>(5));
+    }
+    sqlx::query(&format!(
+        "INSERT OR REPLACE INTO {table} (start, service, route, consumer, status, requests, \
+         rate_limited, auth_failed, bytes_in, bytes_out, latency) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    ))
+    .bind(start)
+    .bind(&service)
+    .bind(&route)
+    .bind(&consumer)
+    .bind(status)
+    .bind(row.requests as i64)
+    .bind(row.rate_limited as i64)
+    .bind(row.auth_failed as i64)
+    .bind(row.bytes_in as i64)
+    .bind(row.bytes_out as i64)
+    .bind(latency.to_bytes())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The rollup periods, each in its own table.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Period {
+    Minute,
+    Hour,
+}
+
+impl Period {
+    pub(crate) fn seconds(self) -> i64 {
+        match self {
+            Period::Minute => 60,
+            Period::Hour => 3600,
+        }
+    }
+
+    pub(crate) fn table(self) -> &'static str {
+        match self {
+            Period::Minute => "rollup_minute",
+            Period::Hour => "rollup_hour",
+        }
+    }
+}
+
+/// The batch folded into rows per period of `seconds`, each with its latency histogram.
+fn rollups(batch: &[RequestEvent], seconds: i64) -> HashMap<Key, (RollupRow, Histogram)> {
+    let mut rows: HashMap<Key, (RollupRow, Histogram)> = HashMap::new();
     for e in batch {
         let secs = (e.timestamp_us / 1_000_000) as i64;
         let text = |v: &Option<std::sync::Arc<str>>| v.as_deref().unwrap_or("").to_string();
         let key = (
-            secs - secs.rem_euclid(60),
+            secs - secs.rem_euclid(seconds),
             text(&e.service),
             text(&e.route),
             text(&e.consumer),
             e.status,
         );
-        let row = rows.entry(key).or_insert_with(|| RollupRow {
-            latency: Histogram::default(),
-            ..RollupRow::default()
-        });
+        let (row, latency) = rows.entry(key).or_default();
         row.requests += 1;
         row.rate_limited += u64::from(e.rate_limited);
         row.auth_failed += u64::from(e.auth_failed);
         row.bytes_in += e.bytes_in;
         row.bytes_out += e.bytes_out;
-        row.latency.record(e.total_latency_us);
+        latency.record(e.total_latency_us);
     }
     rows
 }
 
 impl Sink for Embedded {
-    fn write<'a>(&'a self, batch: &'a [RequestEvent]) -> WriteFuture<'a> {
+    fn write<'a>(&'a self, batch: &'a Batch, _retry: bool) -> WriteFuture<'a> {
         Box::pin(async move { self.store(batch).await.map_err(err) })
     }
 }

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Analytics benchmark, in one run on this machine: a ClickHouse server (Debian's package,
+# deploy/clickhouse/config.xml) on loopback; the pipeline's events/s into it and the query
+# times (cargo bench -p tollgate-analytics); then the proxy's requests/s with analytics off,
+# embedded and ClickHouse against the same nginx backend, driven by wrk. Prints the figures.
+#   deploy/bench/analytics.sh [duration_seconds]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+dur=${1:-10}
+source deploy/bench/lib.sh
+bench_setup nginx wrk clickhouse-server
+
+ch_http=$(free_port); ch_tcp=$(free_port)
+clickhouse-server --config-file=deploy/clickhouse/config.xml -- --http_port=$ch_http --tcp_port=$ch_tcp \
+  --path=$work/ch/ --tmp_path=$work/ch/tmp/ --user_files_path=$work/ch/uf/ --format_schema_path=$work/ch/fs/ \
+  > "$work/clickhouse.log" 2>&1 & pids+=($!)
+for _ in $(seq 300); do curl -fs "http://127.0.0.1:$ch_http/ping" >/dev/null 2>&1 && break; sleep 0.1; done
+ch_url="http://127.0.0.1:$ch_http"
+
+echo "== cargo bench -p tollgate-analytics --bench pipeline"
+TOLLGATE_BENCH_CLICKHOUSE_URL=$ch_url cargo bench --quiet -p tollgate-analytics --bench pipeline 2>&1 | grep -v '^$'
+
+backend=$(free_port)
+cat > "$work/backend.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $work/backend.pid;
+error_log $work/backend-error.log;
+events { worker_connections 4096; }
+http { access_log off; server { listen 127.0.0.1:$backend; location / { default_type application/json; return 200 '{"ok":true}'; } } }
+CONF
+nginx -c "$work/backend.conf" -p "$work" & pids+=($!)
+printf '_format_version: "3.0"\nservices:\n  - name: backend\n    url: http://127.0.0.1:%s\n    routes:\n      - name: api\n        paths: [/api/]\n' "$backend" > "$work/one.yaml"
+
+run() { # $1 = TOLLGATE_ANALYTICS; prints "rps p99"
+  local proxy status pid
+  proxy=$(free_port); status=$(free_port)
+  mkdir -p "$work/data-$1"
+  TOLLGATE_DATABASE=off TOLLGATE_DECLARATIVE_CONFIG="$work/one.yaml" TOLLGATE_WORKER_THREADS=1 \
+  TOLLGATE_ANALYTICS=$1 TOLLGATE_CLICKHOUSE_URL=$ch_url TOLLGATE_DATA_DIR="$work/data-$1" \
+  TOLLGATE_PROXY_LISTEN=127.0.0.1:$proxy TOLLGATE_ADMIN_LISTEN=off TOLLGATE_STATUS_LISTEN=127.0.0.1:$status \
+  TOLLGATE_CONSOLE_LISTEN=off TOLLGATE_PORTAL_LISTEN=off RUST_LOG=warn "$bin" > "$work/tollgate-$1.log" 2>&1 &
+  pid=$!; pids+=($pid)
+  for _ in $(seq 600); do curl -fs "http://127.0.0.1:$status/status" >/dev/null 2>&1 && break; sleep 0.05; done
+  wrk -t1 -c32 -d${dur}s --latency "http://127.0.0.1:$proxy/api/x" > "$work/wrk.out"
+  sleep 2
+  local metrics; metrics=$(curl -fs "http://127.0.0.1:$status/metrics")
+  echo "$(awk '/Requests\/sec/ {print $2}' "$work/wrk.out") $(awk '$1=="99%" {print $2}' "$work/wrk.out") \
+$(echo "$metrics" | awk '/^tollgate_analytics_events_flushed_total/ {print $2}') \
+$(echo "$metrics" | awk '/^tollgate_analytics_events_dropped_total/ {print $2}')"
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+}
+
+read -r off_rps off_p99 _ _ < <(run off)
+read -r emb_rps emb_p99 emb_flushed emb_dropped < <(run embedded)
+read -r ch_rps ch_p99 ch_flushed ch_dropped < <(run clickhouse)
+echo
+echo "wrk -t1 -c32 -d${dur}s, one proxy worker, same run ($(date -u +%F), $(nproc) cores)"
+echo
+echo "| analytics | requests/s | p99 | events flushed | dropped |"
+echo "|---|---|---|---|---|"
+echo "| off | $off_rps | $off_p99 | - | - |"
+echo "| embedded | $emb_rps | $emb_p99 | $emb_flushed | $emb_dropped |"
+echo "| clickhouse | $ch_rps | $ch_p99 | $ch_flushed | $ch_dropped |"
+echo
+python3 -c "print(f'cost of analytics: embedded {1-$emb_rps/$off_rps:.1%}, ClickHouse {1-$ch_rps/$off_rps:.1%} of requests/s')"
