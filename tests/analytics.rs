@@ -454,3 +454,37 @@ async fn the_default_embedded_store_answers_the_admin_api() {
     assert_eq!(events.json[0]["path"], "/api/get/context");
     assert!(gw.data_dir.join("analytics.db").exists());
 }
+
+#[tokio::test]
+async fn sigterm_flushes_every_queued_event() {
+    let backend = Backend::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("kong.yaml");
+    std::fs::write(&file, config(&backend)).unwrap();
+    let file = file.to_str().unwrap().to_string();
+    // Batches would wait a minute: only the shutdown can send these.
+    let mut gw = Gateway::start_in(
+        &[
+            ("TOLLGATE_DATABASE", "off"),
+            ("TOLLGATE_DECLARATIVE_CONFIG", &file),
+            ("TOLLGATE_ANALYTICS_FLUSH_MS", "60000"),
+        ],
+        dir.path().to_path_buf(),
+        None,
+    )
+    .await;
+    fire(&gw, Some(BOB), 40, 2).await;
+    assert!(gw.terminate().success());
+    let store =
+        tollgate_analytics::sink::embedded::Embedded::open(dir.path(), Duration::from_secs(86_400))
+            .await
+            .unwrap();
+    let now = tollgate_analytics::unix_now();
+    let all = tollgate_analytics::query::Filter {
+        from: now - 600,
+        to: now + 1,
+        ..Default::default()
+    };
+    use tollgate_analytics::query::Queries;
+    assert_eq!(store.summary(&all).await.unwrap().requests, 40);
+}

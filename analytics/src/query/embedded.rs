@@ -88,7 +88,7 @@ impl Embedded {
     /// Every rollup row for `f`: whole hours from the hourly table, the edges by the minute.
     /// Minute rows cover every minute that overlaps `[from, to)`.
     async fn rows(&self, f: &Filter, names: bool) -> Result<Vec<RollupRow>, QueryError> {
-        let (minute, hour) = (Period::Minute, Period::Hour);
+        let (minute, hour) = (minute_table(f, names), Period::Hour);
         let from = f.from - f.from.rem_euclid(60);
         let first_hour = from + (3600 - from.rem_euclid(3600)) % 3600;
         let last_hour = f.to - f.to.rem_euclid(3600);
@@ -107,6 +107,16 @@ impl Embedded {
     }
 }
 
+/// The minute rows to read: without filters or names, the table by status alone.
+fn minute_table(f: &Filter, names: bool) -> Period {
+    let unfiltered = f.service.is_none() && f.route.is_none() && f.consumer.is_none();
+    if unfiltered && !names {
+        Period::MinuteTotal
+    } else {
+        Period::Minute
+    }
+}
+
 impl Queries for Embedded {
     fn summary<'a>(&'a self, f: &'a Filter) -> QueryFuture<'a, Summary> {
         Box::pin(async move { Ok(aggregate::summary(&self.rows(f, false).await?)) })
@@ -118,7 +128,7 @@ impl Queries for Embedded {
             let period = if step >= 3600 {
                 Period::Hour
             } else {
-                Period::Minute
+                minute_table(f, false)
             };
             let rows = self.scan(period.table(), from, f.to, f, false).await?;
             Ok(aggregate::timeseries(&rows, step))

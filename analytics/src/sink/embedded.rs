@@ -42,7 +42,7 @@ impl Embedded {
             .connect_with(options)
             .await
             .map_err(err)?;
-        for period in [Period::Minute, Period::Hour] {
+        for period in Period::ALL {
             let ddl = ROLLUP_TABLE.replace("{rollup}", period.table());
             sqlx::raw_sql(&ddl).execute(&pool).await.map_err(err)?;
         }
@@ -68,8 +68,8 @@ impl Embedded {
             return Ok(());
         }
         let batch = &batch.events;
-        for period in [Period::Minute, Period::Hour] {
-            for (key, (row, latency)) in rollups(batch, period.seconds()) {
+        for period in Period::ALL {
+            for (key, (row, latency)) in rollups(batch, period) {
                 add_rollup(&mut tx, period.table(), key, row, latency).await?;
             }
         }
@@ -104,7 +104,7 @@ impl Embedded {
             .bind(oldest)
             .execute(&mut *tx)
             .await?;
-        for period in [Period::Minute, Period::Hour] {
+        for period in Period::ALL {
             sqlx::query(&format!("DELETE FROM {} WHERE start < ?", period.table()))
                 .bind(oldest)
                 .execute(&mut *tx)
@@ -165,17 +165,21 @@ async fn add_rollup(
     Ok(())
 }
 
-/// The rollup periods, each in its own table.
+/// The rollup tables: per minute and per hour by service, route, consumer and status, and
+/// per minute by status alone (what an unfiltered dashboard reads: far fewer rows).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Period {
     Minute,
     Hour,
+    MinuteTotal,
 }
 
 impl Period {
+    pub(crate) const ALL: [Period; 3] = [Period::Minute, Period::Hour, Period::MinuteTotal];
+
     pub(crate) fn seconds(self) -> i64 {
         match self {
-            Period::Minute => 60,
+            Period::Minute | Period::MinuteTotal => 60,
             Period::Hour => 3600,
         }
     }
@@ -184,18 +188,27 @@ impl Period {
         match self {
             Period::Minute => "rollup_minute",
             Period::Hour => "rollup_hour",
+            Period::MinuteTotal => "rollup_minute_total",
         }
+    }
+
+    /// Whether rows keep service, route and consumer.
+    fn by_name(self) -> bool {
+        self != Period::MinuteTotal
     }
 }
 
-/// The batch folded into rows per period of `seconds`, each with its latency histogram.
-fn rollups(batch: &[RequestEvent], seconds: i64) -> HashMap<Key, (RollupRow, Histogram)> {
+/// The batch folded into rows of `period`, each with its latency histogram.
+fn rollups(batch: &[RequestEvent], period: Period) -> HashMap<Key, (RollupRow, Histogram)> {
     let mut rows: HashMap<Key, (RollupRow, Histogram)> = HashMap::new();
     for e in batch {
         let secs = (e.timestamp_us / 1_000_000) as i64;
-        let text = |v: &Option<std::sync::Arc<str>>| v.as_deref().unwrap_or("").to_string();
+        let text = |v: &Option<std::sync::Arc<str>>| match v {
+            Some(v) if period.by_name() => v.to_string(),
+            _ => String::new(),
+        };
         let key = (
-            secs - secs.rem_euclid(seconds),
+            secs - secs.rem_euclid(period.seconds()),
             text(&e.service),
             text(&e.route),
             text(&e.consumer),
