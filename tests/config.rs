@@ -282,3 +282,79 @@ async fn two_nodes_on_one_postgres_see_each_others_changes_within_two_seconds() 
     a.wait_for_status(&format!("{path}hello"), 404, Duration::from_secs(2))
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn losing_the_store_keeps_the_proxy_serving_and_refuses_admin_writes() {
+    let Some(url) = service_env("TOLLGATE_TEST_POSTGRES_URL") else {
+        return;
+    };
+    let backend = Backend::start().await;
+    let server = sqlx::PgPool::connect(&url).await.unwrap();
+    let db = format!("tollgate_lost_{}", free_port());
+    sqlx::query(&format!("CREATE DATABASE {db}"))
+        .execute(&server)
+        .await
+        .unwrap();
+    let db_url = format!("{}/{db}", url.rsplit_once('/').unwrap().0);
+    let gw = Gateway::start(&[
+        ("TOLLGATE_DATABASE", "postgres"),
+        ("TOLLGATE_DATABASE_URL", &db_url),
+    ])
+    .await;
+    let service = json!({"name": "s", "url": format!("http://127.0.0.1:{}", backend.port)});
+    assert_eq!(
+        send("POST", &gw.admin_url("/services"), &[], json_body(service))
+            .await
+            .status,
+        201
+    );
+    let route = json!({"paths": ["/kept/"]});
+    assert_eq!(
+        send(
+            "POST",
+            &gw.admin_url("/services/s/routes"),
+            &[],
+            json_body(route)
+        )
+        .await
+        .status,
+        201
+    );
+    gw.wait_for_status("/kept/x", 200, Duration::from_secs(3))
+        .await;
+
+    // The database goes away under the running gateway.
+    sqlx::query(&format!("DROP DATABASE {db} WITH (FORCE)"))
+        .execute(&server)
+        .await
+        .unwrap();
+    let status_url = format!("http://127.0.0.1:{}/status", gw.status);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        let s = send("GET", &status_url, &[], None).await;
+        if s.json["database"]["reachable"] == false || std::time::Instant::now() > deadline {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        status.json["database"]["reachable"], false,
+        "{}",
+        status.body
+    );
+    assert_eq!(
+        send("GET", &gw.proxy_url("/kept/x"), &[], None)
+            .await
+            .status,
+        200,
+        "the last configuration keeps serving"
+    );
+    let write = send(
+        "POST",
+        &gw.admin_url("/consumers"),
+        &[],
+        form(&[("username", "late")]),
+    )
+    .await;
+    assert_eq!(write.status, 503, "{}", write.body);
+}
