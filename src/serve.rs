@@ -22,6 +22,7 @@ use tollgate_gateway::proxy::{server, ClientIp, Logger, Proxy};
 use tollgate_gateway::status::{self, metrics::Metrics};
 use tollgate_gateway::store::{Backend, Store};
 use tollgate_gateway::{declarative, model};
+use tollgate_portal::console;
 
 /// The runtime of everything but the proxy (admin API, status, reloads): light work, so two
 /// threads at most. The proxy workers run their own runtimes (`server::start_workers`).
@@ -73,6 +74,7 @@ pub async fn run(s: Settings) -> anyhow::Result<ExitCode> {
     let proxy_addr = listen_addr("TOLLGATE_PROXY_LISTEN", &s.proxy_listen)?;
     let admin_addr = listen_addr("TOLLGATE_ADMIN_LISTEN", &s.admin_listen)?;
     let status_addr = listen_addr("TOLLGATE_STATUS_LISTEN", &s.status_listen)?;
+    let console_addr = listen_addr("TOLLGATE_CONSOLE_LISTEN", &s.console_listen)?;
     let workers = proxy_workers(&s)?;
     let client_ip =
         ClientIp::new(&s.trusted_ips, s.real_ip_header.as_deref()).map_err(anyhow::Error::msg)?;
@@ -138,11 +140,25 @@ pub async fn run(s: Settings) -> anyhow::Result<ExitCode> {
             read_only: s.database == Database::Off,
             token: s.admin_token.clone().filter(|t| !t.is_empty()),
             summary: summary(&s, &store),
-            analytics: analytics.map(|(_, queries)| queries),
+            analytics: analytics.as_ref().map(|(_, queries)| queries.clone()),
         });
         tasks.spawn(serve_axum(
             bind("admin API", addr).await?,
             admin::router(state),
+            stop_rx.clone(),
+        ));
+    }
+    if let Some(addr) = console_addr {
+        console::bootstrap_admin(&store, s.console_admin_password.as_deref())
+            .await
+            .context("cannot create the first console user")?;
+        let state = Arc::new(console::ConsoleState::new(
+            store.clone(),
+            analytics.as_ref().map(|(_, queries)| queries.clone()),
+        ));
+        tasks.spawn(serve_axum(
+            bind("admin console", addr).await?,
+            console::router(state, false),
             stop_rx.clone(),
         ));
     }
@@ -263,19 +279,17 @@ fn summary(s: &Settings, store: &Store) -> serde_json::Value {
     })
 }
 
-/// Settings of parts later work brings (console, portal, analytics): said once, so
+/// Settings of parts later work brings (the developer portal): said once, so
 /// nobody believes they are serving.
 fn note_unbuilt_parts(s: &Settings) {
-    if listen_addr("console", &s.console_listen)
+    if listen_addr("portal", &s.portal_listen)
         .ok()
         .flatten()
         .is_some()
-        || listen_addr("portal", &s.portal_listen)
-            .ok()
-            .flatten()
-            .is_some()
     {
-        tracing::warn!("the admin console and developer portal are not part of this build yet; their listeners stay closed");
+        tracing::warn!(
+            "the developer portal is not part of this build yet; its listener stays closed"
+        );
     }
 }
 

@@ -5,6 +5,7 @@
 //! default, a file in the data dir), PostgreSQL (several nodes), and an in-memory SQLite that
 //! holds a declarative file in DB-less mode. A version counter bumped by each write is the
 //! change feed that tells every node to rebuild its snapshot.
+mod console;
 mod error;
 
 pub use error::StoreError;

@@ -1,0 +1,211 @@
+//! The console's front page: traffic, errors, 429s and latency for a time range, with
+//! optional service, route and consumer filters, from the analytics queries.
+use super::{chart, layout, ConsoleState, CurrentUser};
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use axum::Extension;
+use leptos::prelude::*;
+use serde::Deserialize;
+use std::sync::Arc;
+use tollgate_analytics::query::{Filter, Point, Queries, RecentEvent, Summary, TopBy, TopEntry};
+
+/// The ranges offered, with the bucket each is drawn in.
+const RANGES: [(&str, &str, i64, i64); 4] = [
+    ("15m", "Last 15 minutes", 900, 60),
+    ("1h", "Last hour", 3600, 60),
+    ("24h", "Last 24 hours", 86_400, 3600),
+    ("7d", "Last 7 days", 604_800, 3600),
+];
+
+#[derive(Debug, Default, Deserialize)]
+pub struct Params {
+    range: Option<String>,
+    service: Option<String>,
+    route: Option<String>,
+    consumer: Option<String>,
+}
+
+/// What the page shows, gathered before rendering.
+pub struct Data {
+    pub summary: Summary,
+    pub series: Vec<Point>,
+    pub routes: Vec<TopEntry>,
+    pub consumers: Vec<TopEntry>,
+    pub recent: Vec<RecentEvent>,
+}
+
+fn non_empty(v: &Option<String>) -> Option<String> {
+    v.as_ref()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+impl Params {
+    fn range(&self) -> (&'static str, &'static str, i64, i64) {
+        let wanted = self.range.as_deref().unwrap_or("1h");
+        RANGES
+            .into_iter()
+            .find(|r| r.0 == wanted)
+            .unwrap_or(RANGES[1])
+    }
+
+    pub fn filter(&self, now: i64) -> Filter {
+        let (_, _, span, _) = self.range();
+        Filter {
+            from: now - span,
+            to: now + 1,
+            service: non_empty(&self.service),
+            route: non_empty(&self.route),
+            consumer: non_empty(&self.consumer),
+            status_class: None,
+        }
+    }
+}
+
+pub async fn load(q: &dyn Queries, p: &Params, now: i64) -> Result<Data, String> {
+    let f = p.filter(now);
+    let (_, _, _, step) = p.range();
+    let e = |e: tollgate_analytics::query::QueryError| e.to_string();
+    Ok(Data {
+        summary: q.summary(&f).await.map_err(e)?,
+        series: q.timeseries(&f, step).await.map_err(e)?,
+        routes: q.top(&f, TopBy::Route, 10).await.map_err(e)?,
+        consumers: q.top(&f, TopBy::Consumer, 10).await.map_err(e)?,
+        recent: q.events(&f, 20).await.map_err(e)?,
+    })
+}
+
+pub async fn show(
+    State(st): State<Arc<ConsoleState>>,
+    Extension(user): Extension<CurrentUser>,
+    Query(p): Query<Params>,
+) -> Response {
+    let Some(queries) = st.analytics.as_deref() else {
+        let body = view! { <p class="empty">"Analytics are off (TOLLGATE_ANALYTICS=off): there is nothing to show."</p> };
+        return Html(layout::page("Dashboard", &user.0, body)).into_response();
+    };
+    let now = tollgate_analytics::unix_now();
+    match load(queries, &p, now).await {
+        Ok(data) => Html(layout::page("Dashboard", &user.0, render(&p, data))).into_response(),
+        Err(e) => {
+            let body = view! { <p class="error">"The analytics store did not answer: " {e}</p> };
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Html(layout::page("Dashboard", &user.0, body)),
+            )
+                .into_response()
+        }
+    }
+}
+
+fn filters(p: &Params) -> impl IntoView {
+    let (current, _, _, _) = p.range();
+    let value = |v: &Option<String>| v.clone().unwrap_or_default();
+    let (service, route, consumer) = (value(&p.service), value(&p.route), value(&p.consumer));
+    view! {
+        <form method="get" action="/" class="filters">
+            <label>"Range "
+                <select name="range">
+                    {RANGES.iter().map(|(key, label, _, _)| view! {
+                        <option value=*key selected=*key == current>{*label}</option>
+                    }).collect_view()}
+                </select>
+            </label>
+            <label>"Service " <input name="service" value=service/></label>
+            <label>"Route " <input name="route" value=route/></label>
+            <label>"Consumer " <input name="consumer" value=consumer/></label>
+            <button type="submit">"Show"</button>
+        </form>
+    }
+}
+
+fn totals(s: &Summary) -> impl IntoView {
+    let rate = if s.requests == 0 {
+        0.0
+    } else {
+        (s.server_errors + s.client_errors) as f64 * 100.0 / s.requests as f64
+    };
+    let cards = [
+        ("Requests", s.requests.to_string()),
+        ("Error rate", format!("{rate:.1} %")),
+        ("429s", s.rate_limited.to_string()),
+        ("Auth failures", s.auth_failed.to_string()),
+        (
+            "p50 / p95 / p99",
+            format!("{:.1} / {:.1} / {:.1} ms", s.p50_ms, s.p95_ms, s.p99_ms),
+        ),
+    ];
+    view! {
+        <section class="totals">
+            {cards.into_iter().map(|(label, value)| view! {
+                <div class="card"><span class="label">{label}</span><span class="value">{value}</span></div>
+            }).collect_view()}
+        </section>
+    }
+}
+
+fn top_table(title: &'static str, rows: Vec<TopEntry>) -> impl IntoView {
+    view! {
+        <section class="panel">
+            <h2>{title}</h2>
+            <table>
+                <thead><tr><th>"Name"</th><th class="num">"Requests"</th><th class="num">"Errors"</th><th class="num">"429s"</th><th class="num">"p95 ms"</th></tr></thead>
+                <tbody>
+                    {rows.into_iter().map(|r| view! {
+                        <tr>
+                            <td>{if r.name.is_empty() { "(none)".to_string() } else { r.name }}</td>
+                            <td class="num">{r.requests}</td><td class="num">{r.errors}</td>
+                            <td class="num">{r.rate_limited}</td><td class="num">{format!("{:.1}", r.p95_ms)}</td>
+                        </tr>
+                    }).collect_view()}
+                </tbody>
+            </table>
+        </section>
+    }
+}
+
+fn recent_table(rows: Vec<RecentEvent>) -> impl IntoView {
+    view! {
+        <section class="panel wide">
+            <h2>"Recent requests"</h2>
+            <table>
+                <thead><tr><th>"Time (UTC)"</th><th>"Method"</th><th>"Path"</th><th>"Route"</th><th>"Consumer"</th><th class="num">"Status"</th><th class="num">"ms"</th></tr></thead>
+                <tbody>
+                    {rows.into_iter().map(|e| {
+                        let secs = (e.timestamp_us / 1_000_000) as i64;
+                        let at = format!("{:02}:{:02}:{:02}", secs.rem_euclid(86_400) / 3600, secs % 3600 / 60, secs % 60);
+                        let class = format!("status s{}", e.status / 100);
+                        view! {
+                            <tr>
+                                <td>{at}</td><td>{e.method}</td><td class="path">{e.path}</td><td>{e.route}</td>
+                                <td>{e.consumer}</td><td class=class>{e.status}</td><td class="num">{format!("{:.1}", e.latency_ms)}</td>
+                            </tr>
+                        }
+                    }).collect_view()}
+                </tbody>
+            </table>
+        </section>
+    }
+}
+
+pub fn render(p: &Params, d: Data) -> impl IntoView + 'static {
+    let (_, label, _, _) = p.range();
+    let empty = d.summary.requests == 0;
+    let body = (!empty).then(|| {
+        view! {
+            {totals(&d.summary)}
+            <section class="panel wide"><h2>"Requests by status"</h2>{chart::requests(&d.series)}</section>
+            <section class="panel wide"><h2>"Latency"</h2>{chart::latency(&d.series)}</section>
+            {top_table("Top routes", d.routes)}
+            {top_table("Top consumers", d.consumers)}
+            {recent_table(d.recent)}
+        }
+    });
+    view! {
+        {filters(p)}
+        <p class="range">{label}</p>
+        {empty.then(|| view! { <p class="empty">"No traffic yet in this range. Requests through the proxy show up here within a few seconds."</p> })}
+        <div class="grid">{body}</div>
+    }
+}

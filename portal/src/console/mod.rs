@@ -1,0 +1,136 @@
+//! The admin console on `TOLLGATE_CONSOLE_LISTEN`: log in, then watch traffic, 429s and
+//! latency. Every page but the login form needs a session; every form post must come from
+//! the console's own origin (checked on `Origin`, or `Referer` when a browser sends no Origin).
+mod auth;
+mod chart;
+pub mod dashboard;
+mod layout;
+mod sessions;
+
+pub use auth::{bootstrap_admin, hash_password};
+use axum::extract::Request;
+use axum::http::{header, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use std::sync::Arc;
+use tollgate_analytics::query::Queries;
+use tollgate_gateway::store::Store;
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{Expiry, Session, SessionManagerLayer};
+
+const STYLESHEET: &str = include_str!("../../../assets/console.css");
+
+pub struct ConsoleState {
+    pub store: Store,
+    pub analytics: Option<Arc<dyn Queries>>,
+    lockout: auth::Lockout,
+}
+
+impl ConsoleState {
+    pub fn new(store: Store, analytics: Option<Arc<dyn Queries>>) -> ConsoleState {
+        ConsoleState {
+            store,
+            analytics,
+            lockout: auth::Lockout::default(),
+        }
+    }
+}
+
+/// The logged-in user's name, put in the request by the guard.
+#[derive(Clone)]
+pub struct CurrentUser(pub String);
+
+/// The console. `secure_cookies` when it is served over TLS.
+pub fn router(state: Arc<ConsoleState>, secure_cookies: bool) -> Router {
+    let sessions = SessionManagerLayer::new(sessions::StoreSessions(state.store.clone()))
+        .with_name("tollgate_console")
+        .with_http_only(true)
+        .with_same_site(SameSite::Strict)
+        .with_secure(secure_cookies)
+        .with_expiry(Expiry::OnInactivity(time::Duration::hours(8)));
+    Router::new()
+        .route("/", get(dashboard::show))
+        .route("/login", get(auth::show_login).post(auth::login))
+        .route("/logout", post(auth::logout))
+        .route("/assets/console.css", get(stylesheet))
+        .layer(middleware::from_fn(guard))
+        .layer(sessions)
+        .with_state(state)
+}
+
+async fn stylesheet() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        STYLESHEET,
+    )
+}
+
+/// Refuses cross-origin posts, and sends visitors without a session to the login form.
+async fn guard(session: Session, mut req: Request, next: Next) -> Response {
+    if req.method() != Method::GET && req.method() != Method::HEAD && !same_origin(&req) {
+        return (StatusCode::FORBIDDEN, "cross-origin request refused").into_response();
+    }
+    let path = req.uri().path();
+    if path == "/login" || path.starts_with("/assets/") {
+        return next.run(req).await;
+    }
+    match session.get::<String>(auth::USER).await {
+        Ok(Some(user)) => {
+            req.extensions_mut().insert(CurrentUser(user));
+            next.run(req).await
+        }
+        _ => Redirect::to("/login").into_response(),
+    }
+}
+
+/// Whether the request's `Origin` (or `Referer`) names the host it was sent to.
+fn same_origin(req: &Request) -> bool {
+    let h = req.headers();
+    let Some(host) = h.get(header::HOST).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let source = h
+        .get(header::ORIGIN)
+        .or_else(|| h.get(header::REFERER))
+        .and_then(|v| v.to_str().ok());
+    source.is_some_and(|s| {
+        let rest = s.split_once("://").map_or("", |(_, r)| r);
+        rest.split('/').next() == Some(host)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn post(headers: &[(&str, &str)]) -> Request {
+        let mut b = axum::http::Request::post("/logout");
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(axum::body::Body::empty()).unwrap()
+    }
+
+    #[test]
+    fn only_posts_from_the_console_itself_pass() {
+        assert!(same_origin(&post(&[
+            ("host", "127.0.0.1:8002"),
+            ("origin", "http://127.0.0.1:8002")
+        ])));
+        assert!(same_origin(&post(&[
+            ("host", "c.example"),
+            ("referer", "https://c.example/login?x")
+        ])));
+        assert!(!same_origin(&post(&[
+            ("host", "c.example"),
+            ("origin", "https://evil.example")
+        ])));
+        assert!(!same_origin(&post(&[
+            ("host", "c.example"),
+            ("origin", "https://c.example.evil.example")
+        ])));
+        assert!(!same_origin(&post(&[("host", "c.example")])));
+    }
+}

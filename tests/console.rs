@@ -1,0 +1,188 @@
+//! The admin console end to end, over HTTP as a browser without JavaScript uses it: the login
+//! form, the session cookie, the guard, the cross-origin check and the dashboard's numbers.
+mod common;
+
+use common::*;
+use std::time::{Duration, Instant};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+struct Console {
+    gw: Gateway,
+    port: u16,
+}
+
+impl Console {
+    async fn start() -> Console {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let gw = Gateway::start(&[
+            ("TOLLGATE_CONSOLE_LISTEN", &listen),
+            ("TOLLGATE_CONSOLE_ADMIN_PASSWORD", PASSWORD),
+            ("TOLLGATE_ANALYTICS_FLUSH_MS", "100"),
+        ])
+        .await;
+        Console { gw, port }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn origin(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    async fn login(&self, password: &str, cookie: Option<&str>) -> Resp {
+        let origin = self.origin();
+        let mut headers = vec![("origin", origin.as_str())];
+        if let Some(c) = cookie {
+            headers.push(("cookie", c));
+        }
+        let body = form(&[("username", "admin"), ("password", password)]);
+        send("POST", &self.url("/login"), &headers, body).await
+    }
+
+    async fn get(&self, path: &str, cookie: &str) -> Resp {
+        send("GET", &self.url(path), &[("cookie", cookie)], None).await
+    }
+}
+
+/// `name=value` of the session cookie a response sets.
+fn session_cookie(r: &Resp) -> String {
+    let set = r.header("set-cookie").expect("a session cookie");
+    set.split(';').next().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn visitors_without_a_session_go_to_the_login_form_and_foreign_posts_are_refused() {
+    let c = Console::start().await;
+    for path in ["/", "/?range=24h"] {
+        let r = send("GET", &c.url(path), &[], None).await;
+        assert_eq!(
+            (r.status, r.header("location")),
+            (303, Some("/login")),
+            "{path}"
+        );
+    }
+    let login = send("GET", &c.url("/login"), &[], None).await;
+    assert!(login
+        .body
+        .contains("<form method=\"post\" action=\"/login\""));
+    let css = send("GET", &c.url("/assets/console.css"), &[], None).await;
+    assert_eq!(css.header("content-type"), Some("text/css; charset=utf-8"));
+    // Posts from another origin, or with no origin at all, change nothing.
+    let evil = [("origin", "https://evil.example")];
+    let body = form(&[("username", "admin"), ("password", PASSWORD)]);
+    assert_eq!(
+        send("POST", &c.url("/login"), &evil, body).await.status,
+        403
+    );
+    assert_eq!(send("POST", &c.url("/logout"), &[], None).await.status, 403);
+}
+
+#[tokio::test]
+async fn a_login_gets_a_fresh_strict_session_and_logout_ends_it() {
+    let c = Console::start().await;
+    let wrong = c.login("nope", None).await;
+    assert_eq!(wrong.status, 401);
+    assert!(wrong.body.contains("Wrong username or password."));
+    assert!(wrong.header("set-cookie").is_none());
+
+    // A session id planted before the login is not the one after it.
+    let planted = "tollgate_console=AAAAAAAAAAAAAAAAAAAAAA";
+    let ok = c.login(PASSWORD, Some(planted)).await;
+    assert_eq!((ok.status, ok.header("location")), (303, Some("/")));
+    let set = ok.header("set-cookie").unwrap().to_string();
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+        "{set}"
+    );
+    let cookie = session_cookie(&ok);
+    assert_ne!(cookie, planted);
+    let page = c.get("/", &cookie).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("<h1>Dashboard</h1>") && page.body.contains("admin"));
+    assert!(page.body.contains("No traffic yet"));
+
+    let origin = c.origin();
+    let out = send(
+        "POST",
+        &c.url("/logout"),
+        &[("cookie", &cookie), ("origin", &origin)],
+        None,
+    )
+    .await;
+    assert_eq!((out.status, out.header("location")), (303, Some("/login")));
+    assert_eq!(
+        c.get("/", &cookie).await.status,
+        303,
+        "the old cookie no longer works"
+    );
+}
+
+#[tokio::test]
+async fn five_wrong_passwords_in_a_minute_lock_the_login() {
+    let c = Console::start().await;
+    for _ in 0..5 {
+        assert_eq!(c.login("wrong", None).await.status, 401);
+    }
+    let locked = c.login(PASSWORD, None).await;
+    assert_eq!(locked.status, 429);
+    assert!(locked.body.contains("try again in a minute"));
+}
+
+#[tokio::test]
+async fn the_dashboard_shows_the_proxys_requests_and_429s() {
+    let c = Console::start().await;
+    let backend = Backend::start().await;
+    let gw = &c.gw;
+    let url = format!("http://127.0.0.1:{}", backend.port);
+    for (path, pairs) in [
+        ("/services", vec![("name", "pytbak"), ("url", url.as_str())]),
+        (
+            "/services/pytbak/routes",
+            vec![("name", "api"), ("paths[]", "/api/")],
+        ),
+        (
+            "/routes/api/plugins",
+            vec![("name", "rate-limiting"), ("config.hour", "7")],
+        ),
+    ] {
+        assert_eq!(
+            send("POST", &gw.admin_url(path), &[], form(&pairs))
+                .await
+                .status,
+            201
+        );
+    }
+    gw.settled().await;
+    for _ in 0..10 {
+        send("GET", &gw.proxy_url("/api/get/context"), &[], None).await;
+    }
+    let cookie = session_cookie(&c.login(PASSWORD, None).await);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let page = loop {
+        let p = c.get("/?range=15m", &cookie).await;
+        if !p.body.contains("No traffic yet") || Instant::now() > deadline {
+            break p;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let value = |label: &str| -> String {
+        let at = page.body.find(&format!(">{label}</span>")).expect(label);
+        let rest = &page.body[at..];
+        let start = rest.find("class=\"value\">").unwrap() + 14;
+        rest[start..start + rest[start..].find('<').unwrap()].to_string()
+    };
+    assert_eq!(value("Requests"), "10");
+    assert_eq!(value("429s"), "3");
+    assert!(page.body.contains("<svg") && page.body.contains("class=\"s429\""));
+    assert!(page.body.contains(">api</td>"), "top routes name the route");
+    assert!(
+        page.body.contains("/api/get/context"),
+        "recent requests are listed"
+    );
+    let filtered = c.get("/?range=15m&route=other", &cookie).await;
+    assert!(filtered.body.contains("No traffic yet"));
+}
