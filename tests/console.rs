@@ -137,29 +137,7 @@ async fn the_dashboard_shows_the_proxys_requests_and_429s() {
     let c = Console::start().await;
     let backend = Backend::start().await;
     let gw = &c.gw;
-    let url = format!("http://127.0.0.1:{}", backend.port);
-    for (path, pairs) in [
-        ("/services", vec![("name", "pytbak"), ("url", url.as_str())]),
-        (
-            "/services/pytbak/routes",
-            vec![("name", "api"), ("paths[]", "/api/")],
-        ),
-        (
-            "/routes/api/plugins",
-            vec![("name", "rate-limiting"), ("config.hour", "7")],
-        ),
-    ] {
-        assert_eq!(
-            send("POST", &gw.admin_url(path), &[], form(&pairs))
-                .await
-                .status,
-            201
-        );
-    }
-    gw.settled().await;
-    for _ in 0..10 {
-        send("GET", &gw.proxy_url("/api/get/context"), &[], None).await;
-    }
+    limited_traffic(gw, &backend, 7, 10).await;
     let cookie = session_cookie(&c.login(PASSWORD, None).await);
     let deadline = Instant::now() + Duration::from_secs(10);
     let page = loop {

@@ -471,3 +471,29 @@ impl Drop for ClickHouseServer {
         self.stop();
     }
 }
+
+/// Service `pytbak` on `backend` with route `api` (`/api/`) limited to `per_hour` requests,
+/// then `requests` GETs through the proxy: the traffic the console tests look at.
+pub async fn limited_traffic(gw: &Gateway, backend: &Backend, per_hour: u32, requests: usize) {
+    let url = format!("http://127.0.0.1:{}", backend.port);
+    let limit = per_hour.to_string();
+    let setup = [
+        ("/services", vec![("name", "pytbak"), ("url", url.as_str())]),
+        (
+            "/services/pytbak/routes",
+            vec![("name", "api"), ("paths[]", "/api/")],
+        ),
+        (
+            "/routes/api/plugins",
+            vec![("name", "rate-limiting"), ("config.hour", limit.as_str())],
+        ),
+    ];
+    for (path, pairs) in setup {
+        let r = send("POST", &gw.admin_url(path), &[], form(&pairs)).await;
+        assert_eq!(r.status, 201, "{path}: {}", r.body);
+    }
+    gw.settled().await;
+    for _ in 0..requests {
+        send("GET", &gw.proxy_url("/api/get/context"), &[], None).await;
+    }
+}

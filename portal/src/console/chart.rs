@@ -19,10 +19,13 @@ fn axes(points: &[Point], max: f64, unit: &'static str) -> impl IntoView {
     let ticks: Vec<(f64, String)> = [0.0, 0.5, 1.0]
         .iter()
         .map(|f| {
-            (
-                plot_h - f * (plot_h - 8.0),
-                format!("{:.0} {unit}", f * max),
-            )
+            let value = f * max;
+            let label = if max < 10.0 {
+                format!("{value:.1} {unit}")
+            } else {
+                format!("{value:.0} {unit}")
+            };
+            (plot_h - f * (plot_h - 8.0), label)
         })
         .collect();
     let first = points.first().map(|p| clock(p.start)).unwrap_or_default();

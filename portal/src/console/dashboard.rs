@@ -69,11 +69,29 @@ pub async fn load(q: &dyn Queries, p: &Params, now: i64) -> Result<Data, String>
     let e = |e: tollgate_analytics::query::QueryError| e.to_string();
     Ok(Data {
         summary: q.summary(&f).await.map_err(e)?,
-        series: q.timeseries(&f, step).await.map_err(e)?,
+        series: every_bucket(q.timeseries(&f, step).await.map_err(e)?, &f, step),
         routes: q.top(&f, TopBy::Route, 10).await.map_err(e)?,
         consumers: q.top(&f, TopBy::Consumer, 10).await.map_err(e)?,
         recent: q.events(&f, 20).await.map_err(e)?,
     })
+}
+
+/// The series with a zero point for each bucket without traffic, so the time axis spans the
+/// whole range.
+fn every_bucket(series: Vec<Point>, f: &Filter, step: i64) -> Vec<Point> {
+    let mut known: std::collections::BTreeMap<i64, Point> =
+        series.into_iter().map(|p| (p.start, p)).collect();
+    let first = f.from - f.from.rem_euclid(step);
+    (0..)
+        .map(|i| first + i * step)
+        .take_while(|start| *start < f.to)
+        .map(|start| {
+            known.remove(&start).unwrap_or(Point {
+                start,
+                ..Point::default()
+            })
+        })
+        .collect()
 }
 
 pub async fn show(
@@ -207,5 +225,45 @@ pub fn render(p: &Params, d: Data) -> impl IntoView + 'static {
         <p class="range">{label}</p>
         {empty.then(|| view! { <p class="empty">"No traffic yet in this range. Requests through the proxy show up here within a few seconds."</p> })}
         <div class="grid">{body}</div>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_series_covers_the_range_bucket_by_bucket() {
+        let f = Filter {
+            from: 1000,
+            to: 1300,
+            ..Filter::default()
+        };
+        let busy = Point {
+            start: 1080,
+            requests: 5,
+            ..Point::default()
+        };
+        let filled = every_bucket(vec![busy.clone()], &f, 60);
+        let starts: Vec<i64> = filled.iter().map(|p| p.start).collect();
+        assert_eq!(starts, [960, 1020, 1080, 1140, 1200, 1260]);
+        assert_eq!(filled[2], busy);
+        assert_eq!(filled[0].requests, 0);
+    }
+
+    #[test]
+    fn unknown_ranges_fall_back_to_the_last_hour() {
+        let p = Params {
+            range: Some("1y".into()),
+            ..Params::default()
+        };
+        let f = p.filter(10_000);
+        assert_eq!((f.from, f.to), (10_000 - 3600, 10_001));
+        let p = Params {
+            range: Some("7d".into()),
+            consumer: Some("  ".into()),
+            ..Params::default()
+        };
+        assert_eq!(p.filter(10_000_000).consumer, None);
     }
 }
