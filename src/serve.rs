@@ -152,9 +152,18 @@ pub async fn run(s: Settings) -> anyhow::Result<ExitCode> {
         console::bootstrap_admin(&store, s.console_admin_password.as_deref())
             .await
             .context("cannot create the first console user")?;
+        // The console's own, in-process admin API: reachable only through a console session.
+        let admin_api = admin::router(Arc::new(AdminState {
+            reloader: reloader.clone(),
+            read_only: s.database == Database::Off,
+            token: None,
+            summary: json!({}),
+            analytics: None,
+        }));
         let state = Arc::new(console::ConsoleState::new(
             store.clone(),
             analytics.as_ref().map(|(_, queries)| queries.clone()),
+            admin_api,
         ));
         tasks.spawn(serve_axum(
             bind("admin console", addr).await?,

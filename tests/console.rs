@@ -164,3 +164,171 @@ async fn the_dashboard_shows_the_proxys_requests_and_429s() {
     let filtered = c.get("/?range=15m&route=other", &cookie).await;
     assert!(filtered.body.contains("No traffic yet"));
 }
+
+/// Posts a console form as the browser would (same origin, the session cookie).
+async fn post_form(c: &Console, cookie: &str, path: &str, pairs: &[(&str, &str)]) -> Resp {
+    let origin = c.origin();
+    let headers = [("cookie", cookie), ("origin", origin.as_str())];
+    send("POST", &c.url(path), &headers, form(pairs)).await
+}
+
+#[tokio::test]
+async fn the_seed_walkthrough_through_the_console_forms() {
+    let c = Console::start().await;
+    let backend = Backend::start().await;
+    let cookie = session_cookie(&c.login(PASSWORD, None).await);
+    let created = |r: &Resp| assert_eq!(r.status, 303, "{}", r.body);
+    let url = format!("http://127.0.0.1:{}", backend.port);
+    created(
+        &post_form(
+            &c,
+            &cookie,
+            "/services",
+            &[("name", "pytbak"), ("url", &url)],
+        )
+        .await,
+    );
+    let paths = "/api/\n/v2/";
+    created(
+        &post_form(
+            &c,
+            &cookie,
+            "/routes",
+            &[
+                ("name", "api"),
+                ("service", "pytbak"),
+                ("paths", paths),
+                ("strip_path", "false"),
+            ],
+        )
+        .await,
+    );
+    created(
+        &post_form(
+            &c,
+            &cookie,
+            "/plugins",
+            &[("name", "key-auth"), ("service", "pytbak")],
+        )
+        .await,
+    );
+    created(&post_form(&c, &cookie, "/consumers", &[("username", "slow_user")]).await);
+
+    // A bad limit is refused with the admin API's message next to the field.
+    let bad = post_form(
+        &c,
+        &cookie,
+        "/plugins",
+        &[
+            ("name", "rate-limiting"),
+            ("config.second", "4"),
+            ("config.minute", "2"),
+        ],
+    )
+    .await;
+    assert_eq!(bad.status, 400);
+    assert!(
+        bad.body
+            .contains("cannot be lower than the limit for second"),
+        "{}",
+        bad.body
+    );
+    assert!(bad.body.contains("field invalid"), "the field is marked");
+    assert!(bad.body.contains("value=\"4\""), "what was typed stays");
+    created(
+        &post_form(
+            &c,
+            &cookie,
+            "/plugins",
+            &[
+                ("name", "rate-limiting"),
+                ("config.second", "3"),
+                ("consumer", "slow_user"),
+                ("route", "api"),
+            ],
+        )
+        .await,
+    );
+
+    // The key is shown once, on the consumer's page.
+    let consumer = c.get("/consumers", &cookie).await;
+    let open = consumer.body.split("href=\"/consumers/").nth(1).unwrap();
+    let id = &open[..36];
+    let page = post_form(
+        &c,
+        &cookie,
+        &format!("/consumers/{id}/keys"),
+        &[("key", "")],
+    )
+    .await;
+    let key_at = page.body.find("<code class=\"key\">").expect("the new key") + 18;
+    let key = page.body[key_at..key_at + 32].to_string();
+    assert!(page.body.contains("Route + Consumer (2nd of 8)"));
+    assert!(
+        !c.get(&format!("/consumers/{id}"), &cookie)
+            .await
+            .body
+            .contains(&key),
+        "shown only once"
+    );
+
+    // Through the proxy: three a second for slow_user, then 429s, and the dashboard shows them.
+    c.gw.settled().await;
+    let statuses: Vec<u16> = burst(&c.gw, &key, 5).await;
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        2,
+        "{statuses:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let d = c.get("/?range=15m", &cookie).await;
+        if d.body
+            .contains(">429s</span><span class=\"value\">2</span>")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the dashboard never showed the 429s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Deleting asks first.
+    let ask = c.get(&format!("/consumers/{id}/delete"), &cookie).await;
+    assert!(
+        ask.body.contains("cannot be undone")
+            && ask
+                .body
+                .contains(&format!("action=\"/consumers/{id}/delete\""))
+    );
+    created(&post_form(&c, &cookie, &format!("/consumers/{id}/delete"), &[]).await);
+    assert!(c
+        .get("/consumers", &cookie)
+        .await
+        .body
+        .contains("None yet."));
+}
+
+/// `n` requests with `key`, sent back to back at the start of a second (one limit window).
+async fn burst(gw: &Gateway, key: &str, n: usize) -> Vec<u16> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1020 - u64::from(now.subsec_millis()))).await;
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(
+            send(
+                "GET",
+                &gw.proxy_url("/api/get/context"),
+                &[("apikey", key)],
+                None,
+            )
+            .await
+            .status,
+        );
+    }
+    out
+}

@@ -30,6 +30,10 @@ pub fn page(title: &str, user: &str, content: impl IntoView + 'static) -> String
                 <nav class="sidebar" aria-label="Console">
                     <a class="brand" href="/">"Tollgate"</a>
                     <a href="/">"Dashboard"</a>
+                    <a href="/services">"Services"</a>
+                    <a href="/routes">"Routes"</a>
+                    <a href="/consumers">"Consumers"</a>
+                    <a href="/plugins">"Plugins"</a>
                     <form method="post" action="/logout" class="logout">
                         <span class="user">{user}</span>
                         <button type="submit">"Log out"</button>

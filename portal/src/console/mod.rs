@@ -1,10 +1,13 @@
 //! The admin console on `TOLLGATE_CONSOLE_LISTEN`: log in, then watch traffic, 429s and
 //! latency. Every page but the login form needs a session; every form post must come from
 //! the console's own origin (checked on `Origin`, or `Referer` when a browser sends no Origin).
+mod admin_api;
 mod auth;
 mod chart;
+mod consumer;
 pub mod dashboard;
 mod layout;
+mod manage;
 mod sessions;
 
 pub use auth::{bootstrap_admin, hash_password};
@@ -25,14 +28,17 @@ const STYLESHEET: &str = include_str!("../../../assets/console.css");
 pub struct ConsoleState {
     pub store: Store,
     pub analytics: Option<Arc<dyn Queries>>,
+    /// The admin API, called in process for every read and write of entities.
+    admin: Router,
     lockout: auth::Lockout,
 }
 
 impl ConsoleState {
-    pub fn new(store: Store, analytics: Option<Arc<dyn Queries>>) -> ConsoleState {
+    pub fn new(store: Store, analytics: Option<Arc<dyn Queries>>, admin: Router) -> ConsoleState {
         ConsoleState {
             store,
             analytics,
+            admin,
             lockout: auth::Lockout::default(),
         }
     }
@@ -55,6 +61,17 @@ pub fn router(state: Arc<ConsoleState>, secure_cookies: bool) -> Router {
         .route("/login", get(auth::show_login).post(auth::login))
         .route("/logout", post(auth::logout))
         .route("/assets/console.css", get(stylesheet))
+        .route("/{collection}", get(manage::list).post(manage::create))
+        .route(
+            "/{collection}/{id}/delete",
+            get(manage::confirm_delete).post(manage::delete),
+        )
+        .route("/consumers/{id}", get(consumer::show))
+        .route("/consumers/{id}/keys", post(consumer::create_key))
+        .route(
+            "/consumers/{id}/keys/{key}/delete",
+            get(consumer::confirm_revoke).post(consumer::revoke),
+        )
         .layer(middleware::from_fn(guard))
         .layer(sessions)
         .with_state(state)

@@ -1,0 +1,547 @@
+//! Managing entities from the console: for services, routes, consumers and plugins a list with
+//! paging, a create form whose errors appear next to their fields, and deletion behind a
+//! confirmation page. Every read and write goes through the admin API (`admin_api`).
+use super::admin_api::{self, Answer, Payload};
+use super::{layout, ConsoleState, CurrentUser};
+use axum::extract::{Path, Query, State};
+use axum::http::{Method, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::{Extension, Form};
+use leptos::prelude::*;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// How a form field is entered.
+#[derive(Clone, Copy)]
+pub enum Input {
+    Text,
+    Number,
+    /// `true` / `false`, with the default first.
+    Choice(&'static [&'static str]),
+    /// One value per line (or comma): sent as `key[]`.
+    Lines,
+    /// A JSON object, sent as a JSON body.
+    Json,
+}
+
+pub struct FieldSpec {
+    pub key: &'static str,
+    pub label: &'static str,
+    pub input: Input,
+    pub hint: &'static str,
+}
+
+const fn field(
+    key: &'static str,
+    label: &'static str,
+    input: Input,
+    hint: &'static str,
+) -> FieldSpec {
+    FieldSpec {
+        key,
+        label,
+        input,
+        hint,
+    }
+}
+
+/// A table column: its heading, and how a row shows it.
+pub type Column = (&'static str, fn(&Value) -> String);
+
+pub struct Collection {
+    pub path: &'static str,
+    pub title: &'static str,
+    pub columns: &'static [Column],
+    pub form: &'static [FieldSpec],
+}
+
+fn text(v: &Value, key: &str) -> String {
+    match &v[key] {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        Value::Array(a) => a
+            .iter()
+            .map(|x| x.as_str().map_or(x.to_string(), String::from))
+            .collect::<Vec<_>>()
+            .join(", "),
+        other => other.to_string(),
+    }
+}
+
+fn reference(v: &Value, key: &str) -> String {
+    v[key]["id"].as_str().unwrap_or("").to_string()
+}
+
+const BOOL: &[&str] = &["true", "false"];
+const BOOL_OFF: &[&str] = &["false", "true"];
+
+pub static COLLECTIONS: [Collection; 4] = [
+    Collection {
+        path: "services",
+        title: "Services",
+        columns: &[
+            ("Name", |v| text(v, "name")),
+            ("Upstream", |v| {
+                format!(
+                    "{}://{}:{}{}",
+                    text(v, "protocol"),
+                    text(v, "host"),
+                    text(v, "port"),
+                    text(v, "path")
+                )
+            }),
+            ("Enabled", |v| text(v, "enabled")),
+        ],
+        form: &[
+            field("name", "Name", Input::Text, "letters, digits, . - _ ~"),
+            field(
+                "url",
+                "URL",
+                Input::Text,
+                "http://host:port/path of the backend",
+            ),
+            field("retries", "Retries", Input::Number, "default 5"),
+            field(
+                "read_timeout",
+                "Read timeout (ms)",
+                Input::Number,
+                "default 60000",
+            ),
+        ],
+    },
+    Collection {
+        path: "routes",
+        title: "Routes",
+        columns: &[
+            ("Name", |v| text(v, "name")),
+            ("Paths", |v| text(v, "paths")),
+            ("Methods", |v| text(v, "methods")),
+            ("Hosts", |v| text(v, "hosts")),
+            ("Service", |v| reference(v, "service")),
+        ],
+        form: &[
+            field("name", "Name", Input::Text, ""),
+            field("service", "Service", Input::Text, "name or id"),
+            field(
+                "paths",
+                "Paths",
+                Input::Lines,
+                "one per line: /api/ or ~/users/\\d+",
+            ),
+            field(
+                "methods",
+                "Methods",
+                Input::Lines,
+                "GET, POST … (any when empty)",
+            ),
+            field(
+                "hosts",
+                "Hosts",
+                Input::Lines,
+                "api.example.com, *.example.com",
+            ),
+            field("strip_path", "Strip path", Input::Choice(BOOL), ""),
+            field(
+                "preserve_host",
+                "Preserve host",
+                Input::Choice(BOOL_OFF),
+                "",
+            ),
+        ],
+    },
+    Collection {
+        path: "consumers",
+        title: "Consumers",
+        columns: &[
+            ("Username", |v| text(v, "username")),
+            ("Custom id", |v| text(v, "custom_id")),
+            ("Id", |v| text(v, "id")),
+        ],
+        form: &[
+            field("username", "Username", Input::Text, ""),
+            field("custom_id", "Custom id", Input::Text, "optional"),
+        ],
+    },
+    Collection {
+        path: "plugins",
+        title: "Plugins",
+        columns: &[
+            ("Name", |v| text(v, "name")),
+            ("Service", |v| reference(v, "service")),
+            ("Route", |v| reference(v, "route")),
+            ("Consumer", |v| reference(v, "consumer")),
+            ("Config", |v| v["config"].to_string()),
+        ],
+        form: &[
+            field(
+                "name",
+                "Plugin",
+                Input::Choice(&["rate-limiting", "key-auth"]),
+                "any other: write its config as JSON below",
+            ),
+            field(
+                "service",
+                "Service",
+                Input::Text,
+                "name or id; empty for all",
+            ),
+            field("route", "Route", Input::Text, "name or id; empty for all"),
+            field(
+                "consumer",
+                "Consumer",
+                Input::Text,
+                "username or id (not for key-auth)",
+            ),
+            field(
+                "config.second",
+                "Per second",
+                Input::Number,
+                "rate-limiting",
+            ),
+            field(
+                "config.minute",
+                "Per minute",
+                Input::Number,
+                "rate-limiting",
+            ),
+            field("config.hour", "Per hour", Input::Number, "rate-limiting"),
+            field("config.day", "Per day", Input::Number, "rate-limiting"),
+            field(
+                "config.limit_by",
+                "Limit by",
+                Input::Choice(&["consumer", "credential", "ip", "service", "header", "path"]),
+                "rate-limiting",
+            ),
+            field(
+                "config.policy",
+                "Policy",
+                Input::Choice(&["local", "redis"]),
+                "rate-limiting",
+            ),
+            field(
+                "config.key_names",
+                "Key names",
+                Input::Lines,
+                "key-auth; default apikey",
+            ),
+            field(
+                "config.hide_credentials",
+                "Hide credentials",
+                Input::Choice(BOOL_OFF),
+                "key-auth",
+            ),
+            field(
+                "other_name",
+                "Other plugin",
+                Input::Text,
+                "its name, for the JSON editor",
+            ),
+            field(
+                "config",
+                "Config (JSON)",
+                Input::Json,
+                "for any plugin: {\"second\": 5}",
+            ),
+        ],
+    },
+];
+
+pub fn collection(path: &str) -> Option<&'static Collection> {
+    COLLECTIONS.iter().find(|c| c.path == path)
+}
+
+#[derive(Deserialize, Default)]
+pub struct ListParams {
+    offset: Option<String>,
+    created: Option<String>,
+}
+
+/// What the form holds and what went wrong, when it is shown again.
+#[derive(Default)]
+pub struct Attempt {
+    values: HashMap<String, String>,
+    errors: HashMap<String, String>,
+    message: Option<String>,
+}
+
+pub async fn list(
+    State(st): State<Arc<ConsoleState>>,
+    Extension(user): Extension<CurrentUser>,
+    Path(path): Path<String>,
+    Query(p): Query<ListParams>,
+) -> Response {
+    let Some(c) = collection(&path) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    page(&st, &user, c, &p, Attempt::default(), StatusCode::OK).await
+}
+
+async fn page(
+    st: &ConsoleState,
+    user: &CurrentUser,
+    c: &'static Collection,
+    p: &ListParams,
+    attempt: Attempt,
+    status: StatusCode,
+) -> Response {
+    let mut uri = format!("/{}?size=100", c.path);
+    if let Some(o) = &p.offset {
+        uri.push_str(&format!(
+            "&offset={}",
+            form_urlencoded::byte_serialize(o.as_bytes()).collect::<String>()
+        ));
+    }
+    let answer = admin_api::call(&st.admin, Method::GET, &uri, Payload::None).await;
+    let rows = answer.body["data"].as_array().cloned().unwrap_or_default();
+    let next = answer.body["offset"].as_str().map(|o| {
+        format!(
+            "/{}?offset={}",
+            c.path,
+            form_urlencoded::byte_serialize(o.as_bytes()).collect::<String>()
+        )
+    });
+    let created = p.created.clone();
+    let body = view! {
+        {created.map(|n| view! { <p class="notice" role="status">"Created " {n} "."</p> })}
+        {table(c, rows)}
+        {next.map(|href| view! { <p><a href=href>"Next page →"</a></p> })}
+        {form(c, attempt)}
+    };
+    (status, Html(layout::page(c.title, &user.0, body))).into_response()
+}
+
+fn table(c: &'static Collection, rows: Vec<Value>) -> impl IntoView {
+    if rows.is_empty() {
+        return view! { <p class="empty">"None yet."</p> }.into_any();
+    }
+    view! {
+        <section class="panel wide">
+            <table>
+                <thead><tr>{c.columns.iter().map(|(label, _)| view! { <th>{*label}</th> }).collect_view()}<th></th></tr></thead>
+                <tbody>
+                    {rows.into_iter().map(|row| {
+                        let id = text(&row, "id");
+                        let delete = format!("/{}/{id}/delete", c.path);
+                        let open = (c.path == "consumers").then(|| format!("/consumers/{id}"));
+                        view! {
+                            <tr>
+                                {c.columns.iter().map(|(_, value)| view! { <td>{value(&row)}</td> }).collect_view()}
+                                <td class="actions">
+                                    {open.map(|href| view! { <a href=href>"Open"</a> })}
+                                    <a href=delete class="danger">"Delete"</a>
+                                </td>
+                            </tr>
+                        }
+                    }).collect_view()}
+                </tbody>
+            </table>
+        </section>
+    }
+    .into_any()
+}
+
+fn form(c: &'static Collection, attempt: Attempt) -> impl IntoView {
+    let Attempt {
+        values,
+        errors,
+        message,
+    } = attempt;
+    view! {
+        <section class="panel wide">
+            <h2>"Add"</h2>
+            {message.map(|m| view! { <p class="error" role="alert">{m}</p> })}
+            <form method="post" action=format!("/{}", c.path) class="entity">
+                {c.form.iter().map(|f| input(f, values.get(f.key).cloned().unwrap_or_default(), errors.get(f.key).cloned())).collect_view()}
+                <button type="submit">"Create"</button>
+            </form>
+        </section>
+    }
+}
+
+fn input(f: &'static FieldSpec, value: String, error: Option<String>) -> impl IntoView {
+    let control = match f.input {
+        Input::Text => view! { <input name=f.key value=value/> }.into_any(),
+        Input::Number => view! { <input name=f.key value=value inputmode="numeric"/> }.into_any(),
+        Input::Choice(options) => view! {
+            <select name=f.key>
+                <option value="">"(default)"</option>
+                {options.iter().map(|o| view! { <option value=*o selected=value == *o>{*o}</option> }).collect_view()}
+            </select>
+        }
+        .into_any(),
+        Input::Lines | Input::Json => view! { <textarea name=f.key rows="2">{value}</textarea> }.into_any(),
+    };
+    let class = if error.is_some() {
+        "field invalid"
+    } else {
+        "field"
+    };
+    view! {
+        <label class=class>
+            <span>{f.label}</span>
+            {control}
+            <small>{f.hint}</small>
+            {error.map(|e| view! { <span class="error">{e}</span> })}
+        </label>
+    }
+}
+
+/// The admin API payload for a submitted form: form pairs, or JSON when a JSON config is given.
+pub fn payload(
+    c: &Collection,
+    submitted: &[(String, String)],
+) -> Result<Payload, (String, String)> {
+    let get = |k: &str| {
+        submitted
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    if let Some(raw) = get("config").filter(|_| c.path == "plugins") {
+        let config: Map<String, Value> = serde_json::from_str(&raw)
+            .map_err(|e| ("config".to_string(), format!("not a JSON object: {e}")))?;
+        let mut body = json!({ "name": get("other_name").or(get("name")), "config": config });
+        for scope in ["service", "route", "consumer"] {
+            if let Some(v) = get(scope) {
+                body[scope] = json!({ "id": v });
+            }
+        }
+        return Ok(Payload::Json(body));
+    }
+    let mut pairs = Vec::new();
+    for f in c.form {
+        let Some(value) = get(f.key) else { continue };
+        match f.input {
+            Input::Lines => pairs.extend(
+                value
+                    .split(['\n', ','])
+                    .map(str::trim)
+                    .filter(|v| !v.is_empty())
+                    .map(|v| (format!("{}[]", f.key), v.to_string())),
+            ),
+            Input::Json => {}
+            _ if f.key == "other_name" => {}
+            _ => pairs.push((f.key.to_string(), value)),
+        }
+    }
+    Ok(Payload::Form(pairs))
+}
+
+pub async fn create(
+    State(st): State<Arc<ConsoleState>>,
+    Extension(user): Extension<CurrentUser>,
+    Path(path): Path<String>,
+    Form(submitted): Form<Vec<(String, String)>>,
+) -> Response {
+    let Some(c) = collection(&path) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let values: HashMap<String, String> = submitted.iter().cloned().collect();
+    let answer = match payload(c, &submitted) {
+        Ok(p) => admin_api::call(&st.admin, Method::POST, &format!("/{}", c.path), p).await,
+        Err((field, message)) => {
+            let attempt = Attempt {
+                values,
+                errors: HashMap::from([(field, message)]),
+                message: None,
+            };
+            return page(
+                &st,
+                &user,
+                c,
+                &ListParams::default(),
+                attempt,
+                StatusCode::BAD_REQUEST,
+            )
+            .await;
+        }
+    };
+    if answer.status == StatusCode::CREATED {
+        let name = ["name", "username"]
+            .iter()
+            .find_map(|k| answer.body[*k].as_str())
+            .unwrap_or("it");
+        let to = format!(
+            "/{}?created={}",
+            c.path,
+            form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>()
+        );
+        return Redirect::to(&to).into_response();
+    }
+    page(
+        &st,
+        &user,
+        c,
+        &ListParams::default(),
+        refused(&answer, values),
+        StatusCode::BAD_REQUEST,
+    )
+    .await
+}
+
+/// The form again, with the admin API's field errors on their inputs.
+fn refused(answer: &Answer, values: HashMap<String, String>) -> Attempt {
+    let errors: HashMap<String, String> = answer
+        .field_errors()
+        .into_iter()
+        .map(|(k, v)| (k.trim_end_matches("[]").to_string(), v))
+        .collect();
+    let message = Some(format!("Not created: {}", answer.message()));
+    Attempt {
+        values,
+        errors,
+        message,
+    }
+}
+
+pub async fn confirm_delete(
+    Extension(user): Extension<CurrentUser>,
+    Path((path, id)): Path<(String, String)>,
+) -> Response {
+    if collection(&path).is_none() {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let body = confirmation(
+        &format!("/{path}/{id}/delete"),
+        &format!("/{path}"),
+        &format!("Delete {id} from {path}?"),
+    );
+    Html(layout::page("Delete", &user.0, body)).into_response()
+}
+
+/// A page that asks before deleting: its button posts to `action`.
+pub fn confirmation(action: &str, back: &str, question: &str) -> impl IntoView + 'static {
+    let (action, back, question) = (action.to_string(), back.to_string(), question.to_string());
+    view! {
+        <section class="panel">
+            <p>{question}" This cannot be undone."</p>
+            <form method="post" action=action class="inline">
+                <button type="submit" class="danger">"Delete"</button>
+                <a href=back>"Cancel"</a>
+            </form>
+        </section>
+    }
+}
+
+pub async fn delete(
+    State(st): State<Arc<ConsoleState>>,
+    Path((path, id)): Path<(String, String)>,
+) -> Response {
+    if collection(&path).is_none() {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let answer = admin_api::call(
+        &st.admin,
+        Method::DELETE,
+        &format!("/{path}/{id}"),
+        Payload::None,
+    )
+    .await;
+    if !answer.status.is_success() {
+        return (answer.status, answer.message()).into_response();
+    }
+    Redirect::to(&format!("/{path}")).into_response()
+}
