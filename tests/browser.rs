@@ -1,7 +1,9 @@
 //! The console in a real browser: Debian's headless Chromium driven through chromedriver
-//! (WebDriver, with fantoccini), once with JavaScript on and once with it off. A person logs
-//! in through the form and sees the proxy's requests and 429s on the dashboard; screenshots go
-//! to `TOLLGATE_TEST_ARTIFACTS` (target/test-artifacts by default).
+//! (WebDriver, with fantoccini). With JavaScript on, a person logs in, sets up the seed's
+//! walkthrough through the forms (service, route, key-auth, consumer, key, rate limit), and after
+//! traffic sees the requests and 429s on the dashboard; with JavaScript off the forms and the
+//! dashboard work the same. Screenshots go to `TOLLGATE_TEST_ARTIFACTS` (default
+//! target/test-artifacts).
 mod common;
 
 use common::*;
@@ -92,13 +94,157 @@ async fn card(page: &Client, label: &str) -> String {
         .unwrap()
 }
 
+/// Fills the named inputs (text, textarea, or select by value) of the page's entity form and
+/// submits it.
+async fn submit(page: &Client, fields: &[(&str, &str)]) {
+    for (name, value) in fields {
+        let input = page
+            .find(Locator::Css(&format!("form.entity [name='{name}']")))
+            .await
+            .unwrap();
+        if input.tag_name().await.unwrap() == "select" {
+            input.select_by_value(value).await.unwrap();
+        } else {
+            input.send_keys(value).await.unwrap();
+        }
+    }
+    page.find(Locator::Css("form.entity button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+async fn log_in(page: &Client, listen: &str) {
+    page.goto(&format!("http://{listen}/")).await.unwrap();
+    assert!(
+        page.current_url().await.unwrap().path().ends_with("/login"),
+        "sent to the login form"
+    );
+    page.find(Locator::Css("input[name=username]"))
+        .await
+        .unwrap()
+        .send_keys("admin")
+        .await
+        .unwrap();
+    page.find(Locator::Css("input[name=password]"))
+        .await
+        .unwrap()
+        .send_keys(PASSWORD)
+        .await
+        .unwrap();
+    page.find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    page.wait()
+        .for_element(Locator::Css("section.totals, p.empty"))
+        .await
+        .unwrap();
+}
+
+async fn screenshot(page: &Client, name: &str) {
+    let png = page.screenshot().await.unwrap();
+    std::fs::write(artifacts().join(format!("{name}.png")), png).unwrap();
+}
+
+/// Sets up the seed's walkthrough through the console's forms; returns slow_user's new key.
+async fn walkthrough(page: &Client, listen: &str, backend: &Backend) -> String {
+    let url = format!("http://127.0.0.1:{}", backend.port);
+    let steps: [(&str, Vec<(&str, &str)>); 4] = [
+        ("services", vec![("name", "pytbak"), ("url", &url)]),
+        (
+            "routes",
+            vec![
+                ("name", "api"),
+                ("service", "pytbak"),
+                ("paths", "/api/"),
+                ("strip_path", "false"),
+            ],
+        ),
+        ("plugins", vec![("name", "key-auth"), ("service", "pytbak")]),
+        ("consumers", vec![("username", "slow_user")]),
+    ];
+    for (collection, fields) in steps {
+        page.goto(&format!("http://{listen}/{collection}"))
+            .await
+            .unwrap();
+        submit(page, &fields).await;
+        page.wait()
+            .for_element(Locator::Css("p.notice"))
+            .await
+            .unwrap();
+    }
+    page.find(Locator::LinkText("Open"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    page.find(Locator::Css("form.entity button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let key = page
+        .wait()
+        .for_element(Locator::Css("code.key"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    screenshot(page, "console-consumer-key").await;
+    page.goto(&format!("http://{listen}/plugins"))
+        .await
+        .unwrap();
+    let limit = [
+        ("name", "rate-limiting"),
+        ("config.second", "2"),
+        ("consumer", "slow_user"),
+        ("route", "api"),
+    ];
+    submit(page, &limit).await;
+    page.wait()
+        .for_element(Locator::Css("p.notice"))
+        .await
+        .unwrap();
+    key
+}
+
+/// Five requests with `key` at the start of a second: two pass a limit of 2/s, three get 429.
+async fn traffic(gw: &Gateway, key: &str) {
+    gw.settled().await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1020 - u64::from(now.subsec_millis()))).await;
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(
+            send(
+                "GET",
+                &gw.proxy_url("/api/get/context"),
+                &[("apikey", key)],
+                None,
+            )
+            .await
+            .status,
+        );
+    }
+    assert_eq!(statuses, [200, 200, 429, 429, 429]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_person_logs_in_and_watches_the_429s_with_and_without_javascript() {
+async fn a_person_drives_the_seed_walkthrough_and_watches_the_429s_with_and_without_javascript() {
     let Some(driver) = chromedriver().await else {
         return;
     };
-    let console_port = free_port();
-    let listen = format!("127.0.0.1:{console_port}");
+    let listen = format!("127.0.0.1:{}", free_port());
     let gw = Gateway::start(&[
         ("TOLLGATE_CONSOLE_LISTEN", &listen),
         ("TOLLGATE_CONSOLE_ADMIN_PASSWORD", PASSWORD),
@@ -106,59 +252,46 @@ async fn a_person_logs_in_and_watches_the_429s_with_and_without_javascript() {
     ])
     .await;
     let backend = Backend::start().await;
-    limited_traffic(&gw, &backend, 8, 12).await;
-    tokio::time::sleep(Duration::from_millis(600)).await;
-
     let profiles = tempfile::tempdir().unwrap();
-    for javascript in [true, false] {
-        let tag = if javascript { "js" } else { "nojs" };
-        let page = browser(&driver, javascript, &profiles.path().join(tag)).await;
-        page.goto(&format!("http://{listen}/?range=15m"))
-            .await
-            .unwrap();
-        assert!(
-            page.current_url().await.unwrap().path().ends_with("/login"),
-            "sent to the login form"
-        );
-        page.screenshot()
-            .await
-            .map(|png| std::fs::write(artifacts().join(format!("console-login-{tag}.png")), png))
-            .unwrap()
-            .unwrap();
-        page.find(Locator::Css("input[name=username]"))
-            .await
-            .unwrap()
-            .send_keys("admin")
-            .await
-            .unwrap();
-        page.find(Locator::Css("input[name=password]"))
-            .await
-            .unwrap()
-            .send_keys(PASSWORD)
-            .await
-            .unwrap();
-        page.find(Locator::Css("button[type=submit]"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-        page.wait()
-            .for_element(Locator::Css("section.totals"))
-            .await
-            .unwrap();
-        assert_eq!(card(&page, "Requests").await, "12");
-        assert_eq!(card(&page, "429s").await, "4");
-        assert!(
-            page.find(Locator::Css("svg.chart rect.s429")).await.is_ok(),
-            "the 429s are drawn"
-        );
-        let png = page.screenshot().await.unwrap();
-        std::fs::write(
-            artifacts().join(format!("console-dashboard-{tag}.png")),
-            png,
-        )
+
+    // With JavaScript: everything through the forms, then traffic until 429s.
+    let page = browser(&driver, true, &profiles.path().join("js")).await;
+    log_in(&page, &listen).await;
+    let key = walkthrough(&page, &listen, &backend).await;
+    traffic(&gw, &key).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    page.goto(&format!("http://{listen}/?range=15m"))
+        .await
         .unwrap();
-        page.close().await.unwrap();
-    }
+    assert_eq!(card(&page, "Requests").await, "5");
+    assert_eq!(card(&page, "429s").await, "3");
+    assert!(
+        page.find(Locator::Css("svg.chart rect.s429")).await.is_ok(),
+        "the 429s are drawn"
+    );
+    screenshot(&page, "console-dashboard-js").await;
+    page.close().await.unwrap();
+
+    // Without JavaScript: log in, add a consumer through a form, read the same dashboard.
+    let page = browser(&driver, false, &profiles.path().join("nojs")).await;
+    log_in(&page, &listen).await;
+    page.goto(&format!("http://{listen}/consumers"))
+        .await
+        .unwrap();
+    submit(&page, &[("username", "fast_user")]).await;
+    let notice = page
+        .wait()
+        .for_element(Locator::Css("p.notice"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(notice, "Created fast_user.");
+    page.goto(&format!("http://{listen}/?range=15m"))
+        .await
+        .unwrap();
+    assert_eq!(card(&page, "429s").await, "3");
+    screenshot(&page, "console-dashboard-nojs").await;
+    page.close().await.unwrap();
 }
