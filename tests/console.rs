@@ -310,25 +310,3 @@ async fn the_seed_walkthrough_through_the_console_forms() {
         .body
         .contains("None yet."));
 }
-
-/// `n` requests with `key`, sent back to back at the start of a second (one limit window).
-async fn burst(gw: &Gateway, key: &str, n: usize) -> Vec<u16> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(1020 - u64::from(now.subsec_millis()))).await;
-    let mut out = Vec::new();
-    for _ in 0..n {
-        out.push(
-            send(
-                "GET",
-                &gw.proxy_url("/api/get/context"),
-                &[("apikey", key)],
-                None,
-            )
-            .await
-            .status,
-        );
-    }
-    out
-}

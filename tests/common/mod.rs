@@ -497,3 +497,24 @@ pub async fn limited_traffic(gw: &Gateway, backend: &Backend, per_hour: u32, req
         send("GET", &gw.proxy_url("/api/get/context"), &[], None).await;
     }
 }
+
+/// `n` GETs to `/api/get/context` with API key `key`, back to back from the start of a second
+/// (so they share one rate-limit window); their statuses.
+pub async fn burst(gw: &Gateway, key: &str, n: usize) -> Vec<u16> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1020 - u64::from(now.subsec_millis()))).await;
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let r = send(
+            "GET",
+            &gw.proxy_url("/api/get/context"),
+            &[("apikey", key)],
+            None,
+        )
+        .await;
+        out.push(r.status);
+    }
+    out
+}
