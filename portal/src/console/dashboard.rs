@@ -42,6 +42,14 @@ fn non_empty(v: &Option<String>) -> Option<String> {
 }
 
 impl Params {
+    /// The unfiltered dashboard for one of the offered ranges (`15m`, `1h`, `24h`, `7d`).
+    pub fn for_range(range: &str) -> Params {
+        Params {
+            range: Some(range.to_string()),
+            ..Params::default()
+        }
+    }
+
     fn range(&self) -> (&'static str, &'static str, i64, i64) {
         let wanted = self.range.as_deref().unwrap_or("1h");
         RANGES
@@ -207,7 +215,12 @@ fn recent_table(rows: Vec<RecentEvent>) -> impl IntoView {
     }
 }
 
-pub fn render(p: &Params, d: Data) -> impl IntoView + 'static {
+/// The page's content as HTML (what `show` puts in the console's layout).
+pub fn render_html(p: &Params, d: Data) -> String {
+    render(p, d).to_html()
+}
+
+fn render(p: &Params, d: Data) -> impl IntoView + 'static {
     let (_, label, _, _) = p.range();
     let empty = d.summary.requests == 0;
     let body = (!empty).then(|| {
