@@ -232,6 +232,17 @@ async fn a_person_drives_the_seed_walkthrough_and_watches_the_429s_with_and_with
         "the 429s are drawn"
     );
     screenshot(&page, "console-dashboard-js").await;
+    // Usable on a phone: nothing wider than the screen.
+    page.set_window_size(390, 844).await.unwrap();
+    let width = page
+        .execute("return document.documentElement.scrollWidth", vec![])
+        .await
+        .unwrap();
+    assert!(
+        width.as_u64().unwrap() <= 390,
+        "the page is {width} px wide at 390 px"
+    );
+    screenshot(&page, "console-dashboard-390").await;
     page.close().await.unwrap();
 
     // Without JavaScript: log in, add a consumer through a form, read the same dashboard.

@@ -161,6 +161,11 @@ async fn the_dashboard_shows_the_proxys_requests_and_429s() {
         page.body.contains("/api/get/context"),
         "recent requests are listed"
     );
+    let refreshing = c.get("/?range=15m&refresh=on", &cookie).await;
+    assert!(refreshing
+        .body
+        .contains("<meta http-equiv=\"refresh\" content=\"10\">"));
+    assert!(!page.body.contains("http-equiv"));
     let filtered = c.get("/?range=15m&route=other", &cookie).await;
     assert!(filtered.body.contains("No traffic yet"));
 }
@@ -264,6 +269,10 @@ async fn the_seed_walkthrough_through_the_console_forms() {
     let key_at = page.body.find("<code class=\"key\">").expect("the new key") + 18;
     let key = page.body[key_at..key_at + 32].to_string();
     assert!(page.body.contains("Route + Consumer (2nd of 8)"));
+    assert!(
+        page.body.contains("Service (7th of 8)"),
+        "the service's key-auth is listed too"
+    );
     assert!(
         !c.get(&format!("/consumers/{id}"), &cookie)
             .await

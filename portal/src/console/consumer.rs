@@ -12,15 +12,30 @@ use serde_json::Value;
 use std::sync::Arc;
 use tollgate_analytics::query::{Filter, Summary};
 
-/// Kong's precedence level of a consumer-scoped plugin.
+/// Kong's precedence level of a plugin instance, from its scope.
 pub fn level(plugin: &Value) -> &'static str {
     let has = |k: &str| plugin[k]["id"].is_string();
-    match (has("route"), has("service")) {
-        (true, true) => "Route + Service + Consumer (1st of 8)",
-        (true, false) => "Route + Consumer (2nd of 8)",
-        (false, true) => "Service + Consumer (3rd of 8)",
-        (false, false) => "Consumer (5th of 8)",
+    match (has("route"), has("service"), has("consumer")) {
+        (true, true, true) => "Route + Service + Consumer (1st of 8)",
+        (true, false, true) => "Route + Consumer (2nd of 8)",
+        (false, true, true) => "Service + Consumer (3rd of 8)",
+        (true, true, false) => "Route + Service (4th of 8)",
+        (false, false, true) => "Consumer (5th of 8)",
+        (true, false, false) => "Route (6th of 8)",
+        (false, true, false) => "Service (7th of 8)",
+        (false, false, false) => "Global (8th of 8)",
     }
+}
+
+/// Whether one of the consumer's own plugins wins over `general` for this consumer: same
+/// plugin, and its route and service are unset or the same as the general one's.
+fn overridden(general: &Value, own: &[Value]) -> bool {
+    own.iter().any(|o| {
+        o["name"] == general["name"]
+            && ["route", "service"]
+                .iter()
+                .all(|k| o[*k].is_null() || o[*k]["id"] == general[*k]["id"])
+    })
 }
 
 pub async fn show(
@@ -69,13 +84,13 @@ async fn render(
         Payload::None,
     )
     .await;
-    let plugins = admin_api::call(
-        &st.admin,
-        Method::GET,
-        &format!("/consumers/{cid}/plugins?size=1000"),
-        Payload::None,
-    )
-    .await;
+    let plugins =
+        admin_api::call(&st.admin, Method::GET, "/plugins?size=1000", Payload::None).await;
+    let all = plugins.body["data"].as_array().cloned().unwrap_or_default();
+    let (own, general): (Vec<Value>, Vec<Value>) = all
+        .into_iter()
+        .filter(|p| p["consumer"].is_null() || p["consumer"]["id"] == c["id"])
+        .partition(|p| !p["consumer"].is_null());
     let traffic = match &st.analytics {
         Some(q) => {
             let now = tollgate_analytics::unix_now();
@@ -94,7 +109,7 @@ async fn render(
             <p class="notice" role="status">"New key, shown only now: " <code class="key">{k}</code></p>
         })}
         {keys_panel(&cid, keys.body["data"].as_array().cloned().unwrap_or_default())}
-        {plugins_panel(plugins.body["data"].as_array().cloned().unwrap_or_default())}
+        {plugins_panel(own, general)}
         {traffic_panel(traffic)}
     };
     Html(layout::page(&format!("Consumer {name}"), &user.0, body)).into_response()
@@ -131,16 +146,31 @@ fn keys_panel(consumer: &str, keys: Vec<Value>) -> impl IntoView {
     }
 }
 
-fn plugins_panel(plugins: Vec<Value>) -> impl IntoView {
+fn plugins_panel(own: Vec<Value>, general: Vec<Value>) -> impl IntoView {
+    let rows: Vec<(Value, &'static str)> = own
+        .iter()
+        .map(|p| (p.clone(), "applies: the most specific for this consumer"))
+        .chain(general.iter().map(|g| {
+            let state = if overridden(g, &own) {
+                "overridden by this consumer's own"
+            } else {
+                "applies"
+            };
+            (g.clone(), state)
+        }))
+        .collect();
     view! {
         <section class="panel wide">
-            <h2>"Plugins for this consumer"</h2>
-            <p class="hint">"Each wins over the same plugin set for its route, service or globally (Kong's precedence)."</p>
+            <h2>"Plugins that apply to this consumer"</h2>
+            <p class="hint">"Kong's precedence: the most specific instance of a plugin wins."</p>
             <table>
-                <thead><tr><th>"Plugin"</th><th>"Level"</th><th>"Config"</th></tr></thead>
+                <thead><tr><th>"Plugin"</th><th>"Level"</th><th>"For this consumer"</th><th>"Config"</th></tr></thead>
                 <tbody>
-                    {plugins.into_iter().map(|p| view! {
-                        <tr><td>{p["name"].as_str().unwrap_or_default().to_string()}</td><td>{level(&p)}</td><td>{p["config"].to_string()}</td></tr>
+                    {rows.into_iter().map(|(p, state)| view! {
+                        <tr>
+                            <td>{p["name"].as_str().unwrap_or_default().to_string()}</td><td>{level(&p)}</td>
+                            <td>{state}</td><td>{p["config"].to_string()}</td>
+                        </tr>
                     }).collect_view()}
                 </tbody>
             </table>
@@ -223,4 +253,32 @@ pub async fn revoke(
         return (answer.status, answer.message()).into_response();
     }
     Redirect::to(&format!("/consumers/{id}")).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn levels_and_overrides_follow_kongs_precedence() {
+        let r = json!({"id": "r"});
+        let own =
+            json!({"name": "rate-limiting", "route": r, "service": null, "consumer": {"id": "c"}});
+        assert_eq!(level(&own), "Route + Consumer (2nd of 8)");
+        let global =
+            json!({"name": "rate-limiting", "route": null, "service": null, "consumer": null});
+        assert_eq!(level(&global), "Global (8th of 8)");
+        let on_route =
+            json!({"name": "rate-limiting", "route": r, "service": null, "consumer": null});
+        let other_route = json!({"name": "rate-limiting", "route": {"id": "x"}, "service": null, "consumer": null});
+        let own = [own];
+        assert!(overridden(&on_route, &own));
+        assert!(
+            !overridden(&other_route, &own),
+            "the consumer's limit is for route r only"
+        );
+        let key_auth = json!({"name": "key-auth", "route": null, "service": null});
+        assert!(!overridden(&key_auth, &own));
+    }
 }

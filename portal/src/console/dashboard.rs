@@ -10,6 +10,8 @@ use serde::Deserialize;
 use std::sync::Arc;
 use tollgate_analytics::query::{Filter, Point, Queries, RecentEvent, Summary, TopBy, TopEntry};
 
+const REFRESH_SECONDS: u32 = 10;
+
 /// The ranges offered, with the bucket each is drawn in.
 const RANGES: [(&str, &str, i64, i64); 4] = [
     ("15m", "Last 15 minutes", 900, 60),
@@ -21,6 +23,8 @@ const RANGES: [(&str, &str, i64, i64); 4] = [
 #[derive(Debug, Default, Deserialize)]
 pub struct Params {
     range: Option<String>,
+    /// Reload every 10 s (`refresh=on`).
+    refresh: Option<String>,
     service: Option<String>,
     route: Option<String>,
     consumer: Option<String>,
@@ -113,7 +117,11 @@ pub async fn show(
     };
     let now = tollgate_analytics::unix_now();
     match load(queries, &p, now).await {
-        Ok(data) => Html(layout::page("Dashboard", &user.0, render(&p, data))).into_response(),
+        Ok(data) => {
+            let refresh = p.refresh.is_some().then_some(REFRESH_SECONDS);
+            let page = layout::page_refreshing("Dashboard", &user.0, refresh, render(&p, data));
+            Html(page).into_response()
+        }
         Err(e) => {
             let body = view! { <p class="error">"The analytics store did not answer: " {e}</p> };
             (
@@ -129,6 +137,7 @@ fn filters(p: &Params) -> impl IntoView {
     let (current, _, _, _) = p.range();
     let value = |v: &Option<String>| v.clone().unwrap_or_default();
     let (service, route, consumer) = (value(&p.service), value(&p.route), value(&p.consumer));
+    let refresh = p.refresh.is_some();
     view! {
         <form method="get" action="/" class="filters">
             <label>"Range "
@@ -141,6 +150,7 @@ fn filters(p: &Params) -> impl IntoView {
             <label>"Service " <input name="service" value=service/></label>
             <label>"Route " <input name="route" value=route/></label>
             <label>"Consumer " <input name="consumer" value=consumer/></label>
+            <label class="check"><input type="checkbox" name="refresh" value="on" checked=refresh/>" Refresh every 10 s"</label>
             <button type="submit">"Show"</button>
         </form>
     }

@@ -3,12 +3,18 @@ use leptos::prelude::*;
 
 /// A whole HTML document around `body`.
 pub fn document(title: &str, body: impl IntoView + 'static) -> String {
+    document_refreshing(title, None, body)
+}
+
+/// The same, reloaded by the browser every `refresh` seconds when given (no JavaScript needed).
+fn document_refreshing(title: &str, refresh: Option<u32>, body: impl IntoView + 'static) -> String {
     let title = format!("{title} · Tollgate");
     let html = view! {
         <html lang="en">
             <head>
                 <meta charset="utf-8"/>
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                {refresh.map(|s| view! { <meta http-equiv="refresh" content=s.to_string()/> })}
                 <title>{title}</title>
                 <link rel="stylesheet" href="/assets/console.css"/>
             </head>
@@ -21,10 +27,21 @@ pub fn document(title: &str, body: impl IntoView + 'static) -> String {
 
 /// A logged-in page: the sidebar, then `content`.
 pub fn page(title: &str, user: &str, content: impl IntoView + 'static) -> String {
+    page_refreshing(title, user, None, content)
+}
+
+/// A logged-in page the browser reloads every `refresh` seconds when given.
+pub fn page_refreshing(
+    title: &str,
+    user: &str,
+    refresh: Option<u32>,
+    content: impl IntoView + 'static,
+) -> String {
     let user = user.to_string();
     let heading = title.to_string();
-    document(
+    document_refreshing(
         title,
+        refresh,
         view! {
             <div class="shell">
                 <nav class="sidebar" aria-label="Console">
