@@ -116,7 +116,9 @@ async fn click(page: &Client, locator: Locator<'_>) {
 }
 
 async fn log_in(page: &Client, listen: &str) {
-    page.goto(&format!("http://{listen}/")).await.unwrap();
+    page.goto(&format!("http://{listen}/services"))
+        .await
+        .unwrap();
     assert!(
         page.current_url().await.unwrap().path().ends_with("/login"),
         "sent to the login form"

@@ -57,12 +57,34 @@ fn session_cookie(r: &Resp) -> String {
 #[tokio::test]
 async fn visitors_without_a_session_go_to_the_login_form_and_foreign_posts_are_refused() {
     let c = Console::start().await;
-    for path in ["/", "/?range=24h"] {
+    for front in ["/", "/?range=24h"] {
+        let r = send("GET", &c.url(front), &[], None).await;
+        assert_eq!(r.status, 200, "the front page shows the login form");
+        assert!(r.body.contains("<form method=\"post\" action=\"/login\""));
+        assert!(!r.body.contains("Dashboard"));
+    }
+    for path in ["/services", "/plugins", "/consumers/x", "/routes/x/delete"] {
         let r = send("GET", &c.url(path), &[], None).await;
         assert_eq!(
             (r.status, r.header("location")),
             (303, Some("/login")),
             "{path}"
+        );
+    }
+    // Actions too, even from the console's own origin.
+    let origin = c.origin();
+    for path in ["/services", "/consumers/x/keys", "/routes/x/delete"] {
+        let r = send(
+            "POST",
+            &c.url(path),
+            &[("origin", &origin)],
+            form(&[("name", "x")]),
+        )
+        .await;
+        assert_eq!(
+            (r.status, r.header("location")),
+            (303, Some("/login")),
+            "POST {path}"
         );
     }
     let login = send("GET", &c.url("/login"), &[], None).await;
@@ -114,11 +136,8 @@ async fn a_login_gets_a_fresh_strict_session_and_logout_ends_it() {
     )
     .await;
     assert_eq!((out.status, out.header("location")), (303, Some("/login")));
-    assert_eq!(
-        c.get("/", &cookie).await.status,
-        303,
-        "the old cookie no longer works"
-    );
+    let after = c.get("/services", &cookie).await;
+    assert_eq!(after.status, 303, "the old cookie no longer works");
 }
 
 #[tokio::test]
@@ -318,4 +337,74 @@ async fn the_seed_walkthrough_through_the_console_forms() {
         .await
         .body
         .contains("None yet."));
+}
+
+#[tokio::test]
+async fn lists_page_through_a_thousand_rows_and_every_form_shows_its_errors() {
+    let c = Console::start().await;
+    for i in 0..1000 {
+        let r = send(
+            "POST",
+            &c.gw.admin_url("/consumers"),
+            &[],
+            form(&[("username", &format!("user{i:04}"))]),
+        )
+        .await;
+        assert_eq!(r.status, 201);
+    }
+    let cookie = session_cookie(&c.login(PASSWORD, None).await);
+    let (mut seen, mut pages, mut next) = (0, 0, Some("/consumers".to_string()));
+    while let Some(path) = next.take() {
+        let page = c.get(&path.replace("&amp;", "&"), &cookie).await;
+        assert_eq!(page.status, 200);
+        let rows = page.body.matches(">Open</a>").count();
+        assert!(rows <= 100, "a page holds at most 100 rows");
+        seen += rows;
+        pages += 1;
+        next = page.body.split("<a href=\"").skip(1).find_map(|s| {
+            let href = &s[..s.find('"')?];
+            (href.starts_with("/consumers?offset=") && s[s.find('>')?..].starts_with(">Next page"))
+                .then(|| href.to_string())
+        });
+    }
+    assert_eq!((seen, pages), (1000, 10));
+
+    // Each form, refused by the admin API's validation, says why next to the field.
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: [Case; 4] = [
+        (
+            "/services",
+            vec![("name", "bad"), ("url", "ftp://x")],
+            "url",
+        ),
+        (
+            "/routes",
+            vec![("name", "r"), ("service", "nope"), ("paths", "/a/")],
+            "service",
+        ),
+        ("/consumers", vec![("username", "user0001")], "username"),
+        (
+            "/plugins",
+            vec![
+                ("name", "rate-limiting"),
+                ("config.limit_by", "header"),
+                ("config.second", "1"),
+            ],
+            "config.header_name",
+        ),
+    ];
+    for (path, pairs, field) in cases {
+        let r = post_form(&c, &cookie, path, &pairs).await;
+        assert_eq!(r.status, 400, "{path}: {}", r.body);
+        assert!(r.body.contains("Not created"), "{path}: {}", r.body);
+        let marked = r
+            .body
+            .split("<label class=\"field invalid\">")
+            .skip(1)
+            .any(|label| {
+                let label = &label[..label.find("</label>").unwrap_or(label.len())];
+                label.contains(&format!("name=\"{field}\""))
+            });
+        assert!(marked, "{path}: {field} is marked: {}", r.body);
+    }
 }

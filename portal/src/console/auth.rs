@@ -109,7 +109,7 @@ pub struct LoginPage {
     error: Option<String>,
 }
 
-fn login_page(status: StatusCode, error: Option<String>) -> Response {
+pub(super) fn login_page(status: StatusCode, error: Option<String>) -> Response {
     let body = view! {
         <main class="login">
             <form method="post" action="/login" class="card">

@@ -54,6 +54,8 @@ pub struct Collection {
     pub path: &'static str,
     pub title: &'static str,
     pub columns: &'static [Column],
+    /// Fields the admin API names that the form enters through another (a service's `url`).
+    pub entered_as: &'static [(&'static str, &'static str)],
     pub form: &'static [FieldSpec],
 }
 
@@ -94,6 +96,12 @@ pub static COLLECTIONS: [Collection; 4] = [
             }),
             ("Enabled", |v| text(v, "enabled")),
         ],
+        entered_as: &[
+            ("protocol", "url"),
+            ("host", "url"),
+            ("port", "url"),
+            ("path", "url"),
+        ],
         form: &[
             field("name", "Name", Input::Text, "letters, digits, . - _ ~"),
             field(
@@ -121,6 +129,7 @@ pub static COLLECTIONS: [Collection; 4] = [
             ("Hosts", |v| text(v, "hosts")),
             ("Service", |v| reference(v, "service")),
         ],
+        entered_as: &[],
         form: &[
             field("name", "Name", Input::Text, ""),
             field("service", "Service", Input::Text, "name or id"),
@@ -159,6 +168,7 @@ pub static COLLECTIONS: [Collection; 4] = [
             ("Custom id", |v| text(v, "custom_id")),
             ("Id", |v| text(v, "id")),
         ],
+        entered_as: &[],
         form: &[
             field("username", "Username", Input::Text, ""),
             field("custom_id", "Custom id", Input::Text, "optional"),
@@ -174,6 +184,7 @@ pub static COLLECTIONS: [Collection; 4] = [
             ("Consumer", |v| reference(v, "consumer")),
             ("Config", |v| v["config"].to_string()),
         ],
+        entered_as: &[],
         form: &[
             field(
                 "name",
@@ -208,6 +219,8 @@ pub static COLLECTIONS: [Collection; 4] = [
             ),
             field("config.hour", "Per hour", Input::Number, "rate-limiting"),
             field("config.day", "Per day", Input::Number, "rate-limiting"),
+            field("config.month", "Per month", Input::Number, "rate-limiting"),
+            field("config.year", "Per year", Input::Number, "rate-limiting"),
             field(
                 "config.limit_by",
                 "Limit by",
@@ -215,9 +228,57 @@ pub static COLLECTIONS: [Collection; 4] = [
                 "rate-limiting",
             ),
             field(
+                "config.header_name",
+                "Header name",
+                Input::Text,
+                "rate-limiting, limit by header",
+            ),
+            field(
+                "config.path",
+                "Path",
+                Input::Text,
+                "rate-limiting, limit by path",
+            ),
+            field(
                 "config.policy",
                 "Policy",
                 Input::Choice(&["local", "redis"]),
+                "rate-limiting",
+            ),
+            field(
+                "config.redis.host",
+                "Redis host",
+                Input::Text,
+                "rate-limiting, redis policy",
+            ),
+            field(
+                "config.redis.port",
+                "Redis port",
+                Input::Number,
+                "default 6379",
+            ),
+            field(
+                "config.fault_tolerant",
+                "Fault tolerant",
+                Input::Choice(BOOL),
+                "rate-limiting: pass when Redis fails",
+            ),
+            field(
+                "config.hide_client_headers",
+                "Hide client headers",
+                Input::Choice(BOOL_OFF),
+                "rate-limiting",
+            ),
+            field(
+                "config.error_code",
+                "Error code",
+                Input::Number,
+                "rate-limiting; default 429",
+            ),
+            field(
+                "config.error_message",
+                "Error message",
+                Input::Text,
                 "rate-limiting",
             ),
             field(
@@ -227,11 +288,42 @@ pub static COLLECTIONS: [Collection; 4] = [
                 "key-auth; default apikey",
             ),
             field(
+                "config.key_in_header",
+                "Key in header",
+                Input::Choice(BOOL),
+                "key-auth",
+            ),
+            field(
+                "config.key_in_query",
+                "Key in query",
+                Input::Choice(BOOL),
+                "key-auth",
+            ),
+            field(
+                "config.key_in_body",
+                "Key in body",
+                Input::Choice(BOOL_OFF),
+                "key-auth",
+            ),
+            field(
                 "config.hide_credentials",
                 "Hide credentials",
                 Input::Choice(BOOL_OFF),
                 "key-auth",
             ),
+            field(
+                "config.anonymous",
+                "Anonymous consumer",
+                Input::Text,
+                "key-auth; username or id",
+            ),
+            field(
+                "config.run_on_preflight",
+                "Run on preflight",
+                Input::Choice(BOOL),
+                "key-auth",
+            ),
+            field("config.realm", "Realm", Input::Text, "key-auth"),
             field(
                 "other_name",
                 "Other plugin",
@@ -476,25 +568,46 @@ pub async fn create(
         &user,
         c,
         &ListParams::default(),
-        refused(&answer, values),
+        refused(c, &answer, values),
         StatusCode::BAD_REQUEST,
     )
     .await
 }
 
 /// The form again, with the admin API's field errors on their inputs.
-fn refused(answer: &Answer, values: HashMap<String, String>) -> Attempt {
-    let errors: HashMap<String, String> = answer
+fn refused(c: &Collection, answer: &Answer, values: HashMap<String, String>) -> Attempt {
+    let mut errors: HashMap<String, String> = answer
         .field_errors()
         .into_iter()
-        .map(|(k, v)| (k.trim_end_matches("[]").to_string(), v))
+        .map(|(k, v)| {
+            let k = k.trim_end_matches("[]");
+            let input = c
+                .entered_as
+                .iter()
+                .find(|(api, _)| *api == k)
+                .map_or(k, |(_, form)| form);
+            (input.to_string(), v)
+        })
         .collect();
+    if let Some(field) = taken(&answer.message()) {
+        errors.insert(field, "already taken".into());
+    }
     let message = Some(format!("Not created: {}", answer.message()));
     Attempt {
         values,
         errors,
         message,
     }
+}
+
+/// The field a unique-constraint message names (`... on '{username="ann"}'`).
+fn taken(message: &str) -> Option<String> {
+    let inner = message.split_once("'{")?.1;
+    let field = inner.split_once('=')?.0;
+    field
+        .chars()
+        .all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+        .then(|| field.to_string())
 }
 
 pub async fn confirm_delete(
@@ -544,4 +657,54 @@ pub async fn delete(
         return (answer.status, answer.message()).into_response();
     }
     Redirect::to(&format!("/{path}")).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_unique_violation_names_its_field() {
+        let m = "UNIQUE violation detected on '{username=\"ann\"}'";
+        assert_eq!(taken(m).as_deref(), Some("username"));
+        assert_eq!(taken("schema violation (name: bad)"), None);
+    }
+
+    #[test]
+    fn form_lines_become_arrays_and_json_configs_become_json_bodies() {
+        let plugins = collection("plugins").unwrap();
+        let form = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<Vec<_>>()
+        };
+        let Ok(Payload::Form(pairs)) = payload(
+            plugins,
+            &form(&[
+                ("name", "key-auth"),
+                ("config.key_names", "apikey, x-key"),
+                ("route", ""),
+            ]),
+        ) else {
+            panic!("a form payload");
+        };
+        assert_eq!(
+            pairs,
+            form(&[
+                ("name", "key-auth"),
+                ("config.key_names[]", "apikey"),
+                ("config.key_names[]", "x-key")
+            ])
+        );
+        let Ok(Payload::Json(body)) = payload(
+            plugins,
+            &form(&[("other_name", "cors"), ("config", "{\"origins\": [\"*\"]}")]),
+        ) else {
+            panic!("a JSON payload");
+        };
+        assert_eq!(body["name"], "cors");
+        assert_eq!(body["config"]["origins"][0], "*");
+        assert!(payload(plugins, &form(&[("config", "[1]")])).is_err());
+    }
 }

@@ -1,5 +1,6 @@
 //! The admin console on `TOLLGATE_CONSOLE_LISTEN`: log in, then watch traffic, 429s and
-//! latency. Every page but the login form needs a session; every form post must come from
+//! latency, and manage the gateway. Every page but the login form needs a session (a visitor
+//! without one gets the login form on `/` and is sent to it from anywhere else); every form post must come from
 //! the console's own origin (checked on `Origin`, or `Referer` when a browser sends no Origin).
 mod admin_api;
 mod auth;
@@ -98,6 +99,8 @@ async fn guard(session: Session, mut req: Request, next: Next) -> Response {
             req.extensions_mut().insert(CurrentUser(user));
             next.run(req).await
         }
+        // The front page itself shows the login form; everything else sends it there.
+        _ if path == "/" && req.method() == Method::GET => auth::login_page(StatusCode::OK, None),
         _ => Redirect::to("/login").into_response(),
     }
 }
