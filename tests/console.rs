@@ -408,3 +408,74 @@ async fn lists_page_through_a_thousand_rows_and_every_form_shows_its_errors() {
         assert!(marked, "{path}: {field} is marked: {}", r.body);
     }
 }
+
+#[tokio::test]
+async fn an_entity_is_edited_through_its_form_prefilled_with_what_is_stored() {
+    let c = Console::start().await;
+    let admin = |path: &str| c.gw.admin_url(path);
+    let r = send(
+        "POST",
+        &admin("/plugins"),
+        &[],
+        form(&[
+            ("name", "rate-limiting"),
+            ("config.second", "3"),
+            ("config.hour", "100"),
+        ]),
+    )
+    .await;
+    let id = r.json["id"].as_str().unwrap().to_string();
+    let cookie = session_cookie(&c.login(PASSWORD, None).await);
+    let edit = c.get(&format!("/plugins/{id}/edit"), &cookie).await;
+    assert!(
+        edit.body.contains("name=\"config.second\" value=\"3\""),
+        "{}",
+        edit.body
+    );
+    assert!(edit.body.contains("name=\"config.hour\" value=\"100\""));
+
+    // Only what is typed changes; the rest of the config stays (Kong's PATCH).
+    let saved = post_form(
+        &c,
+        &cookie,
+        &format!("/plugins/{id}/edit"),
+        &[("config.second", "5")],
+    )
+    .await;
+    assert_eq!(
+        (saved.status, saved.header("location")),
+        (303, Some("/plugins"))
+    );
+    let stored = send("GET", &admin(&format!("/plugins/{id}")), &[], None)
+        .await
+        .json;
+    assert_eq!(
+        (
+            stored["config"]["second"].as_u64(),
+            stored["config"]["hour"].as_u64()
+        ),
+        (Some(5), Some(100))
+    );
+
+    let bad = post_form(
+        &c,
+        &cookie,
+        &format!("/plugins/{id}/edit"),
+        &[("config.minute", "1")],
+    )
+    .await;
+    assert_eq!(bad.status, 400);
+    assert!(
+        bad.body.contains("Not saved")
+            && bad
+                .body
+                .contains("cannot be lower than the limit for second")
+    );
+    let unchanged = send("GET", &admin(&format!("/plugins/{id}")), &[], None)
+        .await
+        .json;
+    assert!(
+        unchanged["config"]["minute"].is_null(),
+        "nothing was written"
+    );
+}

@@ -174,13 +174,7 @@ fn normalize_as<T: Entity>(
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();
-    for (k, v) in input {
-        if v.is_null() {
-            body.remove(&k);
-        } else {
-            body.insert(k, v);
-        }
-    }
+    merge(&mut body, input);
     let mut errors = FieldErrors::default();
     for f in T::REQUIRED {
         if !body.contains_key(*f) {
@@ -254,6 +248,22 @@ fn merge_errors(mut a: FieldErrors, b: FieldErrors) -> FieldErrors {
 }
 
 /// Reads the id out of a `{"id": ...}` reference field.
+/// Applies a change to a stored body as Kong's PATCH does: `null` removes a field, records
+/// (a plugin's `config`) are merged field by field, anything else replaces.
+fn merge(body: &mut Map<String, Value>, change: Map<String, Value>) {
+    for (k, v) in change {
+        match (body.get_mut(&k), v) {
+            (_, Value::Null) => {
+                body.remove(&k);
+            }
+            (Some(Value::Object(old)), Value::Object(new)) => merge(old, new),
+            (_, v) => {
+                body.insert(k, v);
+            }
+        }
+    }
+}
+
 pub fn ref_id(r: &Option<EntityRef>) -> Option<Uuid> {
     r.as_ref().map(|r| r.id)
 }

@@ -88,3 +88,46 @@ impl Entity for Plugin {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{normalize, normalized_body, Kind, Source};
+    use serde_json::json;
+
+    #[test]
+    fn a_patch_merges_into_the_config_as_kong_does() {
+        let stored = normalized_body(
+            Kind::Plugin,
+            json!({"name": "rate-limiting", "config": {"second": 7, "hour": 100}}),
+        )
+        .unwrap();
+        let change = json!({"config": {"minute": 60, "hour": null}});
+        let patched = normalize(
+            Kind::Plugin,
+            change.as_object().unwrap().clone(),
+            Some(&stored),
+            Source::Typed,
+            2,
+        )
+        .unwrap()
+        .record
+        .body;
+        assert_eq!(patched["config"]["second"], 7, "kept");
+        assert_eq!(patched["config"]["minute"], 60, "added");
+        assert!(patched["config"]["hour"].is_null(), "removed by null");
+        assert_eq!(
+            patched["config"]["policy"], "local",
+            "defaults still filled"
+        );
+        // A change that breaks a rule of the merged config is refused.
+        let bad = json!({"config": {"minute": 2}});
+        assert!(normalize(
+            Kind::Plugin,
+            bad.as_object().unwrap().clone(),
+            Some(&stored),
+            Source::Typed,
+            2
+        )
+        .is_err());
+    }
+}

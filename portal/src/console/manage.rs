@@ -416,12 +416,14 @@ fn table(c: &'static Collection, rows: Vec<Value>) -> impl IntoView {
                     {rows.into_iter().map(|row| {
                         let id = text(&row, "id");
                         let delete = format!("/{}/{id}/delete", c.path);
+                        let edit = format!("/{}/{id}/edit", c.path);
                         let open = (c.path == "consumers").then(|| format!("/consumers/{id}"));
                         view! {
                             <tr>
                                 {c.columns.iter().map(|(_, value)| view! { <td>{value(&row)}</td> }).collect_view()}
                                 <td class="actions">
                                     {open.map(|href| view! { <a href=href>"Open"</a> })}
+                                    <a href=edit>"Edit"</a>
                                     <a href=delete class="danger">"Delete"</a>
                                 </td>
                             </tr>
@@ -435,6 +437,17 @@ fn table(c: &'static Collection, rows: Vec<Value>) -> impl IntoView {
 }
 
 fn form(c: &'static Collection, attempt: Attempt) -> impl IntoView {
+    entity_form(c, attempt, "Add", format!("/{}", c.path), "Create")
+}
+
+/// The create or edit form of `c`, posting to `action`.
+fn entity_form(
+    c: &'static Collection,
+    attempt: Attempt,
+    title: &'static str,
+    action: String,
+    button: &'static str,
+) -> impl IntoView {
     let Attempt {
         values,
         errors,
@@ -442,11 +455,11 @@ fn form(c: &'static Collection, attempt: Attempt) -> impl IntoView {
     } = attempt;
     view! {
         <section class="panel wide">
-            <h2>"Add"</h2>
+            <h2>{title}</h2>
             {message.map(|m| view! { <p class="error" role="alert">{m}</p> })}
-            <form method="post" action=format!("/{}", c.path) class="entity">
+            <form method="post" action=action class="entity">
                 {c.form.iter().map(|f| input(f, values.get(f.key).cloned().unwrap_or_default(), errors.get(f.key).cloned())).collect_view()}
-                <button type="submit">"Create"</button>
+                <button type="submit">{button}</button>
             </form>
         </section>
     }
@@ -608,6 +621,118 @@ fn taken(message: &str) -> Option<String> {
         .chars()
         .all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
         .then(|| field.to_string())
+}
+
+/// What the edit form starts with: the entity's current values, under the form's keys.
+fn current_values(c: &Collection, entity: &Value) -> HashMap<String, String> {
+    c.form
+        .iter()
+        .filter_map(|f| {
+            let value = f.key.split('.').try_fold(entity, |v, k| v.get(k))?;
+            let shown = match (value, f.input) {
+                (Value::Null, _) => return None,
+                (Value::Object(m), _) if m.contains_key("id") => m["id"].as_str()?.to_string(),
+                (Value::Object(_), Input::Json) => value.to_string(),
+                (Value::Array(items), _) => items
+                    .iter()
+                    .map(|i| i.as_str().map_or(i.to_string(), String::from))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                (Value::String(s), _) => s.clone(),
+                (other, _) => other.to_string(),
+            };
+            Some((f.key.to_string(), shown))
+        })
+        .collect()
+}
+
+pub async fn edit_form(
+    State(st): State<Arc<ConsoleState>>,
+    Extension(user): Extension<CurrentUser>,
+    Path((path, id)): Path<(String, String)>,
+) -> Response {
+    let Some(c) = collection(&path) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let entity = admin_api::call(
+        &st.admin,
+        Method::GET,
+        &format!("/{path}/{id}"),
+        Payload::None,
+    )
+    .await;
+    if entity.status != StatusCode::OK {
+        return (entity.status, entity.message()).into_response();
+    }
+    let mut values = current_values(c, &entity.body);
+    if c.path == "services" {
+        values.remove("url");
+    }
+    edit_page(
+        &user,
+        c,
+        &id,
+        Attempt {
+            values,
+            ..Attempt::default()
+        },
+        StatusCode::OK,
+    )
+}
+
+fn edit_page(
+    user: &CurrentUser,
+    c: &'static Collection,
+    id: &str,
+    attempt: Attempt,
+    status: StatusCode,
+) -> Response {
+    let body = entity_form(
+        c,
+        attempt,
+        "Change",
+        format!("/{}/{id}/edit", c.path),
+        "Save",
+    );
+    let hint = view! { <p class="hint">"Fields left empty keep their value."</p> };
+    (
+        status,
+        Html(layout::page(
+            &format!("Edit {id}"),
+            &user.0,
+            view! { {hint} {body} },
+        )),
+    )
+        .into_response()
+}
+
+pub async fn update(
+    State(st): State<Arc<ConsoleState>>,
+    Extension(user): Extension<CurrentUser>,
+    Path((path, id)): Path<(String, String)>,
+    Form(submitted): Form<Vec<(String, String)>>,
+) -> Response {
+    let Some(c) = collection(&path) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let values: HashMap<String, String> = submitted.iter().cloned().collect();
+    let answer = match payload(c, &submitted) {
+        Ok(p) => admin_api::call(&st.admin, Method::PATCH, &format!("/{path}/{id}"), p).await,
+        Err((field, message)) => {
+            let attempt = Attempt {
+                values,
+                errors: HashMap::from([(field, message)]),
+                message: None,
+            };
+            return edit_page(&user, c, &id, attempt, StatusCode::BAD_REQUEST);
+        }
+    };
+    if answer.status == StatusCode::OK {
+        return Redirect::to(&format!("/{path}")).into_response();
+    }
+    let mut attempt = refused(c, &answer, values);
+    attempt.message = Some(format!("Not saved: {}", answer.message()));
+    edit_page(&user, c, &id, attempt, StatusCode::BAD_REQUEST)
 }
 
 pub async fn confirm_delete(

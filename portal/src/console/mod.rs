@@ -67,6 +67,10 @@ pub fn router(state: Arc<ConsoleState>, secure_cookies: bool) -> Router {
             "/{collection}/{id}/delete",
             get(manage::confirm_delete).post(manage::delete),
         )
+        .route(
+            "/{collection}/{id}/edit",
+            get(manage::edit_form).post(manage::update),
+        )
         .route("/consumers/{id}", get(consumer::show))
         .route("/consumers/{id}/keys", post(consumer::create_key))
         .route(
