@@ -80,6 +80,22 @@ pub async fn call(admin: &Router, method: Method, path: &str, payload: Payload) 
     Answer { status, body }
 }
 
+/// Like `call`, but an answer other than 2xx becomes the response to send back as it is.
+pub async fn call_ok(
+    admin: &Router,
+    method: Method,
+    path: &str,
+    payload: Payload,
+) -> Result<Answer, axum::response::Response> {
+    use axum::response::IntoResponse;
+    let answer = call(admin, method, path, payload).await;
+    if answer.status.is_success() {
+        Ok(answer)
+    } else {
+        Err((answer.status, answer.message()).into_response())
+    }
+}
+
 fn failure(message: &str) -> Answer {
     Answer {
         status: StatusCode::INTERNAL_SERVER_ERROR,

@@ -242,17 +242,11 @@ pub async fn revoke(
     State(st): State<Arc<ConsoleState>>,
     Path((id, key)): Path<(String, String)>,
 ) -> Response {
-    let answer = admin_api::call(
-        &st.admin,
-        Method::DELETE,
-        &format!("/consumers/{id}/key-auth/{key}"),
-        Payload::None,
-    )
-    .await;
-    if !answer.status.is_success() {
-        return (answer.status, answer.message()).into_response();
+    let uri = format!("/consumers/{id}/key-auth/{key}");
+    match admin_api::call_ok(&st.admin, Method::DELETE, &uri, Payload::None).await {
+        Ok(_) => Redirect::to(&format!("/consumers/{id}")).into_response(),
+        Err(refused) => refused,
     }
-    Redirect::to(&format!("/consumers/{id}")).into_response()
 }
 
 #[cfg(test)]

@@ -654,16 +654,11 @@ pub async fn edit_form(
     let Some(c) = collection(&path) else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let entity = admin_api::call(
-        &st.admin,
-        Method::GET,
-        &format!("/{path}/{id}"),
-        Payload::None,
-    )
-    .await;
-    if entity.status != StatusCode::OK {
-        return (entity.status, entity.message()).into_response();
-    }
+    let uri = format!("/{path}/{id}");
+    let entity = match admin_api::call_ok(&st.admin, Method::GET, &uri, Payload::None).await {
+        Ok(e) => e,
+        Err(refused) => return refused,
+    };
     let mut values = current_values(c, &entity.body);
     if c.path == "services" {
         values.remove("url");
@@ -771,17 +766,11 @@ pub async fn delete(
     if collection(&path).is_none() {
         return StatusCode::NOT_FOUND.into_response();
     }
-    let answer = admin_api::call(
-        &st.admin,
-        Method::DELETE,
-        &format!("/{path}/{id}"),
-        Payload::None,
-    )
-    .await;
-    if !answer.status.is_success() {
-        return (answer.status, answer.message()).into_response();
+    let uri = format!("/{path}/{id}");
+    match admin_api::call_ok(&st.admin, Method::DELETE, &uri, Payload::None).await {
+        Ok(_) => Redirect::to(&format!("/{path}")).into_response(),
+        Err(refused) => refused,
     }
-    Redirect::to(&format!("/{path}")).into_response()
 }
 
 #[cfg(test)]
