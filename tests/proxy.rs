@@ -337,3 +337,30 @@ async fn upstream_connections_are_kept_alive_and_reused() {
         "one upstream connection serves them all: {peers:?}"
     );
 }
+
+#[tokio::test]
+async fn gateway_errors_come_in_the_format_the_client_accepts() {
+    let gw = Gateway::start(&[]).await;
+    let url = gw.proxy_url("/nowhere");
+    let json = send("GET", &url, &[], None).await;
+    assert_eq!(json.status, 404);
+    assert_eq!(json.json["message"], "no Route matched with those values");
+    let html = send(
+        "GET",
+        &url,
+        &[("accept", "text/html,application/xhtml+xml,*/*;q=0.8")],
+        None,
+    )
+    .await;
+    assert_eq!(
+        html.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert!(html
+        .body
+        .contains("<p>no Route matched with those values.</p>"));
+    let text = send("GET", &url, &[("accept", "text/plain")], None).await;
+    assert!(text
+        .body
+        .starts_with("no Route matched with those values\nrequest_id: "));
+}

@@ -5,6 +5,7 @@
 //! back with Tollgate's headers, and record the request. Nothing here touches the store or
 //! holds a lock across an await.
 mod client_ip;
+mod error_page;
 mod headers;
 mod log;
 pub mod server;
@@ -16,6 +17,7 @@ use crate::snapshot::{ServiceEntry, Snapshot};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 pub use client_ip::ClientIp;
+use error_page::Format;
 use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
@@ -72,9 +74,10 @@ impl Proxy {
             upstream_us: 0,
             upstream_failed: false,
         };
+        let format = Format::from_accept(req.headers());
         let mut resp = match self.route_and_forward(req, &mut ex, local_port).await {
             Ok(r) => r,
-            Err(reply) => reply_response(reply, &ex.request_id),
+            Err(reply) => reply_response(reply, &ex.request_id, format),
         };
         add_gateway_headers(&mut resp, &mut ex);
         let status = resp.status().as_u16();
@@ -298,18 +301,15 @@ fn upstream_uri(
         .build()
 }
 
-/// A gateway-written response in Kong's shape: `{"message": "...", "request_id": "..."}`.
-fn reply_response(reply: Reply, request_id: &str) -> Response<ProxyBody> {
-    let body =
-        serde_json::json!({ "message": reply.message, "request_id": request_id }).to_string();
+/// A gateway-written response in Kong's shape: `{"message": "...", "request_id": "..."}`, or
+/// its HTML or text form when the client asked for one.
+fn reply_response(reply: Reply, request_id: &str, format: Format) -> Response<ProxyBody> {
+    let (body, content_type) = format.render(&reply.message, request_id);
     let mut resp = Response::new(Either::Right(Full::new(Bytes::from(body))));
     *resp.status_mut() = reply.status;
     let h = resp.headers_mut();
     h.extend(reply.headers);
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json; charset=utf-8"),
-    );
+    h.insert(header::CONTENT_TYPE, content_type);
     h.insert(header::SERVER, HeaderValue::from_static(VIA));
     resp
 }
