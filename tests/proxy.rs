@@ -364,3 +364,67 @@ async fn gateway_errors_come_in_the_format_the_client_accepts() {
         .body
         .starts_with("no Route matched with those values\nrequest_id: "));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_stops_reading_the_request_gets_a_504_after_write_timeout() {
+    // A backend that accepts connections and never reads from them.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let gw = Gateway::start(&[]).await;
+    let service = json!({"name": "deaf", "url": format!("http://127.0.0.1:{port}"), "write_timeout": 300, "retries": 0});
+    assert_eq!(
+        send("POST", &gw.admin_url("/services"), &[], json_body(service))
+            .await
+            .status,
+        201
+    );
+    let route = json!({"paths": ["/deaf/"]});
+    assert_eq!(
+        send(
+            "POST",
+            &gw.admin_url("/services/deaf/routes"),
+            &[],
+            json_body(route)
+        )
+        .await
+        .status,
+        201
+    );
+    gw.settled().await;
+
+    let started = std::time::Instant::now();
+    let big = "x".repeat(64 * 1024 * 1024);
+    let r = try_send(
+        "POST",
+        &gw.proxy_url("/deaf/upload"),
+        &[],
+        Some(("text/plain", big)),
+    )
+    .await;
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
+    if let Ok(r) = r {
+        assert_eq!(r.status, 504, "{}", r.body);
+        assert_eq!(r.json["message"], "The upstream server is timing out");
+    }
+    let metrics = send(
+        "GET",
+        &format!("http://127.0.0.1:{}/metrics", gw.status),
+        &[],
+        None,
+    )
+    .await;
+    assert!(
+        metrics
+            .body
+            .contains("tollgate_upstream_errors_total{service=\"deaf\"} 1"),
+        "{}",
+        metrics.body
+    );
+}

@@ -224,7 +224,13 @@ impl Proxy {
             };
             let result = tokio::time::timeout(
                 service.read_timeout,
-                upstream::send(req, service.connect_timeout),
+                upstream::send(
+                    req,
+                    upstream::Timeouts {
+                        connect: service.connect_timeout,
+                        write: service.write_timeout,
+                    },
+                ),
             )
             .await;
             match result {

@@ -12,11 +12,13 @@ use http_body_util::{Either, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioIo;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+use tokio_io_timeout::TimeoutStream;
 use tower::Service;
 
 /// A request body sent upstream: the client's, streamed, or one held in memory (read by a
@@ -28,12 +30,20 @@ type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 const MAX_IDLE_PER_UPSTREAM: usize = 256;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Connections are shared by upstreams with the same address and connect timeout.
+/// A service's limits on a connection: to connect, and for each write of a request to the
+/// upstream (Kong's `write_timeout`: the upstream not reading is a 504).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub write: Duration,
+}
+
+/// Connections are shared by upstreams with the same address and timeouts.
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct Key {
     scheme: Scheme,
     authority: Authority,
-    connect_timeout: Duration,
+    timeouts: Timeouts,
 }
 
 struct Idle {
@@ -64,7 +74,7 @@ pub enum UpstreamError {
 /// Sends `req` (whose URI names the upstream) on a pooled or new connection.
 pub async fn send(
     mut req: Request<UpstreamBody>,
-    connect_timeout: Duration,
+    timeouts: Timeouts,
 ) -> Result<Response<PooledBody>, UpstreamError> {
     let key = Key {
         scheme: req.uri().scheme().cloned().unwrap_or(Scheme::HTTP),
@@ -73,7 +83,7 @@ pub async fn send(
             .authority()
             .cloned()
             .ok_or_else(|| UpstreamError::Connect("the upstream URI has no host".into()))?,
-        connect_timeout,
+        timeouts,
     };
     // A pooled connection the upstream closed meanwhile hands the unsent request back;
     // then it goes on a new connection.
@@ -123,15 +133,17 @@ async fn connect(key: &Key, uri: &Uri) -> Result<Sender, UpstreamError> {
     let mut connector = POOL.with(|p| {
         p.borrow_mut()
             .connectors
-            .entry(key.connect_timeout)
-            .or_insert_with(|| connector(key.connect_timeout))
+            .entry(key.timeouts.connect)
+            .or_insert_with(|| connector(key.timeouts.connect))
             .clone()
     });
     let io = connector
         .call(uri.clone())
         .await
         .map_err(UpstreamError::Connect)?;
-    let (sender, conn) = http1::handshake(io)
+    let mut io = TimeoutStream::new(TokioIo::new(io));
+    io.set_write_timeout(Some(key.timeouts.write));
+    let (sender, conn) = http1::handshake(TokioIo::new(Box::pin(io)))
         .await
         .map_err(|e| UpstreamError::Connect(e.into()))?;
     tokio::spawn(async move {

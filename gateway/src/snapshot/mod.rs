@@ -44,6 +44,8 @@ pub struct ServiceEntry {
     pub retries: u32,
     pub read_timeout: Duration,
     pub connect_timeout: Duration,
+    /// Longest the upstream may leave a write of the request waiting.
+    pub write_timeout: Duration,
 }
 
 pub struct Snapshot {
@@ -188,5 +190,6 @@ fn service_entry(s: &Service) -> Result<ServiceEntry, String> {
         retries: s.retries,
         read_timeout: Duration::from_millis(u64::from(s.read_timeout)),
         connect_timeout: Duration::from_millis(u64::from(s.connect_timeout)),
+        write_timeout: Duration::from_millis(u64::from(s.write_timeout)),
     })
 }
