@@ -413,18 +413,10 @@ async fn an_upstream_that_stops_reading_the_request_gets_a_504_after_write_timeo
         assert_eq!(r.status, 504, "{}", r.body);
         assert_eq!(r.json["message"], "The upstream server is timing out");
     }
-    let metrics = send(
-        "GET",
-        &format!("http://127.0.0.1:{}/metrics", gw.status),
-        &[],
-        None,
-    )
-    .await;
+    let metrics = gw.metrics().await;
     assert!(
-        metrics
-            .body
-            .contains("tollgate_upstream_errors_total{service=\"deaf\"} 1"),
+        metrics.contains("tollgate_upstream_errors_total{service=\"deaf\"} 1"),
         "{}",
-        metrics.body
+        metrics
     );
 }

@@ -612,19 +612,11 @@ async fn when_redis_is_down_fault_tolerance_decides() {
         assert_eq!(r.status, 200, "{}", r.body);
         assert!(r.header("x-ratelimit-limit-hour").is_none());
     }
-    let metrics = send(
-        "GET",
-        &format!("http://127.0.0.1:{}/metrics", tolerant.status),
-        &[],
-        None,
-    )
-    .await;
+    let metrics = tolerant.metrics().await;
     assert!(
-        metrics
-            .body
-            .contains("tollgate_rate_limit_redis_errors_total 3"),
+        metrics.contains("tollgate_rate_limit_redis_errors_total 3"),
         "{}",
-        metrics.body
+        metrics
     );
 
     let strict = dbless(&declarative(&backend, "redis-strict", &dead)).await;

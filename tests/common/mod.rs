@@ -206,6 +206,12 @@ impl Gateway {
         self.child.wait().unwrap()
     }
 
+    /// The status listener's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        let url = format!("http://127.0.0.1:{}/metrics", self.status);
+        send("GET", &url, &[], None).await.body
+    }
+
     /// Waits until the proxy serves every admin write made so far.
     pub async fn settled(&self) {
         let deadline = Instant::now() + Duration::from_secs(5);
