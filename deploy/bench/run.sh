@@ -3,7 +3,8 @@
 # `return 200`), nginx as a reverse proxy (a second process: one worker, keepalive upstream)
 # and Tollgate (one proxy worker thread),
 # each driven by wrk. Also Tollgate's RSS idle and with 10,000 routes, and the time to load a
-# 10,000-route declarative file. Prints a Markdown table.
+# 10,000-route declarative file. Analytics are off here (deploy/bench/analytics.sh measures
+# their cost). Prints a Markdown table.
 #   deploy/bench/run.sh [duration_seconds]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -37,7 +38,7 @@ rss_kb() { awk '/VmRSS/ {print $2}' /proc/$1/status; }
 start_tollgate() { # $1 = declarative file; prints the proxy port, sets TG_PID
   local proxy status
   proxy=$(free_port); status=$(free_port)
-  TOLLGATE_DATABASE=off TOLLGATE_DECLARATIVE_CONFIG="$1" TOLLGATE_WORKER_THREADS=1 \
+  TOLLGATE_DATABASE=off TOLLGATE_DECLARATIVE_CONFIG="$1" TOLLGATE_WORKER_THREADS=1 TOLLGATE_ANALYTICS=off \
   TOLLGATE_PROXY_LISTEN=127.0.0.1:$proxy TOLLGATE_ADMIN_LISTEN=off TOLLGATE_STATUS_LISTEN=127.0.0.1:$status \
   TOLLGATE_CONSOLE_LISTEN=off TOLLGATE_PORTAL_LISTEN=off RUST_LOG=warn "$bin" > "$work/tollgate-$proxy.log" 2>&1 &
   TG_PID=$!; pids+=($TG_PID)
