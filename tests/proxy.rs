@@ -376,27 +376,7 @@ async fn an_upstream_that_stops_reading_the_request_gets_a_504_after_write_timeo
             held.push(socket);
         }
     });
-    let gw = Gateway::start(&[]).await;
-    let service = json!({"name": "deaf", "url": format!("http://127.0.0.1:{port}"), "write_timeout": 300, "retries": 0});
-    assert_eq!(
-        send("POST", &gw.admin_url("/services"), &[], json_body(service))
-            .await
-            .status,
-        201
-    );
-    let route = json!({"paths": ["/deaf/"]});
-    assert_eq!(
-        send(
-            "POST",
-            &gw.admin_url("/services/deaf/routes"),
-            &[],
-            json_body(route)
-        )
-        .await
-        .status,
-        201
-    );
-    gw.settled().await;
+    let gw = gateway_with(json!({"name": "deaf", "url": format!("http://127.0.0.1:{port}"), "write_timeout": 300, "retries": 0}), "/deaf/").await;
 
     let started = std::time::Instant::now();
     let big = "x".repeat(64 * 1024 * 1024);
@@ -419,4 +399,61 @@ async fn an_upstream_that_stops_reading_the_request_gets_a_504_after_write_timeo
         "{}",
         metrics
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_body_that_stalls_is_cut_after_read_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A backend that answers with a head and part of the body, then goes quiet.
+    let stalling = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = stalling.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut socket, _)) = stalling.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = socket.read(&mut buf).await;
+            let head = "HTTP/1.1 200 OK\r\ncontent-length: 100\r\ncontent-type: text/plain\r\n\r\nfirst ten.";
+            let _ = socket.write_all(head.as_bytes()).await;
+            held.push(socket);
+        }
+    });
+    let service =
+        json!({"name": "stall", "url": format!("http://127.0.0.1:{port}"), "read_timeout": 300});
+    let gw = gateway_with(service, "/stall/").await;
+
+    let started = std::time::Instant::now();
+    let sent = tokio::time::timeout(
+        Duration::from_secs(10),
+        try_send("GET", &gw.proxy_url("/stall/x"), &[], None),
+    )
+    .await;
+    let r = sent.expect("the proxy must not wait for ever on a stalled body");
+    assert!(
+        r.is_err(),
+        "the client sees the body cut short, not a complete answer: {r:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// A gateway with `service` and one route on `path` to it.
+async fn gateway_with(service: serde_json::Value, path: &str) -> Gateway {
+    let gw = Gateway::start(&[]).await;
+    let name = service["name"].as_str().unwrap().to_string();
+    let r = send("POST", &gw.admin_url("/services"), &[], json_body(service)).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let route = json!({ "paths": [path] });
+    let r = send(
+        "POST",
+        &gw.admin_url(&format!("/services/{name}/routes")),
+        &[],
+        json_body(route),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    gw.settled().await;
+    gw
 }

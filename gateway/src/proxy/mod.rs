@@ -229,6 +229,7 @@ impl Proxy {
                     upstream::Timeouts {
                         connect: service.connect_timeout,
                         write: service.write_timeout,
+                        read: service.read_timeout,
                     },
                 ),
             )

@@ -15,6 +15,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -30,12 +31,14 @@ type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 const MAX_IDLE_PER_UPSTREAM: usize = 256;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A service's limits on a connection: to connect, and for each write of a request to the
-/// upstream (Kong's `write_timeout`: the upstream not reading is a 504).
+/// A service's limits: to connect, for each write of a request to the upstream (Kong's
+/// `write_timeout`: the upstream not reading is a 504), and between two parts of a response
+/// body (Kong's `read_timeout`; the wait for the response head is bounded by the caller).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Timeouts {
     pub connect: Duration,
     pub write: Duration,
+    pub read: Duration,
 }
 
 /// Connections are shared by upstreams with the same address and timeouts.
@@ -105,6 +108,8 @@ fn pooled(resp: Response<Incoming>, sender: Sender, key: Key) -> Response<Pooled
     resp.map(|body| {
         let mut body = PooledBody {
             body,
+            read_timeout: key.timeouts.read,
+            stall: None,
             release: Some((sender, key)),
         };
         // A body that is empty from the start (204, HEAD, length 0) is never polled.
@@ -166,9 +171,13 @@ fn connector(connect_timeout: Duration) -> Connector {
         .wrap_connector(http)
 }
 
-/// An upstream response body that returns its connection to the pool once read to the end.
+/// An upstream response body that returns its connection to the pool once read to the end,
+/// and fails when the upstream sends nothing for `read_timeout`.
 pub struct PooledBody {
     body: Incoming,
+    read_timeout: Duration,
+    /// Armed while the body waits for the upstream.
+    stall: Option<Pin<Box<tokio::time::Sleep>>>,
     release: Option<(Sender, Key)>,
 }
 
@@ -192,21 +201,38 @@ impl PooledBody {
 
 impl Body for PooledBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = self.get_mut();
         let frame = Pin::new(&mut this.body).poll_frame(cx);
         // The server stops polling once `is_end_stream` says so, so look after each frame.
         match &frame {
+            Poll::Pending => {
+                let timeout = this.read_timeout;
+                let stall = this
+                    .stall
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                if stall.as_mut().poll(cx).is_ready() {
+                    // The connection is in an unknown state: dropped, not pooled.
+                    this.release = None;
+                    let stalled = std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "the upstream stopped sending the response body",
+                    );
+                    return Poll::Ready(Some(Err(stalled.into())));
+                }
+                return Poll::Pending;
+            }
             Poll::Ready(None) => this.release(),
             Poll::Ready(Some(Ok(_))) if this.body.is_end_stream() => this.release(),
-            _ => {}
+            Poll::Ready(_) => {}
         }
-        frame
+        this.stall = None;
+        frame.map(|f| f.map(|r| r.map_err(Into::into)))
     }
 
     fn is_end_stream(&self) -> bool {
