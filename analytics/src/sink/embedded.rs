@@ -11,6 +11,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{QueryBuilder, Row, Sqlite};
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 const ROLLUP_TABLE: &str = include_str!("../../../migrations/analytics-sqlite/001_rollups.sql");
@@ -26,7 +27,8 @@ pub struct Embedded {
     retention: Duration,
 }
 
-type Key = (i64, String, String, String, u16);
+type Key = (i64, Arc<str>, Arc<str>, Arc<str>, u16);
+type Rows = HashMap<Key, (RollupRow, Histogram)>;
 
 impl Embedded {
     /// Opens (creating) `analytics.db` in `data_dir`.
@@ -68,8 +70,16 @@ impl Embedded {
             return Ok(());
         }
         let batch = &batch.events;
-        for period in Period::ALL {
-            for (key, (row, latency)) in rollups(batch, period) {
+        // Hours and the totals are folded from the minutes, not from every event again.
+        let minutes = minute_rollups(batch);
+        let hours = coarser(&minutes, Period::Hour);
+        let totals = coarser(&minutes, Period::MinuteTotal);
+        for (period, rows) in [
+            (Period::Minute, minutes),
+            (Period::Hour, hours),
+            (Period::MinuteTotal, totals),
+        ] {
+            for (key, (row, latency)) in rows {
                 add_rollup(&mut tx, period.table(), key, row, latency).await?;
             }
         }
@@ -131,9 +141,9 @@ async fn add_rollup(
          WHERE start = ? AND service = ? AND route = ? AND consumer = ? AND status = ?"
     ))
     .bind(start)
-    .bind(&service)
-    .bind(&route)
-    .bind(&consumer)
+    .bind(&*service)
+    .bind(&*route)
+    .bind(&*consumer)
     .bind(status)
     .fetch_optional(&mut **tx)
     .await?;
@@ -150,9 +160,9 @@ async fn add_rollup(
          rate_limited, auth_failed, bytes_in, bytes_out, latency) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     ))
     .bind(start)
-    .bind(&service)
-    .bind(&route)
-    .bind(&consumer)
+    .bind(&*service)
+    .bind(&*route)
+    .bind(&*consumer)
     .bind(status)
     .bind(row.requests as i64)
     .bind(row.rate_limited as i64)
@@ -198,20 +208,17 @@ impl Period {
     }
 }
 
-/// The batch folded into rows of `period`, each with its latency histogram.
-fn rollups(batch: &[RequestEvent], period: Period) -> HashMap<Key, (RollupRow, Histogram)> {
-    let mut rows: HashMap<Key, (RollupRow, Histogram)> = HashMap::new();
+/// The batch folded into per-minute rows, each with its latency histogram.
+fn minute_rollups(batch: &[RequestEvent]) -> Rows {
+    let mut rows = Rows::new();
+    let name = |v: &Option<Arc<str>>| v.clone().unwrap_or_else(|| Arc::from(""));
     for e in batch {
         let secs = (e.timestamp_us / 1_000_000) as i64;
-        let text = |v: &Option<std::sync::Arc<str>>| match v {
-            Some(v) if period.by_name() => v.to_string(),
-            _ => String::new(),
-        };
         let key = (
-            secs - secs.rem_euclid(period.seconds()),
-            text(&e.service),
-            text(&e.route),
-            text(&e.consumer),
+            secs - secs.rem_euclid(60),
+            name(&e.service),
+            name(&e.route),
+            name(&e.consumer),
             e.status,
         );
         let (row, latency) = rows.entry(key).or_default();
@@ -221,6 +228,34 @@ fn rollups(batch: &[RequestEvent], period: Period) -> HashMap<Key, (RollupRow, H
         row.bytes_in += e.bytes_in;
         row.bytes_out += e.bytes_out;
         latency.record(e.total_latency_us);
+    }
+    rows
+}
+
+/// Minute rows folded into `period`'s rows (hours, or minutes without names).
+fn coarser(minutes: &Rows, period: Period) -> Rows {
+    let mut rows = Rows::new();
+    let empty: Arc<str> = Arc::from("");
+    for ((start, service, route, consumer, status), (m, latency)) in minutes {
+        let names = if period.by_name() {
+            (service.clone(), route.clone(), consumer.clone())
+        } else {
+            (empty.clone(), empty.clone(), empty.clone())
+        };
+        let key = (
+            start - start.rem_euclid(period.seconds()),
+            names.0,
+            names.1,
+            names.2,
+            *status,
+        );
+        let (row, h) = rows.entry(key).or_default();
+        row.requests += m.requests;
+        row.rate_limited += m.rate_limited;
+        row.auth_failed += m.auth_failed;
+        row.bytes_in += m.bytes_in;
+        row.bytes_out += m.bytes_out;
+        h.merge(latency);
     }
     rows
 }
