@@ -47,14 +47,11 @@ pub fn user_agent(h: &HeaderMap) -> Option<Arc<str>> {
         .map(Arc::from)
 }
 
-/// Request size for the log: headers as sent, plus the body's declared length.
-pub fn request_size<B>(req: &Request<B>) -> u64 {
-    let body = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
+/// The body length a request declares (0 when it declares none).
+pub fn content_length(h: &HeaderMap) -> u64 {
+    h.get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-        .unwrap_or(0);
-    total_size(req.headers()) as u64 + body
+        .unwrap_or(0)
 }
 
 /// Bytes of all header names and values, as a client sent them.

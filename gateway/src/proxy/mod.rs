@@ -50,6 +50,7 @@ impl Proxy {
         client: SocketAddr,
         local_port: u16,
     ) -> Response<LoggedBody> {
+        let header_bytes = headers::total_size(req.headers());
         let mut ex = Exchange {
             start: Instant::now(),
             arrived_us: SystemTime::now()
@@ -62,7 +63,8 @@ impl Proxy {
             client,
             client_ip: self.client_ip.resolve(client.ip(), req.headers()),
             user_agent: headers::user_agent(req.headers()),
-            bytes_in: headers::request_size(&req),
+            // For the log: headers as sent, plus the body's declared length.
+            bytes_in: header_bytes as u64 + headers::content_length(req.headers()),
             service: None,
             route: None,
             route_path: None,
@@ -75,7 +77,15 @@ impl Proxy {
             upstream_failed: false,
         };
         let format = Format::from_accept(req.headers());
-        let mut resp = match self.route_and_forward(req, &mut ex, local_port).await {
+        let answer = if header_bytes > MAX_HEADER_BYTES {
+            Err(Reply::new(
+                StatusCode::BAD_REQUEST,
+                "Request header or cookie too large",
+            ))
+        } else {
+            self.route_and_forward(req, &mut ex, local_port).await
+        };
+        let mut resp = match answer {
             Ok(r) => r,
             Err(reply) => reply_response(reply, &ex.request_id, format),
         };
@@ -91,12 +101,6 @@ impl Proxy {
         local_port: u16,
     ) -> Result<Response<ProxyBody>, Reply> {
         let bad = || Reply::new(StatusCode::BAD_REQUEST, "Bad request");
-        if headers::total_size(req.headers()) > MAX_HEADER_BYTES {
-            return Err(Reply::new(
-                StatusCode::BAD_REQUEST,
-                "Request header or cookie too large",
-            ));
-        }
         let norm_path = path::normalize(req.uri().path())
             .map_err(|_| bad())?
             .into_owned();
