@@ -34,19 +34,21 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// A service's limits: to connect, for each write of a request to the upstream (Kong's
 /// `write_timeout`: the upstream not reading is a 504), and between two parts of a response
 /// body (Kong's `read_timeout`; the wait for the response head is bounded by the caller).
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy)]
 pub struct Timeouts {
     pub connect: Duration,
     pub write: Duration,
     pub read: Duration,
 }
 
-/// Connections are shared by upstreams with the same address and timeouts.
+/// Connections are shared by upstreams with the same address and connection timeouts (the
+/// read timeout belongs to each response, not to the connection).
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct Key {
     scheme: Scheme,
     authority: Authority,
-    timeouts: Timeouts,
+    connect_timeout: Duration,
+    write_timeout: Duration,
 }
 
 struct Idle {
@@ -86,13 +88,14 @@ pub async fn send(
             .authority()
             .cloned()
             .ok_or_else(|| UpstreamError::Connect("the upstream URI has no host".into()))?,
-        timeouts,
+        connect_timeout: timeouts.connect,
+        write_timeout: timeouts.write,
     };
     // A pooled connection the upstream closed meanwhile hands the unsent request back;
     // then it goes on a new connection.
     while let Some(mut sender) = checkout(&key).await {
         match sender.try_send_request(req).await {
-            Ok(resp) => return Ok(pooled(resp, sender, key)),
+            Ok(resp) => return Ok(pooled(resp, sender, key, timeouts.read)),
             Err(mut e) => match e.take_message() {
                 Some(unsent) => req = unsent,
                 None => return Err(e.into_error().into()),
@@ -101,14 +104,19 @@ pub async fn send(
     }
     let mut sender = connect(&key, req.uri()).await?;
     let resp = sender.send_request(req).await?;
-    Ok(pooled(resp, sender, key))
+    Ok(pooled(resp, sender, key, timeouts.read))
 }
 
-fn pooled(resp: Response<Incoming>, sender: Sender, key: Key) -> Response<PooledBody> {
+fn pooled(
+    resp: Response<Incoming>,
+    sender: Sender,
+    key: Key,
+    read_timeout: Duration,
+) -> Response<PooledBody> {
     resp.map(|body| {
         let mut body = PooledBody {
             body,
-            read_timeout: key.timeouts.read,
+            read_timeout,
             stall: None,
             release: Some((sender, key)),
         };
@@ -138,8 +146,8 @@ async fn connect(key: &Key, uri: &Uri) -> Result<Sender, UpstreamError> {
     let mut connector = POOL.with(|p| {
         p.borrow_mut()
             .connectors
-            .entry(key.timeouts.connect)
-            .or_insert_with(|| connector(key.timeouts.connect))
+            .entry(key.connect_timeout)
+            .or_insert_with(|| connector(key.connect_timeout))
             .clone()
     });
     let io = connector
@@ -147,7 +155,7 @@ async fn connect(key: &Key, uri: &Uri) -> Result<Sender, UpstreamError> {
         .await
         .map_err(UpstreamError::Connect)?;
     let mut io = TimeoutStream::new(TokioIo::new(io));
-    io.set_write_timeout(Some(key.timeouts.write));
+    io.set_write_timeout(Some(key.write_timeout));
     let (sender, conn) = http1::handshake(TokioIo::new(Box::pin(io)))
         .await
         .map_err(|e| UpstreamError::Connect(e.into()))?;
