@@ -180,17 +180,12 @@ impl Metrics {
                 self.config_reload_failures.load(Ordering::Relaxed),
             ),
         ];
-        for (name, help, v) in own.iter().chain(counters) {
-            header(&mut out, name, help, "counter");
-            let _ = writeln!(out, "{name} {v}");
-        }
+        unlabelled(&mut out, "counter", &own);
+        unlabelled(&mut out, "counter", counters);
         if let Some(a) = self.analytics.get() {
             pipeline_metrics(&mut out, a);
         }
-        for (name, help, v) in gauges {
-            header(&mut out, name, help, "gauge");
-            let _ = writeln!(out, "{name} {v}");
-        }
+        unlabelled(&mut out, "gauge", gauges);
         out
     }
 }
@@ -230,10 +225,7 @@ fn pipeline_metrics(out: &mut String, m: &tollgate_analytics::pipeline::Metrics)
             load(&m.sink_errors),
         ),
     ];
-    for (name, help, v) in counters {
-        header(out, name, help, "counter");
-        let _ = writeln!(out, "{name} {v}");
-    }
+    unlabelled(out, "counter", &counters);
     let gauges = [
         (
             "tollgate_analytics_events_queued",
@@ -246,14 +238,19 @@ fn pipeline_metrics(out: &mut String, m: &tollgate_analytics::pipeline::Metrics)
             load(&m.spill_pending),
         ),
     ];
-    for (name, help, v) in gauges {
-        header(out, name, help, "gauge");
-        let _ = writeln!(out, "{name} {v}");
-    }
+    unlabelled(out, "gauge", &gauges);
     let name = "tollgate_analytics_batch_write_seconds";
     header(out, name, "Time the sink took per batch.", "summary");
     let _ = writeln!(out, "{name}_sum {}", load(&m.batch_micros) as f64 / 1e6);
     let _ = writeln!(out, "{name}_count {}", load(&m.batches));
+}
+
+/// Metrics without labels, one value each: `(name, help, value)`.
+fn unlabelled(out: &mut String, ty: &str, metrics: &[(&str, &str, impl std::fmt::Display)]) {
+    for (name, help, v) in metrics {
+        header(out, name, help, ty);
+        let _ = writeln!(out, "{name} {v}");
+    }
 }
 
 fn header(out: &mut String, name: &str, help: &str, ty: &str) {
