@@ -3,7 +3,7 @@
 use super::body::EntityInput;
 use super::error::ApiError;
 use super::AdminState;
-use crate::model::{normalize, unix_now, Kind, Normalized};
+use crate::model::{normalize, unix_now, Kind, Normalized, Source};
 use crate::store::{ListQuery, StoreError};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -229,11 +229,26 @@ async fn do_create(
     if let Some(p) = parent {
         fields.insert(p.field.into(), json!({"id": p.id}));
     }
-    resolve_references(st, &mut fields).await?;
-    let n = normalize(kind, fields, None, input.source, unix_now())?;
-    st.store().save(&n.record, false).await?;
-    st.reloader.poke();
+    let n = write(st, kind, fields, None, input.source, false).await?;
     Ok((StatusCode::CREATED, Json(shown(n))).into_response())
+}
+
+/// The write every create, patch and put ends in: references by name resolved, the fields
+/// checked against `base` (what is kept of the stored body, or none), stored (replacing the
+/// entity with the same id when `replace`), and the snapshot asked to pick the change up.
+async fn write(
+    st: &AdminState,
+    kind: Kind,
+    mut fields: Map<String, Value>,
+    base: Option<&Value>,
+    source: Source,
+    replace: bool,
+) -> Result<Normalized, ApiError> {
+    resolve_references(st, &mut fields).await?;
+    let n = normalize(kind, fields, base, source, unix_now())?;
+    st.store().save(&n.record, replace).await?;
+    st.reloader.poke();
+    Ok(n)
 }
 
 async fn do_patch(
@@ -245,11 +260,7 @@ async fn do_patch(
 ) -> Result<Response, ApiError> {
     st.writable()?;
     let existing = find(st, kind, key, parent).await?;
-    let mut fields = input.fields;
-    resolve_references(st, &mut fields).await?;
-    let n = normalize(kind, fields, Some(&existing), input.source, unix_now())?;
-    st.store().save(&n.record, true).await?;
-    st.reloader.poke();
+    let n = write(st, kind, input.fields, Some(&existing), input.source, true).await?;
     Ok(Json(shown(n)).into_response())
 }
 
@@ -279,14 +290,11 @@ async fn do_put(
     if let Some(e) = &existing {
         fields.insert("id".into(), e["id"].clone());
     }
-    resolve_references(st, &mut fields).await?;
     // PUT replaces: the stored body only lends its creation time.
     let base = existing
         .as_ref()
         .map(|e| json!({"id": e["id"], "created_at": e["created_at"]}));
-    let n = normalize(kind, fields, base.as_ref(), input.source, unix_now())?;
-    st.store().save(&n.record, true).await?;
-    st.reloader.poke();
+    let n = write(st, kind, fields, base.as_ref(), input.source, true).await?;
     Ok(Json(shown(n)).into_response())
 }
 
