@@ -20,6 +20,30 @@ fn parent_id(body: &Value, field: &str) -> Option<String> {
     body.get(field)?.get("id")?.as_str().map(String::from)
 }
 
+/// Each parent with its children (those whose `parent_field` names it) listed under `key`.
+fn nested<'a>(
+    parents: impl Iterator<Item = &'a Value>,
+    children: impl Iterator<Item = &'a Value> + Clone,
+    parent_field: &str,
+    key: &str,
+) -> Vec<Value> {
+    parents
+        .map(|p| {
+            let mut m = clean(p, None);
+            let id = p["id"].as_str();
+            let mine: Vec<Value> = children
+                .clone()
+                .filter(|c| parent_id(c, parent_field).as_deref() == id)
+                .map(|c| Value::Object(clean(c, Some(parent_field))))
+                .collect();
+            if !mine.is_empty() {
+                m.insert(key.into(), Value::Array(mine));
+            }
+            Value::Object(m)
+        })
+        .collect()
+}
+
 /// Builds the document from every stored entity.
 pub fn document(entities: &[(Kind, Value)]) -> Value {
     let of = |kind: Kind| {
@@ -28,36 +52,17 @@ pub fn document(entities: &[(Kind, Value)]) -> Value {
             .filter(move |(k, _)| *k == kind)
             .map(|(_, b)| b)
     };
-    let mut services = Vec::new();
-    for s in of(Kind::Service) {
-        let mut m = clean(s, None);
-        let id = s["id"].as_str();
-        let routes: Vec<Value> = of(Kind::Route)
-            .filter(|r| parent_id(r, "service").as_deref() == id)
-            .map(|r| Value::Object(clean(r, Some("service"))))
-            .collect();
-        if !routes.is_empty() {
-            m.insert("routes".into(), Value::Array(routes));
-        }
-        services.push(Value::Object(m));
-    }
+    let services = nested(of(Kind::Service), of(Kind::Route), "service", "routes");
     let routes: Vec<Value> = of(Kind::Route)
         .filter(|r| parent_id(r, "service").is_none())
         .map(|r| Value::Object(clean(r, None)))
         .collect();
-    let mut consumers = Vec::new();
-    for c in of(Kind::Consumer) {
-        let mut m = clean(c, None);
-        let id = c["id"].as_str();
-        let keys: Vec<Value> = of(Kind::KeyAuth)
-            .filter(|k| parent_id(k, "consumer").as_deref() == id)
-            .map(|k| Value::Object(clean(k, Some("consumer"))))
-            .collect();
-        if !keys.is_empty() {
-            m.insert("keyauth_credentials".into(), Value::Array(keys));
-        }
-        consumers.push(Value::Object(m));
-    }
+    let consumers = nested(
+        of(Kind::Consumer),
+        of(Kind::KeyAuth),
+        "consumer",
+        "keyauth_credentials",
+    );
     let plugins: Vec<Value> = of(Kind::Plugin)
         .map(|p| Value::Object(clean(p, None)))
         .collect();
