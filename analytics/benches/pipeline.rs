@@ -99,28 +99,12 @@ async fn report(name: &str, store: &dyn Queries, f: &Filter) {
 
 async fn clickhouse_queries(url: &str) {
     let store = ClickHouse::new(url, "bench_queries", Validation::Auto).expect("sink");
-    let end = now_us();
     let started = Instant::now();
-    for chunk in 0..100 {
-        let events = synthetic(
-            100_000,
-            end - DAY_US + (chunk + 1) * DAY_US / 100,
-            DAY_US / 100,
-        );
-        store
-            .write(&Batch::new(events), false)
-            .await
-            .expect("insert");
-    }
+    let day = fill_day(&store).await;
     println!(
         "ClickHouse: 10,000,000 events over 24 h inserted in {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    let day = Filter {
-        from: (end / 1_000_000) as i64 - 86_400,
-        to: (end / 1_000_000) as i64 + 1,
-        ..Filter::default()
-    };
     report("ClickHouse, 10 M events over 24 h", &store, &day).await;
 }
 
@@ -129,6 +113,13 @@ async fn embedded_queries() {
     let store = Embedded::open(dir.path(), Duration::from_secs(7 * 86_400))
         .await
         .expect("embedded");
+    let day = fill_day(&store).await;
+    report("embedded, 24 h of rollups (10 M events)", &store, &day).await;
+}
+
+/// Writes 10,000,000 synthetic events over the last 24 hours, in batches of 100,000;
+/// returns the filter for that day.
+async fn fill_day(store: &dyn Sink) -> Filter {
     let end = now_us();
     for chunk in 0..100 {
         let events = synthetic(
@@ -141,10 +132,9 @@ async fn embedded_queries() {
             .await
             .expect("write");
     }
-    let day = Filter {
+    Filter {
         from: (end / 1_000_000) as i64 - 86_400,
         to: (end / 1_000_000) as i64 + 1,
         ..Filter::default()
-    };
-    report("embedded, 24 h of rollups (10 M events)", &store, &day).await;
+    }
 }
