@@ -581,14 +581,20 @@ pub async fn create(
         &user,
         c,
         &ListParams::default(),
-        refused(c, &answer, values),
+        refused(c, &answer, values, "Not created"),
         StatusCode::BAD_REQUEST,
     )
     .await
 }
 
-/// The form again, with the admin API's field errors on their inputs.
-fn refused(c: &Collection, answer: &Answer, values: HashMap<String, String>) -> Attempt {
+/// The form again, with the admin API's field errors on their inputs and `outcome` ("Not
+/// created") before its message.
+fn refused(
+    c: &Collection,
+    answer: &Answer,
+    values: HashMap<String, String>,
+    outcome: &str,
+) -> Attempt {
     let mut errors: HashMap<String, String> = answer
         .field_errors()
         .into_iter()
@@ -605,7 +611,7 @@ fn refused(c: &Collection, answer: &Answer, values: HashMap<String, String>) -> 
     if let Some(field) = taken(&answer.message()) {
         errors.insert(field, "already taken".into());
     }
-    let message = Some(format!("Not created: {}", answer.message()));
+    let message = Some(format!("{outcome}: {}", answer.message()));
     Attempt {
         values,
         errors,
@@ -725,8 +731,7 @@ pub async fn update(
     if answer.status == StatusCode::OK {
         return Redirect::to(&format!("/{path}")).into_response();
     }
-    let mut attempt = refused(c, &answer, values);
-    attempt.message = Some(format!("Not saved: {}", answer.message()));
+    let attempt = refused(c, &answer, values, "Not saved");
     edit_page(&user, c, &id, attempt, StatusCode::BAD_REQUEST)
 }
 
