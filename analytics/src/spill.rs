@@ -100,9 +100,7 @@ impl Spill {
     }
 
     fn move_aside(&mut self, pos: u64, len: u64) -> io::Result<()> {
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let stamp = crate::unix_now();
         let bad = self.path.with_extension(format!("bad-{stamp}"));
         let mut tail = Vec::new();
         self.file.seek(SeekFrom::Start(pos))?;

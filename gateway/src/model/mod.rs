@@ -293,13 +293,7 @@ pub fn validate_name(field: &str, name: &Option<String>, errors: &mut FieldError
     }
 }
 
-/// Unix time in seconds.
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
+pub use tollgate_analytics::unix_now;
 
 /// Tags as the store indexes them.
 pub fn tags_of(tags: &Option<Vec<String>>) -> Vec<String> {

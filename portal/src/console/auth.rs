@@ -48,8 +48,10 @@ pub async fn bootstrap_admin(store: &Store, password: Option<&str>) -> Result<()
     let generated = password.is_none().then(generate_password);
     let chosen = password.or(generated.as_deref()).unwrap_or_default();
     let hash = hash_password(chosen).map_err(StoreError::Corrupt)?;
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    if store.add_console_user("admin", &hash, now).await? {
+    if store
+        .add_console_user("admin", &hash, tollgate_analytics::unix_now())
+        .await?
+    {
         match &generated {
             Some(p) => {
                 tracing::warn!("console user 'admin' created; its password, shown only now: {p}")

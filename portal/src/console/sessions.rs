@@ -1,6 +1,7 @@
 //! Console sessions kept in the config store (tower-sessions' `SessionStore` over it), so a
 //! login survives a restart and is shared by nodes on one PostgreSQL.
 use async_trait::async_trait;
+use tollgate_analytics::unix_now;
 use tollgate_gateway::store::Store;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{Error, Result};
@@ -15,10 +16,6 @@ impl std::fmt::Debug for StoreSessions {
     }
 }
 
-fn now() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
-}
-
 fn backend(e: impl std::fmt::Display) -> Error {
     Error::Backend(e.to_string())
 }
@@ -29,7 +26,7 @@ impl SessionStore for StoreSessions {
         let data = serde_json::to_string(record).map_err(|e| Error::Encode(e.to_string()))?;
         let expires = record.expiry_date.unix_timestamp();
         self.0
-            .save_console_session(&record.id.to_string(), &data, expires, now())
+            .save_console_session(&record.id.to_string(), &data, expires, unix_now())
             .await
             .map_err(backend)
     }
@@ -37,7 +34,7 @@ impl SessionStore for StoreSessions {
     async fn load(&self, id: &Id) -> Result<Option<Record>> {
         let data = self
             .0
-            .console_session(&id.to_string(), now())
+            .console_session(&id.to_string(), unix_now())
             .await
             .map_err(backend)?;
         data.map(|d| serde_json::from_str(&d).map_err(|e| Error::Decode(e.to_string())))
