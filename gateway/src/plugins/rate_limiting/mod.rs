@@ -89,12 +89,26 @@ const REDIS_FIELDS: &[Field] = &[
     field("timeout", TIMEOUT),
 ];
 
+/// Kong's defaults for the `redis` record.
+const REDIS_DEFAULTS: [(&str, u64); 3] = [("port", 6379), ("database", 0), ("timeout", 2000)];
+
+fn redis_default(key: &str) -> u64 {
+    REDIS_DEFAULTS
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map_or(0, |(_, v)| *v)
+}
+
 fn defaults() -> Map<String, Value> {
+    let redis: Map<String, Value> = REDIS_DEFAULTS
+        .iter()
+        .map(|(k, v)| (k.to_string(), json!(v)))
+        .collect();
     let v = json!({
         "limit_by": "consumer", "policy": "local", "fault_tolerant": true,
         "hide_client_headers": false, "error_code": 429,
         "error_message": "API rate limit exceeded", "sync_rate": -1,
-        "redis": {"port": 6379, "database": 0, "timeout": 2000},
+        "redis": redis,
     });
     v.as_object().cloned().unwrap_or_default()
 }
@@ -102,7 +116,7 @@ fn defaults() -> Map<String, Value> {
 fn validate(c: &mut Map<String, Value>, errors: &mut FieldErrors) {
     if let Some(Value::Object(redis)) = c.get_mut("redis") {
         errors.nest("redis", schema::check(REDIS_FIELDS, redis, true));
-        for (k, v) in [("port", 6379), ("database", 0), ("timeout", 2000)] {
+        for (k, v) in REDIS_DEFAULTS {
             redis.entry(k).or_insert(v.into());
         }
     }
@@ -235,8 +249,12 @@ fn redis_target(c: &Map<String, Value>, default_url: Option<&str>) -> Option<red
             .or_else(|| r.get(k).filter(given))
     };
     let text = |k: &str| pick(k).and_then(Value::as_str);
-    let number = |k: &str, d: u64| pick(k).and_then(Value::as_u64).unwrap_or(d);
-    let timeout = Duration::from_millis(number("timeout", 2000));
+    let number = |k: &str| {
+        pick(k)
+            .and_then(Value::as_u64)
+            .unwrap_or_else(|| redis_default(k))
+    };
+    let timeout = Duration::from_millis(number("timeout"));
     let Some(host) = text("host") else {
         let url = default_url?;
         return Some(redis::Target {
@@ -245,7 +263,7 @@ fn redis_target(c: &Map<String, Value>, default_url: Option<&str>) -> Option<red
             timeout,
         });
     };
-    let (port, db) = (number("port", 6379), number("database", 0));
+    let (port, db) = (number("port"), number("database"));
     let auth = match (text("username"), text("password")) {
         (Some(u), Some(p)) => format!("{}:{}@", enc(u), enc(p)),
         (None, Some(p)) => format!(":{}@", enc(p)),
