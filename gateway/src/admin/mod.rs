@@ -8,6 +8,7 @@ mod body;
 mod entities;
 mod error;
 pub mod openapi;
+pub mod service_openapi;
 
 use crate::control::Reloader;
 use crate::store::Store;
@@ -60,6 +61,12 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/analytics/status-codes", get(analytics::status_codes))
         .route("/analytics/top", get(analytics::top))
         .route("/analytics/events", get(analytics::events))
+        .route(
+            "/services/{key}/openapi",
+            get(service_openapi::get)
+                .put(service_openapi::put)
+                .delete(service_openapi::delete),
+        )
         .route("/{collection}", get(entities::list).post(entities::create))
         .route(
             "/{collection}/{key}",

@@ -6,7 +6,7 @@
 //! get one derived from what names them, so the same file always makes the same ids.
 pub mod export;
 pub mod sync;
-mod yaml;
+pub mod yaml;
 
 use crate::model::{normalize, schema::FieldErrors, Kind, Record, Source};
 use serde_json::{json, Map, Value};

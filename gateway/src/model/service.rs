@@ -6,6 +6,13 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 pub const PROTOCOLS: &[&str] = &["http", "https", "grpc", "grpcs", "ws", "wss"];
+/// The fields of a service's `portal` block.
+const LISTING: &[Field] = &[
+    field("title", Ty::Str),
+    field("description", Ty::Str),
+    field("visibility", Ty::Enum(&["public", "private"])),
+    field("version", Ty::Str),
+];
 const TIMEOUT: Ty = Ty::Int {
     min: 1,
     max: 2_147_483_646,
@@ -33,6 +40,11 @@ pub struct Service {
     #[serde(default = "yes")]
     pub enabled: bool,
     pub tags: Option<Vec<String>>,
+    /// The developer portal's listing of this service; absent when it is not published.
+    /// A Tollgate extension: Kong has no such field, so it is left out when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub portal: Option<Map<String, Value>>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -74,6 +86,7 @@ impl Entity for Service {
         field("enabled", Ty::Bool),
         field("tags", Ty::StrArray),
         field("url", Ty::Str),
+        field("portal", Ty::Object),
     ];
     const REQUIRED: &'static [&'static str] = &["host"];
 
@@ -109,6 +122,9 @@ impl Entity for Service {
                 errors.add("path", "must not contain empty or dot segments");
             }
         }
+        if let Some(listing) = &mut self.portal {
+            errors.nest("portal", check_listing(listing));
+        }
     }
 
     fn keys(&self) -> Keys {
@@ -118,6 +134,20 @@ impl Entity for Service {
             ..Keys::default()
         }
     }
+}
+
+/// Checks a `portal` block: known fields only, a non-empty title, `visibility` defaulting to
+/// public.
+fn check_listing(listing: &mut Map<String, Value>) -> FieldErrors {
+    let mut errors = super::schema::check(LISTING, listing, false);
+    let title = listing.get("title").and_then(Value::as_str).unwrap_or("");
+    if title.trim().is_empty() {
+        errors.add("title", "required field missing");
+    }
+    listing
+        .entry("visibility")
+        .or_insert_with(|| Value::from("public"));
+    errors
 }
 
 /// `https://host:8443/base` → ("https", "host", Some(8443), Some("/base")).
@@ -179,6 +209,27 @@ mod tests {
         );
         let e = svc(json!({"host": "a b", "path": "x"})).unwrap_err();
         assert!(e.contains("host: invalid hostname") && e.contains("path: should start with: /"));
+    }
+
+    #[test]
+    fn a_portal_listing_is_checked_and_defaults_to_public() {
+        let b = svc(json!({"host": "h", "portal": {"title": "Pets"}})).unwrap();
+        assert_eq!(
+            b["portal"],
+            json!({"title": "Pets", "visibility": "public"})
+        );
+        let e = svc(json!({"host": "h", "portal": {"visibility": "hidden", "x": 1}})).unwrap_err();
+        assert!(e.contains("portal.title: required field missing"), "{e}");
+        assert!(
+            e.contains("portal.visibility: expected one of: public, private"),
+            "{e}"
+        );
+        assert!(e.contains("portal.x: unknown field"), "{e}");
+        let plain = svc(json!({"host": "h"})).unwrap();
+        assert!(
+            plain.get("portal").is_none(),
+            "Kong's shape when unpublished"
+        );
     }
 
     #[test]

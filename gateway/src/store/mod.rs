@@ -7,6 +7,7 @@
 //! change feed that tells every node to rebuild its snapshot.
 mod console;
 mod error;
+pub mod portal;
 
 pub use error::StoreError;
 
@@ -219,6 +220,12 @@ impl Store {
         };
         if let Some(column) = column {
             sqlx::query(&format!("DELETE FROM entities WHERE {column} = $1"))
+                .bind(id_s.clone())
+                .execute(&mut *tx)
+                .await?;
+        }
+        if kind == Kind::Service {
+            sqlx::query("DELETE FROM service_openapi WHERE service_id = $1")
                 .bind(id_s.clone())
                 .execute(&mut *tx)
                 .await?;

@@ -1,0 +1,440 @@
+//! The developer portal's rows in the config store: uploaded OpenAPI documents, developer
+//! accounts, plans and applications. They live beside the entities so every node on one
+//! PostgreSQL serves the same portal.
+use super::{Store, StoreError};
+use serde::{Deserialize, Serialize};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+/// A developer's account. `status` is `pending` (awaiting the operator's approval), `active`
+/// or `suspended`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Developer {
+    pub id: String,
+    pub email: String,
+    pub password_hash: String,
+    pub status: String,
+    pub created_at: i64,
+}
+
+/// Requests allowed per window; `None` for no limit in that window.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PlanLimits {
+    pub second: Option<u64>,
+    pub minute: Option<u64>,
+    pub hour: Option<u64>,
+    pub day: Option<u64>,
+}
+
+/// What an application is allowed: its rate limits, on which services (ids; empty means
+/// every service).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub id: String,
+    pub name: String,
+    pub limits: PlanLimits,
+    pub services: Vec<String>,
+    pub created_at: i64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct PlanBody {
+    limits: PlanLimits,
+    services: Vec<String>,
+}
+
+/// A developer's application: a gateway consumer (same id) with its owner and plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Application {
+    pub consumer_id: String,
+    pub developer_id: String,
+    pub name: String,
+    pub plan_id: String,
+    pub created_at: i64,
+}
+
+const DEVELOPER_COLUMNS: &str = "id, email, password_hash, status, created_at";
+const APPLICATION_COLUMNS: &str = "consumer_id, developer_id, name, plan_id, created_at";
+
+fn developer(r: &AnyRow) -> Result<Developer, StoreError> {
+    Ok(Developer {
+        id: r.try_get(0)?,
+        email: r.try_get(1)?,
+        password_hash: r.try_get(2)?,
+        status: r.try_get(3)?,
+        created_at: r.try_get(4)?,
+    })
+}
+
+fn plan(r: &AnyRow) -> Result<Plan, StoreError> {
+    let body: String = r.try_get(2)?;
+    let body: PlanBody =
+        serde_json::from_str(&body).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok(Plan {
+        id: r.try_get(0)?,
+        name: r.try_get(1)?,
+        limits: body.limits,
+        services: body.services,
+        created_at: r.try_get(3)?,
+    })
+}
+
+fn application(r: &AnyRow) -> Result<Application, StoreError> {
+    Ok(Application {
+        consumer_id: r.try_get(0)?,
+        developer_id: r.try_get(1)?,
+        name: r.try_get(2)?,
+        plan_id: r.try_get(3)?,
+        created_at: r.try_get(4)?,
+    })
+}
+
+impl Store {
+    /// The OpenAPI document an operator uploaded for a service, as it was sent.
+    pub async fn service_openapi(&self, service_id: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT document FROM service_openapi WHERE service_id = $1")
+            .bind(service_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get::<String, _>(0)).transpose()?)
+    }
+
+    pub async fn set_service_openapi(
+        &self,
+        service_id: &str,
+        document: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO service_openapi (service_id, document, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (service_id) DO UPDATE SET document = excluded.document, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(service_id)
+        .bind(document)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// `true` when there was a document to delete.
+    pub async fn delete_service_openapi(&self, service_id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM service_openapi WHERE service_id = $1")
+            .bind(service_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Adds a developer unless the email is taken; `true` when added.
+    pub async fn add_developer(&self, d: &Developer) -> Result<bool, StoreError> {
+        let done = sqlx::query(&format!(
+            "INSERT INTO portal_developers ({DEVELOPER_COLUMNS}) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (email) DO NOTHING"
+        ))
+        .bind(d.id.clone())
+        .bind(d.email.clone())
+        .bind(d.password_hash.clone())
+        .bind(d.status.clone())
+        .bind(d.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn developer_by_email(&self, email: &str) -> Result<Option<Developer>, StoreError> {
+        self.one_developer("email", email).await
+    }
+
+    pub async fn developer(&self, id: &str) -> Result<Option<Developer>, StoreError> {
+        self.one_developer("id", id).await
+    }
+
+    async fn one_developer(
+        &self,
+        column: &str,
+        value: &str,
+    ) -> Result<Option<Developer>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {DEVELOPER_COLUMNS} FROM portal_developers WHERE {column} = $1"
+        ))
+        .bind(value)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(developer).transpose()
+    }
+
+    /// Every developer, newest first.
+    pub async fn developers(&self) -> Result<Vec<Developer>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {DEVELOPER_COLUMNS} FROM portal_developers ORDER BY created_at DESC, email"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(developer).collect()
+    }
+
+    /// Sets one column of a developer (`status` or `password_hash`); `false` when no such
+    /// developer.
+    pub async fn update_developer(
+        &self,
+        id: &str,
+        column: DeveloperColumn,
+        value: &str,
+    ) -> Result<bool, StoreError> {
+        let column = match column {
+            DeveloperColumn::Status => "status",
+            DeveloperColumn::PasswordHash => "password_hash",
+        };
+        let done = sqlx::query(&format!(
+            "UPDATE portal_developers SET {column} = $1 WHERE id = $2"
+        ))
+        .bind(value)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Every plan, by name.
+    pub async fn plans(&self) -> Result<Vec<Plan>, StoreError> {
+        let rows = sqlx::query("SELECT id, name, body, created_at FROM portal_plans ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(plan).collect()
+    }
+
+    pub async fn plan(&self, id: &str) -> Result<Option<Plan>, StoreError> {
+        let row = sqlx::query("SELECT id, name, body, created_at FROM portal_plans WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(plan).transpose()
+    }
+
+    /// Creates or replaces a plan; a name another plan has is refused.
+    pub async fn save_plan(&self, p: &Plan) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let taken = sqlx::query("SELECT 1 FROM portal_plans WHERE name = $1 AND id <> $2")
+            .bind(p.name.clone())
+            .bind(p.id.clone())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if taken.is_some() {
+            return Err(StoreError::Unique(format!("{{name=\"{}\"}}", p.name)));
+        }
+        let body = serde_json::to_string(&PlanBody {
+            limits: p.limits.clone(),
+            services: p.services.clone(),
+        })
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        sqlx::query(
+            "INSERT INTO portal_plans (id, name, body, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name, body = excluded.body",
+        )
+        .bind(p.id.clone())
+        .bind(p.name.clone())
+        .bind(body)
+        .bind(p.created_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Deletes a plan no application is on.
+    pub async fn delete_plan(&self, id: &str) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let used = sqlx::query("SELECT 1 FROM portal_applications WHERE plan_id = $1 LIMIT 1")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if used.is_some() {
+            return Err(StoreError::Referenced {
+                child: "applications",
+                parent: "plans",
+            });
+        }
+        let done = sqlx::query("DELETE FROM portal_plans WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Adds an application unless its developer has one by that name; `true` when added.
+    pub async fn add_application(&self, a: &Application) -> Result<bool, StoreError> {
+        let done = sqlx::query(&format!(
+            "INSERT INTO portal_applications ({APPLICATION_COLUMNS}) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT DO NOTHING"
+        ))
+        .bind(a.consumer_id.clone())
+        .bind(a.developer_id.clone())
+        .bind(a.name.clone())
+        .bind(a.plan_id.clone())
+        .bind(a.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The application `consumer_id` when `developer_id` owns it: a developer can reach only
+    /// their own.
+    pub async fn owned_application(
+        &self,
+        developer_id: &str,
+        consumer_id: &str,
+    ) -> Result<Option<Application>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {APPLICATION_COLUMNS} FROM portal_applications \
+             WHERE consumer_id = $1 AND developer_id = $2"
+        ))
+        .bind(consumer_id)
+        .bind(developer_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(application).transpose()
+    }
+
+    /// Applications by one column's value (`developer_id` or `plan_id`), oldest first.
+    pub async fn applications(
+        &self,
+        by: ApplicationsBy,
+        value: &str,
+    ) -> Result<Vec<Application>, StoreError> {
+        let column = match by {
+            ApplicationsBy::Developer => "developer_id",
+            ApplicationsBy::Plan => "plan_id",
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT {APPLICATION_COLUMNS} FROM portal_applications WHERE {column} = $1 \
+             ORDER BY created_at, name"
+        ))
+        .bind(value)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(application).collect()
+    }
+
+    pub async fn delete_application(&self, consumer_id: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM portal_applications WHERE consumer_id = $1")
+            .bind(consumer_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+/// The columns of a developer that change after sign-up.
+pub enum DeveloperColumn {
+    Status,
+    PasswordHash,
+}
+
+/// How to select applications.
+pub enum ApplicationsBy {
+    Developer,
+    Plan,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Backend;
+
+    async fn store() -> Store {
+        Store::connect(Backend::Memory, "sqlite::memory:")
+            .await
+            .unwrap()
+    }
+
+    fn dev(id: &str, email: &str) -> Developer {
+        Developer {
+            id: id.into(),
+            email: email.into(),
+            password_hash: "h".into(),
+            status: "active".into(),
+            created_at: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_email_signs_up_once() {
+        let s = store().await;
+        assert!(s.add_developer(&dev("a", "a@x.test")).await.unwrap());
+        assert!(!s.add_developer(&dev("b", "a@x.test")).await.unwrap());
+        assert_eq!(
+            s.developer_by_email("a@x.test").await.unwrap().unwrap().id,
+            "a"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_developer_reaches_only_their_own_applications() {
+        let s = store().await;
+        let app = Application {
+            consumer_id: "c1".into(),
+            developer_id: "a".into(),
+            name: "app".into(),
+            plan_id: "p".into(),
+            created_at: 1,
+        };
+        assert!(s.add_application(&app).await.unwrap());
+        assert!(
+            !s.add_application(&Application {
+                consumer_id: "c2".into(),
+                ..app.clone()
+            })
+            .await
+            .unwrap(),
+            "same name twice"
+        );
+        assert_eq!(s.owned_application("a", "c1").await.unwrap(), Some(app));
+        assert_eq!(s.owned_application("b", "c1").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_plan_in_use_is_not_deleted_and_names_are_unique() {
+        let s = store().await;
+        let p = Plan {
+            id: "p".into(),
+            name: "Gold".into(),
+            limits: PlanLimits {
+                second: Some(5),
+                ..PlanLimits::default()
+            },
+            services: vec!["s".into()],
+            created_at: 1,
+        };
+        s.save_plan(&p).await.unwrap();
+        assert_eq!(s.plan("p").await.unwrap(), Some(p.clone()));
+        let twin = Plan {
+            id: "q".into(),
+            ..p.clone()
+        };
+        assert!(matches!(
+            s.save_plan(&twin).await,
+            Err(StoreError::Unique(_))
+        ));
+        let app = Application {
+            consumer_id: "c".into(),
+            developer_id: "d".into(),
+            name: "n".into(),
+            plan_id: "p".into(),
+            created_at: 1,
+        };
+        s.add_application(&app).await.unwrap();
+        assert!(matches!(
+            s.delete_plan("p").await,
+            Err(StoreError::Referenced { .. })
+        ));
+        s.delete_application("c").await.unwrap();
+        s.delete_plan("p").await.unwrap();
+        assert!(s.plans().await.unwrap().is_empty());
+    }
+}
