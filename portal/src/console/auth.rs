@@ -2,18 +2,16 @@
 //! and a lockout after five wrong passwords in a minute.
 use super::layout;
 use super::ConsoleState;
-use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
+use crate::web::passwords;
+use crate::web::throttle::Throttle;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Form;
 use leptos::prelude::*;
 use serde::Deserialize;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 use tollgate_gateway::store::{Store, StoreError};
 use tower_sessions::Session;
 
@@ -21,23 +19,6 @@ use tower_sessions::Session;
 pub const USER: &str = "user";
 const LOCKOUT_FAILURES: usize = 5;
 const LOCKOUT_WINDOW: Duration = Duration::from_secs(60);
-
-pub fn hash_password(password: &str) -> Result<String, String> {
-    Argon2::default()
-        .hash_password(password.as_bytes(), &SaltString::generate(&mut OsRng))
-        .map(|h| h.to_string())
-        .map_err(|e| e.to_string())
-}
-
-fn verify(password: &str, hash: &str) -> bool {
-    PasswordHash::new(hash)
-        .map(|h| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &h)
-                .is_ok()
-        })
-        .unwrap_or(false)
-}
 
 /// Creates user `admin` when the store has no console user: with `password`, or a generated
 /// one written once to the log (the only time it is shown).
@@ -47,7 +28,7 @@ pub async fn bootstrap_admin(store: &Store, password: Option<&str>) -> Result<()
     }
     let generated = password.is_none().then(generate_password);
     let chosen = password.or(generated.as_deref()).unwrap_or_default();
-    let hash = hash_password(chosen).map_err(StoreError::Corrupt)?;
+    let hash = passwords::hash(chosen).map_err(StoreError::Corrupt)?;
     if store
         .add_console_user("admin", &hash, tollgate_analytics::unix_now())
         .await?
@@ -73,31 +54,9 @@ fn generate_password() -> String {
         .collect()
 }
 
-/// Recent failed logins by username.
-#[derive(Default)]
-pub struct Lockout {
-    failures: Mutex<HashMap<String, Vec<Instant>>>,
-}
-
-impl Lockout {
-    fn recent(&self, user: &str) -> usize {
-        let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let list = f.entry(user.to_string()).or_default();
-        list.retain(|t| t.elapsed() < LOCKOUT_WINDOW);
-        list.len()
-    }
-
-    fn fail(&self, user: &str) {
-        let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        f.entry(user.to_string()).or_default().push(Instant::now());
-    }
-
-    fn clear(&self, user: &str) {
-        self.failures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(user);
-    }
+/// Five wrong passwords for one username in a minute lock it for the rest of that minute.
+pub fn lockout() -> Throttle {
+    Throttle::new(LOCKOUT_FAILURES, LOCKOUT_WINDOW)
 }
 
 #[derive(Deserialize)]
@@ -135,7 +94,7 @@ pub async fn login(
     session: Session,
     Form(f): Form<LoginForm>,
 ) -> Response {
-    if st.lockout.recent(&f.username) >= LOCKOUT_FAILURES {
+    if st.lockout.exhausted(&f.username) {
         let message = "Too many wrong passwords: try again in a minute.".to_string();
         return login_page(StatusCode::TOO_MANY_REQUESTS, Some(message));
     }
@@ -149,8 +108,8 @@ pub async fn login(
             );
         }
     };
-    if !hash.is_some_and(|h| verify(&f.password, &h)) {
-        st.lockout.fail(&f.username);
+    if !hash.is_some_and(|h| passwords::verify(&f.password, &h)) {
+        st.lockout.hit(&f.username);
         return login_page(
             StatusCode::UNAUTHORIZED,
             Some("Wrong username or password.".into()),

@@ -9,9 +9,11 @@ mod consumer;
 pub mod dashboard;
 mod layout;
 mod manage;
-mod sessions;
 
-pub use auth::{bootstrap_admin, hash_password};
+use crate::web::origin::same_origin;
+use crate::web::sessions::StoreSessions;
+use crate::web::throttle::Throttle;
+pub use auth::bootstrap_admin;
 use axum::extract::Request;
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::{self, Next};
@@ -31,7 +33,7 @@ pub struct ConsoleState {
     pub analytics: Option<Arc<dyn Queries>>,
     /// The admin API, called in process for every read and write of entities.
     admin: Router,
-    lockout: auth::Lockout,
+    lockout: Throttle,
 }
 
 impl ConsoleState {
@@ -40,7 +42,7 @@ impl ConsoleState {
             store,
             analytics,
             admin,
-            lockout: auth::Lockout::default(),
+            lockout: auth::lockout(),
         }
     }
 }
@@ -51,7 +53,7 @@ pub struct CurrentUser(pub String);
 
 /// The console. `secure_cookies` when it is served over TLS.
 pub fn router(state: Arc<ConsoleState>, secure_cookies: bool) -> Router {
-    let sessions = SessionManagerLayer::new(sessions::StoreSessions(state.store.clone()))
+    let sessions = SessionManagerLayer::new(StoreSessions(state.store.clone()))
         .with_name("tollgate_console")
         .with_http_only(true)
         .with_same_site(SameSite::Strict)
@@ -106,55 +108,5 @@ async fn guard(session: Session, mut req: Request, next: Next) -> Response {
         // The front page itself shows the login form; everything else sends it there.
         _ if path == "/" && req.method() == Method::GET => auth::login_page(StatusCode::OK, None),
         _ => Redirect::to("/login").into_response(),
-    }
-}
-
-/// Whether the request's `Origin` (or `Referer`) names the host it was sent to.
-fn same_origin(req: &Request) -> bool {
-    let h = req.headers();
-    let Some(host) = h.get(header::HOST).and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
-    let source = h
-        .get(header::ORIGIN)
-        .or_else(|| h.get(header::REFERER))
-        .and_then(|v| v.to_str().ok());
-    source.is_some_and(|s| {
-        let rest = s.split_once("://").map_or("", |(_, r)| r);
-        rest.split('/').next() == Some(host)
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn post(headers: &[(&str, &str)]) -> Request {
-        let mut b = axum::http::Request::post("/logout");
-        for (k, v) in headers {
-            b = b.header(*k, *v);
-        }
-        b.body(axum::body::Body::empty()).unwrap()
-    }
-
-    #[test]
-    fn only_posts_from_the_console_itself_pass() {
-        assert!(same_origin(&post(&[
-            ("host", "127.0.0.1:8002"),
-            ("origin", "http://127.0.0.1:8002")
-        ])));
-        assert!(same_origin(&post(&[
-            ("host", "c.example"),
-            ("referer", "https://c.example/login?x")
-        ])));
-        assert!(!same_origin(&post(&[
-            ("host", "c.example"),
-            ("origin", "https://evil.example")
-        ])));
-        assert!(!same_origin(&post(&[
-            ("host", "c.example"),
-            ("origin", "https://c.example.evil.example")
-        ])));
-        assert!(!same_origin(&post(&[("host", "c.example")])));
     }
 }

@@ -1,5 +1,5 @@
-//! Console sessions kept in the config store (tower-sessions' `SessionStore` over it), so a
-//! login survives a restart and is shared by nodes on one PostgreSQL.
+//! Login sessions (console and portal) kept in the config store: tower-sessions' `SessionStore`
+//! over it, so a login survives a restart and is shared by nodes on one PostgreSQL.
 use async_trait::async_trait;
 use tollgate_analytics::unix_now;
 use tollgate_gateway::store::Store;
