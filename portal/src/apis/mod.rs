@@ -1,0 +1,228 @@
+//! The API catalogue: the services published to the developer portal, and the facts their
+//! OpenAPI documents are made from (routes, where the key goes, the operator's uploaded
+//! document). Read from the config store when a portal page asks; never on the proxy's path.
+pub mod document;
+pub mod mapping;
+
+use serde_json::{Map, Value};
+use tollgate_gateway::model::{Kind, Plugin, Route, Service};
+use tollgate_gateway::store::{ListQuery, Store, StoreError};
+use uuid::Uuid;
+
+/// A service's `portal` block.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listing {
+    pub title: String,
+    pub description: String,
+    /// Shown only to logged-in developers.
+    pub private: bool,
+    /// The version label of the API's document (`info.version`).
+    pub version: Option<String>,
+}
+
+impl Listing {
+    fn of(block: &Map<String, Value>) -> Listing {
+        let text = |k: &str| block.get(k).and_then(Value::as_str).map(str::to_string);
+        Listing {
+            title: text("title").unwrap_or_default(),
+            description: text("description").unwrap_or_default(),
+            private: text("visibility").as_deref() == Some("private"),
+            version: text("version").filter(|v| !v.is_empty()),
+        }
+    }
+}
+
+/// Where consumers put their key (the key-auth plugin's config), when the API needs one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyAuth {
+    pub names: Vec<String>,
+    pub in_header: bool,
+    pub in_query: bool,
+}
+
+/// A published service and what its document is built from.
+#[derive(Debug, Clone)]
+pub struct Api {
+    /// What the portal's URLs call it: the service's name, or its id.
+    pub slug: String,
+    pub service_id: Uuid,
+    pub listing: Listing,
+    pub routes: Vec<Route>,
+    pub key_auth: Option<KeyAuth>,
+    /// The operator's OpenAPI document, when one was uploaded.
+    pub uploaded: Option<Value>,
+}
+
+impl Api {
+    /// The API's versions: the distinct first path segments of its routes that read like a
+    /// version (`/v1/`, `/v2.1/`), in order.
+    pub fn versions(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .routes
+            .iter()
+            .flat_map(|r| r.paths.iter().flatten())
+            .filter_map(|p| version_of(p))
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
+/// `/v2/pets` → `v2`.
+pub fn version_of(path: &str) -> Option<String> {
+    let first = path.trim_start_matches('/').split('/').next()?;
+    let digits = first.strip_prefix('v')?;
+    let valid = !digits.is_empty()
+        && digits.starts_with(|c: char| c.is_ascii_digit())
+        && digits.chars().all(|c| c.is_ascii_digit() || c == '.');
+    valid.then(|| first.to_string())
+}
+
+/// Every entity of a kind (under one parent when given), through all pages.
+async fn all(
+    store: &Store,
+    kind: Kind,
+    parent: Option<(&'static str, Uuid)>,
+) -> Result<Vec<Value>, StoreError> {
+    let mut out = Vec::new();
+    let mut offset = None;
+    loop {
+        let page = store
+            .list(
+                kind,
+                &ListQuery {
+                    size: 1000,
+                    offset,
+                    parent,
+                    ..ListQuery::default()
+                },
+            )
+            .await?;
+        out.extend(page.data);
+        match page.next_offset {
+            Some(next) => offset = Some(next),
+            None => return Ok(out),
+        }
+    }
+}
+
+fn typed<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, StoreError> {
+    serde_json::from_value(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// The published services, with their listings, sorted by title. Private ones only when
+/// `signed_in`.
+pub async fn listings(
+    store: &Store,
+    signed_in: bool,
+) -> Result<Vec<(Service, Listing)>, StoreError> {
+    let mut out = Vec::new();
+    for v in all(store, Kind::Service, None).await? {
+        let service: Service = typed(v)?;
+        let Some(listing) = service.portal.as_ref().map(Listing::of) else {
+            continue;
+        };
+        if service.enabled && (signed_in || !listing.private) {
+            out.push((service, listing));
+        }
+    }
+    out.sort_by(|a, b| a.1.title.cmp(&b.1.title));
+    Ok(out)
+}
+
+/// The published API at `slug` (a service's name or id), if the visitor may see it.
+pub async fn load(store: &Store, slug: &str, signed_in: bool) -> Result<Option<Api>, StoreError> {
+    let Some(v) = store.get(Kind::Service, slug).await? else {
+        return Ok(None);
+    };
+    let service: Service = typed(v)?;
+    let Some(listing) = service.portal.as_ref().map(Listing::of) else {
+        return Ok(None);
+    };
+    if !service.enabled || (listing.private && !signed_in) {
+        return Ok(None);
+    }
+    let mut routes = Vec::new();
+    for v in all(store, Kind::Route, Some(("service_id", service.id))).await? {
+        routes.push(typed::<Route>(v)?);
+    }
+    let route_ids: Vec<Uuid> = routes.iter().map(|r| r.id).collect();
+    let key_auth = key_auth(store, service.id, &route_ids).await?;
+    let uploaded = match store.service_openapi(&service.id.to_string()).await? {
+        Some(text) => {
+            Some(serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+        }
+        None => None,
+    };
+    Ok(Some(Api {
+        slug: service
+            .name
+            .clone()
+            .unwrap_or_else(|| service.id.to_string()),
+        service_id: service.id,
+        listing,
+        routes,
+        key_auth,
+        uploaded,
+    }))
+}
+
+/// The key-auth plugin that guards the service: on the service, one of its routes, or
+/// global (the most specific wins, as in the gateway's precedence).
+async fn key_auth(
+    store: &Store,
+    service: Uuid,
+    routes: &[Uuid],
+) -> Result<Option<KeyAuth>, StoreError> {
+    let mut best: Option<(u8, Plugin)> = None;
+    for v in all(store, Kind::Plugin, None).await? {
+        let p: Plugin = typed(v)?;
+        if p.name != "key-auth" || !p.enabled || p.consumer.is_some() {
+            continue;
+        }
+        let rank = match (p.route.as_ref(), p.service.as_ref()) {
+            (Some(r), _) if routes.contains(&r.id) => 3,
+            (None, Some(s)) if s.id == service => 2,
+            (None, None) => 1,
+            _ => continue,
+        };
+        if best.as_ref().is_none_or(|(b, _)| rank > *b) {
+            best = Some((rank, p));
+        }
+    }
+    Ok(best.map(|(_, p)| {
+        let flag =
+            |k: &str, default: bool| p.config.get(k).and_then(Value::as_bool).unwrap_or(default);
+        let names = p
+            .config
+            .get("key_names")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_else(|| vec!["apikey".to_string()]);
+        KeyAuth {
+            names,
+            in_header: flag("key_in_header", true),
+            in_query: flag("key_in_query", true),
+        }
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_read_from_the_first_path_segment() {
+        assert_eq!(version_of("/v1/pets").as_deref(), Some("v1"));
+        assert_eq!(version_of("/v2.1").as_deref(), Some("v2.1"));
+        assert_eq!(version_of("/video/x"), None);
+        assert_eq!(version_of("/v/x"), None);
+        assert_eq!(version_of("/api/v1"), None);
+    }
+}
