@@ -3,6 +3,7 @@
 //! document). Read from the config store when a portal page asks; never on the proxy's path.
 pub mod document;
 pub mod mapping;
+pub mod reference;
 
 use serde_json::{Map, Value};
 use tollgate_gateway::model::{Kind, Plugin, Route, Service};

@@ -1,5 +1,6 @@
 //! What the console and the developer portal share as web front ends: passwords, sessions,
 //! the same-origin check on form posts, and throttling of login attempts.
+pub mod markdown;
 pub mod origin;
 pub mod passwords;
 pub mod sessions;
