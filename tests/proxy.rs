@@ -439,6 +439,34 @@ async fn a_response_body_that_stalls_is_cut_after_read_timeout() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upstream_gets_an_origin_form_request_line_and_the_host_header() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A backend that answers with the head of the request it received.
+    let echo = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = echo.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = echo.accept().await {
+            let mut buf = vec![0u8; 8192];
+            let n = socket.read(&mut buf).await.unwrap_or(0);
+            let head = String::from_utf8_lossy(&buf[..n]).to_string();
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{head}",
+                head.len()
+            );
+            let _ = socket.write_all(reply.as_bytes()).await;
+        }
+    });
+    let service = json!({"name": "echo", "url": format!("http://127.0.0.1:{port}/base")});
+    let gw = gateway_with(service, "/echo").await;
+    let r = send("GET", &gw.proxy_url("/echo/pets?kind=cat"), &[], None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let request_line = r.body.lines().next().unwrap_or_default().to_string();
+    assert_eq!(request_line, "GET /base/pets?kind=cat HTTP/1.1");
+    let host = format!("host: 127.0.0.1:{port}");
+    assert!(r.body.to_lowercase().contains(&host), "{}", r.body);
+}
+
 /// A gateway with `service` and one route on `path` to it.
 async fn gateway_with(service: serde_json::Value, path: &str) -> Gateway {
     let gw = Gateway::start(&[]).await;

@@ -91,6 +91,10 @@ pub async fn send(
         connect_timeout: timeouts.connect,
         write_timeout: timeouts.write,
     };
+    let target = req.uri().clone();
+    // On the wire the request line carries only the path and query (origin form), as
+    // servers expect from a gateway; the host travels in `Host`.
+    *req.uri_mut() = origin_form(&target);
     // A pooled connection the upstream closed meanwhile hands the unsent request back;
     // then it goes on a new connection.
     while let Some(mut sender) = checkout(&key).await {
@@ -102,9 +106,17 @@ pub async fn send(
             },
         }
     }
-    let mut sender = connect(&key, req.uri()).await?;
+    let mut sender = connect(&key, &target).await?;
     let resp = sender.send_request(req).await?;
     Ok(pooled(resp, sender, key, timeouts.read))
+}
+
+fn origin_form(uri: &Uri) -> Uri {
+    let path = uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+    Uri::from(path)
 }
 
 fn pooled(
