@@ -1,5 +1,7 @@
 //! Wiring for `tollgate run`: store, control loop, and the listeners, until a signal stops them.
-use crate::settings::{listen_addr, Analytics, ClickHouseValidation, Database, Settings};
+use crate::settings::{
+    listen_addr, Analytics, ClickHouseValidation, Database, PortalApproval, Settings,
+};
 use anyhow::{bail, Context};
 use serde_json::json;
 use std::net::SocketAddr;
@@ -22,7 +24,7 @@ use tollgate_gateway::proxy::{server, ClientIp, Logger, Proxy};
 use tollgate_gateway::status::{self, metrics::Metrics};
 use tollgate_gateway::store::{Backend, Store};
 use tollgate_gateway::{declarative, model};
-use tollgate_portal::console;
+use tollgate_portal::{console, developer};
 
 /// The runtime of everything but the proxy (admin API, status, reloads): light work, so two
 /// threads at most. The proxy workers run their own runtimes (`server::start_workers`).
@@ -75,6 +77,7 @@ pub async fn run(s: Settings) -> anyhow::Result<ExitCode> {
     let admin_addr = listen_addr("TOLLGATE_ADMIN_LISTEN", &s.admin_listen)?;
     let status_addr = listen_addr("TOLLGATE_STATUS_LISTEN", &s.status_listen)?;
     let console_addr = listen_addr("TOLLGATE_CONSOLE_LISTEN", &s.console_listen)?;
+    let portal_addr = listen_addr("TOLLGATE_PORTAL_LISTEN", &s.portal_listen)?;
     let workers = proxy_workers(&s)?;
     let client_ip =
         ClientIp::new(&s.trusted_ips, s.real_ip_header.as_deref()).map_err(anyhow::Error::msg)?;
@@ -148,26 +151,38 @@ pub async fn run(s: Settings) -> anyhow::Result<ExitCode> {
             stop_rx.clone(),
         ));
     }
+    let analytics_queries = analytics.as_ref().map(|(_, queries)| queries.clone());
     if let Some(addr) = console_addr {
         console::bootstrap_admin(&store, s.console_admin_password.as_deref())
             .await
             .context("cannot create the first console user")?;
-        // The console's own, in-process admin API: reachable only through a console session.
-        let admin_api = admin::router(Arc::new(AdminState {
-            reloader: reloader.clone(),
-            read_only: s.database == Database::Off,
-            token: None,
-            summary: json!({}),
-            analytics: None,
-        }));
         let state = Arc::new(console::ConsoleState::new(
             store.clone(),
-            analytics.as_ref().map(|(_, queries)| queries.clone()),
-            admin_api,
+            analytics_queries.clone(),
+            in_process_admin(&s, &reloader),
         ));
         tasks.spawn(serve_axum(
             bind("admin console", addr).await?,
             console::router(state, false),
+            stop_rx.clone(),
+        ));
+    }
+    if let Some(addr) = portal_addr {
+        let config = developer::PortalConfig {
+            approval_required: s.portal_approval == PortalApproval::Manual,
+            proxy_url: s.portal_proxy_url.clone(),
+            proxy_port: proxy_addr.map_or(8000, |a| a.port()),
+            secure_cookies: false,
+        };
+        let state = Arc::new(developer::PortalState::new(
+            store.clone(),
+            analytics_queries.clone(),
+            in_process_admin(&s, &reloader),
+            config,
+        ));
+        tasks.spawn(serve_axum(
+            bind("developer portal", addr).await?,
+            developer::router(state),
             stop_rx.clone(),
         ));
     }
@@ -178,7 +193,6 @@ pub async fn run(s: Settings) -> anyhow::Result<ExitCode> {
             stop_rx.clone(),
         ));
     }
-    note_unbuilt_parts(&s);
     tracing::info!("tollgate {} started", env!("CARGO_PKG_VERSION"));
 
     let mut term = signal(SignalKind::terminate())?;
@@ -264,6 +278,7 @@ async fn bind(what: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
 
 async fn serve_axum(listener: TcpListener, app: axum::Router, mut stop: watch::Receiver<bool>) {
     let shutdown = async move { stopped(&mut stop).await };
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
@@ -288,18 +303,16 @@ fn summary(s: &Settings, store: &Store) -> serde_json::Value {
     })
 }
 
-/// Settings of parts later work brings (the developer portal): said once, so
-/// nobody believes they are serving.
-fn note_unbuilt_parts(s: &Settings) {
-    if listen_addr("portal", &s.portal_listen)
-        .ok()
-        .flatten()
-        .is_some()
-    {
-        tracing::warn!(
-            "the developer portal is not part of this build yet; its listener stays closed"
-        );
-    }
+/// The admin API for the console and the portal, called in process: no token, since it is
+/// reachable only through their own sessions and checks.
+fn in_process_admin(s: &Settings, reloader: &Arc<Reloader>) -> axum::Router {
+    admin::router(Arc::new(AdminState {
+        reloader: reloader.clone(),
+        read_only: s.database == Database::Off,
+        token: None,
+        summary: json!({}),
+        analytics: None,
+    }))
 }
 
 /// Reads, checks and loads a declarative file into the (in-memory) store.

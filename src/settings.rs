@@ -187,6 +187,26 @@ pub struct Settings {
         global = true
     )]
     pub console_admin_password: Option<String>,
+    /// Whether new developers wait for an operator's approval (`manual`) or can log in at
+    /// once (`auto`).
+    #[arg(
+        long,
+        env = "TOLLGATE_PORTAL_APPROVAL",
+        value_enum,
+        default_value = "auto",
+        global = true
+    )]
+    pub portal_approval: PortalApproval,
+    /// The proxy's public URL shown in the portal's documents and curl samples (default: the
+    /// portal's host name with the proxy's port).
+    #[arg(long, env = "TOLLGATE_PORTAL_PROXY_URL", global = true)]
+    pub portal_proxy_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PortalApproval {
+    Auto,
+    Manual,
 }
 
 /// A listener setting: an address, or `None` for `off`.

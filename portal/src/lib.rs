@@ -2,4 +2,6 @@
 //! works with JavaScript off): the admin console for operators.
 pub mod apis;
 pub mod console;
+pub mod developer;
+pub mod plans;
 pub mod web;

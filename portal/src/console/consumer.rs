@@ -1,8 +1,8 @@
 //! A consumer's page: its API keys (a new key is shown once; keys can be revoked), the plugins
 //! that name it with the precedence level each holds, and its own traffic.
-use super::admin_api::{self, Payload};
 use super::manage::confirmation;
 use super::{layout, ConsoleState, CurrentUser};
+use crate::web::admin_api::{self, Payload};
 use axum::extract::{Path, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};

@@ -13,7 +13,7 @@ use tollgate_analytics::query::{Filter, Point, Queries, RecentEvent, Summary, To
 const REFRESH_SECONDS: u32 = 10;
 
 /// The ranges offered, with the bucket each is drawn in.
-const RANGES: [(&str, &str, i64, i64); 4] = [
+pub(crate) const RANGES: [(&str, &str, i64, i64); 4] = [
     ("15m", "Last 15 minutes", 900, 60),
     ("1h", "Last hour", 3600, 60),
     ("24h", "Last 24 hours", 86_400, 3600),
@@ -52,6 +52,21 @@ impl Params {
             range: Some(range.to_string()),
             ..Params::default()
         }
+    }
+
+    /// One consumer's traffic (by username) over one of the offered ranges.
+    pub fn for_consumer(range: &str, consumer: &str) -> Params {
+        Params {
+            range: Some(range.to_string()),
+            consumer: Some(consumer.to_string()),
+            ..Params::default()
+        }
+    }
+
+    /// The range's name (`1h`) and label (`Last hour`).
+    pub fn range_label(&self) -> (&'static str, &'static str) {
+        let (name, label, _, _) = self.range();
+        (name, label)
     }
 
     fn range(&self) -> (&'static str, &'static str, i64, i64) {
@@ -156,7 +171,7 @@ fn filters(p: &Params) -> impl IntoView {
     }
 }
 
-fn totals(s: &Summary) -> impl IntoView {
+pub(crate) fn totals(s: &Summary) -> impl IntoView {
     let rate = if s.requests == 0 {
         0.0
     } else {
@@ -181,7 +196,7 @@ fn totals(s: &Summary) -> impl IntoView {
     }
 }
 
-fn top_table(title: &'static str, rows: Vec<TopEntry>) -> impl IntoView {
+pub(crate) fn top_table(title: &'static str, rows: Vec<TopEntry>) -> impl IntoView {
     view! {
         <section class="panel">
             <h2>{title}</h2>
@@ -201,7 +216,7 @@ fn top_table(title: &'static str, rows: Vec<TopEntry>) -> impl IntoView {
     }
 }
 
-fn recent_table(rows: Vec<RecentEvent>) -> impl IntoView {
+pub(crate) fn recent_table(rows: Vec<RecentEvent>) -> impl IntoView {
     view! {
         <section class="panel wide">
             <h2>"Recent requests"</h2>

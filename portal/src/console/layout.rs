@@ -1,4 +1,5 @@
 //! The console's page shell: the document, its stylesheet, and the sidebar.
+use crate::web::page::{self, Head};
 use leptos::prelude::*;
 
 /// A whole HTML document around `body`.
@@ -8,21 +9,16 @@ pub fn document(title: &str, body: impl IntoView + 'static) -> String {
 
 /// The same, reloaded by the browser every `refresh` seconds when given (no JavaScript needed).
 fn document_refreshing(title: &str, refresh: Option<u32>, body: impl IntoView + 'static) -> String {
-    let title = format!("{title} · Tollgate");
-    let html = view! {
-        <html lang="en">
-            <head>
-                <meta charset="utf-8"/>
-                <meta name="viewport" content="width=device-width, initial-scale=1"/>
-                {refresh.map(|s| view! { <meta http-equiv="refresh" content=s.to_string()/> })}
-                <title>{title}</title>
-                <link rel="stylesheet" href="/assets/console.css"/>
-            </head>
-            <body>{body}</body>
-        </html>
-    }
-    .to_html();
-    format!("<!DOCTYPE html>{html}")
+    page::document(
+        Head {
+            title,
+            site: "Tollgate",
+            stylesheet: "/assets/console.css",
+            script: None,
+            refresh,
+        },
+        body,
+    )
 }
 
 /// A logged-in page: the sidebar, then `content`.
@@ -51,6 +47,10 @@ pub fn page_refreshing(
                     <a href="/routes">"Routes"</a>
                     <a href="/consumers">"Consumers"</a>
                     <a href="/plugins">"Plugins"</a>
+                    <span class="nav-group">"Developer portal"</span>
+                    <a href="/apis">"Published APIs"</a>
+                    <a href="/plans">"Plans"</a>
+                    <a href="/developers">"Developers"</a>
                     <form method="post" action="/logout" class="logout">
                         <span class="user">{user}</span>
                         <button type="submit">"Log out"</button>

@@ -1,8 +1,8 @@
 //! Managing entities from the console: for services, routes, consumers and plugins a list with
 //! paging, a create form whose errors appear next to their fields, and deletion behind a
 //! confirmation page. Every read and write goes through the admin API (`admin_api`).
-use super::admin_api::{self, Answer, Payload};
 use super::{layout, ConsoleState, CurrentUser};
+use crate::web::admin_api::{self, Answer, Payload};
 use axum::extract::{Path, Query, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};

@@ -2,13 +2,15 @@
 //! latency, and manage the gateway. Every page but the login form needs a session (a visitor
 //! without one gets the login form on `/` and is sent to it from anywhere else); every form post must come from
 //! the console's own origin (checked on `Origin`, or `Referer` when a browser sends no Origin).
-mod admin_api;
 mod auth;
-mod chart;
+pub(crate) mod chart;
 mod consumer;
 pub mod dashboard;
+mod developers;
 mod layout;
 mod manage;
+mod plans;
+mod published;
 
 use crate::web::origin::same_origin;
 use crate::web::sessions::StoreSessions;
@@ -64,6 +66,19 @@ pub fn router(state: Arc<ConsoleState>, secure_cookies: bool) -> Router {
         .route("/login", get(auth::show_login).post(auth::login))
         .route("/logout", post(auth::logout))
         .route("/assets/console.css", get(stylesheet))
+        .route("/developers", get(developers::list))
+        .route("/developers/{id}/status", post(developers::set_status))
+        .route("/plans", get(plans::list).post(plans::create))
+        .route(
+            "/plans/{id}/edit",
+            get(plans::edit_form).post(plans::update),
+        )
+        .route("/plans/{id}/delete", post(plans::delete))
+        .route("/apis", get(published::list))
+        .route("/apis/{id}", get(published::show))
+        .route("/apis/{id}/listing", post(published::save_listing))
+        .route("/apis/{id}/openapi", post(published::upload))
+        .route("/apis/{id}/openapi/delete", post(published::remove))
         .route("/{collection}", get(manage::list).post(manage::create))
         .route(
             "/{collection}/{id}/delete",

@@ -1,0 +1,332 @@
+//! What everyone can read: the front page listing the published APIs (private ones only for
+//! logged-in developers), each API's reference page and OpenAPI document (JSON or YAML, whole
+//! or one version), and search across APIs and operations.
+use super::layout::{not_found, page, respond, unavailable};
+use super::{PortalState, Visitor};
+use crate::apis::document::{self, Request as DocRequest};
+use crate::apis::reference::{self, KeyUse};
+use crate::apis::{self, Api};
+use crate::web::markdown::to_safe_html;
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::Extension;
+use leptos::prelude::*;
+use serde::Deserialize;
+use serde_json::Value;
+use std::sync::Arc;
+use tollgate_gateway::admin::service_openapi::METHODS;
+use tollgate_gateway::declarative::export::to_yaml;
+use tollgate_gateway::store::portal::Plan;
+
+/// What the key looks like in curl samples until the browser fills in the developer's own.
+pub const KEY_PLACEHOLDER: &str = "YOUR_API_KEY";
+const MAX_RESULTS: usize = 100;
+
+#[derive(Deserialize, Default)]
+pub struct VersionQuery {
+    version: Option<String>,
+}
+
+pub async fn front_page(
+    State(st): State<Arc<PortalState>>,
+    Extension(visitor): Extension<Visitor>,
+) -> Response {
+    let apis = match published(&st, &visitor).await {
+        Ok(a) => a,
+        Err(e) => return unavailable(&visitor, e),
+    };
+    let intro = match &visitor.0 {
+        Some(_) => view! { <p>"Browse the APIs, then get a key in " <a href="/apps">"your applications"</a>"."</p> }.into_any(),
+        None => view! { <p><a href="/signup">"Sign up"</a>" to get an API key, or " <a href="/login">"log in"</a>"."</p> }.into_any(),
+    };
+    let cards = apis.into_iter().map(api_card).collect_view();
+    Html(page(
+        "APIs",
+        &visitor,
+        view! {
+            {intro}
+            <div class="catalogue">{cards}</div>
+        },
+    ))
+    .into_response()
+}
+
+fn api_card(api: Api) -> impl IntoView {
+    let href = format!("/apis/{}", api.slug);
+    let versions = api
+        .versions()
+        .into_iter()
+        .map(|v| {
+            let link = format!("/apis/{}?version={v}", api.slug);
+            view! { <a class="version" href=link>{v}</a> }
+        })
+        .collect_view();
+    let badge = api
+        .listing
+        .private
+        .then(|| view! { <span class="badge">"private"</span> });
+    view! {
+        <article class="card api">
+            <h2><a href=href>{api.listing.title.clone()}</a> {badge}</h2>
+            <div class="markdown" inner_html=to_safe_html(&api.listing.description)></div>
+            <p class="versions">{versions}</p>
+        </article>
+    }
+}
+
+/// Every API the visitor may see, fully loaded.
+async fn published(st: &PortalState, visitor: &Visitor) -> Result<Vec<Api>, String> {
+    let signed_in = visitor.0.is_some();
+    let listings = apis::listings(&st.store, signed_in)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut out = Vec::with_capacity(listings.len());
+    for (service, _) in listings {
+        if let Some(api) = apis::load(&st.store, &service.id.to_string(), signed_in)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            out.push(api);
+        }
+    }
+    Ok(out)
+}
+
+/// The plans that cover a service.
+async fn plans_for(st: &PortalState, api: &Api) -> Result<Vec<Plan>, String> {
+    let id = api.service_id.to_string();
+    Ok(st
+        .store
+        .plans()
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter(|p| p.services.is_empty() || p.services.contains(&id))
+        .collect())
+}
+
+/// The document of `api` as a visitor sees it.
+async fn document_of(
+    st: &PortalState,
+    api: &Api,
+    headers: &HeaderMap,
+    version: Option<&str>,
+) -> Result<Value, String> {
+    let plans = plans_for(st, api).await?;
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let server = st.proxy_url(host);
+    Ok(document::build(&DocRequest {
+        api,
+        plans: &plans,
+        server: &server,
+        version,
+    }))
+}
+
+/// The API at `slug` and its document, or the response to send instead.
+async fn load_document(
+    st: &PortalState,
+    visitor: &Visitor,
+    slug: &str,
+    headers: &HeaderMap,
+    version: Option<&str>,
+) -> Result<(Api, Value), Response> {
+    let api = match apis::load(&st.store, slug, visitor.0.is_some()).await {
+        Ok(Some(a)) => a,
+        Ok(None) => return Err(not_found(visitor)),
+        Err(e) => return Err(unavailable(visitor, e.to_string())),
+    };
+    let version = version.filter(|v| !v.is_empty());
+    if version.is_some_and(|v| !api.versions().iter().any(|x| x == v)) {
+        return Err(not_found(visitor));
+    }
+    let doc = document_of(st, &api, headers, version)
+        .await
+        .map_err(|e| unavailable(visitor, e))?;
+    Ok((api, doc))
+}
+
+pub async fn reference(
+    State(st): State<Arc<PortalState>>,
+    Extension(visitor): Extension<Visitor>,
+    Path(slug): Path<String>,
+    Query(q): Query<VersionQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let (api, doc) = match load_document(&st, &visitor, &slug, &headers, q.version.as_deref()).await
+    {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let key = api.key_auth.as_ref().map(|k| KeyUse {
+        in_header: k.in_header,
+        name: k.names.first().cloned().unwrap_or_else(|| "apikey".into()),
+        value: KEY_PLACEHOLDER.into(),
+    });
+    let html = match reference::build(&doc, key.as_ref()).render() {
+        Ok(h) => h,
+        Err(e) => return unavailable(&visitor, e.to_string()),
+    };
+    let suffix = q
+        .version
+        .as_ref()
+        .map(|v| format!("?version={v}"))
+        .unwrap_or_default();
+    let versions = api
+        .versions()
+        .into_iter()
+        .map(|v| {
+            let link = format!("/apis/{}?version={v}", api.slug);
+            let current = q.version.as_deref() == Some(v.as_str());
+            view! { <a class="version" class:current=current href=link>{v}</a> }
+        })
+        .collect_view();
+    let key_hint = match (&api.key_auth, &visitor.0) {
+        (None, _) => None,
+        (Some(_), Some(_)) => Some(view! { <p class="hint">"Samples use " <code>{KEY_PLACEHOLDER}</code>"; a key created or rotated in this browser is filled in. Keys are stored hashed, so the portal itself cannot show them again."</p> }.into_any()),
+        (Some(_), None) => Some(view! { <p class="hint">"This API needs a key: " <a href="/signup">"sign up"</a>" and create an application to get one."</p> }.into_any()),
+    };
+    let json_link = format!("/apis/{}/openapi.json{suffix}", api.slug);
+    let yaml_link = format!("/apis/{}/openapi.yaml{suffix}", api.slug);
+    let all_link = format!("/apis/{}", api.slug);
+    Html(page(
+        &api.listing.title,
+        &visitor,
+        view! {
+            <p class="doc-links">
+                <a href=all_link>"All versions"</a> {versions}
+                " · OpenAPI: " <a href=json_link>"JSON"</a> " " <a href=yaml_link>"YAML"</a>
+            </p>
+            {key_hint}
+            <div inner_html=html></div>
+        },
+    ))
+    .into_response()
+}
+
+/// `/apis/{slug}/openapi.json` or `/apis/{slug}/openapi.yaml`.
+pub async fn openapi(
+    State(st): State<Arc<PortalState>>,
+    Extension(visitor): Extension<Visitor>,
+    Path((slug, file)): Path<(String, String)>,
+    Query(q): Query<VersionQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let yaml = match file.as_str() {
+        "openapi.json" => false,
+        "openapi.yaml" => true,
+        _ => return not_found(&visitor),
+    };
+    match load_document(&st, &visitor, &slug, &headers, q.version.as_deref()).await {
+        Ok((_, doc)) if yaml => {
+            ([(header::CONTENT_TYPE, "application/yaml")], to_yaml(&doc)).into_response()
+        }
+        Ok((_, doc)) => axum::Json(doc).into_response(),
+        Err(r) => r,
+    }
+}
+
+#[derive(Deserialize)]
+pub struct SearchQuery {
+    q: Option<String>,
+}
+
+/// One search result: where it links, what it is called, what it is.
+struct Hit {
+    href: String,
+    title: String,
+    detail: String,
+}
+
+fn matches(needle: &str, fields: &[&str]) -> bool {
+    fields.iter().any(|f| f.to_lowercase().contains(needle))
+}
+
+/// The APIs and operations that mention `needle` (lower case).
+fn search_document(api: &Api, doc: &Value, needle: &str, out: &mut Vec<Hit>) {
+    if matches(needle, &[&api.listing.title, &api.listing.description]) {
+        out.push(Hit {
+            href: format!("/apis/{}", api.slug),
+            title: api.listing.title.clone(),
+            detail: "API".into(),
+        });
+    }
+    let empty = serde_json::Map::new();
+    for (path, item) in doc["paths"].as_object().unwrap_or(&empty) {
+        for method in METHODS {
+            let Some(op) = item.get(*method) else {
+                continue;
+            };
+            let text = |k: &str| op[k].as_str().unwrap_or("").to_string();
+            if matches(
+                needle,
+                &[
+                    path,
+                    &text("summary"),
+                    &text("description"),
+                    &text("operationId"),
+                ],
+            ) {
+                let anchor = op["operationId"]
+                    .as_str()
+                    .map(String::from)
+                    .unwrap_or_else(|| format!("{method}-{path}"));
+                out.push(Hit {
+                    href: format!("/apis/{}#{anchor}", api.slug),
+                    title: format!("{} {path}", method.to_uppercase()),
+                    detail: format!("{} · {}", api.listing.title, text("summary")),
+                });
+            }
+        }
+    }
+}
+
+pub async fn search(
+    State(st): State<Arc<PortalState>>,
+    Extension(visitor): Extension<Visitor>,
+    Query(q): Query<SearchQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let query = q.q.unwrap_or_default().trim().to_string();
+    let needle = query.to_lowercase();
+    if needle.chars().count() < 2 {
+        return respond(
+            StatusCode::OK,
+            "Search",
+            &visitor,
+            view! { <p class="hint">"Type at least two characters."</p> },
+        );
+    }
+    let apis = match published(&st, &visitor).await {
+        Ok(a) => a,
+        Err(e) => return unavailable(&visitor, e),
+    };
+    let mut hits = Vec::new();
+    for api in &apis {
+        match document_of(&st, api, &headers, None).await {
+            Ok(doc) => search_document(api, &doc, &needle, &mut hits),
+            Err(e) => return unavailable(&visitor, e),
+        }
+    }
+    let total = hits.len();
+    hits.truncate(MAX_RESULTS);
+    let rows = hits
+        .into_iter()
+        .map(|h| {
+            view! {
+                <li><a href=h.href>{h.title}</a> <span class="hint">{h.detail}</span></li>
+            }
+        })
+        .collect_view();
+    respond(
+        StatusCode::OK,
+        "Search",
+        &visitor,
+        view! {
+            <p>{format!("{total} results for “{query}”")}</p>
+            <ul class="results">{rows}</ul>
+        },
+    )
+}
