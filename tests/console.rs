@@ -48,12 +48,6 @@ impl Console {
     }
 }
 
-/// `name=value` of the session cookie a response sets.
-fn session_cookie(r: &Resp) -> String {
-    let set = r.header("set-cookie").expect("a session cookie");
-    set.split(';').next().unwrap().to_string()
-}
-
 #[tokio::test]
 async fn visitors_without_a_session_go_to_the_login_form_and_foreign_posts_are_refused() {
     let c = Console::start().await;

@@ -248,6 +248,42 @@ impl Drop for Gateway {
     }
 }
 
+/// A web front end (the console or the portal) on `port`, used as a browser without
+/// JavaScript uses it: GETs, and form posts from the site's own origin.
+pub struct Site {
+    pub port: u16,
+}
+
+impl Site {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn origin(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub async fn get(&self, path: &str, cookie: Option<&str>) -> Resp {
+        let headers: Vec<(&str, &str)> = cookie.map(|c| ("cookie", c)).into_iter().collect();
+        send("GET", &self.url(path), &headers, None).await
+    }
+
+    pub async fn post(&self, path: &str, cookie: Option<&str>, pairs: &[(&str, &str)]) -> Resp {
+        let origin = self.origin();
+        let mut headers = vec![("origin", origin.as_str())];
+        if let Some(c) = cookie {
+            headers.push(("cookie", c));
+        }
+        send("POST", &self.url(path), &headers, form(pairs)).await
+    }
+}
+
+/// `name=value` of the session cookie a response sets.
+pub fn session_cookie(r: &Resp) -> String {
+    let set = r.header("set-cookie").expect("a session cookie");
+    set.split(';').next().unwrap().to_string()
+}
+
 /// A response, its body as text and (when it parses) as JSON.
 #[derive(Debug)]
 pub struct Resp {

@@ -1,0 +1,826 @@
+//! The developer portal end to end, over HTTP as a browser without JavaScript uses it, with
+//! the operator's side in the console and calls through the real proxy: published APIs and
+//! their documents (validated by openapi-spec-validator), sign-up, applications, keys under a
+//! plan, usage, and the portal's guards (ownership, sessions, CSRF, redirects, throttling).
+mod common;
+
+use common::*;
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+const OPERATOR_PASSWORD: &str = "operator password 1";
+const PASSWORD: &str = "developer password 1";
+const PETSTORE: &str = include_str!("data/petstore-3.0.yaml");
+
+struct Portal {
+    gw: Gateway,
+    backend: Backend,
+    portal: Site,
+    console: Site,
+    /// The operator's console session.
+    operator: String,
+}
+
+impl Portal {
+    async fn start(extra: &[(&str, &str)]) -> Portal {
+        let (portal_port, console_port) = (free_port(), free_port());
+        let portal_listen = format!("127.0.0.1:{portal_port}");
+        let console_listen = format!("127.0.0.1:{console_port}");
+        let mut env = vec![
+            ("TOLLGATE_PORTAL_LISTEN", portal_listen.as_str()),
+            ("TOLLGATE_CONSOLE_LISTEN", console_listen.as_str()),
+            ("TOLLGATE_CONSOLE_ADMIN_PASSWORD", OPERATOR_PASSWORD),
+            ("TOLLGATE_ANALYTICS_FLUSH_MS", "100"),
+        ];
+        env.extend_from_slice(extra);
+        let gw = Gateway::start(&env).await;
+        let backend = Backend::start().await;
+        let console = Site { port: console_port };
+        let login = console
+            .post(
+                "/login",
+                None,
+                &[("username", "admin"), ("password", OPERATOR_PASSWORD)],
+            )
+            .await;
+        assert_eq!(login.status, 303, "{}", login.body);
+        let operator = session_cookie(&login);
+        let p = Portal {
+            gw,
+            backend,
+            portal: Site { port: portal_port },
+            console,
+            operator,
+        };
+        p.publish_petstore().await;
+        p
+    }
+
+    /// Service `pets` (published, with the petstore document) on routes `/v1` and `/v2`,
+    /// behind key-auth; service `internal` published privately with one GET route.
+    async fn publish_petstore(&self) {
+        let admin = |p: &str| self.gw.admin_url(p);
+        let pets = json!({"name": "pets", "url": format!("http://127.0.0.1:{}", self.backend.port),
+            "portal": {"title": "Pet store", "description": "Pets, *orders* and users.", "version": "1.0.27"}});
+        assert_eq!(
+            send("POST", &admin("/services"), &[], json_body(pets))
+                .await
+                .status,
+            201
+        );
+        for v in ["v1", "v2"] {
+            let route = json!({"name": format!("pets-{v}"), "paths": [format!("/{v}")]});
+            let r = send(
+                "POST",
+                &admin("/services/pets/routes"),
+                &[],
+                json_body(route),
+            )
+            .await;
+            assert_eq!(r.status, 201, "{}", r.body);
+        }
+        let r = send(
+            "POST",
+            &admin("/services/pets/plugins"),
+            &[],
+            json_body(json!({"name": "key-auth"})),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        let r = send(
+            "PUT",
+            &admin("/services/pets/openapi"),
+            &[],
+            Some(("application/yaml", PETSTORE.to_string())),
+        )
+        .await;
+        assert_eq!(
+            (r.status, r.json["operations"].as_u64()),
+            (200, Some(19)),
+            "{}",
+            r.body
+        );
+        let internal = json!({"name": "internal", "url": format!("http://127.0.0.1:{}", self.backend.port),
+            "portal": {"title": "Internal reports", "visibility": "private"}});
+        assert_eq!(
+            send("POST", &admin("/services"), &[], json_body(internal))
+                .await
+                .status,
+            201
+        );
+        let route = json!({"name": "reports", "paths": ["/reports/"], "methods": ["GET"]});
+        assert_eq!(
+            send(
+                "POST",
+                &admin("/services/internal/routes"),
+                &[],
+                json_body(route)
+            )
+            .await
+            .status,
+            201
+        );
+        self.gw.settled().await;
+    }
+
+    /// A plan through the console's form; its id as the portal's form offers it.
+    async fn plan(&self, name: &str, per_second: &str) {
+        let r = self
+            .console
+            .post(
+                "/plans",
+                Some(&self.operator),
+                &[("name", name), ("second", per_second)],
+            )
+            .await;
+        assert_eq!(r.status, 303, "{}", r.body);
+    }
+
+    /// Signs a developer up; their session cookie.
+    async fn sign_up(&self, email: &str) -> String {
+        let r = self
+            .portal
+            .post("/signup", None, &[("email", email), ("password", PASSWORD)])
+            .await;
+        assert_eq!(
+            (r.status, r.header("location")),
+            (303, Some("/apps")),
+            "{}",
+            r.body
+        );
+        session_cookie(&r)
+    }
+
+    /// Creates an application on the first plan offered; (its id, its key).
+    async fn create_app(&self, cookie: &str, name: &str) -> (String, String) {
+        let page = self.portal.get("/apps", Some(cookie)).await;
+        let plan = between(&page.body, "<option value=\"", "\"").expect("a plan is offered");
+        let r = self
+            .portal
+            .post("/apps", Some(cookie), &[("name", name), ("plan", &plan)])
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        let key = between(&r.body, "data-new-key=\"", "\"").expect("the key is shown");
+        let id = between(&r.body, "action=\"/apps/", "/").expect("the app's forms");
+        (id, key)
+    }
+
+    async fn call(&self, path: &str, key: &str) -> Resp {
+        send("GET", &self.gw.proxy_url(path), &[("apikey", key)], None).await
+    }
+
+    /// Waits (≤ 2 s, the promise to developers) until `key` gets `status` on `path`.
+    async fn wait_for_key(&self, path: &str, key: &str, status: u16) -> Duration {
+        let started = Instant::now();
+        loop {
+            let r = self.call(path, key).await;
+            if r.status == status {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "{path} with the key: {} {}",
+                r.status,
+                r.body
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// The text between `start` and the next `end`.
+fn between(text: &str, start: &str, end: &str) -> Option<String> {
+    let from = text.find(start)? + start.len();
+    let len = text[from..].find(end)?;
+    Some(text[from..from + len].to_string())
+}
+
+/// Runs openapi-spec-validator on a document; `None` when the validator is not installed
+/// (a failure under ./scripts/test).
+fn validate(document: &str, extension: &str) -> Option<()> {
+    let validator = service_env("TOLLGATE_TEST_OPENAPI_VALIDATOR")?;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(format!("openapi.{extension}"));
+    std::fs::write(&file, document).unwrap();
+    let out = std::process::Command::new(validator)
+        .arg(&file)
+        .output()
+        .expect("run openapi-spec-validator");
+    assert!(
+        out.status.success(),
+        "openapi-spec-validator refused the document: {}{}\n{document}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn published_apis_are_documented_and_every_document_validates() {
+    let p = Portal::start(&[]).await;
+    p.plan("Free", "5").await;
+
+    let front = p.portal.get("/", None).await;
+    assert_eq!(front.status, 200);
+    assert!(
+        front.body.contains("href=\"/apis/pets\"") && front.body.contains("<em>orders</em>"),
+        "{}",
+        front.body
+    );
+    assert!(
+        front.body.contains("href=\"/apis/pets?version=v2\""),
+        "each version is listed"
+    );
+    assert!(
+        !front.body.contains("Internal reports"),
+        "private APIs are for developers only"
+    );
+    assert!(front.body.contains("href=\"/signup\"") && front.body.contains("href=\"/login\""));
+    assert_eq!(p.portal.get("/apis/internal", None).await.status, 404);
+
+    // Every operation of the uploaded document, under both version prefixes.
+    let page = p.portal.get("/apis/pets", None).await;
+    assert_eq!(page.status, 200);
+    assert_eq!(
+        page.body.matches("<section class=\"operation\"").count(),
+        38
+    );
+    for id in [
+        "updatePet",
+        "findPetsByStatus",
+        "uploadFile",
+        "getInventory",
+        "deleteOrder",
+        "createUsersWithListInput",
+        "logoutUser",
+        "deleteUser",
+    ] {
+        assert!(
+            page.body.contains(&format!("id=\"{id}\"")),
+            "{id} is rendered"
+        );
+    }
+    assert!(page.body.contains("curl -i -X GET"), "curl samples");
+    assert!(
+        page.body.contains(&format!(
+            "http://127.0.0.1:{}/v1/pet/findByStatus",
+            p.gw.proxy
+        )),
+        "samples call the proxy"
+    );
+    let v2 = p.portal.get("/apis/pets?version=v2", None).await;
+    assert_eq!(v2.body.matches("<section class=\"operation\"").count(), 19);
+    assert_eq!(
+        p.portal.get("/apis/pets?version=v9", None).await.status,
+        404
+    );
+
+    let doc = p.portal.get("/apis/pets/openapi.json", None).await;
+    assert_eq!(doc.json["openapi"], "3.1.0");
+    assert_eq!(
+        doc.json["components"]["securitySchemes"]["ApiKeyHeader"]["name"],
+        "apikey"
+    );
+    assert_eq!(doc.json["x-tollgate-plans"][0]["limits"]["second"], 5);
+    let op = &doc.json["paths"]["/v2/pet/{petId}"]["get"];
+    assert_eq!(
+        op["responses"]["429"]["$ref"],
+        "#/components/responses/TooManyRequests"
+    );
+    assert_eq!(
+        op["responses"]["401"]["$ref"],
+        "#/components/responses/Unauthorized"
+    );
+    let yaml = p.portal.get("/apis/pets/openapi.yaml", None).await;
+    assert_eq!(yaml.header("content-type"), Some("application/yaml"));
+    validate(&doc.body, "json");
+    validate(&yaml.body, "yaml");
+
+    // The private API, for a logged-in developer: generated from its route alone.
+    let dev = p.sign_up("reader@example.com").await;
+    let internal = p
+        .portal
+        .get("/apis/internal/openapi.json", Some(&dev))
+        .await;
+    assert_eq!(internal.status, 200);
+    assert!(
+        internal.json["paths"]["/reports/"]["get"].is_object(),
+        "{}",
+        internal.body
+    );
+    validate(&internal.body, "json");
+    assert!(p
+        .portal
+        .get("/", Some(&dev))
+        .await
+        .body
+        .contains("Internal reports"));
+
+    let found = p.portal.get("/search?q=findByTags", None).await;
+    assert!(
+        found.body.contains("href=\"/apis/pets#findPetsByTags\""),
+        "{}",
+        found.body
+    );
+    assert!(
+        !p.portal
+            .get("/search?q=reports", None)
+            .await
+            .body
+            .contains("/apis/internal"),
+        "search hides private APIs"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_document_is_refused_with_its_field_and_line_and_changes_nothing() {
+    let p = Portal::start(&[]).await;
+    let bad =
+        "openapi: 3.0.4\ninfo:\n  title: Broken\n  version: '1'\npaths:\n  pets:\n    get: {}\n";
+    let r = send(
+        "PUT",
+        &p.gw.admin_url("/services/pets/openapi"),
+        &[],
+        Some(("application/yaml", bad.to_string())),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(
+        r.json["fields"]["paths.pets"],
+        "a path starts with / (line 7)"
+    );
+    let kept = send("GET", &p.gw.admin_url("/services/pets/openapi"), &[], None).await;
+    assert_eq!(
+        kept.json["info"]["title"], "Swagger Petstore - OpenAPI 3.0",
+        "the earlier document stays"
+    );
+    let r = send(
+        "PUT",
+        &p.gw.admin_url("/services/nope/openapi"),
+        &[],
+        Some(("application/yaml", PETSTORE.to_string())),
+    )
+    .await;
+    assert_eq!(r.status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_developer_signs_up_gets_a_key_and_their_plan_limits_it() {
+    let p = Portal::start(&[]).await;
+    p.plan("Starter", "3").await;
+    let dev = p.sign_up("builder@example.com").await;
+    let (app, key) = p.create_app(&dev, "my shop").await;
+    assert_eq!(key.len(), 32, "a generated 128-bit key");
+    let waited = p.wait_for_key("/v1/pet/1", &key, 200).await;
+    println!("the new key worked through the proxy after {waited:?}");
+
+    // The plan: 3 a second, then 429 with Kong's headers.
+    let statuses = burst_on(&p, "/v1/pet/1", &key, 6).await;
+    assert_eq!(statuses, [200, 200, 200, 429, 429, 429]);
+    let limited = p.call("/v1/pet/1", &key).await;
+    if limited.status == 429 {
+        assert_eq!(limited.header("ratelimit-limit"), Some("3"));
+    }
+
+    // Usage: the owner sees the requests and the 429s.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let usage = p
+        .portal
+        .get(&format!("/apps/{app}/usage?range=15m"), Some(&dev))
+        .await;
+    assert_eq!(usage.status, 200);
+    let cards = usage.body.replace("><", ">\n<");
+    let value_after = |label: &str| {
+        let at = cards
+            .find(&format!(">{label}<"))
+            .unwrap_or_else(|| panic!("{label} card: {cards}"));
+        between(&cards[at..], "class=\"value\">", "<").unwrap()
+    };
+    let requests: u64 = value_after("Requests").parse().unwrap();
+    let refused: u64 = value_after("429s").parse().unwrap();
+    assert!(
+        requests >= 7 && refused >= 3,
+        "requests {requests}, 429s {refused}"
+    );
+
+    // Rotation with a grace period: both keys work; without one the old key stops at once.
+    let rotated = p
+        .portal
+        .post(
+            &format!("/apps/{app}/keys"),
+            Some(&dev),
+            &[("grace", "3600")],
+        )
+        .await;
+    assert_eq!(rotated.status, 201, "{}", rotated.body);
+    let second = between(&rotated.body, "data-new-key=\"", "\"").unwrap();
+    p.wait_for_key("/v1/pet/1", &second, 200).await;
+    assert!(
+        rotated.body.contains("expires "),
+        "the old key shows its expiry"
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        p.call("/v1/pet/1", &key).await.status,
+        200,
+        "the old key lives through its grace"
+    );
+    let rotated = p
+        .portal
+        .post(&format!("/apps/{app}/keys"), Some(&dev), &[("grace", "0")])
+        .await;
+    let third = between(&rotated.body, "data-new-key=\"", "\"").unwrap();
+    p.wait_for_key("/v1/pet/1", &key, 401).await;
+    p.wait_for_key("/v1/pet/1", &second, 401).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(p.call("/v1/pet/1", &third).await.status, 200);
+
+    // Revocation.
+    let page = p.portal.get(&format!("/apps/{app}"), Some(&dev)).await;
+    let key_id = between(
+        &page.body,
+        &format!("action=\"/apps/{app}/keys/"),
+        "/revoke",
+    )
+    .unwrap();
+    let r = p
+        .portal
+        .post(
+            &format!("/apps/{app}/keys/{key_id}/revoke"),
+            Some(&dev),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    p.wait_for_key("/v1/pet/1", &third, 401).await;
+
+    // The key is never stored or logged in clear.
+    assert!(!p.gw.log_text().contains(&key), "a key in the log");
+    let stored = std::fs::read(p.gw.data_dir.join("tollgate.db")).unwrap_or_default();
+    assert!(
+        !String::from_utf8_lossy(&stored).contains(&key),
+        "a key in the store"
+    );
+}
+
+/// `n` requests back to back from the start of a second.
+async fn burst_on(p: &Portal, path: &str, key: &str, n: usize) -> Vec<u16> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1020 - u64::from(now.subsec_millis()))).await;
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(p.call(path, key).await.status);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn developers_reach_only_their_own_applications() {
+    let p = Portal::start(&[]).await;
+    p.plan("Free", "50").await;
+    let alice = p.sign_up("alice@example.com").await;
+    let mallory = p.sign_up("mallory@example.com").await;
+    let (app, key) = p.create_app(&alice, "alice app").await;
+    p.wait_for_key("/v1/pet/1", &key, 200).await;
+    let page = p.portal.get(&format!("/apps/{app}"), Some(&alice)).await;
+    let key_id = between(
+        &page.body,
+        &format!("action=\"/apps/{app}/keys/"),
+        "/revoke",
+    )
+    .unwrap();
+
+    for path in [format!("/apps/{app}"), format!("/apps/{app}/usage")] {
+        assert_eq!(
+            p.portal.get(&path, Some(&mallory)).await.status,
+            404,
+            "{path}"
+        );
+    }
+    for (path, pairs) in [
+        (format!("/apps/{app}/keys"), vec![("grace", "0")]),
+        (format!("/apps/{app}/keys/{key_id}/revoke"), vec![]),
+        (format!("/apps/{app}/delete"), vec![]),
+    ] {
+        assert_eq!(
+            p.portal.post(&path, Some(&mallory), &pairs).await.status,
+            404,
+            "{path}"
+        );
+    }
+    // A key id of someone else's, through one's own application.
+    let (own, _) = p.create_app(&mallory, "mallory app").await;
+    let r = p
+        .portal
+        .post(
+            &format!("/apps/{own}/keys/{key_id}/revoke"),
+            Some(&mallory),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 404);
+    assert!(!p
+        .portal
+        .get("/apps", Some(&mallory))
+        .await
+        .body
+        .contains("alice app"));
+    assert_eq!(
+        p.call("/v1/pet/1", &key).await.status,
+        200,
+        "alice's key still works"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_forms_and_redirects_are_guarded() {
+    let p = Portal::start(&[]).await;
+    p.plan("Free", "50").await;
+    let alice = p.sign_up("alice@example.com").await;
+    // A developer's pages need a session, and the log-in form brings them back.
+    let r = p.portal.get("/apps", None).await;
+    assert_eq!(
+        (r.status, r.header("location")),
+        (303, Some("/login?next=%2Fapps"))
+    );
+
+    // Session fixation: a session id held before logging in is replaced, and dies.
+    let planted = alice.clone();
+    let r = p
+        .portal
+        .post(
+            "/login",
+            Some(&planted),
+            &[("email", "alice@example.com"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    let fresh = session_cookie(&r);
+    assert_ne!(fresh, planted);
+    assert_eq!(
+        p.portal.get("/apps", Some(&planted)).await.status,
+        303,
+        "the old id is worth nothing"
+    );
+    assert_eq!(p.portal.get("/apps", Some(&fresh)).await.status, 200);
+
+    // Cross-site form posts are refused, logged in or not.
+    let plan_page = p.portal.get("/apps", Some(&fresh)).await;
+    let plan = between(&plan_page.body, "<option value=\"", "\"").unwrap();
+    for origin in [Some("https://evil.example"), None] {
+        let mut headers = vec![("cookie", fresh.as_str())];
+        if let Some(o) = origin {
+            headers.push(("origin", o));
+        }
+        let r = send(
+            "POST",
+            &p.portal.url("/apps"),
+            &headers,
+            form(&[("name", "x"), ("plan", &plan)]),
+        )
+        .await;
+        assert_eq!(r.status, 403, "origin {origin:?}");
+    }
+    assert!(
+        !p.portal
+            .get("/apps", Some(&fresh))
+            .await
+            .body
+            .contains(">x<"),
+        "nothing was created"
+    );
+
+    // After logging in, only paths on the portal are followed.
+    for (next, to) in [
+        ("/apps?x=1", "/apps?x=1"),
+        ("https://evil.example/", "/apps"),
+        ("//evil.example", "/apps"),
+        ("/\\evil.example", "/apps"),
+    ] {
+        let r = p
+            .portal
+            .post(
+                "/login",
+                None,
+                &[
+                    ("email", "alice@example.com"),
+                    ("password", PASSWORD),
+                    ("next", next),
+                ],
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.header("location")),
+            (303, Some(to)),
+            "next={next}"
+        );
+    }
+
+    // Log-in: five wrong passwords lock the email for a minute.
+    for _ in 0..5 {
+        let r = p
+            .portal
+            .post(
+                "/login",
+                None,
+                &[
+                    ("email", "alice@example.com"),
+                    ("password", "wrong password"),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, 401);
+    }
+    let r = p
+        .portal
+        .post(
+            "/login",
+            None,
+            &[("email", "alice@example.com"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(r.status, 429);
+
+    // Sign-up: ten per address an hour.
+    for i in 2..=10 {
+        p.sign_up(&format!("dev{i}@example.com")).await;
+    }
+    let r = p
+        .portal
+        .post(
+            "/signup",
+            None,
+            &[("email", "dev11@example.com"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(r.status, 429);
+
+    // Password change: the old password stops working.
+    let r = p
+        .portal
+        .post(
+            "/account",
+            Some(&fresh),
+            &[("current", PASSWORD), ("new", "a brand new password")],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("Your password is changed."));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_manual_approval_a_developer_waits_for_the_operator() {
+    let p = Portal::start(&[("TOLLGATE_PORTAL_APPROVAL", "manual")]).await;
+    let r = p
+        .portal
+        .post(
+            "/signup",
+            None,
+            &[("email", "new@example.com"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("awaits an operator"), "{}", r.body);
+    let login = || {
+        p.portal.post(
+            "/login",
+            None,
+            &[("email", "new@example.com"), ("password", PASSWORD)],
+        )
+    };
+    assert_eq!(login().await.status, 403);
+
+    let list = p.console.get("/developers", Some(&p.operator)).await;
+    assert!(
+        list.body.contains("new@example.com") && list.body.contains("Approve"),
+        "{}",
+        list.body
+    );
+    let id = between(&list.body, "action=\"/developers/", "/status").unwrap();
+    let approve = p
+        .console
+        .post(
+            &format!("/developers/{id}/status"),
+            Some(&p.operator),
+            &[("status", "active")],
+        )
+        .await;
+    assert_eq!(approve.status, 303);
+    let r = login().await;
+    assert_eq!(r.status, 303);
+    let session = session_cookie(&r);
+    assert_eq!(p.portal.get("/apps", Some(&session)).await.status, 200);
+
+    // Suspended: the session ends at the next request.
+    let suspend = p
+        .console
+        .post(
+            &format!("/developers/{id}/status"),
+            Some(&p.operator),
+            &[("status", "suspended")],
+        )
+        .await;
+    assert_eq!(suspend.status, 303);
+    assert_eq!(p.portal.get("/apps", Some(&session)).await.status, 303);
+    assert_eq!(login().await.status, 403);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_publishes_an_api_and_changes_a_plan_from_the_console() {
+    let p = Portal::start(&[]).await;
+    // Publishing from the console: a service the portal did not list yet.
+    let svc = json!({"name": "orders", "url": format!("http://127.0.0.1:{}", p.backend.port)});
+    assert_eq!(
+        send("POST", &p.gw.admin_url("/services"), &[], json_body(svc))
+            .await
+            .status,
+        201
+    );
+    let route = json!({"paths": ["/orders"], "methods": ["GET", "POST"]});
+    assert_eq!(
+        send(
+            "POST",
+            &p.gw.admin_url("/services/orders/routes"),
+            &[],
+            json_body(route)
+        )
+        .await
+        .status,
+        201
+    );
+    assert_eq!(p.portal.get("/apis/orders", None).await.status, 404);
+    let r = p
+        .console
+        .post(
+            "/apis/orders/listing",
+            Some(&p.operator),
+            &[
+                ("action", "publish"),
+                ("title", ""),
+                ("visibility", "public"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 400, "a title is required");
+    assert!(
+        r.body.contains("portal.title: length must be at least 1"),
+        "{}",
+        r.body
+    );
+    let r = p
+        .console
+        .post(
+            "/apis/orders/listing",
+            Some(&p.operator),
+            &[
+                ("action", "publish"),
+                ("title", "Orders"),
+                ("visibility", "public"),
+                ("description", "Place orders."),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let page = p.portal.get("/apis/orders", None).await;
+    assert_eq!(
+        page.body.matches("<section class=\"operation\"").count(),
+        2,
+        "GET and POST /orders"
+    );
+    let r = p
+        .console
+        .post(
+            "/apis/orders/openapi",
+            Some(&p.operator),
+            &[("document", "openapi: 2.0")],
+        )
+        .await;
+    assert_eq!(r.status, 400);
+
+    // A plan change reaches the applications already on it.
+    p.plan("Metered", "50").await;
+    let dev = p.sign_up("ops@example.com").await;
+    let (_, key) = p.create_app(&dev, "app").await;
+    p.wait_for_key("/v1/pet/1", &key, 200).await;
+    let plans = p.console.get("/plans", Some(&p.operator)).await;
+    let plan_id = between(&plans.body, "href=\"/plans/", "/edit").unwrap();
+    let r = p
+        .console
+        .post(
+            &format!("/plans/{plan_id}/edit"),
+            Some(&p.operator),
+            &[("name", "Metered"), ("second", "1")],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    p.gw.settled().await;
+    let statuses = burst_on(&p, "/v1/pet/1", &key, 3).await;
+    assert_eq!(statuses, [200, 429, 429]);
+    let r = p
+        .console
+        .post(&format!("/plans/{plan_id}/delete"), Some(&p.operator), &[])
+        .await;
+    assert_eq!(r.status, 409, "a plan in use stays");
+}
