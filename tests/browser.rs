@@ -97,18 +97,7 @@ async fn card(page: &Client, label: &str) -> String {
 /// Fills the named inputs (text, textarea, or select by value) of the page's entity form and
 /// submits it.
 async fn submit(page: &Client, fields: &[(&str, &str)]) {
-    for (name, value) in fields {
-        let input = page
-            .find(Locator::Css(&format!("form.entity [name='{name}']")))
-            .await
-            .unwrap();
-        if input.tag_name().await.unwrap() == "select" {
-            input.select_by_value(value).await.unwrap();
-        } else {
-            input.send_keys(value).await.unwrap();
-        }
-    }
-    click(page, Locator::Css("form.entity button[type=submit]")).await;
+    fill_and_submit(page, "form.entity", fields).await;
 }
 
 async fn click(page: &Client, locator: Locator<'_>) {
@@ -269,4 +258,205 @@ async fn a_person_drives_the_seed_walkthrough_and_watches_the_429s_with_and_with
     assert_eq!(card(&page, "429s").await, "3");
     screenshot(&page, "console-dashboard-nojs").await;
     page.close().await.unwrap();
+}
+
+/// Fills the named inputs of the form at `form` (a CSS selector: text and textareas typed
+/// into, selects chosen by value or else by label) and submits it.
+async fn fill_and_submit(page: &Client, form: &str, fields: &[(&str, &str)]) {
+    for (name, value) in fields {
+        let input = page
+            .find(Locator::Css(&format!("{form} [name='{name}']")))
+            .await
+            .unwrap();
+        if input.tag_name().await.unwrap() != "select" {
+            input.send_keys(value).await.unwrap();
+        } else if input.clone().select_by_value(value).await.is_err() {
+            input.select_by_label(value).await.unwrap();
+        }
+    }
+    click(page, Locator::Css(&format!("{form} button[type=submit]"))).await;
+}
+
+/// The portal set up by an operator: the petstore published on `/v1` behind key-auth, and a
+/// plan of 2 requests a second.
+async fn published_portal(backend: &Backend) -> (Gateway, String) {
+    let (portal, console) = (free_port(), free_port());
+    let portal_listen = format!("127.0.0.1:{portal}");
+    let console_listen = format!("127.0.0.1:{console}");
+    let gw = Gateway::start(&[
+        ("TOLLGATE_PORTAL_LISTEN", &portal_listen),
+        ("TOLLGATE_CONSOLE_LISTEN", &console_listen),
+        ("TOLLGATE_CONSOLE_ADMIN_PASSWORD", PASSWORD),
+        ("TOLLGATE_ANALYTICS_FLUSH_MS", "100"),
+    ])
+    .await;
+    let service = serde_json::json!({"name": "pets", "url": format!("http://127.0.0.1:{}", backend.port),
+        "portal": {"title": "Pet store", "description": "Pets for everyone."}});
+    let admin = |p: &str| gw.admin_url(p);
+    assert_eq!(
+        send("POST", &admin("/services"), &[], json_body(service))
+            .await
+            .status,
+        201
+    );
+    let route = serde_json::json!({"name": "v1", "paths": ["/v1"]});
+    assert_eq!(
+        send(
+            "POST",
+            &admin("/services/pets/routes"),
+            &[],
+            json_body(route)
+        )
+        .await
+        .status,
+        201
+    );
+    let key_auth = serde_json::json!({"name": "key-auth"});
+    assert_eq!(
+        send(
+            "POST",
+            &admin("/services/pets/plugins"),
+            &[],
+            json_body(key_auth)
+        )
+        .await
+        .status,
+        201
+    );
+    let petstore = include_str!("data/petstore-3.0.yaml").to_string();
+    let r = send(
+        "PUT",
+        &admin("/services/pets/openapi"),
+        &[],
+        Some(("application/yaml", petstore)),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let console = Site { port: console };
+    let login = console
+        .post(
+            "/login",
+            None,
+            &[("username", "admin"), ("password", PASSWORD)],
+        )
+        .await;
+    let operator = session_cookie(&login);
+    let plan = console
+        .post(
+            "/plans",
+            Some(&operator),
+            &[("name", "Starter"), ("second", "2")],
+        )
+        .await;
+    assert_eq!(plan.status, 303, "{}", plan.body);
+    gw.settled().await;
+    (gw, portal_listen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_developer_goes_from_the_front_page_to_a_working_key_and_sees_their_429s() {
+    let Some(driver) = chromedriver().await else {
+        return;
+    };
+    let backend = Backend::start().await;
+    let (gw, portal) = published_portal(&backend).await;
+    let profiles = tempfile::tempdir().unwrap();
+    for javascript in [false, true] {
+        let run = if javascript { "js" } else { "nojs" };
+        let page = browser(&driver, javascript, &profiles.path().join(run)).await;
+
+        // The front page, then the docs of the API.
+        page.goto(&format!("http://{portal}/")).await.unwrap();
+        click(&page, Locator::LinkText("Pet store")).await;
+        let operations = page
+            .find_all(Locator::Css("section.operation"))
+            .await
+            .unwrap();
+        assert_eq!(operations.len(), 19, "every operation of the petstore");
+        screenshot(&page, &format!("portal-reference-{run}")).await;
+
+        // Sign up, create an application, copy its key from the page.
+        click(&page, Locator::LinkText("Sign up")).await;
+        let email = format!("dev-{run}@example.com");
+        fill_and_submit(
+            &page,
+            "form.card",
+            &[("email", &email), ("password", "a long developer password")],
+        )
+        .await;
+        page.wait()
+            .for_element(Locator::Css("form[action='/apps']"))
+            .await
+            .unwrap();
+        fill_and_submit(
+            &page,
+            "form[action='/apps']",
+            &[("name", "my first app"), ("plan", "Starter (2/second)")],
+        )
+        .await;
+        let key = page
+            .wait()
+            .for_element(Locator::Css("code.key"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(key.len(), 32, "{key}");
+        screenshot(&page, &format!("portal-new-key-{run}")).await;
+
+        // The key works through the proxy within 2 seconds, and the plan limits it.
+        let started = Instant::now();
+        while send("GET", &gw.proxy_url("/v1/pet/1"), &[("apikey", &key)], None)
+            .await
+            .status
+            != 200
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "the new key never worked"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(1020 - u64::from(now.subsec_millis()))).await;
+        let mut statuses = Vec::new();
+        for _ in 0..5 {
+            statuses.push(
+                send("GET", &gw.proxy_url("/v1/pet/1"), &[("apikey", &key)], None)
+                    .await
+                    .status,
+            );
+        }
+        assert_eq!(statuses, [200, 200, 429, 429, 429]);
+
+        // The 429s on the application's usage page.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        click(&page, Locator::LinkText("Usage")).await;
+        click(&page, Locator::LinkText("Last 15 minutes")).await;
+        assert_eq!(card(&page, "429s").await, "3");
+        assert_eq!(card(&page, "Requests").await, "6");
+        screenshot(&page, &format!("portal-usage-{run}")).await;
+
+        // With JavaScript the reference's curl samples carry the key shown in this browser.
+        page.goto(&format!("http://{portal}/apis/pets#getPetById"))
+            .await
+            .unwrap();
+        let sample = page
+            .find(Locator::Css("#getPetById pre.curl"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let expected = if javascript {
+            key.as_str()
+        } else {
+            "YOUR_API_KEY"
+        };
+        assert!(sample.contains(&format!("apikey: {expected}")), "{sample}");
+        page.close().await.unwrap();
+    }
 }
