@@ -280,6 +280,7 @@ async fn root_status_and_openapi_describe_the_admin_api() {
         "/plugins",
         "/analytics/summary",
         "/analytics/top",
+        "/services/{id}/openapi",
     ] {
         assert!(doc.json["paths"][p].is_object(), "{p} documented");
     }

@@ -96,6 +96,7 @@ pub fn build() -> OpenApi {
             analytics_path(summary, schema, array),
         );
     }
+    paths = paths.path("/services/{id}/openapi", service_document());
     OpenApiBuilder::new()
         .info(
             InfoBuilder::new()
@@ -119,6 +120,40 @@ pub fn build() -> OpenApi {
                 .build(),
         ))
         .build()
+}
+
+/// `/services/{id}/openapi`: the operator's OpenAPI document the developer portal merges.
+fn service_document() -> PathItem {
+    let param = || path_param("id", "id or name of the service");
+    let op = |summary: &str| {
+        OperationBuilder::new()
+            .tag("services/openapi")
+            .summary(Some(summary))
+            .parameter(param())
+    };
+    let text = ContentBuilder::new().build();
+    let put = op("Upload the service's OpenAPI 3.0 or 3.1 document (YAML or JSON)")
+        .request_body(Some(
+            RequestBodyBuilder::new()
+                .content("application/yaml", text.clone())
+                .content("application/json", text)
+                .build(),
+        ))
+        .response("200", reply("Stored: counts of paths and operations", None))
+        .response(
+            "400",
+            reply(
+                "Not a document the portal can use: field errors with lines",
+                None,
+            ),
+        )
+        .response("404", reply("No such service", None));
+    let get = op("The uploaded document").response("200", reply("The document, as JSON", None));
+    let delete = op("Remove the uploaded document").response("204", reply("Removed", None));
+    let mut item = PathItem::new(HttpMethod::Get, get.build());
+    item.put = Some(put.build());
+    item.delete = Some(delete.build());
+    item
 }
 
 /// A `GET /analytics/...` operation: the filter parameters, and a JSON answer.
