@@ -824,3 +824,71 @@ async fn the_operator_publishes_an_api_and_changes_a_plan_from_the_console() {
         .await;
     assert_eq!(r.status, 409, "a plan in use stays");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_portal_keeps_its_developers_plans_and_applications_in_postgresql() {
+    let Some(url) = service_env("TOLLGATE_TEST_POSTGRES_URL") else {
+        return;
+    };
+    let server = sqlx::PgPool::connect(&url).await.unwrap();
+    let db = format!("tollgate_portal_{}", free_port());
+    sqlx::query(&format!("CREATE DATABASE {db}"))
+        .execute(&server)
+        .await
+        .unwrap();
+    let db_url = format!("{}/{db}", url.rsplit_once('/').unwrap().0);
+    let p = Portal::start(&[
+        ("TOLLGATE_DATABASE", "postgres"),
+        ("TOLLGATE_DATABASE_URL", &db_url),
+    ])
+    .await;
+    p.plan("Free", "5").await;
+    let taken = p
+        .console
+        .post(
+            "/plans",
+            Some(&p.operator),
+            &[("name", "Free"), ("second", "9")],
+        )
+        .await;
+    assert_eq!(taken.status, 409, "plan names are unique");
+    let dev = p.sign_up("pg@example.com").await;
+    let again = p
+        .portal
+        .post(
+            "/signup",
+            None,
+            &[("email", "PG@example.com"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(again.status, 409, "one account per email");
+    let (app, key) = p.create_app(&dev, "pg app").await;
+    let twin = p.portal.get("/apps", Some(&dev)).await;
+    let plan = between(&twin.body, "<option value=\"", "\"").unwrap();
+    let r = p
+        .portal
+        .post("/apps", Some(&dev), &[("name", "pg app"), ("plan", &plan)])
+        .await;
+    assert_eq!(r.status, 409, "one application per name");
+    p.wait_for_key("/v1/pet/1", &key, 200).await;
+    let other = p.sign_up("other@example.com").await;
+    assert_eq!(
+        p.portal
+            .get(&format!("/apps/{app}"), Some(&other))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        p.portal
+            .get(&format!("/apps/{app}"), Some(&dev))
+            .await
+            .status,
+        200
+    );
+    drop(p);
+    sqlx::query(&format!("DROP DATABASE {db} WITH (FORCE)"))
+        .execute(&server)
+        .await
+        .unwrap();
+}
