@@ -373,6 +373,36 @@ async fn a_developer_signs_up_gets_a_key_and_their_plan_limits_it() {
     assert_eq!(key.len(), 32, "a generated 128-bit key");
     let waited = p.wait_for_key("/v1/pet/1", &key, 200).await;
     println!("the new key worked through the proxy after {waited:?}");
+    // A key-auth service that is not published is not in any plan.
+    let secret = json!({"name": "secret", "url": format!("http://127.0.0.1:{}", p.backend.port)});
+    assert_eq!(
+        send("POST", &p.gw.admin_url("/services"), &[], json_body(secret))
+            .await
+            .status,
+        201
+    );
+    let route = json!({"paths": ["/secret"]});
+    assert_eq!(
+        send(
+            "POST",
+            &p.gw.admin_url("/services/secret/routes"),
+            &[],
+            json_body(route)
+        )
+        .await
+        .status,
+        201
+    );
+    let r = send(
+        "POST",
+        &p.gw.admin_url("/services/secret/plugins"),
+        &[],
+        json_body(json!({"name": "key-auth"})),
+    )
+    .await;
+    assert_eq!(r.status, 201);
+    p.gw.settled().await;
+    assert_eq!(p.call("/secret/x", &key).await.status, 403);
 
     // The plan: 3 a second, then 429 with Kong's headers.
     let statuses = burst_on(&p, "/v1/pet/1", &key, 6).await;
@@ -751,6 +781,25 @@ async fn the_operator_publishes_an_api_and_changes_a_plan_from_the_console() {
         201
     );
     assert_eq!(p.portal.get("/apis/orders", None).await.status, 404);
+    let r = send(
+        "POST",
+        &p.gw.admin_url("/services/orders/plugins"),
+        &[],
+        json_body(json!({"name": "key-auth"})),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    // An application whose plan covers every published API: not this one yet.
+    p.plan("Metered", "50").await;
+    let dev = p.sign_up("ops@example.com").await;
+    let (_, key) = p.create_app(&dev, "app").await;
+    p.wait_for_key("/v1/pet/1", &key, 200).await;
+    let refused = p.call("/orders", &key).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert_eq!(
+        refused.json["message"],
+        "Your plan does not include this API"
+    );
     let r = p
         .console
         .post(
@@ -783,6 +832,7 @@ async fn the_operator_publishes_an_api_and_changes_a_plan_from_the_console() {
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
+    p.wait_for_key("/orders", &key, 200).await;
     let page = p.portal.get("/apis/orders", None).await;
     assert_eq!(
         page.body.matches("<section class=\"operation\"").count(),
@@ -800,10 +850,6 @@ async fn the_operator_publishes_an_api_and_changes_a_plan_from_the_console() {
     assert_eq!(r.status, 400);
 
     // A plan change reaches the applications already on it.
-    p.plan("Metered", "50").await;
-    let dev = p.sign_up("ops@example.com").await;
-    let (_, key) = p.create_app(&dev, "app").await;
-    p.wait_for_key("/v1/pet/1", &key, 200).await;
     let plans = p.console.get("/plans", Some(&p.operator)).await;
     let plan_id = between(&plans.body, "href=\"/plans/", "/edit").unwrap();
     let r = p

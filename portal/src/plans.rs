@@ -48,8 +48,61 @@ pub fn limits_text(p: &Plan) -> String {
     }
 }
 
-/// Makes the consumer's plan plugins those of `plan`.
-pub async fn apply(admin: &Router, consumer_id: &str, plan: &Plan) -> Result<(), String> {
+/// What a refused application is told.
+pub const NOT_IN_PLAN: &str = "Your plan does not include this API";
+/// The trigger of the pass-through `request-termination` instances: only a request naming it
+/// is stopped, so for every other request the consumer-wide block is overridden.
+const PASS: &str = "x-tollgate-plan-stop";
+
+/// What an application may call: the services its plan names, or every published service
+/// when the plan names none.
+pub fn allowed_services(plan: &Plan, published: &[String]) -> Vec<String> {
+    if plan.services.is_empty() {
+        published.to_vec()
+    } else {
+        plan.services.clone()
+    }
+}
+
+/// The plugins (admin API bodies) that carry `plan` on a consumer. A consumer-wide
+/// `request-termination` refuses every service with 403; on each allowed service a
+/// consumer+service instance, more specific so it wins by Kong's precedence, lets requests
+/// through, and the plan's limits apply as `rate-limiting` there. A service created later is
+/// refused until the plan covers it.
+pub fn plan_plugins(consumer_id: &str, plan: &Plan, allowed: &[String]) -> Vec<Value> {
+    let consumer = json!({"id": consumer_id});
+    let refuse = json!({"status_code": 403, "message": NOT_IN_PLAN});
+    let mut out = vec![
+        json!({"name": "request-termination", "consumer": consumer, "config": refuse, "tags": [TAG]}),
+    ];
+    let limits = rate_limiting_config(&plan.limits);
+    for service in allowed {
+        let service = json!({"id": service});
+        let mut pass = refuse.clone();
+        pass["trigger"] = PASS.into();
+        out.push(json!({"name": "request-termination", "consumer": consumer, "service": service, "config": pass, "tags": [TAG]}));
+        if let Some(config) = &limits {
+            out.push(json!({"name": "rate-limiting", "consumer": consumer, "service": service, "config": config, "tags": [TAG]}));
+        }
+    }
+    out
+}
+
+/// The ids of the services published to the portal (private ones too).
+pub async fn published_services(store: &Store) -> Result<Vec<String>, String> {
+    let listed = crate::apis::listings(store, true)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(listed.into_iter().map(|(s, _)| s.id.to_string()).collect())
+}
+
+/// Makes the consumer's plan plugins those of `plan`, given the published services.
+pub async fn apply(
+    admin: &Router,
+    consumer_id: &str,
+    plan: &Plan,
+    published: &[String],
+) -> Result<(), String> {
     let existing = admin_api::call(
         admin,
         Method::GET,
@@ -65,34 +118,14 @@ pub async fn apply(admin: &Router, consumer_id: &str, plan: &Plan) -> Result<(),
             .as_array()
             .is_some_and(|t| t.iter().any(|t| t == TAG));
         if let (true, Some(id)) = (ours, p["id"].as_str()) {
-            let gone = admin_api::call(
-                admin,
-                Method::DELETE,
-                &format!("/plugins/{id}"),
-                Payload::None,
-            )
-            .await;
+            let path = format!("/plugins/{id}");
+            let gone = admin_api::call(admin, Method::DELETE, &path, Payload::None).await;
             if !gone.status.is_success() {
                 return Err(gone.message());
             }
         }
     }
-    let Some(config) = rate_limiting_config(&plan.limits) else {
-        return Ok(());
-    };
-    let services: Vec<Option<&String>> = if plan.services.is_empty() {
-        vec![None]
-    } else {
-        plan.services.iter().map(Some).collect()
-    };
-    for service in services {
-        let body = json!({
-            "name": "rate-limiting",
-            "consumer": {"id": consumer_id},
-            "service": service.map(|id| json!({"id": id})),
-            "config": config,
-            "tags": [TAG],
-        });
+    for body in plan_plugins(consumer_id, plan, &allowed_services(plan, published)) {
         let made = admin_api::call(admin, Method::POST, "/plugins", Payload::Json(body)).await;
         if !made.status.is_success() {
             return Err(made.message());
@@ -101,20 +134,30 @@ pub async fn apply(admin: &Router, consumer_id: &str, plan: &Plan) -> Result<(),
     Ok(())
 }
 
-/// Re-applies a changed plan to every application on it; answers how many were updated.
+/// Re-applies a plan to every application on it; answers how many were updated.
 pub async fn apply_to_applications(
     admin: &Router,
     store: &Store,
     plan: &Plan,
 ) -> Result<usize, String> {
+    let published = published_services(store).await?;
     let apps = store
         .applications(ApplicationsBy::Plan, &plan.id)
         .await
         .map_err(|e| e.to_string())?;
     for app in &apps {
-        apply(admin, &app.consumer_id, plan).await?;
+        apply(admin, &app.consumer_id, plan, &published).await?;
     }
     Ok(apps.len())
+}
+
+/// Re-applies every plan (after the set of published services changed).
+pub async fn apply_all(admin: &Router, store: &Store) -> Result<usize, String> {
+    let mut updated = 0;
+    for plan in store.plans().await.map_err(|e| e.to_string())? {
+        updated += apply_to_applications(admin, store, &plan).await?;
+    }
+    Ok(updated)
 }
 
 #[cfg(test)]
@@ -133,5 +176,54 @@ mod tests {
             Some(json!({"second": 2, "day": 1000, "policy": "local"}))
         );
         assert_eq!(rate_limiting_config(&PlanLimits::default()), None);
+    }
+
+    fn plan(services: &[&str], second: Option<u64>) -> Plan {
+        Plan {
+            id: "p".into(),
+            name: "P".into(),
+            limits: PlanLimits {
+                second,
+                ..PlanLimits::default()
+            },
+            services: services.iter().map(|s| s.to_string()).collect(),
+            created_at: 1,
+        }
+    }
+
+    #[test]
+    fn a_plan_allows_its_services_or_every_published_one() {
+        let published = ["a".to_string(), "b".to_string()];
+        assert_eq!(allowed_services(&plan(&["c"], None), &published), ["c"]);
+        assert_eq!(allowed_services(&plan(&[], None), &published), ["a", "b"]);
+    }
+
+    #[test]
+    fn the_consumer_is_refused_everywhere_but_on_its_allowed_services() {
+        let plugins = plan_plugins("c1", &plan(&["s1"], Some(2)), &["s1".into()]);
+        let shape: Vec<(&str, bool, Option<&str>)> = plugins
+            .iter()
+            .map(|p| {
+                (
+                    p["name"].as_str().unwrap(),
+                    p["service"].is_object(),
+                    p["config"]["trigger"].as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                ("request-termination", false, None),
+                ("request-termination", true, Some(PASS)),
+                ("rate-limiting", true, None),
+            ]
+        );
+        assert!(plugins
+            .iter()
+            .all(|p| p["consumer"]["id"] == "c1" && p["tags"][0] == TAG));
+        assert_eq!(plugins[0]["config"]["status_code"], 403);
+        let unlimited = plan_plugins("c1", &plan(&[], None), &["s1".into(), "s2".into()]);
+        assert_eq!(unlimited.len(), 3, "a block and two passes, no limits");
     }
 }

@@ -10,6 +10,7 @@ pub mod chain;
 pub mod context;
 pub mod key_auth;
 pub mod rate_limiting;
+pub mod request_termination;
 
 use crate::model::schema::{self, Field, FieldErrors};
 pub use context::{Context, Flow, Reply, RequestBody};
@@ -65,7 +66,11 @@ pub struct PluginSpec {
 
 /// Every plugin this build can run.
 pub fn registry() -> &'static [PluginSpec] {
-    static REGISTRY: [PluginSpec; 2] = [key_auth::SPEC, rate_limiting::SPEC];
+    static REGISTRY: [PluginSpec; 3] = [
+        key_auth::SPEC,
+        rate_limiting::SPEC,
+        request_termination::SPEC,
+    ];
     &REGISTRY
 }
 

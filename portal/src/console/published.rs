@@ -3,6 +3,7 @@
 //! for each. Writes go through the admin API (`PATCH /services/{s}`,
 //! `PUT /services/{s}/openapi`), so the console and scripts are checked the same way.
 use super::{layout, ConsoleState, CurrentUser};
+use crate::plans;
 use crate::web::admin_api::{self, Answer, Payload};
 use axum::extract::{Path, State};
 use axum::http::{Method, StatusCode};
@@ -193,6 +194,12 @@ pub async fn save_listing(
         Payload::Json(json!({"portal": portal})),
     )
     .await;
+    if answer.status.is_success() {
+        // Applications on plans that cover every published API gain or lose this one.
+        if let Err(e) = plans::apply_all(&st.admin, &st.store).await {
+            tracing::error!(error = %e, "plans not re-applied after a listing change");
+        }
+    }
     respond(&st, &user, &id, &answer, "The listing is saved.").await
 }
 

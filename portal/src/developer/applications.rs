@@ -206,7 +206,11 @@ pub async fn create(
             Err(e) => unavailable(&visitor, e.to_string()),
         };
     }
-    if let Err(e) = plans::apply(&st.admin, &id, &plan).await {
+    let applied = match plans::published_services(&st.store).await {
+        Ok(published) => plans::apply(&st.admin, &id, &plan, &published).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = applied {
         return unavailable(&visitor, e);
     }
     tracing::info!(application = %id, developer = %dev.id, "portal: application created");
