@@ -122,12 +122,29 @@ impl PluginIndex {
             let Some(handler) = self.resolve(i, ctx.route_id, ctx.service_id, consumer) else {
                 continue;
             };
+            if handler.on_response() {
+                ctx.response_plugins.push(handler.clone());
+            }
             if let Flow::Respond(reply) = handler.access(ctx).await {
                 ctx.rejected_by = Some(self.order[i].name);
+                self.collect_after(i, ctx);
                 return Flow::Respond(reply);
             }
         }
         Flow::Continue
+    }
+
+    /// After plugin `i` answered the client, the lower-priority instances skip access but, as
+    /// in Kong, still see the response and the log (a global file-log logs the 401s too).
+    fn collect_after(&self, i: usize, ctx: &mut Context) {
+        let consumer = ctx.consumer.as_ref().map(|c| c.id);
+        for j in i + 1..self.order.len() {
+            if let Some(h) = self.resolve(j, ctx.route_id, ctx.service_id, consumer) {
+                if h.on_response() {
+                    ctx.response_plugins.push(h.clone());
+                }
+            }
+        }
     }
 }
 
@@ -178,6 +195,7 @@ mod tests {
             credential_id: None,
             rejected_by: None,
             response_headers: http::HeaderMap::new(),
+            response_plugins: Vec::new(),
             now_ms: 1_000_000,
         };
         index.access(&mut ctx).await;

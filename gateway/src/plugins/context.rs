@@ -27,6 +27,8 @@ pub struct Context {
     pub rejected_by: Option<&'static str>,
     /// Headers added to the client's response, whoever writes it (upstream or a plugin).
     pub response_headers: HeaderMap,
+    /// The instances whose access phase ran and that act on the response or in the log.
+    pub response_plugins: Vec<Arc<dyn super::Handler>>,
     /// Milliseconds since the Unix epoch, read once per request.
     pub now_ms: u64,
 }

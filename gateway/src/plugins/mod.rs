@@ -8,9 +8,11 @@
 pub mod body;
 pub mod chain;
 pub mod context;
+pub mod file_log;
 pub mod key_auth;
 pub mod rate_limiting;
 pub mod request_termination;
+pub mod response_transformer;
 
 use crate::model::schema::{self, Field, FieldErrors};
 pub use context::{Context, Flow, Reply, RequestBody};
@@ -22,11 +24,40 @@ use std::sync::Arc;
 /// The future a handler's access phase returns; most resolve at once.
 pub type AccessFuture<'a> = Pin<Box<dyn Future<Output = Flow> + Send + 'a>>;
 
-/// A configured plugin instance, as the proxy runs it.
+/// A configured plugin instance, as the proxy runs it: Kong's phases. Every instance that
+/// applies to the request sees the response phases (when `on_response` says it acts in them),
+/// also when a plugin answered the client and the rest skipped access; the phases run in
+/// priority order.
 pub trait Handler: Send + Sync {
     /// Runs before the request goes upstream: may identify the consumer, change the upstream
-    /// request, add response headers, or answer the client itself.
-    fn access<'a>(&'a self, ctx: &'a mut Context) -> AccessFuture<'a>;
+    /// request, add response headers, or answer the client itself. Plugins that act only on
+    /// the response let it pass.
+    fn access<'a>(&'a self, _ctx: &'a mut Context) -> AccessFuture<'a> {
+        Box::pin(std::future::ready(Flow::Continue))
+    }
+
+    /// Whether the phases below do anything for this instance; only those instances are kept
+    /// for the response (most plugins act in access alone).
+    fn on_response(&self) -> bool {
+        false
+    }
+
+    /// Header filter: the response's status and headers, before they go to the client.
+    fn header_filter(&self, _response: &mut http::response::Parts) {}
+
+    /// Whether `body_filter` needs this response's body.
+    fn wants_body(&self, _response: &http::response::Parts) -> bool {
+        false
+    }
+
+    /// Body filter: the whole response body, read into memory (up to `MAX_BUFFERED_BODY`),
+    /// in and out; the proxy fixes `Content-Length` afterwards.
+    fn body_filter(&self, _response: &http::response::Parts, body: bytes::Bytes) -> bytes::Bytes {
+        body
+    }
+
+    /// Log: the finished request, once its last byte went out. Must not block or wait.
+    fn log(&self, _event: &tollgate_analytics::RequestEvent) {}
 }
 
 /// What a handler is built with besides its config: state that outlives snapshots (counters,
@@ -37,6 +68,8 @@ pub struct Shared {
     pub redis: rate_limiting::Links,
     /// `TOLLGATE_REDIS_URL`: the Redis of `policy: redis` instances that name none.
     pub default_redis_url: Option<String>,
+    /// file-log's writer threads, one per file.
+    pub file_logs: file_log::Writers,
 }
 
 /// Why a plugin config was refused.
@@ -66,10 +99,12 @@ pub struct PluginSpec {
 
 /// Every plugin this build can run.
 pub fn registry() -> &'static [PluginSpec] {
-    static REGISTRY: [PluginSpec; 3] = [
+    static REGISTRY: [PluginSpec; 5] = [
+        file_log::SPEC,
         key_auth::SPEC,
         rate_limiting::SPEC,
         request_termination::SPEC,
+        response_transformer::SPEC,
     ];
     &REGISTRY
 }

@@ -45,6 +45,8 @@ pub(super) struct Exchange {
     pub rejected_by: Option<&'static str>,
     /// Headers plugins add to the response.
     pub response_headers: http::HeaderMap,
+    /// Plugins that act on the response or in the log phase.
+    pub response_plugins: Vec<Arc<dyn crate::plugins::Handler>>,
     pub upstream_addr: Option<Arc<str>>,
     pub upstream_us: u64,
     pub upstream_failed: bool,
@@ -114,11 +116,15 @@ impl LoggedBody {
     }
 
     fn log(&mut self) {
-        let Some((ex, status, logger)) = self.pending.take() else {
+        let Some((mut ex, status, logger)) = self.pending.take() else {
             return;
         };
+        let plugins = std::mem::take(&mut ex.response_plugins);
         let event = ex.event(status, self.sent, logger.node.clone());
         logger.metrics.record(&event);
+        for p in &plugins {
+            p.log(&event);
+        }
         if let Some(recorder) = &logger.analytics {
             recorder.record(event);
         }

@@ -72,6 +72,7 @@ impl Proxy {
             credential_id: None,
             rejected_by: None,
             response_headers: HeaderMap::new(),
+            response_plugins: Vec::new(),
             upstream_addr: None,
             upstream_us: 0,
             upstream_failed: false,
@@ -89,6 +90,9 @@ impl Proxy {
             Ok(r) => r,
             Err(reply) => reply_response(reply, &ex.request_id, format),
         };
+        if !ex.response_plugins.is_empty() {
+            resp = filter_response(resp, &ex.response_plugins, &ex.request_id, format).await;
+        }
         add_gateway_headers(&mut resp, &mut ex);
         let status = resp.status().as_u16();
         resp.map(|body| LoggedBody::new(body, ex, status, self.logger.clone()))
@@ -178,6 +182,7 @@ impl Proxy {
             credential_id: None,
             rejected_by: None,
             response_headers: HeaderMap::new(),
+            response_plugins: Vec::new(),
             now_ms: ex.arrived_us / 1000,
         };
         let flow = snapshot.plugins.access(&mut ctx).await;
@@ -185,6 +190,7 @@ impl Proxy {
         ex.credential_id = ctx.credential_id;
         ex.rejected_by = ctx.rejected_by;
         ex.response_headers = ctx.response_headers;
+        ex.response_plugins = ctx.response_plugins;
         match flow {
             Flow::Continue => Ok((ctx.parts, ctx.body)),
             Flow::Respond(reply) => Err(reply),
@@ -282,6 +288,44 @@ impl Proxy {
             }
         }
     }
+}
+
+/// The header and body filter phases of the plugins that asked for them.
+async fn filter_response(
+    resp: Response<ProxyBody>,
+    plugins: &[Arc<dyn crate::plugins::Handler>],
+    request_id: &str,
+    format: Format,
+) -> Response<ProxyBody> {
+    let (mut parts, body) = resp.into_parts();
+    for p in plugins {
+        p.header_filter(&mut parts);
+    }
+    if !plugins.iter().any(|p| p.wants_body(&parts)) {
+        return Response::from_parts(parts, body);
+    }
+    let limited = http_body_util::Limited::new(body, crate::plugins::context::MAX_BUFFERED_BODY);
+    let mut bytes = match http_body_util::BodyExt::collect(limited).await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) => {
+            tracing::warn!(error = %e, "response body not read for a body filter");
+            let reply = Reply::new(
+                StatusCode::BAD_GATEWAY,
+                "An invalid response was received from the upstream server",
+            );
+            return reply_response(reply, request_id, format);
+        }
+    };
+    for p in plugins {
+        if p.wants_body(&parts) {
+            bytes = p.body_filter(&parts, bytes);
+        }
+    }
+    parts.headers.remove(header::TRANSFER_ENCODING);
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+    Response::from_parts(parts, Either::Right(Full::new(bytes)))
 }
 
 /// Tollgate's own headers on every response, and those plugins added.

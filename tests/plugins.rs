@@ -1,0 +1,145 @@
+//! Plugin phases end to end, through the real proxy: response-transformer in the header and
+//! body filter phases, file-log in the log phase, request-termination in access.
+mod common;
+
+use common::*;
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+/// A gateway with service `echo` in front of the test backend on route `/echo`.
+async fn echo_gateway() -> (Gateway, Backend) {
+    let gw = Gateway::start(&[]).await;
+    let backend = Backend::start().await;
+    let svc = json!({"name": "echo", "url": format!("http://127.0.0.1:{}", backend.port)});
+    assert_eq!(
+        send("POST", &gw.admin_url("/services"), &[], json_body(svc))
+            .await
+            .status,
+        201
+    );
+    let route = json!({"name": "echo", "paths": ["/echo"]});
+    let r = send(
+        "POST",
+        &gw.admin_url("/services/echo/routes"),
+        &[],
+        json_body(route),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    (gw, backend)
+}
+
+async fn plugin(gw: &Gateway, path: &str, body: serde_json::Value) {
+    let r = send("POST", &gw.admin_url(path), &[], json_body(body)).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn response_transformer_changes_headers_and_json_bodies() {
+    let (gw, _backend) = echo_gateway().await;
+    plugin(&gw, "/services/echo/plugins", json!({"name": "response-transformer", "config": {
+        "remove": {"json": ["peer", "headers"]},
+        "rename": {"headers": ["content-type:x-original-type"]},
+        "add": {"headers": ["x-transformed:yes", "content-type:application/json"], "json": ["gateway:tollgate", "version:2"], "json_types": ["string", "number"]},
+    }}))
+    .await;
+    gw.settled().await;
+    let r = send("GET", &gw.proxy_url("/echo/pets?x=1"), &[], None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("x-transformed"), Some("yes"));
+    assert_eq!(r.header("x-original-type"), Some("application/json"));
+    assert_eq!(
+        r.header("content-length"),
+        Some(r.body.len().to_string().as_str())
+    );
+    assert_eq!(r.json["gateway"], "tollgate");
+    assert_eq!(r.json["version"], 2);
+    assert_eq!(
+        r.json["path"], "/pets",
+        "the rest of the body is the upstream's"
+    );
+    assert!(
+        r.json.get("peer").is_none() && r.json.get("headers").is_none(),
+        "{}",
+        r.body
+    );
+
+    // A body that is not JSON passes untouched; the headers still change.
+    plugin(&gw, "/plugins", json!({"name": "request-termination", "route": {"id": "echo"}, "config": {"status_code": 418, "message": "teapot", "trigger": "x-teapot"}})).await;
+    gw.settled().await;
+    let passed = send("GET", &gw.proxy_url("/echo/a"), &[], None).await;
+    assert_eq!(passed.status, 200, "the trigger was not sent");
+    let stopped = send("GET", &gw.proxy_url("/echo/a"), &[("x-teapot", "1")], None).await;
+    assert_eq!(
+        (stopped.status, stopped.json["message"].as_str()),
+        (418, Some("teapot"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_log_appends_one_json_line_per_request() {
+    let (gw, _backend) = echo_gateway().await;
+    let file = gw.data_dir.join("requests.log");
+    plugin(
+        &gw,
+        "/plugins",
+        json!({"name": "file-log", "config": {"path": file}}),
+    )
+    .await;
+    plugin(&gw, "/services/echo/plugins", json!({"name": "key-auth"})).await;
+    plugin(&gw, "/consumers", json!({"username": "reader"})).await;
+    plugin(
+        &gw,
+        "/consumers/reader/key-auth",
+        json!({"key": "reader-key-123"}),
+    )
+    .await;
+    gw.settled().await;
+    assert_eq!(
+        send(
+            "GET",
+            &gw.proxy_url("/echo/one"),
+            &[("apikey", "reader-key-123")],
+            None
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(
+        send("GET", &gw.proxy_url("/echo/two"), &[], None)
+            .await
+            .status,
+        401
+    );
+    let bad = json!({"name": "file-log", "config": {"path": "relative.log"}});
+    let r = send("POST", &gw.admin_url("/plugins"), &[], json_body(bad)).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let lines: Vec<serde_json::Value> = loop {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        if lines.len() >= 2 || Instant::now() > deadline {
+            break lines;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0]["request"]["uri"], "/echo/one");
+    assert_eq!(lines[0]["response"]["status"], 200);
+    assert_eq!(lines[0]["consumer"]["username"], "reader");
+    assert_eq!(lines[0]["service"]["name"], "echo");
+    assert!(lines[0]["latencies"]["request"].is_u64());
+    assert_eq!(lines[1]["response"]["status"], 401);
+    assert!(lines[1].get("consumer").is_none());
+    assert!(
+        !std::fs::read_to_string(&file)
+            .unwrap()
+            .contains("reader-key-123"),
+        "no key in the log"
+    );
+}
