@@ -311,11 +311,10 @@ async fn off_loopback_the_admin_api_needs_its_token() {
 
     let admin = free_port();
     let listen = format!("0.0.0.0:{admin}");
+    // A gateway whose process is swapped for one listening off loopback (so Drop stops it).
     let mut gw = Gateway::start(&[("TOLLGATE_ADMIN_TOKEN", "s3cret")]).await;
-    drop(std::mem::replace(
-        &mut gw.child,
-        std::process::Command::new("true").spawn().unwrap(),
-    ));
+    gw.child.kill().unwrap();
+    gw.child.wait().unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let (p, s) = (free_port(), free_port());
     let child = Gateway::command(
