@@ -742,8 +742,11 @@ async fn with_manual_approval_a_developer_waits_for_the_operator() {
     assert_eq!(r.status, 303);
     let session = session_cookie(&r);
     assert_eq!(p.portal.get("/apps", Some(&session)).await.status, 200);
+    p.plan("Free", "50").await;
+    let (_, key) = p.create_app(&session, "approved app").await;
+    p.wait_for_key("/v1/pet/1", &key, 200).await;
 
-    // Suspended: the session ends at the next request.
+    // Suspended: the session ends at the next request, and the keys stop.
     let suspend = p
         .console
         .post(
@@ -755,6 +758,36 @@ async fn with_manual_approval_a_developer_waits_for_the_operator() {
     assert_eq!(suspend.status, 303);
     assert_eq!(p.portal.get("/apps", Some(&session)).await.status, 303);
     assert_eq!(login().await.status, 403);
+    p.wait_for_key("/v1/pet/1", &key, 403).await;
+    let refused = p.call("/v1/pet/1", &key).await;
+    assert_eq!(
+        refused.json["message"],
+        "This application's developer account is suspended"
+    );
+    // A plan change does not bring the keys back; reactivation does.
+    let plans = p.console.get("/plans", Some(&p.operator)).await;
+    let plan_id = between(&plans.body, "href=\"/plans/", "/edit").unwrap();
+    let edit = p
+        .console
+        .post(
+            &format!("/plans/{plan_id}/edit"),
+            Some(&p.operator),
+            &[("name", "Free"), ("second", "40")],
+        )
+        .await;
+    assert_eq!(edit.status, 303);
+    p.gw.settled().await;
+    assert_eq!(p.call("/v1/pet/1", &key).await.status, 403);
+    let back = p
+        .console
+        .post(
+            &format!("/developers/{id}/status"),
+            Some(&p.operator),
+            &[("status", "active")],
+        )
+        .await;
+    assert_eq!(back.status, 303);
+    p.wait_for_key("/v1/pet/1", &key, 200).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

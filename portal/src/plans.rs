@@ -5,7 +5,7 @@ use crate::web::admin_api::{self, Payload};
 use axum::http::Method;
 use axum::Router;
 use serde_json::{json, Map, Value};
-use tollgate_gateway::store::portal::{ApplicationsBy, Plan, PlanLimits};
+use tollgate_gateway::store::portal::{Application, ApplicationsBy, Plan, PlanLimits};
 use tollgate_gateway::store::Store;
 
 pub const TAG: &str = "tollgate-plan";
@@ -50,6 +50,8 @@ pub fn limits_text(p: &Plan) -> String {
 
 /// What a refused application is told.
 pub const NOT_IN_PLAN: &str = "Your plan does not include this API";
+/// What the applications of a suspended developer are told.
+pub const SUSPENDED: &str = "This application's developer account is suspended";
 /// The trigger of the pass-through `request-termination` instances: only a request naming it
 /// is stopped, so for every other request the consumer-wide block is overridden.
 const PASS: &str = "x-tollgate-plan-stop";
@@ -72,9 +74,7 @@ pub fn allowed_services(plan: &Plan, published: &[String]) -> Vec<String> {
 pub fn plan_plugins(consumer_id: &str, plan: &Plan, allowed: &[String]) -> Vec<Value> {
     let consumer = json!({"id": consumer_id});
     let refuse = json!({"status_code": 403, "message": NOT_IN_PLAN});
-    let mut out = vec![
-        json!({"name": "request-termination", "consumer": consumer, "config": refuse, "tags": [TAG]}),
-    ];
+    let mut out = vec![block(consumer_id, NOT_IN_PLAN)];
     let limits = rate_limiting_config(&plan.limits);
     for service in allowed {
         let service = json!({"id": service});
@@ -86,6 +86,16 @@ pub fn plan_plugins(consumer_id: &str, plan: &Plan, allowed: &[String]) -> Vec<V
         }
     }
     out
+}
+
+/// A consumer-wide `request-termination`: 403 with `message` on every service.
+fn block(consumer_id: &str, message: &str) -> Value {
+    json!({
+        "name": "request-termination",
+        "consumer": {"id": consumer_id},
+        "config": {"status_code": 403, "message": message},
+        "tags": [TAG],
+    })
 }
 
 /// The ids of the services published to the portal (private ones too).
@@ -102,6 +112,22 @@ pub async fn apply(
     consumer_id: &str,
     plan: &Plan,
     published: &[String],
+) -> Result<(), String> {
+    let plugins = plan_plugins(consumer_id, plan, &allowed_services(plan, published));
+    replace_plugins(admin, consumer_id, plugins).await
+}
+
+/// Refuses every request with the consumer's keys (its developer is suspended), until the
+/// plan is applied again.
+pub async fn suspend(admin: &Router, consumer_id: &str) -> Result<(), String> {
+    replace_plugins(admin, consumer_id, vec![block(consumer_id, SUSPENDED)]).await
+}
+
+/// Replaces the consumer's `tollgate-plan` plugins with `plugins` (admin API bodies).
+async fn replace_plugins(
+    admin: &Router,
+    consumer_id: &str,
+    plugins: Vec<Value>,
 ) -> Result<(), String> {
     let existing = admin_api::call(
         admin,
@@ -125,7 +151,7 @@ pub async fn apply(
             }
         }
     }
-    for body in plan_plugins(consumer_id, plan, &allowed_services(plan, published)) {
+    for body in plugins {
         let made = admin_api::call(admin, Method::POST, "/plugins", Payload::Json(body)).await;
         if !made.status.is_success() {
             return Err(made.message());
@@ -146,9 +172,49 @@ pub async fn apply_to_applications(
         .await
         .map_err(|e| e.to_string())?;
     for app in &apps {
-        apply(admin, &app.consumer_id, plan, &published).await?;
+        sync(admin, store, app, plan, &published).await?;
     }
     Ok(apps.len())
+}
+
+/// Gives an application its plan's plugins, or the suspension block when its developer is
+/// not active.
+pub async fn sync(
+    admin: &Router,
+    store: &Store,
+    app: &Application,
+    plan: &Plan,
+    published: &[String],
+) -> Result<(), String> {
+    let developer = store
+        .developer(&app.developer_id)
+        .await
+        .map_err(|e| e.to_string())?;
+    if developer.is_some_and(|d| d.status == "active") {
+        apply(admin, &app.consumer_id, plan, published).await
+    } else {
+        suspend(admin, &app.consumer_id).await
+    }
+}
+
+/// Re-applies plans to one developer's applications (after their status changed).
+pub async fn sync_developer(
+    admin: &Router,
+    store: &Store,
+    developer_id: &str,
+) -> Result<(), String> {
+    let published = published_services(store).await?;
+    let apps = store
+        .applications(ApplicationsBy::Developer, developer_id)
+        .await
+        .map_err(|e| e.to_string())?;
+    for app in &apps {
+        match store.plan(&app.plan_id).await.map_err(|e| e.to_string())? {
+            Some(plan) => sync(admin, store, app, &plan, &published).await?,
+            None => suspend(admin, &app.consumer_id).await?,
+        }
+    }
+    Ok(())
 }
 
 /// Re-applies every plan (after the set of published services changed).

@@ -1,7 +1,8 @@
 //! The portal's developers, for operators: who signed up, and approving, suspending or
-//! reactivating them. A suspended developer's session ends at their next request; their
-//! applications' keys keep working until the operator deletes those consumers.
+//! reactivating them. A suspended developer's session ends at their next request and their
+//! applications' keys get 403 until the account is active again.
 use super::{layout, ConsoleState, CurrentUser};
+use crate::plans;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -84,8 +85,17 @@ pub async fn set_status(
         .update_developer(&id, DeveloperColumn::Status, &f.status)
         .await
     {
-        Ok(true) => Redirect::to("/developers").into_response(),
-        Ok(false) => StatusCode::NOT_FOUND.into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+        Ok(true) => {}
+        Ok(false) => return StatusCode::NOT_FOUND.into_response(),
+        Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    }
+    // Their applications' keys stop (or start again) with the account.
+    match plans::sync_developer(&st.admin, &st.store, &id).await {
+        Ok(()) => Redirect::to("/developers").into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the status is saved but not yet applied to the developer's applications: {e}"),
+        )
+            .into_response(),
     }
 }
