@@ -175,6 +175,22 @@ impl Store {
         })
     }
 
+    /// The plugins not scoped to a consumer that can apply to a service's requests: on the
+    /// service, on one of its routes, or global. One query, whatever the number of
+    /// consumer-scoped plugins (the developer portal makes several per application).
+    pub async fn plugins_for_service(&self, service_id: Uuid) -> Result<Vec<Value>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT body FROM entities WHERE kind = 'plugins' AND consumer_id IS NULL AND \
+             (service_id = $1 OR (service_id IS NULL AND route_id IS NULL) OR route_id IN \
+             (SELECT id FROM entities WHERE kind = 'routes' AND service_id = $1)) \
+             ORDER BY created_at, id",
+        )
+        .bind(service_id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| parse_body(r, 0)).collect()
+    }
+
     /// Inserts a new entity, or replaces the one with the same id (`PUT`).
     pub async fn save(&self, rec: &Record, replace: bool) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;

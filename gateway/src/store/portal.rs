@@ -363,6 +363,58 @@ mod tests {
         }
     }
 
+    async fn save(s: &Store, kind: crate::model::Kind, body: serde_json::Value) -> String {
+        let fields = body.as_object().cloned().unwrap();
+        let n =
+            crate::model::normalize(kind, fields, None, crate::model::Source::Typed, 1).unwrap();
+        s.save(&n.record, false).await.unwrap();
+        n.record.id.to_string()
+    }
+
+    #[tokio::test]
+    async fn a_services_plugins_are_its_own_its_routes_and_the_global_ones() {
+        use crate::model::Kind;
+        use serde_json::json;
+        let s = store().await;
+        let svc = save(&s, Kind::Service, json!({"name": "a", "host": "h"})).await;
+        let other = save(&s, Kind::Service, json!({"name": "b", "host": "h"})).await;
+        let route = save(
+            &s,
+            Kind::Route,
+            json!({"paths": ["/a"], "service": {"id": svc}}),
+        )
+        .await;
+        let consumer = save(&s, Kind::Consumer, json!({"username": "c"})).await;
+        let tr = |scope: serde_json::Value| {
+            let mut p = json!({"name": "request-termination"});
+            p.as_object_mut()
+                .unwrap()
+                .extend(scope.as_object().unwrap().clone());
+            p
+        };
+        let wanted = [
+            save(&s, Kind::Plugin, tr(json!({"service": {"id": svc}}))).await,
+            save(&s, Kind::Plugin, tr(json!({"route": {"id": route}}))).await,
+            save(&s, Kind::Plugin, tr(json!({}))).await,
+        ];
+        save(&s, Kind::Plugin, tr(json!({"service": {"id": other}}))).await;
+        save(
+            &s,
+            Kind::Plugin,
+            tr(json!({"consumer": {"id": consumer}, "service": {"id": svc}})),
+        )
+        .await;
+        let found = s.plugins_for_service(svc.parse().unwrap()).await.unwrap();
+        let mut ids: Vec<String> = found
+            .iter()
+            .map(|p| p["id"].as_str().unwrap().to_string())
+            .collect();
+        let mut expected = wanted.to_vec();
+        ids.sort();
+        expected.sort();
+        assert_eq!(ids, expected);
+    }
+
     #[tokio::test]
     async fn an_email_signs_up_once() {
         let s = store().await;

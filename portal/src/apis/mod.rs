@@ -177,7 +177,7 @@ async fn key_auth(
     routes: &[Uuid],
 ) -> Result<Option<KeyAuth>, StoreError> {
     let mut best: Option<(u8, Plugin)> = None;
-    for v in all(store, Kind::Plugin, None).await? {
+    for v in store.plugins_for_service(service).await? {
         let p: Plugin = typed(v)?;
         if p.name != "key-auth" || !p.enabled || p.consumer.is_some() {
             continue;
