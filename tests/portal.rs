@@ -347,7 +347,7 @@ async fn a_bad_document_is_refused_with_its_field_and_line_and_changes_nothing()
     assert_eq!(r.status, 400, "{}", r.body);
     assert_eq!(
         r.json["fields"]["paths.pets"],
-        "a path starts with / (line 7)"
+        "a path starts with / (line 6)"
     );
     let kept = send("GET", &p.gw.admin_url("/services/pets/openapi"), &[], None).await;
     assert_eq!(

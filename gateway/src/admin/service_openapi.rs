@@ -181,7 +181,7 @@ mod tests {
         assert!(
             e.contains(&(
                 "info.version".into(),
-                "required string missing (line 3)".into()
+                "required string missing (line 2)".into()
             )),
             "{e:?}"
         );

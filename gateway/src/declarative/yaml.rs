@@ -54,7 +54,8 @@ pub fn parse(text: &str) -> Result<Located, SyntaxError> {
 
 enum Frame {
     Seq(Vec<Value>, usize),
-    Map(Map<String, Value>, Option<String>, usize),
+    /// The mapping so far, the key waiting for its value (and the key's line), the anchor.
+    Map(Map<String, Value>, Option<(String, usize)>, usize),
 }
 
 #[derive(Default)]
@@ -82,12 +83,16 @@ impl Builder {
         out
     }
 
-    /// Where the next value goes: pushes its path segment and records its line.
-    /// Returns false when the next scalar is a mapping key rather than a value.
-    fn enter_value(&mut self, line: usize) -> bool {
+    /// Where the next value goes: pushes its path segment and records its line (a mapping
+    /// entry's is its key's line, where an error about it should point even when the value is
+    /// a nested block starting below). Returns false when the next scalar is a mapping key.
+    fn enter_value(&mut self, mut line: usize) -> bool {
         match self.stack.last() {
             Some(Frame::Map(_, None, _)) => return false,
-            Some(Frame::Map(_, Some(k), _)) => self.path.push(k.clone()),
+            Some(Frame::Map(_, Some((k, key_line)), _)) => {
+                line = *key_line;
+                self.path.push(k.clone());
+            }
             Some(Frame::Seq(items, _)) => self.path.push(format!("[{}]", items.len())),
             None => {}
         }
@@ -101,7 +106,7 @@ impl Builder {
         }
         match self.stack.last_mut() {
             Some(Frame::Map(m, key, _)) => {
-                if let Some(k) = key.take() {
+                if let Some((k, _)) = key.take() {
                     m.insert(k, v);
                 }
                 self.path.pop();
@@ -134,7 +139,7 @@ impl MarkedEventReceiver for Builder {
                         other => other.to_string(),
                     };
                     if let Some(Frame::Map(_, k, _)) = self.stack.last_mut() {
-                        *k = Some(key);
+                        *k = Some((key, line));
                     }
                     return;
                 }
@@ -231,5 +236,17 @@ mod tests {
     fn syntax_errors_have_lines() {
         let e = parse("a: 1\nb: [1, 2\nc: 3\n").err().unwrap();
         assert!(e.line >= 2, "{e:?}");
+    }
+
+    #[test]
+    fn an_entry_is_at_its_keys_line_even_when_its_value_is_a_block_below() {
+        let doc = parse("a:\n  b: 1\nc:\n  - x\n  - y: 2\n").unwrap();
+        let line = |p: &str| doc.line_of(p);
+        assert_eq!(line("a"), Some(1));
+        assert_eq!(line("a.b"), Some(2));
+        assert_eq!(line("c"), Some(3));
+        assert_eq!(line("c[0]"), Some(4));
+        assert_eq!(line("c[1].y"), Some(5));
+        assert_eq!(line("c[1].missing"), Some(5), "the nearest enclosing value");
     }
 }
