@@ -65,7 +65,7 @@ fn plan_form(
             {error.map(|e| view! { <p class="error" role="alert">{e}</p> })}
             <label class="field"><span>"Name"</span><input name="name" value=plan.name.clone() required/></label>
             {limits}
-            <fieldset class="field"><legend>"Services (none ticked: every service)"</legend>{boxes}</fieldset>
+            <fieldset class="field"><legend>"Services (none ticked: every published API)"</legend>{boxes}</fieldset>
             <button type="submit">{button}</button>
         </form>
     }
@@ -135,7 +135,7 @@ async fn render_list(
     let services = services(st).await;
     let service_names = |ids: &[String]| {
         if ids.is_empty() {
-            return "every service".to_string();
+            return "every published API".to_string();
         }
         ids.iter()
             .map(|id| {

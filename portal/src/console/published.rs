@@ -31,8 +31,12 @@ pub async fn list(
             <tr><td><a href=href>{name}</a></td><td>{listing["title"].as_str().unwrap_or("").to_string()}</td><td>{state}</td><td>{listing["version"].as_str().unwrap_or("").to_string()}</td></tr>
         }
     }).collect_view();
+    let empty = services
+        .is_empty()
+        .then(|| view! { <p class="empty">"No services yet: create one under " <a href="/services">"Services"</a> ", then publish it here."</p> });
     let body = view! {
         <p class="hint">"A published service is listed on the developer portal with documentation generated from its routes, merged with its uploaded OpenAPI document."</p>
+        {empty}
         <section class="panel wide">
             <table><thead><tr><th>"Service"</th><th>"Title"</th><th>"Visibility"</th><th>"Version"</th></tr></thead><tbody>{rows}</tbody></table>
         </section>
