@@ -255,15 +255,14 @@ fn media_list(doc: &Value, content: &Value) -> Vec<Media> {
         .collect()
 }
 
-/// Follows `$ref`s to `#/...` within the document.
-fn resolve(doc: &Value, v: &Value) -> Value {
-    let mut v = v.clone();
+/// Follows `$ref`s to `#/...` within the document (a dangling one gives `null`).
+fn resolve<'a>(doc: &'a Value, mut v: &'a Value) -> &'a Value {
+    static NULL: Value = Value::Null;
     for _ in 0..10 {
         let Some(target) = v["$ref"].as_str().and_then(|r| r.strip_prefix('#')) else {
             break;
         };
-        let next = doc.pointer(target).cloned().unwrap_or(Value::Null);
-        v = next;
+        v = doc.pointer(target).unwrap_or(&NULL);
     }
     v
 }
@@ -341,7 +340,7 @@ fn schema_rows(
         ));
         depth + 1
     };
-    children(doc, &s, child_depth, out, seen);
+    children(doc, s, child_depth, out, seen);
     if reference.is_some() {
         seen.pop();
     }
@@ -349,8 +348,7 @@ fn schema_rows(
 
 fn children(doc: &Value, s: &Value, depth: usize, out: &mut Vec<Row>, seen: &mut Vec<String>) {
     for part in s["allOf"].as_array().into_iter().flatten() {
-        let part = resolve(doc, part);
-        children(doc, &part, depth, out, seen);
+        children(doc, resolve(doc, part), depth, out, seen);
     }
     for key in ["oneOf", "anyOf"] {
         for (i, alt) in s[key].as_array().into_iter().flatten().enumerate() {
