@@ -144,6 +144,15 @@ pub async fn load(store: &Store, slug: &str, signed_in: bool) -> Result<Option<A
     if !service.enabled || (listing.private && !signed_in) {
         return Ok(None);
     }
+    assemble(store, service, listing).await.map(Some)
+}
+
+/// A published service's routes, key-auth and uploaded document, read from the store.
+pub async fn assemble(
+    store: &Store,
+    service: Service,
+    listing: Listing,
+) -> Result<Api, StoreError> {
     let mut routes = Vec::new();
     for v in all(store, Kind::Route, Some(("service_id", service.id))).await? {
         routes.push(typed::<Route>(v)?);
@@ -156,17 +165,14 @@ pub async fn load(store: &Store, slug: &str, signed_in: bool) -> Result<Option<A
         }
         None => None,
     };
-    Ok(Some(Api {
-        slug: service
-            .name
-            .clone()
-            .unwrap_or_else(|| service.id.to_string()),
+    Ok(Api {
+        slug: service.name.unwrap_or_else(|| service.id.to_string()),
         service_id: service.id,
         listing,
         routes,
         key_auth,
         uploaded,
-    }))
+    })
 }
 
 /// The key-auth plugin that guards the service: on the service, one of its routes, or

@@ -2,7 +2,7 @@
 //! logged-in developers), each API's reference page and OpenAPI document (JSON or YAML, whole
 //! or one version), and search across APIs and operations.
 use super::layout::{not_found, page, respond, unavailable};
-use super::{PortalState, Visitor};
+use super::{proxy_url, PortalState, Visitor};
 use crate::apis::document::{self, Request as DocRequest};
 use crate::apis::reference::{self, KeyUse};
 use crate::apis::{self, Api};
@@ -83,46 +83,40 @@ async fn published(st: &PortalState, visitor: &Visitor) -> Result<Vec<Api>, Stri
         .await
         .map_err(|e| e.to_string())?;
     let mut out = Vec::with_capacity(listings.len());
-    for (service, _) in listings {
-        if let Some(api) = apis::load(&st.store, &service.id.to_string(), signed_in)
-            .await
-            .map_err(|e| e.to_string())?
-        {
-            out.push(api);
-        }
+    for (service, listing) in listings {
+        let api = apis::assemble(&st.store, service, listing).await;
+        out.push(api.map_err(|e| e.to_string())?);
     }
     Ok(out)
 }
 
-/// The plans that cover a service.
-async fn plans_for(st: &PortalState, api: &Api) -> Result<Vec<Plan>, String> {
-    let id = api.service_id.to_string();
-    Ok(st
-        .store
-        .plans()
-        .await
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .filter(|p| p.services.is_empty() || p.services.contains(&id))
-        .collect())
+/// Every plan, for `document_of`.
+async fn all_plans(st: &PortalState) -> Result<Vec<Plan>, String> {
+    st.store.plans().await.map_err(|e| e.to_string())
 }
 
-/// The document of `api` as a visitor sees it.
-async fn document_of(
+/// The document of `api` as a visitor sees it, with those of `plans` that cover it.
+fn document_of(
     st: &PortalState,
     api: &Api,
+    plans: &[Plan],
     headers: &HeaderMap,
     version: Option<&str>,
-) -> Result<Value, String> {
-    let plans = plans_for(st, api).await?;
+) -> Value {
+    let id = api.service_id.to_string();
+    let covering: Vec<Plan> = plans
+        .iter()
+        .filter(|p| p.services.is_empty() || p.services.contains(&id))
+        .cloned()
+        .collect();
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-    let server = st.proxy_url(host);
-    Ok(document::build(&DocRequest {
+    let server = proxy_url(&st.config, host);
+    document::build(&DocRequest {
         api,
-        plans: &plans,
+        plans: &covering,
         server: &server,
         version,
-    }))
+    })
 }
 
 /// The API at `slug` and its document, or the response to send instead.
@@ -142,9 +136,8 @@ async fn load_document(
     if version.is_some_and(|v| !api.versions().iter().any(|x| x == v)) {
         return Err(not_found(visitor));
     }
-    let doc = document_of(st, &api, headers, version)
-        .await
-        .map_err(|e| unavailable(visitor, e))?;
+    let plans = all_plans(st).await.map_err(|e| unavailable(visitor, e))?;
+    let doc = document_of(st, &api, &plans, headers, version);
     Ok((api, doc))
 }
 
@@ -299,16 +292,14 @@ pub async fn search(
             view! { <p class="hint">"Type at least two characters."</p> },
         );
     }
-    let apis = match published(&st, &visitor).await {
-        Ok(a) => a,
-        Err(e) => return unavailable(&visitor, e),
+    let (apis, plans) = match (published(&st, &visitor).await, all_plans(&st).await) {
+        (Ok(a), Ok(p)) => (a, p),
+        (Err(e), _) | (_, Err(e)) => return unavailable(&visitor, e),
     };
     let mut hits = Vec::new();
     for api in &apis {
-        match document_of(&st, api, &headers, None).await {
-            Ok(doc) => search_document(api, &doc, &needle, &mut hits),
-            Err(e) => return unavailable(&visitor, e),
-        }
+        let doc = document_of(&st, api, &plans, &headers, None);
+        search_document(api, &doc, &needle, &mut hits);
     }
     let total = hits.len();
     hits.truncate(MAX_RESULTS);

@@ -79,14 +79,10 @@ impl PortalState {
             signups: Throttle::new(10, Duration::from_secs(3600)),
         }
     }
-
-    /// The proxy's base URL as a visitor of this portal reaches it.
-    fn proxy_url(&self, req_host: Option<&str>) -> String {
-        proxy_url(&self.config, req_host)
-    }
 }
 
-/// The configured proxy URL, or the portal's host (from `Host`) with the proxy's port.
+/// The proxy's base URL as a visitor of this portal reaches it: the configured one, or the
+/// portal's host (from `Host`) with the proxy's port.
 fn proxy_url(config: &PortalConfig, req_host: Option<&str>) -> String {
     if let Some(url) = &config.proxy_url {
         return url.trim_end_matches('/').to_string();
