@@ -160,26 +160,44 @@ async fn replace_plugins(
     Ok(())
 }
 
-/// Re-applies a plan to every application on it; answers how many were updated.
+/// Re-applies a plan to every application on it.
 pub async fn apply_to_applications(
     admin: &Router,
     store: &Store,
     plan: &Plan,
-) -> Result<usize, String> {
+) -> Result<(), String> {
     let published = published_services(store).await?;
+    sync_plan(admin, store, plan, &published).await
+}
+
+/// Re-applies every plan (after the set of published services changed).
+pub async fn apply_all(admin: &Router, store: &Store) -> Result<(), String> {
+    let published = published_services(store).await?;
+    for plan in store.plans().await.map_err(|e| e.to_string())? {
+        sync_plan(admin, store, &plan, &published).await?;
+    }
+    Ok(())
+}
+
+async fn sync_plan(
+    admin: &Router,
+    store: &Store,
+    plan: &Plan,
+    published: &[String],
+) -> Result<(), String> {
     let apps = store
         .applications(ApplicationsBy::Plan, &plan.id)
         .await
         .map_err(|e| e.to_string())?;
     for app in &apps {
-        sync(admin, store, app, plan, &published).await?;
+        sync(admin, store, app, plan, published).await?;
     }
-    Ok(apps.len())
+    Ok(())
 }
 
 /// Gives an application its plan's plugins, or the suspension block when its developer is
 /// not active.
-pub async fn sync(
+async fn sync(
     admin: &Router,
     store: &Store,
     app: &Application,
@@ -215,15 +233,6 @@ pub async fn sync_developer(
         }
     }
     Ok(())
-}
-
-/// Re-applies every plan (after the set of published services changed).
-pub async fn apply_all(admin: &Router, store: &Store) -> Result<usize, String> {
-    let mut updated = 0;
-    for plan in store.plans().await.map_err(|e| e.to_string())? {
-        updated += apply_to_applications(admin, store, &plan).await?;
-    }
-    Ok(updated)
 }
 
 #[cfg(test)]
