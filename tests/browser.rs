@@ -100,6 +100,12 @@ async fn submit(page: &Client, fields: &[(&str, &str)]) {
     fill_and_submit(page, "form.entity", fields).await;
 }
 
+/// The text of the element `css` matches, once it is on the page.
+async fn waited_text(page: &Client, css: &str) -> String {
+    let element = page.wait().for_element(Locator::Css(css)).await.unwrap();
+    element.text().await.unwrap()
+}
+
 async fn click(page: &Client, locator: Locator<'_>) {
     page.find(locator).await.unwrap().click().await.unwrap();
 }
@@ -165,14 +171,7 @@ async fn walkthrough(page: &Client, listen: &str, backend: &Backend) -> String {
     }
     click(page, Locator::LinkText("Open")).await;
     click(page, Locator::Css("form.entity button[type=submit]")).await;
-    let key = page
-        .wait()
-        .for_element(Locator::Css("code.key"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let key = waited_text(page, "code.key").await;
     screenshot(page, "console-consumer-key").await;
     page.goto(&format!("http://{listen}/plugins"))
         .await
@@ -243,14 +242,7 @@ async fn a_person_drives_the_seed_walkthrough_and_watches_the_429s_with_and_with
         .await
         .unwrap();
     submit(&page, &[("username", "fast_user")]).await;
-    let notice = page
-        .wait()
-        .for_element(Locator::Css("p.notice"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let notice = waited_text(&page, "p.notice").await;
     assert_eq!(notice, "Created fast_user.");
     page.goto(&format!("http://{listen}/?range=15m"))
         .await
@@ -293,36 +285,11 @@ async fn published_portal(backend: &Backend) -> (Gateway, String) {
     let service = serde_json::json!({"name": "pets", "url": format!("http://127.0.0.1:{}", backend.port),
         "portal": {"title": "Pet store", "description": "Pets for everyone."}});
     let admin = |p: &str| gw.admin_url(p);
-    assert_eq!(
-        send("POST", &admin("/services"), &[], json_body(service))
-            .await
-            .status,
-        201
-    );
+    gw.create("/services", service).await;
     let route = serde_json::json!({"name": "v1", "paths": ["/v1"]});
-    assert_eq!(
-        send(
-            "POST",
-            &admin("/services/pets/routes"),
-            &[],
-            json_body(route)
-        )
-        .await
-        .status,
-        201
-    );
+    gw.create("/services/pets/routes", route).await;
     let key_auth = serde_json::json!({"name": "key-auth"});
-    assert_eq!(
-        send(
-            "POST",
-            &admin("/services/pets/plugins"),
-            &[],
-            json_body(key_auth)
-        )
-        .await
-        .status,
-        201
-    );
+    gw.create("/services/pets/plugins", key_auth).await;
     let petstore = include_str!("data/petstore-3.0.yaml").to_string();
     let r = send(
         "PUT",
@@ -394,14 +361,7 @@ async fn a_developer_goes_from_the_front_page_to_a_working_key_and_sees_their_42
             &[("name", "my first app"), ("plan", "Starter (2/second)")],
         )
         .await;
-        let key = page
-            .wait()
-            .for_element(Locator::Css("code.key"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let key = waited_text(&page, "code.key").await;
         assert_eq!(key.len(), 32, "{key}");
         screenshot(&page, &format!("portal-new-key-{run}")).await;
 
@@ -418,18 +378,7 @@ async fn a_developer_goes_from_the_front_page_to_a_working_key_and_sees_their_42
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap();
-        tokio::time::sleep(Duration::from_millis(1020 - u64::from(now.subsec_millis()))).await;
-        let mut statuses = Vec::new();
-        for _ in 0..5 {
-            statuses.push(
-                send("GET", &gw.proxy_url("/v1/pet/1"), &[("apikey", &key)], None)
-                    .await
-                    .status,
-            );
-        }
+        let statuses = burst_on(&gw, "/v1/pet/1", &key, 5).await;
         assert_eq!(statuses, [200, 200, 429, 429, 429]);
 
         // The 429s on the application's usage page.

@@ -11,33 +11,16 @@ async fn echo_gateway() -> (Gateway, Backend) {
     let gw = Gateway::start(&[]).await;
     let backend = Backend::start().await;
     let svc = json!({"name": "echo", "url": format!("http://127.0.0.1:{}", backend.port)});
-    assert_eq!(
-        send("POST", &gw.admin_url("/services"), &[], json_body(svc))
-            .await
-            .status,
-        201
-    );
+    gw.create("/services", svc).await;
     let route = json!({"name": "echo", "paths": ["/echo"]});
-    let r = send(
-        "POST",
-        &gw.admin_url("/services/echo/routes"),
-        &[],
-        json_body(route),
-    )
-    .await;
-    assert_eq!(r.status, 201, "{}", r.body);
+    gw.create("/services/echo/routes", route).await;
     (gw, backend)
-}
-
-async fn plugin(gw: &Gateway, path: &str, body: serde_json::Value) {
-    let r = send("POST", &gw.admin_url(path), &[], json_body(body)).await;
-    assert_eq!(r.status, 201, "{}", r.body);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn response_transformer_changes_headers_and_json_bodies() {
     let (gw, _backend) = echo_gateway().await;
-    plugin(&gw, "/services/echo/plugins", json!({"name": "response-transformer", "config": {
+    gw.create("/services/echo/plugins", json!({"name": "response-transformer", "config": {
         "remove": {"json": ["peer", "headers"]},
         "rename": {"headers": ["content-type:x-original-type"]},
         "add": {"headers": ["x-transformed:yes", "content-type:application/json"], "json": ["gateway:tollgate", "version:2"], "json_types": ["string", "number"]},
@@ -65,7 +48,7 @@ async fn response_transformer_changes_headers_and_json_bodies() {
     );
 
     // A body that is not JSON passes untouched; the headers still change.
-    plugin(&gw, "/plugins", json!({"name": "request-termination", "route": {"id": "echo"}, "config": {"status_code": 418, "message": "teapot", "trigger": "x-teapot"}})).await;
+    gw.create("/plugins", json!({"name": "request-termination", "route": {"id": "echo"}, "config": {"status_code": 418, "message": "teapot", "trigger": "x-teapot"}})).await;
     gw.settled().await;
     let passed = send("GET", &gw.proxy_url("/echo/a"), &[], None).await;
     assert_eq!(passed.status, 200, "the trigger was not sent");
@@ -80,16 +63,15 @@ async fn response_transformer_changes_headers_and_json_bodies() {
 async fn file_log_appends_one_json_line_per_request() {
     let (gw, _backend) = echo_gateway().await;
     let file = gw.data_dir.join("requests.log");
-    plugin(
-        &gw,
+    gw.create(
         "/plugins",
         json!({"name": "file-log", "config": {"path": file}}),
     )
     .await;
-    plugin(&gw, "/services/echo/plugins", json!({"name": "key-auth"})).await;
-    plugin(&gw, "/consumers", json!({"username": "reader"})).await;
-    plugin(
-        &gw,
+    gw.create("/services/echo/plugins", json!({"name": "key-auth"}))
+        .await;
+    gw.create("/consumers", json!({"username": "reader"})).await;
+    gw.create(
         "/consumers/reader/key-auth",
         json!({"key": "reader-key-123"}),
     )

@@ -62,31 +62,14 @@ impl Portal {
         let admin = |p: &str| self.gw.admin_url(p);
         let pets = json!({"name": "pets", "url": format!("http://127.0.0.1:{}", self.backend.port),
             "portal": {"title": "Pet store", "description": "Pets, *orders* and users.", "version": "1.0.27"}});
-        assert_eq!(
-            send("POST", &admin("/services"), &[], json_body(pets))
-                .await
-                .status,
-            201
-        );
+        self.gw.create("/services", pets).await;
         for v in ["v1", "v2"] {
             let route = json!({"name": format!("pets-{v}"), "paths": [format!("/{v}")]});
-            let r = send(
-                "POST",
-                &admin("/services/pets/routes"),
-                &[],
-                json_body(route),
-            )
-            .await;
-            assert_eq!(r.status, 201, "{}", r.body);
+            self.gw.create("/services/pets/routes", route).await;
         }
-        let r = send(
-            "POST",
-            &admin("/services/pets/plugins"),
-            &[],
-            json_body(json!({"name": "key-auth"})),
-        )
-        .await;
-        assert_eq!(r.status, 201, "{}", r.body);
+        self.gw
+            .create("/services/pets/plugins", json!({"name": "key-auth"}))
+            .await;
         let r = send(
             "PUT",
             &admin("/services/pets/openapi"),
@@ -102,24 +85,9 @@ impl Portal {
         );
         let internal = json!({"name": "internal", "url": format!("http://127.0.0.1:{}", self.backend.port),
             "portal": {"title": "Internal reports", "visibility": "private"}});
-        assert_eq!(
-            send("POST", &admin("/services"), &[], json_body(internal))
-                .await
-                .status,
-            201
-        );
+        self.gw.create("/services", internal).await;
         let route = json!({"name": "reports", "paths": ["/reports/"], "methods": ["GET"]});
-        assert_eq!(
-            send(
-                "POST",
-                &admin("/services/internal/routes"),
-                &[],
-                json_body(route)
-            )
-            .await
-            .status,
-            201
-        );
+        self.gw.create("/services/internal/routes", route).await;
         self.gw.settled().await;
     }
 
@@ -163,6 +131,27 @@ impl Portal {
         let key = between(&r.body, "data-new-key=\"", "\"").expect("the key is shown");
         let id = between(&r.body, "action=\"/apps/", "/").expect("the app's forms");
         (id, key)
+    }
+
+    /// Sets a developer's status through the console's form; the console answers 303.
+    async fn set_status(&self, developer: &str, status: &str) {
+        let path = format!("/developers/{developer}/status");
+        let r = self
+            .console
+            .post(&path, Some(&self.operator), &[("status", status)])
+            .await;
+        assert_eq!(r.status, 303, "{}", r.body);
+    }
+
+    /// Saves the only plan through the console's edit form; its id.
+    async fn edit_plan(&self, fields: &[(&str, &str)]) -> String {
+        let plans = self.console.get("/plans", Some(&self.operator)).await;
+        let plan_id = between(&plans.body, "href=\"/plans/", "/edit").unwrap();
+        let path = format!("/plans/{plan_id}/edit");
+        let r = self.console.post(&path, Some(&self.operator), fields).await;
+        assert_eq!(r.status, 303, "{}", r.body);
+        self.gw.settled().await;
+        plan_id
     }
 
     async fn call(&self, path: &str, key: &str) -> Resp {
@@ -375,37 +364,16 @@ async fn a_developer_signs_up_gets_a_key_and_their_plan_limits_it() {
     println!("the new key worked through the proxy after {waited:?}");
     // A key-auth service that is not published is not in any plan.
     let secret = json!({"name": "secret", "url": format!("http://127.0.0.1:{}", p.backend.port)});
-    assert_eq!(
-        send("POST", &p.gw.admin_url("/services"), &[], json_body(secret))
-            .await
-            .status,
-        201
-    );
+    p.gw.create("/services", secret).await;
     let route = json!({"paths": ["/secret"]});
-    assert_eq!(
-        send(
-            "POST",
-            &p.gw.admin_url("/services/secret/routes"),
-            &[],
-            json_body(route)
-        )
-        .await
-        .status,
-        201
-    );
-    let r = send(
-        "POST",
-        &p.gw.admin_url("/services/secret/plugins"),
-        &[],
-        json_body(json!({"name": "key-auth"})),
-    )
-    .await;
-    assert_eq!(r.status, 201);
+    p.gw.create("/services/secret/routes", route).await;
+    p.gw.create("/services/secret/plugins", json!({"name": "key-auth"}))
+        .await;
     p.gw.settled().await;
     assert_eq!(p.call("/secret/x", &key).await.status, 403);
 
     // The plan: 3 a second, then 429 with Kong's headers.
-    let statuses = burst_on(&p, "/v1/pet/1", &key, 6).await;
+    let statuses = burst_on(&p.gw, "/v1/pet/1", &key, 6).await;
     assert_eq!(statuses, [200, 200, 200, 429, 429, 429]);
     let limited = p.call("/v1/pet/1", &key).await;
     if limited.status == 429 {
@@ -491,19 +459,6 @@ async fn a_developer_signs_up_gets_a_key_and_their_plan_limits_it() {
         !String::from_utf8_lossy(&stored).contains(&key),
         "a key in the store"
     );
-}
-
-/// `n` requests back to back from the start of a second.
-async fn burst_on(p: &Portal, path: &str, key: &str, n: usize) -> Vec<u16> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(1020 - u64::from(now.subsec_millis()))).await;
-    let mut out = Vec::new();
-    for _ in 0..n {
-        out.push(p.call(path, key).await.status);
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -729,15 +684,7 @@ async fn with_manual_approval_a_developer_waits_for_the_operator() {
         list.body
     );
     let id = between(&list.body, "action=\"/developers/", "/status").unwrap();
-    let approve = p
-        .console
-        .post(
-            &format!("/developers/{id}/status"),
-            Some(&p.operator),
-            &[("status", "active")],
-        )
-        .await;
-    assert_eq!(approve.status, 303);
+    p.set_status(&id, "active").await;
     let r = login().await;
     assert_eq!(r.status, 303);
     let session = session_cookie(&r);
@@ -747,15 +694,7 @@ async fn with_manual_approval_a_developer_waits_for_the_operator() {
     p.wait_for_key("/v1/pet/1", &key, 200).await;
 
     // Suspended: the session ends at the next request, and the keys stop.
-    let suspend = p
-        .console
-        .post(
-            &format!("/developers/{id}/status"),
-            Some(&p.operator),
-            &[("status", "suspended")],
-        )
-        .await;
-    assert_eq!(suspend.status, 303);
+    p.set_status(&id, "suspended").await;
     assert_eq!(p.portal.get("/apps", Some(&session)).await.status, 303);
     assert_eq!(login().await.status, 403);
     p.wait_for_key("/v1/pet/1", &key, 403).await;
@@ -765,28 +704,9 @@ async fn with_manual_approval_a_developer_waits_for_the_operator() {
         "This application's developer account is suspended"
     );
     // A plan change does not bring the keys back; reactivation does.
-    let plans = p.console.get("/plans", Some(&p.operator)).await;
-    let plan_id = between(&plans.body, "href=\"/plans/", "/edit").unwrap();
-    let edit = p
-        .console
-        .post(
-            &format!("/plans/{plan_id}/edit"),
-            Some(&p.operator),
-            &[("name", "Free"), ("second", "40")],
-        )
-        .await;
-    assert_eq!(edit.status, 303);
-    p.gw.settled().await;
+    p.edit_plan(&[("name", "Free"), ("second", "40")]).await;
     assert_eq!(p.call("/v1/pet/1", &key).await.status, 403);
-    let back = p
-        .console
-        .post(
-            &format!("/developers/{id}/status"),
-            Some(&p.operator),
-            &[("status", "active")],
-        )
-        .await;
-    assert_eq!(back.status, 303);
+    p.set_status(&id, "active").await;
     p.wait_for_key("/v1/pet/1", &key, 200).await;
 }
 
@@ -795,33 +715,12 @@ async fn the_operator_publishes_an_api_and_changes_a_plan_from_the_console() {
     let p = Portal::start(&[]).await;
     // Publishing from the console: a service the portal did not list yet.
     let svc = json!({"name": "orders", "url": format!("http://127.0.0.1:{}", p.backend.port)});
-    assert_eq!(
-        send("POST", &p.gw.admin_url("/services"), &[], json_body(svc))
-            .await
-            .status,
-        201
-    );
+    p.gw.create("/services", svc).await;
     let route = json!({"paths": ["/orders"], "methods": ["GET", "POST"]});
-    assert_eq!(
-        send(
-            "POST",
-            &p.gw.admin_url("/services/orders/routes"),
-            &[],
-            json_body(route)
-        )
-        .await
-        .status,
-        201
-    );
+    p.gw.create("/services/orders/routes", route).await;
     assert_eq!(p.portal.get("/apis/orders", None).await.status, 404);
-    let r = send(
-        "POST",
-        &p.gw.admin_url("/services/orders/plugins"),
-        &[],
-        json_body(json!({"name": "key-auth"})),
-    )
-    .await;
-    assert_eq!(r.status, 201, "{}", r.body);
+    p.gw.create("/services/orders/plugins", json!({"name": "key-auth"}))
+        .await;
     // An application whose plan covers every published API: not this one yet.
     p.plan("Metered", "50").await;
     let dev = p.sign_up("ops@example.com").await;
@@ -883,19 +782,8 @@ async fn the_operator_publishes_an_api_and_changes_a_plan_from_the_console() {
     assert_eq!(r.status, 400);
 
     // A plan change reaches the applications already on it.
-    let plans = p.console.get("/plans", Some(&p.operator)).await;
-    let plan_id = between(&plans.body, "href=\"/plans/", "/edit").unwrap();
-    let r = p
-        .console
-        .post(
-            &format!("/plans/{plan_id}/edit"),
-            Some(&p.operator),
-            &[("name", "Metered"), ("second", "1")],
-        )
-        .await;
-    assert_eq!(r.status, 303, "{}", r.body);
-    p.gw.settled().await;
-    let statuses = burst_on(&p, "/v1/pet/1", &key, 3).await;
+    let plan_id = p.edit_plan(&[("name", "Metered"), ("second", "1")]).await;
+    let statuses = burst_on(&p.gw, "/v1/pet/1", &key, 3).await;
     assert_eq!(statuses, [200, 429, 429]);
     let r = p
         .console

@@ -188,6 +188,13 @@ impl Gateway {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// POSTs `body` as JSON to the admin API at `path` and expects 201 Created.
+    pub async fn create(&self, path: &str, body: Value) -> Resp {
+        let r = send("POST", &self.admin_url(path), &[], json_body(body)).await;
+        assert_eq!(r.status, 201, "POST {path}: {}", r.body);
+        r
+    }
+
     pub fn admin_url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.admin)
     }
@@ -540,22 +547,21 @@ pub async fn limited_traffic(gw: &Gateway, backend: &Backend, per_hour: u32, req
     }
 }
 
-/// `n` GETs to `/api/get/context` with API key `key`, back to back from the start of a second
-/// (so they share one rate-limit window); their statuses.
+/// `n` GETs to `/api/get/context` with API key `key` (see `burst_on`).
 pub async fn burst(gw: &Gateway, key: &str, n: usize) -> Vec<u16> {
+    burst_on(gw, "/api/get/context", key, n).await
+}
+
+/// `n` GETs to `path` with API key `key`, back to back from the start of a second (so they
+/// share one rate-limit window); their statuses.
+pub async fn burst_on(gw: &Gateway, path: &str, key: &str, n: usize) -> Vec<u16> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap();
     tokio::time::sleep(Duration::from_millis(1020 - u64::from(now.subsec_millis()))).await;
     let mut out = Vec::new();
     for _ in 0..n {
-        let r = send(
-            "GET",
-            &gw.proxy_url("/api/get/context"),
-            &[("apikey", key)],
-            None,
-        )
-        .await;
+        let r = send("GET", &gw.proxy_url(path), &[("apikey", key)], None).await;
         out.push(r.status);
     }
     out
