@@ -154,6 +154,17 @@ impl Portal {
         plan_id
     }
 
+    /// The id of the first key listed on the application's page.
+    async fn first_key_id(&self, cookie: &str, app: &str) -> String {
+        let page = self.portal.get(&format!("/apps/{app}"), Some(cookie)).await;
+        between(
+            &page.body,
+            &format!("action=\"/apps/{app}/keys/"),
+            "/revoke",
+        )
+        .unwrap()
+    }
+
     async fn call(&self, path: &str, key: &str) -> Resp {
         send("GET", &self.gw.proxy_url(path), &[("apikey", key)], None).await
     }
@@ -434,13 +445,7 @@ async fn a_developer_signs_up_gets_a_key_and_their_plan_limits_it() {
     assert_eq!(p.call("/v1/pet/1", &third).await.status, 200);
 
     // Revocation.
-    let page = p.portal.get(&format!("/apps/{app}"), Some(&dev)).await;
-    let key_id = between(
-        &page.body,
-        &format!("action=\"/apps/{app}/keys/"),
-        "/revoke",
-    )
-    .unwrap();
+    let key_id = p.first_key_id(&dev, &app).await;
     let r = p
         .portal
         .post(
@@ -469,13 +474,7 @@ async fn developers_reach_only_their_own_applications() {
     let mallory = p.sign_up("mallory@example.com").await;
     let (app, key) = p.create_app(&alice, "alice app").await;
     p.wait_for_key("/v1/pet/1", &key, 200).await;
-    let page = p.portal.get(&format!("/apps/{app}"), Some(&alice)).await;
-    let key_id = between(
-        &page.body,
-        &format!("action=\"/apps/{app}/keys/"),
-        "/revoke",
-    )
-    .unwrap();
+    let key_id = p.first_key_id(&alice, &app).await;
 
     for path in [format!("/apps/{app}"), format!("/apps/{app}/usage")] {
         assert_eq!(
