@@ -361,15 +361,7 @@ mod tests {
     use tollgate_gateway::store::portal::PlanLimits;
 
     fn route(name: &str, paths: &[&str], methods: Option<&[&str]>) -> Route {
-        serde_json::from_value(json!({
-            "id": uuid::Uuid::new_v4(), "name": name, "protocols": ["http"],
-            "methods": methods, "hosts": null, "paths": paths, "headers": null, "snis": null,
-            "strip_path": true, "preserve_host": false, "regex_priority": 0,
-            "path_handling": "v0", "https_redirect_status_code": 426,
-            "request_buffering": true, "response_buffering": true,
-            "service": null, "tags": null, "created_at": 1, "updated_at": 1
-        }))
-        .unwrap()
+        crate::apis::test_route(Some(name), paths, true, methods)
     }
 
     fn api(routes: Vec<Route>, uploaded: Option<Value>) -> Api {

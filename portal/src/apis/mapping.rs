@@ -64,18 +64,9 @@ pub fn served<'a>(routes: &'a [Route], method: &str, upstream: &str) -> Vec<Serv
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     fn route(paths: &[&str], strip: bool, methods: Option<&[&str]>) -> Route {
-        serde_json::from_value(json!({
-            "id": uuid::Uuid::new_v4(), "name": null, "protocols": ["http"],
-            "methods": methods, "hosts": null, "paths": paths, "headers": null, "snis": null,
-            "strip_path": strip, "preserve_host": false, "regex_priority": 0,
-            "path_handling": "v0", "https_redirect_status_code": 426,
-            "request_buffering": true, "response_buffering": true,
-            "service": null, "tags": null, "created_at": 1, "updated_at": 1
-        }))
-        .unwrap()
+        crate::apis::test_route(None, paths, strip, methods)
     }
 
     #[test]

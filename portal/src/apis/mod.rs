@@ -220,6 +220,22 @@ async fn key_auth(
     }))
 }
 
+/// A route as the store holds it, with Kong's defaults for what is not given (unit tests).
+#[cfg(test)]
+pub(crate) fn test_route(
+    name: Option<&str>,
+    paths: &[&str],
+    strip: bool,
+    methods: Option<&[&str]>,
+) -> Route {
+    use tollgate_gateway::model::{normalize, Source};
+    let input =
+        serde_json::json!({"name": name, "paths": paths, "strip_path": strip, "methods": methods});
+    let fields = input.as_object().cloned().unwrap_or_default();
+    let n = normalize(Kind::Route, fields, None, Source::Typed, 1).expect("a valid route");
+    typed(n.record.body).expect("a route")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
