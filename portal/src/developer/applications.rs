@@ -54,7 +54,11 @@ fn developer(visitor: &Visitor) -> Option<&Developer> {
 }
 
 /// The application `id` when the visitor owns it; otherwise the response to send (404).
-async fn owned(st: &PortalState, visitor: &Visitor, id: &str) -> Result<Application, Response> {
+pub(super) async fn owned(
+    st: &PortalState,
+    visitor: &Visitor,
+    id: &str,
+) -> Result<Application, Response> {
     let Some(dev) = developer(visitor) else {
         return Err(Redirect::to("/login").into_response());
     };

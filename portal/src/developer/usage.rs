@@ -1,13 +1,13 @@
 //! An application's usage, for its owner only: requests, errors, 429s and latency over a
 //! range, from the same analytics queries the console's dashboard uses.
-use super::applications::consumer_username;
-use super::layout::{not_found, respond, unavailable};
+use super::applications::{consumer_username, owned};
+use super::layout::{respond, unavailable};
 use super::{PortalState, Visitor};
 use crate::console::chart;
 use crate::console::dashboard::{self, Params, RANGES};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use axum::Extension;
 use leptos::prelude::*;
 use serde::Deserialize;
@@ -24,13 +24,9 @@ pub async fn show(
     Path(id): Path<String>,
     Query(q): Query<RangeQuery>,
 ) -> Response {
-    let Some(dev) = visitor.0.as_ref() else {
-        return Redirect::to("/login").into_response();
-    };
-    let app = match st.store.owned_application(&dev.id, &id).await {
-        Ok(Some(a)) => a,
-        Ok(None) => return not_found(&visitor),
-        Err(e) => return unavailable(&visitor, e.to_string()),
+    let app = match owned(&st, &visitor, &id).await {
+        Ok(a) => a,
+        Err(r) => return r,
     };
     let Some(queries) = st.analytics.as_ref() else {
         return respond(
