@@ -12,7 +12,7 @@ mod manage;
 mod plans;
 mod published;
 
-use crate::web::origin::same_origin;
+use crate::web::origin::refuse_cross_origin;
 use crate::web::sessions::StoreSessions;
 use crate::web::throttle::Throttle;
 pub use auth::bootstrap_admin;
@@ -95,6 +95,7 @@ pub fn router(state: Arc<ConsoleState>, secure_cookies: bool) -> Router {
             get(consumer::confirm_revoke).post(consumer::revoke),
         )
         .layer(middleware::from_fn(guard))
+        .layer(middleware::from_fn(refuse_cross_origin))
         .layer(sessions)
         .with_state(state)
 }
@@ -106,11 +107,8 @@ async fn stylesheet() -> impl IntoResponse {
     )
 }
 
-/// Refuses cross-origin posts, and sends visitors without a session to the login form.
+/// Sends visitors without a session to the login form (cross-origin posts were refused before).
 async fn guard(session: Session, mut req: Request, next: Next) -> Response {
-    if req.method() != Method::GET && req.method() != Method::HEAD && !same_origin(&req) {
-        return (StatusCode::FORBIDDEN, "cross-origin request refused").into_response();
-    }
     let path = req.uri().path();
     if path == "/login" || path.starts_with("/assets/") {
         return next.run(req).await;

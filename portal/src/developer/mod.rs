@@ -8,11 +8,11 @@ mod catalogue;
 mod layout;
 mod usage;
 
-use crate::web::origin::same_origin;
+use crate::web::origin::refuse_cross_origin;
 use crate::web::sessions::StoreSessions;
 use crate::web::throttle::Throttle;
 use axum::extract::{ConnectInfo, Request};
-use axum::http::{header, Method, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -131,6 +131,7 @@ pub fn router(state: Arc<PortalState>) -> Router {
         .route("/assets/portal.css", get(stylesheet))
         .route("/assets/portal.js", get(script))
         .layer(middleware::from_fn_with_state(state.clone(), guard))
+        .layer(middleware::from_fn(refuse_cross_origin))
         .layer(sessions)
         .with_state(state)
 }
@@ -154,17 +155,14 @@ fn private_path(path: &str) -> bool {
     path == "/apps" || path.starts_with("/apps/") || path == "/account"
 }
 
-/// Refuses cross-origin posts, finds the logged-in developer, and sends visitors without a
-/// session from a developer's pages to the login form (and back after it).
+/// Finds the logged-in developer, and sends visitors without a session from a developer's
+/// pages to the login form (and back after it). Cross-origin posts were refused before.
 async fn guard(
     axum::extract::State(st): axum::extract::State<Arc<PortalState>>,
     session: Session,
     mut req: Request,
     next: Next,
 ) -> Response {
-    if req.method() != Method::GET && req.method() != Method::HEAD && !same_origin(&req) {
-        return (StatusCode::FORBIDDEN, "cross-origin request refused").into_response();
-    }
     let developer = match session.get::<String>(DEVELOPER).await {
         Ok(Some(id)) => match st.store.developer(&id).await {
             Ok(Some(d)) if d.status == "active" => Some(d),
