@@ -3,6 +3,7 @@
 use super::layout;
 use super::ConsoleState;
 use crate::web::passwords;
+use crate::web::sessions;
 use crate::web::throttle::Throttle;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -116,8 +117,7 @@ pub async fn login(
         );
     }
     st.lockout.clear(&f.username);
-    // A new session id at login: a session planted before it is worth nothing after.
-    if session.cycle_id().await.is_err() || session.insert(USER, &f.username).await.is_err() {
+    if sessions::log_in(&session, USER, &f.username).await.is_err() {
         return login_page(
             StatusCode::SERVICE_UNAVAILABLE,
             Some("Sessions are unavailable.".into()),

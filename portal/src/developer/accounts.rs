@@ -4,6 +4,7 @@
 use super::layout::{respond, unavailable};
 use super::{safe_next, ClientAddr, PortalState, Visitor, DEVELOPER};
 use crate::web::passwords;
+use crate::web::sessions;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -188,14 +189,17 @@ pub async fn signup(
     start_session(&session, &developer.id, &visitor, "/apps").await
 }
 
-/// A fresh session id for the developer: an id planted before the login is worth nothing.
+/// Logs the developer in (see `sessions::log_in`) and sends them on to `to`.
 async fn start_session(
     session: &Session,
     developer: &str,
     visitor: &Visitor,
     to: &str,
 ) -> Response {
-    if session.cycle_id().await.is_err() || session.insert(DEVELOPER, developer).await.is_err() {
+    if sessions::log_in(session, DEVELOPER, developer)
+        .await
+        .is_err()
+    {
         return unavailable(visitor, "sessions are unavailable".into());
     }
     Redirect::to(to).into_response()

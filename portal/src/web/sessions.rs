@@ -48,3 +48,14 @@ impl SessionStore for StoreSessions {
             .map_err(backend)
     }
 }
+
+/// Logs `value` in under `key` with a new session id: an id planted before the login is worth
+/// nothing after it (no session fixation). `Err` when the session store failed.
+pub async fn log_in(
+    session: &tower_sessions::Session,
+    key: &str,
+    value: &str,
+) -> std::result::Result<(), tower_sessions::session::Error> {
+    session.cycle_id().await?;
+    session.insert(key, value).await
+}
