@@ -48,12 +48,13 @@ async fn pipeline_throughput(url: &str) {
     let task = tokio::spawn(pipeline.run());
     let events = synthetic(n, now_us(), 3_600_000_000);
     let started = Instant::now();
-    for e in events {
+    for e in &events {
         while metrics.queued() >= 90_000 {
             tokio::task::yield_now().await;
         }
         recorder.record(e);
     }
+    recorder.hand_over();
     drop(recorder);
     task.await.expect("pipeline task");
     let secs = started.elapsed().as_secs_f64();

@@ -1,15 +1,19 @@
 //! The pipeline from the proxy to the sink: a bounded queue, a batcher, and the spill file.
 //!
-//! The proxy hands each event to `Recorder::record`, a `try_send` that never waits: when the
-//! queue is full the event is counted as dropped. The batcher sends a batch every `batch_size`
+//! The proxy hands each event to `Recorder::record`, which packs it with the others its thread
+//! recorded (see `packed`) and queues the pack every `HANDOFF_EVENTS` events, or when the
+//! thread calls `hand_over` on its `HANDOFF_INTERVAL` tick, with a `try_send` that never
+//! waits: when the queue is full the pack's events are counted as dropped. The batcher sends a batch every `batch_size`
 //! events or `flush_interval`, whichever comes first. A batch the sink refuses goes to the spill
 //! file, and while anything is spilled new batches queue behind it there, so the sink receives
 //! batches in the order they were made. Spilled batches are retried every second, and first of
 //! all when the pipeline starts. When the last `Recorder` is gone (the proxy has drained), the
 //! queue is emptied and flushed and the pipeline ends.
+use crate::packed::{Labels, Packed};
 use crate::sink::{Batch, Sink};
 use crate::spill::Spill;
 use crate::RequestEvent;
+use std::cell::RefCell;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -48,18 +52,94 @@ pub struct Metrics {
 /// The proxy's end of the pipeline.
 #[derive(Clone)]
 pub struct Recorder {
-    tx: mpsc::Sender<RequestEvent>,
+    tx: mpsc::Sender<Packed>,
+    /// Tells this pipeline's unsent events apart from another's on the same thread.
+    pipeline: u64,
     pub metrics: Arc<Metrics>,
 }
 
-impl Recorder {
-    /// Queues `event` without waiting; a full queue drops it (and counts it).
-    pub fn record(&self, event: RequestEvent) {
-        let counter = match self.tx.try_send(event) {
+/// Events a thread packs before it hands them over together.
+pub const HANDOFF_EVENTS: usize = 64;
+/// How often a recording thread should call `Recorder::hand_over`, so that no event waits
+/// long for its pack to fill.
+pub const HANDOFF_INTERVAL: Duration = Duration::from_millis(20);
+
+/// Numbers pipelines for `Recorder::pipeline`.
+static PIPELINES: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// Events this thread recorded and has not handed over yet, per pipeline.
+    static UNSENT: RefCell<Vec<Unsent>> = const { RefCell::new(Vec::new()) };
+}
+
+struct Unsent {
+    pipeline: u64,
+    tx: mpsc::Sender<Packed>,
+    metrics: Arc<Metrics>,
+    packed: Packed,
+}
+
+impl Unsent {
+    fn send(&mut self) {
+        let packed = std::mem::take(&mut self.packed);
+        let n = packed.len() as u64;
+        let counter = match self.tx.try_send(packed) {
             Ok(()) => &self.metrics.enqueued,
             Err(_) => &self.metrics.dropped,
         };
-        counter.fetch_add(1, Ordering::Relaxed);
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Unsent {
+    /// Also when the thread ends: what it recorded last is not lost.
+    fn drop(&mut self) {
+        if !self.packed.is_empty() {
+            self.send();
+        }
+    }
+}
+
+impl Recorder {
+    /// Packs `event` with this thread's others and queues the pack once it is full, without
+    /// waiting: a full queue drops the pack (and counts its events).
+    pub fn record(&self, event: &RequestEvent) {
+        let recorded = UNSENT.try_with(|unsent| {
+            let mut unsent = unsent.borrow_mut();
+            let i = match unsent.iter().position(|u| u.pipeline == self.pipeline) {
+                Some(i) => i,
+                None => {
+                    unsent.push(self.unsent());
+                    unsent.len() - 1
+                }
+            };
+            let u = &mut unsent[i];
+            u.packed.push(event);
+            if u.packed.len() >= HANDOFF_EVENTS {
+                u.send();
+            }
+        });
+        if recorded.is_err() {
+            // The thread is ending: sent on its own.
+            let mut u = self.unsent();
+            u.packed.push(event);
+        }
+    }
+
+    /// Queues what this thread has recorded so far (and lets go of the queue, so that the
+    /// pipeline can end once every recorder is gone).
+    pub fn hand_over(&self) {
+        let _ =
+            UNSENT.try_with(|unsent| unsent.borrow_mut().retain(|u| u.pipeline != self.pipeline));
+    }
+
+    fn unsent(&self) -> Unsent {
+        Unsent {
+            pipeline: self.pipeline,
+            tx: self.tx.clone(),
+            metrics: self.metrics.clone(),
+            packed: Packed::default(),
+        }
     }
 }
 
@@ -75,12 +155,13 @@ impl Metrics {
 
 /// The batcher's side, run by `Pipeline::run`.
 pub struct Pipeline {
-    rx: mpsc::Receiver<RequestEvent>,
+    rx: mpsc::Receiver<Packed>,
     sink: Arc<dyn Sink>,
     spill: Arc<Mutex<Spill>>,
     config: Config,
     metrics: Arc<Metrics>,
     batch: Vec<RequestEvent>,
+    labels: Labels,
 }
 
 /// Opens the spill file in `data_dir` and makes both ends of the pipeline.
@@ -94,16 +175,23 @@ pub fn start(
     metrics
         .spill_pending
         .store(spill.pending(), Ordering::Relaxed);
-    let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
+    // The queue holds packs; its capacity is given in events.
+    let (tx, rx) = mpsc::channel(config.queue_capacity.div_ceil(HANDOFF_EVENTS).max(1));
     let pipeline = Pipeline {
         rx,
         sink,
         spill: Arc::new(Mutex::new(spill)),
-        batch: Vec::with_capacity(config.batch_size),
+        batch: Vec::new(),
+        labels: Labels::default(),
         config,
         metrics: metrics.clone(),
     };
-    Ok((Recorder { tx, metrics }, pipeline))
+    let recorder = Recorder {
+        tx,
+        pipeline: PIPELINES.fetch_add(1, Ordering::Relaxed),
+        metrics,
+    };
+    Ok((recorder, pipeline))
 }
 
 impl Pipeline {
@@ -140,9 +228,10 @@ impl Pipeline {
     async fn drain(&mut self, deadline: &mut Option<Instant>) -> bool {
         loop {
             match self.rx.try_recv() {
-                Ok(event) => {
-                    self.metrics.received.fetch_add(1, Ordering::Relaxed);
-                    self.batch.push(event);
+                Ok(packed) => {
+                    let n = packed.len() as u64;
+                    self.metrics.received.fetch_add(n, Ordering::Relaxed);
+                    self.batch.extend(packed.unpack(&mut self.labels));
                     deadline.get_or_insert_with(|| Instant::now() + self.config.flush_interval);
                     if self.batch.len() >= self.config.batch_size {
                         self.flush().await;
@@ -159,8 +248,7 @@ impl Pipeline {
         if self.batch.is_empty() {
             return;
         }
-        let events = std::mem::replace(&mut self.batch, Vec::with_capacity(self.config.batch_size));
-        let batch = Batch::new(events);
+        let batch = Batch::new(std::mem::take(&mut self.batch));
         if self.spill_pending() > 0 {
             // Keep the order: behind what is already waiting.
             self.spill(batch).await;
@@ -171,6 +259,10 @@ impl Pipeline {
             self.metrics
                 .flushed
                 .fetch_add(batch.events.len() as u64, Ordering::Relaxed);
+            // The next batch reuses this one's memory: new memory each time costs the
+            // kernel a page fault per page.
+            self.batch = batch.events;
+            self.batch.clear();
         } else {
             self.spill(batch).await;
         }
@@ -323,13 +415,15 @@ mod tests {
         let (rec, pipeline) = start(config(), sink.clone(), dir.path()).unwrap();
         let task = tokio::spawn(pipeline.run());
         for i in 0..25 {
-            rec.record(event(i));
+            rec.record(&event(i));
         }
+        rec.hand_over();
         settle(&sink, 25).await;
         sink.down.store(true, Ordering::SeqCst);
         for i in 25..60 {
-            rec.record(event(i));
+            rec.record(&event(i));
         }
+        rec.hand_over();
         tokio::time::sleep(Duration::from_millis(100)).await;
         // Stopped while the sink is down: the rest goes to disk, and a new pipeline sends it.
         let metrics = rec.metrics.clone();
@@ -340,7 +434,8 @@ mod tests {
         sink.down.store(false, Ordering::SeqCst);
         let (rec, pipeline) = start(config(), sink.clone(), dir.path()).unwrap();
         tokio::spawn(pipeline.run());
-        rec.record(event(60));
+        rec.record(&event(60));
+        rec.hand_over();
         settle(&sink, 61).await;
         let got = sink.got.lock().unwrap().clone();
         assert_eq!(got, (0..61).map(event).collect::<Vec<_>>());
@@ -350,16 +445,36 @@ mod tests {
     #[tokio::test]
     async fn a_full_queue_drops_instead_of_waiting() {
         let dir = tempfile::tempdir().unwrap();
+        // Room for one pack; nobody takes it off the queue.
         let small = Config {
-            queue_capacity: 5,
+            queue_capacity: HANDOFF_EVENTS,
             ..config()
         };
         let (rec, _pipeline) = start(small, Arc::new(Memory::default()), dir.path()).unwrap();
-        for i in 0..8 {
-            rec.record(event(i));
+        let n = HANDOFF_EVENTS as u64;
+        for i in 0..3 * n + 5 {
+            rec.record(&event(i));
         }
-        assert_eq!(rec.metrics.enqueued.load(Ordering::SeqCst), 5);
-        assert_eq!(rec.metrics.dropped.load(Ordering::SeqCst), 3);
-        assert_eq!(rec.metrics.queued(), 5);
+        rec.hand_over();
+        assert_eq!(rec.metrics.enqueued.load(Ordering::SeqCst), n);
+        assert_eq!(rec.metrics.dropped.load(Ordering::SeqCst), 2 * n + 5);
+        assert_eq!(rec.metrics.queued(), n);
+    }
+
+    #[tokio::test]
+    async fn a_thread_that_ends_hands_over_what_it_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = Arc::new(Memory::default());
+        let (rec, pipeline) = start(config(), sink.clone(), dir.path()).unwrap();
+        let task = tokio::spawn(pipeline.run());
+        std::thread::spawn(move || (0..3).for_each(|i| rec.record(&event(i))))
+            .join()
+            .unwrap();
+        // The thread's recorder is gone with it, so the pipeline ends once it has the events.
+        task.await.unwrap();
+        assert_eq!(
+            *sink.got.lock().unwrap(),
+            (0..3).map(event).collect::<Vec<_>>()
+        );
     }
 }

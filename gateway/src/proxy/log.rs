@@ -22,6 +22,16 @@ pub struct Logger {
     pub node: Arc<str>,
 }
 
+impl Logger {
+    /// Hands the events this thread recorded to the analytics pipeline. Proxy workers call it
+    /// on `tollgate_analytics::pipeline::HANDOFF_INTERVAL` and once more before they end.
+    pub fn hand_over(&self) {
+        if let Some(recorder) = &self.analytics {
+            recorder.hand_over();
+        }
+    }
+}
+
 /// What the log phase needs to know about a request, filled in as it goes.
 pub(super) struct Exchange {
     pub start: Instant,
@@ -126,7 +136,7 @@ impl LoggedBody {
             p.log(&event);
         }
         if let Some(recorder) = &logger.analytics {
-            recorder.record(event);
+            recorder.record(&event);
         }
     }
 }

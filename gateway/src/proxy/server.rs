@@ -89,6 +89,7 @@ fn reuseport_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener
 pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, mut shutdown: watch::Receiver<bool>) {
     let local_port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
     let builder = connection_builder();
+    let hand_over = tokio::spawn(hand_over_analytics(proxy.clone()));
     let graceful = GracefulShutdown::new();
     loop {
         let (stream, peer) = tokio::select! {
@@ -122,5 +123,17 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, mut shutdown: watch
         .is_err()
     {
         tracing::warn!("some requests were still open when the drain timeout ran out");
+    }
+    hand_over.abort();
+    proxy.logger.hand_over();
+}
+
+/// Hands this worker's recorded events to the analytics pipeline on a short tick, so that
+/// they do not wait for a full pack when traffic is light.
+async fn hand_over_analytics(proxy: Arc<Proxy>) {
+    let mut tick = tokio::time::interval(tollgate_analytics::pipeline::HANDOFF_INTERVAL);
+    loop {
+        tick.tick().await;
+        proxy.logger.hand_over();
     }
 }
