@@ -125,11 +125,13 @@ pub struct Settings {
         global = true
     )]
     pub clickhouse_validation: ClickHouseValidation,
-    /// Events per analytics batch.
+    /// Events per analytics batch. Large, because ClickHouse wants few inserts (about one
+    /// a second) and the embedded store's cost is per transaction; under light traffic
+    /// batches go every `analytics_flush_ms` anyway.
     #[arg(
         long,
         env = "TOLLGATE_ANALYTICS_BATCH_SIZE",
-        default_value_t = 5000,
+        default_value_t = 50_000,
         global = true
     )]
     pub analytics_batch_size: usize,
