@@ -1,6 +1,6 @@
 //! Header rewriting between client and upstream: hop-by-hop headers dropped, the
 //! `X-Forwarded-*` family, `Via` and `X-Request-Id` set, and the client's host read.
-use super::{Exchange, VIA};
+use super::{Downstream, Exchange, VIA};
 use crate::router::strip_port;
 use crate::snapshot::{RouteEntry, ServiceEntry};
 use http::{header, HeaderMap, HeaderName, HeaderValue, Request};
@@ -31,13 +31,20 @@ pub(super) const UPSTREAM_LATENCY: HeaderName =
 pub(super) const PROXY_LATENCY: HeaderName = HeaderName::from_static("x-tollgate-proxy-latency");
 
 /// The client's request id when it sent a sane one, or a new one (128 random bits from the
-/// thread's generator: no system call per request).
-pub fn request_id(h: &HeaderMap) -> Arc<str> {
-    h.get(X_REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 200)
-        .map(Arc::from)
-        .unwrap_or_else(|| format!("{:032x}", rand::random::<u128>()).into())
+/// thread's generator: no system call per request), as text and as a header value.
+pub fn request_id(h: &HeaderMap) -> (Arc<str>, HeaderValue) {
+    let sent = h
+        .get(X_REQUEST_ID)
+        .filter(|v| !v.is_empty() && v.len() <= 200);
+    if let Some((v, text)) = sent.and_then(|v| Some((v, v.to_str().ok()?))) {
+        return (Arc::from(text), v.clone());
+    }
+    let mut buf = uuid::Uuid::encode_buffer();
+    let id = uuid::Uuid::from_u128(rand::random())
+        .simple()
+        .encode_lower(&mut buf);
+    let header = HeaderValue::from_str(id).expect("hex digits are a valid header value");
+    (Arc::from(&*id), header)
 }
 
 /// The client's `User-Agent`, if it sent a readable one.
@@ -74,6 +81,13 @@ pub fn request_host<B>(req: &Request<B>) -> Option<(String, Option<u16>)> {
 }
 
 fn remove_hop_by_hop(h: &mut HeaderMap) {
+    // Most messages carry none: one look at each name instead of a lookup for each of these.
+    if !h
+        .keys()
+        .any(|n| HOP_BY_HOP.contains(n) || n == header::UPGRADE)
+    {
+        return;
+    }
     if h.contains_key(header::CONNECTION) {
         let named: Vec<HeaderName> = h
             .get_all(header::CONNECTION)
@@ -99,7 +113,7 @@ pub(super) fn for_upstream(
     service: &ServiceEntry,
     ex: &Exchange,
     stripped_prefix: Option<&str>,
-    local_port: u16,
+    conn: &Downstream,
 ) -> HeaderMap {
     let mut h = std::mem::take(&mut parts.headers);
     remove_hop_by_hop(&mut h);
@@ -115,23 +129,33 @@ pub(super) fn for_upstream(
         h.insert(header::HOST, v);
     }
     // The chain grows by the peer that connected; X-Real-IP is the client it stands for.
-    let peer = ex.client.ip().to_string();
-    let xff = match h.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {peer}"),
-        None => peer,
-    };
-    set(&mut h, X_FORWARDED_FOR, &xff);
-    set(&mut h, X_REAL_IP, &ex.client_ip.to_string());
+    let peer = &conn.peer_ip;
+    match h.get(X_FORWARDED_FOR).map(HeaderValue::as_bytes) {
+        Some(prev) => {
+            let xff = [prev, b", ", peer.as_bytes()].concat();
+            if let Ok(v) = HeaderValue::from_bytes(&xff) {
+                h.insert(X_FORWARDED_FOR, v);
+            }
+        }
+        None => {
+            h.insert(X_FORWARDED_FOR, peer.clone());
+        }
+    }
+    if ex.client_ip == conn.peer.ip() {
+        h.insert(X_REAL_IP, peer.clone());
+    } else {
+        set(&mut h, X_REAL_IP, &ex.client_ip.to_string());
+    }
     h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     set(&mut h, X_FORWARDED_HOST, &ex.host);
-    h.insert(X_FORWARDED_PORT, HeaderValue::from(local_port));
+    h.insert(X_FORWARDED_PORT, conn.local_port_header.clone());
     match stripped_prefix {
         Some(p) if !p.is_empty() && p != "/" => set(&mut h, X_FORWARDED_PREFIX, p),
         _ => {
             h.remove(X_FORWARDED_PREFIX);
         }
     }
-    set(&mut h, X_REQUEST_ID, &ex.request_id);
+    h.insert(X_REQUEST_ID, ex.request_id_header.clone());
     append_via(&mut h);
     h
 }
@@ -143,11 +167,15 @@ pub(super) fn clean_response(h: &mut HeaderMap) {
 
 /// Adds Tollgate to the `Via` chain.
 pub(super) fn append_via(h: &mut HeaderMap) {
-    let v = match h.get(header::VIA).and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {VIA}"),
-        None => VIA.to_string(),
-    };
-    set(h, header::VIA, &v);
+    match h.get(header::VIA).and_then(|v| v.to_str().ok()) {
+        Some(prev) => {
+            let v = format!("{prev}, {VIA}");
+            set(h, header::VIA, &v);
+        }
+        None => {
+            h.insert(header::VIA, HeaderValue::from_static(VIA));
+        }
+    }
 }
 
 fn set(h: &mut HeaderMap, name: HeaderName, value: &str) {

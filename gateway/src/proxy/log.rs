@@ -6,7 +6,7 @@ use crate::snapshot::ConsumerEntry;
 use crate::status::metrics::Metrics;
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -37,11 +37,11 @@ pub(super) struct Exchange {
     pub start: Instant,
     pub arrived_us: u64,
     pub request_id: Arc<str>,
+    /// The same, ready for the `X-Request-Id` headers.
+    pub request_id_header: http::HeaderValue,
     pub method: Arc<str>,
     pub host: Arc<str>,
     pub path: Arc<str>,
-    /// The TCP peer.
-    pub client: SocketAddr,
     /// The client as `ClientIp` resolved it (the peer unless a trusted proxy named another).
     pub client_ip: IpAddr,
     pub user_agent: Option<Arc<str>>,

@@ -5,6 +5,7 @@
 //! back with Tollgate's headers, and record the request. Nothing here touches the store or
 //! holds a lock across an await.
 mod client_ip;
+mod downstream;
 mod error_page;
 mod headers;
 mod log;
@@ -17,13 +18,13 @@ use crate::snapshot::{ServiceEntry, Snapshot};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 pub use client_ip::ClientIp;
+pub use downstream::Downstream;
 use error_page::Format;
 use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use log::Exchange;
 pub use log::{LoggedBody, Logger};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -44,24 +45,20 @@ pub struct Proxy {
 
 impl Proxy {
     /// Serves one request; always answers (errors become gateway responses).
-    pub async fn handle(
-        &self,
-        req: Request<Incoming>,
-        client: SocketAddr,
-        local_port: u16,
-    ) -> Response<LoggedBody> {
+    pub async fn handle(&self, req: Request<Incoming>, conn: &Downstream) -> Response<LoggedBody> {
         let header_bytes = headers::total_size(req.headers());
+        let (request_id, request_id_header) = headers::request_id(req.headers());
         let mut ex = Exchange {
             start: Instant::now(),
             arrived_us: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_micros() as u64),
-            request_id: headers::request_id(req.headers()),
+            request_id,
+            request_id_header,
             method: req.method().as_str().into(),
             host: "".into(),
             path: req.uri().path().into(),
-            client,
-            client_ip: self.client_ip.resolve(client.ip(), req.headers()),
+            client_ip: self.client_ip.resolve(conn.peer.ip(), req.headers()),
             user_agent: headers::user_agent(req.headers()),
             // For the log: headers as sent, plus the body's declared length.
             bytes_in: header_bytes as u64 + headers::content_length(req.headers()),
@@ -84,7 +81,7 @@ impl Proxy {
                 "Request header or cookie too large",
             ))
         } else {
-            self.route_and_forward(req, &mut ex, local_port).await
+            self.route_and_forward(req, &mut ex, conn).await
         };
         let mut resp = match answer {
             Ok(r) => r,
@@ -102,7 +99,7 @@ impl Proxy {
         &self,
         req: Request<Incoming>,
         ex: &mut Exchange,
-        local_port: u16,
+        conn: &Downstream,
     ) -> Result<Response<ProxyBody>, Reply> {
         let bad = || Reply::new(StatusCode::BAD_REQUEST, "Bad request");
         let norm_path = path::normalize(req.uri().path())
@@ -114,7 +111,7 @@ impl Proxy {
         let found = snapshot.router.find(&RequestInfo {
             method: req.method().as_str(),
             host: &host,
-            port: port.unwrap_or(local_port),
+            port: port.unwrap_or(conn.local_port),
             path: &norm_path,
             headers: req.headers(),
         });
@@ -156,7 +153,7 @@ impl Proxy {
         let uri = upstream_uri(service, &upstream_path, parts.uri.query()).map_err(|_| bad())?;
         let stripped = route.strip_path.then(|| &norm_path[..m.matched_len]);
         let upstream_headers =
-            headers::for_upstream(&mut parts, route, service, ex, stripped, local_port);
+            headers::for_upstream(&mut parts, route, service, ex, stripped, conn);
         self.forward(parts.method, uri, upstream_headers, body, service, ex)
             .await
     }
@@ -335,9 +332,7 @@ fn add_gateway_headers(resp: &mut Response<ProxyBody>, ex: &mut Exchange) {
     h.extend(std::mem::take(&mut ex.response_headers));
     h.insert(headers::PROXY_LATENCY, HeaderValue::from(proxy_ms));
     headers::append_via(h);
-    if let Ok(v) = HeaderValue::from_str(&ex.request_id) {
-        h.insert(headers::X_REQUEST_ID, v);
-    }
+    h.insert(headers::X_REQUEST_ID, ex.request_id_header.clone());
 }
 
 fn upstream_uri(
