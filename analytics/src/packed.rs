@@ -7,7 +7,6 @@
 //! measured, that cost the proxy thread more than building the event. Packed, many events are
 //! one buffer of plain bytes, and the batcher unpacks them into its own strings.
 use crate::RequestEvent;
-use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
@@ -112,7 +111,7 @@ impl Writer<'_> {
 /// The batcher's copies of the texts events repeat (service, route, consumer, node ...), so
 /// that unpacking one allocates only its own request id and path.
 #[derive(Default)]
-pub struct Labels(HashSet<Arc<str>>);
+pub struct Labels(rustc_hash::FxHashSet<Arc<str>>);
 
 /// Distinct texts kept at most; beyond it the set starts again (a guard against labels that
 /// do not repeat after all, such as user agents under attack).

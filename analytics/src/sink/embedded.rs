@@ -9,7 +9,7 @@ use crate::query::aggregate::RollupRow;
 use crate::RequestEvent;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::{QueryBuilder, Row, Sqlite};
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,7 +28,7 @@ pub struct Embedded {
 }
 
 type Key = (i64, Arc<str>, Arc<str>, Arc<str>, u16);
-type Rows = HashMap<Key, (RollupRow, Histogram)>;
+type Rows = FxHashMap<Key, (RollupRow, Histogram)>;
 
 impl Embedded {
     /// Opens (creating) `analytics.db` in `data_dir`.
@@ -210,7 +210,7 @@ impl Period {
 
 /// The batch folded into per-minute rows, each with its latency histogram.
 fn minute_rollups(batch: &[RequestEvent]) -> Rows {
-    let mut rows = Rows::new();
+    let mut rows = Rows::default();
     let name = |v: &Option<Arc<str>>| v.clone().unwrap_or_else(|| Arc::from(""));
     for e in batch {
         let secs = (e.timestamp_us / 1_000_000) as i64;
@@ -234,7 +234,7 @@ fn minute_rollups(batch: &[RequestEvent]) -> Rows {
 
 /// Minute rows folded into `period`'s rows (hours, or minutes without names).
 fn coarser(minutes: &Rows, period: Period) -> Rows {
-    let mut rows = Rows::new();
+    let mut rows = Rows::default();
     let empty: Arc<str> = Arc::from("");
     for ((start, service, route, consumer, status), (m, latency)) in minutes {
         let names = if period.by_name() {
