@@ -32,17 +32,30 @@ CONF
 nginx -c "$work/backend.conf" -p "$work" & pids+=($!)
 printf '_format_version: "3.0"\nservices:\n  - name: backend\n    url: http://127.0.0.1:%s\n    routes:\n      - name: api\n        paths: [/api/]\n' "$backend" > "$work/one.yaml"
 
-run() { # $1 = TOLLGATE_ANALYTICS; prints "rps p99"
+# Where processes run. "shared": anywhere on the machine's cores, Tollgate's batcher and the
+# ClickHouse server competing with wrk and the backend. "pinned": Tollgate (all its threads)
+# alone on CPU 0, wrk, the backend and ClickHouse on CPU 1, as they would be on other hosts:
+# then analytics cost only what they cost the gateway's own core.
+place() { # $1 = shared|pinned
+  local cpus=0-$(( $(nproc) - 1 ))
+  [ "$1" = pinned ] && cpus=1
+  for p in "${pids[@]}"; do taskset -apc "$cpus" "$p" >/dev/null 2>&1 || true; done
+  for p in $(pgrep -f "nginx: worker" || true); do taskset -apc "$cpus" "$p" >/dev/null 2>&1 || true; done
+  if [ "$1" = pinned ]; then tg_cpus=0; wrk_cpus=1; else tg_cpus=$cpus; wrk_cpus=$cpus; fi
+}
+
+run() { # $1 = TOLLGATE_ANALYTICS; prints "rps p99 flushed dropped"
   local proxy status pid
   proxy=$(free_port); status=$(free_port)
-  mkdir -p "$work/data-$1"
+  rm -rf "$work/data-$1"; mkdir -p "$work/data-$1"
   TOLLGATE_DATABASE=off TOLLGATE_DECLARATIVE_CONFIG="$work/one.yaml" TOLLGATE_WORKER_THREADS=1 \
   TOLLGATE_ANALYTICS=$1 TOLLGATE_CLICKHOUSE_URL=$ch_url TOLLGATE_DATA_DIR="$work/data-$1" \
   TOLLGATE_PROXY_LISTEN=127.0.0.1:$proxy TOLLGATE_ADMIN_LISTEN=off TOLLGATE_STATUS_LISTEN=127.0.0.1:$status \
-  TOLLGATE_CONSOLE_LISTEN=off TOLLGATE_PORTAL_LISTEN=off RUST_LOG=warn "$bin" > "$work/tollgate-$1.log" 2>&1 &
-  pid=$!; pids+=($pid)
+  TOLLGATE_CONSOLE_LISTEN=off TOLLGATE_PORTAL_LISTEN=off RUST_LOG=warn \
+    taskset -c "$tg_cpus" "$bin" > "$work/tollgate-$1.log" 2>&1 &
+  pid=$!
   for _ in $(seq 600); do curl -fs "http://127.0.0.1:$status/status" >/dev/null 2>&1 && break; sleep 0.05; done
-  wrk -t1 -c32 -d${dur}s --latency "http://127.0.0.1:$proxy/api/x" > "$work/wrk.out"
+  taskset -c "$wrk_cpus" wrk -t1 -c32 -d${dur}s --latency "http://127.0.0.1:$proxy/api/x" > "$work/wrk.out"
   sleep 2
   local metrics; metrics=$(curl -fs "http://127.0.0.1:$status/metrics")
   echo "$(awk '/Requests\/sec/ {print $2}' "$work/wrk.out") $(awk '$1=="99%" {print $2}' "$work/wrk.out") \
@@ -51,16 +64,26 @@ $(echo "$metrics" | awk '/^tollgate_analytics_events_dropped_total/ {print $2}')
   kill "$pid"; wait "$pid" 2>/dev/null || true
 }
 
-read -r off_rps off_p99 _ _ < <(run off)
-read -r emb_rps emb_p99 emb_flushed emb_dropped < <(run embedded)
-read -r ch_rps ch_p99 ch_flushed ch_dropped < <(run clickhouse)
 echo
-echo "wrk -t1 -c32 -d${dur}s, one proxy worker, same run ($(date -u +%F), $(nproc) cores)"
+echo "wrk -t1 -c32 -d${dur}s, one proxy worker, two rounds per placement ($(date -u '+%F %H:%M') UTC, $(nproc) cores)"
 echo
-echo "| analytics | requests/s | p99 | events flushed | dropped |"
-echo "|---|---|---|---|---|"
-echo "| off | $off_rps | $off_p99 | - | - |"
-echo "| embedded | $emb_rps | $emb_p99 | $emb_flushed | $emb_dropped |"
-echo "| clickhouse | $ch_rps | $ch_p99 | $ch_flushed | $ch_dropped |"
+echo "| placement | round | analytics | requests/s | p99 | events flushed | dropped |"
+echo "|---|---|---|---|---|---|---|"
+costs=()
+for placement in shared pinned; do
+  place "$placement"
+  declare -A sum=()
+  for round in 1 2; do
+    for mode in off embedded clickhouse; do
+      read -r rps p99 flushed dropped < <(run "$mode")
+      echo "| $placement | $round | $mode | $rps | $p99 | ${flushed:--} | ${dropped:--} |"
+      sum[$mode]=$(python3 -c "print(${sum[$mode]:-0} + $rps)")
+    done
+  done
+  costs+=("$(python3 -c "o=${sum[off]}; print(f'$placement: embedded {1-${sum[embedded]}/o:.1%}, ClickHouse {1-${sum[clickhouse]}/o:.1%}')")")
+  unset sum
+done
+place shared
 echo
-python3 -c "print(f'cost of analytics: embedded {1-$emb_rps/$off_rps:.1%}, ClickHouse {1-$ch_rps/$off_rps:.1%} of requests/s')"
+echo "cost of analytics (requests/s, mean of the two rounds against analytics off):"
+printf '  %s\n' "${costs[@]}"
