@@ -185,14 +185,9 @@ mod tests {
             snapshot: Arc::new(Snapshot::empty()),
             route_id: ROUTE.parse().unwrap(),
             service_id: Some(SERVICE.parse().unwrap()),
-            consumer: with_consumer.then(|| {
-                Arc::new(ConsumerEntry {
-                    id: CONSUMER.parse().unwrap(),
-                    username: None,
-                    custom_id: None,
-                })
-            }),
-            credential_id: None,
+            consumer: with_consumer
+                .then(|| Arc::new(ConsumerEntry::new(CONSUMER.parse().unwrap(), None, None))),
+            credential: None,
             rejected_by: None,
             response_headers: http::HeaderMap::new(),
             response_plugins: Vec::new(),

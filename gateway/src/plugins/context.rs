@@ -1,5 +1,5 @@
 //! What plugins see and change while a request passes through them.
-use crate::snapshot::{ConsumerEntry, Snapshot};
+use crate::snapshot::{ConsumerEntry, CredentialId, Snapshot};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use http_body_util::{BodyExt, Limited};
@@ -22,7 +22,8 @@ pub struct Context {
     pub service_id: Option<Uuid>,
     /// Set by an authentication plugin.
     pub consumer: Option<Arc<ConsumerEntry>>,
-    pub credential_id: Option<Uuid>,
+    /// The credential it authenticated with.
+    pub credential: Option<CredentialId>,
     /// The plugin that answered the client instead of the upstream.
     pub rejected_by: Option<&'static str>,
     /// Headers added to the client's response, whoever writes it (upstream or a plugin).

@@ -8,7 +8,7 @@ use super::{
     get_bool, get_str, get_strings, AccessFuture, Context, Flow, Handler, PluginSpec, Reply,
 };
 use crate::model::schema::{field, FieldErrors, Ty};
-use crate::snapshot::ConsumerEntry;
+use crate::snapshot::{ConsumerEntry, CredentialId};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
@@ -148,7 +148,7 @@ impl KeyAuth {
         let Some(cred) = ctx.snapshot.credential(&key, ctx.now_ms) else {
             return self.anonymous_or(ctx, BAD_KEY);
         };
-        let (consumer, id) = (cred.consumer.clone(), cred.id);
+        let (consumer, id) = (cred.consumer.clone(), cred.id.clone());
         identify(ctx, consumer, Some(id), false);
         Flow::Continue
     }
@@ -220,25 +220,29 @@ impl KeyAuth {
 fn identify(
     ctx: &mut Context,
     consumer: Arc<ConsumerEntry>,
-    credential: Option<uuid::Uuid>,
+    credential: Option<CredentialId>,
     anonymous: bool,
 ) {
     let h = &mut ctx.parts.headers;
-    set(h, X_CONSUMER_ID, Some(&consumer.id.to_string()));
-    set(h, X_CONSUMER_CUSTOM_ID, consumer.custom_id.as_deref());
-    set(h, X_CONSUMER_USERNAME, consumer.username.as_deref());
+    set(h, X_CONSUMER_ID, Some(consumer.id_header.clone()));
+    set(h, X_CONSUMER_CUSTOM_ID, consumer.custom_id_header.clone());
+    set(h, X_CONSUMER_USERNAME, consumer.username_header.clone());
     set(
         h,
         X_CREDENTIAL_IDENTIFIER,
-        credential.map(|c| c.to_string()).as_deref(),
+        credential.as_ref().map(|c| c.header.clone()),
     );
-    set(h, X_ANONYMOUS_CONSUMER, anonymous.then_some("true"));
-    ctx.credential_id = credential;
+    set(
+        h,
+        X_ANONYMOUS_CONSUMER,
+        anonymous.then(|| HeaderValue::from_static("true")),
+    );
+    ctx.credential = credential;
     ctx.consumer = Some(consumer);
 }
 
-fn set(h: &mut HeaderMap, name: HeaderName, value: Option<&str>) {
-    match value.and_then(|v| HeaderValue::from_str(v).ok()) {
+fn set(h: &mut HeaderMap, name: HeaderName, value: Option<HeaderValue>) {
+    match value {
         Some(v) => {
             h.insert(name, v);
         }

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 use tollgate_analytics::{Recorder, RequestEvent};
-use uuid::Uuid;
 
 /// Where finished requests are recorded.
 pub struct Logger {
@@ -50,7 +49,7 @@ pub(super) struct Exchange {
     pub route: Option<Arc<str>>,
     pub route_path: Option<Arc<str>>,
     pub consumer: Option<Arc<ConsumerEntry>>,
-    pub credential_id: Option<Uuid>,
+    pub credential_id: Option<Arc<str>>,
     /// The plugin that answered instead of the upstream.
     pub rejected_by: Option<&'static str>,
     /// Headers plugins add to the response.
@@ -65,20 +64,14 @@ pub(super) struct Exchange {
 impl Exchange {
     fn event(self, status: u16, bytes_out: u64, node: Arc<str>) -> RequestEvent {
         let total_us = self.start.elapsed().as_micros() as u64;
-        let consumer_name = self.consumer.as_ref().map(|c| -> Arc<str> {
-            match (&c.username, &c.custom_id) {
-                (Some(u), _) | (None, Some(u)) => u.as_str().into(),
-                (None, None) => c.id.to_string().into(),
-            }
-        });
         RequestEvent {
             timestamp_us: self.arrived_us,
             request_id: self.request_id,
             service: self.service,
             route: self.route,
-            consumer_id: self.consumer.as_ref().map(|c| c.id.to_string().into()),
-            consumer: consumer_name,
-            credential_id: self.credential_id.map(|c| c.to_string().into()),
+            consumer_id: self.consumer.as_ref().map(|c| c.id_text.clone()),
+            consumer: self.consumer.as_ref().map(|c| c.name.clone()),
+            credential_id: self.credential_id,
             method: self.method,
             host: self.host,
             path: self.path,

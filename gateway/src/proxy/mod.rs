@@ -176,7 +176,7 @@ impl Proxy {
             route_id,
             service_id: Some(service_id),
             consumer: None,
-            credential_id: None,
+            credential: None,
             rejected_by: None,
             response_headers: HeaderMap::new(),
             response_plugins: Vec::new(),
@@ -184,7 +184,7 @@ impl Proxy {
         };
         let flow = snapshot.plugins.access(&mut ctx).await;
         ex.consumer = ctx.consumer;
-        ex.credential_id = ctx.credential_id;
+        ex.credential_id = ctx.credential.map(|c| c.text);
         ex.rejected_by = ctx.rejected_by;
         ex.response_headers = ctx.response_headers;
         ex.response_plugins = ctx.response_plugins;

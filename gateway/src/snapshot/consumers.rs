@@ -1,22 +1,70 @@
 //! Consumers and their API keys as the proxy looks them up: by id or username, and by the
 //! SHA-256 digest of a presented key (the store never holds the clear key).
 use crate::model::{ref_id, Consumer, KeyAuthCredential};
+use http::HeaderValue;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Arc;
 use uuid::Uuid;
 
+/// A consumer, with the texts each of its requests needs made once per snapshot.
 pub struct ConsumerEntry {
     pub id: Uuid,
     pub username: Option<String>,
     pub custom_id: Option<String>,
+    /// The id as text (rate-limit counters, analytics).
+    pub id_text: Arc<str>,
+    /// What analytics call the consumer: its username, else its custom id, else its id.
+    pub name: Arc<str>,
+    /// The `X-Consumer-*` header values (none for a text a header cannot carry).
+    pub id_header: HeaderValue,
+    pub username_header: Option<HeaderValue>,
+    pub custom_id_header: Option<HeaderValue>,
+}
+
+impl ConsumerEntry {
+    pub fn new(id: Uuid, username: Option<String>, custom_id: Option<String>) -> ConsumerEntry {
+        let id_text: Arc<str> = id.to_string().into();
+        let header = |s: &Option<String>| s.as_deref().and_then(|s| HeaderValue::from_str(s).ok());
+        ConsumerEntry {
+            name: username
+                .as_deref()
+                .or(custom_id.as_deref())
+                .map_or_else(|| id_text.clone(), Arc::from),
+            id_header: HeaderValue::from_str(&id_text).expect("a UUID is a valid header value"),
+            username_header: header(&username),
+            custom_id_header: header(&custom_id),
+            id_text,
+            id,
+            username,
+            custom_id,
+        }
+    }
 }
 
 pub struct CredentialEntry {
-    pub id: Uuid,
+    pub id: CredentialId,
     pub consumer: Arc<ConsumerEntry>,
     /// Unix milliseconds after which the key no longer authenticates.
     pub expires_at_ms: Option<u64>,
+}
+
+/// A credential's id as each request that presents it needs it.
+#[derive(Clone)]
+pub struct CredentialId {
+    pub text: Arc<str>,
+    /// For `X-Credential-Identifier`.
+    pub header: HeaderValue,
+}
+
+impl CredentialId {
+    fn new(id: Uuid) -> CredentialId {
+        let text = id.to_string();
+        CredentialId {
+            header: HeaderValue::from_str(&text).expect("a UUID is a valid header value"),
+            text: text.into(),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -28,11 +76,7 @@ pub struct Consumers {
 
 impl Consumers {
     pub fn add_consumer(&mut self, c: Consumer) {
-        let entry = Arc::new(ConsumerEntry {
-            id: c.id,
-            username: c.username,
-            custom_id: c.custom_id,
-        });
+        let entry = Arc::new(ConsumerEntry::new(c.id, c.username, c.custom_id));
         if let Some(u) = &entry.username {
             self.by_username.insert(u.clone(), entry.clone());
         }
@@ -49,7 +93,7 @@ impl Consumers {
         self.keys.insert(
             digest,
             CredentialEntry {
-                id: k.id,
+                id: CredentialId::new(k.id),
                 consumer: consumer.clone(),
                 expires_at_ms: k.expires_at().map(|t| t.max(0) as u64 * 1000),
             },

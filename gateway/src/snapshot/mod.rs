@@ -9,7 +9,7 @@ mod consumers;
 use crate::model::{Kind, Route, Service};
 use crate::plugins::{chain::PluginIndex, Shared};
 use crate::router::Router;
-pub use consumers::{ConsumerEntry, CredentialEntry};
+pub use consumers::{ConsumerEntry, CredentialEntry, CredentialId};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -18,6 +18,7 @@ use super::{
 use crate::model::schema::{self, field, Field, FieldErrors, Ty};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde_json::{json, Map, Value};
+use std::borrow::Cow;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -294,7 +295,9 @@ impl Handler for RateLimiting {
 impl RateLimiting {
     async fn limit(&self, ctx: &mut Context) -> Flow {
         let now = (ctx.now_ms / 1000) as i64;
-        let subject = format!("{}:{}", self.scope, self.identifier(ctx));
+        let identifier = self.identifier(ctx);
+        let mut subject = String::with_capacity(self.scope.len() + 1 + identifier.len());
+        subject.extend([&*self.scope, ":", &identifier]);
         let windows = windows_at(&self.limits, now);
         let (usage, allowed) = match &self.policy {
             Policy::Local => self
@@ -333,25 +336,25 @@ impl RateLimiting {
     }
 
     /// Kong's identifier for `limit_by`, falling back to the client's IP when it is missing.
-    fn identifier(&self, ctx: &Context) -> String {
+    fn identifier<'a>(&'a self, ctx: &'a Context) -> Cow<'a, str> {
+        let credential = || ctx.credential.as_ref().map(|c| Cow::from(&*c.text));
         let found = match &self.limit_by {
             LimitBy::Consumer => ctx
                 .consumer
                 .as_ref()
-                .map(|c| c.id)
-                .or(ctx.credential_id)
-                .map(|id| id.to_string()),
-            LimitBy::Credential => ctx.credential_id.map(|id| id.to_string()),
-            LimitBy::Service => ctx.service_id.map(|id| id.to_string()),
+                .map(|c| Cow::from(&*c.id_text))
+                .or_else(credential),
+            LimitBy::Credential => credential(),
+            LimitBy::Service => ctx.service_id.map(|id| Cow::from(id.to_string())),
             LimitBy::Header(name) => ctx
                 .parts
                 .headers
                 .get(name)
-                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
-            LimitBy::Path(path) => (ctx.parts.uri.path() == path).then(|| path.clone()),
+                .map(|v| String::from_utf8_lossy(v.as_bytes())),
+            LimitBy::Path(path) => (ctx.parts.uri.path() == path).then_some(Cow::from(path)),
             LimitBy::Ip => None,
         };
-        found.unwrap_or_else(|| ctx.client_ip.to_string())
+        found.unwrap_or_else(|| Cow::from(ctx.client_ip.to_string()))
     }
 
     fn redis_failed(&self, error: &str, now_ms: i64) -> Flow {
