@@ -7,6 +7,7 @@
 //! measured, that cost the proxy thread more than building the event. Packed, many events are
 //! one buffer of plain bytes, and the batcher unpacks them into its own strings.
 use crate::RequestEvent;
+use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
@@ -109,9 +110,10 @@ impl Writer<'_> {
 }
 
 /// The batcher's copies of the texts events repeat (service, route, consumer, node ...), so
-/// that unpacking one allocates only its own request id and path.
+/// that unpacking one allocates only its own request id and path. Hashed with foldhash, seeded
+/// per process, since clients choose some of these texts (user agent, host).
 #[derive(Default)]
-pub struct Labels(rustc_hash::FxHashSet<Arc<str>>);
+pub struct Labels(HashSet<Arc<str>, foldhash::fast::RandomState>);
 
 /// Distinct texts kept at most; beyond it the set starts again (a guard against labels that
 /// do not repeat after all, such as user agents under attack).

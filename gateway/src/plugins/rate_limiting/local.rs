@@ -5,9 +5,9 @@
 //! drops the counters of ended windows at most once a second, which bounds memory by the
 //! identifiers active in the current windows.
 use super::windows::Period;
-use std::collections::hash_map::DefaultHasher;
+use foldhash::fast::RandomState;
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::Mutex;
 
 const SHARDS: usize = 64;
@@ -23,19 +23,23 @@ struct Count {
 #[derive(Default)]
 struct Shard {
     /// By subject: the instance's scope and the identifier (`route:service:identifier`).
-    subjects: HashMap<Box<str>, Vec<Count>>,
+    subjects: HashMap<Box<str>, Vec<Count>, RandomState>,
     next_sweep: i64,
 }
 
 /// All local counters of this node; they outlive configuration snapshots.
 pub struct Counters {
     shards: Vec<Mutex<Shard>>,
+    /// Picks a subject's shard. foldhash, seeded per process: fast, and clients who choose
+    /// their identifiers (IPs, header values) cannot aim them at one shard.
+    hasher: RandomState,
 }
 
 impl Default for Counters {
     fn default() -> Counters {
         Counters {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            hasher: RandomState::default(),
         }
     }
 }
@@ -52,9 +56,7 @@ impl Counters {
     /// Counts the request in every window unless one is already at its limit. Returns each
     /// window's usage before this request, and whether it was counted.
     pub fn check_and_count(&self, subject: &str, windows: &[Window], now: i64) -> (Vec<u64>, bool) {
-        let mut hasher = DefaultHasher::new();
-        subject.hash(&mut hasher);
-        let shard = &self.shards[hasher.finish() as usize % SHARDS];
+        let shard = &self.shards[self.hasher.hash_one(subject) as usize % SHARDS];
         let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
         if now >= shard.next_sweep {
             shard.subjects.retain(|_, counts| {
