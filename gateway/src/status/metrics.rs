@@ -41,10 +41,28 @@ impl Histogram {
     }
 }
 
+/// Service and route.
 type Labels = (Arc<str>, Arc<str>);
+
+/// Everything counted for one service and route, so that a request takes one map lookup.
+#[derive(Default)]
+struct Series {
+    /// Requests by status code.
+    statuses: Vec<(u16, u64)>,
+    total_latency: Histogram,
+    /// Only once a request reached the upstream.
+    upstream_latency: Option<Histogram>,
+}
 
 #[derive(Default)]
 struct Shard {
+    series: HashMap<Labels, Series, foldhash::fast::RandomState>,
+    upstream_errors: HashMap<Arc<str>, u64>,
+}
+
+/// All shards merged, by metric, for rendering.
+#[derive(Default)]
+struct Totals {
     requests: HashMap<(Labels, u16), u64>,
     total_latency: HashMap<Labels, Histogram>,
     upstream_latency: HashMap<Labels, Histogram>,
@@ -54,7 +72,7 @@ struct Shard {
 /// The gateway's traffic metrics.
 pub struct Metrics {
     shards: Vec<Mutex<Shard>>,
-    hasher: std::collections::hash_map::RandomState,
+    hasher: foldhash::fast::RandomState,
 
     pub config_reloads: AtomicU64,
     pub config_reload_failures: AtomicU64,
@@ -87,15 +105,20 @@ impl Metrics {
         );
         let shard = &self.shards[(self.hasher.hash_one(&labels) as usize) % SHARDS];
         let mut s = shard.lock().unwrap_or_else(|p| p.into_inner());
-        *s.requests.entry((labels.clone(), e.status)).or_default() += 1;
-        s.total_latency
-            .entry(labels.clone())
-            .or_default()
-            .observe(e.total_latency_us);
+        let series = s.series.entry(labels).or_default();
+        match series
+            .statuses
+            .iter_mut()
+            .find(|(code, _)| *code == e.status)
+        {
+            Some((_, n)) => *n += 1,
+            None => series.statuses.push((e.status, 1)),
+        }
+        series.total_latency.observe(e.total_latency_us);
         if e.upstream_latency_us > 0 {
-            s.upstream_latency
-                .entry(labels)
-                .or_default()
+            series
+                .upstream_latency
+                .get_or_insert_default()
                 .observe(e.upstream_latency_us);
         }
         if e.upstream_failed {
@@ -108,17 +131,21 @@ impl Metrics {
     /// Everything, merged across shards, in Prometheus' text exposition format.
     /// `counters` and `gauges` are extra `(name, help, value)` lines from the rest of the gateway.
     pub fn render(&self, counters: &[(&str, &str, u64)], gauges: &[(&str, &str, f64)]) -> String {
-        let mut all = Shard::default();
+        let mut all = Totals::default();
         for shard in &self.shards {
             let s = shard.lock().unwrap_or_else(|p| p.into_inner());
-            for (k, v) in &s.requests {
-                *all.requests.entry(k.clone()).or_default() += v;
-            }
-            for (k, v) in &s.total_latency {
-                all.total_latency.entry(k.clone()).or_default().merge(v);
-            }
-            for (k, v) in &s.upstream_latency {
-                all.upstream_latency.entry(k.clone()).or_default().merge(v);
+            for (k, series) in &s.series {
+                for (code, n) in &series.statuses {
+                    *all.requests.entry((k.clone(), *code)).or_default() += n;
+                }
+                let total = all.total_latency.entry(k.clone()).or_default();
+                total.merge(&series.total_latency);
+                if let Some(upstream) = &series.upstream_latency {
+                    all.upstream_latency
+                        .entry(k.clone())
+                        .or_default()
+                        .merge(upstream);
+                }
             }
             for (k, v) in &s.upstream_errors {
                 *all.upstream_errors.entry(k.clone()).or_default() += v;
