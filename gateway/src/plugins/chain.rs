@@ -38,7 +38,8 @@ pub struct PluginIndex {
     order: Vec<&'static PluginSpec>,
     /// For each plugin in `order`, a bit per level of `LEVELS` that has an instance.
     levels: Vec<u8>,
-    handlers: HashMap<Key, Arc<dyn Handler>>,
+    /// Probed for each plugin and level a request could use: foldhash, not SipHash.
+    handlers: HashMap<Key, Arc<dyn Handler>, foldhash::fast::RandomState>,
 }
 
 impl PluginIndex {
@@ -55,7 +56,7 @@ impl PluginIndex {
         let mut index = PluginIndex {
             levels: vec![0; order.len()],
             order,
-            handlers: HashMap::new(),
+            handlers: HashMap::default(),
         };
         for p in plugins.iter().filter(|p| p.enabled) {
             let Some(i) = index.order.iter().position(|s| s.name == p.name) else {

@@ -58,7 +58,8 @@ struct Idle {
 
 #[derive(Default)]
 struct Pool {
-    idle: HashMap<Key, Vec<Idle>>,
+    /// Looked up twice per request (take, give back): foldhash, not SipHash.
+    idle: HashMap<Key, Vec<Idle>, foldhash::fast::RandomState>,
     connectors: HashMap<Duration, Connector>,
 }
 

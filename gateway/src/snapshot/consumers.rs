@@ -71,7 +71,8 @@ impl CredentialId {
 pub struct Consumers {
     by_id: HashMap<Uuid, Arc<ConsumerEntry>>,
     by_username: HashMap<String, Arc<ConsumerEntry>>,
-    keys: HashMap<[u8; 32], CredentialEntry>,
+    /// By SHA-256 digest, probed once per request: foldhash, not SipHash.
+    keys: HashMap<[u8; 32], CredentialEntry, foldhash::fast::RandomState>,
 }
 
 impl Consumers {
