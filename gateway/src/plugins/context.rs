@@ -3,7 +3,7 @@ use crate::snapshot::{ConsumerEntry, CredentialId, Snapshot};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::{Body, Incoming};
+use hyper::body::Incoming;
 use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -41,16 +41,6 @@ pub const MAX_BUFFERED_BODY: usize = 8 * 1024 * 1024;
 pub enum RequestBody {
     Streaming(Incoming),
     Buffered(Bytes),
-}
-
-impl RequestBody {
-    /// Known to be complete already (empty, or read into memory), so it can be sent again.
-    pub fn is_replayable(&self) -> bool {
-        match self {
-            RequestBody::Streaming(b) => b.is_end_stream(),
-            RequestBody::Buffered(_) => true,
-        }
-    }
 }
 
 impl Context {

@@ -194,7 +194,8 @@ impl Proxy {
         }
     }
 
-    /// Sends the request upstream, retrying connection failures when the body can be sent again.
+    /// Sends the request upstream, retrying when no connection could be made (the request
+    /// then comes back unsent, so nothing is copied for a retry that may never happen).
     async fn forward(
         &self,
         method: http::Method,
@@ -204,48 +205,30 @@ impl Proxy {
         service: &ServiceEntry,
         ex: &mut Exchange,
     ) -> Result<Response<ProxyBody>, Reply> {
-        let retryable = body.is_replayable() && service.retries > 0;
-        let mut body = Some(body);
-        // Headers are kept for a retry only when one can happen.
-        let spare_headers = retryable.then(|| headers.clone());
-        // What every attempt sends when retries are possible.
-        let replay = match &body {
-            Some(RequestBody::Buffered(bytes)) if retryable => bytes.clone(),
-            _ => Bytes::new(),
+        let mut req = Request::new(match body {
+            RequestBody::Streaming(b) => Either::Left(b),
+            RequestBody::Buffered(bytes) => Either::Right(Full::new(bytes)),
+        });
+        *req.method_mut() = method;
+        *req.uri_mut() = uri;
+        *req.headers_mut() = headers;
+        let timeouts = upstream::Timeouts {
+            connect: service.connect_timeout,
+            write: service.write_timeout,
+            read: service.read_timeout,
         };
-        let mut headers = Some(headers);
         let mut attempt = 0;
         let sent = Instant::now();
         ex.upstream_addr = Some(service.address.clone());
         let outcome = loop {
-            let mut req = Request::new(match body.take() {
-                Some(RequestBody::Streaming(b)) if !retryable => Either::Left(b),
-                Some(RequestBody::Buffered(bytes)) if !retryable => Either::Right(Full::new(bytes)),
-                _ => Either::Right(Full::new(replay.clone())),
-            });
-            *req.method_mut() = method.clone();
-            *req.uri_mut() = uri.clone();
-            *req.headers_mut() = match headers.take() {
-                Some(h) => h,
-                None => spare_headers.clone().unwrap_or_default(),
-            };
-            let result = tokio::time::timeout(
-                service.read_timeout,
-                upstream::send(
-                    req,
-                    upstream::Timeouts {
-                        connect: service.connect_timeout,
-                        write: service.write_timeout,
-                        read: service.read_timeout,
-                    },
-                ),
-            )
-            .await;
+            let result =
+                tokio::time::timeout(service.read_timeout, upstream::send(req, timeouts)).await;
             match result {
-                Ok(Err(upstream::UpstreamError::Connect(_)))
-                    if retryable && attempt < service.retries =>
+                Ok(Err(upstream::UpstreamError::Connect(_, unsent)))
+                    if attempt < service.retries =>
                 {
-                    attempt += 1
+                    attempt += 1;
+                    req = *unsent.0;
                 }
                 other => break other,
             }

@@ -70,11 +70,21 @@ thread_local! {
 /// Why an upstream request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
-    /// No connection could be made: nothing was sent, so the request may be retried.
+    /// No connection could be made: nothing was sent, and the request comes back untouched
+    /// (body included) for a retry.
     #[error("cannot connect: {0}")]
-    Connect(Box<dyn std::error::Error + Send + Sync>),
+    Connect(Box<dyn std::error::Error + Send + Sync>, Unsent),
     #[error(transparent)]
     Request(#[from] hyper::Error),
+}
+
+/// A request that never left, as `send` got it.
+pub struct Unsent(pub Box<Request<UpstreamBody>>);
+
+impl std::fmt::Debug for Unsent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "unsent {} {}", self.0.method(), self.0.uri())
+    }
 }
 
 /// Sends `req` (whose URI names the upstream) on a pooled or new connection.
@@ -82,13 +92,16 @@ pub async fn send(
     mut req: Request<UpstreamBody>,
     timeouts: Timeouts,
 ) -> Result<Response<PooledBody>, UpstreamError> {
+    let Some(authority) = req.uri().authority().cloned() else {
+        let unsent = Unsent(Box::new(req));
+        return Err(UpstreamError::Connect(
+            "the upstream URI has no host".into(),
+            unsent,
+        ));
+    };
     let key = Key {
         scheme: req.uri().scheme().cloned().unwrap_or(Scheme::HTTP),
-        authority: req
-            .uri()
-            .authority()
-            .cloned()
-            .ok_or_else(|| UpstreamError::Connect("the upstream URI has no host".into()))?,
+        authority,
         connect_timeout: timeouts.connect,
         write_timeout: timeouts.write,
     };
@@ -107,7 +120,14 @@ pub async fn send(
             },
         }
     }
-    let mut sender = connect(&key, &target).await?;
+    let mut sender = match connect(&key, &target).await {
+        Ok(sender) => sender,
+        Err(e) => {
+            // Back as the caller gave it, with its absolute URI.
+            *req.uri_mut() = target;
+            return Err(UpstreamError::Connect(e, Unsent(Box::new(req))));
+        }
+    };
     let resp = sender.send_request(req).await?;
     Ok(pooled(resp, sender, key, timeouts.read))
 }
@@ -155,7 +175,7 @@ async fn checkout(key: &Key) -> Option<Sender> {
     }
 }
 
-async fn connect(key: &Key, uri: &Uri) -> Result<Sender, UpstreamError> {
+async fn connect(key: &Key, uri: &Uri) -> Result<Sender, Box<dyn std::error::Error + Send + Sync>> {
     let mut connector = POOL.with(|p| {
         p.borrow_mut()
             .connectors
@@ -163,15 +183,10 @@ async fn connect(key: &Key, uri: &Uri) -> Result<Sender, UpstreamError> {
             .or_insert_with(|| connector(key.connect_timeout))
             .clone()
     });
-    let io = connector
-        .call(uri.clone())
-        .await
-        .map_err(UpstreamError::Connect)?;
+    let io = connector.call(uri.clone()).await?;
     let mut io = TimeoutStream::new(TokioIo::new(io));
     io.set_write_timeout(Some(key.write_timeout));
-    let (sender, conn) = http1::handshake(TokioIo::new(Box::pin(io)))
-        .await
-        .map_err(|e| UpstreamError::Connect(e.into()))?;
+    let (sender, conn) = http1::handshake(TokioIo::new(Box::pin(io))).await?;
     tokio::spawn(async move {
         if let Err(e) = conn.with_upgrades().await {
             tracing::debug!(error = %e, "upstream connection ended with an error");
@@ -262,5 +277,40 @@ impl Body for PooledBody {
 
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_request_that_cannot_connect_comes_back_whole() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = closed.local_addr().unwrap();
+        drop(closed);
+        let req = Request::post(format!("http://{addr}/x?y=1"))
+            .header("x-kept", "1")
+            .body(Either::Right(Full::new(Bytes::from_static(b"payload"))))
+            .unwrap();
+        let timeouts = Timeouts {
+            connect: Duration::from_secs(1),
+            write: Duration::from_secs(1),
+            read: Duration::from_secs(1),
+        };
+        let Err(UpstreamError::Connect(_, Unsent(req))) = send(req, timeouts).await else {
+            panic!("expected a connect failure");
+        };
+        assert_eq!(req.method(), http::Method::POST);
+        assert_eq!(req.uri().to_string(), format!("http://{addr}/x?y=1"));
+        assert_eq!(req.headers()["x-kept"], "1");
+        let Either::Right(body) = req.into_body() else {
+            panic!("the body changed kind");
+        };
+        let bytes = http_body_util::BodyExt::collect(body)
+            .await
+            .unwrap()
+            .to_bytes();
+        assert_eq!(bytes, "payload");
     }
 }
