@@ -3,12 +3,13 @@
 //! The proxy hands each event to `Recorder::record`, which packs it with the others its thread
 //! recorded (see `packed`) and queues the pack every `HANDOFF_EVENTS` events, or when the
 //! thread calls `hand_over` on its `HANDOFF_INTERVAL` tick, with a `try_send` that never
-//! waits: when the queue is full the pack's events are counted as dropped. The batcher sends a batch every `batch_size`
-//! events or `flush_interval`, whichever comes first. A batch the sink refuses goes to the spill
-//! file, and while anything is spilled new batches queue behind it there, so the sink receives
-//! batches in the order they were made. Spilled batches are retried every second, and first of
-//! all when the pipeline starts. When the last `Recorder` is gone (the proxy has drained), the
-//! queue is emptied and flushed and the pipeline ends.
+//! waits: when the queue is full the pack's events are counted as dropped. The batcher sends a
+//! batch every `batch_size` events or `flush_interval`, whichever comes first. A batch the sink
+//! refuses goes to the spill file, and while anything is spilled new batches queue behind it
+//! there, so the sink receives batches in the order they were made. Spilled batches are retried
+//! every second, and first of all when the pipeline starts. When the last `Recorder` is gone
+//! (the proxy has drained and its threads handed over), the queue is emptied and flushed and
+//! the pipeline ends. Events still in a thread's pack are not counted as queued.
 use crate::packed::{Labels, Packed};
 use crate::sink::{Batch, Sink};
 use crate::spill::Spill;
