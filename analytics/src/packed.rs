@@ -138,7 +138,7 @@ struct Reader<'a> {
     labels: &'a mut Labels,
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
     /// The next event; `None` at the end (or at bytes `push` did not write).
     fn event(&mut self) -> Option<RequestEvent> {
         let r = self;
@@ -192,7 +192,7 @@ impl Reader<'_> {
         })
     }
 
-    fn take(&mut self, n: usize) -> Option<&[u8]> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         let (head, rest) = self.bytes.split_at_checked(n)?;
         self.bytes = rest;
         Some(head)
@@ -217,9 +217,7 @@ impl Reader<'_> {
         if len == NONE {
             return Some(None);
         }
-        let (head, rest) = self.bytes.split_at_checked(len as usize)?;
-        self.bytes = rest;
-        let s = std::str::from_utf8(head).ok()?;
+        let s = std::str::from_utf8(self.take(len as usize)?).ok()?;
         Some(Some(if repeated {
             self.labels.get(s)
         } else {
