@@ -89,7 +89,11 @@ fn reuseport_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener
 pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, mut shutdown: watch::Receiver<bool>) {
     let local_port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
     let builder = connection_builder();
-    let hand_over = tokio::spawn(hand_over_analytics(proxy.clone()));
+    let hand_over = proxy
+        .logger
+        .analytics
+        .is_some()
+        .then(|| tokio::spawn(hand_over_analytics(proxy.clone())));
     let graceful = GracefulShutdown::new();
     loop {
         let (stream, peer) = tokio::select! {
@@ -125,8 +129,10 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, mut shutdown: watch
     {
         tracing::warn!("some requests were still open when the drain timeout ran out");
     }
-    hand_over.abort();
-    proxy.logger.hand_over();
+    if let Some(task) = hand_over {
+        task.abort();
+        proxy.logger.hand_over();
+    }
 }
 
 /// Hands this worker's recorded events to the analytics pipeline on a short tick, so that
