@@ -13,11 +13,12 @@ mod plans;
 mod published;
 
 use crate::web::origin::refuse_cross_origin;
+use crate::web::page;
 use crate::web::sessions::StoreSessions;
 use crate::web::throttle::Throttle;
 pub use auth::bootstrap_admin;
 use axum::extract::Request;
-use axum::http::{header, Method, StatusCode};
+use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -65,7 +66,7 @@ pub fn router(state: Arc<ConsoleState>, secure_cookies: bool) -> Router {
         .route("/", get(dashboard::show))
         .route("/login", get(auth::show_login).post(auth::login))
         .route("/logout", post(auth::logout))
-        .route("/assets/console.css", get(stylesheet))
+        .route("/assets/console.css", page::asset(page::CSS, STYLESHEET))
         .route("/developers", get(developers::list))
         .route("/developers/{id}/status", post(developers::set_status))
         .route("/plans", get(plans::list).post(plans::create))
@@ -98,13 +99,6 @@ pub fn router(state: Arc<ConsoleState>, secure_cookies: bool) -> Router {
         .layer(middleware::from_fn(refuse_cross_origin))
         .layer(sessions)
         .with_state(state)
-}
-
-async fn stylesheet() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
-        STYLESHEET,
-    )
 }
 
 /// Sends visitors without a session to the login form (cross-origin posts were refused before).

@@ -9,10 +9,11 @@ mod layout;
 mod usage;
 
 use crate::web::origin::refuse_cross_origin;
+use crate::web::page;
 use crate::web::sessions::StoreSessions;
 use crate::web::throttle::Throttle;
 use axum::extract::{ConnectInfo, Request};
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -128,26 +129,12 @@ pub fn router(state: Arc<PortalState>) -> Router {
         .route("/apps/{id}/keys/{key}/revoke", post(applications::revoke))
         .route("/apps/{id}/delete", post(applications::delete))
         .route("/apps/{id}/usage", get(usage::show))
-        .route("/assets/portal.css", get(stylesheet))
-        .route("/assets/portal.js", get(script))
+        .route("/assets/portal.css", page::asset(page::CSS, STYLESHEET))
+        .route("/assets/portal.js", page::asset(page::JAVASCRIPT, SCRIPT))
         .layer(middleware::from_fn_with_state(state.clone(), guard))
         .layer(middleware::from_fn(refuse_cross_origin))
         .layer(sessions)
         .with_state(state)
-}
-
-async fn stylesheet() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
-        STYLESHEET,
-    )
-}
-
-async fn script() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
-        SCRIPT,
-    )
 }
 
 /// Whether a path is a developer's own (applications, account): those need a session.

@@ -1,5 +1,19 @@
-//! The HTML document around every page of the console and the portal.
+//! The HTML document around every page of the console and the portal, and the stylesheets
+//! and scripts those pages link to.
+use axum::http::header;
+use axum::routing::{get, MethodRouter};
 use leptos::prelude::*;
+
+pub const CSS: &str = "text/css; charset=utf-8";
+pub const JAVASCRIPT: &str = "text/javascript; charset=utf-8";
+
+/// A route serving a stylesheet or script compiled into the binary.
+pub fn asset<S: Clone + Send + Sync + 'static>(
+    content_type: &'static str,
+    body: &'static str,
+) -> MethodRouter<S> {
+    get(move || async move { ([(header::CONTENT_TYPE, content_type)], body) })
+}
 
 /// What goes in a page's `<head>`.
 pub struct Head<'a> {
