@@ -20,17 +20,8 @@ ch_url="http://127.0.0.1:$ch_http"
 echo "== cargo bench -p tollgate-analytics --bench pipeline"
 TOLLGATE_BENCH_CLICKHOUSE_URL=$ch_url cargo bench --quiet -p tollgate-analytics --bench pipeline 2>&1 | grep -v '^$'
 
-backend=$(free_port)
-cat > "$work/backend.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $work/backend.pid;
-error_log $work/backend-error.log;
-events { worker_connections 4096; }
-http { access_log off; server { listen 127.0.0.1:$backend; location / { default_type application/json; return 200 '{"ok":true}'; } } }
-CONF
-nginx -c "$work/backend.conf" -p "$work" & pids+=($!)
-printf '_format_version: "3.0"\nservices:\n  - name: backend\n    url: http://127.0.0.1:%s\n    routes:\n      - name: api\n        paths: [/api/]\n' "$backend" > "$work/one.yaml"
+start_backend
+one_route_file "$work/one.yaml"
 
 # Where processes run. "shared": anywhere on the machine's cores, Tollgate's batcher and the
 # ClickHouse server competing with wrk and the backend. "pinned": Tollgate (all its threads)

@@ -18,3 +18,61 @@ bench_setup() {
 }
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+wait_port() { for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
+
+# Starts an nginx with one worker (as Tollgate gets one proxy thread) and the given http block.
+#   start_nginx NAME HTTP_BLOCK_BODY
+start_nginx() {
+  cat > "$work/$1.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $work/$1.pid;
+error_log $work/$1-error.log;
+events { worker_connections 4096; }
+http { access_log off; $2 }
+CONF
+  nginx -c "$work/$1.conf" -p "$work" & pids+=($!)
+}
+
+# The trivial backend every benchmark proxies to (nginx answering `return 200`); sets `backend`.
+start_backend() {
+  backend=$(free_port)
+  start_nginx backend "server { listen 127.0.0.1:$backend; location / { default_type application/json; return 200 '{\"ok\":true}'; } }"
+  wait_port "$backend"
+}
+
+# nginx as the reference reverse proxy to the backend (keepalive upstream); sets `nginx_proxy`.
+start_nginx_proxy() {
+  nginx_proxy=$(free_port)
+  start_nginx proxy "upstream backend { server 127.0.0.1:$backend; keepalive 64; }
+  server { listen 127.0.0.1:$nginx_proxy;
+    location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
+  wait_port "$nginx_proxy"
+}
+
+# A declarative file with one service for the backend and one route, /api/.
+one_route_file() {
+  printf '_format_version: "3.0"\nservices:\n  - name: backend\n    url: http://127.0.0.1:%s\n    routes:\n      - name: api\n        paths: [/api/]\n' "$backend" > "$1"
+}
+
+# Starts Tollgate on one proxy worker, DB-less with the given file, analytics off unless
+# TOLLGATE_ANALYTICS says otherwise; sets TG_PORT and TG_PID once it is ready.
+#   start_tollgate FILE
+start_tollgate() {
+  local proxy status
+  proxy=$(free_port); status=$(free_port)
+  TOLLGATE_DATABASE=off TOLLGATE_DECLARATIVE_CONFIG="$1" TOLLGATE_WORKER_THREADS=1 TOLLGATE_ANALYTICS=${TOLLGATE_ANALYTICS:-off} \
+  TOLLGATE_PROXY_LISTEN=127.0.0.1:$proxy TOLLGATE_ADMIN_LISTEN=off TOLLGATE_STATUS_LISTEN=127.0.0.1:$status \
+  TOLLGATE_CONSOLE_LISTEN=off TOLLGATE_PORTAL_LISTEN=off RUST_LOG=warn "$bin" > "$work/tollgate-$proxy.log" 2>&1 &
+  TG_PID=$!; pids+=($TG_PID)
+  for _ in $(seq 600); do curl -fs "http://127.0.0.1:$status/status" >/dev/null 2>&1 && break; sleep 0.05; done
+  TG_PORT=$proxy
+}
+
+# One wrk run of `dur` seconds on `conns` connections; prints "requests/s p50 p99".
+#   run_wrk URL [wrk options]
+run_wrk() {
+  wrk -t1 -c"$conns" -d"${dur}s" --latency "$@" > "$work/wrk.out"
+  echo "$(awk '/Requests\/sec/ {print $2}' "$work/wrk.out") $(awk '$1=="50%" {print $2}' "$work/wrk.out") $(awk '$1=="99%" {print $2}' "$work/wrk.out")"
+}

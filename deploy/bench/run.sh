@@ -13,40 +13,11 @@ conns=32
 
 source deploy/bench/lib.sh
 bench_setup nginx wrk
-wait_port() { for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
-
-backend=$(free_port); nginx_proxy=$(free_port)
-nginx_conf() { # $1 = name, $2 = http block body; one worker, as Tollgate gets one proxy thread
-  cat > "$work/$1.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $work/$1.pid;
-error_log $work/$1-error.log;
-events { worker_connections 4096; }
-http { access_log off; $2 }
-CONF
-  nginx -c "$work/$1.conf" -p "$work" & pids+=($!)
-}
-nginx_conf backend "server { listen 127.0.0.1:$backend; location / { default_type application/json; return 200 '{\"ok\":true}'; } }"
-nginx_conf proxy "upstream backend { server 127.0.0.1:$backend; keepalive 64; }
-  server { listen 127.0.0.1:$nginx_proxy;
-    location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
-wait_port "$backend"; wait_port "$nginx_proxy"
+start_backend; start_nginx_proxy
 
 rss_kb() { awk '/VmRSS/ {print $2}' /proc/$1/status; }
 
-start_tollgate() { # $1 = declarative file; prints the proxy port, sets TG_PID
-  local proxy status
-  proxy=$(free_port); status=$(free_port)
-  TOLLGATE_DATABASE=off TOLLGATE_DECLARATIVE_CONFIG="$1" TOLLGATE_WORKER_THREADS=1 TOLLGATE_ANALYTICS=off \
-  TOLLGATE_PROXY_LISTEN=127.0.0.1:$proxy TOLLGATE_ADMIN_LISTEN=off TOLLGATE_STATUS_LISTEN=127.0.0.1:$status \
-  TOLLGATE_CONSOLE_LISTEN=off TOLLGATE_PORTAL_LISTEN=off RUST_LOG=warn "$bin" > "$work/tollgate-$proxy.log" 2>&1 &
-  TG_PID=$!; pids+=($TG_PID)
-  for _ in $(seq 600); do curl -fs "http://127.0.0.1:$status/status" >/dev/null 2>&1 && break; sleep 0.05; done
-  TG_PORT=$proxy
-}
-
-printf '_format_version: "3.0"\nservices:\n  - name: backend\n    url: http://127.0.0.1:%s\n    routes:\n      - name: api\n        paths: [/api/]\n' "$backend" > "$work/one.yaml"
+one_route_file "$work/one.yaml"
 {
   printf '_format_version: "3.0"\nservices:\n  - name: backend\n    url: http://127.0.0.1:%s\n    routes:\n' "$backend"
   for i in $(seq 1 9999); do printf '      - paths: [/svc%s/]\n' "$i"; done
@@ -67,15 +38,6 @@ YAML
 
 start_tollgate "$work/one.yaml"; tg=$TG_PORT; tg_pid=$TG_PID
 sleep 0.5; idle_rss=$(rss_kb "$tg_pid")
-
-run_wrk() { # $1 = url, then wrk options; prints "rps p50 p99"
-  wrk -t1 -c$conns -d${dur}s --latency "$@" > "$work/wrk.out"
-  local rps p50 p99
-  rps=$(awk '/Requests\/sec/ {print $2}' "$work/wrk.out")
-  p50=$(awk '$1=="50%" {print $2}' "$work/wrk.out")
-  p99=$(awk '$1=="99%" {print $2}' "$work/wrk.out")
-  echo "$rps $p50 $p99"
-}
 
 read -r d_rps d_p50 d_p99 < <(run_wrk "http://127.0.0.1:$backend/api/x")
 read -r n_rps n_p50 n_p99 < <(run_wrk "http://127.0.0.1:$nginx_proxy/api/x")
