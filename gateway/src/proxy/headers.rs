@@ -6,8 +6,9 @@ use crate::snapshot::{RouteEntry, ServiceEntry};
 use http::{header, HeaderMap, HeaderName, HeaderValue, Request};
 use std::sync::Arc;
 
-/// Headers that describe one connection and must not be forwarded (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [HeaderName; 8] = [
+/// Headers that describe one connection and must not be forwarded (RFC 9110 §7.6.1), and
+/// `Upgrade`, which the proxy does not pass on either. `Connection` comes first.
+const HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -16,6 +17,7 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::TE,
     header::TRAILER,
     header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
 
 // Header names parsed once, not per request.
@@ -29,6 +31,21 @@ pub(super) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-i
 pub(super) const UPSTREAM_LATENCY: HeaderName =
     HeaderName::from_static("x-tollgate-upstream-latency");
 pub(super) const PROXY_LATENCY: HeaderName = HeaderName::from_static("x-tollgate-proxy-latency");
+
+/// How many headers `for_upstream` may add: `Host`, `Via`, `X-Request-Id`, `X-Real-IP` and
+/// `X-Forwarded-For`, `-Proto`, `-Host`, `-Port`, `-Prefix`.
+const ADDED_UPSTREAM: usize = 9;
+
+/// A latency header's value. Those under a second come from a table made once, as clones
+/// of shared bytes rather than a number formatted into a new allocation per response.
+pub fn millis(ms: u64) -> HeaderValue {
+    static UNDER_A_SECOND: std::sync::LazyLock<Vec<HeaderValue>> =
+        std::sync::LazyLock::new(|| (0..1000u64).map(HeaderValue::from).collect());
+    match UNDER_A_SECOND.get(ms as usize) {
+        Some(v) => v.clone(),
+        None => HeaderValue::from(ms),
+    }
+}
 
 /// The client's request id when it sent a sane one, or a new one (128 random bits from the
 /// thread's generator: no system call per request), as text and as a header value.
@@ -81,29 +98,37 @@ pub fn request_host<B>(req: &Request<B>) -> Option<(String, Option<u16>)> {
 }
 
 fn remove_hop_by_hop(h: &mut HeaderMap) {
-    // Most messages carry none: one look at each name instead of a lookup for each of these.
-    if !h
-        .keys()
-        .any(|n| HOP_BY_HOP.contains(n) || n == header::UPGRADE)
-    {
-        return;
-    }
-    if h.contains_key(header::CONNECTION) {
-        let named: Vec<HeaderName> = h
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|n| HeaderName::try_from(n.trim()).ok())
-            .collect();
-        for n in named {
-            h.remove(n);
+    // Most messages carry one at most (`Connection: keep-alive`): one pass over the names
+    // finds those present, and only they are removed (each removal is a hash and a probe).
+    let mut present = 0u16;
+    for name in h.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|n| n == name) {
+            present |= 1 << i;
         }
     }
-    for n in HOP_BY_HOP.iter() {
-        h.remove(n);
+    if present & 1 != 0 {
+        for named in connection_named(h) {
+            h.remove(named);
+        }
     }
-    h.remove(header::UPGRADE);
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            h.remove(name);
+        }
+    }
+}
+
+/// The other headers that `Connection` names for this hop only. Its usual values,
+/// `keep-alive` and `close`, name none that is not removed anyway.
+fn connection_named(h: &HeaderMap) -> Vec<HeaderName> {
+    h.get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.eq_ignore_ascii_case("keep-alive") && !t.eq_ignore_ascii_case("close"))
+        .filter_map(|t| HeaderName::try_from(t).ok())
+        .collect()
 }
 
 /// The request headers the upstream gets, made from the client's (which are moved out).
@@ -117,6 +142,8 @@ pub(super) fn for_upstream(
 ) -> HeaderMap {
     let mut h = std::mem::take(&mut parts.headers);
     remove_hop_by_hop(&mut h);
+    // Room for the headers added below at once, not a regrowth (and rehash) for each.
+    h.reserve(ADDED_UPSTREAM);
     let client_host = h.get(header::HOST).cloned().or_else(|| {
         parts
             .uri
@@ -189,15 +216,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn latency_values_are_the_numbers() {
+        assert_eq!(millis(0), "0");
+        assert_eq!(millis(999), "999");
+        assert_eq!(millis(1000), "1000");
+        assert_eq!(millis(86_400_000), "86400000");
+    }
+
+    #[test]
     fn hop_by_hop_and_connection_named_headers_go() {
         let mut h = HeaderMap::new();
         h.insert(header::CONNECTION, "keep-alive, x-secret".parse().unwrap());
         h.insert("x-secret", "1".parse().unwrap());
         h.insert("keep-alive", "timeout=5".parse().unwrap());
         h.insert("x-kept", "1".parse().unwrap());
+        h.insert(header::UPGRADE, "websocket".parse().unwrap());
         remove_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn a_keep_alive_connection_header_goes_alone() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, "Keep-Alive".parse().unwrap());
+        h.insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
+        h.insert(header::TRANSFER_ENCODING, "chunked".parse().unwrap());
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert_eq!(h[header::CONTENT_TYPE], "application/json");
     }
 
     #[test]

@@ -27,12 +27,16 @@ use log::Exchange;
 pub use log::{LoggedBody, Logger};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
+pub use upstream::Target;
 
 /// A response body: the upstream's, streamed, or one the gateway wrote.
 pub type ProxyBody = Either<upstream::PooledBody, Full<Bytes>>;
 
 /// Headers larger than this in total are refused with 400.
 pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+/// How many headers the gateway adds to a response: the two latencies, `Via`, `X-Request-Id`.
+const GATEWAY_HEADERS: usize = 4;
 
 pub const VIA: &str = concat!("tollgate/", env!("CARGO_PKG_VERSION"));
 
@@ -150,7 +154,7 @@ impl Proxy {
         };
         let upstream_path =
             path::upstream_path(service.path.as_deref(), rest, route.path_handling_v1);
-        let uri = upstream_uri(service, &upstream_path, parts.uri.query()).map_err(|_| bad())?;
+        let uri = upstream_uri(&upstream_path, parts.uri.query()).map_err(|_| bad())?;
         let stripped = route.strip_path.then(|| &norm_path[..m.matched_len]);
         let upstream_headers =
             headers::for_upstream(&mut parts, route, service, ex, stripped, conn);
@@ -212,17 +216,12 @@ impl Proxy {
         *req.method_mut() = method;
         *req.uri_mut() = uri;
         *req.headers_mut() = headers;
-        let timeouts = upstream::Timeouts {
-            connect: service.connect_timeout,
-            write: service.write_timeout,
-            read: service.read_timeout,
-        };
         let mut attempt = 0;
         let sent = Instant::now();
         ex.upstream_addr = Some(service.address.clone());
         let outcome = loop {
-            let result =
-                tokio::time::timeout(service.read_timeout, upstream::send(req, timeouts)).await;
+            let result = upstream::send(req, &service.target, service.read_timeout);
+            let result = tokio::time::timeout(service.read_timeout, result).await;
             match result {
                 Ok(Err(upstream::UpstreamError::Connect(_, unsent)))
                     if attempt < service.retries =>
@@ -239,9 +238,13 @@ impl Proxy {
                 let (mut parts, body) = resp.into_parts();
                 headers::clean_response(&mut parts.headers);
                 let mut resp = Response::from_parts(parts, Either::Left(body));
-                let ms = ex.upstream_us / 1000;
-                resp.headers_mut()
-                    .insert(headers::UPSTREAM_LATENCY, HeaderValue::from(ms));
+                let h = resp.headers_mut();
+                // Room for the gateway's headers at once, not a regrowth for each.
+                h.reserve(GATEWAY_HEADERS);
+                h.insert(
+                    headers::UPSTREAM_LATENCY,
+                    headers::millis(ex.upstream_us / 1000),
+                );
                 Ok(resp)
             }
             Ok(Err(e)) => {
@@ -313,25 +316,19 @@ fn add_gateway_headers(resp: &mut Response<ProxyBody>, ex: &mut Exchange) {
     let proxy_ms = (ex.start.elapsed().as_micros() as u64).saturating_sub(ex.upstream_us) / 1000;
     let h = resp.headers_mut();
     h.extend(std::mem::take(&mut ex.response_headers));
-    h.insert(headers::PROXY_LATENCY, HeaderValue::from(proxy_ms));
+    h.insert(headers::PROXY_LATENCY, headers::millis(proxy_ms));
     headers::append_via(h);
     h.insert(headers::X_REQUEST_ID, ex.request_id_header.clone());
 }
 
-fn upstream_uri(
-    service: &ServiceEntry,
-    path: &str,
-    query: Option<&str>,
-) -> Result<Uri, http::Error> {
+/// The request line's target upstream: path and query (origin form), as servers expect from a
+/// gateway; the host travels in `Host`.
+fn upstream_uri(path: &str, query: Option<&str>) -> Result<Uri, http::Error> {
     let pq = match query {
         Some(q) => format!("{path}?{q}"),
         None => path.to_string(),
     };
-    Uri::builder()
-        .scheme(service.scheme.clone())
-        .authority(service.authority.clone())
-        .path_and_query(pq)
-        .build()
+    Ok(Uri::from(http::uri::PathAndQuery::try_from(pq)?))
 }
 
 /// A gateway-written response in Kong's shape: `{"message": "...", "request_id": "..."}`, or

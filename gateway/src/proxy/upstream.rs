@@ -4,7 +4,8 @@
 //! driving them stay on that thread: taking a connection is a map lookup with no lock, and no
 //! request crosses threads on its way upstream. A connection goes back to the pool when the
 //! response body has been read to its end; one whose body was abandoned is closed. The pool
-//! outlives snapshots, so a config change keeps the connections already open.
+//! is keyed by `Target`, which each service gets once with the snapshot, and outlives
+//! snapshots, so a config change keeps the connections already open.
 use bytes::Bytes;
 use http::uri::{Authority, Scheme};
 use http::{Request, Response, Uri};
@@ -16,7 +17,9 @@ use hyper_util::rt::TokioIo;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::Future;
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio_io_timeout::TimeoutStream;
@@ -31,24 +34,68 @@ type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 const MAX_IDLE_PER_UPSTREAM: usize = 256;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A service's limits: to connect, for each write of a request to the upstream (Kong's
-/// `write_timeout`: the upstream not reading is a 504), and between two parts of a response
-/// body (Kong's `read_timeout`; the wait for the response head is bounded by the caller).
-#[derive(Clone, Copy)]
-pub struct Timeouts {
-    pub connect: Duration,
-    pub write: Duration,
-    pub read: Duration,
+/// Where a service's requests go and how its connections are made: the pool's key.
+/// Services with the same target share connections. Made once per service when a snapshot
+/// is built, with its hash (an authority hashes byte by byte, and the pool is probed twice
+/// per request).
+#[derive(Clone)]
+pub struct Target {
+    at: Arc<Address>,
+    hash: u64,
 }
 
-/// Connections are shared by upstreams with the same address and connection timeouts (the
-/// read timeout belongs to each response, not to the connection).
-#[derive(Clone, PartialEq, Eq, Hash)]
-struct Key {
+#[derive(PartialEq, Eq, Hash)]
+struct Address {
     scheme: Scheme,
     authority: Authority,
     connect_timeout: Duration,
+    /// Kong's `write_timeout`: the upstream not reading a write of the request is a 504.
     write_timeout: Duration,
+}
+
+impl Target {
+    pub fn new(
+        scheme: Scheme,
+        authority: Authority,
+        connect_timeout: Duration,
+        write_timeout: Duration,
+    ) -> Target {
+        let at = Address {
+            scheme,
+            authority,
+            connect_timeout,
+            write_timeout,
+        };
+        let hash = foldhash::fast::FixedState::default().hash_one(&at);
+        Target {
+            at: Arc::new(at),
+            hash,
+        }
+    }
+
+    /// The URI a connector dials.
+    fn uri(&self) -> Uri {
+        Uri::builder()
+            .scheme(self.at.scheme.clone())
+            .authority(self.at.authority.clone())
+            .path_and_query("/")
+            .build()
+            .expect("a scheme and an authority make a URI")
+    }
+}
+
+impl PartialEq for Target {
+    fn eq(&self, other: &Target) -> bool {
+        self.hash == other.hash && (Arc::ptr_eq(&self.at, &other.at) || self.at == other.at)
+    }
+}
+
+impl Eq for Target {}
+
+impl Hash for Target {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
 }
 
 struct Idle {
@@ -59,7 +106,7 @@ struct Idle {
 #[derive(Default)]
 struct Pool {
     /// Looked up twice per request (take, give back): foldhash, not SipHash.
-    idle: HashMap<Key, Vec<Idle>, foldhash::fast::RandomState>,
+    idle: HashMap<Target, Vec<Idle>, foldhash::fast::RandomState>,
     connectors: HashMap<Duration, Connector>,
 }
 
@@ -87,63 +134,36 @@ impl std::fmt::Debug for Unsent {
     }
 }
 
-/// Sends `req` (whose URI names the upstream) on a pooled or new connection.
+/// Sends `req` (its URI in origin form: path and query) to `target`, on a pooled or new
+/// connection; `read_timeout` bounds each wait for a part of the response body.
 pub async fn send(
     mut req: Request<UpstreamBody>,
-    timeouts: Timeouts,
+    target: &Target,
+    read_timeout: Duration,
 ) -> Result<Response<PooledBody>, UpstreamError> {
-    let Some(authority) = req.uri().authority().cloned() else {
-        let unsent = Unsent(Box::new(req));
-        return Err(UpstreamError::Connect(
-            "the upstream URI has no host".into(),
-            unsent,
-        ));
-    };
-    let key = Key {
-        scheme: req.uri().scheme().cloned().unwrap_or(Scheme::HTTP),
-        authority,
-        connect_timeout: timeouts.connect,
-        write_timeout: timeouts.write,
-    };
-    let target = req.uri().clone();
-    // On the wire the request line carries only the path and query (origin form), as
-    // servers expect from a gateway; the host travels in `Host`.
-    *req.uri_mut() = origin_form(&target);
     // A pooled connection the upstream closed meanwhile hands the unsent request back;
     // then it goes on a new connection.
-    while let Some(mut sender) = checkout(&key).await {
+    while let Some(mut sender) = checkout(target).await {
         match sender.try_send_request(req).await {
-            Ok(resp) => return Ok(pooled(resp, sender, key, timeouts.read)),
+            Ok(resp) => return Ok(pooled(resp, sender, target, read_timeout)),
             Err(mut e) => match e.take_message() {
                 Some(unsent) => req = unsent,
                 None => return Err(e.into_error().into()),
             },
         }
     }
-    let mut sender = match connect(&key, &target).await {
+    let mut sender = match connect(target).await {
         Ok(sender) => sender,
-        Err(e) => {
-            // Back as the caller gave it, with its absolute URI.
-            *req.uri_mut() = target;
-            return Err(UpstreamError::Connect(e, Unsent(Box::new(req))));
-        }
+        Err(e) => return Err(UpstreamError::Connect(e, Unsent(Box::new(req)))),
     };
     let resp = sender.send_request(req).await?;
-    Ok(pooled(resp, sender, key, timeouts.read))
-}
-
-fn origin_form(uri: &Uri) -> Uri {
-    let path = uri
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
-    Uri::from(path)
+    Ok(pooled(resp, sender, target, read_timeout))
 }
 
 fn pooled(
     resp: Response<Incoming>,
     sender: Sender,
-    key: Key,
+    target: &Target,
     read_timeout: Duration,
 ) -> Response<PooledBody> {
     resp.map(|body| {
@@ -151,7 +171,7 @@ fn pooled(
             body,
             read_timeout,
             stall: None,
-            release: Some((sender, key)),
+            release: Some((sender, target.clone())),
         };
         // A body that is empty from the start (204, HEAD, length 0) is never polled.
         if body.body.is_end_stream() {
@@ -162,9 +182,9 @@ fn pooled(
 }
 
 /// An idle connection that is ready for a request, if the pool has one.
-async fn checkout(key: &Key) -> Option<Sender> {
+async fn checkout(target: &Target) -> Option<Sender> {
     loop {
-        let idle = POOL.with(|p| p.borrow_mut().idle.get_mut(key).and_then(Vec::pop))?;
+        let idle = POOL.with(|p| p.borrow_mut().idle.get_mut(target).and_then(Vec::pop))?;
         if idle.since.elapsed() > IDLE_TIMEOUT {
             continue;
         }
@@ -175,17 +195,18 @@ async fn checkout(key: &Key) -> Option<Sender> {
     }
 }
 
-async fn connect(key: &Key, uri: &Uri) -> Result<Sender, Box<dyn std::error::Error + Send + Sync>> {
+async fn connect(target: &Target) -> Result<Sender, Box<dyn std::error::Error + Send + Sync>> {
+    let at = &target.at;
     let mut connector = POOL.with(|p| {
         p.borrow_mut()
             .connectors
-            .entry(key.connect_timeout)
-            .or_insert_with(|| connector(key.connect_timeout))
+            .entry(at.connect_timeout)
+            .or_insert_with(|| connector(at.connect_timeout))
             .clone()
     });
-    let io = connector.call(uri.clone()).await?;
+    let io = connector.call(target.uri()).await?;
     let mut io = TimeoutStream::new(TokioIo::new(io));
-    io.set_write_timeout(Some(key.write_timeout));
+    io.set_write_timeout(Some(at.write_timeout));
     let (sender, conn) = http1::handshake(TokioIo::new(Box::pin(io))).await?;
     tokio::spawn(async move {
         if let Err(e) = conn.with_upgrades().await {
@@ -214,17 +235,17 @@ pub struct PooledBody {
     read_timeout: Duration,
     /// Armed while the body waits for the upstream.
     stall: Option<Pin<Box<tokio::time::Sleep>>>,
-    release: Option<(Sender, Key)>,
+    release: Option<(Sender, Target)>,
 }
 
 impl PooledBody {
     fn release(&mut self) {
-        let Some((sender, key)) = self.release.take() else {
+        let Some((sender, target)) = self.release.take() else {
             return;
         };
         POOL.with(|p| {
             let mut pool = p.borrow_mut();
-            let idle = pool.idle.entry(key).or_default();
+            let idle = pool.idle.entry(target).or_default();
             if idle.len() < MAX_IDLE_PER_UPSTREAM {
                 idle.push(Idle {
                     sender,
@@ -289,20 +310,22 @@ mod tests {
         let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = closed.local_addr().unwrap();
         drop(closed);
-        let req = Request::post(format!("http://{addr}/x?y=1"))
+        let req = Request::post("/x?y=1")
             .header("x-kept", "1")
             .body(Either::Right(Full::new(Bytes::from_static(b"payload"))))
             .unwrap();
-        let timeouts = Timeouts {
-            connect: Duration::from_secs(1),
-            write: Duration::from_secs(1),
-            read: Duration::from_secs(1),
-        };
-        let Err(UpstreamError::Connect(_, Unsent(req))) = send(req, timeouts).await else {
+        let second = Duration::from_secs(1);
+        let target = Target::new(
+            Scheme::HTTP,
+            addr.to_string().parse().unwrap(),
+            second,
+            second,
+        );
+        let Err(UpstreamError::Connect(_, Unsent(req))) = send(req, &target, second).await else {
             panic!("expected a connect failure");
         };
         assert_eq!(req.method(), http::Method::POST);
-        assert_eq!(req.uri().to_string(), format!("http://{addr}/x?y=1"));
+        assert_eq!(req.uri().to_string(), "/x?y=1");
         assert_eq!(req.headers()["x-kept"], "1");
         let Either::Right(body) = req.into_body() else {
             panic!("the body changed kind");

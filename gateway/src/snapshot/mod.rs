@@ -34,8 +34,8 @@ pub struct RouteEntry {
 pub struct ServiceEntry {
     pub id: Uuid,
     pub label: Arc<str>,
-    pub scheme: http::uri::Scheme,
-    pub authority: http::uri::Authority,
+    /// Where its requests go: the upstream connection pool's key.
+    pub target: crate::proxy::Target,
     /// `host:port`, as the analytics events name the upstream.
     pub address: Arc<str>,
     /// The `Host` header sent upstream unless the route preserves the client's.
@@ -43,9 +43,6 @@ pub struct ServiceEntry {
     pub path: Option<String>,
     pub retries: u32,
     pub read_timeout: Duration,
-    pub connect_timeout: Duration,
-    /// Longest the upstream may leave a write of the request waiting.
-    pub write_timeout: Duration,
 }
 
 pub struct Snapshot {
@@ -178,18 +175,20 @@ fn service_entry(s: &Service) -> Result<ServiceEntry, String> {
     Ok(ServiceEntry {
         id: s.id,
         label: label(&s.name, s.id),
-        scheme: if tls {
-            http::uri::Scheme::HTTPS
-        } else {
-            http::uri::Scheme::HTTP
-        },
         address: authority.as_str().into(),
-        authority,
+        target: crate::proxy::Target::new(
+            if tls {
+                http::uri::Scheme::HTTPS
+            } else {
+                http::uri::Scheme::HTTP
+            },
+            authority,
+            Duration::from_millis(u64::from(s.connect_timeout)),
+            Duration::from_millis(u64::from(s.write_timeout)),
+        ),
         host_header: http::HeaderValue::from_str(&host_header).map_err(|e| e.to_string())?,
         path: s.path.clone(),
         retries: s.retries,
         read_timeout: Duration::from_millis(u64::from(s.read_timeout)),
-        connect_timeout: Duration::from_millis(u64::from(s.connect_timeout)),
-        write_timeout: Duration::from_millis(u64::from(s.write_timeout)),
     })
 }
