@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod control;
 pub mod declarative;
+pub mod header_numbers;
 pub mod model;
 pub mod plugins;
 pub mod proxy;

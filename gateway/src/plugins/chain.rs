@@ -190,12 +190,15 @@ mod tests {
                 .then(|| Arc::new(ConsumerEntry::new(CONSUMER.parse().unwrap(), None, None))),
             credential: None,
             rejected_by: None,
-            response_headers: http::HeaderMap::new(),
+            response_headers: Vec::new(),
             response_plugins: Vec::new(),
             now_ms: 1_000_000,
         };
         index.access(&mut ctx).await;
-        let limit = ctx.response_headers.get("x-ratelimit-limit-second")?;
+        let (_, limit) = ctx
+            .response_headers
+            .iter()
+            .find(|(name, _)| name == "x-ratelimit-limit-second")?;
         Some(limit.to_str().unwrap().to_string())
     }
 

@@ -27,12 +27,17 @@ pub struct Context {
     /// The plugin that answered the client instead of the upstream.
     pub rejected_by: Option<&'static str>,
     /// Headers added to the client's response, whoever writes it (upstream or a plugin).
-    pub response_headers: HeaderMap,
+    pub response_headers: AddedHeaders,
     /// The instances whose access phase ran and that act on the response or in the log.
     pub response_plugins: Vec<Arc<dyn super::Handler>>,
     /// Milliseconds since the Unix epoch, read once per request.
     pub now_ms: u64,
 }
+
+/// Headers for a response that does not exist yet, in the order they were set; each replaces
+/// any header of its name when applied. A list, not a `HeaderMap`: they are hashed once, into
+/// the response, instead of twice.
+pub type AddedHeaders = Vec<(http::HeaderName, http::HeaderValue)>;
 
 /// Bodies larger than this are not read into memory for a plugin (413).
 pub const MAX_BUFFERED_BODY: usize = 8 * 1024 * 1024;

@@ -36,17 +36,6 @@ pub(super) const PROXY_LATENCY: HeaderName = HeaderName::from_static("x-tollgate
 /// `X-Forwarded-For`, `-Proto`, `-Host`, `-Port`, `-Prefix`.
 const ADDED_UPSTREAM: usize = 9;
 
-/// A latency header's value. Those under a second come from a table made once, as clones
-/// of shared bytes rather than a number formatted into a new allocation per response.
-pub fn millis(ms: u64) -> HeaderValue {
-    static UNDER_A_SECOND: std::sync::LazyLock<Vec<HeaderValue>> =
-        std::sync::LazyLock::new(|| (0..1000u64).map(HeaderValue::from).collect());
-    match UNDER_A_SECOND.get(ms as usize) {
-        Some(v) => v.clone(),
-        None => HeaderValue::from(ms),
-    }
-}
-
 /// The client's request id when it sent a sane one, or a new one (128 random bits from the
 /// thread's generator: no system call per request), as text and as a header value.
 pub fn request_id(h: &HeaderMap) -> (Arc<str>, HeaderValue) {
@@ -214,14 +203,6 @@ fn set(h: &mut HeaderMap, name: HeaderName, value: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn latency_values_are_the_numbers() {
-        assert_eq!(millis(0), "0");
-        assert_eq!(millis(999), "999");
-        assert_eq!(millis(1000), "1000");
-        assert_eq!(millis(86_400_000), "86400000");
-    }
 
     #[test]
     fn hop_by_hop_and_connection_named_headers_go() {

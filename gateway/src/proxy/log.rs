@@ -53,7 +53,7 @@ pub(super) struct Exchange {
     /// The plugin that answered instead of the upstream.
     pub rejected_by: Option<&'static str>,
     /// Headers plugins add to the response.
-    pub response_headers: http::HeaderMap,
+    pub response_headers: crate::plugins::context::AddedHeaders,
     /// Plugins that act on the response or in the log phase.
     pub response_plugins: Vec<Arc<dyn crate::plugins::Handler>>,
     pub upstream_addr: Option<Arc<str>>,

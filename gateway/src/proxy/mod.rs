@@ -12,6 +12,7 @@ mod log;
 pub mod server;
 mod upstream;
 
+use crate::header_numbers;
 use crate::plugins::{Context, Flow, Reply, RequestBody};
 use crate::router::{path, RequestInfo};
 use crate::snapshot::{ServiceEntry, Snapshot};
@@ -20,7 +21,7 @@ use bytes::Bytes;
 pub use client_ip::ClientIp;
 pub use downstream::Downstream;
 use error_page::Format;
-use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode, Uri};
+use http::{header, HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use log::Exchange;
@@ -72,7 +73,7 @@ impl Proxy {
             consumer: None,
             credential_id: None,
             rejected_by: None,
-            response_headers: HeaderMap::new(),
+            response_headers: Vec::new(),
             response_plugins: Vec::new(),
             upstream_addr: None,
             upstream_us: 0,
@@ -182,7 +183,7 @@ impl Proxy {
             consumer: None,
             credential: None,
             rejected_by: None,
-            response_headers: HeaderMap::new(),
+            response_headers: Vec::new(),
             response_plugins: Vec::new(),
             now_ms: ex.arrived_us / 1000,
         };
@@ -239,12 +240,10 @@ impl Proxy {
                 headers::clean_response(&mut parts.headers);
                 let mut resp = Response::from_parts(parts, Either::Left(body));
                 let h = resp.headers_mut();
-                // Room for the gateway's headers at once, not a regrowth for each.
-                h.reserve(GATEWAY_HEADERS);
-                h.insert(
-                    headers::UPSTREAM_LATENCY,
-                    headers::millis(ex.upstream_us / 1000),
-                );
+                // Room for the gateway's and plugins' headers at once, not a regrowth for each.
+                h.reserve(GATEWAY_HEADERS + ex.response_headers.len());
+                let ms = ex.upstream_us / 1000;
+                h.insert(headers::UPSTREAM_LATENCY, header_numbers::value(ms));
                 Ok(resp)
             }
             Ok(Err(e)) => {
@@ -315,8 +314,10 @@ async fn filter_response(
 fn add_gateway_headers(resp: &mut Response<ProxyBody>, ex: &mut Exchange) {
     let proxy_ms = (ex.start.elapsed().as_micros() as u64).saturating_sub(ex.upstream_us) / 1000;
     let h = resp.headers_mut();
-    h.extend(std::mem::take(&mut ex.response_headers));
-    h.insert(headers::PROXY_LATENCY, headers::millis(proxy_ms));
+    for (name, value) in ex.response_headers.drain(..) {
+        h.insert(name, value);
+    }
+    h.insert(headers::PROXY_LATENCY, header_numbers::value(proxy_ms));
     headers::append_via(h);
     h.insert(headers::X_REQUEST_ID, ex.request_id_header.clone());
 }

@@ -12,9 +12,11 @@ pub use self::local::Counters;
 use self::local::Window;
 pub use self::redis::Links;
 use self::windows::Period;
+use super::context::AddedHeaders;
 use super::{
     get_bool, get_str, get_u64, AccessFuture, Context, Flow, Handler, PluginSpec, Reply, Shared,
 };
+use crate::header_numbers;
 use crate::model::schema::{self, field, Field, FieldErrors, Ty};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde_json::{json, Map, Value};
@@ -182,6 +184,8 @@ enum Policy {
 
 struct RateLimiting {
     limits: Vec<(Period, u64)>,
+    /// Each limit as a header value, made once.
+    limit_values: Vec<HeaderValue>,
     limit_by: LimitBy,
     policy: Policy,
     /// `route:service` of the instance, as Kong prefixes its counters.
@@ -217,8 +221,13 @@ fn build(
         ),
         _ => Policy::Local,
     };
+    let limits = configured(c);
     Ok(Arc::new(RateLimiting {
-        limits: configured(c),
+        limit_values: limits
+            .iter()
+            .map(|&(_, l)| header_numbers::value(l))
+            .collect(),
+        limits,
         limit_by,
         policy,
         scope: format!(
@@ -317,17 +326,21 @@ impl RateLimiting {
                 }
             }
         };
-        let mut headers = HeaderMap::new();
+        let mut refused = AddedHeaders::new();
         let out = match (self.hide_client_headers, allowed) {
             (true, _) => None,
             (false, true) => Some(&mut ctx.response_headers),
-            (false, false) => Some(&mut headers),
+            (false, false) => Some(&mut refused),
         };
-        let reset = rate_headers(&windows, &usage, allowed, now, out);
+        let reset = rate_headers(&windows, &self.limit_values, &usage, allowed, now, out);
         if allowed {
             return Flow::Continue;
         }
-        headers.insert(http::header::RETRY_AFTER, HeaderValue::from(reset));
+        let mut headers = HeaderMap::with_capacity(refused.len() + 1);
+        for (name, value) in refused {
+            headers.insert(name, value);
+        }
+        headers.insert(http::header::RETRY_AFTER, header_numbers::value(reset));
         Flow::Respond(Reply {
             status: self.error_code,
             message: self.error_message.clone().into(),
@@ -393,20 +406,25 @@ fn windows_at(limits: &[(Period, u64)], now: i64) -> Vec<Window> {
         .collect()
 }
 
-/// Kong's headers, written to `out` when given: limit and remaining per period, and
-/// `RateLimit-*` for the window with the fewest requests left (the longer one on a tie).
-/// Returns that window's reset, in seconds.
+/// Kong's headers, written to `out` when given: limit (`limit_values`, one per window) and
+/// remaining per period, and `RateLimit-*` for the window with the fewest requests left (the
+/// longer one on a tie). Returns that window's reset, in seconds.
 fn rate_headers(
     windows: &[Window],
+    limit_values: &[HeaderValue],
     usage: &[u64],
     allowed: bool,
     now: i64,
-    mut out: Option<&mut HeaderMap>,
-) -> i64 {
+    mut out: Option<&mut AddedHeaders>,
+) -> u64 {
+    if let Some(h) = out.as_deref_mut() {
+        h.reserve(2 * windows.len() + 3);
+    }
     let stop = (!allowed)
         .then(|| windows.iter().zip(usage).position(|(w, u)| *u >= w.limit))
         .flatten();
-    let mut best: Option<(u64, u64, i64, i64)> = None;
+    // (window, remaining, length, reset)
+    let mut best: Option<(usize, u64, i64, i64)> = None;
     for (i, (w, used)) in windows.iter().zip(usage).enumerate() {
         let mut remaining = w.limit.saturating_sub(*used);
         if allowed || stop == Some(i) {
@@ -414,19 +432,22 @@ fn rate_headers(
         }
         if let Some(h) = out.as_deref_mut() {
             let (limit_name, remaining_name) = w.period.header_names();
-            h.insert(limit_name, HeaderValue::from(w.limit));
-            h.insert(remaining_name, HeaderValue::from(remaining));
+            h.push((limit_name, limit_values[i].clone()));
+            h.push((remaining_name, header_numbers::value(remaining)));
         }
         let len = w.end - w.start;
         if best.is_none_or(|(_, r, l, _)| remaining < r || (remaining == r && len > l)) {
-            best = Some((w.limit, remaining, len, (w.end - now).max(1)));
+            best = Some((i, remaining, len, (w.end - now).max(1)));
         }
     }
-    let (limit, remaining, _, reset) = best.unwrap_or((0, 0, 0, 1));
+    let Some((i, remaining, _, reset)) = best else {
+        return 1;
+    };
+    let reset = reset as u64;
     if let Some(h) = out {
-        h.insert(RATELIMIT_LIMIT, HeaderValue::from(limit));
-        h.insert(RATELIMIT_REMAINING, HeaderValue::from(remaining));
-        h.insert(RATELIMIT_RESET, HeaderValue::from(reset));
+        h.push((RATELIMIT_LIMIT, limit_values[i].clone()));
+        h.push((RATELIMIT_REMAINING, header_numbers::value(remaining)));
+        h.push((RATELIMIT_RESET, header_numbers::value(reset)));
     }
     reset
 }
@@ -443,12 +464,33 @@ mod tests {
         h.get(name).unwrap().to_str().unwrap()
     }
 
+    /// `rate_headers` for `limits` at `now`, with each window's usage.
+    fn headers(
+        limits: &[(Period, u64)],
+        usage: &[u64],
+        allowed: bool,
+        now: i64,
+    ) -> (HeaderMap, u64) {
+        let w = windows_at(limits, now);
+        let values: Vec<HeaderValue> = limits
+            .iter()
+            .map(|&(_, l)| header_numbers::value(l))
+            .collect();
+        let mut added = AddedHeaders::new();
+        let reset = rate_headers(&w, &values, usage, allowed, now, Some(&mut added));
+        (added.into_iter().collect(), reset)
+    }
+
     #[test]
     fn headers_name_the_window_with_fewest_requests_left() {
         let now = 7200 + 1800; // half an hour into an hour
-        let w = windows_at(&[(Period::Second, 4), (Period::Hour, 1200)], now);
-        let mut h = HeaderMap::new();
-        let reset = rate_headers(&w, &[3, 3], true, now, Some(&mut h));
+        let (h, reset) = headers(
+            &[(Period::Second, 4), (Period::Hour, 1200)],
+            &[3, 3],
+            true,
+            now,
+        );
+        assert_eq!(get(&h, "x-ratelimit-limit-hour"), "1200");
         assert_eq!(get(&h, "x-ratelimit-remaining-second"), "0");
         assert_eq!(get(&h, "x-ratelimit-remaining-hour"), "1196");
         assert_eq!(
@@ -461,9 +503,12 @@ mod tests {
     #[test]
     fn on_a_tie_the_longer_window_is_named() {
         let now = 7200 + 1800;
-        let w = windows_at(&[(Period::Second, 10), (Period::Hour, 10)], now);
-        let mut h = HeaderMap::new();
-        let reset = rate_headers(&w, &[0, 0], true, now, Some(&mut h));
+        let (h, reset) = headers(
+            &[(Period::Second, 10), (Period::Hour, 10)],
+            &[0, 0],
+            true,
+            now,
+        );
         assert_eq!(get(&h, "ratelimit-remaining"), "9");
         assert_eq!(reset, 1800);
     }
@@ -471,9 +516,12 @@ mod tests {
     #[test]
     fn a_refused_request_names_the_full_window_and_leaves_the_others() {
         let now = 7200 + 1800;
-        let w = windows_at(&[(Period::Second, 4), (Period::Hour, 1200)], now);
-        let mut h = HeaderMap::new();
-        let reset = rate_headers(&w, &[4, 4], false, now, Some(&mut h));
+        let (h, reset) = headers(
+            &[(Period::Second, 4), (Period::Hour, 1200)],
+            &[4, 4],
+            false,
+            now,
+        );
         assert_eq!(get(&h, "x-ratelimit-remaining-second"), "0");
         assert_eq!(get(&h, "x-ratelimit-remaining-hour"), "1196");
         assert_eq!(reset, 1);
