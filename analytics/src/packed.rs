@@ -7,7 +7,7 @@
 //! measured, that cost the proxy thread more than building the event. Packed, many events are
 //! one buffer of plain bytes, and the batcher unpacks them into its own strings.
 use crate::RequestEvent;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
@@ -113,23 +113,25 @@ impl Writer<'_> {
 /// that unpacking one allocates only its own request id and path. Hashed with foldhash, seeded
 /// per process, since clients choose some of these texts (user agent, host).
 #[derive(Default)]
-pub struct Labels(HashSet<Arc<str>, foldhash::fast::RandomState>);
+pub struct Labels(HashMap<Box<[u8]>, Arc<str>, foldhash::fast::RandomState>);
 
-/// Distinct texts kept at most; beyond it the set starts again (a guard against labels that
+/// Distinct texts kept at most; beyond it the map starts again (a guard against labels that
 /// do not repeat after all, such as user agents under attack).
 const LABELS_KEPT: usize = 10_000;
 
 impl Labels {
-    fn get(&mut self, s: &str) -> Arc<str> {
-        if let Some(known) = self.0.get(s) {
-            return known.clone();
+    /// The text `bytes` hold, `None` if they are not UTF-8. Looked up by bytes, so that a
+    /// text seen before is not validated again.
+    fn get(&mut self, bytes: &[u8]) -> Option<Arc<str>> {
+        if let Some(known) = self.0.get(bytes) {
+            return Some(known.clone());
         }
+        let new: Arc<str> = Arc::from(std::str::from_utf8(bytes).ok()?);
         if self.0.len() >= LABELS_KEPT {
             self.0.clear();
         }
-        let new: Arc<str> = Arc::from(s);
-        self.0.insert(new.clone());
-        new
+        self.0.insert(bytes.into(), new.clone());
+        Some(new)
     }
 }
 
@@ -217,11 +219,11 @@ impl<'a> Reader<'a> {
         if len == NONE {
             return Some(None);
         }
-        let s = std::str::from_utf8(self.take(len as usize)?).ok()?;
+        let bytes = self.take(len as usize)?;
         Some(Some(if repeated {
-            self.labels.get(s)
+            self.labels.get(bytes)?
         } else {
-            Arc::from(s)
+            Arc::from(std::str::from_utf8(bytes).ok()?)
         }))
     }
 }

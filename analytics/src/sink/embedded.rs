@@ -93,12 +93,12 @@ impl Embedded {
             );
             q.push_values(chunk, |mut row, e| {
                 row.push_bind(e.timestamp_us as i64)
-                    .push_bind(e.request_id.to_string())
-                    .push_bind(e.service.as_deref().unwrap_or("").to_string())
-                    .push_bind(e.route.as_deref().unwrap_or("").to_string())
-                    .push_bind(e.consumer.as_deref().unwrap_or("").to_string())
-                    .push_bind(e.method.to_string())
-                    .push_bind(e.path.to_string())
+                    .push_bind(&*e.request_id)
+                    .push_bind(e.service.as_deref().unwrap_or(""))
+                    .push_bind(e.route.as_deref().unwrap_or(""))
+                    .push_bind(e.consumer.as_deref().unwrap_or(""))
+                    .push_bind(&*e.method)
+                    .push_bind(&*e.path)
                     .push_bind(i64::from(e.status))
                     .push_bind(e.total_latency_us as i64)
                     .push_bind(e.client_ip.to_string());
