@@ -27,8 +27,10 @@ pub struct Embedded {
     retention: Duration,
 }
 
-type Key = (i64, Arc<str>, Arc<str>, Arc<str>, u16);
-type Rows = FxHashMap<Key, (RollupRow, Histogram)>;
+/// A rollup row's key: start, service, route, consumer, status. Its texts are borrowed from
+/// the batch being folded: no reference count touched per event.
+type Key<'a> = (i64, &'a str, &'a str, &'a str, u16);
+type Rows<'a> = FxHashMap<Key<'a>, (RollupRow, Histogram)>;
 
 impl Embedded {
     /// Opens (creating) `analytics.db` in `data_dir`.
@@ -132,7 +134,7 @@ fn err(e: sqlx::Error) -> SinkError {
 async fn add_rollup(
     tx: &mut sqlx::Transaction<'_, Sqlite>,
     table: &str,
-    (start, service, route, consumer, status): Key,
+    (start, service, route, consumer, status): Key<'_>,
     mut row: RollupRow,
     mut latency: Histogram,
 ) -> Result<(), sqlx::Error> {
@@ -141,9 +143,9 @@ async fn add_rollup(
          WHERE start = ? AND service = ? AND route = ? AND consumer = ? AND status = ?"
     ))
     .bind(start)
-    .bind(&*service)
-    .bind(&*route)
-    .bind(&*consumer)
+    .bind(service)
+    .bind(route)
+    .bind(consumer)
     .bind(status)
     .fetch_optional(&mut **tx)
     .await?;
@@ -160,9 +162,9 @@ async fn add_rollup(
          rate_limited, auth_failed, bytes_in, bytes_out, latency) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     ))
     .bind(start)
-    .bind(&*service)
-    .bind(&*route)
-    .bind(&*consumer)
+    .bind(service)
+    .bind(route)
+    .bind(consumer)
     .bind(status)
     .bind(row.requests as i64)
     .bind(row.rate_limited as i64)
@@ -209,9 +211,11 @@ impl Period {
 }
 
 /// The batch folded into per-minute rows, each with its latency histogram.
-fn minute_rollups(batch: &[RequestEvent]) -> Rows {
+fn minute_rollups(batch: &[RequestEvent]) -> Rows<'_> {
+    fn name(v: &Option<Arc<str>>) -> &str {
+        v.as_deref().unwrap_or("")
+    }
     let mut rows = Rows::default();
-    let name = |v: &Option<Arc<str>>| v.clone().unwrap_or_else(|| Arc::from(""));
     for e in batch {
         let secs = (e.timestamp_us / 1_000_000) as i64;
         let key = (
@@ -233,21 +237,20 @@ fn minute_rollups(batch: &[RequestEvent]) -> Rows {
 }
 
 /// Minute rows folded into `period`'s rows (hours, or minutes without names).
-fn coarser(minutes: &Rows, period: Period) -> Rows {
+fn coarser<'a>(minutes: &Rows<'a>, period: Period) -> Rows<'a> {
     let mut rows = Rows::default();
-    let empty: Arc<str> = Arc::from("");
-    for ((start, service, route, consumer, status), (m, latency)) in minutes {
+    for (&(start, service, route, consumer, status), (m, latency)) in minutes {
         let names = if period.by_name() {
-            (service.clone(), route.clone(), consumer.clone())
+            (service, route, consumer)
         } else {
-            (empty.clone(), empty.clone(), empty.clone())
+            ("", "", "")
         };
         let key = (
             start - start.rem_euclid(period.seconds()),
             names.0,
             names.1,
             names.2,
-            *status,
+            status,
         );
         let (row, h) = rows.entry(key).or_default();
         row.requests += m.requests;
