@@ -14,17 +14,19 @@ bench_setup() {
   bin=target/release/tollgate
   work=$(mktemp -d /tmp/tollgate-bench.XXXXXX)
   pids=()
+  run_under=()   # a command the next nginx or Tollgate runs under (instructions.sh: callgrind)
   trap 'for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT
 }
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-wait_port() { for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
+wait_port() { for _ in $(seq 300); do (echo > /dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
 
 # Starts an nginx with one worker (as Tollgate gets one proxy thread) and the given http block.
-#   start_nginx NAME HTTP_BLOCK_BODY
+#   start_nginx NAME HTTP_BLOCK_BODY [MAIN_CONTEXT_DIRECTIVES]
 start_nginx() {
   cat > "$work/$1.conf" <<CONF
+${3:-}
 worker_processes 1;
 daemon off;
 pid $work/$1.pid;
@@ -32,7 +34,7 @@ error_log $work/$1-error.log;
 events { worker_connections 4096; }
 http { access_log off; $2 }
 CONF
-  nginx -c "$work/$1.conf" -p "$work" & pids+=($!)
+  "${run_under[@]}" nginx -c "$work/$1.conf" -p "$work" > "$work/$1.out" 2>&1 & pids+=($!)
 }
 
 # The trivial backend every benchmark proxies to (nginx answering `return 200`); sets `backend`.
@@ -43,17 +45,35 @@ start_backend() {
 }
 
 # nginx as the reference reverse proxy to the backend (keepalive upstream); sets `nginx_proxy`.
+#   start_nginx_proxy [MAIN_CONTEXT_DIRECTIVES]
 start_nginx_proxy() {
   nginx_proxy=$(free_port)
   start_nginx proxy "upstream backend { server 127.0.0.1:$backend; keepalive 64; }
   server { listen 127.0.0.1:$nginx_proxy;
-    location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
+    location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }" "${1:-}"
   wait_port "$nginx_proxy"
 }
 
 # A declarative file with one service for the backend and one route, /api/.
 one_route_file() {
   printf '_format_version: "3.0"\nservices:\n  - name: backend\n    url: http://127.0.0.1:%s\n    routes:\n      - name: api\n        paths: [/api/]\n' "$backend" > "$1"
+}
+
+# The same with key-auth and rate-limiting on the route (limits no benchmark reaches) and one
+# consumer whose key is `bench_key`.
+bench_key=0123456789abcdef0123456789abcdef
+plugins_file() {
+  one_route_file "$1"
+  cat >> "$1" <<YAML
+        plugins:
+          - name: key-auth
+          - name: rate-limiting
+            config: { second: 1000000000, hour: 1000000000000 }
+consumers:
+  - username: bench
+    keyauth_credentials:
+      - key: $bench_key
+YAML
 }
 
 # Starts Tollgate on one proxy worker, DB-less with the given file, analytics off unless
@@ -64,7 +84,7 @@ start_tollgate() {
   proxy=$(free_port); status=$(free_port)
   TOLLGATE_DATABASE=off TOLLGATE_DECLARATIVE_CONFIG="$1" TOLLGATE_WORKER_THREADS=1 TOLLGATE_ANALYTICS=${TOLLGATE_ANALYTICS:-off} \
   TOLLGATE_PROXY_LISTEN=127.0.0.1:$proxy TOLLGATE_ADMIN_LISTEN=off TOLLGATE_STATUS_LISTEN=127.0.0.1:$status \
-  TOLLGATE_CONSOLE_LISTEN=off TOLLGATE_PORTAL_LISTEN=off RUST_LOG=warn "$bin" > "$work/tollgate-$proxy.log" 2>&1 &
+  TOLLGATE_CONSOLE_LISTEN=off TOLLGATE_PORTAL_LISTEN=off RUST_LOG=warn "${run_under[@]}" "$bin" > "$work/tollgate-$proxy.log" 2>&1 &
   TG_PID=$!; pids+=($TG_PID)
   for _ in $(seq 600); do curl -fs "http://127.0.0.1:$status/status" >/dev/null 2>&1 && break; sleep 0.05; done
   TG_PORT=$proxy

@@ -23,18 +23,7 @@ one_route_file "$work/one.yaml"
   for i in $(seq 1 9999); do printf '      - paths: [/svc%s/]\n' "$i"; done
   printf '      - name: api\n        paths: [/api/]\n'
 } > "$work/10k.yaml"
-# key-auth + rate-limiting on the route, with limits no benchmark reaches.
-key=0123456789abcdef0123456789abcdef
-cat "$work/one.yaml" - > "$work/plugins.yaml" <<YAML
-        plugins:
-          - name: key-auth
-          - name: rate-limiting
-            config: { second: 1000000000, hour: 1000000000000 }
-consumers:
-  - username: bench
-    keyauth_credentials:
-      - key: $key
-YAML
+plugins_file "$work/plugins.yaml"
 
 start_tollgate "$work/one.yaml"; tg=$TG_PORT; tg_pid=$TG_PID
 sleep 0.5; idle_rss=$(rss_kb "$tg_pid")
@@ -52,9 +41,9 @@ read -r b_rps b_p50 b_p99 < <(run_wrk "http://127.0.0.1:$TG_PORT/api/x")
 kill "$big_pid"
 
 start_tollgate "$work/plugins.yaml"
-code=$(curl -s -o /dev/null -w '%{http_code}' -H "apikey: $key" "http://127.0.0.1:$TG_PORT/api/x")
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "apikey: $bench_key" "http://127.0.0.1:$TG_PORT/api/x")
 [ "$code" = 200 ] || { echo "key-auth set-up answered $code" >&2; exit 1; }
-read -r p_rps p_p50 p_p99 < <(run_wrk "http://127.0.0.1:$TG_PORT/api/x" -H "apikey: $key")
+read -r p_rps p_p50 p_p99 < <(run_wrk "http://127.0.0.1:$TG_PORT/api/x" -H "apikey: $bench_key")
 
 ratio=$(python3 -c "print(f'{$t_rps/$n_rps:.2f}')")
 plugin_ratio=$(python3 -c "print(f'{$p_rps/$n_rps:.2f}')")
