@@ -467,6 +467,42 @@ async fn the_upstream_gets_an_origin_form_request_line_and_the_host_header() {
     assert!(r.body.to_lowercase().contains(&host), "{}", r.body);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_1_0_upstream_is_answered_to_the_client_as_http_1_1_on_a_kept_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A backend that speaks HTTP/1.0, as Python's http.server and some old services do.
+    let old = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = old.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = old.accept().await {
+            let mut buf = vec![0u8; 8192];
+            let _ = socket.read(&mut buf).await;
+            let _ = socket
+                .write_all(b"HTTP/1.0 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .await;
+        }
+    });
+    let service = json!({"name": "old", "url": format!("http://127.0.0.1:{port}")});
+    let gw = gateway_with(service, "/old").await;
+    let mut client = tokio::net::TcpStream::connect(("127.0.0.1", gw.proxy))
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        client
+            .write_all(b"GET /old/x HTTP/1.1\r\nhost: gw.test\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), client.read(&mut buf))
+            .await
+            .expect("an answer on the same connection")
+            .unwrap();
+        let head = String::from_utf8_lossy(&buf[..n]).to_string();
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert!(head.ends_with("\r\n\r\nok"), "{head}");
+    }
+}
+
 /// A gateway with `service` and one route on `path` to it.
 async fn gateway_with(service: serde_json::Value, path: &str) -> Gateway {
     let gw = Gateway::start(&[]).await;

@@ -238,6 +238,10 @@ impl Proxy {
             Ok(Ok(resp)) => {
                 let (mut parts, body) = resp.into_parts();
                 headers::clean_response(&mut parts.headers);
+                // The upstream's version (HTTP/1.0 from some servers) belongs to that hop; the
+                // client is answered in its connection's own (hyper writes the one given here,
+                // and an HTTP/1.0 status line ends a keep-alive connection).
+                parts.version = http::Version::default();
                 let mut resp = Response::from_parts(parts, Either::Left(body));
                 let h = resp.headers_mut();
                 // Room for the gateway's and plugins' headers at once, not a regrowth for each.
