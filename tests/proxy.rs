@@ -441,22 +441,14 @@ async fn a_response_body_that_stalls_is_cut_after_read_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_upstream_gets_an_origin_form_request_line_and_the_host_header() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     // A backend that answers with the head of the request it received.
-    let echo = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = echo.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = echo.accept().await {
-            let mut buf = vec![0u8; 8192];
-            let n = socket.read(&mut buf).await.unwrap_or(0);
-            let head = String::from_utf8_lossy(&buf[..n]).to_string();
-            let reply = format!(
-                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{head}",
-                head.len()
-            );
-            let _ = socket.write_all(reply.as_bytes()).await;
-        }
-    });
+    let port = raw_backend(|head| {
+        format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{head}",
+            head.len()
+        )
+    })
+    .await;
     let service = json!({"name": "echo", "url": format!("http://127.0.0.1:{port}/base")});
     let gw = gateway_with(service, "/echo").await;
     let r = send("GET", &gw.proxy_url("/echo/pets?kind=cat"), &[], None).await;
@@ -471,17 +463,7 @@ async fn the_upstream_gets_an_origin_form_request_line_and_the_host_header() {
 async fn an_http_1_0_upstream_is_answered_to_the_client_as_http_1_1_on_a_kept_connection() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     // A backend that speaks HTTP/1.0, as Python's http.server and some old services do.
-    let old = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = old.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = old.accept().await {
-            let mut buf = vec![0u8; 8192];
-            let _ = socket.read(&mut buf).await;
-            let _ = socket
-                .write_all(b"HTTP/1.0 200 OK\r\ncontent-length: 2\r\n\r\nok")
-                .await;
-        }
-    });
+    let port = raw_backend(|_| "HTTP/1.0 200 OK\r\ncontent-length: 2\r\n\r\nok".into()).await;
     let service = json!({"name": "old", "url": format!("http://127.0.0.1:{port}")});
     let gw = gateway_with(service, "/old").await;
     let mut client = tokio::net::TcpStream::connect(("127.0.0.1", gw.proxy))
@@ -501,6 +483,23 @@ async fn an_http_1_0_upstream_is_answered_to_the_client_as_http_1_1_on_a_kept_co
         assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
         assert!(head.ends_with("\r\n\r\nok"), "{head}");
     }
+}
+
+/// A backend on a plain socket that reads one request per connection and writes
+/// `reply(request head)`; returns its port.
+async fn raw_backend(reply: fn(&str) -> String) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut buf = vec![0u8; 8192];
+            let n = socket.read(&mut buf).await.unwrap_or(0);
+            let head = String::from_utf8_lossy(&buf[..n]).to_string();
+            let _ = socket.write_all(reply(&head).as_bytes()).await;
+        }
+    });
+    port
 }
 
 /// A gateway with `service` and one route on `path` to it.
