@@ -2,6 +2,7 @@
 //! connection rather than for each of the requests a keep-alive connection carries.
 use http::HeaderValue;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 
 pub struct Downstream {
     /// The TCP peer.
@@ -11,6 +12,42 @@ pub struct Downstream {
     /// The port the connection came in on: routes match on it, `X-Forwarded-Port` says it.
     pub local_port: u16,
     pub local_port_header: HeaderValue,
+    /// The last `Host` and `User-Agent` sent here, with what was made of them: a keep-alive
+    /// connection's requests nearly always repeat both, and each costs allocations to work out.
+    last: Mutex<Last>,
+}
+
+#[derive(Default)]
+struct Last {
+    host: Option<(String, Host)>,
+    user_agent: Option<(HeaderValue, Arc<str>)>,
+}
+
+/// The host a request was sent to, as the proxy uses it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Host {
+    /// Lower-cased, without the port: what routes match and events record.
+    pub name: Arc<str>,
+    /// The port, when the request named one.
+    pub port: Option<u16>,
+    /// The name as the `X-Forwarded-Host` value.
+    pub header: HeaderValue,
+}
+
+impl Host {
+    /// `raw` is the `Host` header or the HTTP/2 `:authority`; `None` when it names no host.
+    pub fn parse(raw: &str) -> Option<Host> {
+        let (name, port) = crate::router::strip_port(raw);
+        if name.is_empty() {
+            return None;
+        }
+        let name = name.to_ascii_lowercase();
+        Some(Host {
+            header: HeaderValue::from_str(&name).ok()?,
+            name: name.into(),
+            port,
+        })
+    }
 }
 
 impl Downstream {
@@ -21,6 +58,65 @@ impl Downstream {
                 .expect("an IP address is a valid header value"),
             local_port,
             local_port_header: HeaderValue::from(local_port),
+            last: Mutex::default(),
         }
+    }
+
+    /// `Host::parse(raw)`, from memory when the last request here sent the same.
+    pub fn host(&self, raw: &str) -> Option<Host> {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((seen, host)) = &last.host {
+            if seen == raw {
+                return Some(host.clone());
+            }
+        }
+        let host = Host::parse(raw)?;
+        last.host = Some((raw.to_string(), host.clone()));
+        Some(host)
+    }
+
+    /// The `User-Agent` as text, if readable; from memory when the last request sent the same.
+    pub fn user_agent(&self, value: Option<&HeaderValue>) -> Option<Arc<str>> {
+        let value = value?;
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((seen, text)) = &last.user_agent {
+            if seen == value {
+                return Some(text.clone());
+            }
+        }
+        let text: Arc<str> = value.to_str().ok()?.into();
+        last.user_agent = Some((value.clone(), text.clone()));
+        Some(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_are_lower_cased_without_the_port() {
+        let h = Host::parse("Api.Example.com:8000").unwrap();
+        assert_eq!(
+            (&*h.name, h.port, h.header.as_bytes()),
+            ("api.example.com", Some(8000), &b"api.example.com"[..])
+        );
+        assert_eq!(Host::parse("[::1]:9").unwrap().name.as_ref(), "[::1]");
+        assert_eq!(Host::parse(":80"), None);
+    }
+
+    #[test]
+    fn a_repeated_host_or_user_agent_is_remembered_and_a_new_one_replaces_it() {
+        let conn = Downstream::new("127.0.0.1:5000".parse().unwrap(), 8000);
+        let first = conn.host("a.test").unwrap();
+        assert!(Arc::ptr_eq(&first.name, &conn.host("a.test").unwrap().name));
+        assert_eq!(conn.host("B.test:81").unwrap().name.as_ref(), "b.test");
+        assert_eq!(conn.host("").map(|h| h.name), None);
+        let ua = HeaderValue::from_static("curl/8");
+        let text = conn.user_agent(Some(&ua)).unwrap();
+        assert!(Arc::ptr_eq(&text, &conn.user_agent(Some(&ua)).unwrap()));
+        assert_eq!(conn.user_agent(None), None);
+        let other = HeaderValue::from_static("wrk");
+        assert_eq!(conn.user_agent(Some(&other)).unwrap().as_ref(), "wrk");
     }
 }

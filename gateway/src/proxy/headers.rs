@@ -1,7 +1,6 @@
 //! Header rewriting between client and upstream: hop-by-hop headers dropped, the
 //! `X-Forwarded-*` family, `Via` and `X-Request-Id` set, and the client's host read.
 use super::{Downstream, Exchange, VIA};
-use crate::router::strip_port;
 use crate::snapshot::{RouteEntry, ServiceEntry};
 use http::{header, HeaderMap, HeaderName, HeaderValue, Request};
 use std::sync::Arc;
@@ -53,13 +52,6 @@ pub fn request_id(h: &HeaderMap) -> (Arc<str>, HeaderValue) {
     (Arc::from(&*id), header)
 }
 
-/// The client's `User-Agent`, if it sent a readable one.
-pub fn user_agent(h: &HeaderMap) -> Option<Arc<str>> {
-    h.get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .map(Arc::from)
-}
-
 /// The body length a request declares (0 when it declares none).
 pub fn content_length(h: &HeaderMap) -> u64 {
     h.get(header::CONTENT_LENGTH)
@@ -72,18 +64,13 @@ pub fn total_size(h: &HeaderMap) -> usize {
     h.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum()
 }
 
-/// The host a request was sent to, lower-cased, and the port if it named one. HTTP/2 carries
-/// it in the `:authority`; HTTP/1.1 in `Host`. A request with neither has no host to route on.
-pub fn request_host<B>(req: &Request<B>) -> Option<(String, Option<u16>)> {
-    let raw = match req.uri().authority() {
-        Some(a) => a.as_str(),
-        None => req.headers().get(header::HOST)?.to_str().ok()?,
-    };
-    let (host, port) = strip_port(raw);
-    if host.is_empty() {
-        return None;
+/// The text naming the host a request was sent to: HTTP/2 carries it in the `:authority`,
+/// HTTP/1.1 in `Host`. A request with neither has no host to route on.
+pub fn raw_host<B>(req: &Request<B>) -> Option<&str> {
+    match req.uri().authority() {
+        Some(a) => Some(a.as_str()),
+        None => req.headers().get(header::HOST)?.to_str().ok(),
     }
-    Some((host.to_ascii_lowercase(), port))
 }
 
 fn remove_hop_by_hop(h: &mut HeaderMap) {
@@ -163,7 +150,7 @@ pub(super) fn for_upstream(
         set(&mut h, X_REAL_IP, &ex.client_ip.to_string());
     }
     h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-    set(&mut h, X_FORWARDED_HOST, &ex.host);
+    h.insert(X_FORWARDED_HOST, ex.host_header.clone());
     h.insert(X_FORWARDED_PORT, conn.local_port_header.clone());
     match stripped_prefix {
         Some(p) if !p.is_empty() && p != "/" => set(&mut h, X_FORWARDED_PREFIX, p),
@@ -231,18 +218,16 @@ mod tests {
     #[test]
     fn host_comes_from_authority_or_header() {
         let req = Request::get("http://Api.Example.com:8000/x")
+            .header("host", "other.test")
             .body(())
             .unwrap();
-        assert_eq!(
-            request_host(&req),
-            Some(("api.example.com".into(), Some(8000)))
-        );
+        assert_eq!(raw_host(&req), Some("Api.Example.com:8000"));
         let req = Request::get("/x")
             .header("host", "h.local")
             .body(())
             .unwrap();
-        assert_eq!(request_host(&req), Some(("h.local".into(), None)));
+        assert_eq!(raw_host(&req), Some("h.local"));
         let req = Request::get("/x").body(()).unwrap();
-        assert_eq!(request_host(&req), None);
+        assert_eq!(raw_host(&req), None);
     }
 }

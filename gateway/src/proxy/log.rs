@@ -40,6 +40,8 @@ pub(super) struct Exchange {
     pub request_id_header: http::HeaderValue,
     pub method: Arc<str>,
     pub host: Arc<str>,
+    /// The same, as the `X-Forwarded-Host` value.
+    pub host_header: http::HeaderValue,
     pub path: Arc<str>,
     /// The client as `ClientIp` resolved it (the peer unless a trusted proxy named another).
     pub client_ip: IpAddr,

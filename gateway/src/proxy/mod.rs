@@ -19,7 +19,7 @@ use crate::snapshot::{ServiceEntry, Snapshot};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 pub use client_ip::ClientIp;
-pub use downstream::Downstream;
+pub use downstream::{Downstream, Host};
 use error_page::Format;
 use http::{header, HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::{Either, Full};
@@ -62,9 +62,10 @@ impl Proxy {
             request_id_header,
             method: req.method().as_str().into(),
             host: "".into(),
+            host_header: HeaderValue::from_static(""),
             path: req.uri().path().into(),
             client_ip: self.client_ip.resolve(conn.peer.ip(), req.headers()),
-            user_agent: headers::user_agent(req.headers()),
+            user_agent: conn.user_agent(req.headers().get(header::USER_AGENT)),
             // For the log: headers as sent, plus the body's declared length.
             bytes_in: header_bytes as u64 + headers::content_length(req.headers()),
             service: None,
@@ -110,12 +111,14 @@ impl Proxy {
         let norm_path = path::normalize(req.uri().path())
             .map_err(|_| bad())?
             .into_owned();
-        let (host, port) = headers::request_host(&req).ok_or_else(bad)?;
-        ex.host = host.as_str().into();
+        let host = headers::raw_host(&req).and_then(|raw| conn.host(raw));
+        let Host { name, port, header } = host.ok_or_else(bad)?;
+        ex.host = name;
+        ex.host_header = header;
         let snapshot = self.snapshot.load_full();
         let found = snapshot.router.find(&RequestInfo {
             method: req.method().as_str(),
-            host: &host,
+            host: &ex.host,
             port: port.unwrap_or(conn.local_port),
             path: &norm_path,
             headers: req.headers(),
