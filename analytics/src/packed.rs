@@ -113,24 +113,46 @@ impl Writer<'_> {
 /// that unpacking one allocates only its own request id and path. Hashed with foldhash, seeded
 /// per process, since clients choose some of these texts (user agent, host).
 #[derive(Default)]
-pub struct Labels(HashMap<Box<[u8]>, Arc<str>, foldhash::fast::RandomState>);
+pub struct Labels {
+    known: HashMap<Box<[u8]>, Arc<str>, foldhash::fast::RandomState>,
+    /// Each field's last text, compared first: events in a row mostly repeat their
+    /// neighbour's service, route, consumer and node, and a comparison is cheaper than a hash.
+    last: Vec<Option<Seen>>,
+}
+
+/// A text's bytes as they came, and the text.
+type Seen = (Box<[u8]>, Arc<str>);
 
 /// Distinct texts kept at most; beyond it the map starts again (a guard against labels that
 /// do not repeat after all, such as user agents under attack).
 const LABELS_KEPT: usize = 10_000;
 
 impl Labels {
-    /// The text `bytes` hold, `None` if they are not UTF-8. Looked up by bytes, so that a
-    /// text seen before is not validated again.
-    fn get(&mut self, bytes: &[u8]) -> Option<Arc<str>> {
-        if let Some(known) = self.0.get(bytes) {
+    /// The text `bytes` hold in the event's field number `field`, `None` if they are not
+    /// UTF-8. Looked up by bytes, so that a text seen before is not validated again.
+    fn get(&mut self, field: usize, bytes: &[u8]) -> Option<Arc<str>> {
+        if let Some(Some((seen, text))) = self.last.get(field) {
+            if **seen == *bytes {
+                return Some(text.clone());
+            }
+        }
+        let text = self.known(bytes)?;
+        if self.last.len() <= field {
+            self.last.resize(field + 1, None);
+        }
+        self.last[field] = Some((bytes.into(), text.clone()));
+        Some(text)
+    }
+
+    fn known(&mut self, bytes: &[u8]) -> Option<Arc<str>> {
+        if let Some(known) = self.known.get(bytes) {
             return Some(known.clone());
         }
         let new: Arc<str> = Arc::from(std::str::from_utf8(bytes).ok()?);
-        if self.0.len() >= LABELS_KEPT {
-            self.0.clear();
+        if self.known.len() >= LABELS_KEPT {
+            self.known.clear();
         }
-        self.0.insert(bytes.into(), new.clone());
+        self.known.insert(bytes.into(), new.clone());
         Some(new)
     }
 }
@@ -150,21 +172,21 @@ impl<'a> Reader<'a> {
         let flags = r.take(1)?[0];
         let client_ip = r.ip()?;
         let [request_id, method, host, path, node] = [
-            r.text(false)??,
-            r.text(true)??,
-            r.text(true)??,
-            r.text(false)??,
-            r.text(true)??,
+            r.text()??,
+            r.label(0)??,
+            r.label(1)??,
+            r.text()??,
+            r.label(2)??,
         ];
         let [service, route, consumer_id, consumer, credential_id, route_path, user_agent, upstream_addr] = [
-            r.text(true)?,
-            r.text(true)?,
-            r.text(true)?,
-            r.text(true)?,
-            r.text(true)?,
-            r.text(true)?,
-            r.text(true)?,
-            r.text(true)?,
+            r.label(3)?,
+            r.label(4)?,
+            r.label(5)?,
+            r.label(6)?,
+            r.label(7)?,
+            r.label(8)?,
+            r.label(9)?,
+            r.label(10)?,
         ];
         Some(RequestEvent {
             timestamp_us,
@@ -212,19 +234,29 @@ impl<'a> Reader<'a> {
         })
     }
 
-    /// An optional text (`Some(None)` when absent), from the labels when it is `repeated`;
-    /// `None` when the bytes are not one.
-    fn text(&mut self, repeated: bool) -> Option<Option<Arc<str>>> {
+    /// An optional text of the event's own (`Some(None)` when absent); `None` when the bytes
+    /// are not one.
+    fn text(&mut self) -> Option<Option<Arc<str>>> {
+        let Some(bytes) = self.optional_bytes()? else {
+            return Some(None);
+        };
+        Some(Some(Arc::from(std::str::from_utf8(bytes).ok()?)))
+    }
+
+    /// The same for a text events repeat, from the labels; `field` numbers it among them.
+    fn label(&mut self, field: usize) -> Option<Option<Arc<str>>> {
+        let Some(bytes) = self.optional_bytes()? else {
+            return Some(None);
+        };
+        Some(Some(self.labels.get(field, bytes)?))
+    }
+
+    fn optional_bytes(&mut self) -> Option<Option<&'a [u8]>> {
         let len = u32::from_le_bytes(self.take(4)?.try_into().ok()?);
         if len == NONE {
             return Some(None);
         }
-        let bytes = self.take(len as usize)?;
-        Some(Some(if repeated {
-            self.labels.get(bytes)?
-        } else {
-            Arc::from(std::str::from_utf8(bytes).ok()?)
-        }))
+        Some(Some(self.take(len as usize)?))
     }
 }
 
