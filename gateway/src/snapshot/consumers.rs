@@ -24,14 +24,14 @@ pub struct ConsumerEntry {
 
 impl ConsumerEntry {
     pub fn new(id: Uuid, username: Option<String>, custom_id: Option<String>) -> ConsumerEntry {
-        let id_text: Arc<str> = id.to_string().into();
+        let (id_text, id_header) = uuid_texts(id);
         let header = |s: &Option<String>| s.as_deref().and_then(|s| HeaderValue::from_str(s).ok());
         ConsumerEntry {
             name: username
                 .as_deref()
                 .or(custom_id.as_deref())
                 .map_or_else(|| id_text.clone(), Arc::from),
-            id_header: HeaderValue::from_str(&id_text).expect("a UUID is a valid header value"),
+            id_header,
             username_header: header(&username),
             custom_id_header: header(&custom_id),
             id_text,
@@ -59,12 +59,16 @@ pub struct CredentialId {
 
 impl CredentialId {
     fn new(id: Uuid) -> CredentialId {
-        let text = id.to_string();
-        CredentialId {
-            header: HeaderValue::from_str(&text).expect("a UUID is a valid header value"),
-            text: text.into(),
-        }
+        let (text, header) = uuid_texts(id);
+        CredentialId { text, header }
     }
+}
+
+/// An id as text and as a header value.
+fn uuid_texts(id: Uuid) -> (Arc<str>, HeaderValue) {
+    let text = id.to_string();
+    let header = HeaderValue::from_str(&text).expect("a UUID is a valid header value");
+    (text.into(), header)
 }
 
 #[derive(Default)]
