@@ -223,10 +223,7 @@ fn build(
     };
     let limits = configured(c);
     Ok(Arc::new(RateLimiting {
-        limit_values: limits
-            .iter()
-            .map(|&(_, l)| header_numbers::value(l))
-            .collect(),
+        limit_values: limit_values(&limits),
         limits,
         limit_by,
         policy,
@@ -390,6 +387,14 @@ impl RateLimiting {
     }
 }
 
+/// Each limit as a header value, for `rate_headers`.
+fn limit_values(limits: &[(Period, u64)]) -> Vec<HeaderValue> {
+    limits
+        .iter()
+        .map(|&(_, l)| header_numbers::value(l))
+        .collect()
+}
+
 /// Each limit's window containing `now` (Unix seconds).
 fn windows_at(limits: &[(Period, u64)], now: i64) -> Vec<Window> {
     limits
@@ -472,11 +477,8 @@ mod tests {
         now: i64,
     ) -> (HeaderMap, u64) {
         let w = windows_at(limits, now);
-        let values: Vec<HeaderValue> = limits
-            .iter()
-            .map(|&(_, l)| header_numbers::value(l))
-            .collect();
         let mut added = AddedHeaders::new();
+        let values = limit_values(limits);
         let reset = rate_headers(&w, &values, usage, allowed, now, Some(&mut added));
         (added.into_iter().collect(), reset)
     }
