@@ -36,23 +36,17 @@ place() { # $1 = shared|pinned
 }
 
 run() { # $1 = TOLLGATE_ANALYTICS; prints "rps p99 flushed dropped"
-  local proxy status pid
-  proxy=$(free_port); status=$(free_port)
   rm -rf "$work/data-$1"; mkdir -p "$work/data-$1"
-  TOLLGATE_DATABASE=off TOLLGATE_DECLARATIVE_CONFIG="$work/one.yaml" TOLLGATE_WORKER_THREADS=1 \
+  run_under=(taskset -c "$tg_cpus")
   TOLLGATE_ANALYTICS=$1 TOLLGATE_CLICKHOUSE_URL=$ch_url TOLLGATE_DATA_DIR="$work/data-$1" \
-  TOLLGATE_PROXY_LISTEN=127.0.0.1:$proxy TOLLGATE_ADMIN_LISTEN=off TOLLGATE_STATUS_LISTEN=127.0.0.1:$status \
-  TOLLGATE_CONSOLE_LISTEN=off TOLLGATE_PORTAL_LISTEN=off RUST_LOG=warn \
-    taskset -c "$tg_cpus" "$bin" > "$work/tollgate-$1.log" 2>&1 &
-  pid=$!
-  for _ in $(seq 600); do curl -fs "http://127.0.0.1:$status/status" >/dev/null 2>&1 && break; sleep 0.05; done
-  taskset -c "$wrk_cpus" wrk -t1 -c32 -d${dur}s --latency "http://127.0.0.1:$proxy/api/x" > "$work/wrk.out"
+    start_tollgate "$work/one.yaml"
+  taskset -c "$wrk_cpus" wrk -t1 -c32 -d${dur}s --latency "http://127.0.0.1:$TG_PORT/api/x" > "$work/wrk.out"
   sleep 2
-  local metrics; metrics=$(curl -fs "http://127.0.0.1:$status/metrics")
+  local metrics; metrics=$(curl -fs "http://127.0.0.1:$TG_STATUS/metrics")
   echo "$(awk '/Requests\/sec/ {print $2}' "$work/wrk.out") $(awk '$1=="99%" {print $2}' "$work/wrk.out") \
 $(echo "$metrics" | awk '/^tollgate_analytics_events_flushed_total/ {print $2}') \
 $(echo "$metrics" | awk '/^tollgate_analytics_events_dropped_total/ {print $2}')"
-  kill "$pid"; wait "$pid" 2>/dev/null || true
+  kill "$TG_PID"; wait "$TG_PID" 2>/dev/null || true
 }
 
 echo

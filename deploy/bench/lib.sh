@@ -77,7 +77,7 @@ YAML
 }
 
 # Starts Tollgate on one proxy worker, DB-less with the given file, analytics off unless
-# TOLLGATE_ANALYTICS says otherwise; sets TG_PORT and TG_PID once it is ready.
+# TOLLGATE_ANALYTICS says otherwise; sets TG_PORT, TG_STATUS and TG_PID once it is ready.
 #   start_tollgate FILE
 start_tollgate() {
   local proxy status
@@ -87,7 +87,7 @@ start_tollgate() {
   TOLLGATE_CONSOLE_LISTEN=off TOLLGATE_PORTAL_LISTEN=off RUST_LOG=warn "${run_under[@]}" "$bin" > "$work/tollgate-$proxy.log" 2>&1 &
   TG_PID=$!; pids+=($TG_PID)
   for _ in $(seq 600); do curl -fs "http://127.0.0.1:$status/status" >/dev/null 2>&1 && break; sleep 0.05; done
-  TG_PORT=$proxy
+  TG_PORT=$proxy; TG_STATUS=$status
 }
 
 # One wrk run of `dur` seconds on `conns` connections; prints "requests/s p50 p99".
