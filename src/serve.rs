@@ -1,6 +1,7 @@
 //! Wiring for `tollgate run`: store, control loop, and the listeners, until a signal stops them.
 use crate::settings::{
-    listen_addr, Analytics, ClickHouseValidation, Database, PortalApproval, Settings,
+    listen_addr, Analytics, ClickHouseCompression, ClickHouseValidation, Database, PortalApproval,
+    Settings,
 };
 use anyhow::{bail, Context};
 use serde_json::json;
@@ -13,7 +14,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 use tollgate_analytics::pipeline;
 use tollgate_analytics::query::Queries;
-use tollgate_analytics::sink::clickhouse::{ClickHouse, Validation};
+use tollgate_analytics::sink::clickhouse::{ClickHouse, Compression, Validation};
 use tollgate_analytics::sink::embedded::Embedded;
 use tollgate_analytics::sink::Sink;
 use tollgate_analytics::Recorder;
@@ -219,19 +220,27 @@ async fn analytics_store(s: &Settings) -> anyhow::Result<Option<AnalyticsStore>>
             (store.clone(), store)
         }
         Analytics::Clickhouse => {
-            let url = s
-                .clickhouse_url
-                .as_deref()
-                .context("TOLLGATE_ANALYTICS=clickhouse needs TOLLGATE_CLICKHOUSE_URL")?;
-            let validation = match s.clickhouse_validation {
-                ClickHouseValidation::Auto => Validation::Auto,
-                ClickHouseValidation::On => Validation::On,
-                ClickHouseValidation::Off => Validation::Off,
-            };
-            let store = Arc::new(ClickHouse::new(url, &s.clickhouse_database, validation)?);
+            let store = Arc::new(clickhouse_store(s)?);
             (store.clone(), store)
         }
     }))
+}
+
+fn clickhouse_store(s: &Settings) -> anyhow::Result<ClickHouse> {
+    let url = s
+        .clickhouse_url
+        .as_deref()
+        .context("TOLLGATE_ANALYTICS=clickhouse needs TOLLGATE_CLICKHOUSE_URL")?;
+    let validation = match s.clickhouse_validation {
+        ClickHouseValidation::Auto => Validation::Auto,
+        ClickHouseValidation::On => Validation::On,
+        ClickHouseValidation::Off => Validation::Off,
+    };
+    let compression = match s.clickhouse_compression {
+        ClickHouseCompression::None => Compression::None,
+        ClickHouseCompression::Lz4 => Compression::Lz4,
+    };
+    Ok(ClickHouse::new(url, &s.clickhouse_database, validation)?.with_compression(compression))
 }
 
 /// Starts the analytics pipeline into `sink`. It ends after the proxy: when the last

@@ -17,6 +17,12 @@ pub enum Analytics {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ClickHouseCompression {
+    None,
+    Lz4,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ClickHouseValidation {
     Auto,
     On,
@@ -125,6 +131,16 @@ pub struct Settings {
         global = true
     )]
     pub clickhouse_validation: ClickHouseValidation,
+    /// Compression of the events sent to ClickHouse: `none` (least CPU on the gateway) or
+    /// `lz4` (fewer bytes, for a slow or metered link to ClickHouse).
+    #[arg(
+        long,
+        env = "TOLLGATE_CLICKHOUSE_COMPRESSION",
+        value_enum,
+        default_value = "none",
+        global = true
+    )]
+    pub clickhouse_compression: ClickHouseCompression,
     /// Events per analytics batch. Large, because ClickHouse wants few inserts (about one
     /// a second) and the embedded store's cost is per transaction; under light traffic
     /// batches go every `analytics_flush_ms` anyway.

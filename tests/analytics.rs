@@ -38,7 +38,13 @@ consumers:
     )
 }
 
-async fn gateway(dir: &std::path::Path, backend: &Backend, ch: &ClickHouseServer) -> Gateway {
+/// A gateway sending its events to `ch`, compressed as `compression` says (`none` or `lz4`).
+async fn gateway(
+    dir: &std::path::Path,
+    backend: &Backend,
+    ch: &ClickHouseServer,
+    compression: &str,
+) -> Gateway {
     let file = dir.join("kong.yaml");
     std::fs::write(&file, config(backend)).unwrap();
     let url = ch.url("");
@@ -50,6 +56,7 @@ async fn gateway(dir: &std::path::Path, backend: &Backend, ch: &ClickHouseServer
             ("TOLLGATE_ANALYTICS", "clickhouse"),
             ("TOLLGATE_CLICKHOUSE_URL", &url),
             ("TOLLGATE_CLICKHOUSE_DATABASE", "tollgate_test"),
+            ("TOLLGATE_CLICKHOUSE_COMPRESSION", compression),
             ("TOLLGATE_ANALYTICS_FLUSH_MS", "200"),
         ],
         dir.to_path_buf(),
@@ -131,7 +138,7 @@ async fn every_request_reaches_clickhouse_once_across_an_outage() {
         return;
     };
     let backend = Backend::start().await;
-    let gw = gateway(dir.path(), &backend, &ch).await;
+    let gw = gateway(dir.path(), &backend, &ch, "none").await;
 
     // 10,000 requests: ann 8,000 (7,000 pass, 1,000 limited), bob 1,500, 500 without a key.
     let (ann, _) = fire(&gw, Some(ANN), 8000, 8).await;
@@ -257,7 +264,7 @@ async fn spilled_events_survive_a_killed_gateway_and_a_corrupt_tail() {
         return;
     };
     let backend = Backend::start().await;
-    let mut gw = gateway(dir.path(), &backend, &ch).await;
+    let mut gw = gateway(dir.path(), &backend, &ch, "lz4").await;
     fire(&gw, Some(BOB), 100, 2).await;
     assert_eq!(
         wait_for_events(&ch, 100, Duration::from_secs(20)).await,
@@ -284,7 +291,7 @@ async fn spilled_events_survive_a_killed_gateway_and_a_corrupt_tail() {
     std::fs::write(&spill, &bytes).unwrap();
 
     ch.restart().await;
-    let gw = gateway(dir.path(), &backend, &ch).await;
+    let gw = gateway(dir.path(), &backend, &ch, "lz4").await;
     assert_eq!(
         wait_for_events(&ch, 1100, Duration::from_secs(30)).await,
         1100

@@ -6,6 +6,7 @@
 //! The crate's row validation needs `RowBinaryWithNamesAndTypes`, which old servers (Debian's
 //! 18.16) lack: `Validation::Auto` turns it on only for servers from 2023 on.
 use super::{Batch, Sink, SinkError, WriteFuture};
+use crate::ip_text::IpText;
 use crate::RequestEvent;
 use clickhouse::{Client, Row};
 use serde::Serialize;
@@ -23,10 +24,20 @@ pub enum Validation {
     Off,
 }
 
+/// Whether insert bodies are compressed. LZ4 costs the gateway about as much CPU per event
+/// as the rest of the batcher together (callgrind: 1,430 instructions an event); it pays off
+/// only when the link to ClickHouse, not the gateway's CPU, is the scarce resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Lz4,
+}
+
 pub struct ClickHouse {
     url: String,
     database: String,
     validation: Validation,
+    compression: Compression,
     client: OnceCell<Client>,
 }
 
@@ -45,8 +56,16 @@ impl ClickHouse {
             url: url.trim_end_matches('/').to_string(),
             database: database.to_string(),
             validation,
+            compression: Compression::None,
             client: OnceCell::new(),
         })
+    }
+
+    pub fn with_compression(self, compression: Compression) -> ClickHouse {
+        ClickHouse {
+            compression,
+            ..self
+        }
     }
 
     /// The client, once the database and tables exist.
@@ -55,7 +74,14 @@ impl ClickHouse {
     }
 
     async fn prepare(&self) -> Result<Client, SinkError> {
-        let base = Client::default().with_url(&self.url).with_validation(false);
+        let compression = match self.compression {
+            Compression::None => clickhouse::Compression::None,
+            Compression::Lz4 => clickhouse::Compression::Lz4,
+        };
+        let base = Client::default()
+            .with_url(&self.url)
+            .with_validation(false)
+            .with_compression(compression);
         let version: String = base
             .query("SELECT version()")
             .fetch_one()
@@ -176,7 +202,7 @@ struct EventRow<'a> {
     gateway_latency_us: u32,
     bytes_in: u64,
     bytes_out: u64,
-    client_ip: String,
+    client_ip: IpText,
     user_agent: &'a str,
     rate_limited: u8,
     auth_failed: u8,
@@ -211,7 +237,7 @@ impl<'a> EventRow<'a> {
             gateway_latency_us: micros(e.gateway_latency_us),
             bytes_in: e.bytes_in,
             bytes_out: e.bytes_out,
-            client_ip: e.client_ip.to_string(),
+            client_ip: IpText::new(e.client_ip),
             user_agent: text(&e.user_agent),
             rate_limited: u8::from(e.rate_limited),
             auth_failed: u8::from(e.auth_failed),
