@@ -326,7 +326,7 @@ async fn the_embedded_store_and_clickhouse_answer_alike() {
     let now_us = tollgate_analytics::unix_now() as u64 * 1_000_000;
     let events = tollgate_analytics::sample::synthetic(4000, now_us, 180_000_000);
     for chunk in events.chunks(1000) {
-        let batch = Batch::new(chunk.to_vec());
+        let batch = Batch::new(chunk);
         ch.write(&batch, false).await.unwrap();
         embedded.write(&batch, false).await.unwrap();
         // A retry of a batch that landed changes nothing in either store.

@@ -129,7 +129,7 @@ async fn fill_day(store: &dyn Sink) -> Filter {
             DAY_US / 100,
         );
         store
-            .write(&Batch::new(events), false)
+            .write(&Batch::new(&events), false)
             .await
             .expect("write");
     }

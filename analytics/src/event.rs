@@ -1,26 +1,24 @@
 //! One proxied (or rejected) request, as the log phase saw it.
-use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-/// Everything later stages need to know about a finished request. Text fields are shared
-/// (`Arc<str>`) because most repeat from request to request (service, route, consumer).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RequestEvent {
+/// Everything later stages need to know about a finished request, with its texts as `T`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event<T> {
     /// Unix time of arrival, in microseconds.
     pub timestamp_us: u64,
-    pub request_id: Arc<str>,
-    pub service: Option<Arc<str>>,
-    pub route: Option<Arc<str>>,
-    pub consumer_id: Option<Arc<str>>,
+    pub request_id: T,
+    pub service: Option<T>,
+    pub route: Option<T>,
+    pub consumer_id: Option<T>,
     /// The consumer's username (or its custom id, or id, when it has none).
-    pub consumer: Option<Arc<str>>,
-    pub credential_id: Option<Arc<str>>,
-    pub method: Arc<str>,
-    pub host: Arc<str>,
-    pub path: Arc<str>,
+    pub consumer: Option<T>,
+    pub credential_id: Option<T>,
+    pub method: T,
+    pub host: T,
+    pub path: T,
     /// The part of the path the route matched (`/api/get/`).
-    pub route_path: Option<Arc<str>>,
+    pub route_path: Option<T>,
     pub status: u16,
     /// Arrival to the last byte of the response.
     pub total_latency_us: u64,
@@ -33,7 +31,7 @@ pub struct RequestEvent {
     /// Response body bytes sent to the client.
     pub bytes_out: u64,
     pub client_ip: IpAddr,
-    pub user_agent: Option<Arc<str>>,
+    pub user_agent: Option<T>,
     /// Refused by rate-limiting.
     pub rate_limited: bool,
     /// Refused by an authentication plugin.
@@ -41,9 +39,51 @@ pub struct RequestEvent {
     /// The upstream answered with a connection or timeout failure.
     pub upstream_failed: bool,
     /// `host:port` the request was sent to.
-    pub upstream_addr: Option<Arc<str>>,
+    pub upstream_addr: Option<T>,
     /// The gateway node that served it.
-    pub node: Arc<str>,
+    pub node: T,
+}
+
+/// The proxy's event. Its texts are shared (`Arc<str>`) because most repeat from request to
+/// request (service, route, consumer) and the snapshot already holds them.
+pub type RequestEvent = Event<Arc<str>>;
+
+/// An event read in place from the batcher's packed bytes (see `packed`).
+pub type EventRef<'a> = Event<&'a str>;
+
+#[cfg(test)]
+impl EventRef<'_> {
+    /// The event with texts of its own.
+    pub fn owned(&self) -> RequestEvent {
+        let text = |s: &str| Arc::<str>::from(s);
+        let optional = |s: Option<&str>| s.map(text);
+        RequestEvent {
+            timestamp_us: self.timestamp_us,
+            request_id: text(self.request_id),
+            service: optional(self.service),
+            route: optional(self.route),
+            consumer_id: optional(self.consumer_id),
+            consumer: optional(self.consumer),
+            credential_id: optional(self.credential_id),
+            method: text(self.method),
+            host: text(self.host),
+            path: text(self.path),
+            route_path: optional(self.route_path),
+            status: self.status,
+            total_latency_us: self.total_latency_us,
+            upstream_latency_us: self.upstream_latency_us,
+            gateway_latency_us: self.gateway_latency_us,
+            bytes_in: self.bytes_in,
+            bytes_out: self.bytes_out,
+            client_ip: self.client_ip,
+            user_agent: optional(self.user_agent),
+            rate_limited: self.rate_limited,
+            auth_failed: self.auth_failed,
+            upstream_failed: self.upstream_failed,
+            upstream_addr: optional(self.upstream_addr),
+            node: text(self.node),
+        }
+    }
 }
 
 #[cfg(test)]

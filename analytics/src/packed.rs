@@ -1,18 +1,18 @@
-//! Events packed back to back into one buffer for their trip from a proxy thread to the
-//! batcher.
+//! Events packed back to back into one buffer: how they travel from a proxy thread to the
+//! batcher, wait in a batch, and lie in the spill file.
 //!
 //! A `RequestEvent` shares its labels (service, route, node) with the snapshot through `Arc`s
 //! and owns a few more allocations. Sending it to the batcher's thread as it is makes every
 //! label's reference count, and every allocation's free, cross between cores for each request;
 //! measured, that cost the proxy thread more than building the event. Packed, many events are
-//! one buffer of plain bytes, and the batcher unpacks them into its own strings.
-use crate::RequestEvent;
-use std::collections::HashMap;
+//! one buffer of plain bytes; the batcher appends packs to its batch, and the sinks read the
+//! events in place (`EventRef`), without a copy or an allocation per event.
+use crate::event::{EventRef, RequestEvent};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 /// Events' bytes, one after the other.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct Packed {
     bytes: Vec<u8>,
     events: usize,
@@ -20,6 +20,8 @@ pub struct Packed {
 
 /// Marks an absent optional text.
 const NONE: u32 = u32::MAX;
+/// Texts in an event.
+const TEXTS: usize = 13;
 
 impl Packed {
     pub fn push(&mut self, e: &RequestEvent) {
@@ -41,21 +43,21 @@ impl Packed {
                 | u8::from(e.upstream_failed) << 2,
         );
         w.ip(e.client_ip);
-        for s in [&e.request_id, &e.method, &e.host, &e.path, &e.node] {
-            w.text(Some(s));
-        }
-        for s in [
-            &e.service,
-            &e.route,
-            &e.consumer_id,
-            &e.consumer,
-            &e.credential_id,
-            &e.route_path,
-            &e.user_agent,
-            &e.upstream_addr,
-        ] {
-            w.text(s.as_ref());
-        }
+        w.texts([
+            Some(&e.request_id),
+            Some(&e.method),
+            Some(&e.host),
+            Some(&e.path),
+            Some(&e.node),
+            e.service.as_ref(),
+            e.route.as_ref(),
+            e.consumer_id.as_ref(),
+            e.consumer.as_ref(),
+            e.credential_id.as_ref(),
+            e.route_path.as_ref(),
+            e.user_agent.as_ref(),
+            e.upstream_addr.as_ref(),
+        ]);
         self.events += 1;
     }
 
@@ -67,14 +69,38 @@ impl Packed {
         self.events == 0
     }
 
-    /// The events again, in order. Texts that repeat from event to event come from (and go
-    /// into) `labels`.
-    pub fn unpack<'a>(&'a self, labels: &'a mut Labels) -> impl Iterator<Item = RequestEvent> + 'a {
-        let mut r = Reader {
-            bytes: &self.bytes,
-            labels,
-        };
+    /// Adds `other`'s events after these.
+    pub fn append(&mut self, other: &Packed) {
+        self.bytes.extend_from_slice(&other.bytes);
+        self.events += other.events;
+    }
+
+    /// Forgets the events, keeping the memory.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.events = 0;
+    }
+
+    /// The events, in order, read in place.
+    pub fn events(&self) -> impl Iterator<Item = EventRef<'_>> + '_ {
+        let mut r = Reader(&self.bytes);
         std::iter::from_fn(move || r.event())
+    }
+
+    /// The bytes, to be stored (the spill file) and read back with `from_bytes`.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Events stored with `as_bytes`; `None` unless the bytes are whole events and nothing else.
+    pub fn from_bytes(bytes: Vec<u8>) -> Option<Packed> {
+        let mut r = Reader(&bytes);
+        let mut events = 0;
+        while !r.0.is_empty() {
+            r.event()?;
+            events += 1;
+        }
+        Some(Packed { bytes, events })
     }
 }
 
@@ -98,97 +124,34 @@ impl Writer<'_> {
         }
     }
 
-    fn text(&mut self, s: Option<&Arc<str>>) {
-        match s {
-            Some(s) => {
-                self.0.extend_from_slice(&(s.len() as u32).to_le_bytes());
-                self.0.extend_from_slice(s.as_bytes());
-            }
-            None => self.0.extend_from_slice(&NONE.to_le_bytes()),
+    /// The texts' lengths (`NONE` for an absent one), then their bytes back to back, so that
+    /// the reader checks an event's UTF-8 in one call instead of one per text.
+    fn texts(&mut self, texts: [Option<&Arc<str>>; TEXTS]) {
+        for t in texts {
+            let len = t.map_or(NONE, |t| t.len() as u32);
+            self.0.extend_from_slice(&len.to_le_bytes());
+        }
+        for t in texts.into_iter().flatten() {
+            self.0.extend_from_slice(t.as_bytes());
         }
     }
 }
 
-/// The batcher's copies of the texts events repeat (service, route, consumer, node ...), so
-/// that unpacking one allocates only its own request id and path. Hashed with foldhash, seeded
-/// per process, since clients choose some of these texts (user agent, host).
-#[derive(Default)]
-pub struct Labels {
-    known: HashMap<Box<[u8]>, Arc<str>, foldhash::fast::RandomState>,
-    /// Each field's last text, compared first: events in a row mostly repeat their
-    /// neighbour's service, route, consumer and node, and a comparison is cheaper than a hash.
-    last: Vec<Option<Seen>>,
-}
-
-/// A text's bytes as they came, and the text.
-type Seen = (Box<[u8]>, Arc<str>);
-
-/// Distinct texts kept at most; beyond it the map starts again (a guard against labels that
-/// do not repeat after all, such as user agents under attack).
-const LABELS_KEPT: usize = 10_000;
-
-impl Labels {
-    /// The text `bytes` hold in the event's field number `field`, `None` if they are not
-    /// UTF-8. Looked up by bytes, so that a text seen before is not validated again.
-    fn get(&mut self, field: usize, bytes: &[u8]) -> Option<Arc<str>> {
-        if let Some(Some((seen, text))) = self.last.get(field) {
-            if **seen == *bytes {
-                return Some(text.clone());
-            }
-        }
-        let text = self.known(bytes)?;
-        if self.last.len() <= field {
-            self.last.resize(field + 1, None);
-        }
-        self.last[field] = Some((bytes.into(), text.clone()));
-        Some(text)
-    }
-
-    fn known(&mut self, bytes: &[u8]) -> Option<Arc<str>> {
-        if let Some(known) = self.known.get(bytes) {
-            return Some(known.clone());
-        }
-        let new: Arc<str> = Arc::from(std::str::from_utf8(bytes).ok()?);
-        if self.known.len() >= LABELS_KEPT {
-            self.known.clear();
-        }
-        self.known.insert(bytes.into(), new.clone());
-        Some(new)
-    }
-}
-
-struct Reader<'a> {
-    bytes: &'a [u8],
-    labels: &'a mut Labels,
-}
+struct Reader<'a>(&'a [u8]);
 
 impl<'a> Reader<'a> {
     /// The next event; `None` at the end (or at bytes `push` did not write).
-    fn event(&mut self) -> Option<RequestEvent> {
+    fn event(&mut self) -> Option<EventRef<'a>> {
         let r = self;
         let [timestamp_us, total, upstream, gateway, bytes_in, bytes_out] =
-            [r.u64()?, r.u64()?, r.u64()?, r.u64()?, r.u64()?, r.u64()?];
+            r.numbers::<8, 6>()?.map(u64::from_le_bytes);
         let status = u16::from_le_bytes(r.take(2)?.try_into().ok()?);
         let flags = r.take(1)?[0];
         let client_ip = r.ip()?;
-        let [request_id, method, host, path, node] = [
-            r.text()??,
-            r.label(0)??,
-            r.label(1)??,
-            r.text()??,
-            r.label(2)??,
-        ];
-        let [service, route, consumer_id, consumer, credential_id, route_path, user_agent, upstream_addr] = [
-            r.label(3)?,
-            r.label(4)?,
-            r.label(5)?,
-            r.label(6)?,
-            r.label(7)?,
-            r.label(8)?,
-            r.label(9)?,
-            r.label(10)?,
-        ];
-        Some(RequestEvent {
+        let [request_id, method, host, path, node, service, route, consumer_id, consumer, credential_id, route_path, user_agent, upstream_addr] =
+            r.texts()?;
+        let [request_id, method, host, path, node] = [request_id?, method?, host?, path?, node?];
+        Some(EventRef {
             timestamp_us,
             request_id,
             service,
@@ -217,13 +180,19 @@ impl<'a> Reader<'a> {
     }
 
     fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        let (head, rest) = self.bytes.split_at_checked(n)?;
-        self.bytes = rest;
+        let (head, rest) = self.0.split_at_checked(n)?;
+        self.0 = rest;
         Some(head)
     }
 
-    fn u64(&mut self) -> Option<u64> {
-        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    /// The next `N` numbers of `W` bytes each, taken in one bounds check.
+    fn numbers<const W: usize, const N: usize>(&mut self) -> Option<[[u8; W]; N]> {
+        let bytes = self.take(W * N)?;
+        let mut numbers = [[0; W]; N];
+        for (n, b) in numbers.iter_mut().zip(bytes.chunks_exact(W)) {
+            n.copy_from_slice(b);
+        }
+        Some(numbers)
     }
 
     fn ip(&mut self) -> Option<IpAddr> {
@@ -234,29 +203,23 @@ impl<'a> Reader<'a> {
         })
     }
 
-    /// An optional text of the event's own (`Some(None)` when absent); `None` when the bytes
-    /// are not one.
-    fn text(&mut self) -> Option<Option<Arc<str>>> {
-        let Some(bytes) = self.optional_bytes()? else {
-            return Some(None);
-        };
-        Some(Some(Arc::from(std::str::from_utf8(bytes).ok()?)))
-    }
-
-    /// The same for a text events repeat, from the labels; `field` numbers it among them.
-    fn label(&mut self, field: usize) -> Option<Option<Arc<str>>> {
-        let Some(bytes) = self.optional_bytes()? else {
-            return Some(None);
-        };
-        Some(Some(self.labels.get(field, bytes)?))
-    }
-
-    fn optional_bytes(&mut self) -> Option<Option<&'a [u8]>> {
-        let len = u32::from_le_bytes(self.take(4)?.try_into().ok()?);
-        if len == NONE {
-            return Some(None);
+    /// An event's texts (`None` for an absent one); `None` when the bytes are not texts.
+    fn texts(&mut self) -> Option<[Option<&'a str>; TEXTS]> {
+        let lens = self.numbers::<4, TEXTS>()?.map(u32::from_le_bytes);
+        let total = lens
+            .iter()
+            .filter(|&&l| l != NONE)
+            .map(|&l| l as usize)
+            .sum();
+        let mut all = std::str::from_utf8(self.take(total)?).ok()?;
+        let mut texts = [None; TEXTS];
+        for (text, len) in texts.iter_mut().zip(lens) {
+            if len != NONE {
+                let (t, rest) = all.split_at_checked(len as usize)?;
+                (*text, all) = (Some(t), rest);
+            }
         }
-        Some(Some(self.take(len as usize)?))
+        Some(texts)
     }
 }
 
@@ -264,6 +227,12 @@ impl<'a> Reader<'a> {
 mod tests {
     use super::*;
     use crate::event::tests::event;
+
+    fn packed(events: &[&RequestEvent]) -> Packed {
+        let mut p = Packed::default();
+        events.iter().for_each(|e| p.push(e));
+        p
+    }
 
     #[test]
     fn events_come_back_as_they_were_packed() {
@@ -276,18 +245,28 @@ mod tests {
         b.client_ip = "10.1.2.3".parse().unwrap();
         b.service = None;
         b.user_agent = Some("".into());
-        let mut packed = Packed::default();
-        for e in [&a, &b, &a] {
-            packed.push(e);
-        }
-        assert_eq!(packed.len(), 3);
-        let labels = &mut Labels::default();
-        let again: Vec<_> = packed.unpack(labels).collect();
+        let mut p = packed(&[&a, &b]);
+        p.append(&packed(&[&a]));
+        assert_eq!(p.len(), 3);
+        let again: Vec<_> = p.events().map(|e| e.owned()).collect();
         assert_eq!(again, [a.clone(), b, a]);
-        // Repeated texts are shared, not copied per event.
-        assert!(Arc::ptr_eq(
-            again[0].route.as_ref().unwrap(),
-            again[2].route.as_ref().unwrap()
-        ));
+        p.clear();
+        assert!(p.is_empty() && p.events().next().is_none());
+    }
+
+    #[test]
+    fn stored_bytes_are_read_back_only_when_whole() {
+        let p = packed(&[&event(1), &event(2)]);
+        assert_eq!(Packed::from_bytes(p.as_bytes().to_vec()), Some(p.clone()));
+        let bytes = p.as_bytes();
+        assert_eq!(Packed::from_bytes(bytes[..bytes.len() - 1].to_vec()), None);
+        let mut extra = bytes.to_vec();
+        extra.push(0);
+        assert_eq!(Packed::from_bytes(extra), None);
+        // A text that is not UTF-8 (the request id's first byte, after the texts' lengths).
+        let mut bad = bytes.to_vec();
+        let id_at = 6 * 8 + 2 + 1 + 5 + TEXTS * 4;
+        bad[id_at] = 0xff;
+        assert_eq!(Packed::from_bytes(bad), None);
     }
 }

@@ -10,7 +10,7 @@
 //! every second, and first of all when the pipeline starts. When the last `Recorder` is gone
 //! (the proxy has drained and its threads handed over), the queue is emptied and flushed and
 //! the pipeline ends. Events still in a thread's pack are not counted as queued.
-use crate::packed::{Labels, Packed};
+use crate::packed::Packed;
 use crate::sink::{Batch, Sink};
 use crate::spill::Spill;
 use crate::RequestEvent;
@@ -161,8 +161,8 @@ pub struct Pipeline {
     spill: Arc<Mutex<Spill>>,
     config: Config,
     metrics: Arc<Metrics>,
-    batch: Vec<RequestEvent>,
-    labels: Labels,
+    /// The events of the batch being filled.
+    batch: Packed,
 }
 
 /// Opens the spill file in `data_dir` and makes both ends of the pipeline.
@@ -182,8 +182,7 @@ pub fn start(
         rx,
         sink,
         spill: Arc::new(Mutex::new(spill)),
-        batch: Vec::new(),
-        labels: Labels::default(),
+        batch: Packed::default(),
         config,
         metrics: metrics.clone(),
     };
@@ -232,7 +231,7 @@ impl Pipeline {
                 Ok(packed) => {
                     let n = packed.len() as u64;
                     self.metrics.received.fetch_add(n, Ordering::Relaxed);
-                    self.batch.extend(packed.unpack(&mut self.labels));
+                    self.batch.append(&packed);
                     deadline.get_or_insert_with(|| Instant::now() + self.config.flush_interval);
                     if self.batch.len() >= self.config.batch_size {
                         self.flush().await;
@@ -249,7 +248,7 @@ impl Pipeline {
         if self.batch.is_empty() {
             return;
         }
-        let batch = Batch::new(std::mem::take(&mut self.batch));
+        let batch = Batch::of(std::mem::take(&mut self.batch));
         if self.spill_pending() > 0 {
             // Keep the order: behind what is already waiting.
             self.spill(batch).await;
@@ -259,10 +258,10 @@ impl Pipeline {
         if self.deliver(&batch, false).await {
             self.metrics
                 .flushed
-                .fetch_add(batch.events.len() as u64, Ordering::Relaxed);
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
             // The next batch reuses this one's memory: new memory each time costs the
             // kernel a page fault per page.
-            self.batch = batch.events;
+            self.batch = batch.packed;
             self.batch.clear();
         } else {
             self.spill(batch).await;
@@ -287,7 +286,7 @@ impl Pipeline {
         if m.sink_errors.fetch_add(1, Ordering::Relaxed) == 0 || self.spill_pending() == 0 {
             tracing::warn!(
                 error,
-                events = batch.events.len(),
+                events = batch.len(),
                 "analytics sink failed; spilling to disk"
             );
         }
@@ -299,7 +298,7 @@ impl Pipeline {
     }
 
     async fn spill(&self, batch: Batch) {
-        let n = batch.events.len() as u64;
+        let n = batch.len() as u64;
         let spill = self.spill.clone();
         let appended = tokio::task::spawn_blocking(move || {
             let mut s = spill.lock().unwrap_or_else(|e| e.into_inner());
@@ -341,7 +340,7 @@ impl Pipeline {
             if !self.deliver(&pending.batch, true).await {
                 return;
             }
-            let n = pending.batch.events.len() as u64;
+            let n = pending.batch.len() as u64;
             let spill = self.spill.clone();
             let acked = tokio::task::spawn_blocking(move || {
                 let mut s = spill.lock().unwrap_or_else(|e| e.into_inner());
@@ -386,7 +385,10 @@ mod tests {
                 if self.down.load(Ordering::SeqCst) {
                     return Err(SinkError("down".into()));
                 }
-                self.got.lock().unwrap().extend_from_slice(&batch.events);
+                self.got
+                    .lock()
+                    .unwrap()
+                    .extend(batch.events().map(|e| e.owned()));
                 Ok(())
             })
         }

@@ -1,11 +1,13 @@
 //! The spill file: batches the sink could not take, kept on disk until it can.
 //!
-//! Records are appended as `[length u32][crc32 u32][JSON batch]` (little-endian) and each
+//! Records are appended as `[length u32][crc32 u32][batch id, 16 bytes][packed events]`
+//! (little-endian; the events as `packed` lays them out) and each
 //! append is fsynced, so a batch that reached the file survives a crash. Delivery goes from
 //! the front: a batch counts as gone only once the sink acknowledged it, and the offset of the
 //! acknowledged prefix is kept (fsynced) in a side file. When everything is acknowledged both
 //! files are truncated. On open, every unacknowledged record is checked; a truncated or corrupt
 //! tail is moved aside to a `.bad-<unix time>` file and logged, and the good records stay.
+use crate::packed::Packed;
 use crate::sink::Batch;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -124,15 +126,18 @@ impl Spill {
 
     /// Appends `batch` and makes it durable.
     pub fn append(&mut self, batch: &Batch) -> io::Result<()> {
-        let payload = serde_json::to_vec(batch).map_err(io::Error::other)?;
-        let size = u32::try_from(payload.len())
+        let events = batch.packed.as_bytes();
+        let size = u32::try_from(16 + events.len())
             .ok()
             .filter(|s| *s <= MAX_RECORD)
             .ok_or_else(|| io::Error::other("batch too large to spill"))?;
-        let mut record = Vec::with_capacity(payload.len() + HEADER as usize);
+        let mut record = Vec::with_capacity(size as usize + HEADER as usize);
         record.extend_from_slice(&size.to_le_bytes());
-        record.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-        record.extend_from_slice(&payload);
+        record.extend_from_slice(&[0; 4]);
+        record.extend_from_slice(batch.id.as_bytes());
+        record.extend_from_slice(events);
+        let crc = crc32fast::hash(&record[HEADER as usize..]);
+        record[4..8].copy_from_slice(&crc.to_le_bytes());
         self.file.seek(SeekFrom::Start(self.end))?;
         self.file.write_all(&record)?;
         self.file.sync_data()?;
@@ -148,10 +153,10 @@ impl Spill {
             let Some((payload, end)) = self.read_at(self.acked, self.end)? else {
                 return Err(io::Error::other("spill record changed on disk"));
             };
-            match serde_json::from_slice(&payload) {
-                Ok(batch) => return Ok(Some(Pending { batch, end })),
-                Err(e) => {
-                    tracing::error!(error = %e, "skipping an analytics spill record that does not decode");
+            match decode(payload) {
+                Some(batch) => return Ok(Some(Pending { batch, end })),
+                None => {
+                    tracing::error!("skipping an analytics spill record that does not decode");
                     self.ack(end)?;
                 }
             }
@@ -172,6 +177,16 @@ impl Spill {
         }
         write_offset(&self.offset_path, self.acked)
     }
+}
+
+/// A record's batch: its id, then its events.
+fn decode(mut payload: Vec<u8>) -> Option<Batch> {
+    let id = uuid::Uuid::from_slice(payload.get(..16)?).ok()?;
+    payload.drain(..16);
+    Some(Batch {
+        id,
+        packed: Packed::from_bytes(payload)?,
+    })
 }
 
 fn read_offset(path: &Path) -> io::Result<u64> {
@@ -197,7 +212,7 @@ mod tests {
     use crate::event::tests::event;
 
     fn batch(from: u64, n: u64) -> Batch {
-        Batch::new((from..from + n).map(event).collect())
+        Batch::new(&(from..from + n).map(event).collect::<Vec<_>>())
     }
 
     #[test]

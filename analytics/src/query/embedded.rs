@@ -188,10 +188,10 @@ mod tests {
         .await
         .unwrap();
         let events: Vec<_> = (0..100).map(event).collect();
-        let first_part = Batch::new(events[..60].to_vec());
+        let first_part = Batch::new(&events[..60]);
         store.write(&first_part, false).await.unwrap();
         store
-            .write(&Batch::new(events[60..].to_vec()), false)
+            .write(&Batch::new(&events[60..]), false)
             .await
             .unwrap();
         // A retried batch that was stored already is not counted again.

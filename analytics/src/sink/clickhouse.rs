@@ -6,8 +6,8 @@
 //! The crate's row validation needs `RowBinaryWithNamesAndTypes`, which old servers (Debian's
 //! 18.16) lack: `Validation::Auto` turns it on only for servers from 2023 on.
 use super::{Batch, Sink, SinkError, WriteFuture};
+use crate::event::EventRef;
 use crate::ip_text::IpText;
-use crate::RequestEvent;
 use clickhouse::{Client, Row};
 use serde::Serialize;
 use tokio::sync::OnceCell;
@@ -137,7 +137,7 @@ fn statements(file: &str, database: &str) -> Vec<String> {
 impl ClickHouse {
     /// Whether an earlier attempt stored `batch` (an insert of one batch is atomic: all or none).
     async fn stored(&self, client: &Client, batch: &Batch) -> Result<bool, SinkError> {
-        let days: Vec<u16> = batch.events.iter().map(|e| day(e.timestamp_us)).collect();
+        let days: Vec<u16> = batch.events().map(|e| day(e.timestamp_us)).collect();
         let (first, last) = (days.iter().min(), days.iter().max());
         let (Some(first), Some(last)) = (first, last) else {
             return Ok(true);
@@ -172,7 +172,7 @@ impl Sink for ClickHouse {
             }
             let id = batch.id.to_string();
             let mut insert = client.insert::<EventRow>("events").await.map_err(err)?;
-            for e in &batch.events {
+            for e in batch.events() {
                 insert.write(&EventRow::new(e, &id)).await.map_err(err)?;
             }
             insert.end().await.map_err(err)
@@ -213,24 +213,24 @@ struct EventRow<'a> {
 }
 
 impl<'a> EventRow<'a> {
-    fn new(e: &'a RequestEvent, batch_id: &'a str) -> EventRow<'a> {
-        let text = |v: &'a Option<std::sync::Arc<str>>| v.as_deref().unwrap_or("");
+    fn new(e: EventRef<'a>, batch_id: &'a str) -> EventRow<'a> {
+        let text = |v: Option<&'a str>| v.unwrap_or("");
         let secs = e.timestamp_us / 1_000_000;
         let micros = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
         EventRow {
             date: day(e.timestamp_us),
             timestamp: secs as u32,
             timestamp_us: (e.timestamp_us % 1_000_000) as u32,
-            request_id: &e.request_id,
-            service: text(&e.service),
-            route: text(&e.route),
-            consumer_id: text(&e.consumer_id),
-            consumer: text(&e.consumer),
-            credential_id: text(&e.credential_id),
-            method: &e.method,
-            host: &e.host,
-            path: &e.path,
-            route_path: text(&e.route_path),
+            request_id: e.request_id,
+            service: text(e.service),
+            route: text(e.route),
+            consumer_id: text(e.consumer_id),
+            consumer: text(e.consumer),
+            credential_id: text(e.credential_id),
+            method: e.method,
+            host: e.host,
+            path: e.path,
+            route_path: text(e.route_path),
             status: e.status,
             latency_us: micros(e.total_latency_us),
             upstream_latency_us: micros(e.upstream_latency_us),
@@ -238,12 +238,12 @@ impl<'a> EventRow<'a> {
             bytes_in: e.bytes_in,
             bytes_out: e.bytes_out,
             client_ip: IpText::new(e.client_ip),
-            user_agent: text(&e.user_agent),
+            user_agent: text(e.user_agent),
             rate_limited: u8::from(e.rate_limited),
             auth_failed: u8::from(e.auth_failed),
             upstream_failed: u8::from(e.upstream_failed),
-            upstream_addr: text(&e.upstream_addr),
-            node: &e.node,
+            upstream_addr: text(e.upstream_addr),
+            node: e.node,
             batch_id,
         }
     }

@@ -4,14 +4,13 @@
 //! ragged edges from the minute rows. Rollups older than the retention are deleted as new ones
 //! arrive; the raw log keeps the newest `RECENT_KEPT` requests.
 use super::{Batch, Sink, SinkError, WriteFuture};
+use crate::event::EventRef;
 use crate::histogram::Histogram;
 use crate::query::aggregate::RollupRow;
-use crate::RequestEvent;
 use rustc_hash::FxHashMap;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::{QueryBuilder, Row, Sqlite};
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 const ROLLUP_TABLE: &str = include_str!("../../../migrations/analytics-sqlite/001_rollups.sql");
@@ -71,9 +70,8 @@ impl Embedded {
         if fresh == 0 {
             return Ok(());
         }
-        let batch = &batch.events;
         // Hours and the totals are folded from the minutes, not from every event again.
-        let minutes = minute_rollups(batch);
+        let (minutes, newest) = minute_rollups(batch);
         let hours = coarser(&minutes, Period::Hour);
         let totals = coarser(&minutes, Period::MinuteTotal);
         for (period, rows) in [
@@ -85,9 +83,7 @@ impl Embedded {
                 add_rollup(&mut tx, period.table(), key, row, latency).await?;
             }
         }
-        // Only the newest can survive the trim below; 1,000 rows per statement (10 values
-        // each) stay under SQLite's limit of bound values.
-        let newest = &batch[batch.len().saturating_sub(RECENT_PER_BATCH)..];
+        // 1,000 rows per statement (10 values each) stay under SQLite's limit of bound values.
         for chunk in newest.chunks(1000) {
             let mut q = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO recent (timestamp_us, request_id, service, route, consumer, method, path, \
@@ -95,12 +91,12 @@ impl Embedded {
             );
             q.push_values(chunk, |mut row, e| {
                 row.push_bind(e.timestamp_us as i64)
-                    .push_bind(&*e.request_id)
-                    .push_bind(e.service.as_deref().unwrap_or(""))
-                    .push_bind(e.route.as_deref().unwrap_or(""))
-                    .push_bind(e.consumer.as_deref().unwrap_or(""))
-                    .push_bind(&*e.method)
-                    .push_bind(&*e.path)
+                    .push_bind(e.request_id)
+                    .push_bind(e.service.unwrap_or(""))
+                    .push_bind(e.route.unwrap_or(""))
+                    .push_bind(e.consumer.unwrap_or(""))
+                    .push_bind(e.method)
+                    .push_bind(e.path)
                     .push_bind(i64::from(e.status))
                     .push_bind(e.total_latency_us as i64)
                     .push_bind(e.client_ip.to_string());
@@ -210,19 +206,19 @@ impl Period {
     }
 }
 
-/// The batch folded into per-minute rows, each with its latency histogram.
-fn minute_rollups(batch: &[RequestEvent]) -> Rows<'_> {
-    fn name(v: &Option<Arc<str>>) -> &str {
-        v.as_deref().unwrap_or("")
-    }
+/// The batch folded into per-minute rows, each with its latency histogram, and its newest
+/// `RECENT_PER_BATCH` events (only they can survive the raw log's trim), in one pass.
+fn minute_rollups(batch: &Batch) -> (Rows<'_>, Vec<EventRef<'_>>) {
     let mut rows = Rows::default();
-    for e in batch {
+    let first_kept = batch.len().saturating_sub(RECENT_PER_BATCH);
+    let mut newest = Vec::with_capacity(batch.len() - first_kept);
+    for (i, e) in batch.events().enumerate() {
         let secs = (e.timestamp_us / 1_000_000) as i64;
         let key = (
             secs - secs.rem_euclid(60),
-            name(&e.service),
-            name(&e.route),
-            name(&e.consumer),
+            e.service.unwrap_or(""),
+            e.route.unwrap_or(""),
+            e.consumer.unwrap_or(""),
             e.status,
         );
         let (row, latency) = rows.entry(key).or_default();
@@ -232,8 +228,11 @@ fn minute_rollups(batch: &[RequestEvent]) -> Rows<'_> {
         row.bytes_in += e.bytes_in;
         row.bytes_out += e.bytes_out;
         latency.record(e.total_latency_us);
+        if i >= first_kept {
+            newest.push(e);
+        }
     }
-    rows
+    (rows, newest)
 }
 
 /// Minute rows folded into `period`'s rows (hours, or minutes without names).

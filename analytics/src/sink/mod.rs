@@ -2,26 +2,46 @@
 pub mod clickhouse;
 pub mod embedded;
 
+use crate::event::EventRef;
+use crate::packed::Packed;
 use crate::RequestEvent;
-use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::pin::Pin;
 use uuid::Uuid;
 
 /// Events sent to a sink together. The id makes a retried write idempotent: a sink that
 /// cannot tell whether an earlier attempt landed (its answer was lost) looks the id up.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Batch {
     pub id: Uuid,
-    pub events: Vec<RequestEvent>,
+    pub(crate) packed: Packed,
 }
 
 impl Batch {
-    pub fn new(events: Vec<RequestEvent>) -> Batch {
+    pub fn new(events: &[RequestEvent]) -> Batch {
+        let mut packed = Packed::default();
+        events.iter().for_each(|e| packed.push(e));
+        Batch::of(packed)
+    }
+
+    pub(crate) fn of(packed: Packed) -> Batch {
         Batch {
             id: Uuid::new_v4(),
-            events,
+            packed,
         }
+    }
+
+    pub fn len(&self) -> usize {
+        self.packed.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.packed.is_empty()
+    }
+
+    /// The events, in order, read in place.
+    pub fn events(&self) -> impl Iterator<Item = EventRef<'_>> + '_ {
+        self.packed.events()
     }
 }
 
