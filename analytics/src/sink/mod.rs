@@ -9,11 +9,11 @@ use std::future::Future;
 use std::pin::Pin;
 use uuid::Uuid;
 
-/// Events sent to a sink together. The id makes a retried write idempotent: a sink that
-/// cannot tell whether an earlier attempt landed (its answer was lost) looks the id up.
 /// Events a sink handles between two offers of its core (a few tenths of a millisecond).
 const PACE: usize = 512;
 
+/// Events sent to a sink together. The id makes a retried write idempotent: a sink that
+/// cannot tell whether an earlier attempt landed (its answer was lost) looks the id up.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Batch {
     pub id: Uuid,
