@@ -25,7 +25,7 @@ fn main() {
             let span = 86_400_000_000 / 100;
             let events = synthetic(10_000, end_us - 86_400_000_000 + (chunk + 1) * span, span);
             store
-                .write(&Batch::new(events), false)
+                .write(&Batch::new(&events), false)
                 .await
                 .expect("write");
         }
