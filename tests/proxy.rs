@@ -119,7 +119,7 @@ async fn http2_cleartext_clients_are_served() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn malformed_and_traversal_requests_get_400_and_never_reach_the_backend() {
+async fn malformed_traversal_and_oversized_requests_are_refused_before_the_backend() {
     let backend = Backend::start().await;
     let gw = Gateway::start(&[]).await;
     seed_service(&gw, backend.port).await;
@@ -155,6 +155,21 @@ async fn malformed_and_traversal_requests_get_400_and_never_reach_the_backend() 
             format!("GET /api/x HTTP/1.1\r\nHost: x\r\nX-Big: {huge}\r\n\r\n"),
             431,
         ),
+        // A request target beyond 8 KiB, as Kong's nginx answers it.
+        (
+            format!(
+                "GET /api/{} HTTP/1.1\r\nHost: x\r\n\r\n",
+                "a".repeat(8 * 1024)
+            ),
+            414,
+        ),
+        (
+            format!(
+                "GET /api/x?q={} HTTP/1.1\r\nHost: x\r\n\r\n",
+                "a".repeat(8 * 1024)
+            ),
+            414,
+        ),
     ];
     for (req, want) in &cases {
         let got = raw_status(gw.proxy, req.as_bytes()).await;
@@ -165,6 +180,11 @@ async fn malformed_and_traversal_requests_get_400_and_never_reach_the_backend() 
         before,
         "no malformed request reached the backend"
     );
+    // Just under the limit, a long target goes through whole.
+    let long = "a".repeat(8 * 1024 - "/api/".len());
+    let r = send("GET", &gw.proxy_url(&format!("/api/{long}")), &[], None).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json["path"], format!("/{long}"));
     // An encoded slash stays encoded: it can neither traverse nor match a different route.
     let r = send("GET", &gw.proxy_url("/api/a%2Fb"), &[], None).await;
     assert_eq!(r.json["path"], "/a%2Fb");

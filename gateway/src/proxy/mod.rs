@@ -36,6 +36,10 @@ pub type ProxyBody = Either<upstream::PooledBody, Full<Bytes>>;
 /// Headers larger than this in total are refused with 400.
 pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 
+/// Request targets (path and query) longer than this are refused with 414, as Kong's nginx
+/// does with its default `large_client_header_buffers 4 8k`.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+
 /// How many headers the gateway adds to a response: the two latencies, `Via`, `X-Request-Id`.
 const GATEWAY_HEADERS: usize = 4;
 
@@ -85,6 +89,11 @@ impl Proxy {
             Err(Reply::new(
                 StatusCode::BAD_REQUEST,
                 "Request header or cookie too large",
+            ))
+        } else if target_len(req.uri()) > MAX_URI_BYTES {
+            Err(Reply::new(
+                StatusCode::URI_TOO_LONG,
+                "Request-URI Too Large",
             ))
         } else {
             self.route_and_forward(req, &mut ex, conn).await
@@ -331,6 +340,11 @@ fn add_gateway_headers(resp: &mut Response<ProxyBody>, ex: &mut Exchange) {
 
 /// The request line's target upstream: path and query (origin form), as servers expect from a
 /// gateway; the host travels in `Host`.
+/// The length of the request target as the client sent it (origin form: path and query).
+fn target_len(uri: &Uri) -> usize {
+    uri.path_and_query().map_or(0, |pq| pq.as_str().len())
+}
+
 fn upstream_uri(path: &str, query: Option<&str>) -> Result<Uri, http::Error> {
     let pq = match query {
         Some(q) => format!("{path}?{q}"),
