@@ -10,12 +10,7 @@ dur=${1:-10}
 source deploy/bench/lib.sh
 bench_setup nginx wrk clickhouse-server
 
-ch_http=$(free_port); ch_tcp=$(free_port)
-clickhouse-server --config-file=deploy/clickhouse/config.xml -- --http_port=$ch_http --tcp_port=$ch_tcp \
-  --path=$work/ch/ --tmp_path=$work/ch/tmp/ --user_files_path=$work/ch/uf/ --format_schema_path=$work/ch/fs/ \
-  > "$work/clickhouse.log" 2>&1 & pids+=($!)
-for _ in $(seq 300); do curl -fs "http://127.0.0.1:$ch_http/ping" >/dev/null 2>&1 && break; sleep 0.1; done
-ch_url="http://127.0.0.1:$ch_http"
+start_clickhouse
 
 echo "== cargo bench -p tollgate-analytics --bench pipeline"
 TOLLGATE_BENCH_CLICKHOUSE_URL=$ch_url cargo bench --quiet -p tollgate-analytics --bench pipeline 2>&1 | grep -v '^$'

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # User-space instructions per proxied request, counted by callgrind, for nginx, the bare
 # proxies of ceiling.sh and Tollgate (plain, with key-auth + rate-limiting, with embedded
-# analytics). Unlike requests/s (which drift a few per cent between runs here), the count
-# repeats to within 0.1 %, so it shows what a change to the request path saves. It leaves out
-# the kernel's share of each request (more than half of it here; see docs/benchmarks.md).
+# analytics, with analytics into a local ClickHouse server). Unlike requests/s (which drift a
+# few per cent between runs here), the count repeats to within 0.1 %, so it shows what a change
+# to the request path saves. It leaves out the kernel's share of each request (more than half
+# of it here; see docs/benchmarks.md). Valgrind's CPU has no SHA extensions: the plugins row
+# includes a software SHA-256 of the key (about 3,500 instructions) that SHA-NI makes small.
 #   deploy/bench/instructions.sh [seconds]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -11,9 +13,10 @@ dur=${1:-10}
 conns=8
 
 source deploy/bench/lib.sh
-bench_setup nginx wrk valgrind
+bench_setup nginx wrk valgrind clickhouse-server
 cargo build --release --quiet -p tollgate-bench-ceiling
 start_backend
+start_clickhouse
 one_route_file "$work/one.yaml"
 plugins_file "$work/plugins.yaml"
 
@@ -61,3 +64,10 @@ under_callgrind tollgate-embedded
 TOLLGATE_ANALYTICS=embedded TOLLGATE_DATA_DIR="$work/data" TOLLGATE_ANALYTICS_BATCH_SIZE=20000 \
   TOLLGATE_ANALYTICS_FLUSH_MS=60000 start_tollgate "$work/one.yaml"; last_pid=$TG_PID
 count "tollgate-embedded" "$TG_PORT"
+# Tollgate's own work for ClickHouse (the batcher, the row encoding, the HTTP insert); the
+# ClickHouse server's is its own process and not counted.
+under_callgrind tollgate-clickhouse
+TOLLGATE_ANALYTICS=clickhouse TOLLGATE_CLICKHOUSE_URL=$ch_url TOLLGATE_DATA_DIR="$work/data-ch" \
+  TOLLGATE_ANALYTICS_BATCH_SIZE=20000 TOLLGATE_ANALYTICS_FLUSH_MS=60000 start_tollgate "$work/one.yaml"
+last_pid=$TG_PID
+count "tollgate-clickhouse" "$TG_PORT"

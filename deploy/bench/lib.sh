@@ -22,6 +22,18 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 wait_port() { for _ in $(seq 300); do (echo > /dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
 
+# Starts Debian's ClickHouse server on loopback with deploy/clickhouse/config.xml and its data in
+# the temp dir, and waits for it; sets `ch_url`.
+start_clickhouse() {
+  local http tcp
+  http=$(free_port); tcp=$(free_port)
+  clickhouse-server --config-file=deploy/clickhouse/config.xml -- --http_port="$http" --tcp_port="$tcp" \
+    --path="$work/ch/" --tmp_path="$work/ch/tmp/" --user_files_path="$work/ch/uf/" \
+    --format_schema_path="$work/ch/fs/" > "$work/clickhouse.log" 2>&1 & pids+=($!)
+  for _ in $(seq 300); do curl -fs "http://127.0.0.1:$http/ping" >/dev/null 2>&1 && break; sleep 0.1; done
+  ch_url="http://127.0.0.1:$http"
+}
+
 # Starts an nginx with one worker (as Tollgate gets one proxy thread) and the given http block.
 #   start_nginx NAME HTTP_BLOCK_BODY [MAIN_CONTEXT_DIRECTIVES]
 start_nginx() {
