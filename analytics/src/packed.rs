@@ -53,6 +53,17 @@ impl Packed {
         self.events += 1;
     }
 
+    pub fn with_capacity(bytes: usize) -> Packed {
+        Packed {
+            bytes: Vec::with_capacity(bytes),
+            events: 0,
+        }
+    }
+
+    pub fn byte_len(&self) -> usize {
+        self.bytes.len()
+    }
+
     pub fn len(&self) -> usize {
         self.events
     }

@@ -82,7 +82,12 @@ struct Unsent {
 
 impl Unsent {
     fn send(&mut self) {
-        let packed = std::mem::take(&mut self.packed);
+        // The next pack starts with room for as many bytes as this one took. Grown from empty,
+        // a pack copied itself at every doubling: the proxy thread's extra CPU per request with
+        // the embedded store was 0.27 µs that way and 0.16 µs this way (seven alternating
+        // rounds each, /proc/<tid>/stat).
+        let room = self.packed.byte_len();
+        let packed = std::mem::replace(&mut self.packed, Packed::with_capacity(room));
         let n = packed.len() as u64;
         let counter = match self.tx.try_send(packed) {
             Ok(()) => &self.metrics.enqueued,
