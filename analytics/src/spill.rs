@@ -1,12 +1,12 @@
 //! The spill file: batches the sink could not take, kept on disk until it can.
 //!
 //! Records are appended as `[length u32][crc32 u32][batch id, 16 bytes][packed events]`
-//! (little-endian; the events as `packed` lays them out) and each
-//! append is fsynced, so a batch that reached the file survives a crash. Delivery goes from
-//! the front: a batch counts as gone only once the sink acknowledged it, and the offset of the
-//! acknowledged prefix is kept (fsynced) in a side file. When everything is acknowledged both
-//! files are truncated. On open, every unacknowledged record is checked; a truncated or corrupt
-//! tail is moved aside to a `.bad-<unix time>` file and logged, and the good records stay.
+//! (little-endian; the events as `packed` lays them out) and each append is fsynced, so a
+//! batch that reached the file survives a crash. Delivery goes from the front: a batch counts
+//! as gone only once the sink acknowledged it, and the offset of the acknowledged prefix is
+//! kept (fsynced) in a side file. When everything is acknowledged both files are truncated. On
+//! open, every unacknowledged record is checked; a truncated or corrupt tail is moved aside to
+//! a `.bad-<unix time>` file and logged, and the good records stay.
 use crate::packed::Packed;
 use crate::sink::Batch;
 use std::fs::{File, OpenOptions};

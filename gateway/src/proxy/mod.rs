@@ -338,13 +338,13 @@ fn add_gateway_headers(resp: &mut Response<ProxyBody>, ex: &mut Exchange) {
     h.insert(headers::X_REQUEST_ID, ex.request_id_header.clone());
 }
 
-/// The request line's target upstream: path and query (origin form), as servers expect from a
-/// gateway; the host travels in `Host`.
 /// The length of the request target as the client sent it (origin form: path and query).
 fn target_len(uri: &Uri) -> usize {
     uri.path_and_query().map_or(0, |pq| pq.as_str().len())
 }
 
+/// The request line's target upstream: path and query (origin form), as servers expect from a
+/// gateway; the host travels in `Host`.
 fn upstream_uri(path: &str, query: Option<&str>) -> Result<Uri, http::Error> {
     let pq = match query {
         Some(q) => format!("{path}?{q}"),
