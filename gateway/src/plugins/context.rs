@@ -39,6 +39,13 @@ pub struct Context {
 /// the response, instead of twice.
 pub type AddedHeaders = Vec<(http::HeaderName, http::HeaderValue)>;
 
+/// Applies `added` to `to`, each replacing any header of its name.
+pub fn apply(added: impl IntoIterator<Item = (http::HeaderName, HeaderValue)>, to: &mut HeaderMap) {
+    for (name, value) in added {
+        to.insert(name, value);
+    }
+}
+
 /// Bodies larger than this are not read into memory for a plugin (413).
 pub const MAX_BUFFERED_BODY: usize = 8 * 1024 * 1024;
 

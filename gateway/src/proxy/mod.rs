@@ -330,9 +330,7 @@ async fn filter_response(
 fn add_gateway_headers(resp: &mut Response<ProxyBody>, ex: &mut Exchange) {
     let proxy_ms = (ex.start.elapsed().as_micros() as u64).saturating_sub(ex.upstream_us) / 1000;
     let h = resp.headers_mut();
-    for (name, value) in ex.response_headers.drain(..) {
-        h.insert(name, value);
-    }
+    crate::plugins::context::apply(ex.response_headers.drain(..), h);
     h.insert(headers::PROXY_LATENCY, header_numbers::value(proxy_ms));
     headers::append_via(h);
     h.insert(headers::X_REQUEST_ID, ex.request_id_header.clone());

@@ -334,9 +334,7 @@ impl RateLimiting {
             return Flow::Continue;
         }
         let mut headers = HeaderMap::with_capacity(refused.len() + 1);
-        for (name, value) in refused {
-            headers.insert(name, value);
-        }
+        super::context::apply(refused, &mut headers);
         headers.insert(http::header::RETRY_AFTER, header_numbers::value(reset));
         Flow::Respond(Reply {
             status: self.error_code,
