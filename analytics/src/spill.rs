@@ -14,6 +14,8 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 const HEADER: u64 = 8;
+/// A batch id's bytes, at the start of each record's payload.
+const ID_BYTES: usize = 16;
 /// Larger records are treated as corruption (a batch is far smaller).
 const MAX_RECORD: u32 = 256 * 1024 * 1024;
 
@@ -127,7 +129,7 @@ impl Spill {
     /// Appends `batch` and makes it durable.
     pub fn append(&mut self, batch: &Batch) -> io::Result<()> {
         let events = batch.packed.as_bytes();
-        let size = u32::try_from(16 + events.len())
+        let size = u32::try_from(ID_BYTES + events.len())
             .ok()
             .filter(|s| *s <= MAX_RECORD)
             .ok_or_else(|| io::Error::other("batch too large to spill"))?;
@@ -181,8 +183,8 @@ impl Spill {
 
 /// A record's batch: its id, then its events.
 fn decode(mut payload: Vec<u8>) -> Option<Batch> {
-    let id = uuid::Uuid::from_slice(payload.get(..16)?).ok()?;
-    payload.drain(..16);
+    let id = uuid::Uuid::from_slice(payload.get(..ID_BYTES)?).ok()?;
+    payload.drain(..ID_BYTES);
     Some(Batch {
         id,
         packed: Packed::from_bytes(payload)?,
