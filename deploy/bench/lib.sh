@@ -1,5 +1,6 @@
 # Shared by the benchmark scripts: installs the Debian packages they need, builds the release
-# binary, and gives a temp dir whose processes (their PIDs in `pids`) stop on exit.
+# binary (unless `bin` already names the one to run), and gives a temp dir whose processes (their
+# PIDs in `pids`) stop on exit.
 #   source deploy/bench/lib.sh; bench_setup PACKAGE...
 bench_setup() {
   local missing=()
@@ -10,8 +11,10 @@ bench_setup() {
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
-  cargo build --release --quiet --bin tollgate
-  bin=target/release/tollgate
+  if [ -z "${bin:-}" ]; then
+    cargo build --release --quiet --bin tollgate
+    bin=target/release/tollgate
+  fi
   work=$(mktemp -d /tmp/tollgate-bench.XXXXXX)
   pids=()
   run_under=()   # a command the next nginx or Tollgate runs under (instructions.sh: callgrind)
