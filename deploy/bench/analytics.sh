@@ -44,6 +44,15 @@ $(echo "$metrics" | awk '/^tollgate_analytics_events_dropped_total/ {print $2}')
   kill "$TG_PID"; wait "$TG_PID" 2>/dev/null || true
 }
 
+# Waits (up to 60 s) until the ClickHouse server has no merge running, so that the merges of
+# one run's inserts are not charged to the next run.
+settle_clickhouse() {
+  for _ in $(seq 120); do
+    [ "$(curl -fs "$ch_url" --data-binary 'SELECT count() FROM system.merges')" = 0 ] && return
+    sleep 0.5
+  done
+}
+
 echo
 echo "wrk -t1 -c32 -d${dur}s, one proxy worker, two rounds per placement ($(date -u '+%F %H:%M') UTC, $(nproc) cores)"
 echo
@@ -56,6 +65,8 @@ for placement in shared pinned; do
   for round in 1 2; do
     for mode in off embedded clickhouse; do
       read -r rps p99 flushed dropped < <(run "$mode")
+      wait $! || true   # until that run's Tollgate has stopped
+      if [ "$mode" = clickhouse ]; then settle_clickhouse; fi
       echo "| $placement | $round | $mode | $rps | $p99 | ${flushed:--} | ${dropped:--} |"
       sum[$mode]=$(python3 -c "print(${sum[$mode]:-0} + $rps)")
     done
