@@ -2,11 +2,13 @@
 # Analytics benchmark, in one run on this machine: a ClickHouse server (Debian's package,
 # deploy/clickhouse/config.xml) on loopback; the pipeline's events/s into it and the query
 # times (cargo bench -p tollgate-analytics); then the proxy's requests/s with analytics off,
-# embedded and ClickHouse against the same nginx backend, driven by wrk. Prints the figures.
-#   deploy/bench/analytics.sh [duration_seconds]
+# embedded and ClickHouse against the same nginx backend, driven by wrk, in rounds that each
+# start with the next mode (so that drift and order hit the three alike). Prints the figures.
+#   deploy/bench/analytics.sh [duration_seconds] [rounds]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 dur=${1:-10}
+rounds=${2:-3}
 source deploy/bench/lib.sh
 bench_setup nginx wrk clickhouse-server
 
@@ -54,16 +56,18 @@ settle_clickhouse() {
 }
 
 echo
-echo "wrk -t1 -c32 -d${dur}s, one proxy worker, two rounds per placement ($(date -u '+%F %H:%M') UTC, $(nproc) cores)"
+echo "wrk -t1 -c32 -d${dur}s, one proxy worker, $rounds rounds per placement ($(date -u '+%F %H:%M') UTC, $(nproc) cores)"
 echo
 echo "| placement | round | analytics | requests/s | p99 | events flushed | dropped |"
 echo "|---|---|---|---|---|---|---|"
 costs=()
+modes=(off embedded clickhouse)
 for placement in shared pinned; do
   place "$placement"
   declare -A sum=()
-  for round in 1 2; do
-    for mode in off embedded clickhouse; do
+  for round in $(seq "$rounds"); do
+    for k in 0 1 2; do
+      mode=${modes[(k + round - 1) % 3]}
       read -r rps p99 flushed dropped < <(run "$mode")
       wait $! || true   # until that run's Tollgate has stopped
       if [ "$mode" = clickhouse ]; then settle_clickhouse; fi
@@ -76,5 +80,5 @@ for placement in shared pinned; do
 done
 place shared
 echo
-echo "cost of analytics (requests/s, mean of the two rounds against analytics off):"
+echo "cost of analytics (requests/s, mean of the $rounds rounds against analytics off):"
 printf '  %s\n' "${costs[@]}"
