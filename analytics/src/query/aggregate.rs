@@ -30,14 +30,7 @@ pub fn summary(rows: &[RollupRow]) -> Summary {
     let mut s = Summary::default();
     let mut latency = Histogram::default();
     for r in rows {
-        s.requests += r.requests;
-        match r.status / 100 {
-            5 => s.server_errors += r.requests,
-            4 => s.client_errors += r.requests,
-            _ => {}
-        }
-        s.rate_limited += r.rate_limited;
-        s.auth_failed += r.auth_failed;
+        s.count(r.status, r.requests, r.rate_limited, r.auth_failed);
         s.bytes_in += r.bytes_in;
         s.bytes_out += r.bytes_out;
         latency.merge_bytes(&r.latency);

@@ -1,5 +1,5 @@
-//! `Queries` in ClickHouse SQL over the events table, in the subset both 18.16 and current
-//! servers accept. Result columns are cast to fixed types (`toFloat64` before `quantiles`, the
+//! `Queries` in ClickHouse SQL over the events table and its per-minute rollups, in the subset
+//! both 18.16 and current servers accept. Result columns are cast to fixed types (`toFloat64` before `quantiles`, the
 //! t-digest's Float32 results to Float64, `UInt64` counts), because with row validation off a
 //! type mismatch would decode as garbage.
 use super::{
@@ -84,15 +84,18 @@ impl ClickHouse {
 }
 
 #[derive(Row, Deserialize)]
-struct SummaryRow {
+struct StatusTotals {
+    status: u16,
     requests: u64,
-    server_errors: u64,
-    client_errors: u64,
     rate_limited: u64,
     auth_failed: u64,
-    q: Vec<f64>,
     bytes_in: u64,
     bytes_out: u64,
+}
+
+#[derive(Row, Deserialize)]
+struct Latency {
+    q: Vec<f64>,
 }
 
 #[derive(Row, Deserialize)]
@@ -138,39 +141,42 @@ struct EventRow {
     client_ip: String,
 }
 
-const QUANTILES: &str = "quantiles(0.5, 0.95, 0.99)(toFloat64(latency_us))";
+/// The p50, p95 and p99 of the rollups' latency digests, as Float64.
+const DIGEST_QUANTILES: &str =
+    "arrayMap(x -> toFloat64(x), quantilesTDigestMerge(0.5, 0.95, 0.99)(latency))";
 
 impl Queries for ClickHouse {
+    /// From the per-minute rollups, as the embedded store answers it: counts by status, then
+    /// latency (a scan of the raw events took 150-190 ms over 10 M events).
     fn summary<'a>(&'a self, f: &'a Filter) -> QueryFuture<'a, Summary> {
         Box::pin(async move {
-            let (clause, binds) = filter(f);
-            let sql = format!(
-                "SELECT toUInt64(count()), toUInt64(countIf(status >= 500)), \
-                 toUInt64(countIf(status >= 400 AND status < 500)), toUInt64(sum(rate_limited)), \
-                 toUInt64(sum(auth_failed)), {QUANTILES}, toUInt64(sum(bytes_in)), toUInt64(sum(bytes_out)) \
-                 FROM events{clause}"
-            );
-            let rows: Vec<SummaryRow> = self.fetch(&sql, binds).await?;
-            let Some(r) = rows.into_iter().next() else {
-                return Ok(Summary::default());
-            };
-            let (p50_ms, p95_ms, p99_ms) = if r.requests == 0 {
-                (0.0, 0.0, 0.0)
-            } else {
-                quantiles(&r.q)
-            };
-            Ok(Summary {
-                requests: r.requests,
-                server_errors: r.server_errors,
-                client_errors: r.client_errors,
-                rate_limited: r.rate_limited,
-                auth_failed: r.auth_failed,
-                p50_ms,
-                p95_ms,
-                p99_ms,
-                bytes_in: r.bytes_in,
-                bytes_out: r.bytes_out,
-            })
+            let (clause, binds) = rollup_filter(f);
+            let totals: Vec<StatusTotals> = self
+                .fetch(
+                    &format!(
+                        "SELECT status, toUInt64(countMerge(requests)), \
+                         toUInt64(sumMerge(rate_limited)), toUInt64(sumMerge(auth_failed)), \
+                         toUInt64(sumMerge(bytes_in)), toUInt64(sumMerge(bytes_out)) \
+                         FROM events_minute{clause} GROUP BY status"
+                    ),
+                    binds,
+                )
+                .await?;
+            let mut s = Summary::default();
+            for t in totals {
+                s.count(t.status, t.requests, t.rate_limited, t.auth_failed);
+                s.bytes_in += t.bytes_in;
+                s.bytes_out += t.bytes_out;
+            }
+            if s.requests > 0 {
+                let (clause, binds) = rollup_filter(f);
+                let sql = format!("SELECT {DIGEST_QUANTILES} FROM events_minute{clause}");
+                let latency: Vec<Latency> = self.fetch(&sql, binds).await?;
+                if let Some(l) = latency.first() {
+                    (s.p50_ms, s.p95_ms, s.p99_ms) = quantiles(&l.q);
+                }
+            }
+            Ok(s)
         })
     }
 
@@ -193,8 +199,7 @@ impl Queries for ClickHouse {
             let latency: Vec<BucketLatency> = self
                 .fetch(
                     &format!(
-                        "SELECT {bucket}, arrayMap(x -> toFloat64(x), quantilesTDigestMerge(0.5, 0.95, 0.99)(latency)) \
-                         FROM events_minute{clause} GROUP BY start"
+                        "SELECT {bucket}, {DIGEST_QUANTILES} FROM events_minute{clause} GROUP BY start"
                     ),
                     binds,
                 )

@@ -37,6 +37,21 @@ pub struct Summary {
     pub bytes_out: u64,
 }
 
+impl Summary {
+    /// Adds `requests` answered with `status`, of which `rate_limited` were refused by a limit
+    /// and `auth_failed` by authentication.
+    pub fn count(&mut self, status: u16, requests: u64, rate_limited: u64, auth_failed: u64) {
+        self.requests += requests;
+        match status / 100 {
+            5 => self.server_errors += requests,
+            4 => self.client_errors += requests,
+            _ => {}
+        }
+        self.rate_limited += rate_limited;
+        self.auth_failed += auth_failed;
+    }
+}
+
 /// One bucket of a time series.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Point {
