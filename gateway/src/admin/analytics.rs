@@ -15,7 +15,8 @@ use tollgate_analytics::query::{
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 pub struct Params {
-    /// Start, Unix seconds (default: an hour before `to`).
+    /// Start, Unix seconds (default: an hour before `to`); summary and timeseries count the
+    /// whole minute it falls in.
     from: Option<i64>,
     /// End, Unix seconds, exclusive (default: now).
     to: Option<i64>,
