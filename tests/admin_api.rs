@@ -309,14 +309,13 @@ async fn off_loopback_the_admin_api_needs_its_token() {
     assert!(!ok);
     assert!(err.contains("without TOLLGATE_ADMIN_TOKEN"), "{err}");
 
-    let admin = free_port();
+    let [admin, p, s] = free_ports();
     let listen = format!("0.0.0.0:{admin}");
     // A gateway whose process is swapped for one listening off loopback (so Drop stops it).
     let mut gw = Gateway::start(&[("TOLLGATE_ADMIN_TOKEN", "s3cret")]).await;
     gw.child.kill().unwrap();
     gw.child.wait().unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let (p, s) = (free_port(), free_port());
     let child = Gateway::command(
         &[("TOLLGATE_ADMIN_TOKEN", "s3cret")],
         tmp.path(),

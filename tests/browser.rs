@@ -272,7 +272,7 @@ async fn fill_and_submit(page: &Client, form: &str, fields: &[(&str, &str)]) {
 /// The portal set up by an operator: the petstore published on `/v1` behind key-auth, and a
 /// plan of 2 requests a second.
 async fn published_portal(backend: &Backend) -> (Gateway, String) {
-    let (portal, console) = (free_port(), free_port());
+    let [portal, console] = free_ports();
     let portal_listen = format!("127.0.0.1:{portal}");
     let console_listen = format!("127.0.0.1:{console}");
     let gw = Gateway::start(&[

@@ -23,7 +23,7 @@ struct Portal {
 
 impl Portal {
     async fn start(extra: &[(&str, &str)]) -> Portal {
-        let (portal_port, console_port) = (free_port(), free_port());
+        let [portal_port, console_port] = free_ports();
         let portal_listen = format!("127.0.0.1:{portal_port}");
         let console_listen = format!("127.0.0.1:{console_port}");
         let mut env = vec![

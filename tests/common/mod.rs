@@ -19,11 +19,16 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_tollgate");
 
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    free_ports::<1>()[0]
+}
+
+/// `N` distinct free ports: all are held open while they are picked, so that the kernel
+/// cannot hand the same one out twice (a gateway once got one port for proxy and admin).
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let held: Vec<StdListener> = (0..N)
+        .map(|_| StdListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    std::array::from_fn(|i| held[i].local_addr().unwrap().port())
 }
 
 /// A service a test needs from the environment; the test script sets them all, and with
@@ -118,7 +123,7 @@ impl Gateway {
         data_dir: PathBuf,
         tmp: Option<tempfile::TempDir>,
     ) -> Gateway {
-        let (proxy, admin, status) = (free_port(), free_port(), free_port());
+        let [proxy, admin, status] = free_ports();
         let log = data_dir.join(format!("gateway-{proxy}.log"));
         let child = Gateway::command(env, &data_dir, proxy, admin, status)
             .stdout(Stdio::null())
@@ -433,7 +438,8 @@ impl ClickHouseServer {
     /// `None` (or a panic under TOLLGATE_REQUIRE_SERVICES) when the server binary is missing.
     pub async fn start(dir: &std::path::Path) -> Option<ClickHouseServer> {
         service_env("TOLLGATE_TEST_CLICKHOUSE_SERVER")?;
-        Some(ClickHouseServer::start_on(dir, free_port(), free_port()).await)
+        let [http, tcp] = free_ports();
+        Some(ClickHouseServer::start_on(dir, http, tcp).await)
     }
 
     async fn start_on(dir: &std::path::Path, http_port: u16, tcp_port: u16) -> ClickHouseServer {
