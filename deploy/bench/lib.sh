@@ -21,7 +21,16 @@ bench_setup() {
   trap 'for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT
 }
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+free_port() { free_ports 1; }
+
+# N distinct free ports on one line: all are held open while they are picked, so that the same
+# port cannot come out twice.
+free_ports() {
+  python3 -c 'import socket, sys
+held = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in held: s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in held))' "$1"
+}
 
 wait_port() { for _ in $(seq 300); do (echo > /dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
 
@@ -29,7 +38,7 @@ wait_port() { for _ in $(seq 300); do (echo > /dev/tcp/127.0.0.1/$1) 2>/dev/null
 # the temp dir, and waits for it; sets `ch_url`.
 start_clickhouse() {
   local http tcp
-  http=$(free_port); tcp=$(free_port)
+  read -r http tcp < <(free_ports 2)
   clickhouse-server --config-file=deploy/clickhouse/config.xml -- --http_port="$http" --tcp_port="$tcp" \
     --path="$work/ch/" --tmp_path="$work/ch/tmp/" --user_files_path="$work/ch/uf/" \
     --format_schema_path="$work/ch/fs/" > "$work/clickhouse.log" 2>&1 & pids+=($!)
@@ -96,7 +105,7 @@ YAML
 #   start_tollgate FILE
 start_tollgate() {
   local proxy status
-  proxy=$(free_port); status=$(free_port)
+  read -r proxy status < <(free_ports 2)
   TOLLGATE_DATABASE=off TOLLGATE_DECLARATIVE_CONFIG="$1" TOLLGATE_WORKER_THREADS=1 TOLLGATE_ANALYTICS=${TOLLGATE_ANALYTICS:-off} \
   TOLLGATE_PROXY_LISTEN=127.0.0.1:$proxy TOLLGATE_ADMIN_LISTEN=off TOLLGATE_STATUS_LISTEN=127.0.0.1:$status \
   TOLLGATE_CONSOLE_LISTEN=off TOLLGATE_PORTAL_LISTEN=off RUST_LOG=warn "${run_under[@]}" "$bin" > "$work/tollgate-$proxy.log" 2>&1 &
