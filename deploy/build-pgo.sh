@@ -30,20 +30,17 @@ bench_setup nginx wrk
 # routes, embedded analytics. Each gateway stops with SIGTERM so that it writes its profile.
 dur=3
 conns=32
-train() { # FILE [wrk options]; TOLLGATE_ANALYTICS as the caller sets it
+train() { # FILE [wrk options]; env: TOLLGATE_ANALYTICS, path (default /api/x)
   local file=$1; shift
   start_tollgate "$file"
-  run_wrk "http://127.0.0.1:$TG_PORT/api/x" "$@" > /dev/null
+  run_wrk "http://127.0.0.1:$TG_PORT${path:-/api/x}" "$@" > /dev/null
   kill -TERM "$TG_PID"; wait "$TG_PID" || true
 }
 start_backend
 one_route_file "$work/one.yaml"
 plugins_file "$work/plugins.yaml"
 sed 's/second: 1000000000,/second: 5,/' "$work/plugins.yaml" > "$work/limited.yaml"
-{
-  cat "$work/one.yaml"
-  for i in $(seq 1 9999); do printf '      - paths: [/svc%s/]\n' "$i"; done
-} > "$work/10k.yaml"
+ten_thousand_routes_file "$work/10k.yaml"
 printf 'wrk.method = "POST"\nwrk.body = string.rep("x", 4096)\nwrk.headers["Content-Type"] = "text/plain"\n' > "$work/post.lua"
 
 train "$work/one.yaml"
@@ -54,9 +51,7 @@ train "$work/limited.yaml" -H "apikey: $bench_key"
 train "$work/10k.yaml"
 mkdir -p "$work/data"
 TOLLGATE_ANALYTICS=embedded TOLLGATE_DATA_DIR="$work/data" train "$work/one.yaml"
-start_tollgate "$work/one.yaml"
-run_wrk "http://127.0.0.1:$TG_PORT/nowhere" > /dev/null
-kill -TERM "$TG_PID"; wait "$TG_PID" || true
+path=/nowhere train "$work/one.yaml"
 
 echo "== optimised build (target/pgo/release)" >&2
 # Named after its content, so that cargo rebuilds whenever the profile changes.

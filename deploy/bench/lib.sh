@@ -83,6 +83,15 @@ one_route_file() {
   printf '_format_version: "3.0"\nservices:\n  - name: backend\n    url: http://127.0.0.1:%s\n    routes:\n      - name: api\n        paths: [/api/]\n' "$backend" > "$1"
 }
 
+# One service for the backend with 10,000 routes, /api/ the last of them.
+ten_thousand_routes_file() {
+  {
+    printf '_format_version: "3.0"\nservices:\n  - name: backend\n    url: http://127.0.0.1:%s\n    routes:\n' "$backend"
+    for i in $(seq 1 9999); do printf '      - paths: [/svc%s/]\n' "$i"; done
+    printf '      - name: api\n        paths: [/api/]\n'
+  } > "$1"
+}
+
 # The same with key-auth and rate-limiting on the route (limits no benchmark reaches) and one
 # consumer whose key is `bench_key`.
 bench_key=0123456789abcdef0123456789abcdef

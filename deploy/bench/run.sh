@@ -21,11 +21,7 @@ start_backend; start_nginx_proxy
 rss_kb() { awk '/VmRSS/ {print $2}' /proc/$1/status; }
 
 one_route_file "$work/one.yaml"
-{
-  printf '_format_version: "3.0"\nservices:\n  - name: backend\n    url: http://127.0.0.1:%s\n    routes:\n' "$backend"
-  for i in $(seq 1 9999); do printf '      - paths: [/svc%s/]\n' "$i"; done
-  printf '      - name: api\n        paths: [/api/]\n'
-} > "$work/10k.yaml"
+ten_thousand_routes_file "$work/10k.yaml"
 plugins_file "$work/plugins.yaml"
 
 start_tollgate "$work/one.yaml"; tg=$TG_PORT; tg_pid=$TG_PID
