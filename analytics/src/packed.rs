@@ -110,8 +110,9 @@ impl Packed {
 /// An event's fixed-size part, written at fixed offsets in one go (field by field, growing
 /// the buffer each time, recording cost the proxy thread 846 instructions an event under
 /// callgrind instead of 651): the numbers, the status, the flags, the client address (tag 4
-/// or 6, then 16 bytes) and the texts' lengths (`NONE` for an absent one). The texts' bytes follow it back to back, so that the reader checks an event's
-/// UTF-8 in one call instead of one per text.
+/// or 6, then 16 bytes) and the texts' lengths (`NONE` for an absent one). The texts' bytes
+/// follow it back to back, so that the reader checks an event's UTF-8 in one call instead of
+/// one per text.
 fn head(e: &RequestEvent, texts: &[Option<&Arc<str>>; TEXTS]) -> [u8; HEAD] {
     let mut h = [0; HEAD];
     let numbers = [

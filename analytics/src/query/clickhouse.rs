@@ -1,7 +1,7 @@
 //! `Queries` in ClickHouse SQL over the events table and its per-minute rollups, in the subset
-//! both 18.16 and current servers accept. Result columns are cast to fixed types (`toFloat64` before `quantiles`, the
-//! t-digest's Float32 results to Float64, `UInt64` counts), because with row validation off a
-//! type mismatch would decode as garbage.
+//! both 18.16 and current servers accept. Result columns are cast to fixed types (`toFloat64`
+//! before `quantile`, the t-digest's Float32 results to Float64, `UInt64` counts), because with
+//! row validation off a type mismatch would decode as garbage.
 use super::{
     Filter, Point, Queries, QueryError, QueryFuture, RecentEvent, StatusCount, Summary, TopBy,
     TopEntry,
