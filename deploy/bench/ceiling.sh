@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # How fast can a proxy on each HTTP stack be here, before any gateway work? In one run, against
-# the same trivial backend: nginx (the reference of run.sh), two bare Rust proxies that only
-# forward (deploy/bench/ceiling: hyper's server and client as Tollgate uses them, and a
-# hand-written HTTP/1 loop on tokio) and Tollgate itself, one worker each, in alternating
-# rounds so that the machine's drift hits them alike. Prints a Markdown table of the means.
+# the same trivial backend: nginx (the reference of run.sh), three bare Rust proxies that only
+# forward (deploy/bench/ceiling: hyper's server and client as Tollgate uses them, a hand-written
+# HTTP/1 loop on tokio, and hyper's server with a hand-written client polled in the request's
+# own future) and Tollgate itself, one worker each, in alternating rounds so that the machine's
+# drift hits them alike. Prints a Markdown table of the means.
 #   deploy/bench/ceiling.sh [duration_seconds] [rounds]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -19,13 +20,13 @@ one_route_file "$work/one.yaml"
 start_tollgate "$work/one.yaml"
 
 declare -A port=([nginx]=$nginx_proxy [tollgate]=$TG_PORT)
-for bare in bare-hyper bare-http1; do
+for bare in bare-hyper bare-http1 hyper-inline; do
   port[$bare]=$(free_port)
   "target/release/$bare" "127.0.0.1:${port[$bare]}" "127.0.0.1:$backend" & pids+=($!)
   wait_port "${port[$bare]}"
 done
 
-targets=(nginx bare-hyper bare-http1 tollgate)
+targets=(nginx bare-hyper bare-http1 hyper-inline tollgate)
 declare -A sum=() p99s=()
 for round in $(seq "$rounds"); do
   for t in "${targets[@]}"; do

@@ -3,6 +3,11 @@
 //! the same backend as nginx and Tollgate, they show how many requests per second each HTTP
 //! stack allows on one worker before any gateway work is added. Not for production: they
 //! handle only body-less requests to a backend that sends `Content-Length`.
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
 use std::cell::RefCell;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -39,6 +44,23 @@ where
             let _ = stream.set_nodelay(true);
             tokio::task::spawn_local(conn(stream));
         }
+    });
+}
+
+/// Serves every connection to `listen` with hyper's HTTP/1 server, each request answered by
+/// `forward(request, backend)`.
+pub fn serve_hyper<F, Fut, E>(forward: F)
+where
+    F: Fn(Request<Incoming>, SocketAddr) -> Fut + Copy + 'static,
+    Fut: Future<Output = Result<Response<Full<Bytes>>, E>> + 'static,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (listen, backend) = addresses();
+    serve(listen, move |stream| async move {
+        let service = hyper::service::service_fn(move |req| forward(req, backend));
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), service)
+            .await;
     });
 }
 

@@ -7,7 +7,7 @@ use hyper::client::conn::http1::SendRequest;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
-use tollgate_bench_ceiling::{addresses, connect, serve, Pool};
+use tollgate_bench_ceiling::{connect, serve_hyper, Pool};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -19,13 +19,7 @@ thread_local! {
 }
 
 fn main() {
-    let (listen, backend) = addresses();
-    serve(listen, move |stream| async move {
-        let service = hyper::service::service_fn(move |req| forward(req, backend));
-        let _ = hyper::server::conn::http1::Builder::new()
-            .serve_connection(TokioIo::new(stream), service)
-            .await;
-    });
+    serve_hyper(forward);
 }
 
 async fn forward(
