@@ -505,6 +505,133 @@ async fn an_http_1_0_upstream_is_answered_to_the_client_as_http_1_1_on_a_kept_co
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunked_requests_and_responses_stream_through_both_ways() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A backend that reads a chunked request to its last chunk, then answers with what it
+    // received, in chunked coding, in two chunks a few milliseconds apart.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let received = read_until(&mut socket, b"0\r\n\r\n").await;
+            let _ = socket
+                .write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+                .await;
+            for part in received.chunks(received.len() / 2 + 1) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let mut coded = format!("{:x}\r\n", part.len()).into_bytes();
+                coded.extend_from_slice(part);
+                coded.extend_from_slice(b"\r\n");
+                let _ = socket.write_all(&coded).await;
+            }
+            let _ = socket.write_all(b"0\r\n\r\n").await;
+        }
+    });
+    let service = json!({"name": "chunky", "url": format!("http://127.0.0.1:{port}")});
+    let gw = gateway_with(service, "/chunky").await;
+    let mut client = tokio::net::TcpStream::connect(("127.0.0.1", gw.proxy))
+        .await
+        .unwrap();
+    client
+        .write_all(b"POST /chunky/up HTTP/1.1\r\nhost: gw.test\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    client.write_all(b"6\r\n world\r\n0\r\n\r\n").await.unwrap();
+    let answer = tokio::time::timeout(
+        Duration::from_secs(10),
+        read_until(&mut client, b"\r\n0\r\n\r\n"),
+    )
+    .await
+    .expect("the whole answer");
+    let answer = String::from_utf8(answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    assert!(head.contains("transfer-encoding: chunked"), "{head}");
+    // What the upstream got: its head says chunked, and its body decodes to the client's.
+    let upstream_saw = String::from_utf8(dechunk(body.as_bytes())).unwrap();
+    let (up_head, up_body) = upstream_saw.split_once("\r\n\r\n").unwrap();
+    assert!(
+        up_head.starts_with("POST /up HTTP/1.1\r\n"),
+        "{upstream_saw}"
+    );
+    assert!(up_head.contains("transfer-encoding: chunked"), "{up_head}");
+    assert_eq!(dechunk(up_body.as_bytes()), b"hello world");
+    let mut rest = [0u8; 1];
+    let _ = client.read(&mut rest).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_alive_connection_the_upstream_drops_is_replaced_for_idempotent_requests() {
+    use tokio::io::AsyncWriteExt;
+    // A backend that answers the first request on each connection and closes the connection
+    // without a word at the second, as servers with a short keep-alive timeout do.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                read_until(&mut socket, b"\r\n\r\n").await;
+                let reply = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                let _ = socket.write_all(reply.as_bytes()).await;
+                read_until(&mut socket, b"\r\n\r\n").await;
+            });
+        }
+    });
+    let service = json!({"name": "brief", "url": format!("http://127.0.0.1:{port}")});
+    let gw = gateway_with(service, "/brief").await;
+    for i in 0..6 {
+        let r = send("GET", &gw.proxy_url("/brief/x"), &[], None).await;
+        assert_eq!((i, r.status, r.body.as_str()), (i, 200, "ok"));
+    }
+    assert!(connections.load(std::sync::atomic::Ordering::SeqCst) >= 6);
+    // A POST is not sent twice: the upstream may have acted on it before it hung up.
+    let mut statuses = Vec::new();
+    for _ in 0..2 {
+        let body = Some(("text/plain", "once".to_string()));
+        statuses.push(
+            send("POST", &gw.proxy_url("/brief/x"), &[], body)
+                .await
+                .status,
+        );
+    }
+    assert!(statuses.contains(&502), "{statuses:?}");
+}
+
+/// Reads from `socket` until what it read holds `end` (or the peer closes).
+async fn read_until(socket: &mut tokio::net::TcpStream, end: &[u8]) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.windows(end.len()).any(|w| w == end) {
+        match socket.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    got
+}
+
+/// The data of a chunked body (extensions and trailers ignored).
+fn dechunk(mut coded: &[u8]) -> Vec<u8> {
+    let mut data = Vec::new();
+    loop {
+        let line_end = coded.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size_text = std::str::from_utf8(&coded[..line_end]).unwrap();
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16).unwrap();
+        if size == 0 {
+            return data;
+        }
+        let start = line_end + 2;
+        data.extend_from_slice(&coded[start..start + size]);
+        coded = &coded[start + size + 2..];
+    }
+}
+
 /// A backend on a plain socket that reads one request per connection and writes
 /// `reply(request head)`; returns its port.
 async fn raw_backend(reply: fn(&str) -> String) -> u16 {

@@ -211,8 +211,7 @@ impl Proxy {
         }
     }
 
-    /// Sends the request upstream, retrying when no connection could be made (the request
-    /// then comes back unsent, so nothing is copied for a retry that may never happen).
+    /// Sends the request upstream (the service's `retries` apply to connecting).
     async fn forward(
         &self,
         method: http::Method,
@@ -222,32 +221,22 @@ impl Proxy {
         service: &ServiceEntry,
         ex: &mut Exchange,
     ) -> Result<Response<ProxyBody>, Reply> {
-        let mut req = Request::new(match body {
-            RequestBody::Streaming(b) => Either::Left(b),
-            RequestBody::Buffered(bytes) => Either::Right(Full::new(bytes)),
-        });
-        *req.method_mut() = method;
-        *req.uri_mut() = uri;
-        *req.headers_mut() = headers;
-        let mut attempt = 0;
+        let req = upstream::Outgoing {
+            method,
+            uri,
+            headers,
+            body,
+        };
+        let limits = upstream::Limits {
+            read_timeout: service.read_timeout,
+            retries: service.retries,
+        };
         let sent = Instant::now();
         ex.upstream_addr = Some(service.address.clone());
-        let outcome = loop {
-            let result = upstream::send(req, &service.target, service.read_timeout);
-            let result = tokio::time::timeout(service.read_timeout, result).await;
-            match result {
-                Ok(Err(upstream::UpstreamError::Connect(_, unsent)))
-                    if attempt < service.retries =>
-                {
-                    attempt += 1;
-                    req = *unsent.0;
-                }
-                other => break other,
-            }
-        };
+        let outcome = upstream::send(req, &service.target, &limits).await;
         ex.upstream_us = sent.elapsed().as_micros() as u64;
         match outcome {
-            Ok(Ok(resp)) => {
+            Ok(resp) => {
                 let (mut parts, body) = resp.into_parts();
                 headers::clean_response(&mut parts.headers);
                 // The upstream's version (HTTP/1.0 from some servers) belongs to that hop; the
@@ -262,7 +251,7 @@ impl Proxy {
                 h.insert(headers::UPSTREAM_LATENCY, header_numbers::value(ms));
                 Ok(resp)
             }
-            Ok(Err(e)) => {
+            Err(e) => {
                 ex.upstream_failed = true;
                 tracing::warn!(service = %service.label, error = %error_chain(&e), "upstream request failed");
                 if is_timeout(&e) {
@@ -276,13 +265,6 @@ impl Proxy {
                         "An invalid response was received from the upstream server",
                     ))
                 }
-            }
-            Err(_) => {
-                ex.upstream_failed = true;
-                Err(Reply::new(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "The upstream server is timing out",
-                ))
             }
         }
     }
