@@ -1,5 +1,6 @@
 //! Header rewriting between client and upstream: hop-by-hop headers dropped, the
 //! `X-Forwarded-*` family, `Via` and `X-Request-Id` set, and the client's host read.
+use super::upstream::write_header;
 use super::{Downstream, Exchange, VIA};
 use crate::snapshot::{RouteEntry, ServiceEntry};
 use http::{header, HeaderMap, HeaderName, HeaderValue, Request};
@@ -30,10 +31,6 @@ pub(super) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-i
 pub(super) const UPSTREAM_LATENCY: HeaderName =
     HeaderName::from_static("x-tollgate-upstream-latency");
 pub(super) const PROXY_LATENCY: HeaderName = HeaderName::from_static("x-tollgate-proxy-latency");
-
-/// How many headers `for_upstream` may add: `Host`, `Via`, `X-Request-Id`, `X-Real-IP` and
-/// `X-Forwarded-For`, `-Proto`, `-Host`, `-Port`, `-Prefix`.
-const ADDED_UPSTREAM: usize = 9;
 
 /// The client's request id when it sent a sane one, or a new one (128 random bits from the
 /// thread's generator: no system call per request), as text and as a header value.
@@ -107,60 +104,102 @@ fn connection_named(h: &HeaderMap) -> Vec<HeaderName> {
         .collect()
 }
 
-/// The request headers the upstream gets, made from the client's (which are moved out).
-pub(super) fn for_upstream(
-    parts: &mut http::request::Parts,
-    route: &RouteEntry,
-    service: &ServiceEntry,
-    ex: &Exchange,
-    stripped_prefix: Option<&str>,
-    conn: &Downstream,
-) -> HeaderMap {
-    let mut h = std::mem::take(&mut parts.headers);
-    remove_hop_by_hop(&mut h);
-    // Room for the headers added below at once, not a regrowth (and rehash) for each.
-    h.reserve(ADDED_UPSTREAM);
-    let client_host = h.get(header::HOST).cloned().or_else(|| {
-        parts
-            .uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    });
-    if !route.preserve_host || client_host.is_none() {
-        h.insert(header::HOST, service.host_header.clone());
-    } else if let Some(v) = client_host {
-        h.insert(header::HOST, v);
-    }
-    // The chain grows by the peer that connected; X-Real-IP is the client it stands for.
-    let peer = &conn.peer_ip;
-    match h.get(X_FORWARDED_FOR).map(HeaderValue::as_bytes) {
-        Some(prev) => {
-            let xff = [prev, b", ", peer.as_bytes()].concat();
-            if let Ok(v) = HeaderValue::from_bytes(&xff) {
-                h.insert(X_FORWARDED_FOR, v);
-            }
+/// What the gateway says on every upstream request, whatever the client sent.
+pub(super) struct Forwarded<'a> {
+    pub host: &'a [u8],
+    /// The peer that connected, appended to the client's `X-Forwarded-For`.
+    pub peer: &'a HeaderValue,
+    /// The client it stands for (`X-Real-IP`) when it is not the peer itself, after the
+    /// trusted proxies were applied.
+    pub real_ip: Option<String>,
+    pub forwarded_host: &'a HeaderValue,
+    pub port: &'a HeaderValue,
+    /// The path prefix a route stripped, if any: part of a normalized path, so free of
+    /// control bytes (a safe header value).
+    pub prefix: Option<&'a str>,
+    pub request_id: &'a HeaderValue,
+}
+
+impl<'a> Forwarded<'a> {
+    /// The values for a request on `route` to `service`.
+    pub(super) fn new(
+        client: &'a http::request::Parts,
+        route: &RouteEntry,
+        service: &'a ServiceEntry,
+        ex: &'a Exchange,
+        stripped_prefix: Option<&'a str>,
+        conn: &'a Downstream,
+    ) -> Forwarded<'a> {
+        // HTTP/1.1 names the host in `Host`, HTTP/2 in the `:authority` (checked by hyper).
+        let client_host = match client.uri.authority() {
+            Some(a) => Some(a.as_str().as_bytes()),
+            None => client.headers.get(header::HOST).map(HeaderValue::as_bytes),
+        };
+        let host = match client_host {
+            Some(h) if route.preserve_host => h,
+            _ => service.host_header.as_bytes(),
+        };
+        Forwarded {
+            host,
+            peer: &conn.peer_ip,
+            // Nearly always the peer itself: no text to make then.
+            real_ip: (ex.client_ip != conn.peer.ip()).then(|| ex.client_ip.to_string()),
+            forwarded_host: &ex.host_header,
+            port: &conn.local_port_header,
+            prefix: stripped_prefix.filter(|p| !p.is_empty() && *p != "/"),
+            request_id: &ex.request_id_header,
         }
-        None => {
-            h.insert(X_FORWARDED_FOR, peer.clone());
-        }
     }
-    if ex.client_ip == conn.peer.ip() {
-        h.insert(X_REAL_IP, peer.clone());
+}
+
+/// Headers the gateway sets itself (or frames itself, for the body): the client's never pass.
+const REPLACED: [HeaderName; 9] = [
+    header::HOST,
+    header::CONTENT_LENGTH,
+    X_REAL_IP,
+    X_FORWARDED_PROTO,
+    X_FORWARDED_HOST,
+    X_FORWARDED_PORT,
+    X_FORWARDED_PREFIX,
+    X_REQUEST_ID,
+    header::VIA,
+];
+
+/// Writes the request headers the upstream gets as `name: value` lines: the client's, less the
+/// hop-by-hop ones and those the gateway replaces, then the gateway's own. The client's
+/// `X-Forwarded-For` and `Via` chains grow by one entry each.
+pub(super) fn write_for_upstream(client: &HeaderMap, ours: &Forwarded, out: &mut Vec<u8>) {
+    let named = if client.contains_key(header::CONNECTION) {
+        connection_named(client)
     } else {
-        set(&mut h, X_REAL_IP, &ex.client_ip.to_string());
-    }
-    h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-    h.insert(X_FORWARDED_HOST, ex.host_header.clone());
-    h.insert(X_FORWARDED_PORT, conn.local_port_header.clone());
-    match stripped_prefix {
-        Some(p) if !p.is_empty() && p != "/" => set(&mut h, X_FORWARDED_PREFIX, p),
-        _ => {
-            h.remove(X_FORWARDED_PREFIX);
+        Vec::new()
+    };
+    let (mut xff, mut via) = (Vec::new(), Vec::new());
+    for (name, value) in client {
+        if name == X_FORWARDED_FOR {
+            xff.extend_from_slice(value.as_bytes());
+            xff.extend_from_slice(b", ");
+        } else if name == header::VIA {
+            via.extend_from_slice(value.as_bytes());
+            via.extend_from_slice(b", ");
+        } else if !REPLACED.contains(name) && !HOP_BY_HOP.contains(name) && !named.contains(name) {
+            write_header(out, name.as_str().as_bytes(), value.as_bytes());
         }
     }
-    h.insert(X_REQUEST_ID, ex.request_id_header.clone());
-    append_via(&mut h);
-    h
+    write_header(out, b"host", ours.host);
+    xff.extend_from_slice(ours.peer.as_bytes());
+    write_header(out, b"x-forwarded-for", &xff);
+    let real_ip = ours.real_ip.as_ref().map(String::as_bytes);
+    write_header(out, b"x-real-ip", real_ip.unwrap_or(ours.peer.as_bytes()));
+    write_header(out, b"x-forwarded-proto", b"http");
+    write_header(out, b"x-forwarded-host", ours.forwarded_host.as_bytes());
+    write_header(out, b"x-forwarded-port", ours.port.as_bytes());
+    if let Some(prefix) = ours.prefix {
+        write_header(out, b"x-forwarded-prefix", prefix.as_bytes());
+    }
+    write_header(out, b"x-request-id", ours.request_id.as_bytes());
+    via.extend_from_slice(VIA.as_bytes());
+    write_header(out, b"via", &via);
 }
 
 /// Removes the upstream's connection-level headers before the client gets the response.
@@ -202,6 +241,55 @@ mod tests {
         remove_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn the_upstream_gets_the_clients_headers_less_hop_by_hop_with_the_gateways_own() {
+        let mut client = HeaderMap::new();
+        for (k, v) in [
+            ("host", "client.test"),
+            ("connection", "keep-alive, x-secret"),
+            ("x-secret", "1"),
+            ("transfer-encoding", "chunked"),
+            ("content-length", "5"),
+            ("x-forwarded-for", "10.0.0.1"),
+            ("x-forwarded-for", "10.0.0.2"),
+            ("x-forwarded-proto", "https"),
+            ("x-real-ip", "6.6.6.6"),
+            ("via", "1.1 edge"),
+            ("x-kept", "a"),
+            ("x-kept", "b"),
+        ] {
+            client.append(HeaderName::from_static(k), HeaderValue::from_static(v));
+        }
+        let value = |s: &'static str| HeaderValue::from_static(s);
+        let (peer, fhost, port, id) = (
+            value("127.0.0.1"),
+            value("api.test"),
+            value("8000"),
+            value("abc"),
+        );
+        let ours = Forwarded {
+            host: b"backend:8080",
+            peer: &peer,
+            real_ip: Some("203.0.113.9".into()),
+            forwarded_host: &fhost,
+            port: &port,
+            prefix: Some("/api"),
+            request_id: &id,
+        };
+        let mut out = Vec::new();
+        write_for_upstream(&client, &ours, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            format!(
+                "x-kept: a\r\nx-kept: b\r\nhost: backend:8080\r\n\
+                 x-forwarded-for: 10.0.0.1, 10.0.0.2, 127.0.0.1\r\nx-real-ip: 203.0.113.9\r\n\
+                 x-forwarded-proto: http\r\nx-forwarded-host: api.test\r\n\
+                 x-forwarded-port: 8000\r\nx-forwarded-prefix: /api\r\nx-request-id: abc\r\n\
+                 via: 1.1 edge, {VIA}\r\n"
+            )
+        );
     }
 
     #[test]

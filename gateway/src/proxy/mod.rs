@@ -40,6 +40,9 @@ pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 /// does with its default `large_client_header_buffers 4 8k`.
 pub const MAX_URI_BYTES: usize = 8 * 1024;
 
+/// Room for a typical upstream request head, so that writing it does not regrow the buffer.
+const UPSTREAM_HEAD_CAPACITY: usize = 1024;
+
 /// How many headers the gateway adds to a response: the two latencies, `Via`, `X-Request-Id`.
 const GATEWAY_HEADERS: usize = 4;
 
@@ -169,10 +172,17 @@ impl Proxy {
             path::upstream_path(service.path.as_deref(), rest, route.path_handling_v1);
         let uri = upstream_uri(&upstream_path, parts.uri.query()).map_err(|_| bad())?;
         let stripped = route.strip_path.then(|| &norm_path[..m.matched_len]);
-        let upstream_headers =
-            headers::for_upstream(&mut parts, route, service, ex, stripped, conn);
-        self.forward(parts.method, uri, upstream_headers, body, service, ex)
-            .await
+        let mut head = Vec::with_capacity(UPSTREAM_HEAD_CAPACITY);
+        upstream::request_line(&parts.method, &uri, &mut head);
+        let ours = headers::Forwarded::new(&parts, route, service, ex, stripped, conn);
+        headers::write_for_upstream(&parts.headers, &ours, &mut head);
+        let req = upstream::Outgoing {
+            declared_length: parts.headers.contains_key(header::CONTENT_LENGTH),
+            method: parts.method,
+            head,
+            body,
+        };
+        self.forward(req, service, ex).await
     }
 
     /// The access phase: returns the request as plugins left it, or the reply one wrote.
@@ -214,19 +224,10 @@ impl Proxy {
     /// Sends the request upstream (the service's `retries` apply to connecting).
     async fn forward(
         &self,
-        method: http::Method,
-        uri: Uri,
-        headers: http::HeaderMap,
-        body: RequestBody,
+        req: upstream::Outgoing,
         service: &ServiceEntry,
         ex: &mut Exchange,
     ) -> Result<Response<ProxyBody>, Reply> {
-        let req = upstream::Outgoing {
-            method,
-            uri,
-            headers,
-            body,
-        };
         let limits = upstream::Limits {
             read_timeout: service.read_timeout,
             retries: service.retries,

@@ -1,5 +1,6 @@
-//! HTTP/1.1 framing of the upstream exchange (RFC 9112): the request head written as bytes,
-//! the response head parsed with httparse, and chunked bodies decoded.
+//! HTTP/1.1 framing of the upstream exchange (RFC 9112): the request line and the body's
+//! framing written as bytes (`headers` writes the rest of the head), the response head parsed
+//! with httparse, and chunked bodies decoded.
 //!
 //! Kept apart from the sockets so that every framing rule is a pure function over a buffer,
 //! tested here byte by byte: this is where a proxy's HTTP/1 bugs (smuggling, truncated or
@@ -33,34 +34,29 @@ pub fn invalid(what: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, what.into())
 }
 
-/// Writes the request line and headers into `out` and returns how the body follows them.
-/// `body_len` is the body's length when known (`None`: streamed with chunked coding).
-/// The framing headers are the gateway's own: a client's `Content-Length` and
-/// `Transfer-Encoding` never pass through as they came.
-pub fn request_head(
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body_len: Option<u64>,
-    out: &mut Vec<u8>,
-) -> Framing {
+/// Writes the request line: the method, the target in origin form (path and query), HTTP/1.1.
+pub fn request_line(method: &Method, uri: &Uri, out: &mut Vec<u8>) {
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
     let target = uri.path_and_query().map_or("/", |pq| pq.as_str());
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    for (name, value) in headers {
-        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
-            continue;
-        }
-        write_header(out, name.as_str().as_bytes(), value.as_bytes());
-    }
+}
+
+/// Ends a request head whose other headers are written: adds the body's framing header and
+/// the blank line, and returns how the body follows. `body_len` is the body's length when
+/// known (`None`: streamed with chunked coding); `declared` says whether the client sent a
+/// `Content-Length` (the gateway writes its own, never the client's).
+pub fn end_head(
+    method: &Method,
+    body_len: Option<u64>,
+    declared: bool,
+    out: &mut Vec<u8>,
+) -> Framing {
     let framing = match body_len {
         // A body-less GET says nothing; a POST with an empty body says `Content-Length: 0`,
         // as does any request whose client said so.
-        Some(0) if !headers.contains_key(header::CONTENT_LENGTH) && !expects_body(method) => {
-            Framing::Empty
-        }
+        Some(0) if !declared && !expects_body(method) => Framing::Empty,
         Some(len) => {
             write_header(out, b"content-length", len.to_string().as_bytes());
             if len == 0 {
@@ -82,7 +78,8 @@ fn expects_body(method: &Method) -> bool {
     matches!(*method, Method::POST | Method::PUT | Method::PATCH)
 }
 
-fn write_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+/// One `name: value` header line.
+pub fn write_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);

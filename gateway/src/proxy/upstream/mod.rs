@@ -18,12 +18,13 @@ mod body;
 mod codec;
 
 pub use body::PooledBody;
+pub(super) use codec::{request_line, write_header};
 
 use crate::plugins::RequestBody;
 use bytes::{Buf, BytesMut};
 use codec::{Framing, ResponseHead};
 use http::uri::{Authority, Scheme};
-use http::{HeaderMap, Method, Response, StatusCode, Uri};
+use http::{Method, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Incoming};
 use hyper_rustls::MaybeHttpsStream;
@@ -144,11 +145,14 @@ pub enum UpstreamError {
     Exchange(#[from] io::Error),
 }
 
-/// A request for the upstream, as the proxy rewrote it; its URI in origin form.
+/// A request for the upstream, as the proxy rewrote it.
 pub struct Outgoing {
     pub method: Method,
-    pub uri: Uri,
-    pub headers: HeaderMap,
+    /// The request line and headers, as `request_line` and `write_header` wrote them, but
+    /// the body's framing and the blank line, which `send` adds.
+    pub head: Vec<u8>,
+    /// Whether the client sent a `Content-Length`.
+    pub declared_length: bool,
     pub body: RequestBody,
 }
 
@@ -171,8 +175,8 @@ pub async fn send(
         RequestBody::Buffered(b) => Some(b.len() as u64),
         RequestBody::Streaming(b) => b.size_hint().exact(),
     };
-    let mut head = Vec::with_capacity(512);
-    let framing = codec::request_head(&req.method, &req.uri, &req.headers, body_len, &mut head);
+    let mut head = req.head;
+    let framing = codec::end_head(&req.method, body_len, req.declared_length, &mut head);
     let mut body = req.body;
     // An idempotent request whose body is in memory, or absent, can go again (a streamed
     // body is gone once sent), as nginx's `proxy_next_upstream error` does.
