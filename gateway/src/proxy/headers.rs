@@ -1,24 +1,11 @@
-//! Header rewriting between client and upstream: hop-by-hop headers dropped, the
-//! `X-Forwarded-*` family, `Via` and `X-Request-Id` set, and the client's host read.
-use super::upstream::write_header;
+//! Header rewriting between client and upstream: the upstream's request headers written with
+//! hop-by-hop ones dropped and the `X-Forwarded-*` family, `Via` and `X-Request-Id` set (the
+//! upstream's own hop-by-hop headers never leave `upstream::codec`), and the client's host read.
+use super::upstream::{write_header, HOP_BY_HOP};
 use super::{Downstream, Exchange, VIA};
 use crate::snapshot::{RouteEntry, ServiceEntry};
 use http::{header, HeaderMap, HeaderName, HeaderValue, Request};
 use std::sync::Arc;
-
-/// Headers that describe one connection and must not be forwarded (RFC 9110 §7.6.1), and
-/// `Upgrade`, which the proxy does not pass on either. `Connection` comes first.
-const HOP_BY_HOP: [HeaderName; 9] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-];
 
 // Header names parsed once, not per request.
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -67,27 +54,6 @@ pub fn raw_host<B>(req: &Request<B>) -> Option<&str> {
     match req.uri().authority() {
         Some(a) => Some(a.as_str()),
         None => req.headers().get(header::HOST)?.to_str().ok(),
-    }
-}
-
-fn remove_hop_by_hop(h: &mut HeaderMap) {
-    // Most messages carry one at most (`Connection: keep-alive`): one pass over the names
-    // finds those present, and only they are removed (each removal is a hash and a probe).
-    let mut present = 0u16;
-    for name in h.keys() {
-        if let Some(i) = HOP_BY_HOP.iter().position(|n| n == name) {
-            present |= 1 << i;
-        }
-    }
-    if present & 1 != 0 {
-        for named in connection_named(h) {
-            h.remove(named);
-        }
-    }
-    for (i, name) in HOP_BY_HOP.iter().enumerate() {
-        if present & (1 << i) != 0 {
-            h.remove(name);
-        }
     }
 }
 
@@ -153,7 +119,7 @@ impl<'a> Forwarded<'a> {
 }
 
 /// Headers the gateway sets itself (or frames itself, for the body): the client's never pass.
-const REPLACED: [HeaderName; 9] = [
+static REPLACED: [HeaderName; 9] = [
     header::HOST,
     header::CONTENT_LENGTH,
     X_REAL_IP,
@@ -202,11 +168,6 @@ pub(super) fn write_for_upstream(client: &HeaderMap, ours: &Forwarded, out: &mut
     write_header(out, b"via", &via);
 }
 
-/// Removes the upstream's connection-level headers before the client gets the response.
-pub(super) fn clean_response(h: &mut HeaderMap) {
-    remove_hop_by_hop(h);
-}
-
 /// Adds Tollgate to the `Via` chain.
 pub(super) fn append_via(h: &mut HeaderMap) {
     match h.get(header::VIA).and_then(|v| v.to_str().ok()) {
@@ -229,19 +190,6 @@ fn set(h: &mut HeaderMap, name: HeaderName, value: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hop_by_hop_and_connection_named_headers_go() {
-        let mut h = HeaderMap::new();
-        h.insert(header::CONNECTION, "keep-alive, x-secret".parse().unwrap());
-        h.insert("x-secret", "1".parse().unwrap());
-        h.insert("keep-alive", "timeout=5".parse().unwrap());
-        h.insert("x-kept", "1".parse().unwrap());
-        h.insert(header::UPGRADE, "websocket".parse().unwrap());
-        remove_hop_by_hop(&mut h);
-        assert_eq!(h.len(), 1);
-        assert!(h.contains_key("x-kept"));
-    }
 
     #[test]
     fn the_upstream_gets_the_clients_headers_less_hop_by_hop_with_the_gateways_own() {
@@ -290,17 +238,6 @@ mod tests {
                  via: 1.1 edge, {VIA}\r\n"
             )
         );
-    }
-
-    #[test]
-    fn a_keep_alive_connection_header_goes_alone() {
-        let mut h = HeaderMap::new();
-        h.insert(header::CONNECTION, "Keep-Alive".parse().unwrap());
-        h.insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
-        h.insert(header::TRANSFER_ENCODING, "chunked".parse().unwrap());
-        remove_hop_by_hop(&mut h);
-        assert_eq!(h.len(), 1);
-        assert_eq!(h[header::CONTENT_TYPE], "application/json");
     }
 
     #[test]

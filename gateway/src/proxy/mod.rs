@@ -170,10 +170,12 @@ impl Proxy {
         };
         let upstream_path =
             path::upstream_path(service.path.as_deref(), rest, route.path_handling_v1);
-        let uri = upstream_uri(&upstream_path, parts.uri.query()).map_err(|_| bad())?;
         let stripped = route.strip_path.then(|| &norm_path[..m.matched_len]);
         let mut head = Vec::with_capacity(UPSTREAM_HEAD_CAPACITY);
-        upstream::request_line(&parts.method, &uri, &mut head);
+        let query = parts.uri.query();
+        if !upstream::request_line(&parts.method, &upstream_path, query, &mut head) {
+            return Err(bad());
+        }
         let ours = headers::Forwarded::new(&parts, route, service, ex, stripped, conn);
         headers::write_for_upstream(&parts.headers, &ours, &mut head);
         let req = upstream::Outgoing {
@@ -181,6 +183,7 @@ impl Proxy {
             method: parts.method,
             head,
             body,
+            response_room: GATEWAY_HEADERS + ex.response_headers.len(),
         };
         self.forward(req, service, ex).await
     }
@@ -239,17 +242,15 @@ impl Proxy {
         match outcome {
             Ok(resp) => {
                 let (mut parts, body) = resp.into_parts();
-                headers::clean_response(&mut parts.headers);
                 // The upstream's version (HTTP/1.0 from some servers) belongs to that hop; the
                 // client is answered in its connection's own (hyper writes the one given here,
                 // and an HTTP/1.0 status line ends a keep-alive connection).
                 parts.version = http::Version::default();
                 let mut resp = Response::from_parts(parts, Either::Left(body));
-                let h = resp.headers_mut();
-                // Room for the gateway's and plugins' headers at once, not a regrowth for each.
-                h.reserve(GATEWAY_HEADERS + ex.response_headers.len());
                 let ms = ex.upstream_us / 1000;
-                h.insert(headers::UPSTREAM_LATENCY, header_numbers::value(ms));
+                let latency = header_numbers::value(ms);
+                resp.headers_mut()
+                    .insert(headers::UPSTREAM_LATENCY, latency);
                 Ok(resp)
             }
             Err(e) => {
@@ -322,16 +323,6 @@ fn add_gateway_headers(resp: &mut Response<ProxyBody>, ex: &mut Exchange) {
 /// The length of the request target as the client sent it (origin form: path and query).
 fn target_len(uri: &Uri) -> usize {
     uri.path_and_query().map_or(0, |pq| pq.as_str().len())
-}
-
-/// The request line's target upstream: path and query (origin form), as servers expect from a
-/// gateway; the host travels in `Host`.
-fn upstream_uri(path: &str, query: Option<&str>) -> Result<Uri, http::Error> {
-    let pq = match query {
-        Some(q) => format!("{path}?{q}"),
-        None => path.to_string(),
-    };
-    Ok(Uri::from(http::uri::PathAndQuery::try_from(pq)?))
 }
 
 /// A gateway-written response in Kong's shape: `{"message": "...", "request_id": "..."}`, or

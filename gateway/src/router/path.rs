@@ -27,7 +27,9 @@ pub fn normalize(raw: &str) -> Result<std::borrow::Cow<'_, str>, BadPath> {
     if decoded.bytes().any(|b| b < 0x20 || b == 0x7f) {
         return Err(BadPath::ControlByte);
     }
-    if decoded.split('/').any(|s| s == "." || s == "..") {
+    // Most paths hold no dot at all: one byte scan, and the segments are looked at only then.
+    let dotted = decoded.bytes().any(|b| b == b'.');
+    if dotted && decoded.split('/').any(|s| s == "." || s == "..") {
         return Err(BadPath::DotSegment);
     }
     Ok(decoded)

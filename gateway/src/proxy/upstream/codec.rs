@@ -6,10 +6,22 @@
 //! tested here byte by byte: this is where a proxy's HTTP/1 bugs (smuggling, truncated or
 //! run-on bodies) live.
 use bytes::{Buf, Bytes, BytesMut};
-use http::{
-    header, HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Uri, Version,
-};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Version};
 use std::io;
+
+/// Headers that describe one connection and are not forwarded (RFC 9110 §7.6.1), and
+/// `Upgrade`, which the proxy does not pass on either.
+pub static HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
 
 /// A response head larger than this is refused (nginx's `proxy_buffer_size` is 4-8 KiB).
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -35,12 +47,22 @@ pub fn invalid(what: impl Into<String>) -> io::Error {
 }
 
 /// Writes the request line: the method, the target in origin form (path and query), HTTP/1.1.
-pub fn request_line(method: &Method, uri: &Uri, out: &mut Vec<u8>) {
+/// Returns `false`, writing nothing, when the target holds a byte a request line cannot carry
+/// (a space or a control byte: what would let a request smuggle another).
+pub fn request_line(method: &Method, path: &str, query: Option<&str>, out: &mut Vec<u8>) -> bool {
+    let carried = |s: &str| s.bytes().all(|b| b > b' ' && b != 0x7f);
+    if !carried(path) || !query.is_none_or(carried) {
+        return false;
+    }
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
-    let target = uri.path_and_query().map_or("/", |pq| pq.as_str());
-    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(path.as_bytes());
+    if let Some(q) = query {
+        out.push(b'?');
+        out.extend_from_slice(q.as_bytes());
+    }
     out.extend_from_slice(b" HTTP/1.1\r\n");
+    true
 }
 
 /// Ends a request head whose other headers are written: adds the body's framing header and
@@ -114,8 +136,14 @@ pub struct ResponseHead {
 }
 
 /// Parses a response head at the start of `buf`; `None` while it is incomplete. `head_request`:
-/// the request was a HEAD, whose response has no body whatever its headers say.
-pub fn response_head(buf: &[u8], head_request: bool) -> io::Result<Option<ResponseHead>> {
+/// the request was a HEAD, whose response has no body whatever its headers say. The headers
+/// come without the hop-by-hop ones (and those `Connection` names), in a map with `room` for
+/// as many more.
+pub fn response_head(
+    buf: &[u8],
+    head_request: bool,
+    room: usize,
+) -> io::Result<Option<ResponseHead>> {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Response::new(&mut slots);
     let len = match parsed.parse(buf) {
@@ -137,14 +165,13 @@ pub fn response_head(buf: &[u8], head_request: bool) -> io::Result<Option<Respon
     } else {
         Version::HTTP_11
     };
-    let mut headers = HeaderMap::with_capacity(parsed.headers.len());
+    let mut headers = HeaderMap::with_capacity(parsed.headers.len() + room);
+    let mut named: Vec<&[u8]> = Vec::new();
     let mut length: Option<u64> = None;
     let (mut chunked, mut other_coding, mut close, mut keep_alive) = (false, false, false, false);
     for h in parsed.headers.iter() {
         let name = HeaderName::from_bytes(h.name.as_bytes())
             .map_err(|_| invalid("invalid header name from the upstream"))?;
-        let value = HeaderValue::from_bytes(h.value)
-            .map_err(|_| invalid("invalid header value from the upstream"))?;
         if name == header::CONTENT_LENGTH {
             let n = content_length(h.value)?;
             if length.is_some_and(|l| l != n) {
@@ -161,9 +188,23 @@ pub fn response_head(buf: &[u8], head_request: bool) -> io::Result<Option<Respon
             for token in tokens(h.value) {
                 close |= token.eq_ignore_ascii_case(b"close");
                 keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+                if !token.eq_ignore_ascii_case(b"close")
+                    && !token.eq_ignore_ascii_case(b"keep-alive")
+                {
+                    named.push(token);
+                }
             }
         }
-        headers.append(name, value);
+        if !HOP_BY_HOP.contains(&name) {
+            let value = HeaderValue::from_bytes(h.value)
+                .map_err(|_| invalid("invalid header value from the upstream"))?;
+            headers.append(name, value);
+        }
+    }
+    for token in named {
+        if let Ok(name) = HeaderName::from_bytes(token) {
+            headers.remove(name);
+        }
     }
     let encoded = chunked || other_coding;
     let no_body = head_request

@@ -18,7 +18,7 @@ mod body;
 mod codec;
 
 pub use body::PooledBody;
-pub(super) use codec::{request_line, write_header};
+pub(super) use codec::{request_line, write_header, HOP_BY_HOP};
 
 use crate::plugins::RequestBody;
 use bytes::{Buf, BytesMut};
@@ -154,6 +154,9 @@ pub struct Outgoing {
     /// Whether the client sent a `Content-Length`.
     pub declared_length: bool,
     pub body: RequestBody,
+    /// How many headers the gateway will add to the response: its header map is made with
+    /// room for them.
+    pub response_room: usize,
 }
 
 /// How long the upstream may take, and how often connecting is tried again.
@@ -186,6 +189,7 @@ pub async fn send(
             RequestBody::Streaming(b) => b.is_end_stream(),
         };
     let head_request = req.method == Method::HEAD;
+    let response_room = req.response_room;
     let mut failed_connects = 0;
     loop {
         let (mut conn, reused) = match checkout(target) {
@@ -200,7 +204,11 @@ pub async fn send(
             },
         };
         conn.set_read_timeout(Some(limits.read_timeout));
-        match conn.exchange(&head, &mut body, framing, head_request).await {
+        let expect = Expect {
+            head_request,
+            room: response_room,
+        };
+        match conn.exchange(&head, &mut body, framing, &expect).await {
             Ok(h) => {
                 let resp = h.response;
                 let body = PooledBody::new(conn, target.clone(), h.framing, h.keep_alive);
@@ -212,6 +220,14 @@ pub async fn send(
             Err(Failure::Silent(e) | Failure::Broken(e)) => return Err(e.into()),
         }
     }
+}
+
+/// What shapes the reading of the response head.
+struct Expect {
+    /// The request was a HEAD: no body follows whatever the head says.
+    head_request: bool,
+    /// Header slots the response's map keeps free for the gateway.
+    room: usize,
 }
 
 /// How an exchange failed: `Silent` when the upstream sent nothing back before the error.
@@ -251,14 +267,14 @@ impl Connection {
         head: &[u8],
         body: &mut RequestBody,
         framing: Framing,
-        head_request: bool,
+        expect: &Expect,
     ) -> Result<ResponseHead, Failure> {
         self.write_request(head, body, framing)
             .await
             .map_err(Failure::silent)?;
         let mut received = false;
         loop {
-            match codec::response_head(&self.buf, head_request) {
+            match codec::response_head(&self.buf, expect.head_request, expect.room) {
                 Ok(Some(h)) if h.response.status() == StatusCode::SWITCHING_PROTOCOLS => {
                     return Err(Failure::Broken(codec::invalid(
                         "the upstream switched protocols, which the proxy does not pass on",

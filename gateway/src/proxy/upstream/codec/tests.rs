@@ -3,8 +3,7 @@ use super::*;
 /// A request head as the proxy makes it: line, `headers` (written as given), then framing.
 fn head(method: Method, headers: &[(&str, &str)], body_len: Option<u64>) -> (String, Framing) {
     let mut out = Vec::new();
-    let uri: Uri = "/a/b?c=1".parse().unwrap();
-    request_line(&method, &uri, &mut out);
+    assert!(request_line(&method, "/a/b", Some("c=1"), &mut out));
     for (k, v) in headers {
         write_header(&mut out, k.as_bytes(), v.as_bytes());
     }
@@ -24,6 +23,26 @@ fn a_body_less_get_goes_without_framing_headers() {
         Framing::Empty
     );
     assert_eq!(out, b"content-length: 0\r\n\r\n");
+}
+
+#[test]
+fn a_target_that_could_split_the_request_line_is_refused() {
+    for (path, query) in [
+        ("/a b", None),
+        ("/a\r\nx-injected: 1", None),
+        ("/a", Some("q=1 HTTP/1.1\r\n")),
+        ("/a\x7f", None),
+    ] {
+        let mut out = Vec::new();
+        assert!(
+            !request_line(&Method::GET, path, query, &mut out),
+            "{path:?}"
+        );
+        assert!(out.is_empty());
+    }
+    let mut out = Vec::new();
+    assert!(request_line(&Method::GET, "/caf\u{e9}/%2F", None, &mut out));
+    assert_eq!(out, "GET /caf\u{e9}/%2F HTTP/1.1\r\n".as_bytes());
 }
 
 #[test]
@@ -56,7 +75,7 @@ fn chunks_and_the_last_chunk_are_coded() {
 }
 
 fn parse(text: &str) -> io::Result<Option<ResponseHead>> {
-    response_head(text.as_bytes(), false)
+    response_head(text.as_bytes(), false, 0)
 }
 
 #[test]
@@ -70,6 +89,19 @@ fn a_response_head_is_read_only_when_complete() {
     assert_eq!(h.response.headers()["x-b"], "1");
     assert_eq!(h.len, text.len() - 2);
     assert_eq!(h.framing, Framing::Length(2));
+    assert!(h.keep_alive);
+}
+
+#[test]
+fn hop_by_hop_headers_and_those_connection_names_stay_with_the_upstream() {
+    let text = "HTTP/1.1 200 OK\r\nconnection: keep-alive, x-secret\r\nx-secret: 1\r\n\
+                keep-alive: timeout=5\r\nx-kept: 1\r\nupgrade: h2c\r\n\
+                transfer-encoding: chunked\r\nproxy-connection: close\r\n\r\n";
+    let h = parse(text).unwrap().unwrap();
+    let names: Vec<_> = h.response.headers().keys().map(|k| k.as_str()).collect();
+    assert_eq!(names, ["x-kept"]);
+    // What they said still counts for this hop.
+    assert_eq!(h.framing, Framing::Chunked);
     assert!(h.keep_alive);
 }
 
@@ -94,7 +126,7 @@ fn framing_follows_rfc_9112() {
         assert_eq!(framing(&text), Framing::Empty, "{status}");
     }
     let to_head = "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n";
-    let h = response_head(to_head.as_bytes(), true).unwrap().unwrap();
+    let h = response_head(to_head.as_bytes(), true, 0).unwrap().unwrap();
     assert_eq!(h.framing, Framing::Empty);
     assert_eq!(h.response.headers()["content-length"], "5");
 }
