@@ -165,36 +165,113 @@ pub fn response_head(
     } else {
         Version::HTTP_11
     };
-    let mut headers = HeaderMap::with_capacity(parsed.headers.len() + room);
-    let mut named: Vec<&[u8]> = Vec::new();
-    let mut length: Option<u64> = None;
-    let (mut chunked, mut other_coding, mut close, mut keep_alive) = (false, false, false, false);
-    for h in parsed.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes())
-            .map_err(|_| invalid("invalid header name from the upstream"))?;
+    let (headers, said) = end_to_end_headers(parsed.headers, room)?;
+    let no_body = head_request
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let framing = if no_body {
+        Framing::Empty
+    } else {
+        said.framing()
+    };
+    let mut response = Response::new(());
+    *response.status_mut() = status;
+    *response.version_mut() = version;
+    *response.headers_mut() = headers;
+    Ok(Some(ResponseHead {
+        response,
+        len,
+        framing,
+        keep_alive: said.persistent(version) && framing != Framing::UntilClose,
+    }))
+}
+
+/// What a response's framing and connection headers said.
+#[derive(Default)]
+struct Said {
+    length: Option<u64>,
+    /// The last transfer coding is `chunked`.
+    chunked: bool,
+    /// Some transfer coding is not.
+    other_coding: bool,
+    close: bool,
+    keep_alive: bool,
+}
+
+impl Said {
+    fn encoded(&self) -> bool {
+        self.chunked || self.other_coding
+    }
+
+    fn framing(&self) -> Framing {
+        match (self.encoded(), self.length) {
+            // Transfer-Encoding overrides Content-Length.
+            (true, _) if self.chunked => Framing::Chunked,
+            (true, _) => Framing::UntilClose,
+            (false, Some(0)) => Framing::Empty,
+            (false, Some(n)) => Framing::Length(n),
+            (false, None) => Framing::UntilClose,
+        }
+    }
+
+    /// Whether the connection outlives the response. Both framings at once is a smuggling
+    /// sign: such a connection is not trusted again.
+    fn persistent(&self, version: Version) -> bool {
+        let open = if version == Version::HTTP_10 {
+            self.keep_alive && !self.close
+        } else {
+            !self.close
+        };
+        open && !(self.encoded() && self.length.is_some())
+    }
+
+    /// Takes in one header, if it is a framing or connection one.
+    fn read<'a>(
+        &mut self,
+        name: &HeaderName,
+        value: &'a [u8],
+        named: &mut Vec<&'a [u8]>,
+    ) -> io::Result<()> {
         if name == header::CONTENT_LENGTH {
-            let n = content_length(h.value)?;
-            if length.is_some_and(|l| l != n) {
+            let n = content_length(value)?;
+            if self.length.is_some_and(|l| l != n) {
                 return Err(invalid("conflicting Content-Length from the upstream"));
             }
-            length = Some(n);
+            self.length = Some(n);
         } else if name == header::TRANSFER_ENCODING {
             // Only the last coding decides whether the body is chunked.
-            for coding in tokens(h.value) {
-                chunked = coding.eq_ignore_ascii_case(b"chunked");
-                other_coding |= !chunked;
+            for coding in tokens(value) {
+                self.chunked = coding.eq_ignore_ascii_case(b"chunked");
+                self.other_coding |= !self.chunked;
             }
         } else if name == header::CONNECTION {
-            for token in tokens(h.value) {
-                close |= token.eq_ignore_ascii_case(b"close");
-                keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
-                if !token.eq_ignore_ascii_case(b"close")
-                    && !token.eq_ignore_ascii_case(b"keep-alive")
-                {
+            for token in tokens(value) {
+                let close = token.eq_ignore_ascii_case(b"close");
+                let keep_alive = token.eq_ignore_ascii_case(b"keep-alive");
+                self.close |= close;
+                self.keep_alive |= keep_alive;
+                if !close && !keep_alive {
                     named.push(token);
                 }
             }
         }
+        Ok(())
+    }
+}
+
+/// The headers that go on to the client (hop-by-hop ones and those `Connection` names left
+/// out), in a map with `room` for more, and what the framing ones said.
+fn end_to_end_headers(
+    fields: &[httparse::Header<'_>],
+    room: usize,
+) -> io::Result<(HeaderMap, Said)> {
+    let mut headers = HeaderMap::with_capacity(fields.len() + room);
+    let (mut said, mut named) = (Said::default(), Vec::new());
+    for h in fields {
+        let name = HeaderName::from_bytes(h.name.as_bytes())
+            .map_err(|_| invalid("invalid header name from the upstream"))?;
+        said.read(&name, h.value, &mut named)?;
         if !HOP_BY_HOP.contains(&name) {
             let value = HeaderValue::from_bytes(h.value)
                 .map_err(|_| invalid("invalid header value from the upstream"))?;
@@ -206,36 +283,7 @@ pub fn response_head(
             headers.remove(name);
         }
     }
-    let encoded = chunked || other_coding;
-    let no_body = head_request
-        || status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED;
-    let framing = match (no_body, encoded, length) {
-        (true, _, _) => Framing::Empty,
-        // Transfer-Encoding overrides Content-Length (and the pair is a smuggling sign: the
-        // connection is not reused).
-        (false, true, _) if chunked => Framing::Chunked,
-        (false, true, _) => Framing::UntilClose,
-        (false, false, Some(0)) => Framing::Empty,
-        (false, false, Some(n)) => Framing::Length(n),
-        (false, false, None) => Framing::UntilClose,
-    };
-    let persistent = if version == Version::HTTP_10 {
-        keep_alive && !close
-    } else {
-        !close
-    };
-    let mut response = Response::new(());
-    *response.status_mut() = status;
-    *response.version_mut() = version;
-    *response.headers_mut() = headers;
-    Ok(Some(ResponseHead {
-        response,
-        len,
-        framing,
-        keep_alive: persistent && framing != Framing::UntilClose && !(encoded && length.is_some()),
-    }))
+    Ok((headers, said))
 }
 
 /// A `Content-Length` value: digits only (no sign, no spaces inside, no list).

@@ -6,7 +6,7 @@
 //! request written, the response head read, then the body read as the client's connection
 //! asks for it): no task per connection and no channel between the two sides, which is what
 //! hyper's client costs (measured by `deploy/bench/ceiling.sh`: hyper's server with this kind
-//! of client forwards 10 % more requests per second than with hyper's). The framing rules are
+//! of client forwards 9-10 % more requests per second than with hyper's). The framing rules are
 //! in `codec`. A connection goes back to the pool when the response body has been read to its
 //! end; one whose body was abandoned is closed. The pool is keyed by `Target`, which each
 //! service gets once with the snapshot, and outlives snapshots, so a config change keeps the
