@@ -19,12 +19,46 @@ pub(super) const UPSTREAM_LATENCY: HeaderName =
     HeaderName::from_static("x-tollgate-upstream-latency");
 pub(super) const PROXY_LATENCY: HeaderName = HeaderName::from_static("x-tollgate-proxy-latency");
 
+/// The request headers the proxy itself reads, found in one pass over the client's headers
+/// (each `HeaderMap::get` hashes the name and probes).
+pub struct Seen<'a> {
+    /// Bytes of all header names and values, as the client sent them.
+    pub size: usize,
+    pub request_id: Option<&'a HeaderValue>,
+    pub user_agent: Option<&'a HeaderValue>,
+    pub content_length: Option<&'a HeaderValue>,
+    /// Whether any `Accept` came (error pages are JSON without one).
+    pub accept: bool,
+}
+
+/// Reads what `Seen` holds from the client's headers.
+pub fn seen(h: &HeaderMap) -> Seen<'_> {
+    let mut seen = Seen {
+        size: 0,
+        request_id: None,
+        user_agent: None,
+        content_length: None,
+        accept: false,
+    };
+    for (name, value) in h {
+        seen.size += name.as_str().len() + value.len() + 4;
+        if name == header::USER_AGENT {
+            seen.user_agent.get_or_insert(value);
+        } else if name == header::CONTENT_LENGTH {
+            seen.content_length.get_or_insert(value);
+        } else if name == header::ACCEPT {
+            seen.accept = true;
+        } else if name == X_REQUEST_ID {
+            seen.request_id.get_or_insert(value);
+        }
+    }
+    seen
+}
+
 /// The client's request id when it sent a sane one, or a new one (128 random bits from the
 /// thread's generator: no system call per request), as text and as a header value.
-pub fn request_id(h: &HeaderMap) -> (Arc<str>, HeaderValue) {
-    let sent = h
-        .get(X_REQUEST_ID)
-        .filter(|v| !v.is_empty() && v.len() <= 200);
+pub fn request_id(sent: Option<&HeaderValue>) -> (Arc<str>, HeaderValue) {
+    let sent = sent.filter(|v| !v.is_empty() && v.len() <= 200);
     if let Some((v, text)) = sent.and_then(|v| Some((v, v.to_str().ok()?))) {
         return (Arc::from(text), v.clone());
     }
@@ -37,15 +71,10 @@ pub fn request_id(h: &HeaderMap) -> (Arc<str>, HeaderValue) {
 }
 
 /// The body length a request declares (0 when it declares none).
-pub fn content_length(h: &HeaderMap) -> u64 {
-    h.get(header::CONTENT_LENGTH)
+pub fn content_length(declared: Option<&HeaderValue>) -> u64 {
+    declared
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
         .unwrap_or(0)
-}
-
-/// Bytes of all header names and values, as a client sent them.
-pub fn total_size(h: &HeaderMap) -> usize {
-    h.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum()
 }
 
 /// The text naming the host a request was sent to: HTTP/2 carries it in the `:authority`,
@@ -238,6 +267,34 @@ mod tests {
                  via: 1.1 edge, {VIA}\r\n"
             )
         );
+    }
+
+    #[test]
+    fn one_pass_finds_the_headers_the_proxy_reads() {
+        let mut h = HeaderMap::new();
+        h.insert("user-agent", "curl/8".parse().unwrap());
+        h.append("x-request-id", "first".parse().unwrap());
+        h.append("x-request-id", "second".parse().unwrap());
+        h.insert("content-length", "12".parse().unwrap());
+        let s = seen(&h);
+        assert_eq!(
+            s.size,
+            "user-agent".len()
+                + 6
+                + 4
+                + 2 * ("x-request-id".len() + 4)
+                + 11
+                + "content-length".len()
+                + 2
+                + 4
+        );
+        assert_eq!(s.user_agent.unwrap(), "curl/8");
+        assert_eq!(s.request_id.unwrap(), "first");
+        assert_eq!(content_length(s.content_length), 12);
+        assert!(!s.accept);
+        h.insert("accept", "text/html".parse().unwrap());
+        assert!(seen(&h).accept);
+        assert_eq!(content_length(None), 0);
     }
 
     #[test]

@@ -95,6 +95,35 @@ impl Exchange {
     }
 }
 
+thread_local! {
+    /// The standard methods' names and the empty text, made once per thread: each request's
+    /// exchange starts from them without an allocation.
+    static TEXTS: [Arc<str>; 10] = ["", "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH",
+        "CONNECT", "TRACE"].map(Arc::from);
+}
+
+/// `method` as the text events record.
+pub(super) fn method_text(method: &http::Method) -> Arc<str> {
+    let i = match method.as_str() {
+        "GET" => 1,
+        "POST" => 2,
+        "PUT" => 3,
+        "DELETE" => 4,
+        "HEAD" => 5,
+        "OPTIONS" => 6,
+        "PATCH" => 7,
+        "CONNECT" => 8,
+        "TRACE" => 9,
+        other => return Arc::from(other),
+    };
+    TEXTS.with(|t| t[i].clone())
+}
+
+/// The empty text, for fields not known yet.
+pub(super) fn no_text() -> Arc<str> {
+    TEXTS.with(|t| t[0].clone())
+}
+
 /// A response body that runs the log phase once it has been sent.
 pub struct LoggedBody {
     inner: ProxyBody,

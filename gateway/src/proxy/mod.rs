@@ -58,8 +58,9 @@ pub struct Proxy {
 impl Proxy {
     /// Serves one request; always answers (errors become gateway responses).
     pub async fn handle(&self, req: Request<Incoming>, conn: &Downstream) -> Response<LoggedBody> {
-        let header_bytes = headers::total_size(req.headers());
-        let (request_id, request_id_header) = headers::request_id(req.headers());
+        let seen = headers::seen(req.headers());
+        let header_bytes = seen.size;
+        let (request_id, request_id_header) = headers::request_id(seen.request_id);
         let mut ex = Exchange {
             start: Instant::now(),
             arrived_us: SystemTime::now()
@@ -67,14 +68,14 @@ impl Proxy {
                 .map_or(0, |d| d.as_micros() as u64),
             request_id,
             request_id_header,
-            method: req.method().as_str().into(),
-            host: "".into(),
+            method: log::method_text(req.method()),
+            host: log::no_text(),
             host_header: HeaderValue::from_static(""),
             path: req.uri().path().into(),
             client_ip: self.client_ip.resolve(conn.peer.ip(), req.headers()),
-            user_agent: conn.user_agent(req.headers().get(header::USER_AGENT)),
+            user_agent: conn.user_agent(seen.user_agent),
             // For the log: headers as sent, plus the body's declared length.
-            bytes_in: header_bytes as u64 + headers::content_length(req.headers()),
+            bytes_in: header_bytes as u64 + headers::content_length(seen.content_length),
             service: None,
             route: None,
             route_path: None,
@@ -87,7 +88,11 @@ impl Proxy {
             upstream_us: 0,
             upstream_failed: false,
         };
-        let format = Format::from_accept(req.headers());
+        let format = if seen.accept {
+            Format::from_accept(req.headers())
+        } else {
+            Format::Json
+        };
         let answer = if header_bytes > MAX_HEADER_BYTES {
             Err(Reply::new(
                 StatusCode::BAD_REQUEST,
