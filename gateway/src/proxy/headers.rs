@@ -1,10 +1,10 @@
 //! Header rewriting between client and upstream: the upstream's request headers written with
 //! hop-by-hop ones dropped and the `X-Forwarded-*` family, `Via` and `X-Request-Id` set (the
 //! upstream's own hop-by-hop headers never leave `upstream::codec`), and the client's host read.
-use super::upstream::{write_header, HOP_BY_HOP};
+use super::upstream::{connection_options, write_header, HOP_BY_HOP};
 use super::{Downstream, Exchange, VIA};
 use crate::snapshot::{RouteEntry, ServiceEntry};
-use http::{header, HeaderMap, HeaderName, HeaderValue, Request};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Uri};
 use std::sync::Arc;
 
 // Header names parsed once, not per request.
@@ -79,10 +79,10 @@ pub fn content_length(declared: Option<&HeaderValue>) -> u64 {
 
 /// The text naming the host a request was sent to: HTTP/2 carries it in the `:authority`,
 /// HTTP/1.1 in `Host`. A request with neither has no host to route on.
-pub fn raw_host<B>(req: &Request<B>) -> Option<&str> {
-    match req.uri().authority() {
+pub fn raw_host<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> Option<&'a str> {
+    match uri.authority() {
         Some(a) => Some(a.as_str()),
-        None => req.headers().get(header::HOST)?.to_str().ok(),
+        None => headers.get(header::HOST)?.to_str().ok(),
     }
 }
 
@@ -91,11 +91,8 @@ pub fn raw_host<B>(req: &Request<B>) -> Option<&str> {
 fn connection_named(h: &HeaderMap) -> Vec<HeaderName> {
     h.get_all(header::CONNECTION)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|t| !t.eq_ignore_ascii_case("keep-alive") && !t.eq_ignore_ascii_case("close"))
-        .filter_map(|t| HeaderName::try_from(t).ok())
+        .flat_map(|v| connection_options(v.as_bytes()))
+        .filter_map(|t| HeaderName::from_bytes(t).ok())
         .collect()
 }
 
@@ -125,13 +122,8 @@ impl<'a> Forwarded<'a> {
         stripped_prefix: Option<&'a str>,
         conn: &'a Downstream,
     ) -> Forwarded<'a> {
-        // HTTP/1.1 names the host in `Host`, HTTP/2 in the `:authority` (checked by hyper).
-        let client_host = match client.uri.authority() {
-            Some(a) => Some(a.as_str().as_bytes()),
-            None => client.headers.get(header::HOST).map(HeaderValue::as_bytes),
-        };
-        let host = match client_host {
-            Some(h) if route.preserve_host => h,
+        let host = match raw_host(&client.uri, &client.headers) {
+            Some(h) if route.preserve_host => h.as_bytes(),
             _ => service.host_header.as_bytes(),
         };
         Forwarded {
@@ -219,6 +211,7 @@ fn set(h: &mut HeaderMap, name: HeaderName, value: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::Request;
 
     #[test]
     fn the_upstream_gets_the_clients_headers_less_hop_by_hop_with_the_gateways_own() {
@@ -303,13 +296,16 @@ mod tests {
             .header("host", "other.test")
             .body(())
             .unwrap();
-        assert_eq!(raw_host(&req), Some("Api.Example.com:8000"));
+        assert_eq!(
+            raw_host(req.uri(), req.headers()),
+            Some("Api.Example.com:8000")
+        );
         let req = Request::get("/x")
             .header("host", "h.local")
             .body(())
             .unwrap();
-        assert_eq!(raw_host(&req), Some("h.local"));
+        assert_eq!(raw_host(req.uri(), req.headers()), Some("h.local"));
         let req = Request::get("/x").body(()).unwrap();
-        assert_eq!(raw_host(&req), None);
+        assert_eq!(raw_host(req.uri(), req.headers()), None);
     }
 }

@@ -128,7 +128,7 @@ impl Proxy {
         let norm_path = path::normalize(req.uri().path())
             .map_err(|_| bad())?
             .into_owned();
-        let host = headers::raw_host(&req).and_then(|raw| conn.host(raw));
+        let host = headers::raw_host(req.uri(), req.headers()).and_then(|raw| conn.host(raw));
         let Host { name, port, header } = host.ok_or_else(bad)?;
         ex.host = name;
         ex.host_header = header;

@@ -247,14 +247,10 @@ impl Said {
             }
         } else if name == header::CONNECTION {
             for token in tokens(value) {
-                let close = token.eq_ignore_ascii_case(b"close");
-                let keep_alive = token.eq_ignore_ascii_case(b"keep-alive");
-                self.close |= close;
-                self.keep_alive |= keep_alive;
-                if !close && !keep_alive {
-                    named.push(token);
-                }
+                self.close |= token.eq_ignore_ascii_case(b"close");
+                self.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
             }
+            named.extend(connection_options(value));
         }
         Ok(())
     }
@@ -293,6 +289,13 @@ fn content_length(value: &[u8]) -> io::Result<u64> {
         return Err(invalid("invalid Content-Length from the upstream"));
     }
     Ok(digits.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')))
+}
+
+/// The header names a `Connection` value lists for this hop only: its tokens but `close` and
+/// `keep-alive`, which name no header.
+pub fn connection_options(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    tokens(value)
+        .filter(|t| !t.eq_ignore_ascii_case(b"close") && !t.eq_ignore_ascii_case(b"keep-alive"))
 }
 
 /// The comma-separated tokens of a header value, trimmed, empty ones skipped.

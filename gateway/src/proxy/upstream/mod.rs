@@ -18,7 +18,7 @@ mod body;
 mod codec;
 
 pub use body::PooledBody;
-pub(super) use codec::{request_line, write_header, HOP_BY_HOP};
+pub(super) use codec::{connection_options, request_line, write_header, HOP_BY_HOP};
 
 use crate::plugins::RequestBody;
 use bytes::{Buf, BytesMut};
@@ -188,8 +188,10 @@ pub async fn send(
             RequestBody::Buffered(_) => true,
             RequestBody::Streaming(b) => b.is_end_stream(),
         };
-    let head_request = req.method == Method::HEAD;
-    let response_room = req.response_room;
+    let expect = Expect {
+        head_request: req.method == Method::HEAD,
+        room: req.response_room,
+    };
     let mut failed_connects = 0;
     loop {
         let (mut conn, reused) = match checkout(target) {
@@ -204,10 +206,6 @@ pub async fn send(
             },
         };
         conn.set_read_timeout(Some(limits.read_timeout));
-        let expect = Expect {
-            head_request,
-            room: response_room,
-        };
         match conn.exchange(&head, &mut body, framing, &expect).await {
             Ok(h) => {
                 let resp = h.response;
