@@ -13,6 +13,26 @@ use std::future::Future;
 use std::net::SocketAddr;
 use tokio::net::{TcpListener, TcpStream};
 
+/// Header slots for parsing a head with httparse.
+pub const MAX_HEADERS: usize = 64;
+
+/// An error for bytes that are not the HTTP/1.1 expected.
+pub fn invalid(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
+}
+
+/// The `Content-Length` among parsed headers (the first one), if there is one.
+pub fn body_length(headers: &[httparse::Header<'_>]) -> std::io::Result<Option<usize>> {
+    let Some(h) = headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+    else {
+        return Ok(None);
+    };
+    let text = std::str::from_utf8(h.value).map_err(invalid)?;
+    text.parse().map(Some).map_err(invalid)
+}
+
 /// `LISTEN BACKEND` from the command line, both `host:port`.
 pub fn addresses() -> (SocketAddr, SocketAddr) {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -5,12 +5,10 @@ use bytes::BytesMut;
 use std::net::SocketAddr;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tollgate_bench_ceiling::{addresses, connect, serve};
+use tollgate_bench_ceiling::{addresses, body_length, connect, invalid, serve, MAX_HEADERS};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-const MAX_HEADERS: usize = 64;
 
 fn main() {
     let (listen, backend) = addresses();
@@ -75,10 +73,6 @@ async fn read_head<T>(
     }
 }
 
-fn invalid(e: impl std::fmt::Display) -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
-}
-
 /// Parses a request head into `out` as it goes upstream; returns the head's length.
 fn request_head(buf: &[u8], out: &mut Vec<u8>) -> std::io::Result<Option<usize>> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -103,15 +97,13 @@ fn response_head(buf: &[u8], out: &mut Vec<u8>) -> std::io::Result<Option<(usize
     let httparse::Status::Complete(len) = resp.parse(buf).map_err(invalid)? else {
         return Ok(None);
     };
-    let header = |name: &str| {
-        resp.headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(name))
-    };
-    let body_len = header("content-length")
-        .and_then(|h| std::str::from_utf8(h.value).ok()?.parse().ok())
+    let body_len = body_length(resp.headers)?
         .ok_or_else(|| invalid("the backend must send Content-Length"))?;
-    let close = header("connection").is_some_and(|h| h.value.eq_ignore_ascii_case(b"close"));
+    let close = resp
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("connection"))
+        .is_some_and(|h| h.value.eq_ignore_ascii_case(b"close"));
     out.clear();
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(resp.code.unwrap_or(502).to_string().as_bytes());

@@ -8,7 +8,7 @@ use hyper::{Request, Response, StatusCode};
 use std::net::SocketAddr;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tollgate_bench_ceiling::{connect, serve_hyper, Pool};
+use tollgate_bench_ceiling::{body_length, connect, invalid, serve_hyper, Pool, MAX_HEADERS};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -59,6 +59,7 @@ async fn forward(
         mut resp,
         len,
         body_len,
+        close,
     } = loop {
         if let Some(parsed) = parse_response(&up.buf)? {
             break parsed;
@@ -77,12 +78,10 @@ async fn forward(
     }
     let body = up.buf.split_to(len + body_len).split_off(len).freeze();
     *resp.body_mut() = Full::new(body);
-    POOL.with(|p| p.give_back(up));
+    if !close {
+        POOL.with(|p| p.give_back(up));
+    }
     Ok(resp)
-}
-
-fn invalid(e: impl std::fmt::Display) -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
 }
 
 /// A response head read from the upstream.
@@ -92,26 +91,25 @@ struct Head {
     len: usize,
     /// The body's `Content-Length`.
     body_len: usize,
+    /// The backend closes the connection after this response (nginx does after
+    /// `keepalive_requests`): it does not go back to the pool.
+    close: bool,
 }
 
 /// A response head as hyper's `Response`, with the head's and the body's lengths.
 fn parse_response(buf: &[u8]) -> std::io::Result<Option<Head>> {
-    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Response::new(&mut headers);
     let httparse::Status::Complete(len) = parsed.parse(buf).map_err(invalid)? else {
         return Ok(None);
     };
     let mut resp = Response::new(Full::default());
     *resp.status_mut() = StatusCode::from_u16(parsed.code.unwrap_or(502)).map_err(invalid)?;
-    let mut body_len = 0;
+    let body_len = body_length(parsed.headers)?.unwrap_or(0);
+    let mut close = false;
     for h in parsed.headers.iter() {
-        if h.name.eq_ignore_ascii_case("content-length") {
-            body_len = std::str::from_utf8(h.value)
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .ok_or_else(|| invalid("content-length"))?;
-        }
         if h.name.eq_ignore_ascii_case("connection") {
+            close |= h.value.eq_ignore_ascii_case(b"close");
             continue;
         }
         let name = http::HeaderName::from_bytes(h.name.as_bytes()).map_err(invalid)?;
@@ -122,5 +120,6 @@ fn parse_response(buf: &[u8]) -> std::io::Result<Option<Head>> {
         resp,
         len,
         body_len,
+        close,
     }))
 }
