@@ -64,26 +64,21 @@ fn decode_unreserved(bytes: &[u8]) -> Result<String, BadPath> {
 }
 
 /// The path sent upstream: the service's path joined with what is left of the request path
-/// once the matched prefix is stripped (Kong's `path_handling` v0 and v1).
-pub fn upstream_path(service_path: Option<&str>, rest: &str, v1: bool) -> String {
+/// once the matched prefix is stripped (Kong's `path_handling` v0 and v1). Given as the pieces
+/// to write one after the other, so that the request line is written without a new string.
+pub fn upstream_path<'a>(service_path: Option<&'a str>, rest: &'a str, v1: bool) -> [&'a str; 3] {
     let base = service_path.unwrap_or("/");
     if base == "/" {
-        return if rest.starts_with('/') {
-            rest.to_string()
-        } else {
-            format!("/{rest}")
-        };
+        let slash = if rest.starts_with('/') { "" } else { "/" };
+        return [slash, rest, ""];
     }
     if base.ends_with('/') {
-        return match rest.strip_prefix('/') {
-            Some(r) => format!("{base}{r}"),
-            None => format!("{base}{rest}"),
-        };
+        return [base, rest.strip_prefix('/').unwrap_or(rest), ""];
     }
     if v1 && !rest.is_empty() && !rest.starts_with('/') {
-        return format!("{base}/{rest}");
+        return [base, "/", rest];
     }
-    format!("{base}{rest}")
+    [base, rest, ""]
 }
 
 #[cfg(test)]
@@ -116,8 +111,15 @@ mod tests {
             (Some("/srv/"), "req", "/srv/req"),
         ];
         for (base, rest, want) in cases {
-            assert_eq!(upstream_path(base, rest, false), want, "{base:?} + {rest}");
+            assert_eq!(
+                upstream_path(base, rest, false).concat(),
+                want,
+                "{base:?} + {rest}"
+            );
         }
-        assert_eq!(upstream_path(Some("/srv"), "req", true), "/srv/req");
+        assert_eq!(
+            upstream_path(Some("/srv"), "req", true).concat(),
+            "/srv/req"
+        );
     }
 }

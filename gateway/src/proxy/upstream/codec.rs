@@ -46,17 +46,25 @@ pub fn invalid(what: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, what.into())
 }
 
-/// Writes the request line: the method, the target in origin form (path and query), HTTP/1.1.
+/// Writes the request line: the method, the target in origin form (the path, given in pieces
+/// written one after the other, and the query), HTTP/1.1.
 /// Returns `false`, writing nothing, when the target holds a byte a request line cannot carry
 /// (a space or a control byte: what would let a request smuggle another).
-pub fn request_line(method: &Method, path: &str, query: Option<&str>, out: &mut Vec<u8>) -> bool {
+pub fn request_line(
+    method: &Method,
+    path: &[&str],
+    query: Option<&str>,
+    out: &mut Vec<u8>,
+) -> bool {
     let carried = |s: &str| s.bytes().all(|b| b > b' ' && b != 0x7f);
-    if !carried(path) || !query.is_none_or(carried) {
+    if !path.iter().all(|p| carried(p)) || !query.is_none_or(carried) {
         return false;
     }
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
-    out.extend_from_slice(path.as_bytes());
+    for piece in path {
+        out.extend_from_slice(piece.as_bytes());
+    }
     if let Some(q) = query {
         out.push(b'?');
         out.extend_from_slice(q.as_bytes());
