@@ -5,6 +5,7 @@
 //! back with Tollgate's headers, and record the request. Nothing here touches the store or
 //! holds a lock across an await.
 mod client_ip;
+mod coarse_timer;
 mod downstream;
 mod error_page;
 mod headers;
