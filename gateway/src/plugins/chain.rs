@@ -126,7 +126,7 @@ impl PluginIndex {
             if handler.on_response() {
                 ctx.response_plugins.push(handler.clone());
             }
-            if let Flow::Respond(reply) = handler.access(ctx).await {
+            if let Flow::Respond(reply) = handler.access(ctx).decided().await {
                 ctx.rejected_by = Some(self.order[i].name);
                 self.collect_after(i, ctx);
                 return Flow::Respond(reply);

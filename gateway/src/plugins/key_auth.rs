@@ -4,13 +4,12 @@
 //! Keys are looked up by their SHA-256 digest in the snapshot (one map probe, no store access);
 //! the clear key is never stored or logged. Messages, headers and config follow Kong's plugin.
 use super::body::{Field, FormBody};
-use super::{
-    get_bool, get_str, get_strings, AccessFuture, Context, Flow, Handler, PluginSpec, Reply,
-};
+use super::{get_bool, get_str, get_strings, Access, Context, Flow, Handler, PluginSpec, Reply};
 use crate::model::schema::{field, FieldErrors, Ty};
 use crate::snapshot::{ConsumerEntry, CredentialId};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde_json::{json, Map, Value};
+use std::borrow::Cow;
 use std::sync::Arc;
 
 pub const SPEC: PluginSpec = PluginSpec {
@@ -105,33 +104,50 @@ fn build(
 
 /// Where a key was found, so `hide_credentials` can remove it.
 enum Found {
-    Header(HeaderName, String),
+    Header(HeaderName, HeaderValue),
     Query(String, String),
     Body(String, String),
 }
 
+impl Found {
+    /// The key as text (a header's bytes that are not UTF-8 are replaced, as Kong's strings are).
+    fn key(&self) -> Cow<'_, str> {
+        match self {
+            Found::Header(_, v) => match v.to_str() {
+                Ok(text) => Cow::Borrowed(text),
+                Err(_) => String::from_utf8_lossy(v.as_bytes()),
+            },
+            Found::Query(_, k) | Found::Body(_, k) => Cow::Borrowed(k),
+        }
+    }
+}
+
 impl Handler for KeyAuth {
-    fn access<'a>(&'a self, ctx: &'a mut Context) -> AccessFuture<'a> {
-        Box::pin(self.authenticate(ctx))
+    fn access<'a>(&'a self, ctx: &'a mut Context) -> Access<'a> {
+        if !self.run_on_preflight && ctx.parts.method == http::Method::OPTIONS {
+            return Access::Now(Flow::Continue);
+        }
+        if !self.in_body {
+            return Access::Now(self.authenticate(ctx, None));
+        }
+        Access::Later(Box::pin(async move {
+            let content_type = ctx.parts.headers.get(http::header::CONTENT_TYPE).cloned();
+            match ctx.body().await {
+                Ok(bytes) => {
+                    let body =
+                        FormBody::parse(content_type.as_ref().and_then(|v| v.to_str().ok()), bytes);
+                    self.authenticate(ctx, body)
+                }
+                Err(reply) => Flow::Respond(reply),
+            }
+        }))
     }
 }
 
 impl KeyAuth {
-    async fn authenticate(&self, ctx: &mut Context) -> Flow {
-        if !self.run_on_preflight && ctx.parts.method == http::Method::OPTIONS {
-            return Flow::Continue;
-        }
-        let body = if self.in_body {
-            let content_type = ctx.parts.headers.get(http::header::CONTENT_TYPE).cloned();
-            match ctx.body().await {
-                Ok(bytes) => {
-                    FormBody::parse(content_type.as_ref().and_then(|v| v.to_str().ok()), bytes)
-                }
-                Err(reply) => return Flow::Respond(reply),
-            }
-        } else {
-            None
-        };
+    /// Finds the key in the request (and `body`, the form when keys may come in one) and
+    /// identifies its consumer.
+    fn authenticate(&self, ctx: &mut Context, body: Option<FormBody>) -> Flow {
         let found = match self.find_key(&ctx.parts, body.as_ref()) {
             Ok(found) => found,
             Err(()) => return self.reject(DUPLICATE),
@@ -139,13 +155,10 @@ impl KeyAuth {
         let Some(found) = found else {
             return self.anonymous_or(ctx, NO_KEY);
         };
-        let key = match &found {
-            Found::Header(_, k) | Found::Query(_, k) | Found::Body(_, k) => k.clone(),
-        };
         if self.hide_credentials {
             hide(ctx, &found, body);
         }
-        let Some(cred) = ctx.snapshot.credential(&key, ctx.now_ms) else {
+        let Some(cred) = ctx.snapshot.credential(&found.key(), ctx.now_ms) else {
             return self.anonymous_or(ctx, BAD_KEY);
         };
         let (consumer, id) = (cred.consumer.clone(), cred.id.clone());
@@ -166,8 +179,7 @@ impl KeyAuth {
                     if values.next().is_some() {
                         return Err(());
                     }
-                    let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
-                    return Ok(Some(Found::Header(header.clone(), v)));
+                    return Ok(Some(Found::Header(header.clone(), v.clone())));
                 }
             }
             if self.in_query {

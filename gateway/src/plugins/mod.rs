@@ -21,8 +21,22 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-/// The future a handler's access phase returns; most resolve at once.
-pub type AccessFuture<'a> = Pin<Box<dyn Future<Output = Flow> + Send + 'a>>;
+/// What a handler's access phase returns: its decision, or a future for one that has to
+/// wait (for the request body, for Redis). Most decide at once, without an allocation.
+pub enum Access<'a> {
+    Now(Flow),
+    Later(Pin<Box<dyn Future<Output = Flow> + Send + 'a>>),
+}
+
+impl Access<'_> {
+    /// The decision, waiting for it if need be.
+    pub async fn decided(self) -> Flow {
+        match self {
+            Access::Now(flow) => flow,
+            Access::Later(future) => future.await,
+        }
+    }
+}
 
 /// A configured plugin instance, as the proxy runs it: Kong's phases. Every instance that
 /// applies to the request sees the response phases (when `on_response` says it acts in them),
@@ -32,8 +46,8 @@ pub trait Handler: Send + Sync {
     /// Runs before the request goes upstream: may identify the consumer, change the upstream
     /// request, add response headers, or answer the client itself. Plugins that act only on
     /// the response let it pass.
-    fn access<'a>(&'a self, _ctx: &'a mut Context) -> AccessFuture<'a> {
-        Box::pin(std::future::ready(Flow::Continue))
+    fn access<'a>(&'a self, _ctx: &'a mut Context) -> Access<'a> {
+        Access::Now(Flow::Continue)
     }
 
     /// Whether the phases below do anything for this instance; only those instances are kept

@@ -2,7 +2,7 @@
 //! the upstream; with `trigger`, only requests that carry a header or query parameter of that
 //! name. Kong's plugin, less its `body`, `content_type` and `echo` fields (answers are Kong's
 //! `{"message": ...}` shape, negotiated by `Accept` like every gateway error).
-use super::{get_str, get_u64, AccessFuture, Context, Flow, Handler, PluginSpec, Reply};
+use super::{get_str, get_u64, Access, Context, Flow, Handler, PluginSpec, Reply};
 use crate::model::schema::{field, FieldErrors, Ty};
 use http::{HeaderName, StatusCode};
 use serde_json::{json, Map, Value};
@@ -87,13 +87,12 @@ impl RequestTermination {
 }
 
 impl Handler for RequestTermination {
-    fn access<'a>(&'a self, ctx: &'a mut Context) -> AccessFuture<'a> {
-        let flow = if self.triggered(&ctx.parts) {
+    fn access<'a>(&'a self, ctx: &'a mut Context) -> Access<'a> {
+        Access::Now(if self.triggered(&ctx.parts) {
             Flow::Respond(Reply::new(self.status, self.message.clone()))
         } else {
             Flow::Continue
-        };
-        Box::pin(std::future::ready(flow))
+        })
     }
 }
 

@@ -5,6 +5,7 @@
 //! drops the counters of ended windows at most once a second, which bounds memory by the
 //! identifiers active in the current windows.
 use super::windows::Period;
+use super::PerWindow;
 use foldhash::fast::RandomState;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -55,7 +56,12 @@ pub struct Window {
 impl Counters {
     /// Counts the request in every window unless one is already at its limit. Returns each
     /// window's usage before this request, and whether it was counted.
-    pub fn check_and_count(&self, subject: &str, windows: &[Window], now: i64) -> (Vec<u64>, bool) {
+    pub fn check_and_count(
+        &self,
+        subject: &str,
+        windows: &[Window],
+        now: i64,
+    ) -> (PerWindow<u64>, bool) {
         let shard = &self.shards[self.hasher.hash_one(subject) as usize % SHARDS];
         let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
         if now >= shard.next_sweep {
@@ -71,7 +77,7 @@ impl Counters {
             shard.subjects.entry(subject.into()).or_default()
         };
         counts.retain(|c| c.end > now);
-        let usage: Vec<u64> = windows
+        let usage: PerWindow<u64> = windows
             .iter()
             .map(|w| {
                 counts
@@ -126,19 +132,19 @@ mod tests {
     #[test]
     fn counts_up_to_the_limit_then_refuses() {
         let c = Counters::default();
-        let got: Vec<(Vec<u64>, bool)> = (0..4)
+        let got: Vec<(PerWindow<u64>, bool)> = (0..4)
             .map(|_| c.check_and_count("a", &second(3, 100), 100))
             .collect();
         assert_eq!(
             got.iter().map(|g| g.1).collect::<Vec<_>>(),
             [true, true, true, false]
         );
-        assert_eq!(got[3].0, [3]);
+        assert_eq!(got[3].0.as_slice(), [3]);
         // Another identifier has its own counter; the next window starts from zero.
         assert!(c.check_and_count("b", &second(3, 100), 100).1);
         assert_eq!(
             c.check_and_count("a", &second(3, 101), 101),
-            (vec![0], true)
+            (smallvec::smallvec![0], true)
         );
     }
 
@@ -163,8 +169,14 @@ mod tests {
         };
         assert!(c.check_and_count("a", &windows(1), 1).1);
         assert!(c.check_and_count("a", &windows(1), 1).1);
-        assert_eq!(c.check_and_count("a", &windows(1), 1), (vec![2, 2], false));
-        assert_eq!(c.check_and_count("a", &windows(2), 2), (vec![0, 2], false));
+        assert_eq!(
+            c.check_and_count("a", &windows(1), 1),
+            (smallvec::smallvec![2, 2], false)
+        );
+        assert_eq!(
+            c.check_and_count("a", &windows(2), 2),
+            (smallvec::smallvec![0, 2], false)
+        );
     }
 
     #[test]

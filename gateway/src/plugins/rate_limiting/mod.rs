@@ -14,7 +14,7 @@ pub use self::redis::Links;
 use self::windows::Period;
 use super::context::AddedHeaders;
 use super::{
-    get_bool, get_str, get_u64, AccessFuture, Context, Flow, Handler, PluginSpec, Reply, Shared,
+    get_bool, get_str, get_u64, Access, Context, Flow, Handler, PluginSpec, Reply, Shared,
 };
 use crate::header_numbers;
 use crate::model::schema::{self, field, Field, FieldErrors, Ty};
@@ -24,6 +24,9 @@ use std::borrow::Cow;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// One item per configured period: at most six, so kept inline (no allocation per request).
+pub type PerWindow<T> = smallvec::SmallVec<[T; 6]>;
 
 const LIMIT: Ty = Ty::Int {
     min: 1,
@@ -293,43 +296,55 @@ fn enc(s: &str) -> String {
 }
 
 impl Handler for RateLimiting {
-    fn access<'a>(&'a self, ctx: &'a mut Context) -> AccessFuture<'a> {
-        Box::pin(self.limit(ctx))
-    }
-}
-
-impl RateLimiting {
-    async fn limit(&self, ctx: &mut Context) -> Flow {
+    /// Counts the request; the local policy decides at once, Redis' after a round trip.
+    fn access<'a>(&'a self, ctx: &'a mut Context) -> Access<'a> {
         let now = (ctx.now_ms / 1000) as i64;
         let identifier = self.identifier(ctx);
         let mut subject = String::with_capacity(self.scope.len() + 1 + identifier.len());
         subject.extend([&*self.scope, ":", &identifier]);
         let windows = windows_at(&self.limits, now);
-        let (usage, allowed) = match &self.policy {
-            Policy::Local => self
-                .shared
-                .rate_limits
-                .check_and_count(&subject, &windows, now),
-            Policy::Redis(link) => {
-                let counted = match link {
-                    Some((link, timeout)) => {
-                        link.check_and_count(&subject, &windows, *timeout, ctx.now_ms as i64).await
-                    }
-                    None => Err("policy is redis but no Redis is configured (config.redis.host or TOLLGATE_REDIS_URL)".into()),
-                };
-                match counted {
-                    Ok(c) => c,
-                    Err(e) => return self.redis_failed(&e, ctx.now_ms as i64),
-                }
+        let link = match &self.policy {
+            Policy::Local => {
+                let counted = self
+                    .shared
+                    .rate_limits
+                    .check_and_count(&subject, &windows, now);
+                return Access::Now(self.decide(ctx, &windows, counted, now));
             }
+            Policy::Redis(link) => link,
         };
+        Access::Later(Box::pin(async move {
+            let counted = match link {
+                Some((link, timeout)) => {
+                    link.check_and_count(&subject, &windows, *timeout, ctx.now_ms as i64).await
+                }
+                None => Err("policy is redis but no Redis is configured (config.redis.host or TOLLGATE_REDIS_URL)".into()),
+            };
+            match counted {
+                Ok(counted) => self.decide(ctx, &windows, counted, now),
+                Err(e) => self.redis_failed(&e, ctx.now_ms as i64),
+            }
+        }))
+    }
+}
+
+impl RateLimiting {
+    /// Lets the request pass with Kong's headers, or refuses it, given each window's usage
+    /// before it and whether it was counted.
+    fn decide(
+        &self,
+        ctx: &mut Context,
+        windows: &[Window],
+        (usage, allowed): (PerWindow<u64>, bool),
+        now: i64,
+    ) -> Flow {
         let mut refused = AddedHeaders::new();
         let out = match (self.hide_client_headers, allowed) {
             (true, _) => None,
             (false, true) => Some(&mut ctx.response_headers),
             (false, false) => Some(&mut refused),
         };
-        let reset = rate_headers(&windows, &self.limit_values, &usage, allowed, now, out);
+        let reset = rate_headers(windows, &self.limit_values, &usage, allowed, now, out);
         if allowed {
             return Flow::Continue;
         }
@@ -394,7 +409,7 @@ fn limit_values(limits: &[(Period, u64)]) -> Vec<HeaderValue> {
 }
 
 /// Each limit's window containing `now` (Unix seconds).
-fn windows_at(limits: &[(Period, u64)], now: i64) -> Vec<Window> {
+fn windows_at(limits: &[(Period, u64)], now: i64) -> PerWindow<Window> {
     limits
         .iter()
         .map(|&(period, limit)| {
@@ -435,8 +450,8 @@ fn rate_headers(
         }
         if let Some(h) = out.as_deref_mut() {
             let (limit_name, remaining_name) = w.period.header_names();
-            h.push((limit_name, limit_values[i].clone()));
-            h.push((remaining_name, header_numbers::value(remaining)));
+            h.push((limit_name.clone(), limit_values[i].clone()));
+            h.push((remaining_name.clone(), header_numbers::value(remaining)));
         }
         let len = w.end - w.start;
         if best.is_none_or(|(_, r, l, _)| remaining < r || (remaining == r && len > l)) {

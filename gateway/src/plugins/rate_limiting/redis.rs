@@ -7,6 +7,7 @@
 //! on first use and kept across snapshots; after a failed connect, requests fail fast for a
 //! second instead of each waiting for the timeout.
 use super::local::Window;
+use super::PerWindow;
 use redis::aio::ConnectionManager;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -97,7 +98,7 @@ impl Link {
         windows: &[Window],
         timeout: Duration,
         now_ms: i64,
-    ) -> Result<(Vec<u64>, bool), String> {
+    ) -> Result<(PerWindow<u64>, bool), String> {
         let run = async {
             let mut conn = self.connection(now_ms).await?;
             let mut script = SCRIPT.prepare_invoke();
@@ -119,7 +120,7 @@ impl Link {
                 .await
                 .map_err(|e| e.to_string())?;
             let (allowed, usage) = reply.split_first().ok_or("empty reply from Redis")?;
-            Ok((usage.to_vec(), *allowed == 1))
+            Ok((PerWindow::from_slice(usage), *allowed == 1))
         };
         tokio::time::timeout(timeout, run)
             .await

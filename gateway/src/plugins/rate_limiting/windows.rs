@@ -37,17 +37,10 @@ impl Period {
         }
     }
 
-    /// `X-RateLimit-Limit-<Period>` and `X-RateLimit-Remaining-<Period>`.
-    pub fn header_names(self) -> (HeaderName, HeaderName) {
-        let (l, r) = match self {
-            Period::Second => ("x-ratelimit-limit-second", "x-ratelimit-remaining-second"),
-            Period::Minute => ("x-ratelimit-limit-minute", "x-ratelimit-remaining-minute"),
-            Period::Hour => ("x-ratelimit-limit-hour", "x-ratelimit-remaining-hour"),
-            Period::Day => ("x-ratelimit-limit-day", "x-ratelimit-remaining-day"),
-            Period::Month => ("x-ratelimit-limit-month", "x-ratelimit-remaining-month"),
-            Period::Year => ("x-ratelimit-limit-year", "x-ratelimit-remaining-year"),
-        };
-        (HeaderName::from_static(l), HeaderName::from_static(r))
+    /// `X-RateLimit-Limit-<Period>` and `X-RateLimit-Remaining-<Period>`: names checked when
+    /// this is compiled (`HeaderName::from_static` at run time validates on every call).
+    pub fn header_names(self) -> &'static (HeaderName, HeaderName) {
+        &HEADER_NAMES[self as usize]
     }
 
     /// The window containing `now` (Unix seconds), as `[start, end)`.
@@ -79,6 +72,23 @@ impl Period {
         }
     }
 }
+
+const fn names(limit: &'static str, remaining: &'static str) -> (HeaderName, HeaderName) {
+    (
+        HeaderName::from_static(limit),
+        HeaderName::from_static(remaining),
+    )
+}
+
+/// `Period::header_names`, in the order of `Period::ALL`.
+static HEADER_NAMES: [(HeaderName, HeaderName); 6] = [
+    names("x-ratelimit-limit-second", "x-ratelimit-remaining-second"),
+    names("x-ratelimit-limit-minute", "x-ratelimit-remaining-minute"),
+    names("x-ratelimit-limit-hour", "x-ratelimit-remaining-hour"),
+    names("x-ratelimit-limit-day", "x-ratelimit-remaining-day"),
+    names("x-ratelimit-limit-month", "x-ratelimit-remaining-month"),
+    names("x-ratelimit-limit-year", "x-ratelimit-remaining-year"),
+];
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
 fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
@@ -125,5 +135,17 @@ mod tests {
         assert_eq!(Period::Year.window(t), (1_704_067_200, 1_735_689_600));
         // 2026-12-31T23:59:59Z rolls into January of the next year.
         assert_eq!(Period::Month.window(1_798_761_599).1, 1_798_761_600);
+    }
+
+    #[test]
+    fn header_names_follow_the_period() {
+        for p in Period::ALL {
+            let (limit, remaining) = p.header_names();
+            assert_eq!(limit.as_str(), format!("x-ratelimit-limit-{}", p.name()));
+            assert_eq!(
+                remaining.as_str(),
+                format!("x-ratelimit-remaining-{}", p.name())
+            );
+        }
     }
 }
