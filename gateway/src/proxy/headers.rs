@@ -161,21 +161,19 @@ pub(super) fn write_for_upstream(client: &HeaderMap, ours: &Forwarded, out: &mut
     } else {
         Vec::new()
     };
-    let (mut xff, mut via) = (Vec::new(), Vec::new());
+    // The client's values of the two chains, joined when written: no buffer of their own.
+    let (mut xff, mut via) = (Chain::new(), Chain::new());
     for (name, value) in client {
         if name == X_FORWARDED_FOR {
-            xff.extend_from_slice(value.as_bytes());
-            xff.extend_from_slice(b", ");
+            xff.push(value.as_bytes());
         } else if name == header::VIA {
-            via.extend_from_slice(value.as_bytes());
-            via.extend_from_slice(b", ");
+            via.push(value.as_bytes());
         } else if !REPLACED.contains(name) && !HOP_BY_HOP.contains(name) && !named.contains(name) {
             write_header(out, name.as_str().as_bytes(), value.as_bytes());
         }
     }
     write_header(out, b"host", ours.host);
-    xff.extend_from_slice(ours.peer.as_bytes());
-    write_header(out, b"x-forwarded-for", &xff);
+    write_chain(out, b"x-forwarded-for", &xff, ours.peer.as_bytes());
     let real_ip = ours.real_ip.as_ref().map(String::as_bytes);
     write_header(out, b"x-real-ip", real_ip.unwrap_or(ours.peer.as_bytes()));
     write_header(out, b"x-forwarded-proto", b"http");
@@ -185,8 +183,22 @@ pub(super) fn write_for_upstream(client: &HeaderMap, ours: &Forwarded, out: &mut
         write_header(out, b"x-forwarded-prefix", prefix.as_bytes());
     }
     write_header(out, b"x-request-id", ours.request_id.as_bytes());
-    via.extend_from_slice(VIA.as_bytes());
-    write_header(out, b"via", &via);
+    write_chain(out, b"via", &via, VIA.as_bytes());
+}
+
+/// The values a client sent for a list header, usually none or one.
+type Chain<'a> = smallvec::SmallVec<[&'a [u8]; 2]>;
+
+/// A list header's line: the client's values, then the gateway's entry.
+fn write_chain(out: &mut Vec<u8>, name: &[u8], theirs: &Chain, ours: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    for value in theirs {
+        out.extend_from_slice(value);
+        out.extend_from_slice(b", ");
+    }
+    out.extend_from_slice(ours);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// Adds Tollgate to the `Via` chain.
