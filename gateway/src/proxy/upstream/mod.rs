@@ -20,6 +20,7 @@ mod codec;
 pub use body::PooledBody;
 pub(super) use codec::{connection_options, request_line, write_header, HOP_BY_HOP};
 
+use super::coarse_timer;
 use crate::plugins::RequestBody;
 use bytes::{Buf, BytesMut};
 use codec::{Framing, ResponseHead};
@@ -121,6 +122,7 @@ impl Hash for Target {
 
 struct Idle {
     conn: Connection,
+    /// On the worker's coarse clock: idle timeouts are a minute, a second either way is fine.
     since: Instant,
 }
 
@@ -403,7 +405,9 @@ fn checkout(target: &Target) -> Option<Connection> {
     loop {
         let idle = POOL.with(|p| p.borrow_mut().idle.get_mut(target).and_then(Vec::pop))?;
         let mut conn = idle.conn;
-        if idle.since.elapsed() <= IDLE_TIMEOUT && conn.is_idle() {
+        if coarse_timer::now().saturating_duration_since(idle.since) <= IDLE_TIMEOUT
+            && conn.is_idle()
+        {
             return Some(conn);
         }
     }
@@ -418,7 +422,7 @@ fn release(mut conn: Connection, target: &Target) {
         if idle.len() < MAX_IDLE_PER_UPSTREAM {
             idle.push(Idle {
                 conn,
-                since: Instant::now(),
+                since: coarse_timer::now(),
             });
         }
     });
