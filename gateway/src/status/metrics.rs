@@ -3,6 +3,7 @@
 //! The proxy records each finished request here. Counters live in a few shards, each behind a
 //! mutex held only for a map update (never across an await), so concurrent requests rarely
 //! meet. Rendering walks the shards and writes Prometheus' text format.
+use hashbrown::HashTable;
 use std::collections::HashMap;
 use std::fmt::Write;
 use std::hash::BuildHasher;
@@ -56,7 +57,9 @@ struct Series {
 
 #[derive(Default)]
 struct Shard {
-    series: HashMap<Labels, Series, foldhash::fast::RandomState>,
+    /// Found with the hash that chose the shard, by the event's own texts: one hash and no
+    /// label copies per request.
+    series: HashTable<(Labels, Series)>,
     upstream_errors: HashMap<Arc<str>, u64>,
 }
 
@@ -99,13 +102,27 @@ fn empty() -> Arc<str> {
 impl Metrics {
     /// Counts one finished request.
     pub fn record(&self, e: &RequestEvent) {
-        let labels: Labels = (
-            e.service.clone().unwrap_or_else(empty),
-            e.route.clone().unwrap_or_else(empty),
-        );
-        let shard = &self.shards[(self.hasher.hash_one(&labels) as usize) % SHARDS];
+        let (service, route) = (e.service.as_deref(), e.route.as_deref());
+        let key = (service.unwrap_or(""), route.unwrap_or(""));
+        let hash = self.hasher.hash_one(key);
+        // Bits the table does not use for its slots or tags pick the shard.
+        let shard = &self.shards[(hash >> 32) as usize % SHARDS];
         let mut s = shard.lock().unwrap_or_else(|p| p.into_inner());
-        let series = s.series.entry(labels).or_default();
+        let (_, series) = s
+            .series
+            .entry(
+                hash,
+                |((service, route), _)| (&**service, &**route) == key,
+                |((service, route), _)| self.hasher.hash_one((&**service, &**route)),
+            )
+            .or_insert_with(|| {
+                let labels = (
+                    e.service.clone().unwrap_or_else(empty),
+                    e.route.clone().unwrap_or_else(empty),
+                );
+                (labels, Series::default())
+            })
+            .into_mut();
         match series
             .statuses
             .iter_mut()
@@ -134,7 +151,7 @@ impl Metrics {
         let mut all = Totals::default();
         for shard in &self.shards {
             let s = shard.lock().unwrap_or_else(|p| p.into_inner());
-            for (k, series) in &s.series {
+            for (k, series) in s.series.iter() {
                 for (code, n) in &series.statuses {
                     *all.requests.entry((k.clone(), *code)).or_default() += n;
                 }
