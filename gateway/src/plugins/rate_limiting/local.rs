@@ -7,7 +7,7 @@
 use super::windows::Period;
 use super::PerWindow;
 use foldhash::fast::RandomState;
-use std::collections::HashMap;
+use hashbrown::HashTable;
 use std::hash::BuildHasher;
 use std::sync::Mutex;
 
@@ -21,10 +21,38 @@ struct Count {
     count: u64,
 }
 
+/// The counters of one subject: an instance's scope and an identifier, named
+/// `route:service:identifier` as Kong names its counters.
+struct Subject {
+    name: Box<str>,
+    /// Where the scope ends in `name`.
+    scope_len: usize,
+    counts: Vec<Count>,
+}
+
+impl Subject {
+    fn new(scope: &str, identifier: &str) -> Subject {
+        Subject {
+            name: [scope, ":", identifier].concat().into(),
+            scope_len: scope.len(),
+            counts: Vec::new(),
+        }
+    }
+
+    /// The scope and the identifier.
+    fn parts(&self) -> (&str, &str) {
+        (
+            &self.name[..self.scope_len],
+            &self.name[self.scope_len + 1..],
+        )
+    }
+}
+
 #[derive(Default)]
 struct Shard {
-    /// By subject: the instance's scope and the identifier (`route:service:identifier`).
-    subjects: HashMap<Box<str>, Vec<Count>, RandomState>,
+    /// Found by the hash of scope and identifier that chose the shard: a request hashes once
+    /// and builds no name unless its subject is new.
+    subjects: HashTable<Subject>,
     next_sweep: i64,
 }
 
@@ -58,24 +86,32 @@ impl Counters {
     /// window's usage before this request, and whether it was counted.
     pub fn check_and_count(
         &self,
-        subject: &str,
+        scope: &str,
+        identifier: &str,
         windows: &[Window],
         now: i64,
     ) -> (PerWindow<u64>, bool) {
-        let shard = &self.shards[self.hasher.hash_one(subject) as usize % SHARDS];
+        let hash = self.hasher.hash_one((scope, identifier));
+        // Bits the table does not use for its slots or tags pick the shard.
+        let shard = &self.shards[(hash >> 32) as usize % SHARDS];
         let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
         if now >= shard.next_sweep {
-            shard.subjects.retain(|_, counts| {
-                counts.retain(|c| c.end > now);
-                !counts.is_empty()
+            shard.subjects.retain(|s| {
+                s.counts.retain(|c| c.end > now);
+                !s.counts.is_empty()
             });
             shard.next_sweep = now + 1;
         }
-        let counts = if let Some(counts) = shard.subjects.get_mut(subject) {
-            counts
-        } else {
-            shard.subjects.entry(subject.into()).or_default()
-        };
+        let subject = shard
+            .subjects
+            .entry(
+                hash,
+                |s| s.parts() == (scope, identifier),
+                |s| self.hasher.hash_one(s.parts()),
+            )
+            .or_insert_with(|| Subject::new(scope, identifier))
+            .into_mut();
+        let counts = &mut subject.counts;
         counts.retain(|c| c.end > now);
         let usage: PerWindow<u64> = windows
             .iter()
@@ -133,7 +169,7 @@ mod tests {
     fn counts_up_to_the_limit_then_refuses() {
         let c = Counters::default();
         let got: Vec<(PerWindow<u64>, bool)> = (0..4)
-            .map(|_| c.check_and_count("a", &second(3, 100), 100))
+            .map(|_| c.check_and_count("scope", "a", &second(3, 100), 100))
             .collect();
         assert_eq!(
             got.iter().map(|g| g.1).collect::<Vec<_>>(),
@@ -141,9 +177,9 @@ mod tests {
         );
         assert_eq!(got[3].0.as_slice(), [3]);
         // Another identifier has its own counter; the next window starts from zero.
-        assert!(c.check_and_count("b", &second(3, 100), 100).1);
+        assert!(c.check_and_count("scope", "b", &second(3, 100), 100).1);
         assert_eq!(
-            c.check_and_count("a", &second(3, 101), 101),
+            c.check_and_count("scope", "a", &second(3, 101), 101),
             (smallvec::smallvec![0], true)
         );
     }
@@ -167,14 +203,14 @@ mod tests {
                 },
             ]
         };
-        assert!(c.check_and_count("a", &windows(1), 1).1);
-        assert!(c.check_and_count("a", &windows(1), 1).1);
+        assert!(c.check_and_count("scope", "a", &windows(1), 1).1);
+        assert!(c.check_and_count("scope", "a", &windows(1), 1).1);
         assert_eq!(
-            c.check_and_count("a", &windows(1), 1),
+            c.check_and_count("scope", "a", &windows(1), 1),
             (smallvec::smallvec![2, 2], false)
         );
         assert_eq!(
-            c.check_and_count("a", &windows(2), 2),
+            c.check_and_count("scope", "a", &windows(2), 2),
             (smallvec::smallvec![0, 2], false)
         );
     }
@@ -183,11 +219,11 @@ mod tests {
     fn ended_windows_are_evicted() {
         let c = Counters::default();
         for i in 0..100 {
-            c.check_and_count(&format!("id{i}"), &second(5, 100), 100);
+            c.check_and_count("scope", &format!("id{i}"), &second(5, 100), 100);
         }
         assert_eq!(c.len(), 100);
         for i in 0..SHARDS * 20 {
-            c.check_and_count(&format!("late{i}"), &second(5, 200), 200);
+            c.check_and_count("scope", &format!("late{i}"), &second(5, 200), 200);
         }
         assert_eq!(c.len(), SHARDS * 20);
     }

@@ -300,19 +300,20 @@ impl Handler for RateLimiting {
     fn access<'a>(&'a self, ctx: &'a mut Context) -> Access<'a> {
         let now = (ctx.now_ms / 1000) as i64;
         let identifier = self.identifier(ctx);
-        let mut subject = String::with_capacity(self.scope.len() + 1 + identifier.len());
-        subject.extend([&*self.scope, ":", &identifier]);
         let windows = windows_at(&self.limits, now);
         let link = match &self.policy {
             Policy::Local => {
-                let counted = self
-                    .shared
-                    .rate_limits
-                    .check_and_count(&subject, &windows, now);
+                let counted = self.shared.rate_limits.check_and_count(
+                    &self.scope,
+                    &identifier,
+                    &windows,
+                    now,
+                );
                 return Access::Now(self.decide(ctx, &windows, counted, now));
             }
             Policy::Redis(link) => link,
         };
+        let subject = [&*self.scope, ":", &identifier].concat();
         Access::Later(Box::pin(async move {
             let counted = match link {
                 Some((link, timeout)) => {
