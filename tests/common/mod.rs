@@ -118,29 +118,41 @@ impl Gateway {
         Gateway::start_in(env, data_dir, Some(tmp)).await
     }
 
+    /// Like `start`, in `data_dir`. A port picked free can be taken (by another test's
+    /// connection) before the gateway binds it; the start is then tried again on fresh ports.
     pub async fn start_in(
         env: &[(&str, &str)],
         data_dir: PathBuf,
         tmp: Option<tempfile::TempDir>,
     ) -> Gateway {
-        let [proxy, admin, status] = free_ports();
-        let log = data_dir.join(format!("gateway-{proxy}.log"));
-        let child = Gateway::command(env, &data_dir, proxy, admin, status)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start tollgate");
-        let mut gw = Gateway {
-            child,
-            proxy,
-            admin,
-            status,
-            data_dir,
-            _tmp: tmp,
-            log,
-        };
-        gw.wait_ready().await;
-        gw
+        const ATTEMPTS: usize = 3;
+        for attempt in 1..=ATTEMPTS {
+            let [proxy, admin, status] = free_ports();
+            let log = data_dir.join(format!("gateway-{proxy}.log"));
+            let child = Gateway::command(env, &data_dir, proxy, admin, status)
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .expect("start tollgate");
+            let mut gw = Gateway {
+                child,
+                proxy,
+                admin,
+                status,
+                data_dir: data_dir.clone(),
+                _tmp: None,
+                log,
+            };
+            match gw.wait_ready().await {
+                Ok(()) => {
+                    gw._tmp = tmp;
+                    return gw;
+                }
+                Err(log) if attempt < ATTEMPTS && log.contains("Address already in use") => {}
+                Err(log) => panic!("{log}"),
+            }
+        }
+        unreachable!("the last attempt returns or panics")
     }
 
     pub fn command(
@@ -166,11 +178,12 @@ impl Gateway {
         cmd
     }
 
-    async fn wait_ready(&mut self) {
+    /// Waits until the gateway serves; `Err` with what went wrong (and its log) otherwise.
+    async fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Some(code) = self.child.try_wait().unwrap() {
-                panic!("tollgate exited with {code}:\n{}", self.log_text());
+                return Err(format!("tollgate exited with {code}:\n{}", self.log_text()));
             }
             if let Ok(r) = try_send(
                 "GET",
@@ -181,12 +194,15 @@ impl Gateway {
             .await
             {
                 if r.status == 200 {
-                    return;
+                    return Ok(());
                 }
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("tollgate did not become ready:\n{}", self.log_text());
+        Err(format!(
+            "tollgate did not become ready:\n{}",
+            self.log_text()
+        ))
     }
 
     pub fn log_text(&self) -> String {
