@@ -477,6 +477,24 @@ async fn the_upstream_gets_an_origin_form_request_line_and_the_host_header() {
     assert_eq!(request_line, "GET /base/pets?kind=cat HTTP/1.1");
     let host = format!("host: 127.0.0.1:{port}");
     assert!(r.body.to_lowercase().contains(&host), "{}", r.body);
+
+    // A route with preserve_host passes the client's Host on instead.
+    let kept = json!({ "paths": ["/kept"], "preserve_host": true });
+    let r = send(
+        "POST",
+        &gw.admin_url("/services/echo/routes"),
+        &[],
+        json_body(kept),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    gw.settled().await;
+    let client_host = [("host", "api.example.test")];
+    let r = send("GET", &gw.proxy_url("/kept/pets"), &client_host, None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let sent = r.body.to_lowercase();
+    assert!(sent.contains("host: api.example.test\r\n"), "{}", r.body);
+    assert!(!sent.contains(&host), "{}", r.body);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
