@@ -122,12 +122,10 @@ impl<'a> Forwarded<'a> {
         stripped_prefix: Option<&'a str>,
         conn: &'a Downstream,
     ) -> Forwarded<'a> {
-        // The client's host is looked up (a hash and a probe) only for a route that keeps it.
-        let kept = route
-            .preserve_host
-            .then(|| raw_host(&client.uri, &client.headers))
-            .flatten();
-        let host = kept.map_or(service.host_header.as_bytes(), str::as_bytes);
+        let host = match raw_host(&client.uri, &client.headers) {
+            Some(h) if route.preserve_host => h.as_bytes(),
+            _ => service.host_header.as_bytes(),
+        };
         Forwarded {
             host,
             peer: &conn.peer_ip,
