@@ -33,7 +33,7 @@ struct Subject {
 impl Subject {
     fn new(scope: &str, identifier: &str) -> Subject {
         Subject {
-            name: [scope, ":", identifier].concat().into(),
+            name: subject_name(scope, identifier).into(),
             scope_len: scope.len(),
             counts: Vec::new(),
         }
@@ -46,6 +46,12 @@ impl Subject {
             &self.name[self.scope_len + 1..],
         )
     }
+}
+
+/// A subject's name, `route:service:identifier` as Kong names its counters (the Redis policy
+/// prefixes its keys with it).
+pub fn subject_name(scope: &str, identifier: &str) -> String {
+    [scope, ":", identifier].concat()
 }
 
 #[derive(Default)]

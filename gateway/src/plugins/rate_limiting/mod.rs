@@ -313,7 +313,7 @@ impl Handler for RateLimiting {
             }
             Policy::Redis(link) => link,
         };
-        let subject = [&*self.scope, ":", &identifier].concat();
+        let subject = local::subject_name(&self.scope, &identifier);
         Access::Later(Box::pin(async move {
             let counted = match link {
                 Some((link, timeout)) => {
