@@ -2,8 +2,10 @@
 //!
 //! When the same plugin is configured at several scopes the most specific wins: Route+Service+
 //! Consumer, Route+Consumer, Service+Consumer, Route+Service, Consumer, Route, Service, Global.
-//! The index is built with the snapshot; a request only probes the scopes that exist, and the
-//! consumer-scoped ones only once authentication (a higher-priority plugin) set the consumer.
+//! The index is built with the snapshot, and from it each route's plan: the instance of each
+//! plugin that applies to the route's requests. A request walks its route's plan and probes the
+//! index only for a consumer-scoped instance that could outrank the plan's, once authentication
+//! (a higher-priority plugin) set the consumer.
 use super::{spec, Context, Flow, Handler, PluginSpec, Shared};
 use crate::model::{ref_id, Plugin};
 use std::collections::HashMap;
@@ -86,18 +88,34 @@ impl PluginIndex {
         Ok(index)
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.order.is_empty()
+    /// The plugins that apply to requests on `route` (of `service`), in priority order.
+    pub fn plan(&self, route: Uuid, service: Option<Uuid>) -> Plan {
+        let steps = (0..self.order.len())
+            .filter_map(|i| {
+                let found = self.resolve(i, route, service, None);
+                let above = found.map_or(LEVELS.len(), |(level, _)| level);
+                let consumer_may_win =
+                    (0..above).any(|level| LEVELS[level].2 && self.levels[i] & (1 << level) != 0);
+                let fallback = found.map(|(_, handler)| handler.clone());
+                (fallback.is_some() || consumer_may_win).then_some(Step {
+                    plugin: i,
+                    fallback,
+                    consumer_may_win,
+                })
+            })
+            .collect();
+        Plan { steps }
     }
 
-    /// The instance of the `i`th plugin that applies to this route, service and consumer.
+    /// The instance of the `i`th plugin that applies to this route, service and consumer,
+    /// with its level in `LEVELS`.
     fn resolve(
         &self,
         i: usize,
         route: Uuid,
         service: Option<Uuid>,
         consumer: Option<Uuid>,
-    ) -> Option<&Arc<dyn Handler>> {
+    ) -> Option<(usize, &Arc<dyn Handler>)> {
         LEVELS.iter().enumerate().find_map(|(bit, &(r, s, c))| {
             if self.levels[i] & (1 << bit) == 0
                 || (s && service.is_none())
@@ -111,36 +129,44 @@ impl PluginIndex {
                 service.filter(|_| s),
                 consumer.filter(|_| c),
             );
-            self.handlers.get(&key)
+            self.handlers.get(&key).map(|h| (bit, h))
         })
     }
 
-    /// Runs the access phase of every applicable plugin, highest priority first, until one
+    /// The instance a step of a plan runs for this request.
+    fn instance<'a>(&'a self, step: &'a Step, ctx: &Context) -> Option<&'a Arc<dyn Handler>> {
+        match &ctx.consumer {
+            Some(consumer) if step.consumer_may_win => self
+                .resolve(step.plugin, ctx.route_id, ctx.service_id, Some(consumer.id))
+                .map(|(_, handler)| handler),
+            _ => step.fallback.as_ref(),
+        }
+    }
+
+    /// Runs the access phase of every plugin in `plan`, highest priority first, until one
     /// answers the client.
-    pub async fn access(&self, ctx: &mut Context) -> Flow {
-        for i in 0..self.order.len() {
-            let consumer = ctx.consumer.as_ref().map(|c| c.id);
-            let Some(handler) = self.resolve(i, ctx.route_id, ctx.service_id, consumer) else {
+    pub async fn access(&self, plan: &Plan, ctx: &mut Context) -> Flow {
+        for (n, step) in plan.steps.iter().enumerate() {
+            let Some(handler) = self.instance(step, ctx) else {
                 continue;
             };
             if handler.on_response() {
                 ctx.response_plugins.push(handler.clone());
             }
             if let Flow::Respond(reply) = handler.access(ctx).decided().await {
-                ctx.rejected_by = Some(self.order[i].name);
-                self.collect_after(i, ctx);
+                ctx.rejected_by = Some(self.order[step.plugin].name);
+                self.collect_after(&plan.steps[n + 1..], ctx);
                 return Flow::Respond(reply);
             }
         }
         Flow::Continue
     }
 
-    /// After plugin `i` answered the client, the lower-priority instances skip access but, as
-    /// in Kong, still see the response and the log (a global file-log logs the 401s too).
-    fn collect_after(&self, i: usize, ctx: &mut Context) {
-        let consumer = ctx.consumer.as_ref().map(|c| c.id);
-        for j in i + 1..self.order.len() {
-            if let Some(h) = self.resolve(j, ctx.route_id, ctx.service_id, consumer) {
+    /// After a plugin answered the client, the lower-priority instances (`rest`) skip access
+    /// but, as in Kong, still see the response and the log (a global file-log logs the 401s too).
+    fn collect_after(&self, rest: &[Step], ctx: &mut Context) {
+        for step in rest {
+            if let Some(h) = self.instance(step, ctx) {
                 if h.on_response() {
                     ctx.response_plugins.push(h.clone());
                 }
@@ -149,11 +175,34 @@ impl PluginIndex {
     }
 }
 
+/// The plugins that can apply to one route's requests, highest priority first.
+#[derive(Default)]
+pub struct Plan {
+    steps: Vec<Step>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+}
+
+/// One plugin of a plan.
+struct Step {
+    /// Its place in `PluginIndex::order`.
+    plugin: usize,
+    /// Its instance for a request without a consumer, or whose consumer has none of its own.
+    fallback: Option<Arc<dyn Handler>>,
+    /// Whether a consumer-scoped instance outranks `fallback`: a request with a consumer then
+    /// probes the index for its own.
+    consumer_may_win: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::{normalized_body, Kind};
-    use crate::snapshot::{ConsumerEntry, Snapshot};
+    use crate::snapshot::ConsumerEntry;
     use serde_json::{json, Value};
 
     const ROUTE: &str = "00000000-0000-0000-0000-0000000000a1";
@@ -179,22 +228,13 @@ mod tests {
     /// The per-second limit of the instance that ran for a request with or without a consumer.
     async fn winner(index: &PluginIndex, with_consumer: bool) -> Option<String> {
         let (parts, _) = http::Request::new(()).into_parts();
-        let mut ctx = Context {
-            parts,
-            body: crate::plugins::RequestBody::Buffered(bytes::Bytes::new()),
-            client_ip: "127.0.0.1".parse().unwrap(),
-            snapshot: Arc::new(Snapshot::empty()),
-            route_id: ROUTE.parse().unwrap(),
-            service_id: Some(SERVICE.parse().unwrap()),
-            consumer: with_consumer
-                .then(|| Arc::new(ConsumerEntry::new(CONSUMER.parse().unwrap(), None, None))),
-            credential: None,
-            rejected_by: None,
-            response_headers: Vec::new(),
-            response_plugins: Vec::new(),
-            now_ms: 1_000_000,
-        };
-        index.access(&mut ctx).await;
+        let mut ctx = Context::for_test(parts);
+        ctx.route_id = ROUTE.parse().unwrap();
+        ctx.service_id = Some(SERVICE.parse().unwrap());
+        ctx.consumer = with_consumer
+            .then(|| Arc::new(ConsumerEntry::new(CONSUMER.parse().unwrap(), None, None)));
+        let plan = index.plan(ctx.route_id, ctx.service_id);
+        index.access(&plan, &mut ctx).await;
         let (_, limit) = ctx
             .response_headers
             .iter()
@@ -224,5 +264,16 @@ mod tests {
         let mixed = PluginIndex::build(&[instance(1), instance(6)], &shared).unwrap();
         assert_eq!(winner(&mixed, false).await.as_deref(), Some("7"));
         assert_eq!(winner(&mixed, true).await.as_deref(), Some("2"));
+    }
+
+    #[test]
+    fn a_plan_holds_only_the_plugins_that_apply_to_its_route() {
+        let shared = Arc::new(Shared::default());
+        let (route, service) = (ROUTE.parse().unwrap(), Some(SERVICE.parse().unwrap()));
+        let route_only = PluginIndex::build(&[instance(5)], &shared).unwrap();
+        assert!(!route_only.plan(route, service).is_empty());
+        assert!(route_only.plan(Uuid::nil(), service).is_empty());
+        let consumer_only = PluginIndex::build(&[instance(4)], &shared).unwrap();
+        assert!(!consumer_only.plan(Uuid::nil(), None).is_empty());
     }
 }

@@ -1,7 +1,7 @@
 //! What plugins see and change while a request passes through them.
 use crate::snapshot::{ConsumerEntry, CredentialId, Snapshot};
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use std::borrow::Cow;
@@ -26,6 +26,8 @@ pub struct Context {
     pub credential: Option<CredentialId>,
     /// The plugin that answered the client instead of the upstream.
     pub rejected_by: Option<&'static str>,
+    /// Headers plugins set on the upstream request or take off it (`set_upstream_header`).
+    pub upstream_headers: UpstreamHeaders,
     /// Headers added to the client's response, whoever writes it (upstream or a plugin).
     pub response_headers: AddedHeaders,
     /// The instances whose access phase ran and that act on the response or in the log.
@@ -38,6 +40,12 @@ pub struct Context {
 /// any header of its name when applied. A list, not a `HeaderMap`: they are hashed once, into
 /// the response, instead of twice.
 pub type AddedHeaders = Vec<(http::HeaderName, http::HeaderValue)>;
+
+/// Headers set on the upstream request (`Some`) or taken off it (`None`), each replacing what
+/// the client sent under its name, at most one entry per name. A list written straight into
+/// the upstream request, not edits of `parts.headers`: each of those hashes the name (key-auth
+/// sets or clears five headers on every request).
+pub type UpstreamHeaders = Vec<(HeaderName, Option<HeaderValue>)>;
 
 /// Applies `added` to `to`, each replacing any header of its name.
 pub fn apply(added: impl IntoIterator<Item = (http::HeaderName, HeaderValue)>, to: &mut HeaderMap) {
@@ -56,6 +64,33 @@ pub enum RequestBody {
 }
 
 impl Context {
+    /// A request entering the access phase on a route (and its service): no consumer yet,
+    /// nothing set.
+    pub fn new(
+        parts: http::request::Parts,
+        body: RequestBody,
+        snapshot: Arc<Snapshot>,
+        (route_id, service_id): (Uuid, Option<Uuid>),
+        client_ip: IpAddr,
+        now_ms: u64,
+    ) -> Context {
+        Context {
+            parts,
+            body,
+            client_ip,
+            snapshot,
+            route_id,
+            service_id,
+            consumer: None,
+            credential: None,
+            rejected_by: None,
+            upstream_headers: Vec::new(),
+            response_headers: Vec::new(),
+            response_plugins: Vec::new(),
+            now_ms,
+        }
+    }
+
     /// The whole request body, read into memory the first time a plugin asks.
     pub async fn body(&mut self) -> Result<&Bytes, Reply> {
         let taken = std::mem::replace(&mut self.body, RequestBody::Buffered(Bytes::new()));
@@ -69,12 +104,52 @@ impl Context {
         }
     }
 
+    /// Sets (`Some`) or takes off (`None`) a header of the upstream request, whatever the
+    /// client sent under that name. Not for the headers the gateway writes itself (`Host`,
+    /// `Content-Length`, `X-Forwarded-*`, `X-Real-IP`, `Via`, `X-Request-Id`).
+    pub fn set_upstream_header(&mut self, name: HeaderName, value: Option<HeaderValue>) {
+        match self
+            .upstream_headers
+            .iter_mut()
+            .find(|(set, _)| *set == name)
+        {
+            Some(set) => set.1 = value,
+            None => self.upstream_headers.push((name, value)),
+        }
+    }
+
+    /// A request header as the upstream will get it: as a plugin set it, else the client's.
+    pub fn header(&self, name: &HeaderName) -> Option<&HeaderValue> {
+        match self.upstream_headers.iter().find(|(set, _)| set == name) {
+            Some((_, value)) => value.as_ref(),
+            None => self.parts.headers.get(name),
+        }
+    }
+
     /// Replaces the body the upstream gets, with its length.
     pub fn set_body(&mut self, bytes: Bytes) {
         self.parts
             .headers
             .insert(http::header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
         self.body = RequestBody::Buffered(bytes);
+    }
+}
+
+#[cfg(test)]
+impl Context {
+    /// A context for `parts` on an empty snapshot, as unit tests of plugins need one.
+    pub fn for_test(parts: http::request::Parts) -> Context {
+        let body = RequestBody::Buffered(Bytes::new());
+        let snapshot = Arc::new(Snapshot::empty());
+        let client_ip = IpAddr::from([127, 0, 0, 1]);
+        Context::new(
+            parts,
+            body,
+            snapshot,
+            (Uuid::nil(), None),
+            client_ip,
+            1_000_000,
+        )
     }
 }
 

@@ -7,7 +7,7 @@ use super::body::{Field, FormBody};
 use super::{get_bool, get_str, get_strings, Access, Context, Flow, Handler, PluginSpec, Reply};
 use crate::model::schema::{field, FieldErrors, Ty};
 use crate::snapshot::{ConsumerEntry, CredentialId};
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http::{HeaderName, HeaderValue, StatusCode};
 use serde_json::{json, Map, Value};
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -235,17 +235,15 @@ fn identify(
     credential: Option<CredentialId>,
     anonymous: bool,
 ) {
-    let h = &mut ctx.parts.headers;
-    set(h, X_CONSUMER_ID, Some(consumer.id_header.clone()));
-    set(h, X_CONSUMER_CUSTOM_ID, consumer.custom_id_header.clone());
-    set(h, X_CONSUMER_USERNAME, consumer.username_header.clone());
-    set(
-        h,
+    ctx.upstream_headers.reserve(5);
+    ctx.set_upstream_header(X_CONSUMER_ID, Some(consumer.id_header.clone()));
+    ctx.set_upstream_header(X_CONSUMER_CUSTOM_ID, consumer.custom_id_header.clone());
+    ctx.set_upstream_header(X_CONSUMER_USERNAME, consumer.username_header.clone());
+    ctx.set_upstream_header(
         X_CREDENTIAL_IDENTIFIER,
         credential.as_ref().map(|c| c.header.clone()),
     );
-    set(
-        h,
+    ctx.set_upstream_header(
         X_ANONYMOUS_CONSUMER,
         anonymous.then(|| HeaderValue::from_static("true")),
     );
@@ -253,30 +251,17 @@ fn identify(
     ctx.consumer = Some(consumer);
 }
 
-fn set(h: &mut HeaderMap, name: HeaderName, value: Option<HeaderValue>) {
-    match value {
-        Some(v) => {
-            h.insert(name, v);
-        }
-        None => {
-            h.remove(name);
-        }
-    }
-}
-
 /// Takes the key out of what the upstream gets.
 fn hide(ctx: &mut Context, found: &Found, body: Option<FormBody>) {
-    let parts = &mut ctx.parts;
     match found {
-        Found::Header(name, _) => {
-            parts.headers.remove(name);
-        }
+        Found::Header(name, _) => ctx.set_upstream_header(name.clone(), None),
         Found::Body(name, _) => {
             if let Some(body) = body {
                 ctx.set_body(body.without(name));
             }
         }
         Found::Query(name, _) => {
+            let parts = &mut ctx.parts;
             let query = parts.uri.query().unwrap_or("");
             let kept: String = form_urlencoded::Serializer::new(String::new())
                 .extend_pairs(form_urlencoded::parse(query.as_bytes()).filter(|(k, _)| k != name))

@@ -15,7 +15,7 @@ pub mod request_termination;
 pub mod response_transformer;
 
 use crate::model::schema::{self, Field, FieldErrors};
-pub use context::{Context, Flow, Reply, RequestBody};
+pub use context::{Context, Flow, Reply, RequestBody, UpstreamHeaders};
 use serde_json::{Map, Value};
 use std::future::Future;
 use std::pin::Pin;

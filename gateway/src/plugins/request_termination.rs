@@ -76,19 +76,19 @@ fn from_config(c: &Map<String, Value>) -> Result<RequestTermination, String> {
 
 impl RequestTermination {
     /// Whether this request sets the plugin off: always, or when it names the trigger.
-    fn triggered(&self, parts: &http::request::Parts) -> bool {
+    fn triggered(&self, ctx: &Context) -> bool {
         let Some((header, name)) = &self.trigger else {
             return true;
         };
-        parts.headers.contains_key(header)
-            || form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
+        ctx.header(header).is_some()
+            || form_urlencoded::parse(ctx.parts.uri.query().unwrap_or("").as_bytes())
                 .any(|(k, _)| k == name.as_str())
     }
 }
 
 impl Handler for RequestTermination {
     fn access<'a>(&'a self, ctx: &'a mut Context) -> Access<'a> {
-        Access::Now(if self.triggered(&ctx.parts) {
+        Access::Now(if self.triggered(ctx) {
             Flow::Respond(Reply::new(self.status, self.message.clone()))
         } else {
             Flow::Continue
@@ -106,12 +106,12 @@ mod tests {
         from_config(&c).unwrap()
     }
 
-    fn request(uri: &str, header: Option<&str>) -> http::request::Parts {
+    fn request(uri: &str, header: Option<&str>) -> Context {
         let mut b = http::Request::get(uri);
         if let Some(h) = header {
             b = b.header(h, "1");
         }
-        b.body(()).unwrap().into_parts().0
+        Context::for_test(b.body(()).unwrap().into_parts().0)
     }
 
     #[test]
@@ -128,6 +128,15 @@ mod tests {
         assert!(!h.triggered(&request("/x?a=1", None)));
         assert!(h.triggered(&request("/x", Some("X-Stop"))));
         assert!(h.triggered(&request("/x?x-stop", None)));
+        let mut set_by_a_plugin = request("/x", None);
+        set_by_a_plugin.set_upstream_header(
+            HeaderName::from_static("x-stop"),
+            Some("1".parse().unwrap()),
+        );
+        assert!(h.triggered(&set_by_a_plugin));
+        let mut taken_off = request("/x", Some("X-Stop"));
+        taken_off.set_upstream_header(HeaderName::from_static("x-stop"), None);
+        assert!(!h.triggered(&taken_off));
     }
 
     #[test]

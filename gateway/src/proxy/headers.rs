@@ -3,6 +3,7 @@
 //! upstream's own hop-by-hop headers never leave `upstream::codec`), and the client's host read.
 use super::upstream::{connection_options, write_header, HOP_BY_HOP};
 use super::{Downstream, Exchange, VIA};
+use crate::plugins::UpstreamHeaders;
 use crate::snapshot::{RouteEntry, ServiceEntry};
 use http::{header, HeaderMap, HeaderName, HeaderValue, Uri};
 use std::sync::Arc;
@@ -153,9 +154,14 @@ static REPLACED: [HeaderName; 9] = [
 ];
 
 /// Writes the request headers the upstream gets as `name: value` lines: the client's, less the
-/// hop-by-hop ones and those the gateway replaces, then the gateway's own. The client's
-/// `X-Forwarded-For` and `Via` chains grow by one entry each.
-pub(super) fn write_for_upstream(client: &HeaderMap, ours: &Forwarded, out: &mut Vec<u8>) {
+/// hop-by-hop ones and those plugins or the gateway replace, then the plugins', then the
+/// gateway's own. The client's `X-Forwarded-For` and `Via` chains grow by one entry each.
+pub(super) fn write_for_upstream(
+    client: &HeaderMap,
+    set_by_plugins: &UpstreamHeaders,
+    ours: &Forwarded,
+    out: &mut Vec<u8>,
+) {
     let named = if client.contains_key(header::CONNECTION) {
         connection_named(client)
     } else {
@@ -168,7 +174,16 @@ pub(super) fn write_for_upstream(client: &HeaderMap, ours: &Forwarded, out: &mut
             xff.push(value.as_bytes());
         } else if name == header::VIA {
             via.push(value.as_bytes());
-        } else if !REPLACED.contains(name) && !HOP_BY_HOP.contains(name) && !named.contains(name) {
+        } else if !REPLACED.contains(name)
+            && !HOP_BY_HOP.contains(name)
+            && !named.contains(name)
+            && !set_by_plugins.iter().any(|(set, _)| set == name)
+        {
+            write_header(out, name.as_str().as_bytes(), value.as_bytes());
+        }
+    }
+    for (name, value) in set_by_plugins {
+        if let Some(value) = value {
             write_header(out, name.as_str().as_bytes(), value.as_bytes());
         }
     }
@@ -226,7 +241,8 @@ mod tests {
     use http::Request;
 
     #[test]
-    fn the_upstream_gets_the_clients_headers_less_hop_by_hop_with_the_gateways_own() {
+    fn the_upstream_gets_the_clients_headers_less_hop_by_hop_with_the_plugins_and_the_gateways_own()
+    {
         let mut client = HeaderMap::new();
         for (k, v) in [
             ("host", "client.test"),
@@ -240,6 +256,8 @@ mod tests {
             ("x-real-ip", "6.6.6.6"),
             ("via", "1.1 edge"),
             ("x-kept", "a"),
+            ("x-consumer-id", "spoofed"),
+            ("apikey", "secret"),
             ("x-kept", "b"),
         ] {
             client.append(HeaderName::from_static(k), HeaderValue::from_static(v));
@@ -260,12 +278,16 @@ mod tests {
             prefix: Some("/api"),
             request_id: &id,
         };
+        let set_by_plugins = vec![
+            (HeaderName::from_static("x-consumer-id"), Some(value("c-1"))),
+            (HeaderName::from_static("apikey"), None),
+        ];
         let mut out = Vec::new();
-        write_for_upstream(&client, &ours, &mut out);
+        write_for_upstream(&client, &set_by_plugins, &ours, &mut out);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             format!(
-                "x-kept: a\r\nx-kept: b\r\nhost: backend:8080\r\n\
+                "x-kept: a\r\nx-kept: b\r\nx-consumer-id: c-1\r\nhost: backend:8080\r\n\
                  x-forwarded-for: 10.0.0.1, 10.0.0.2, 127.0.0.1\r\nx-real-ip: 203.0.113.9\r\n\
                  x-forwarded-proto: http\r\nx-forwarded-host: api.test\r\n\
                  x-forwarded-port: 8000\r\nx-forwarded-prefix: /api\r\nx-request-id: abc\r\n\

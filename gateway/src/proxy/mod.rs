@@ -14,9 +14,9 @@ pub mod server;
 mod upstream;
 
 use crate::header_numbers;
-use crate::plugins::{Context, Flow, Reply, RequestBody};
+use crate::plugins::{Context, Flow, Reply, RequestBody, UpstreamHeaders};
 use crate::router::{path, RequestInfo};
-use crate::snapshot::{ServiceEntry, Snapshot};
+use crate::snapshot::{RouteEntry, ServiceEntry, Snapshot};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 pub use client_ip::ClientIp;
@@ -164,9 +164,10 @@ impl Proxy {
         ex.service = Some(service.label.clone());
         let (mut parts, body) = req.into_parts();
         let mut body = RequestBody::Streaming(body);
-        if !snapshot.plugins.is_empty() {
-            (parts, body) = self
-                .run_plugins(parts, body, &snapshot, route.id, service.id, ex)
+        let mut set_by_plugins = UpstreamHeaders::new();
+        if !route.plugins.is_empty() {
+            (parts, body, set_by_plugins) = self
+                .run_plugins(parts, body, &snapshot, route, service.id, ex)
                 .await?;
         }
         let rest = if route.strip_path {
@@ -183,7 +184,7 @@ impl Proxy {
             return Err(bad());
         }
         let ours = headers::Forwarded::new(&parts, route, service, ex, stripped, conn);
-        headers::write_for_upstream(&parts.headers, &ours, &mut head);
+        headers::write_for_upstream(&parts.headers, &set_by_plugins, &ours, &mut head);
         let req = upstream::Outgoing {
             declared_length: parts.headers.contains_key(header::CONTENT_LENGTH),
             method: parts.method,
@@ -194,38 +195,28 @@ impl Proxy {
         self.forward(req, service, ex).await
     }
 
-    /// The access phase: returns the request as plugins left it, or the reply one wrote.
+    /// The access phase: returns the request as plugins left it (with the headers they set
+    /// on it), or the reply one wrote.
     async fn run_plugins(
         &self,
         parts: http::request::Parts,
         body: RequestBody,
         snapshot: &Arc<Snapshot>,
-        route_id: uuid::Uuid,
+        route: &RouteEntry,
         service_id: uuid::Uuid,
         ex: &mut Exchange,
-    ) -> Result<(http::request::Parts, RequestBody), Reply> {
-        let mut ctx = Context {
-            parts,
-            body,
-            client_ip: ex.client_ip,
-            snapshot: snapshot.clone(),
-            route_id,
-            service_id: Some(service_id),
-            consumer: None,
-            credential: None,
-            rejected_by: None,
-            response_headers: Vec::new(),
-            response_plugins: Vec::new(),
-            now_ms: ex.arrived_us / 1000,
-        };
-        let flow = snapshot.plugins.access(&mut ctx).await;
+    ) -> Result<(http::request::Parts, RequestBody, UpstreamHeaders), Reply> {
+        let on = (route.id, Some(service_id));
+        let now_ms = ex.arrived_us / 1000;
+        let mut ctx = Context::new(parts, body, snapshot.clone(), on, ex.client_ip, now_ms);
+        let flow = snapshot.plugins.access(&route.plugins, &mut ctx).await;
         ex.consumer = ctx.consumer;
         ex.credential_id = ctx.credential.map(|c| c.text);
         ex.rejected_by = ctx.rejected_by;
         ex.response_headers = ctx.response_headers;
         ex.response_plugins = ctx.response_plugins;
         match flow {
-            Flow::Continue => Ok((ctx.parts, ctx.body)),
+            Flow::Continue => Ok((ctx.parts, ctx.body, ctx.upstream_headers)),
             Flow::Respond(reply) => Err(reply),
         }
     }

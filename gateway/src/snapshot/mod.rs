@@ -7,7 +7,8 @@
 mod consumers;
 
 use crate::model::{Kind, Route, Service};
-use crate::plugins::{chain::PluginIndex, Shared};
+use crate::plugins::chain::{Plan, PluginIndex};
+use crate::plugins::Shared;
 use crate::router::Router;
 pub use consumers::{ConsumerEntry, CredentialEntry, CredentialId};
 use serde_json::Value;
@@ -28,6 +29,8 @@ pub struct RouteEntry {
     /// The route accepts plain-HTTP requests.
     pub allows_http: bool,
     pub https_redirect_status_code: u16,
+    /// The plugins that apply to its requests.
+    pub plugins: Plan,
 }
 
 /// A service as the proxy uses it: where to send, how long to wait.
@@ -116,9 +119,14 @@ impl Snapshot {
             consumers.add_key(k)?;
         }
         let router = Router::new(&routes)?;
+        let plugins = PluginIndex::build(&plugins, shared)?;
         let routes = routes
             .iter()
-            .map(|r| route_entry(r, &service_index))
+            .map(|r| {
+                let service = r.service.and_then(|s| service_index.get(&s.id).copied());
+                let plan = plugins.plan(r.id, service.map(|i| services[i].id));
+                route_entry(r, service, plan)
+            })
             .collect();
         Ok(Snapshot {
             version,
@@ -126,7 +134,7 @@ impl Snapshot {
             routes,
             services,
             consumers,
-            plugins: PluginIndex::build(&plugins, shared)?,
+            plugins,
         })
     }
 }
@@ -139,11 +147,11 @@ fn label(name: &Option<String>, id: Uuid) -> Arc<str> {
     name.clone().unwrap_or_else(|| id.to_string()).into()
 }
 
-fn route_entry(r: &Route, services: &HashMap<Uuid, usize>) -> RouteEntry {
+fn route_entry(r: &Route, service: Option<usize>, plugins: Plan) -> RouteEntry {
     RouteEntry {
         id: r.id,
         label: label(&r.name, r.id),
-        service: r.service.and_then(|s| services.get(&s.id).copied()),
+        service,
         strip_path: r.strip_path,
         preserve_host: r.preserve_host,
         path_handling_v1: r.path_handling == "v1",
@@ -152,6 +160,7 @@ fn route_entry(r: &Route, services: &HashMap<Uuid, usize>) -> RouteEntry {
             .iter()
             .any(|p| p == "http" || p == "ws" || p == "grpc"),
         https_redirect_status_code: r.https_redirect_status_code,
+        plugins,
     }
 }
 

@@ -371,9 +371,7 @@ impl RateLimiting {
             LimitBy::Credential => credential(),
             LimitBy::Service => ctx.service_id.map(|id| Cow::from(id.to_string())),
             LimitBy::Header(name) => ctx
-                .parts
-                .headers
-                .get(name)
+                .header(name)
                 .map(|v| String::from_utf8_lossy(v.as_bytes())),
             LimitBy::Path(path) => (ctx.parts.uri.path() == path).then_some(Cow::from(path)),
             LimitBy::Ip => None,
