@@ -60,6 +60,8 @@ pub(super) struct Exchange {
     pub response_plugins: Vec<Arc<dyn crate::plugins::Handler>>,
     pub upstream_addr: Option<Arc<str>>,
     pub upstream_us: u64,
+    /// From arrival until the request went upstream (Kong's proxy latency); `None` until then.
+    pub before_upstream_us: Option<u64>,
     pub upstream_failed: bool,
 }
 

@@ -28,7 +28,7 @@ use hyper::body::Incoming;
 use log::Exchange;
 pub use log::{LoggedBody, Logger};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 pub use upstream::Target;
 
 /// A response body: the upstream's, streamed, or one the gateway wrote.
@@ -62,11 +62,10 @@ impl Proxy {
         let seen = headers::seen(req.headers());
         let header_bytes = seen.size;
         let (request_id, request_id_header) = headers::request_id(seen.request_id);
+        let start = Instant::now();
         let mut ex = Exchange {
-            start: Instant::now(),
-            arrived_us: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_micros() as u64),
+            start,
+            arrived_us: coarse_timer::unix_micros(start),
             request_id,
             request_id_header,
             method: log::method_text(req.method()),
@@ -87,6 +86,7 @@ impl Proxy {
             response_plugins: Vec::new(),
             upstream_addr: None,
             upstream_us: 0,
+            before_upstream_us: None,
             upstream_failed: false,
         };
         let format = if seen.accept {
@@ -233,6 +233,7 @@ impl Proxy {
             retries: service.retries,
         };
         let sent = Instant::now();
+        ex.before_upstream_us = Some(sent.duration_since(ex.start).as_micros() as u64);
         ex.upstream_addr = Some(service.address.clone());
         let outcome = upstream::send(req, &service.target, &limits).await;
         ex.upstream_us = sent.elapsed().as_micros() as u64;
@@ -309,7 +310,12 @@ async fn filter_response(
 
 /// Tollgate's own headers on every response, and those plugins added.
 fn add_gateway_headers(resp: &mut Response<ProxyBody>, ex: &mut Exchange) {
-    let proxy_ms = (ex.start.elapsed().as_micros() as u64).saturating_sub(ex.upstream_us) / 1000;
+    // Kong's proxy latency: until the request went upstream, or until now for an answer the
+    // gateway wrote without one (no clock read for a proxied request).
+    let proxy_us = ex
+        .before_upstream_us
+        .unwrap_or_else(|| ex.start.elapsed().as_micros() as u64);
+    let proxy_ms = proxy_us / 1000;
     let h = resp.headers_mut();
     crate::plugins::context::apply(ex.response_headers.drain(..), h);
     h.insert(headers::PROXY_LATENCY, header_numbers::value(proxy_ms));
