@@ -117,15 +117,18 @@ start_tollgate() {
   read -r proxy status < <(free_ports 2)
   TOLLGATE_DATABASE=off TOLLGATE_DECLARATIVE_CONFIG="$1" TOLLGATE_WORKER_THREADS=1 TOLLGATE_ANALYTICS=${TOLLGATE_ANALYTICS:-off} \
   TOLLGATE_PROXY_LISTEN=127.0.0.1:$proxy TOLLGATE_ADMIN_LISTEN=off TOLLGATE_STATUS_LISTEN=127.0.0.1:$status \
-  TOLLGATE_CONSOLE_LISTEN=off TOLLGATE_PORTAL_LISTEN=off RUST_LOG=warn "${run_under[@]}" "$bin" > "$work/tollgate-$proxy.log" 2>&1 &
+  TOLLGATE_CONSOLE_LISTEN=off TOLLGATE_PORTAL_LISTEN=off TOLLGATE_DATA_DIR=${TOLLGATE_DATA_DIR:-$work/data-$proxy} \
+  RUST_LOG=warn "${run_under[@]}" "$bin" > "$work/tollgate-$proxy.log" 2>&1 &
   TG_PID=$!; pids+=($TG_PID)
   for _ in $(seq 600); do curl -fs "http://127.0.0.1:$status/status" >/dev/null 2>&1 && break; sleep 0.05; done
   TG_PORT=$proxy; TG_STATUS=$status
 }
 
-# One wrk run of `dur` seconds on `conns` connections; prints "requests/s p50 p99".
+# One wrk run of `dur` seconds on `conns` connections; prints "requests/s p50 p99". A run
+# with any answer other than 2xx or 3xx stops the benchmark (a wrong key is fast, not good).
 #   run_wrk URL [wrk options]
 run_wrk() {
   wrk -t1 -c"$conns" -d"${dur}s" --latency "$@" > "$work/wrk.out"
+  if grep -q "Non-2xx" "$work/wrk.out"; then echo "$1 answered errors: $(grep Non-2xx "$work/wrk.out")" >&2; exit 1; fi
   echo "$(awk '/Requests\/sec/ {print $2}' "$work/wrk.out") $(awk '$1=="50%" {print $2}' "$work/wrk.out") $(awk '$1=="99%" {print $2}' "$work/wrk.out")"
 }
