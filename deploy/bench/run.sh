@@ -48,12 +48,21 @@ fi
 code=$(curl -s -o /dev/null -w '%{http_code}' -H "apikey: $bench_key" "http://127.0.0.1:$TG_PORT/api/x")
 [ "$code" = 200 ] || { echo "key-auth set-up answered $code" >&2; exit 1; }
 
-# One line per round and target: "round|label|requests/s p50 p99".
-for round in $(seq "$rounds"); do
-  for t in "${targets[@]}"; do
-    IFS='|' read -r label url header <<< "$t"
-    if [ -n "$header" ]; then figures=$(run_wrk "$url" -H "$header"); else figures=$(run_wrk "$url"); fi
-    echo "$round|$label|$figures" >> "$work/rounds"
+# One line per round and target: "round|label|requests/s p50 p99". Round 0 warms every
+# target up (pools, allocator pages) for a second and is not counted. Each round starts one
+# target later than the one before, so that no target always runs right after the same one.
+n=${#targets[@]}
+for round in 0 $(seq "$rounds"); do
+  seconds=$dur; [ "$round" = 0 ] && seconds=1
+  for i in $(seq 0 $((n - 1))); do
+    IFS='|' read -r label url header <<< "${targets[$(( (i + round) % n ))]}"
+    args=("$url"); [ -n "$header" ] && args+=(-H "$header")
+    figures=$(dur=$seconds run_wrk "${args[@]}")
+    # Any answer but 2xx/3xx stops the run: a refused key is fast, not a result.
+    if grep -q "Non-2xx" "$work/wrk.out"; then
+      echo "target '$label': $(grep Non-2xx "$work/wrk.out")" >&2; exit 1
+    fi
+    [ "$round" = 0 ] || echo "$round|$label|$figures" >> "$work/rounds"
   done
 done
 loaded_rss=$(rss_kb "$tg_pid")
@@ -61,7 +70,8 @@ loaded_rss=$(rss_kb "$tg_pid")
 echo
 echo "wrk -t1 -c$conns -d${dur}s, one worker each, $rounds rounds in one run ($(date -u +%F), $(nproc) cores)"
 echo
-python3 - "$work/rounds" <<'PY'
+for t in "${targets[@]}"; do echo "${t%%|*}"; done > "$work/order"
+python3 - "$work/rounds" "$work/order" <<'PY'
 import statistics, sys
 from collections import defaultdict
 
@@ -80,7 +90,8 @@ for line in open(sys.argv[1]):
 nginx = {r: rps for r, rps, _, _ in runs["nginx proxy_pass"]}
 print("| target | requests/s (mean) | each round | / nginx (mean of rounds) | p50 (median) | p99 (median) |")
 print("|---|---|---|---|---|---|")
-for label, rows in runs.items():
+for label in open(sys.argv[2]).read().splitlines():
+    rows = runs[label]
     ratios = [rps / nginx[r] for r, rps, _, _ in rows]
     print(f"| {label} | {statistics.mean(rps for _, rps, _, _ in rows):,.0f} "
           f"| {', '.join(f'{rps:,.0f}' for _, rps, _, _ in rows)} "
