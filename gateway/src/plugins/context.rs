@@ -24,6 +24,8 @@ pub struct Context {
     pub consumer: Option<Arc<ConsumerEntry>>,
     /// The credential it authenticated with.
     pub credential: Option<CredentialId>,
+    /// The consumer is the anonymous one an authentication plugin fell back to.
+    pub anonymous: bool,
     /// The plugin that answered the client instead of the upstream.
     pub rejected_by: Option<&'static str>,
     /// Headers plugins set on the upstream request or take off it (`set_upstream_header`).
@@ -43,9 +45,35 @@ pub type AddedHeaders = Vec<(http::HeaderName, http::HeaderValue)>;
 
 /// Headers set on the upstream request (`Some`) or taken off it (`None`), each replacing what
 /// the client sent under its name, at most one entry per name. A list written straight into
-/// the upstream request, not edits of `parts.headers`: each of those hashes the name (key-auth
-/// sets or clears five headers on every request).
+/// the upstream request, not edits of `parts.headers` (each of those hashes the name).
 pub type UpstreamHeaders = Vec<(HeaderName, Option<HeaderValue>)>;
+
+/// Kong's headers telling the upstream who the consumer is. Once an authentication plugin
+/// identified one, whichever plugin it was, the proxy writes them from the consumer
+/// (`consumer_headers`) in place of any the client sent.
+pub static CONSUMER_HEADERS: [HeaderName; 5] = [
+    HeaderName::from_static("x-consumer-id"),
+    HeaderName::from_static("x-consumer-custom-id"),
+    HeaderName::from_static("x-consumer-username"),
+    HeaderName::from_static("x-credential-identifier"),
+    HeaderName::from_static("x-anonymous-consumer"),
+];
+
+/// The value of each of `CONSUMER_HEADERS` for an identified consumer (`None`: left out).
+pub fn consumer_headers<'a>(
+    consumer: &'a ConsumerEntry,
+    credential: Option<&'a CredentialId>,
+    anonymous: bool,
+) -> [Option<&'a HeaderValue>; 5] {
+    static TRUE: HeaderValue = HeaderValue::from_static("true");
+    [
+        Some(&consumer.id_header),
+        consumer.custom_id_header.as_ref(),
+        consumer.username_header.as_ref(),
+        credential.map(|c| &c.header),
+        anonymous.then_some(&TRUE),
+    ]
+}
 
 /// Applies `added` to `to`, each replacing any header of its name.
 pub fn apply(added: impl IntoIterator<Item = (http::HeaderName, HeaderValue)>, to: &mut HeaderMap) {
@@ -83,6 +111,7 @@ impl Context {
             service_id,
             consumer: None,
             credential: None,
+            anonymous: false,
             rejected_by: None,
             upstream_headers: Vec::new(),
             response_headers: Vec::new(),
@@ -106,7 +135,8 @@ impl Context {
 
     /// Sets (`Some`) or takes off (`None`) a header of the upstream request, whatever the
     /// client sent under that name. Not for the headers the gateway writes itself (`Host`,
-    /// `Content-Length`, `X-Forwarded-*`, `X-Real-IP`, `Via`, `X-Request-Id`).
+    /// `Content-Length`, `X-Forwarded-*`, `X-Real-IP`, `Via`, `X-Request-Id`, and
+    /// `CONSUMER_HEADERS` once a consumer is identified).
     pub fn set_upstream_header(&mut self, name: HeaderName, value: Option<HeaderValue>) {
         match self
             .upstream_headers
@@ -118,8 +148,14 @@ impl Context {
         }
     }
 
-    /// A request header as the upstream will get it: as a plugin set it, else the client's.
+    /// A request header as the upstream will get it: the identified consumer's, as a plugin
+    /// set it, else the client's.
     pub fn header(&self, name: &HeaderName) -> Option<&HeaderValue> {
+        if let Some(consumer) = &self.consumer {
+            if let Some(i) = CONSUMER_HEADERS.iter().position(|h| h == name) {
+                return consumer_headers(consumer, self.credential.as_ref(), self.anonymous)[i];
+            }
+        }
         match self.upstream_headers.iter().find(|(set, _)| set == name) {
             Some((_, value)) => value.as_ref(),
             None => self.parts.headers.get(name),
@@ -184,5 +220,30 @@ impl Reply {
             message: message.into(),
             headers: HeaderMap::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_header_reads_as_the_upstream_will_get_it() {
+        let request = http::Request::get("/")
+            .header("x-consumer-username", "mallory")
+            .header("apikey", "secret")
+            .body(())
+            .unwrap();
+        let mut ctx = Context::for_test(request.into_parts().0);
+        let name = HeaderName::from_static;
+        assert_eq!(ctx.header(&name("x-consumer-username")).unwrap(), "mallory");
+        let ann = ConsumerEntry::new(Uuid::nil(), Some("ann".into()), None);
+        ctx.consumer = Some(Arc::new(ann));
+        assert_eq!(ctx.header(&name("x-consumer-username")).unwrap(), "ann");
+        assert_eq!(ctx.header(&name("x-anonymous-consumer")), None);
+        ctx.anonymous = true;
+        assert_eq!(ctx.header(&name("x-anonymous-consumer")).unwrap(), "true");
+        ctx.set_upstream_header(name("apikey"), None);
+        assert_eq!(ctx.header(&name("apikey")), None);
     }
 }

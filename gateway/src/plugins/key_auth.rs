@@ -60,12 +60,6 @@ const NO_KEY: &str = "No API key found in request";
 const BAD_KEY: &str = "Unauthorized";
 const DUPLICATE: &str = "Duplicate API key found";
 
-const X_CONSUMER_ID: HeaderName = HeaderName::from_static("x-consumer-id");
-const X_CONSUMER_CUSTOM_ID: HeaderName = HeaderName::from_static("x-consumer-custom-id");
-const X_CONSUMER_USERNAME: HeaderName = HeaderName::from_static("x-consumer-username");
-const X_CREDENTIAL_IDENTIFIER: HeaderName = HeaderName::from_static("x-credential-identifier");
-const X_ANONYMOUS_CONSUMER: HeaderName = HeaderName::from_static("x-anonymous-consumer");
-
 struct KeyAuth {
     /// Each name as a header (case-insensitive) and as given (query and body are exact).
     key_names: Vec<(HeaderName, String)>,
@@ -228,27 +222,17 @@ impl KeyAuth {
     }
 }
 
-/// Records the consumer and tells the upstream who it is (replacing anything the client sent).
+/// Records the consumer (the proxy tells the upstream who it is, replacing anything the
+/// client sent: `context::CONSUMER_HEADERS`).
 fn identify(
     ctx: &mut Context,
     consumer: Arc<ConsumerEntry>,
     credential: Option<CredentialId>,
     anonymous: bool,
 ) {
-    ctx.upstream_headers.reserve(5);
-    ctx.set_upstream_header(X_CONSUMER_ID, Some(consumer.id_header.clone()));
-    ctx.set_upstream_header(X_CONSUMER_CUSTOM_ID, consumer.custom_id_header.clone());
-    ctx.set_upstream_header(X_CONSUMER_USERNAME, consumer.username_header.clone());
-    ctx.set_upstream_header(
-        X_CREDENTIAL_IDENTIFIER,
-        credential.as_ref().map(|c| c.header.clone()),
-    );
-    ctx.set_upstream_header(
-        X_ANONYMOUS_CONSUMER,
-        anonymous.then(|| HeaderValue::from_static("true")),
-    );
     ctx.credential = credential;
     ctx.consumer = Some(consumer);
+    ctx.anonymous = anonymous;
 }
 
 /// Takes the key out of what the upstream gets.

@@ -3,6 +3,7 @@
 //! upstream's own hop-by-hop headers never leave `upstream::codec`), and the client's host read.
 use super::upstream::{connection_options, write_header, HOP_BY_HOP};
 use super::{Downstream, Exchange, VIA};
+use crate::plugins::context::{consumer_headers, CONSUMER_HEADERS};
 use crate::plugins::UpstreamHeaders;
 use crate::snapshot::{RouteEntry, ServiceEntry};
 use http::{header, HeaderMap, HeaderName, HeaderValue, Uri};
@@ -111,6 +112,8 @@ pub(super) struct Forwarded<'a> {
     /// control bytes (a safe header value).
     pub prefix: Option<&'a str>,
     pub request_id: &'a HeaderValue,
+    /// The values of `CONSUMER_HEADERS`, once a plugin identified the consumer.
+    pub consumer: Option<[Option<&'a HeaderValue>; 5]>,
 }
 
 impl<'a> Forwarded<'a> {
@@ -136,6 +139,10 @@ impl<'a> Forwarded<'a> {
             port: &conn.local_port_header,
             prefix: stripped_prefix.filter(|p| !p.is_empty() && *p != "/"),
             request_id: &ex.request_id_header,
+            consumer: ex
+                .consumer
+                .as_deref()
+                .map(|c| consumer_headers(c, ex.credential.as_ref(), ex.anonymous)),
         }
     }
 }
@@ -154,8 +161,9 @@ static REPLACED: [HeaderName; 9] = [
 ];
 
 /// Writes the request headers the upstream gets as `name: value` lines: the client's, less the
-/// hop-by-hop ones and those plugins or the gateway replace, then the plugins', then the
-/// gateway's own. The client's `X-Forwarded-For` and `Via` chains grow by one entry each.
+/// hop-by-hop ones and those plugins or the gateway replace, then the plugins', the
+/// consumer's, and the gateway's own. The client's `X-Forwarded-For` and `Via` chains grow by
+/// one entry each.
 pub(super) fn write_for_upstream(
     client: &HeaderMap,
     set_by_plugins: &UpstreamHeaders,
@@ -174,15 +182,18 @@ pub(super) fn write_for_upstream(
             xff.push(value.as_bytes());
         } else if name == header::VIA {
             via.push(value.as_bytes());
-        } else if !REPLACED.contains(name)
-            && !HOP_BY_HOP.contains(name)
-            && !named.contains(name)
-            && !set_by_plugins.iter().any(|(set, _)| set == name)
-        {
+        } else if !gives_way(name, &named, set_by_plugins, ours) {
             write_header(out, name.as_str().as_bytes(), value.as_bytes());
         }
     }
-    for (name, value) in set_by_plugins {
+    let plugins = set_by_plugins
+        .iter()
+        .map(|(name, value)| (name, value.as_ref()));
+    let consumer = ours
+        .consumer
+        .into_iter()
+        .flat_map(|values| CONSUMER_HEADERS.iter().zip(values));
+    for (name, value) in plugins.chain(consumer) {
         if let Some(value) = value {
             write_header(out, name.as_str().as_bytes(), value.as_bytes());
         }
@@ -199,6 +210,21 @@ pub(super) fn write_for_upstream(
     }
     write_header(out, b"x-request-id", ours.request_id.as_bytes());
     write_chain(out, b"via", &via, VIA.as_bytes());
+}
+
+/// Whether a client's header stays off the upstream request: hop-by-hop (or named by its
+/// `Connection`), or replaced by the gateway's own, a plugin's, or the consumer's.
+fn gives_way(
+    name: &HeaderName,
+    named: &[HeaderName],
+    set_by_plugins: &UpstreamHeaders,
+    ours: &Forwarded,
+) -> bool {
+    REPLACED.contains(name)
+        || HOP_BY_HOP.contains(name)
+        || named.contains(name)
+        || set_by_plugins.iter().any(|(set, _)| set == name)
+        || (ours.consumer.is_some() && CONSUMER_HEADERS.contains(name))
 }
 
 /// The values a client sent for a list header, usually none or one.
@@ -241,8 +267,8 @@ mod tests {
     use http::Request;
 
     #[test]
-    fn the_upstream_gets_the_clients_headers_less_hop_by_hop_with_the_plugins_and_the_gateways_own()
-    {
+    fn the_upstream_gets_the_clients_headers_less_hop_by_hop_with_the_plugins_consumers_and_gateways(
+    ) {
         let mut client = HeaderMap::new();
         for (k, v) in [
             ("host", "client.test"),
@@ -269,6 +295,7 @@ mod tests {
             value("8000"),
             value("abc"),
         );
+        let (consumer_id, username, credential) = (value("c-1"), value("ann"), value("k-1"));
         let ours = Forwarded {
             host: b"backend:8080",
             peer: &peer,
@@ -277,9 +304,16 @@ mod tests {
             port: &port,
             prefix: Some("/api"),
             request_id: &id,
+            consumer: Some([
+                Some(&consumer_id),
+                None,
+                Some(&username),
+                Some(&credential),
+                None,
+            ]),
         };
         let set_by_plugins = vec![
-            (HeaderName::from_static("x-consumer-id"), Some(value("c-1"))),
+            (HeaderName::from_static("x-set"), Some(value("by a plugin"))),
             (HeaderName::from_static("apikey"), None),
         ];
         let mut out = Vec::new();
@@ -287,7 +321,8 @@ mod tests {
         assert_eq!(
             String::from_utf8(out).unwrap(),
             format!(
-                "x-kept: a\r\nx-kept: b\r\nx-consumer-id: c-1\r\nhost: backend:8080\r\n\
+                "x-kept: a\r\nx-kept: b\r\nx-set: by a plugin\r\nx-consumer-id: c-1\r\n\
+                 x-consumer-username: ann\r\nx-credential-identifier: k-1\r\nhost: backend:8080\r\n\
                  x-forwarded-for: 10.0.0.1, 10.0.0.2, 127.0.0.1\r\nx-real-ip: 203.0.113.9\r\n\
                  x-forwarded-proto: http\r\nx-forwarded-host: api.test\r\n\
                  x-forwarded-port: 8000\r\nx-forwarded-prefix: /api\r\nx-request-id: abc\r\n\

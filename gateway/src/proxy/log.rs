@@ -51,7 +51,10 @@ pub(super) struct Exchange {
     pub route: Option<Arc<str>>,
     pub route_path: Option<Arc<str>>,
     pub consumer: Option<Arc<ConsumerEntry>>,
-    pub credential_id: Option<Arc<str>>,
+    /// The credential it authenticated with.
+    pub credential: Option<crate::snapshot::CredentialId>,
+    /// The consumer is the anonymous fallback of an authentication plugin.
+    pub anonymous: bool,
     /// The plugin that answered instead of the upstream.
     pub rejected_by: Option<&'static str>,
     /// Headers plugins add to the response.
@@ -75,7 +78,7 @@ impl Exchange {
             route: self.route,
             consumer_id: self.consumer.as_ref().map(|c| c.id_text.clone()),
             consumer: self.consumer.as_ref().map(|c| c.name.clone()),
-            credential_id: self.credential_id,
+            credential_id: self.credential.map(|c| c.text),
             method: self.method,
             host: self.host,
             path: self.path,

@@ -80,7 +80,8 @@ impl Proxy {
             route: None,
             route_path: None,
             consumer: None,
-            credential_id: None,
+            credential: None,
+            anonymous: false,
             rejected_by: None,
             response_headers: Vec::new(),
             response_plugins: Vec::new(),
@@ -211,7 +212,8 @@ impl Proxy {
         let mut ctx = Context::new(parts, body, snapshot.clone(), on, ex.client_ip, now_ms);
         let flow = snapshot.plugins.access(&route.plugins, &mut ctx).await;
         ex.consumer = ctx.consumer;
-        ex.credential_id = ctx.credential.map(|c| c.text);
+        ex.credential = ctx.credential;
+        ex.anonymous = ctx.anonymous;
         ex.rejected_by = ctx.rejected_by;
         ex.response_headers = ctx.response_headers;
         ex.response_plugins = ctx.response_plugins;
