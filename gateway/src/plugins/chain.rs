@@ -134,7 +134,7 @@ impl PluginIndex {
     }
 
     /// The instance a step of a plan runs for this request.
-    fn instance<'a>(&'a self, step: &'a Step, ctx: &Context) -> Option<&'a Arc<dyn Handler>> {
+    fn instance<'a>(&'a self, step: &'a Step, ctx: &Context<'_>) -> Option<&'a Arc<dyn Handler>> {
         match &ctx.consumer {
             Some(consumer) if step.consumer_may_win => self
                 .resolve(step.plugin, ctx.route_id, ctx.service_id, Some(consumer.id))
@@ -145,7 +145,7 @@ impl PluginIndex {
 
     /// Runs the access phase of every plugin in `plan`, highest priority first, until one
     /// answers the client.
-    pub async fn access(&self, plan: &Plan, ctx: &mut Context) -> Flow {
+    pub async fn access(&self, plan: &Plan, ctx: &mut Context<'_>) -> Flow {
         for (n, step) in plan.steps.iter().enumerate() {
             let Some(handler) = self.instance(step, ctx) else {
                 continue;
@@ -164,7 +164,7 @@ impl PluginIndex {
 
     /// After a plugin answered the client, the lower-priority instances (`rest`) skip access
     /// but, as in Kong, still see the response and the log (a global file-log logs the 401s too).
-    fn collect_after(&self, rest: &[Step], ctx: &mut Context) {
+    fn collect_after(&self, rest: &[Step], ctx: &mut Context<'_>) {
         for step in rest {
             if let Some(h) = self.instance(step, ctx) {
                 if h.on_response() {

@@ -117,7 +117,7 @@ impl Found {
 }
 
 impl Handler for KeyAuth {
-    fn access<'a>(&'a self, ctx: &'a mut Context) -> Access<'a> {
+    fn access<'a>(&'a self, ctx: &'a mut Context<'_>) -> Access<'a> {
         if !self.run_on_preflight && ctx.parts.method == http::Method::OPTIONS {
             return Access::Now(Flow::Continue);
         }
@@ -141,8 +141,8 @@ impl Handler for KeyAuth {
 impl KeyAuth {
     /// Finds the key in the request (and `body`, the form when keys may come in one) and
     /// identifies its consumer.
-    fn authenticate(&self, ctx: &mut Context, body: Option<FormBody>) -> Flow {
-        let found = match self.find_key(&ctx.parts, body.as_ref()) {
+    fn authenticate(&self, ctx: &mut Context<'_>, body: Option<FormBody>) -> Flow {
+        let found = match self.find_key(ctx.parts, body.as_ref()) {
             Ok(found) => found,
             Err(()) => return self.reject(DUPLICATE),
         };
@@ -196,7 +196,7 @@ impl KeyAuth {
         Ok(None)
     }
 
-    fn anonymous_or(&self, ctx: &mut Context, message: &'static str) -> Flow {
+    fn anonymous_or(&self, ctx: &mut Context<'_>, message: &'static str) -> Flow {
         let Some(anonymous) = &self.anonymous else {
             return self.reject(message);
         };
@@ -225,7 +225,7 @@ impl KeyAuth {
 /// Records the consumer (the proxy tells the upstream who it is, replacing anything the
 /// client sent: `context::CONSUMER_HEADERS`).
 fn identify(
-    ctx: &mut Context,
+    ctx: &mut Context<'_>,
     consumer: Arc<ConsumerEntry>,
     credential: Option<CredentialId>,
     anonymous: bool,
@@ -236,7 +236,7 @@ fn identify(
 }
 
 /// Takes the key out of what the upstream gets.
-fn hide(ctx: &mut Context, found: &Found, body: Option<FormBody>) {
+fn hide(ctx: &mut Context<'_>, found: &Found, body: Option<FormBody>) {
     match found {
         Found::Header(name, _) => ctx.set_upstream_header(name.clone(), None),
         Found::Body(name, _) => {

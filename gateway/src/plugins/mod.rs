@@ -46,7 +46,7 @@ pub trait Handler: Send + Sync {
     /// Runs before the request goes upstream: may identify the consumer, change the upstream
     /// request, add response headers, or answer the client itself. Plugins that act only on
     /// the response let it pass.
-    fn access<'a>(&'a self, _ctx: &'a mut Context) -> Access<'a> {
+    fn access<'a>(&'a self, _ctx: &'a mut Context<'_>) -> Access<'a> {
         Access::Now(Flow::Continue)
     }
 

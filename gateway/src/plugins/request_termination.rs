@@ -76,7 +76,7 @@ fn from_config(c: &Map<String, Value>) -> Result<RequestTermination, String> {
 
 impl RequestTermination {
     /// Whether this request sets the plugin off: always, or when it names the trigger.
-    fn triggered(&self, ctx: &Context) -> bool {
+    fn triggered(&self, ctx: &Context<'_>) -> bool {
         let Some((header, name)) = &self.trigger else {
             return true;
         };
@@ -87,7 +87,7 @@ impl RequestTermination {
 }
 
 impl Handler for RequestTermination {
-    fn access<'a>(&'a self, ctx: &'a mut Context) -> Access<'a> {
+    fn access<'a>(&'a self, ctx: &'a mut Context<'_>) -> Access<'a> {
         Access::Now(if self.triggered(ctx) {
             Flow::Respond(Reply::new(self.status, self.message.clone()))
         } else {
@@ -106,7 +106,7 @@ mod tests {
         from_config(&c).unwrap()
     }
 
-    fn request(uri: &str, header: Option<&str>) -> Context {
+    fn request(uri: &str, header: Option<&str>) -> Context<'static> {
         let mut b = http::Request::get(uri);
         if let Some(h) = header {
             b = b.header(h, "1");

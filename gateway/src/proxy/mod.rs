@@ -167,8 +167,8 @@ impl Proxy {
         let mut body = RequestBody::Streaming(body);
         let mut set_by_plugins = UpstreamHeaders::new();
         if !route.plugins.is_empty() {
-            (parts, body, set_by_plugins) = self
-                .run_plugins(parts, body, &snapshot, route, service.id, ex)
+            set_by_plugins = self
+                .run_plugins(&mut parts, &mut body, &snapshot, route, service.id, ex)
                 .await?;
         }
         let rest = if route.strip_path {
@@ -196,17 +196,17 @@ impl Proxy {
         self.forward(req, service, ex).await
     }
 
-    /// The access phase: returns the request as plugins left it (with the headers they set
-    /// on it), or the reply one wrote.
+    /// The access phase: leaves the request as plugins changed it and returns the headers
+    /// they set on it, or the reply one wrote.
     async fn run_plugins(
         &self,
-        parts: http::request::Parts,
-        body: RequestBody,
+        parts: &mut http::request::Parts,
+        body: &mut RequestBody,
         snapshot: &Arc<Snapshot>,
         route: &RouteEntry,
         service_id: uuid::Uuid,
         ex: &mut Exchange,
-    ) -> Result<(http::request::Parts, RequestBody, UpstreamHeaders), Reply> {
+    ) -> Result<UpstreamHeaders, Reply> {
         let on = (route.id, Some(service_id));
         let now_ms = ex.arrived_us / 1000;
         let mut ctx = Context::new(parts, body, snapshot.clone(), on, ex.client_ip, now_ms);
@@ -218,7 +218,7 @@ impl Proxy {
         ex.response_headers = ctx.response_headers;
         ex.response_plugins = ctx.response_plugins;
         match flow {
-            Flow::Continue => Ok((ctx.parts, ctx.body, ctx.upstream_headers)),
+            Flow::Continue => Ok(ctx.upstream_headers),
             Flow::Respond(reply) => Err(reply),
         }
     }

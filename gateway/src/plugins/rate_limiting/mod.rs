@@ -297,7 +297,7 @@ fn enc(s: &str) -> String {
 
 impl Handler for RateLimiting {
     /// Counts the request; the local policy decides at once, Redis' after a round trip.
-    fn access<'a>(&'a self, ctx: &'a mut Context) -> Access<'a> {
+    fn access<'a>(&'a self, ctx: &'a mut Context<'_>) -> Access<'a> {
         let now = (ctx.now_ms / 1000) as i64;
         let identifier = self.identifier(ctx);
         let windows = windows_at(&self.limits, now);
@@ -334,7 +334,7 @@ impl RateLimiting {
     /// before it and whether it was counted.
     fn decide(
         &self,
-        ctx: &mut Context,
+        ctx: &mut Context<'_>,
         windows: &[Window],
         (usage, allowed): (PerWindow<u64>, bool),
         now: i64,
@@ -360,7 +360,7 @@ impl RateLimiting {
     }
 
     /// Kong's identifier for `limit_by`, falling back to the client's IP when it is missing.
-    fn identifier<'a>(&'a self, ctx: &'a Context) -> Cow<'a, str> {
+    fn identifier<'a>(&'a self, ctx: &'a Context<'_>) -> Cow<'a, str> {
         let credential = || ctx.credential.as_ref().map(|c| Cow::from(&*c.text));
         let found = match &self.limit_by {
             LimitBy::Consumer => ctx
