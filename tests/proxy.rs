@@ -243,12 +243,23 @@ async fn unreachable_and_slow_upstreams_answer_502_and_504() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_lets_in_flight_requests_finish() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let backend = Backend::start().await;
     let mut gw = Gateway::start(&[]).await;
     seed_service(&gw, backend.port).await;
+    // A keep-alive connection that has been answered and now sits idle.
+    let mut idle = tokio::net::TcpStream::connect(("127.0.0.1", gw.proxy))
+        .await
+        .unwrap();
+    idle.write_all(b"GET /api/get/context HTTP/1.1\r\nhost: gw.test\r\n\r\n")
+        .await
+        .unwrap();
+    let head = read_until(&mut idle, b"\r\n\r\n").await;
+    assert!(head.starts_with(b"HTTP/1.1 200 OK\r\n"));
     let url = gw.proxy_url("/api/slow");
     let in_flight = tokio::spawn(async move { send("GET", &url, &[], None).await });
     tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
     let status = tokio::task::spawn_blocking(move || {
         let s = gw.terminate();
         (s, gw)
@@ -261,6 +272,44 @@ async fn sigterm_lets_in_flight_requests_finish() {
         "clean exit after draining: {exit:?}\n{}",
         gw.log_text()
     );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the idle connection did not hold up the exit (drain timeout 30 s): {:?}",
+        started.elapsed()
+    );
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(1), idle.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "the idle connection was closed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_whose_first_bytes_arrive_alone_is_served() {
+    use tokio::io::AsyncWriteExt;
+    let backend = Backend::start().await;
+    let gw = Gateway::start(&[]).await;
+    seed_service(&gw, backend.port).await;
+    // The server is chosen from a connection's first bytes: "G" rules HTTP/2 out at once,
+    // "P" could still start its preface ("PRI * HTTP/2.0") and must wait for more.
+    for (first, rest) in [("G", "ET"), ("P", "OST")] {
+        let mut client = tokio::net::TcpStream::connect(("127.0.0.1", gw.proxy))
+            .await
+            .unwrap();
+        client.write_all(first.as_bytes()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let request = format!(
+            "{rest} /api/post/context HTTP/1.1\r\nhost: gw.test\r\ncontent-length: 0\r\n\r\n"
+        );
+        client.write_all(request.as_bytes()).await.unwrap();
+        let head =
+            tokio::time::timeout(Duration::from_secs(5), read_until(&mut client, b"\r\n\r\n"))
+                .await
+                .expect("an answer");
+        let head = String::from_utf8_lossy(&head);
+        assert!(
+            head.starts_with("HTTP/1.1 200 OK\r\n"),
+            "{first}{rest}: {head}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

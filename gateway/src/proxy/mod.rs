@@ -7,6 +7,7 @@
 mod client_ip;
 mod coarse_timer;
 mod downstream;
+mod drain;
 mod error_page;
 mod headers;
 mod log;
