@@ -283,6 +283,29 @@ async fn sigterm_lets_in_flight_requests_finish() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_closes_its_sending_side_after_the_request_still_gets_the_answer() {
+    use tokio::io::AsyncWriteExt;
+    let backend = Backend::start().await;
+    let gw = Gateway::start(&[]).await;
+    seed_service(&gw, backend.port).await;
+    let mut client = tokio::net::TcpStream::connect(("127.0.0.1", gw.proxy))
+        .await
+        .unwrap();
+    client
+        .write_all(b"GET /api/slow HTTP/1.1\r\nhost: gw.test\r\n\r\n")
+        .await
+        .unwrap();
+    // As `nc -N` and some HTTP/1.0-era clients do: done sending, still reading.
+    client.shutdown().await.unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(5), read_until(&mut client, b"}"))
+        .await
+        .expect("an answer");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert!(answer.contains("\"path\":\"/slow\""), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_whose_first_bytes_arrive_alone_is_served() {
     use tokio::io::AsyncWriteExt;
     let backend = Backend::start().await;
