@@ -243,17 +243,16 @@ async fn unreachable_and_slow_upstreams_answer_502_and_504() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_lets_in_flight_requests_finish() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncReadExt;
     let backend = Backend::start().await;
     let mut gw = Gateway::start(&[]).await;
     seed_service(&gw, backend.port).await;
     // A keep-alive connection that has been answered and now sits idle.
-    let mut idle = tokio::net::TcpStream::connect(("127.0.0.1", gw.proxy))
-        .await
-        .unwrap();
-    idle.write_all(b"GET /api/get/context HTTP/1.1\r\nhost: gw.test\r\n\r\n")
-        .await
-        .unwrap();
+    let mut idle = proxy_connection(
+        &gw,
+        b"GET /api/get/context HTTP/1.1\r\nhost: gw.test\r\n\r\n",
+    )
+    .await;
     let head = read_until(&mut idle, b"\r\n\r\n").await;
     assert!(head.starts_with(b"HTTP/1.1 200 OK\r\n"));
     let url = gw.proxy_url("/api/slow");
@@ -288,13 +287,8 @@ async fn a_client_that_closes_its_sending_side_after_the_request_still_gets_the_
     let backend = Backend::start().await;
     let gw = Gateway::start(&[]).await;
     seed_service(&gw, backend.port).await;
-    let mut client = tokio::net::TcpStream::connect(("127.0.0.1", gw.proxy))
-        .await
-        .unwrap();
-    client
-        .write_all(b"GET /api/slow HTTP/1.1\r\nhost: gw.test\r\n\r\n")
-        .await
-        .unwrap();
+    let mut client =
+        proxy_connection(&gw, b"GET /api/slow HTTP/1.1\r\nhost: gw.test\r\n\r\n").await;
     // As `nc -N` and some HTTP/1.0-era clients do: done sending, still reading.
     client.shutdown().await.unwrap();
     let answer = tokio::time::timeout(Duration::from_secs(5), read_until(&mut client, b"}"))
@@ -314,10 +308,7 @@ async fn a_request_whose_first_bytes_arrive_alone_is_served() {
     // The server is chosen from a connection's first bytes: "G" rules HTTP/2 out at once,
     // "P" could still start its preface ("PRI * HTTP/2.0") and must wait for more.
     for (first, rest) in [("G", "ET"), ("P", "OST")] {
-        let mut client = tokio::net::TcpStream::connect(("127.0.0.1", gw.proxy))
-            .await
-            .unwrap();
-        client.write_all(first.as_bytes()).await.unwrap();
+        let mut client = proxy_connection(&gw, first.as_bytes()).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
         let request = format!(
             "{rest} /api/post/context HTTP/1.1\r\nhost: gw.test\r\ncontent-length: 0\r\n\r\n"
@@ -620,13 +611,11 @@ async fn chunked_requests_and_responses_stream_through_both_ways() {
     });
     let service = json!({"name": "chunky", "url": format!("http://127.0.0.1:{port}")});
     let gw = gateway_with(service, "/chunky").await;
-    let mut client = tokio::net::TcpStream::connect(("127.0.0.1", gw.proxy))
-        .await
-        .unwrap();
-    client
-        .write_all(b"POST /chunky/up HTTP/1.1\r\nhost: gw.test\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n")
-        .await
-        .unwrap();
+    let mut client = proxy_connection(
+        &gw,
+        b"POST /chunky/up HTTP/1.1\r\nhost: gw.test\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n",
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     client.write_all(b"6\r\n world\r\n0\r\n\r\n").await.unwrap();
     let mut answer = read_until(&mut client, b"\r\n\r\n").await;
@@ -690,6 +679,16 @@ async fn a_kept_alive_connection_the_upstream_drops_is_replaced_for_idempotent_r
         );
     }
     assert!(statuses.contains(&502), "{statuses:?}");
+}
+
+/// A plain connection to the gateway's proxy that has sent `bytes`.
+async fn proxy_connection(gw: &Gateway, bytes: &[u8]) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", gw.proxy))
+        .await
+        .unwrap();
+    socket.write_all(bytes).await.unwrap();
+    socket
 }
 
 /// Reads from `socket` until what it read holds `end` (or the peer closes).
