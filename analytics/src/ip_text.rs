@@ -1,7 +1,6 @@
 //! Client addresses as text, made on the stack: the ClickHouse sink writes one for every event,
 //! and `IpAddr::to_string` (an allocation and a trip through `fmt` per octet) was a quarter of
 //! that sink's own cost per event.
-use serde::{Serialize, Serializer};
 use std::io::Write;
 use std::net::IpAddr;
 
@@ -55,12 +54,6 @@ impl IpText {
     pub fn as_str(&self) -> &str {
         // Only ASCII digits, dots, colons and hex letters were written.
         std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
-    }
-}
-
-impl Serialize for IpText {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
     }
 }
 

@@ -1,15 +1,15 @@
-//! The ClickHouse sink: one `INSERT` per batch into the events table; materialized views keep
-//! the per-minute rollups.
+//! The ClickHouse sink: one `INSERT` per batch into the events table, the batch as one block
+//! of the Native format (see `native`); materialized views keep the per-minute rollups.
 //!
 //! The schema (`migrations/clickhouse/`) is applied on the first write rather than at start-up,
 //! so a gateway starts while ClickHouse is down and its events wait in the spill file.
-//! The crate's row validation needs `RowBinaryWithNamesAndTypes`, which old servers (Debian's
-//! 18.16) lack: `Validation::Auto` turns it on only for servers from 2023 on.
+//! The crate's row validation (for the queries' results, `query::clickhouse`) needs
+//! `RowBinaryWithNamesAndTypes`, which old servers (Debian's 18.16) lack: `Validation::Auto`
+//! turns it on only for servers from 2023 on. Inserts need none: a Native block names and
+//! types its columns, and the server converts or refuses what does not fit the table.
+use super::native::{day, Block, COLUMNS};
 use super::{Batch, Sink, SinkError, WriteFuture};
-use crate::event::EventRef;
-use crate::ip_text::IpText;
-use clickhouse::{Client, Row};
-use serde::Serialize;
+use clickhouse::Client;
 use tokio::sync::OnceCell;
 
 const MIGRATIONS: &[&str] = &[include_str!(
@@ -158,8 +158,10 @@ impl ClickHouse {
     }
 }
 
-fn day(timestamp_us: u64) -> u16 {
-    (timestamp_us / 1_000_000 / 86_400) as u16
+/// `INSERT INTO events (date, timestamp, ...) FORMAT Native`.
+fn insert_statement() -> String {
+    let names: Vec<&str> = COLUMNS.iter().map(|(name, _)| *name).collect();
+    format!("INSERT INTO events ({}) FORMAT Native", names.join(", "))
 }
 
 impl Sink for ClickHouse {
@@ -170,82 +172,18 @@ impl Sink for ClickHouse {
                 tracing::info!(batch = %batch.id, "analytics batch was already stored by an earlier attempt");
                 return Ok(());
             }
+            if batch.is_empty() {
+                return Ok(());
+            }
             let id = batch.id.to_string();
-            let mut insert = client.insert::<EventRow>("events").await.map_err(err)?;
-            for e in batch.events() {
-                insert.write(&EventRow::new(e, &id)).await.map_err(err)?;
+            let mut block = Block::default();
+            batch.events().for_each(|e| block.add(&e, &id));
+            let mut insert = client.insert_formatted_with(insert_statement());
+            for chunk in block.into_chunks() {
+                insert.send(chunk).await.map_err(err)?;
             }
             insert.end().await.map_err(err)
         })
-    }
-}
-
-/// A row of the events table, in its column order.
-#[derive(Row, Serialize)]
-struct EventRow<'a> {
-    date: u16,
-    timestamp: u32,
-    timestamp_us: u32,
-    request_id: &'a str,
-    service: &'a str,
-    route: &'a str,
-    consumer_id: &'a str,
-    consumer: &'a str,
-    credential_id: &'a str,
-    method: &'a str,
-    host: &'a str,
-    path: &'a str,
-    route_path: &'a str,
-    status: u16,
-    latency_us: u32,
-    upstream_latency_us: u32,
-    gateway_latency_us: u32,
-    bytes_in: u64,
-    bytes_out: u64,
-    client_ip: IpText,
-    user_agent: &'a str,
-    rate_limited: u8,
-    auth_failed: u8,
-    upstream_failed: u8,
-    upstream_addr: &'a str,
-    node: &'a str,
-    batch_id: &'a str,
-}
-
-impl<'a> EventRow<'a> {
-    fn new(e: EventRef<'a>, batch_id: &'a str) -> EventRow<'a> {
-        let text = |v: Option<&'a str>| v.unwrap_or("");
-        let secs = e.timestamp_us / 1_000_000;
-        let micros = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
-        EventRow {
-            date: day(e.timestamp_us),
-            timestamp: secs as u32,
-            timestamp_us: (e.timestamp_us % 1_000_000) as u32,
-            request_id: e.request_id,
-            service: text(e.service),
-            route: text(e.route),
-            consumer_id: text(e.consumer_id),
-            consumer: text(e.consumer),
-            credential_id: text(e.credential_id),
-            method: e.method,
-            host: e.host,
-            path: e.path,
-            route_path: text(e.route_path),
-            status: e.status,
-            latency_us: micros(e.total_latency_us),
-            upstream_latency_us: micros(e.upstream_latency_us),
-            gateway_latency_us: micros(e.gateway_latency_us),
-            bytes_in: e.bytes_in,
-            bytes_out: e.bytes_out,
-            client_ip: IpText::new(e.client_ip),
-            user_agent: text(e.user_agent),
-            rate_limited: u8::from(e.rate_limited),
-            auth_failed: u8::from(e.auth_failed),
-            upstream_failed: u8::from(e.upstream_failed),
-            upstream_addr: text(e.upstream_addr),
-            node: e.node,
-            batch_id,
-        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Where batches of events go: ClickHouse, or the embedded store.
 pub mod clickhouse;
 pub mod embedded;
+mod native;
 
 use crate::event::EventRef;
 use crate::packed::Packed;
