@@ -12,6 +12,11 @@ use tollgate_analytics::sink::clickhouse::{ClickHouse, Validation};
 use tollgate_analytics::sink::embedded::Embedded;
 use tollgate_analytics::sink::{Batch, Sink};
 
+/// The gateway's allocator (src/main.rs), so that the queries are timed as the gateway runs
+/// them: with the system's, the embedded 1-minute series took 70 ms instead of 52 ms.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const DAY_US: u64 = 86_400 * 1_000_000;
 
 fn main() {
