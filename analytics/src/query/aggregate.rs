@@ -40,11 +40,8 @@ pub fn summary(rows: &[RollupRow]) -> Summary {
 }
 
 fn percentiles(h: &Histogram) -> (f64, f64, f64) {
-    (
-        ms(h.quantile(0.5)),
-        ms(h.quantile(0.95)),
-        ms(h.quantile(0.99)),
-    )
+    let [p50, p95, p99] = h.quantiles([0.5, 0.95, 0.99]);
+    (ms(p50), ms(p95), ms(p99))
 }
 
 pub fn timeseries(rows: &[RollupRow], step: i64) -> Vec<Point> {
