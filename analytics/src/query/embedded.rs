@@ -38,27 +38,19 @@ fn push_filter(q: &mut QueryBuilder<'_, Sqlite>, f: &Filter, time: &str, scale: 
 }
 
 impl Embedded {
-    /// Rollup rows of `table` whose period starts in `[from, to)`, with the filters of `f`.
-    /// Without `names`, service, route and consumer are not read and come back empty: sqlx
-    /// copies every value it reads into an allocation of its own, and an unfiltered day is
-    /// 11,520 minute rows.
+    /// Rollup rows of `table` whose period starts in `[from, to)`, with the filters of `f`,
+    /// read as `read` says. sqlx copies every value it reads into an allocation of its own
+    /// and hands every row from its SQLite thread to this task: an unfiltered day is 11,520
+    /// minute rows, so what is not needed is not read.
     async fn scan(
         &self,
         table: &str,
         from: i64,
         to: i64,
         f: &Filter,
-        names: bool,
+        read: Read,
     ) -> Result<Vec<RollupRow>, QueryError> {
-        let columns = if names {
-            "service, route, consumer, "
-        } else {
-            ""
-        };
-        let mut q = QueryBuilder::new(format!(
-            "SELECT start, {columns}status, requests, rate_limited, auth_failed, bytes_in, \
-             bytes_out, latency FROM {table}"
-        ));
+        let mut q = QueryBuilder::new(format!("SELECT {} FROM {table}", read.columns()));
         push_filter(
             &mut q,
             &Filter {
@@ -69,7 +61,11 @@ impl Embedded {
             "start",
             1,
         );
+        if read == Read::Classes {
+            q.push(" GROUP BY start, status / 100");
+        }
         let rows = q.build().fetch_all(&self.pool).await.map_err(err)?;
+        let names = read == Read::Names;
         let name = |r: &SqliteRow, i: usize| if names { r.get(i) } else { String::new() };
         // Where the columns after the names are.
         let n = if names { 3 } else { 0 };
@@ -93,30 +89,61 @@ impl Embedded {
 
     /// Every rollup row for `f`: whole hours from the hourly table, the edges by the minute.
     /// Minute rows cover every minute that overlaps `[from, to)`.
-    async fn rows(&self, f: &Filter, names: bool) -> Result<Vec<RollupRow>, QueryError> {
-        let (minute, hour) = (minute_table(f, names), Period::Hour);
+    async fn rows(&self, f: &Filter, read: Read) -> Result<Vec<RollupRow>, QueryError> {
+        let (minute, hour) = (minute_table(f, read), Period::Hour);
         let from = f.from - f.from.rem_euclid(60);
         let first_hour = from + (3600 - from.rem_euclid(3600)) % 3600;
         let last_hour = f.to - f.to.rem_euclid(3600);
         if first_hour >= last_hour {
-            return self.scan(minute.table(), from, f.to, f, names).await;
+            return self.scan(minute.table(), from, f.to, f, read).await;
         }
         let mut rows = self
-            .scan(hour.table(), first_hour, last_hour, f, names)
+            .scan(hour.table(), first_hour, last_hour, f, read)
             .await?;
-        rows.extend(
-            self.scan(minute.table(), from, first_hour, f, names)
-                .await?,
-        );
-        rows.extend(self.scan(minute.table(), last_hour, f.to, f, names).await?);
+        rows.extend(self.scan(minute.table(), from, first_hour, f, read).await?);
+        rows.extend(self.scan(minute.table(), last_hour, f.to, f, read).await?);
         Ok(rows)
     }
 }
 
+/// How rollup rows are read.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Read {
+    /// Every row with its service, route and consumer.
+    Names,
+    /// Every row, without the names (they come back empty).
+    Counts,
+    /// One row per period and status class (`status` is the class's first code, 200 for
+    /// 2xx), with the latency histograms of its rows concatenated: a stored histogram is a
+    /// list of `(bucket, count)` pairs that `merge_bytes` adds up in any order, and SQLite's
+    /// `group_concat` keeps a BLOB's bytes as they are in a UTF-8 database. A day's 1-minute
+    /// series reads half the rows this way (four classes instead of eight codes in the
+    /// benchmark's traffic) and took 21-24 ms instead of 28-33 ms.
+    Classes,
+}
+
+impl Read {
+    fn columns(self) -> &'static str {
+        match self {
+            Read::Names => {
+                "start, service, route, consumer, status, requests, rate_limited, auth_failed, \
+                 bytes_in, bytes_out, latency"
+            }
+            Read::Counts => {
+                "start, status, requests, rate_limited, auth_failed, bytes_in, bytes_out, latency"
+            }
+            Read::Classes => {
+                "start, status / 100 * 100, sum(requests), sum(rate_limited), sum(auth_failed), \
+                 sum(bytes_in), sum(bytes_out), CAST(group_concat(latency, '') AS BLOB)"
+            }
+        }
+    }
+}
+
 /// The minute rows to read: without filters or names, the table by status alone.
-fn minute_table(f: &Filter, names: bool) -> Period {
+fn minute_table(f: &Filter, read: Read) -> Period {
     let unfiltered = f.service.is_none() && f.route.is_none() && f.consumer.is_none();
-    if unfiltered && !names {
+    if unfiltered && read != Read::Names {
         Period::MinuteTotal
     } else {
         Period::Minute
@@ -125,7 +152,7 @@ fn minute_table(f: &Filter, names: bool) -> Period {
 
 impl Queries for Embedded {
     fn summary<'a>(&'a self, f: &'a Filter) -> QueryFuture<'a, Summary> {
-        Box::pin(async move { Ok(aggregate::summary(&self.rows(f, false).await?)) })
+        Box::pin(async move { Ok(aggregate::summary(&self.rows(f, Read::Counts).await?)) })
     }
 
     fn timeseries<'a>(&'a self, f: &'a Filter, step: i64) -> QueryFuture<'a, Vec<Point>> {
@@ -134,19 +161,21 @@ impl Queries for Embedded {
             let period = if step >= 3600 {
                 Period::Hour
             } else {
-                minute_table(f, false)
+                minute_table(f, Read::Classes)
             };
-            let rows = self.scan(period.table(), from, f.to, f, false).await?;
+            let rows = self
+                .scan(period.table(), from, f.to, f, Read::Classes)
+                .await?;
             Ok(aggregate::timeseries(&rows, step))
         })
     }
 
     fn status_codes<'a>(&'a self, f: &'a Filter) -> QueryFuture<'a, Vec<StatusCount>> {
-        Box::pin(async move { Ok(aggregate::status_codes(&self.rows(f, false).await?)) })
+        Box::pin(async move { Ok(aggregate::status_codes(&self.rows(f, Read::Counts).await?)) })
     }
 
     fn top<'a>(&'a self, f: &'a Filter, by: TopBy, limit: usize) -> QueryFuture<'a, Vec<TopEntry>> {
-        Box::pin(async move { Ok(aggregate::top(&self.rows(f, true).await?, by, limit)) })
+        Box::pin(async move { Ok(aggregate::top(&self.rows(f, Read::Names).await?, by, limit)) })
     }
 
     fn events<'a>(&'a self, f: &'a Filter, limit: usize) -> QueryFuture<'a, Vec<RecentEvent>> {
@@ -193,7 +222,17 @@ mod tests {
         )
         .await
         .unwrap();
-        let events: Vec<_> = (0..100).map(event).collect();
+        // Three codes: 200, 429 and, for every tenth request, a slow 204 (a second 2xx code
+        // in the same minute, which the series reads together with the 200s).
+        let events: Vec<_> = (0..100)
+            .map(|i| {
+                let mut e = event(i);
+                if i % 10 == 4 {
+                    (e.status, e.total_latency_us) = (204, 50_000 + i);
+                }
+                e
+            })
+            .collect();
         let first_part = Batch::new(&events[..60]);
         store.write(&first_part, false).await.unwrap();
         store
@@ -230,7 +269,11 @@ mod tests {
             [
                 StatusCount {
                     status: 200,
-                    requests: 90
+                    requests: 80
+                },
+                StatusCount {
+                    status: 204,
+                    requests: 10
                 },
                 StatusCount {
                     status: 429,
@@ -238,5 +281,19 @@ mod tests {
                 }
             ]
         );
+        // The series by status class: its minute's percentiles are those of the summary,
+        // which merges the codes' histograms one by one.
+        let series = store.timeseries(&all, 60).await.unwrap();
+        assert_eq!(series.len(), 1);
+        let p = &series[0];
+        assert_eq!(
+            (p.requests, p.status_2xx, p.status_4xx, p.rate_limited),
+            (100, 90, 10, 10)
+        );
+        assert_eq!(
+            (p.p50_ms, p.p95_ms, p.p99_ms),
+            (s.p50_ms, s.p95_ms, s.p99_ms)
+        );
+        assert!(s.p95_ms > 45.0 && s.p50_ms < 1.1, "{s:?}");
     }
 }
