@@ -51,9 +51,9 @@ impl IpText {
         self.push(b'0' + n % 10);
     }
 
-    pub fn as_str(&self) -> &str {
-        // Only ASCII digits, dots, colons and hex letters were written.
-        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
+    /// The text's bytes: ASCII digits, dots, colons and hex letters.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
     }
 }
 
@@ -75,7 +75,7 @@ mod tests {
             "::ffff:255.255.255.255",
         ] {
             let ip: IpAddr = ip.parse().unwrap();
-            assert_eq!(IpText::new(ip).as_str(), ip.to_string());
+            assert_eq!(IpText::new(ip).as_bytes(), ip.to_string().as_bytes());
         }
     }
 }

@@ -76,7 +76,7 @@ impl Block {
         gateway_latency_us.extend_from_slice(&micros(e.gateway_latency_us));
         bytes_in.extend_from_slice(&e.bytes_in.to_le_bytes());
         bytes_out.extend_from_slice(&e.bytes_out.to_le_bytes());
-        text(client_ip, IpText::new(e.client_ip).as_str());
+        text(client_ip, IpText::new(e.client_ip).as_bytes());
         text(user_agent, e.user_agent.unwrap_or(""));
         rate_limited.push(u8::from(e.rate_limited));
         auth_failed.push(u8::from(e.auth_failed));
@@ -105,9 +105,10 @@ impl Block {
 }
 
 /// A `String` value: its length as a variable-length integer, then its bytes.
-fn text(out: &mut Vec<u8>, s: &str) {
+fn text(out: &mut Vec<u8>, s: impl AsRef<[u8]>) {
+    let s = s.as_ref();
     varuint(out, s.len());
-    out.extend_from_slice(s.as_bytes());
+    out.extend_from_slice(s);
 }
 
 /// LEB128, seven bits a byte, low bits first.
