@@ -44,10 +44,18 @@ fn percentiles(h: &Histogram) -> (f64, f64, f64) {
     (ms(p50), ms(p95), ms(p99))
 }
 
-pub fn timeseries(rows: &[RollupRow], step: i64) -> Vec<Point> {
+/// One period's traffic as the time series reads it (see `Queries::timeseries`): its requests
+/// by status class and the rate-limited ones in `counts`, and its latency histogram's bytes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SeriesRow {
+    pub counts: Point,
+    pub latency: Vec<u8>,
+}
+
+pub fn timeseries(rows: &[SeriesRow], step: i64) -> Vec<Point> {
     let mut buckets: BTreeMap<i64, (Point, Histogram)> = BTreeMap::new();
     for r in rows {
-        let start = r.start - r.start.rem_euclid(step);
+        let start = r.counts.start - r.counts.start.rem_euclid(step);
         let (p, h) = buckets.entry(start).or_insert_with(|| {
             (
                 Point {
@@ -57,7 +65,7 @@ pub fn timeseries(rows: &[RollupRow], step: i64) -> Vec<Point> {
                 Histogram::default(),
             )
         });
-        p.count(r.status, r.requests, r.rate_limited);
+        p.add(&r.counts);
         h.merge_bytes(&r.latency);
     }
     buckets
@@ -158,9 +166,35 @@ mod tests {
         assert!((s.p99_ms - 20.0).abs() < 1.0, "{}", s.p99_ms);
     }
 
+    /// `rows()` by minute, as the embedded store's series reads them.
+    fn series() -> Vec<SeriesRow> {
+        let minute = |start, ok, client_errors, server_errors, latency: &[&RollupRow]| {
+            let mut h = Histogram::default();
+            latency.iter().for_each(|r| h.merge_bytes(&r.latency));
+            SeriesRow {
+                counts: Point {
+                    start,
+                    requests: ok + client_errors + server_errors,
+                    status_2xx: ok,
+                    status_4xx: client_errors,
+                    status_5xx: server_errors,
+                    rate_limited: client_errors,
+                    ..Point::default()
+                },
+                latency: h.to_bytes(),
+            }
+        };
+        let r = rows();
+        vec![
+            minute(0, 90, 5, 0, &[&r[0], &r[1]]),
+            minute(60, 0, 0, 5, &[&r[2]]),
+            minute(300, 10, 0, 0, &[&r[3]]),
+        ]
+    }
+
     #[test]
     fn timeseries_buckets_by_step_and_status_class() {
-        let five = timeseries(&rows(), 300);
+        let five = timeseries(&series(), 300);
         assert_eq!(five.len(), 2);
         assert_eq!(
             (
@@ -171,7 +205,9 @@ mod tests {
             ),
             (0, 100, 5, 5)
         );
-        assert_eq!(timeseries(&rows(), 60).len(), 3);
+        assert!((five[0].p50_ms - 1.0).abs() < 0.05, "{}", five[0].p50_ms);
+        assert!((five[0].p99_ms - 20.0).abs() < 1.0, "{}", five[0].p99_ms);
+        assert_eq!(timeseries(&series(), 60).len(), 3);
     }
 
     #[test]

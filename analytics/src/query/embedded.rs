@@ -1,6 +1,6 @@
 //! `Queries` over the embedded store: the matching rollup rows are read once and folded in
 //! memory (`aggregate`); recent requests come from the raw log.
-use super::aggregate::{self, RollupRow};
+use super::aggregate::{self, RollupRow, SeriesRow};
 use super::{
     Filter, Point, Queries, QueryError, QueryFuture, RecentEvent, StatusCount, Summary, TopBy,
     TopEntry,
@@ -40,8 +40,7 @@ fn push_filter(q: &mut QueryBuilder<'_, Sqlite>, f: &Filter, time: &str, scale: 
 impl Embedded {
     /// Rollup rows of `table` whose period starts in `[from, to)`, with the filters of `f`,
     /// read as `read` says. sqlx copies every value it reads into an allocation of its own
-    /// and hands every row from its SQLite thread to this task: an unfiltered day is 11,520
-    /// minute rows, so what is not needed is not read.
+    /// and hands every row from its SQLite thread to this task: what is not needed is not read.
     async fn scan(
         &self,
         table: &str,
@@ -61,9 +60,6 @@ impl Embedded {
             "start",
             1,
         );
-        if read == Read::Classes {
-            q.push(" GROUP BY start, status / 100");
-        }
         let rows = q.build().fetch_all(&self.pool).await.map_err(err)?;
         let names = read == Read::Names;
         let name = |r: &SqliteRow, i: usize| if names { r.get(i) } else { String::new() };
@@ -83,6 +79,60 @@ impl Embedded {
                 bytes_in: r.get::<i64, _>(5 + n) as u64,
                 bytes_out: r.get::<i64, _>(6 + n) as u64,
                 latency: r.get(7 + n),
+            })
+            .collect())
+    }
+
+    /// The time series' rows: one per period of `table` that starts in `[from, to)`, with the
+    /// filters of `f`, its requests summed by status class and its rows' latency histograms
+    /// concatenated (a stored histogram is a list of `(bucket, count)` pairs that
+    /// `merge_bytes` adds up in any order, and SQLite's `group_concat` keeps a BLOB's bytes in
+    /// a UTF-8 database). An unfiltered day by the minute is 1,440 rows this way instead of
+    /// 11,520 (one per status code in the benchmark's traffic), each handed over by sqlx's
+    /// SQLite thread on its own.
+    async fn series_rows(
+        &self,
+        table: &str,
+        from: i64,
+        to: i64,
+        f: &Filter,
+    ) -> Result<Vec<SeriesRow>, QueryError> {
+        let class = |c: u16| format!("sum(CASE WHEN status / 100 = {c} THEN requests ELSE 0 END)");
+        let mut q = QueryBuilder::new(format!(
+            "SELECT start, sum(requests), {}, {}, {}, {}, sum(rate_limited), \
+             CAST(group_concat(latency, '') AS BLOB) FROM {table}",
+            class(2),
+            class(3),
+            class(4),
+            class(5)
+        ));
+        push_filter(
+            &mut q,
+            &Filter {
+                from,
+                to,
+                ..f.clone()
+            },
+            "start",
+            1,
+        );
+        q.push(" GROUP BY start");
+        let rows = q.build().fetch_all(&self.pool).await.map_err(err)?;
+        let count = |r: &SqliteRow, i: usize| r.get::<i64, _>(i) as u64;
+        Ok(rows
+            .iter()
+            .map(|r| SeriesRow {
+                counts: Point {
+                    start: r.get(0),
+                    requests: count(r, 1),
+                    status_2xx: count(r, 2),
+                    status_3xx: count(r, 3),
+                    status_4xx: count(r, 4),
+                    status_5xx: count(r, 5),
+                    rate_limited: count(r, 6),
+                    ..Point::default()
+                },
+                latency: r.get(7),
             })
             .collect())
     }
@@ -113,13 +163,6 @@ enum Read {
     Names,
     /// Every row, without the names (they come back empty).
     Counts,
-    /// One row per period and status class (`status` is the class's first code, 200 for
-    /// 2xx), with the latency histograms of its rows concatenated: a stored histogram is a
-    /// list of `(bucket, count)` pairs that `merge_bytes` adds up in any order, and SQLite's
-    /// `group_concat` keeps a BLOB's bytes as they are in a UTF-8 database. A day's 1-minute
-    /// series reads half the rows this way (four classes instead of eight codes in the
-    /// benchmark's traffic) and took 21-24 ms instead of 28-33 ms.
-    Classes,
 }
 
 impl Read {
@@ -131,10 +174,6 @@ impl Read {
             }
             Read::Counts => {
                 "start, status, requests, rate_limited, auth_failed, bytes_in, bytes_out, latency"
-            }
-            Read::Classes => {
-                "start, status / 100 * 100, sum(requests), sum(rate_limited), sum(auth_failed), \
-                 sum(bytes_in), sum(bytes_out), CAST(group_concat(latency, '') AS BLOB)"
             }
         }
     }
@@ -161,11 +200,9 @@ impl Queries for Embedded {
             let period = if step >= 3600 {
                 Period::Hour
             } else {
-                minute_table(f, Read::Classes)
+                minute_table(f, Read::Counts)
             };
-            let rows = self
-                .scan(period.table(), from, f.to, f, Read::Classes)
-                .await?;
+            let rows = self.series_rows(period.table(), from, f.to, f).await?;
             Ok(aggregate::timeseries(&rows, step))
         })
     }

@@ -81,6 +81,16 @@ impl Point {
             _ => {}
         }
     }
+
+    /// Adds `other`'s counts (not its start or percentiles).
+    pub fn add(&mut self, other: &Point) {
+        self.requests += other.requests;
+        self.status_2xx += other.status_2xx;
+        self.status_3xx += other.status_3xx;
+        self.status_4xx += other.status_4xx;
+        self.status_5xx += other.status_5xx;
+        self.rate_limited += other.rate_limited;
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
