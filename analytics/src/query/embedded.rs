@@ -37,6 +37,16 @@ fn push_filter(q: &mut QueryBuilder<'_, Sqlite>, f: &Filter, time: &str, scale: 
     }
 }
 
+/// `WHERE` clauses for `f` on a rollup table, its time range replaced by `[from, to)`.
+fn push_period_filter(q: &mut QueryBuilder<'_, Sqlite>, f: &Filter, from: i64, to: i64) {
+    let period = Filter {
+        from,
+        to,
+        ..f.clone()
+    };
+    push_filter(q, &period, "start", 1);
+}
+
 impl Embedded {
     /// Rollup rows of `table` whose period starts in `[from, to)`, with the filters of `f`,
     /// read as `read` says. sqlx copies every value it reads into an allocation of its own
@@ -50,16 +60,7 @@ impl Embedded {
         read: Read,
     ) -> Result<Vec<RollupRow>, QueryError> {
         let mut q = QueryBuilder::new(format!("SELECT {} FROM {table}", read.columns()));
-        push_filter(
-            &mut q,
-            &Filter {
-                from,
-                to,
-                ..f.clone()
-            },
-            "start",
-            1,
-        );
+        push_period_filter(&mut q, f, from, to);
         let rows = q.build().fetch_all(&self.pool).await.map_err(err)?;
         let names = read == Read::Names;
         let name = |r: &SqliteRow, i: usize| if names { r.get(i) } else { String::new() };
@@ -106,16 +107,7 @@ impl Embedded {
             class(4),
             class(5)
         ));
-        push_filter(
-            &mut q,
-            &Filter {
-                from,
-                to,
-                ..f.clone()
-            },
-            "start",
-            1,
-        );
+        push_period_filter(&mut q, f, from, to);
         q.push(" GROUP BY start");
         let rows = q.build().fetch_all(&self.pool).await.map_err(err)?;
         let count = |r: &SqliteRow, i: usize| r.get::<i64, _>(i) as u64;
