@@ -167,12 +167,12 @@ fn insert_statement() -> String {
 impl Sink for ClickHouse {
     fn write<'a>(&'a self, batch: &'a Batch, retry: bool) -> WriteFuture<'a> {
         Box::pin(async move {
+            if batch.is_empty() {
+                return Ok(());
+            }
             let client = self.client().await?;
             if retry && self.stored(client, batch).await? {
                 tracing::info!(batch = %batch.id, "analytics batch was already stored by an earlier attempt");
-                return Ok(());
-            }
-            if batch.is_empty() {
                 return Ok(());
             }
             let id = batch.id.to_string();

@@ -93,7 +93,7 @@ impl Block {
         let mut head = Vec::new();
         varuint(&mut head, COLUMNS.len());
         varuint(&mut head, self.rows);
-        let mut chunks = Vec::with_capacity(1 + 2 * COLUMNS.len());
+        let mut chunks = Vec::with_capacity(2 * COLUMNS.len());
         for ((name, kind), values) in COLUMNS.iter().zip(self.columns) {
             text(&mut head, name);
             text(&mut head, kind);
