@@ -8,6 +8,8 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use std::time::{Duration, Instant};
+use tollgate_analytics::sink::clickhouse::{ClickHouse, Validation};
+use tollgate_analytics::sink::{Batch, Sink};
 
 const ANN: &str = "a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0";
 const BOB: &str = "b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0";
@@ -309,17 +311,25 @@ async fn spilled_events_survive_a_killed_gateway_and_a_corrupt_tail() {
     assert_eq!(aside, 1);
 }
 
+/// A ClickHouse server of its own in `dir` and a sink writing into `database` on it; `None`
+/// when the server binary is missing.
+async fn server_and_sink(
+    dir: &std::path::Path,
+    database: &str,
+) -> Option<(ClickHouseServer, ClickHouse)> {
+    let server = ClickHouseServer::start(&dir.join("ch")).await?;
+    let sink = ClickHouse::new(&server.url(""), database, Validation::Auto).unwrap();
+    Some((server, sink))
+}
+
 #[tokio::test]
 async fn the_embedded_store_and_clickhouse_answer_alike() {
     use tollgate_analytics::query::{Filter, Queries, TopBy};
-    use tollgate_analytics::sink::clickhouse::{ClickHouse, Validation};
     use tollgate_analytics::sink::embedded::Embedded;
-    use tollgate_analytics::sink::{Batch, Sink};
     let dir = tempfile::tempdir().unwrap();
-    let Some(server) = ClickHouseServer::start(&dir.path().join("ch")).await else {
+    let Some((_server, ch)) = server_and_sink(dir.path(), "alike").await else {
         return;
     };
-    let ch = ClickHouse::new(&server.url(""), "alike", Validation::Auto).unwrap();
     let embedded = Embedded::open(dir.path(), Duration::from_secs(86_400))
         .await
         .unwrap();
@@ -494,4 +504,34 @@ async fn sigterm_flushes_every_queued_event() {
     };
     use tollgate_analytics::query::Queries;
     assert_eq!(store.summary(&all).await.unwrap().requests, 40);
+}
+
+/// A batch larger than one Native block (`native::BLOCK_ROWS`, 4,096 events) reaches ClickHouse
+/// as one part, all or nothing, and writing it again as a retry adds nothing.
+#[tokio::test]
+async fn a_batch_of_several_blocks_lands_as_one_part() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((ch, sink)) = server_and_sink(dir.path(), "tollgate_parts").await else {
+        return;
+    };
+    sink.client().await.unwrap(); // the tables exist: their merges can be stopped
+    ch.query("SYSTEM STOP MERGES").await;
+    // 10,000 events over the hour before noon today: one day, one partition.
+    let day_us = 86_400_000_000;
+    let noon = tollgate_analytics::unix_now() as u64 * 1_000_000 / day_us * day_us + day_us / 2;
+    let batch = Batch::new(&tollgate_analytics::sample::synthetic(
+        10_000,
+        noon,
+        3_600_000_000,
+    ));
+    sink.write(&batch, false).await.unwrap();
+    sink.write(&batch, true).await.unwrap();
+    let stored = ch
+        .query(
+            "SELECT count(), uniqExact(request_id), (SELECT count() FROM system.parts \
+             WHERE database = 'tollgate_parts' AND table = 'events' AND active) \
+             FROM tollgate_parts.events FORMAT TSV",
+        )
+        .await;
+    assert_eq!(stored, "10000\t10000\t1", "rows, distinct rows, parts");
 }

@@ -1,5 +1,6 @@
-//! The ClickHouse sink: one `INSERT` per batch into the events table, the batch as one block
-//! of the Native format (see `native`); materialized views keep the per-minute rollups.
+//! The ClickHouse sink: one `INSERT` per batch into the events table, the batch as blocks of
+//! the Native format (see `native`) that the server joins into one; materialized views keep
+//! the per-minute rollups.
 //!
 //! The schema (`migrations/clickhouse/`) is applied on the first write rather than at start-up,
 //! so a gateway starts while ClickHouse is down and its events wait in the spill file.
@@ -7,7 +8,7 @@
 //! `RowBinaryWithNamesAndTypes`, which old servers (Debian's 18.16) lack: `Validation::Auto`
 //! turns it on only for servers from 2023 on. Inserts need none: a Native block names and
 //! types its columns, and the server converts or refuses what does not fit the table.
-use super::native::{day, Block, COLUMNS};
+use super::native::{day, Block, BLOCK_ROWS, COLUMNS};
 use super::{Batch, Sink, SinkError, WriteFuture};
 use clickhouse::Client;
 use tokio::sync::OnceCell;
@@ -176,15 +177,37 @@ impl Sink for ClickHouse {
                 return Ok(());
             }
             let id = batch.id.to_string();
+            // The server joins the blocks until it holds the batch's rows (and no sooner,
+            // whatever its profile says), so the batch becomes one part: all or nothing.
+            let mut insert = client
+                .insert_formatted_with(insert_statement())
+                .with_setting("min_insert_block_size_rows", batch.len().to_string())
+                .with_setting("min_insert_block_size_bytes", "0");
             let mut block = Block::default();
-            batch.events().for_each(|e| block.add(&e, &id));
-            let mut insert = client.insert_formatted_with(insert_statement());
-            for chunk in block.into_chunks() {
-                insert.send(chunk).await.map_err(err)?;
+            for e in batch.events() {
+                block.add(&e, &id);
+                if block.rows() == BLOCK_ROWS {
+                    send(&mut insert, &mut block).await?;
+                }
             }
+            send(&mut insert, &mut block).await?;
             insert.end().await.map_err(err)
         })
     }
+}
+
+/// Sends what `block` holds, if anything, and empties it.
+async fn send(
+    insert: &mut clickhouse::insert_formatted::InsertFormatted,
+    block: &mut Block,
+) -> Result<(), SinkError> {
+    if block.rows() == 0 {
+        return Ok(());
+    }
+    for chunk in block.take_chunks() {
+        insert.send(chunk).await.map_err(err)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
