@@ -535,3 +535,42 @@ async fn a_batch_of_several_blocks_lands_as_one_part() {
         .await;
     assert_eq!(stored, "10000\t10000\t1", "rows, distinct rows, parts");
 }
+
+/// A batch that spans midnight goes as one `INSERT` per day. When only one of them landed (as
+/// if the second had failed: its day's rows dropped here), a retry writes that day alone.
+#[tokio::test]
+async fn a_retry_writes_only_the_days_that_did_not_land() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((ch, sink)) = server_and_sink(dir.path(), "tollgate_days").await else {
+        return;
+    };
+    // 2,000 events over the two hours around the last midnight: 1,000 on each day.
+    let midnight = tollgate_analytics::unix_now() as u64 / 86_400 * 86_400_000_000;
+    let hour = 3_600_000_000;
+    let batch = Batch::new(&tollgate_analytics::sample::synthetic(
+        2_000,
+        midnight + hour,
+        2 * hour,
+    ));
+    let stored = "SELECT count(), uniqExact(request_id), (SELECT count() FROM system.parts \
+                  WHERE database = 'tollgate_days' AND table = 'events' AND active) \
+                  FROM tollgate_days.events FORMAT TSV";
+    sink.write(&batch, false).await.unwrap();
+    assert_eq!(
+        ch.query(stored).await,
+        "2000\t2000\t2",
+        "rows, distinct rows, parts"
+    );
+    let today = ch
+        .query("SELECT max(partition_id) FROM system.parts WHERE database = 'tollgate_days'")
+        .await;
+    ch.query(&format!(
+        "ALTER TABLE tollgate_days.events DROP PARTITION ID '{today}'"
+    ))
+    .await;
+    assert_eq!(ch.query(stored).await, "1000\t1000\t1");
+    sink.write(&batch, true).await.unwrap();
+    assert_eq!(ch.query(stored).await, "2000\t2000\t2");
+    sink.write(&batch, true).await.unwrap();
+    assert_eq!(ch.query(stored).await, "2000\t2000\t2");
+}

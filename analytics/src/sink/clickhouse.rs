@@ -1,6 +1,6 @@
-//! The ClickHouse sink: one `INSERT` per batch into the events table, the batch as blocks of
-//! the Native format (see `native`) that the server joins into one; materialized views keep
-//! the per-minute rollups.
+//! The ClickHouse sink: one `INSERT` per batch into the events table (one per day when a batch
+//! spans midnight), the batch as blocks of the Native format (see `native`) that the server
+//! joins into one; materialized views keep the per-minute rollups.
 //!
 //! The schema (`migrations/clickhouse/`) is applied on the first write rather than at start-up,
 //! so a gateway starts while ClickHouse is down and its events wait in the spill file.
@@ -136,26 +136,25 @@ fn statements(file: &str, database: &str) -> Vec<String> {
 }
 
 impl ClickHouse {
-    /// Whether an earlier attempt stored `batch` (an insert of one batch is atomic: all or none).
-    async fn stored(&self, client: &Client, batch: &Batch) -> Result<bool, SinkError> {
-        let days: Vec<u16> = batch.events().map(|e| day(e.timestamp_us)).collect();
-        let (first, last) = (days.iter().min(), days.iter().max());
-        let (Some(first), Some(last)) = (first, last) else {
-            return Ok(true);
-        };
+    /// The days of `batch` an earlier attempt stored: each day goes in an `INSERT` of its own,
+    /// all or nothing (see `insert_day`), so a retry writes only the others.
+    async fn landed_days(&self, client: &Client, batch: &Batch) -> Result<Vec<u16>, SinkError> {
+        let (first, last) = batch
+            .events()
+            .map(|e| day(e.timestamp_us))
+            .fold((u16::MAX, u16::MIN), |(lo, hi), d| (lo.min(d), hi.max(d)));
         // Dates as the first second of the day: 18.16 cannot compare Date with a number.
-        let found: u64 = client
+        client
             .query(
-                "SELECT toUInt64(count()) FROM events WHERE date >= toDate(toDateTime(?)) \
+                "SELECT DISTINCT toUInt16(date) FROM events WHERE date >= toDate(toDateTime(?)) \
                  AND date <= toDate(toDateTime(?)) AND batch_id = ?",
             )
-            .bind(i64::from(*first) * 86_400)
-            .bind(i64::from(*last) * 86_400)
+            .bind(i64::from(first) * 86_400)
+            .bind(i64::from(last) * 86_400)
             .bind(batch.id.to_string())
-            .fetch_one()
+            .fetch_all()
             .await
-            .map_err(err)?;
-        Ok(found > 0)
+            .map_err(err)
     }
 }
 
@@ -172,28 +171,61 @@ impl Sink for ClickHouse {
                 return Ok(());
             }
             let client = self.client().await?;
-            if retry && self.stored(client, batch).await? {
-                tracing::info!(batch = %batch.id, "analytics batch was already stored by an earlier attempt");
-                return Ok(());
+            let mut done = if retry {
+                self.landed_days(client, batch).await?
+            } else {
+                Vec::new()
+            };
+            if !done.is_empty() {
+                tracing::info!(batch = %batch.id, days_since_1970 = ?done, "analytics batch was stored, on those days, by an earlier attempt");
             }
-            let id = batch.id.to_string();
-            // The server joins the blocks until it holds the batch's rows (and no sooner,
-            // whatever its profile says), so the batch becomes one part: all or nothing.
-            let mut insert = client
-                .insert_formatted_with(insert_statement())
-                .with_setting("min_insert_block_size_rows", batch.len().to_string())
-                .with_setting("min_insert_block_size_bytes", "0");
-            let mut block = Block::default();
-            for e in batch.events() {
-                block.add(&e, &id);
-                if block.rows() == BLOCK_ROWS {
-                    send(&mut insert, &mut block).await?;
+            // One day per `INSERT`: a batch spans two only around midnight.
+            loop {
+                match insert_day(client, batch, &done).await? {
+                    Some((day, true)) => done.push(day),
+                    _ => return Ok(()),
                 }
             }
-            send(&mut insert, &mut block).await?;
-            insert.end().await.map_err(err)
         })
     }
+}
+
+/// Inserts the events of `batch` from its first day not in `done`, in one `INSERT`: the server
+/// joins the blocks until the input ends (its profile cannot make it write sooner) and
+/// writes them as one part, all or nothing. Returns that day, and whether events of other
+/// days not done were passed over; `None` when every event's day is done.
+async fn insert_day(
+    client: &Client,
+    batch: &Batch,
+    done: &[u16],
+) -> Result<Option<(u16, bool)>, SinkError> {
+    let id = batch.id.to_string();
+    let mut insert = client
+        .insert_formatted_with(insert_statement())
+        .with_setting("min_insert_block_size_rows", batch.len().to_string())
+        .with_setting("min_insert_block_size_bytes", "0");
+    let mut block = Block::default();
+    let (mut first, mut others) = (None, false);
+    for e in batch.events() {
+        let d = day(e.timestamp_us);
+        if done.contains(&d) {
+            continue;
+        }
+        if *first.get_or_insert(d) != d {
+            others = true;
+            continue;
+        }
+        block.add(&e, &id);
+        if block.rows() == BLOCK_ROWS {
+            send(&mut insert, &mut block).await?;
+        }
+    }
+    let Some(first) = first else {
+        return Ok(None);
+    };
+    send(&mut insert, &mut block).await?;
+    insert.end().await.map_err(err)?;
+    Ok(Some((first, others)))
 }
 
 /// Sends what `block` holds, if anything, and empties it.
