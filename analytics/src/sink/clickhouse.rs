@@ -179,7 +179,8 @@ impl Sink for ClickHouse {
             if !done.is_empty() {
                 tracing::info!(batch = %batch.id, days_since_1970 = ?done, "analytics batch was stored, on those days, by an earlier attempt");
             }
-            // One day per `INSERT`: a batch spans two only around midnight.
+            // One `INSERT` per day: a batch covers more than one only around midnight, or with
+            // a long request (a WebSocket, say), whose event carries the time it arrived.
             loop {
                 match insert_day(client, batch, &done).await? {
                     Some((day, true)) => done.push(day),
