@@ -506,6 +506,16 @@ async fn sigterm_flushes_every_queued_event() {
     assert_eq!(store.summary(&all).await.unwrap().requests, 40);
 }
 
+/// The events `database` holds, as "rows\tdistinct request ids\tactive parts".
+async fn rows_ids_parts(ch: &ClickHouseServer, database: &str) -> String {
+    ch.query(&format!(
+        "SELECT count(), uniqExact(request_id), (SELECT count() FROM system.parts \
+         WHERE database = '{database}' AND table = 'events' AND active) \
+         FROM {database}.events FORMAT TSV"
+    ))
+    .await
+}
+
 /// A batch larger than one Native block (`native::BLOCK_ROWS`, 4,096 events) reaches ClickHouse
 /// as one part, all or nothing, and writing it again as a retry adds nothing.
 #[tokio::test]
@@ -526,14 +536,11 @@ async fn a_batch_of_several_blocks_lands_as_one_part() {
     ));
     sink.write(&batch, false).await.unwrap();
     sink.write(&batch, true).await.unwrap();
-    let stored = ch
-        .query(
-            "SELECT count(), uniqExact(request_id), (SELECT count() FROM system.parts \
-             WHERE database = 'tollgate_parts' AND table = 'events' AND active) \
-             FROM tollgate_parts.events FORMAT TSV",
-        )
-        .await;
-    assert_eq!(stored, "10000\t10000\t1", "rows, distinct rows, parts");
+    assert_eq!(
+        rows_ids_parts(&ch, "tollgate_parts").await,
+        "10000\t10000\t1",
+        "rows, distinct rows, parts"
+    );
 }
 
 /// A batch that spans midnight goes as one `INSERT` per day. When only one of them landed (as
@@ -552,12 +559,9 @@ async fn a_retry_writes_only_the_days_that_did_not_land() {
         midnight + hour,
         2 * hour,
     ));
-    let stored = "SELECT count(), uniqExact(request_id), (SELECT count() FROM system.parts \
-                  WHERE database = 'tollgate_days' AND table = 'events' AND active) \
-                  FROM tollgate_days.events FORMAT TSV";
     sink.write(&batch, false).await.unwrap();
     assert_eq!(
-        ch.query(stored).await,
+        rows_ids_parts(&ch, "tollgate_days").await,
         "2000\t2000\t2",
         "rows, distinct rows, parts"
     );
@@ -568,9 +572,9 @@ async fn a_retry_writes_only_the_days_that_did_not_land() {
         "ALTER TABLE tollgate_days.events DROP PARTITION ID '{today}'"
     ))
     .await;
-    assert_eq!(ch.query(stored).await, "1000\t1000\t1");
+    assert_eq!(rows_ids_parts(&ch, "tollgate_days").await, "1000\t1000\t1");
     sink.write(&batch, true).await.unwrap();
-    assert_eq!(ch.query(stored).await, "2000\t2000\t2");
+    assert_eq!(rows_ids_parts(&ch, "tollgate_days").await, "2000\t2000\t2");
     sink.write(&batch, true).await.unwrap();
-    assert_eq!(ch.query(stored).await, "2000\t2000\t2");
+    assert_eq!(rows_ids_parts(&ch, "tollgate_days").await, "2000\t2000\t2");
 }
