@@ -254,6 +254,10 @@ impl Proxy {
                     .insert(headers::UPSTREAM_LATENCY, latency);
                 Ok(resp)
             }
+            Err(upstream::UpstreamError::ClientBody(e)) => {
+                tracing::debug!(service = %service.label, error = %e, "the client's request body was malformed");
+                Err(Reply::new(StatusCode::BAD_REQUEST, "Bad request"))
+            }
             Err(e) => {
                 ex.upstream_failed = true;
                 tracing::warn!(service = %service.label, error = %error_chain(&e), "upstream request failed");

@@ -1,8 +1,14 @@
 //! Request paths: the normal form the router matches on, and Kong's upstream path joining.
 //!
-//! Normalizing before matching is what stops `/api/../admin` or `/api/%2e%2e/admin` from
-//! reaching a route it should not: percent-escapes of unreserved characters are decoded,
-//! other escapes are kept (so `%2F` never becomes a separator), and dot segments are refused.
+//! Normalizing before matching is what stops `/api/../admin`, `/api/%2e%2e/admin` or
+//! `//admin` from reaching a route it should not, and a backend from reading the path
+//! differently from the router: percent-escapes of unreserved characters are decoded, other
+//! escapes are kept (so `%2F` never becomes a separator), runs of slashes are merged into one
+//! (nginx's `merge_slashes`, which Kong's router applies too, and the merged path is what goes
+//! upstream), and dot segments are refused, also where a backend that decodes `%2F` or `%5C`,
+//! or reads `\` as a separator, would find one (`/open/..%2fsecure`, `/open\..\secure`), as is
+//! an escaped separator that would make an empty segment there (`/%2fsecure`). Paths stay
+//! case-sensitive, as in Kong: `/Secure` is another path than `/secure`.
 
 /// Why a request path was refused (answered with 400).
 #[derive(Debug, PartialEq, Eq)]
@@ -11,28 +17,74 @@ pub enum BadPath {
     BadEscape,
     DotSegment,
     ControlByte,
+    /// An escaped slash or a backslash where a backend that reads it as a separator would
+    /// see an empty segment (`/%2fadmin` is `//admin` there).
+    HiddenSeparator,
 }
 
 /// The path the router matches and the upstream receives.
 pub fn normalize(raw: &str) -> Result<std::borrow::Cow<'_, str>, BadPath> {
+    use std::borrow::Cow;
     if !raw.starts_with('/') {
         return Err(BadPath::NotAbsolute);
     }
     let bytes = raw.as_bytes();
-    let decoded = if bytes.contains(&b'%') {
-        std::borrow::Cow::Owned(decode_unreserved(bytes)?)
+    let mut path = if bytes.contains(&b'%') {
+        Cow::Owned(decode_unreserved(bytes)?)
     } else {
-        std::borrow::Cow::Borrowed(raw)
+        Cow::Borrowed(raw)
     };
-    if decoded.bytes().any(|b| b < 0x20 || b == 0x7f) {
-        return Err(BadPath::ControlByte);
+    // One pass tells which of the rarer checks a path needs; most need none.
+    let (mut dotted, mut hidden, mut doubled, mut prev) = (false, false, false, 0u8);
+    for &b in path.as_bytes() {
+        if b < 0x20 || b == 0x7f {
+            return Err(BadPath::ControlByte);
+        }
+        dotted |= b == b'.';
+        hidden |= b == b'\\' || b == b'%';
+        doubled |= b == b'/' && prev == b'/';
+        prev = b;
     }
-    // Most paths hold no dot at all: one byte scan, and the segments are looked at only then.
-    let dotted = decoded.bytes().any(|b| b == b'.');
-    if dotted && decoded.split('/').any(|s| s == "." || s == "..") {
-        return Err(BadPath::DotSegment);
+    if doubled {
+        path = Cow::Owned(merge_slashes(&path));
     }
-    Ok(decoded)
+    if dotted || hidden {
+        check_segments(&path)?;
+    }
+    Ok(path)
+}
+
+/// Runs of slashes as one slash.
+fn merge_slashes(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for c in path.chars() {
+        if !(c == '/' && out.ends_with('/')) {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Refuses dot segments, counting escaped slashes and backslashes as separators too (a
+/// backend may decode or read them so), and escaped separators that would make an empty
+/// segment (a trailing one, `/dir%2F`, is let through).
+fn check_segments(path: &str) -> Result<(), BadPath> {
+    for segment in path.split('/') {
+        let mut pieces = segment
+            .split('\\')
+            .flat_map(|p| p.split("%2F"))
+            .flat_map(|p| p.split("%5C"))
+            .peekable();
+        while let Some(piece) = pieces.next() {
+            if piece == "." || piece == ".." {
+                return Err(BadPath::DotSegment);
+            }
+            if piece.is_empty() && pieces.peek().is_some() {
+                return Err(BadPath::HiddenSeparator);
+            }
+        }
+    }
+    Ok(())
 }
 
 fn decode_unreserved(bytes: &[u8]) -> Result<String, BadPath> {
@@ -96,6 +148,27 @@ mod tests {
         assert_eq!(normalize("api"), Err(BadPath::NotAbsolute));
         assert_eq!(normalize("/%61pi/a%2fb").unwrap(), "/api/a%2Fb");
         assert_eq!(normalize("/api/..data/.x").unwrap(), "/api/..data/.x");
+    }
+
+    /// Issue 22, item 1: what a backend that merges slashes, decodes `%2F` or reads `\` as a
+    /// separator would resolve differently from the router.
+    #[test]
+    fn slashes_are_merged_and_hidden_separators_refused() {
+        assert_eq!(normalize("//secure").unwrap(), "/secure");
+        assert_eq!(normalize("///secure//x/").unwrap(), "/secure/x/");
+        assert_eq!(normalize("/%2fsecure"), Err(BadPath::HiddenSeparator));
+        assert_eq!(normalize("/a/%2F%2Fb"), Err(BadPath::HiddenSeparator));
+        assert_eq!(normalize("/open/..%2fsecure"), Err(BadPath::DotSegment));
+        assert_eq!(normalize("/open/%2e%2e%5csecure"), Err(BadPath::DotSegment));
+        assert_eq!(normalize("/open\\..\\secure"), Err(BadPath::DotSegment));
+        assert_eq!(normalize("/open\\\\secure"), Err(BadPath::HiddenSeparator));
+        // Escaped slashes inside a segment are data (GitLab's `group%2Fproject`).
+        assert_eq!(
+            normalize("/projects/group%2fproject").unwrap(),
+            "/projects/group%2Fproject"
+        );
+        assert_eq!(normalize("/files/dir%2F").unwrap(), "/files/dir%2F");
+        assert_eq!(normalize("/Secure").unwrap(), "/Secure");
     }
 
     #[test]

@@ -143,9 +143,19 @@ pub enum UpstreamError {
     /// No connection could be made (after the service's `retries`).
     #[error("cannot connect: {0}")]
     Connect(Box<dyn std::error::Error + Send + Sync>),
+    /// The client's request body broke off or was malformed (a bad chunk size, an
+    /// over-long chunk extension) while it was being sent on: the client's fault, a 400.
+    #[error("the client's request body: {0}")]
+    ClientBody(hyper::Error),
     #[error(transparent)]
     Exchange(#[from] io::Error),
 }
+
+/// The client's body failing while it streams upstream, carried inside the `io::Error` of
+/// the write until `send` tells it apart from the upstream's failures.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+struct ClientBodyError(hyper::Error);
 
 /// A request for the upstream, as the proxy rewrote it.
 pub struct Outgoing {
@@ -217,6 +227,7 @@ pub async fn send(
             // A kept-alive connection the upstream had closed meanwhile: nothing came back,
             // and the request goes again on another connection when it can.
             Err(Failure::Silent(_)) if reused && replayable => {}
+            Err(Failure::Client(e)) => return Err(UpstreamError::ClientBody(e)),
             Err(Failure::Silent(e) | Failure::Broken(e)) => return Err(e.into()),
         }
     }
@@ -230,13 +241,27 @@ struct Expect {
     room: usize,
 }
 
-/// How an exchange failed: `Silent` when the upstream sent nothing back before the error.
+/// How an exchange failed: `Silent` when the upstream sent nothing back before the error,
+/// `Client` when the client's body did.
 enum Failure {
     Silent(io::Error),
     Broken(io::Error),
+    Client(hyper::Error),
 }
 
 impl Failure {
+    /// A failure while the request was written.
+    fn writing(e: io::Error) -> Failure {
+        if e.get_ref()
+            .is_some_and(|inner| inner.is::<ClientBodyError>())
+        {
+            let inner = e.into_inner().expect("checked above");
+            let client = inner.downcast::<ClientBodyError>().expect("checked above");
+            return Failure::Client(client.0);
+        }
+        Failure::silent(e)
+    }
+
     fn silent(e: io::Error) -> Failure {
         // A timeout is a slow upstream, not a closed one.
         if e.kind() == io::ErrorKind::TimedOut {
@@ -271,7 +296,7 @@ impl Connection {
     ) -> Result<ResponseHead, Failure> {
         self.write_request(head, body, framing)
             .await
-            .map_err(Failure::silent)?;
+            .map_err(Failure::writing)?;
         let mut received = false;
         loop {
             match codec::response_head(&self.buf, expect.head_request, expect.room) {
@@ -339,7 +364,7 @@ impl Connection {
         out.extend_from_slice(head);
         let mut trailers = None;
         while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(io::Error::other)?;
+            let frame = frame.map_err(|e| io::Error::other(ClientBodyError(e)))?;
             match frame.into_data() {
                 Ok(data) if chunked => codec::chunk(&data, &mut out),
                 Ok(data) => out.extend_from_slice(&data),
