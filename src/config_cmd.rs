@@ -6,8 +6,7 @@ use crate::settings::{Database, Settings};
 use anyhow::{bail, Context};
 use clap::{Subcommand, ValueEnum};
 use hyper::Method;
-use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use tollgate_gateway::declarative::{self, export, sync};
 use tollgate_gateway::model::{unix_now, Kind};
@@ -63,16 +62,11 @@ pub async fn run(cmd: ConfigCommand, s: &Settings) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn read(file: &PathBuf) -> anyhow::Result<String> {
-    if file.as_os_str() == "-" {
-        let mut text = String::new();
-        std::io::stdin().read_to_string(&mut text)?;
-        return Ok(text);
-    }
-    std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))
+fn read(file: &Path) -> anyhow::Result<String> {
+    declarative::read_file(file).with_context(|| format!("cannot read {}", file.display()))
 }
 
-fn load(file: &PathBuf) -> Result<declarative::Config, ExitCode> {
+fn load(file: &Path) -> Result<declarative::Config, ExitCode> {
     let text = read(file).map_err(|e| {
         eprintln!("tollgate: {e:#}");
         ExitCode::FAILURE
@@ -90,7 +84,7 @@ fn load(file: &PathBuf) -> Result<declarative::Config, ExitCode> {
     })
 }
 
-fn validate(file: &PathBuf) -> anyhow::Result<ExitCode> {
+fn validate(file: &Path) -> anyhow::Result<ExitCode> {
     let config = match load(file) {
         Ok(c) => c,
         Err(code) => return Ok(code),
@@ -121,7 +115,7 @@ async fn export_store(s: &Settings, format: Format) -> anyhow::Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
-async fn apply(file: &PathBuf, dry_run: bool, admin: &AdminClient) -> anyhow::Result<ExitCode> {
+async fn apply(file: &Path, dry_run: bool, admin: &AdminClient) -> anyhow::Result<ExitCode> {
     let config = match load(file) {
         Ok(c) => c,
         Err(code) => return Ok(code),

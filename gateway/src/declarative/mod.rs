@@ -60,6 +60,28 @@ const TOP_LEVEL: &[&str] = &[
 ];
 
 /// Reads and validates a declarative file. `now` stamps the entities' times.
+/// Reads a declarative file (`-`: standard input) without reading more than the parser
+/// accepts (`yaml::MAX_DOCUMENT_BYTES`): a larger one is refused, not loaded into memory.
+pub fn read_file(path: &std::path::Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let limit = yaml::MAX_DOCUMENT_BYTES as u64;
+    let mut text = String::new();
+    if path.as_os_str() == "-" {
+        std::io::stdin().take(limit + 1).read_to_string(&mut text)?;
+    } else {
+        std::fs::File::open(path)?
+            .take(limit + 1)
+            .read_to_string(&mut text)?;
+    }
+    if text.len() as u64 > limit {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("the document is more than the {limit} bytes allowed"),
+        ));
+    }
+    Ok(text)
+}
+
 pub fn load(text: &str, now: i64) -> Result<Config, Vec<Diagnostic>> {
     let doc = yaml::parse(text).map_err(|e| {
         vec![Diagnostic {

@@ -1,5 +1,11 @@
 //! YAML (and JSON, which YAML reads too) into JSON values, remembering the line each value
 //! starts on, so a validation error can point at the line that caused it.
+//!
+//! Every YAML document from outside (declarative files, `tollgate config`, OpenAPI uploads
+//! through the admin API and the console) is read here, so the bounds are here too: the
+//! document's size, its nesting depth, and the number of values it makes once aliases are
+//! expanded. A few hundred bytes of nested aliases (`a: &a [x, x]`, `b: &b [*a, *a]`, ...)
+//! otherwise expand to gigabytes; past the bound the document is refused before any copy.
 use serde_json::{Map, Number, Value};
 use std::collections::HashMap;
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
@@ -32,7 +38,24 @@ pub struct SyntaxError {
     pub message: String,
 }
 
+/// The largest document read (a 10,000-route declarative file is about 1.5 MiB).
+pub const MAX_DOCUMENT_BYTES: usize = 32 * 1024 * 1024;
+/// The most values a document may make, aliases expanded (each scalar, sequence and mapping
+/// counts one).
+pub const MAX_VALUES: usize = 4_000_000;
+/// The deepest nesting of sequences and mappings (serde_json's own limit for JSON).
+pub const MAX_DEPTH: usize = 128;
+
 pub fn parse(text: &str) -> Result<Located, SyntaxError> {
+    if text.len() > MAX_DOCUMENT_BYTES {
+        return Err(SyntaxError {
+            line: 1,
+            message: format!(
+                "the document is {} bytes, more than the {MAX_DOCUMENT_BYTES} allowed",
+                text.len()
+            ),
+        });
+    }
     let mut b = Builder::default();
     Parser::new_from_str(text)
         .load(&mut b, false)
@@ -53,9 +76,11 @@ pub fn parse(text: &str) -> Result<Located, SyntaxError> {
 }
 
 enum Frame {
-    Seq(Vec<Value>, usize),
-    /// The mapping so far, the key waiting for its value (and the key's line), the anchor.
-    Map(Map<String, Value>, Option<(String, usize)>, usize),
+    /// The items so far, the anchor, and the value count when the sequence started.
+    Seq(Vec<Value>, usize, usize),
+    /// The mapping so far, the key waiting for its value (and the key's line), the anchor,
+    /// and the value count when the mapping started.
+    Map(Map<String, Value>, Option<(String, usize)>, usize, usize),
 }
 
 #[derive(Default)]
@@ -64,7 +89,10 @@ struct Builder {
     path: Vec<String>,
     root: Option<Value>,
     lines: HashMap<String, usize>,
-    anchors: HashMap<usize, Value>,
+    /// Anchored values and how many values each one makes.
+    anchors: HashMap<usize, (Value, usize)>,
+    /// Values made so far, aliases expanded (see `MAX_VALUES`).
+    values: usize,
     error: Option<String>,
     error_line: usize,
 }
@@ -88,30 +116,44 @@ impl Builder {
     /// a nested block starting below). Returns false when the next scalar is a mapping key.
     fn enter_value(&mut self, mut line: usize) -> bool {
         match self.stack.last() {
-            Some(Frame::Map(_, None, _)) => return false,
-            Some(Frame::Map(_, Some((k, key_line)), _)) => {
+            Some(Frame::Map(_, None, _, _)) => return false,
+            Some(Frame::Map(_, Some((k, key_line)), _, _)) => {
                 line = *key_line;
                 self.path.push(k.clone());
             }
-            Some(Frame::Seq(items, _)) => self.path.push(format!("[{}]", items.len())),
+            Some(Frame::Seq(items, _, _)) => self.path.push(format!("[{}]", items.len())),
             None => {}
         }
         self.lines.insert(self.current_path(), line);
         true
     }
 
-    fn finish_value(&mut self, v: Value, anchor: usize) {
+    /// Counts `n` more values; false (and the document refused) past `MAX_VALUES`.
+    fn count(&mut self, n: usize, line: usize) -> bool {
+        self.values = self.values.saturating_add(n);
+        if self.values > MAX_VALUES {
+            self.fail(
+                line,
+                format!("the document makes more than {MAX_VALUES} values once its aliases are expanded"),
+            );
+        }
+        self.error.is_none()
+    }
+
+    /// Files `v`, which made the values counted since `since`, into its parent.
+    fn finish_value(&mut self, v: Value, anchor: usize, since: usize) {
         if anchor > 0 {
-            self.anchors.insert(anchor, v.clone());
+            self.anchors
+                .insert(anchor, (v.clone(), self.values - since));
         }
         match self.stack.last_mut() {
-            Some(Frame::Map(m, key, _)) => {
+            Some(Frame::Map(m, key, _, _)) => {
                 if let Some((k, _)) = key.take() {
                     m.insert(k, v);
                 }
                 self.path.pop();
             }
-            Some(Frame::Seq(items, _)) => {
+            Some(Frame::Seq(items, _, _)) => {
                 items.push(v);
                 self.path.pop();
             }
@@ -130,6 +172,10 @@ impl Builder {
 impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, ev: Event, mark: Marker) {
         let line = mark.line();
+        // After an error nothing more is built (the parser still reports the rest).
+        if self.error.is_some() {
+            return;
+        }
         match ev {
             Event::Scalar(text, style, anchor, _) => {
                 let v = scalar(text, style);
@@ -138,41 +184,61 @@ impl MarkedEventReceiver for Builder {
                         Value::String(s) => s,
                         other => other.to_string(),
                     };
-                    if let Some(Frame::Map(_, k, _)) = self.stack.last_mut() {
+                    if let Some(Frame::Map(_, k, _, _)) = self.stack.last_mut() {
                         *k = Some((key, line));
                     }
                     return;
                 }
-                self.finish_value(v, anchor);
+                let since = self.values;
+                if self.count(1, line) {
+                    self.finish_value(v, anchor, since);
+                }
             }
             Event::Alias(id) => {
-                let v = self.anchors.get(&id).cloned();
-                match v {
-                    Some(v) if self.enter_value(line) => self.finish_value(v, 0),
+                let size = self.anchors.get(&id).map(|(_, n)| *n);
+                match size {
+                    Some(n) if self.enter_value(line) => {
+                        let since = self.values;
+                        // Counted before the copy is made: a bomb stops here.
+                        if self.count(n, line) {
+                            let v = self.anchors[&id].0.clone();
+                            self.finish_value(v, 0, since);
+                        }
+                    }
                     Some(_) => self.fail(line, "an alias cannot be a mapping key".into()),
                     None => self.fail(line, format!("unknown alias {id}")),
                 }
             }
-            Event::SequenceStart(anchor, _) => {
+            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                let is_seq = matches!(ev, Event::SequenceStart(..));
                 if !self.enter_value(line) {
-                    return self.fail(line, "a sequence cannot be a mapping key".into());
+                    let what = if is_seq { "a sequence" } else { "a mapping" };
+                    return self.fail(line, format!("{what} cannot be a mapping key"));
                 }
-                self.stack.push(Frame::Seq(Vec::new(), anchor));
-            }
-            Event::MappingStart(anchor, _) => {
-                if !self.enter_value(line) {
-                    return self.fail(line, "a mapping cannot be a mapping key".into());
+                if self.stack.len() >= MAX_DEPTH {
+                    return self.fail(
+                        line,
+                        format!("the document nests deeper than {MAX_DEPTH} levels"),
+                    );
                 }
-                self.stack.push(Frame::Map(Map::new(), None, anchor));
+                let since = self.values;
+                if !self.count(1, line) {
+                    return;
+                }
+                self.stack.push(if is_seq {
+                    Frame::Seq(Vec::new(), anchor, since)
+                } else {
+                    Frame::Map(Map::new(), None, anchor, since)
+                });
             }
             Event::SequenceEnd => {
-                if let Some(Frame::Seq(items, anchor)) = self.stack.pop() {
-                    self.finish_value(Value::Array(items), anchor);
+                if let Some(Frame::Seq(items, anchor, since)) = self.stack.pop() {
+                    self.finish_value(Value::Array(items), anchor, since);
                 }
             }
             Event::MappingEnd => {
-                if let Some(Frame::Map(m, _, anchor)) = self.stack.pop() {
-                    self.finish_value(Value::Object(m), anchor);
+                if let Some(Frame::Map(m, _, anchor, since)) = self.stack.pop() {
+                    self.finish_value(Value::Object(m), anchor, since);
                 }
             }
             _ => {}
@@ -224,6 +290,33 @@ mod tests {
         assert_eq!(l.lines["list[0].on"], 4);
         assert_eq!(l.lines["list[1]"], 5);
         assert_eq!(l.line_of("list[0].missing"), Some(3));
+    }
+
+    /// Issue 22, item 4: a few hundred bytes of nested aliases took the process past 18 GB.
+    #[test]
+    fn alias_bombs_deep_nesting_and_huge_documents_are_refused() {
+        let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..12 {
+            let refs = vec![format!("*a{}", i - 1); 10].join(", ");
+            bomb.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+        }
+        assert!(bomb.len() < 1024, "{} bytes", bomb.len());
+        let e = parse(&bomb).err().expect("refused");
+        assert!(e.message.contains("aliases are expanded"), "{e:?}");
+        // A few aliases of a small anchor are fine (decK files use them).
+        let ok = parse("base: &b {retries: 5}\ns1: *b\ns2: *b\n").unwrap();
+        assert_eq!(ok.value["s2"]["retries"], 5);
+        let deep = format!(
+            "{}1{}",
+            "[".repeat(MAX_DEPTH + 1),
+            "]".repeat(MAX_DEPTH + 1)
+        );
+        let e = parse(&deep).err().expect("refused");
+        assert!(e.message.contains("nests deeper"), "{e:?}");
+        assert!(parse(&format!("{}1{}", "[".repeat(100), "]".repeat(100))).is_ok());
+        let huge = format!("a: \"{}\"", "x".repeat(MAX_DOCUMENT_BYTES));
+        let e = parse(&huge).err().expect("refused");
+        assert!(e.message.contains("bytes, more than"), "{e:?}");
     }
 
     #[test]
