@@ -14,6 +14,8 @@ pub enum ApiError {
     BadRequest(String),
     ReadOnly,
     Unauthorized,
+    /// Refused whoever asks (a cross-site browser request).
+    Forbidden(String),
     /// A part the request needs is off or down (analytics).
     Unavailable(String),
 }
@@ -50,6 +52,7 @@ impl IntoResponse for ApiError {
                 StatusCode::UNAUTHORIZED,
                 json!({"message": "a valid admin token is required (Authorization: Bearer <token> or Tollgate-Admin-Token)"}),
             ),
+            ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, json!({"message": m})),
             ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, json!({"message": m})),
             ApiError::Store(e) => store_error(e),
         };

@@ -2,7 +2,8 @@
 //!
 //! Entities are created, read, changed and deleted here (JSON, form or multipart bodies), the
 //! change lands in the store, and the control loop swaps in a new snapshot. Off loopback every
-//! call needs the admin token.
+//! call needs the admin token. Requests a browser sends from another site's page, and (without
+//! a token) requests for a host name a rebinding page could use, are refused with 403.
 mod analytics;
 mod body;
 mod entities;
@@ -29,6 +30,9 @@ pub struct AdminState {
     /// DB-less mode: the declarative file is the only source of truth.
     pub read_only: bool,
     pub token: Option<String>,
+    /// Host names the admin API answers to besides addresses and `localhost` (checked when
+    /// there is no token; see `crate::origin`).
+    pub hosts: Vec<String>,
     /// Shown on `GET /`: version, listeners, store.
     pub summary: Value,
     /// The analytics store's queries; `None` when analytics are off.
@@ -87,9 +91,32 @@ pub fn router(state: Arc<AdminState>) -> Router {
                 .delete(entities::nested_delete),
         )
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            refuse_browser_attacks,
+        ))
         .with_state(state);
     Router::new()
         .fallback_service(tower_http::normalize_path::NormalizePath::trim_trailing_slash(routes))
+}
+
+/// Cross-site requests from browsers, and DNS rebinding when there is no token to stop it.
+async fn refuse_browser_attacks(
+    State(st): State<Arc<AdminState>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let h = req.headers();
+    if crate::origin::cross_site(h) {
+        return ApiError::Forbidden("cross-origin request refused".into()).into_response();
+    }
+    if st.token.is_none() && !crate::origin::trusted_host(h, &st.hosts) {
+        return ApiError::Forbidden(
+            "this Host is not the admin API's: add it to TOLLGATE_ADMIN_HOSTS".into(),
+        )
+        .into_response();
+    }
+    next.run(req).await
 }
 
 async fn require_token(State(st): State<Arc<AdminState>>, req: Request, next: Next) -> Response {

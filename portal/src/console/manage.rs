@@ -3,6 +3,7 @@
 //! confirmation page. Every read and write goes through the admin API (`admin_api`).
 use super::{layout, ConsoleState, CurrentUser};
 use crate::web::admin_api::{self, Answer, Payload};
+use crate::web::page;
 use axum::extract::{Path, Query, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -476,7 +477,7 @@ fn input(f: &'static FieldSpec, value: String, error: Option<String>) -> impl In
             </select>
         }
         .into_any(),
-        Input::Lines | Input::Json => view! { <textarea name=f.key rows="2">{value}</textarea> }.into_any(),
+        Input::Lines | Input::Json => view! { <textarea name=f.key rows="2">{page::textarea_text(&value)}</textarea> }.into_any(),
     };
     let class = if error.is_some() {
         "field invalid"

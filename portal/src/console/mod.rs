@@ -15,7 +15,6 @@ mod published;
 use crate::web::origin::refuse_cross_origin;
 use crate::web::page;
 use crate::web::sessions::StoreSessions;
-use crate::web::throttle::Throttle;
 pub use auth::bootstrap_admin;
 use axum::extract::Request;
 use axum::http::{Method, StatusCode};
@@ -36,7 +35,7 @@ pub struct ConsoleState {
     pub analytics: Option<Arc<dyn Queries>>,
     /// The admin API, called in process for every read and write of entities.
     admin: Router,
-    lockout: Throttle,
+    lockout: auth::Lockout,
 }
 
 impl ConsoleState {
@@ -45,7 +44,7 @@ impl ConsoleState {
             store,
             analytics,
             admin,
-            lockout: auth::lockout(),
+            lockout: auth::Lockout::default(),
         }
     }
 }
@@ -97,6 +96,7 @@ pub fn router(state: Arc<ConsoleState>, secure_cookies: bool) -> Router {
         )
         .layer(middleware::from_fn(guard))
         .layer(middleware::from_fn(refuse_cross_origin))
+        .layer(middleware::from_fn(crate::web::page::security_headers))
         .layer(sessions)
         .with_state(state)
 }

@@ -5,6 +5,7 @@
 use super::{layout, ConsoleState, CurrentUser};
 use crate::plans;
 use crate::web::admin_api::{self, Answer, Payload};
+use crate::web::page;
 use axum::extract::{Path, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -135,7 +136,7 @@ async fn render(
                     <option value="public" selected=!private>"public"</option>
                     <option value="private" selected=private>"private: logged-in developers only"</option>
                 </select></label>
-                <label class="field wide"><span>"Description (Markdown)"</span><textarea name="description" rows="4">{text("description")}</textarea></label>
+                <label class="field wide"><span>"Description (Markdown)"</span><textarea name="description" rows="4">{page::textarea_text(&text("description"))}</textarea></label>
                 <button type="submit" name="action" value="publish">{if listing.is_object() { "Save listing" } else { "Publish" }}</button>
             </form>
             {listing.is_object().then(|| view! {

@@ -67,6 +67,7 @@ fn api_card(api: Api) -> impl IntoView {
         .listing
         .private
         .then(|| view! { <span class="badge">"private"</span> });
+    // The description goes in raw only once ammonia's allow-list has cleaned it.
     view! {
         <article class="card api">
             <h2><a href=href>{api.listing.title.clone()}</a> {badge}</h2>
@@ -181,6 +182,8 @@ pub async fn reference(
         (Some(_), Some(_)) => Some(view! { <p class="hint">"Samples use " <code>{KEY_PLACEHOLDER}</code>"; a key created or rotated in this browser is filled in. Keys are stored hashed, so the portal itself cannot show them again."</p> }.into_any()),
         (Some(_), None) => Some(view! { <p class="hint">"This API needs a key: " <a href="/signup">"sign up"</a>" and create an application to get one."</p> }.into_any()),
     };
+    // `html` goes in raw: askama escapes every value of the reference except the Markdown
+    // fields, which `web::markdown::to_safe_html` ran through ammonia's allow-list first.
     let json_link = format!("/apis/{}/openapi.json{suffix}", api.slug);
     let yaml_link = format!("/apis/{}/openapi.yaml{suffix}", api.slug);
     let all_link = format!("/apis/{}", api.slug);

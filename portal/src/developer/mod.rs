@@ -133,6 +133,7 @@ pub fn router(state: Arc<PortalState>) -> Router {
         .route("/assets/portal.js", page::asset(page::JAVASCRIPT, SCRIPT))
         .layer(middleware::from_fn_with_state(state.clone(), guard))
         .layer(middleware::from_fn(refuse_cross_origin))
+        .layer(middleware::from_fn(crate::web::page::security_headers))
         .layer(sessions)
         .with_state(state)
 }

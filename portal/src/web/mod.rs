@@ -1,8 +1,9 @@
 //! What the console and the developer portal share as web front ends: passwords, sessions,
-//! the same-origin check on form posts, and throttling of login attempts.
+//! the same-origin check on form posts (`tollgate_gateway::origin`, which the admin API uses
+//! too), and throttling of login attempts.
 pub mod admin_api;
 pub mod markdown;
-pub mod origin;
+pub use tollgate_gateway::origin;
 pub mod page;
 pub mod passwords;
 pub mod sessions;
