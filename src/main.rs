@@ -36,6 +36,13 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // Everything Tollgate writes (the SQLite store and its journal, the analytics store, the
+    // spill file, the generated console password, file-log output) is its owner's alone:
+    // sessions, hashed keys and request logs are nobody else's to read.
+    // SAFETY: umask only sets the process's file mode mask; it cannot fail.
+    unsafe {
+        libc::umask(0o077);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -125,7 +125,6 @@ pub async fn signup(
     State(st): State<Arc<PortalState>>,
     Extension(visitor): Extension<Visitor>,
     Extension(addr): Extension<ClientAddr>,
-    session: Session,
     Form(f): Form<Credentials>,
 ) -> Response {
     if st.signups.exhausted(&addr.0) {
@@ -163,30 +162,27 @@ pub async fn signup(
         .into(),
         created_at: tollgate_analytics::unix_now(),
     };
+    // The answer is the same whether the email was new or had an account already (both paid
+    // for the hash above), so sign-up tells nobody which emails have accounts here.
     match st.store.add_developer(&developer).await {
-        Ok(true) => {}
-        Ok(false) => {
-            return signup_page(
-                StatusCode::CONFLICT,
-                &visitor,
-                Some("An account with this email exists: log in instead.".into()),
-                email,
-            )
-        }
+        Ok(true) => tracing::info!(developer = %developer.id, "portal: developer signed up"),
+        Ok(false) => tracing::info!("portal: sign-up for an email that has an account"),
         Err(e) => return unavailable(&visitor, e.to_string()),
     }
-    tracing::info!(developer = %developer.id, "portal: developer signed up");
-    if developer.status == "pending" {
-        return respond(
-            StatusCode::OK,
-            "Thanks for signing up",
-            &visitor,
-            view! {
-                <p class="notice">"Your account awaits an operator's approval. You can log in once it is approved."</p>
-            },
-        );
-    }
-    start_session(&session, &developer.id, &visitor, "/apps").await
+    let next_step = if st.config.approval_required {
+        "If this email had no account here, it has one now, which awaits an operator's approval: you can log in once it is approved."
+    } else {
+        "If this email had no account here, it has one now: log in with it below."
+    };
+    respond(
+        StatusCode::OK,
+        "Thanks for signing up",
+        &visitor,
+        view! {
+            <p class="notice" role="status">{next_step}</p>
+            {form("/login", "Log in", None, None, email)}
+        },
+    )
 }
 
 /// Logs the developer in (see `sessions::log_in`) and sends them on to `to`.
