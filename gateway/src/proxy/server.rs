@@ -8,6 +8,7 @@
 use super::coarse_timer::{self, CoarseTimer};
 use super::drain::Drain;
 use super::{Downstream, Proxy};
+use crate::listener::idle::{self, Activity, InFlight, Timeouts, Watched};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -23,8 +24,16 @@ use tokio::sync::watch;
 /// How long in-flight requests may take to finish once shutdown starts.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// How long a client may take to send a request's head (and a new connection its first byte).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long clients may take and how many connections a worker serves at once.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientLimits {
+    /// `first_request`: a request's head (and a new connection's first byte); `idle`: an
+    /// HTTP/2 connection with no stream open (an HTTP/1 one waits `first_request` for its next
+    /// request, hyper's header read timeout).
+    pub timeouts: Timeouts,
+    /// Connections one worker serves at once; further clients wait in the accept queue.
+    pub max_connections: usize,
+}
 
 /// Request heads beyond this are refused by hyper (431); heads between the proxy's own limit
 /// (`MAX_HEADER_BYTES`) and this, by the proxy (400).
@@ -41,12 +50,12 @@ const HYPER_HEAD_LIMIT: usize = 64 * 1024;
 /// that: each such read reserved room in a read buffer the request still points into, so
 /// hyper allocated a new 8 KiB buffer for every request (about 580 instructions of 25,300).
 macro_rules! configure_http1 {
-    ($builder:expr) => {
+    ($builder:expr, $header_timeout:expr) => {
         $builder
             .timer(CoarseTimer)
             .keep_alive(true)
             .half_close(true)
-            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .header_read_timeout($header_timeout)
             .max_buf_size(HYPER_HEAD_LIMIT)
     };
 }
@@ -62,16 +71,20 @@ struct Builders {
 }
 
 impl Builders {
-    fn new() -> Builders {
+    fn new(header_timeout: Duration) -> Builders {
         let mut auto = auto::Builder::new(TokioExecutor::new());
-        configure_http1!(auto.http1());
+        configure_http1!(auto.http1(), header_timeout);
         auto.http2()
             .timer(TokioTimer::new())
-            .max_header_list_size(super::MAX_HEADER_BYTES as u32 + 1024);
+            .max_header_list_size(super::MAX_HEADER_BYTES as u32 + 1024)
+            // A peer that stops answering pings is gone (the idle watchdog covers a silent one
+            // that never finished its handshake).
+            .keep_alive_interval(Some(Duration::from_secs(30)))
+            .keep_alive_timeout(header_timeout);
         let mut http1 = http1::Builder::new();
         // A whole head over the limit that arrived in one read is refused too, as a partial
         // one is (auto's builder has no such setting; there it depends on how the head arrived).
-        configure_http1!(http1).max_header_size(HYPER_HEAD_LIMIT);
+        configure_http1!(http1, header_timeout).max_header_size(HYPER_HEAD_LIMIT);
         Builders { http1, auto }
     }
 }
@@ -82,6 +95,7 @@ pub fn start_workers(
     addr: SocketAddr,
     workers: usize,
     proxy: Arc<Proxy>,
+    limits: ClientLimits,
     shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<Vec<JoinHandle<()>>> {
     let first = reuseport_listener(addr)?;
@@ -103,7 +117,7 @@ pub fn start_workers(
                 .spawn(move || {
                     runtime.block_on(async move {
                         match TcpListener::from_std(listener) {
-                            Ok(l) => serve(l, proxy, shutdown).await,
+                            Ok(l) => serve(l, proxy, limits, shutdown).await,
                             Err(e) => {
                                 tracing::error!(error = %e, "cannot register the proxy listener")
                             }
@@ -126,9 +140,16 @@ fn reuseport_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener
 }
 
 /// Serves `listener` until `shutdown` turns true, then waits for open requests to finish.
-pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    limits: ClientLimits,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let local_port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
-    let builders = Arc::new(Builders::new());
+    let header_timeout = limits.timeouts.first_request;
+    let builders = Arc::new(Builders::new(header_timeout));
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     let ticker = tokio::spawn(coarse_timer::tick());
     let hand_over = proxy
         .logger
@@ -137,6 +158,14 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, mut shutdown: watch
         .then(|| tokio::spawn(hand_over_analytics(proxy.clone())));
     let drain = Drain::default();
     loop {
+        // A slot first, then the connection: past the limit, clients wait in the backlog.
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+            _ = crate::control::stopped(&mut shutdown) => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
@@ -151,15 +180,15 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, mut shutdown: watch
         let _ = stream.set_nodelay(true);
         let proxy = proxy.clone();
         let downstream = Arc::new(Downstream::new(peer, local_port));
-        let service = service_fn(move |req| {
-            let (proxy, downstream) = (proxy.clone(), downstream.clone());
-            async move { Ok::<_, Infallible>(proxy.handle(req, &downstream).await) }
-        });
         let (builders, drain) = (builders.clone(), drain.clone());
         tokio::spawn(async move {
-            let ended = match starts_like_http1(&stream).await {
+            let ended = match starts_like_http1(&stream, header_timeout).await {
                 None => return,
                 Some(true) => {
+                    let service = service_fn(move |req| {
+                        let (proxy, downstream) = (proxy.clone(), downstream.clone());
+                        async move { Ok::<_, Infallible>(proxy.handle(req, &downstream).await) }
+                    });
                     let conn = builders
                         .http1
                         .serve_connection(TokioIo::new(stream), service);
@@ -169,16 +198,31 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, mut shutdown: watch
                         .await
                         .map_err(Into::into)
                 }
+                // HTTP/2 (or an odd HTTP/1 start): watched, since nothing in hyper reaps a
+                // client that sends its preface and then nothing, or idles forever.
                 Some(false) => {
-                    let conn = builders
-                        .auto
-                        .serve_connection_with_upgrades(TokioIo::new(stream), service);
-                    drain.watch(conn, |c| c.graceful_shutdown()).await
+                    let activity = Activity::new();
+                    let open = activity.clone();
+                    let service = service_fn(move |req| {
+                        let (proxy, downstream) = (proxy.clone(), downstream.clone());
+                        let guard = open.begin();
+                        async move {
+                            let resp = proxy.handle(req, &downstream).await;
+                            Ok::<_, Infallible>(resp.map(|body| InFlight::new(body, guard)))
+                        }
+                    });
+                    let io = TokioIo::new(Watched::new(stream, activity.clone()));
+                    let conn = builders.auto.serve_connection_with_upgrades(io, service);
+                    let conn = drain.watch(conn, |c| c.graceful_shutdown());
+                    idle::until_reaped(conn, activity, limits.timeouts)
+                        .await
+                        .unwrap_or(Ok(()))
                 }
             };
             if let Err(e) = ended {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
+            drop(slot);
         });
     }
     drop(listener);
@@ -198,9 +242,9 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, mut shutdown: watch
 /// Whether a new connection's first bytes rule out HTTP/2's preface (`PRI * HTTP/2.0`); `None`
 /// when the client closed, failed or sent nothing within the header read timeout. Peeking
 /// leaves the bytes for the server that reads the request.
-async fn starts_like_http1(stream: &TcpStream) -> Option<bool> {
+async fn starts_like_http1(stream: &TcpStream, timeout: Duration) -> Option<bool> {
     let mut first = [0u8; 3];
-    let peeked = tokio::time::timeout(HEADER_READ_TIMEOUT, stream.peek(&mut first)).await;
+    let peeked = tokio::time::timeout(timeout, stream.peek(&mut first)).await;
     let n = peeked.ok()?.ok()?;
     (n > 0).then(|| !b"PRI".starts_with(&first[..n]))
 }

@@ -32,6 +32,10 @@ async fn status(State(r): State<Arc<Reloader>>) -> impl IntoResponse {
         "routes": snapshot.routes.len(),
         "services": snapshot.services.len(),
         "database": {"reachable": r.store_reachable()},
+        "open_files": {
+            "limit": crate::listener::files::limit(),
+            "open": crate::listener::files::open(),
+        },
     });
     (code, Json(body))
 }
