@@ -47,6 +47,7 @@ async fn pipeline_throughput(url: &str) {
         batch_size: 10_000,
         flush_interval: Duration::from_millis(200),
         queue_capacity: 100_000,
+        durability: pipeline::Durability::Batch,
     };
     let (recorder, pipeline) = pipeline::start(config, sink, dir.path()).expect("pipeline");
     let metrics = recorder.metrics.clone();

@@ -10,6 +10,7 @@ pub mod query;
 pub mod sample;
 pub mod sink;
 mod spill;
+mod wal;
 
 pub use event::RequestEvent;
 pub use pipeline::Recorder;

@@ -10,9 +10,15 @@
 //! every second, and first of all when the pipeline starts. When the last `Recorder` is gone
 //! (the proxy has drained and its threads handed over), the queue is emptied and flushed and
 //! the pipeline ends. Events still in a thread's pack are not counted as queued.
+//!
+//! How much a crash can lose: SIGTERM loses nothing (the proxy drains, every thread hands
+//! over, the queue is flushed). SIGKILL loses what was still in memory: at most the events of
+//! the last `flush_interval` plus `HANDOFF_INTERVAL`, or none with `Durability::Wal` (see
+//! `wal`).
 use crate::packed::Packed;
 use crate::sink::{Batch, Sink};
 use crate::spill::Spill;
+use crate::wal::{self, Mark, Segment, WalDir};
 use crate::RequestEvent;
 use std::cell::RefCell;
 use std::path::Path;
@@ -26,6 +32,24 @@ pub struct Config {
     pub batch_size: usize,
     pub flush_interval: Duration,
     pub queue_capacity: usize,
+    pub durability: Durability,
+}
+
+/// What a killed process may lose (`TOLLGATE_ANALYTICS_DURABILITY`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Events in memory: at most the last flush interval's.
+    #[default]
+    Batch,
+    /// Every event written ahead to a segment file: none (see `wal`).
+    Wal,
+}
+
+/// A thread's pack of events on its way to the batcher, with where they end in the thread's
+/// WAL segment.
+struct Pack {
+    packed: Packed,
+    segment: Option<Mark>,
 }
 
 /// Longest a sink may take for one batch before it counts as failed.
@@ -48,12 +72,15 @@ pub struct Metrics {
     pub batches: AtomicU64,
     pub batch_micros: AtomicU64,
     pub spill_pending: AtomicU64,
+    /// Events that could not be written ahead (`Durability::Wal`).
+    pub wal_errors: AtomicU64,
 }
 
 /// The proxy's end of the pipeline.
 #[derive(Clone)]
 pub struct Recorder {
-    tx: mpsc::Sender<Packed>,
+    tx: mpsc::Sender<Pack>,
+    wal: Option<Arc<WalDir>>,
     /// Tells this pipeline's unsent events apart from another's on the same thread.
     pipeline: u64,
     pub metrics: Arc<Metrics>,
@@ -75,12 +102,31 @@ thread_local! {
 
 struct Unsent {
     pipeline: u64,
-    tx: mpsc::Sender<Packed>,
+    tx: mpsc::Sender<Pack>,
     metrics: Arc<Metrics>,
     packed: Packed,
+    wal: Option<Arc<WalDir>>,
+    /// The segment this pack's events are written ahead to (with `Durability::Wal`).
+    segment: Option<Segment>,
 }
 
 impl Unsent {
+    /// Writes the pack's bytes from `from` (the event just pushed) ahead to the segment. A
+    /// failure is counted and the event stays in memory, as without a WAL.
+    fn write_ahead(&mut self, from: usize) {
+        let Some(wal) = &self.wal else { return };
+        if self.segment.is_none() {
+            self.segment = wal.segment().ok();
+        }
+        let written = match &mut self.segment {
+            Some(s) => s.append(&self.packed.as_bytes()[from..]).is_ok(),
+            None => false,
+        };
+        if !written {
+            self.metrics.wal_errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     fn send(&mut self) {
         // The next pack starts with room for as many bytes as this one took. Grown from empty,
         // a pack copied itself at every doubling: the proxy thread's extra CPU per request with
@@ -89,7 +135,13 @@ impl Unsent {
         let room = self.packed.byte_len();
         let packed = std::mem::replace(&mut self.packed, Packed::with_capacity(room));
         let n = packed.len() as u64;
-        let counter = match self.tx.try_send(packed) {
+        let segment = self.segment.as_ref().map(Segment::mark);
+        if self.segment.as_ref().is_some_and(Segment::full) {
+            self.segment = None;
+        }
+        // With a WAL, dropped events are dropped too (and counted): later packs' marks move
+        // the segment's safe offset past them.
+        let counter = match self.tx.try_send(Pack { packed, segment }) {
             Ok(()) => &self.metrics.enqueued,
             Err(_) => &self.metrics.dropped,
         };
@@ -120,7 +172,9 @@ impl Recorder {
                 }
             };
             let u = &mut unsent[i];
+            let from = u.packed.byte_len();
             u.packed.push(event);
+            u.write_ahead(from);
             if u.packed.len() >= HANDOFF_EVENTS {
                 u.send();
             }
@@ -129,6 +183,7 @@ impl Recorder {
             // The thread is ending: sent on its own.
             let mut u = self.unsent();
             u.packed.push(event);
+            u.write_ahead(0);
         }
     }
 
@@ -145,6 +200,8 @@ impl Recorder {
             tx: self.tx.clone(),
             metrics: self.metrics.clone(),
             packed: Packed::default(),
+            wal: self.wal.clone(),
+            segment: None,
         }
     }
 }
@@ -161,13 +218,15 @@ impl Metrics {
 
 /// The batcher's side, run by `Pipeline::run`.
 pub struct Pipeline {
-    rx: mpsc::Receiver<Packed>,
+    rx: mpsc::Receiver<Pack>,
     sink: Arc<dyn Sink>,
     spill: Arc<Mutex<Spill>>,
     config: Config,
     metrics: Arc<Metrics>,
     /// The events of the batch being filled.
     batch: Packed,
+    /// Where those events end in their WAL segments, acknowledged once the batch is safe.
+    segments: Vec<Mark>,
 }
 
 /// Opens the spill file in `data_dir` and makes both ends of the pipeline.
@@ -176,7 +235,11 @@ pub fn start(
     sink: Arc<dyn Sink>,
     data_dir: &Path,
 ) -> std::io::Result<(Recorder, Pipeline)> {
-    let spill = Spill::open(data_dir)?;
+    let mut spill = Spill::open(data_dir)?;
+    let wal = match config.durability {
+        Durability::Batch => None,
+        Durability::Wal => Some(Arc::new(recover_wal(data_dir, &mut spill)?)),
+    };
     let metrics = Arc::new(Metrics::default());
     metrics
         .spill_pending
@@ -188,15 +251,32 @@ pub fn start(
         sink,
         spill: Arc::new(Mutex::new(spill)),
         batch: Packed::default(),
+        segments: Vec::new(),
         config,
         metrics: metrics.clone(),
     };
     let recorder = Recorder {
         tx,
+        wal,
         pipeline: PIPELINES.fetch_add(1, Ordering::Relaxed),
         metrics,
     };
     Ok((recorder, pipeline))
+}
+
+/// Opens the WAL and moves what an earlier run left in it into the spill file, from which
+/// the pipeline delivers it first.
+fn recover_wal(data_dir: &Path, spill: &mut Spill) -> std::io::Result<WalDir> {
+    let (wal, recovered, leftovers) = WalDir::open(data_dir)?;
+    if !recovered.is_empty() {
+        tracing::info!(
+            events = recovered.len(),
+            "analytics events recovered from the write-ahead log"
+        );
+        spill.append(&Batch::of(recovered))?;
+    }
+    wal::remove(&leftovers);
+    Ok(wal)
 }
 
 impl Pipeline {
@@ -233,10 +313,11 @@ impl Pipeline {
     async fn drain(&mut self, deadline: &mut Option<Instant>) -> bool {
         loop {
             match self.rx.try_recv() {
-                Ok(packed) => {
+                Ok(Pack { packed, segment }) => {
                     let n = packed.len() as u64;
                     self.metrics.received.fetch_add(n, Ordering::Relaxed);
                     self.batch.append(&packed);
+                    self.segments.extend(segment);
                     deadline.get_or_insert_with(|| Instant::now() + self.config.flush_interval);
                     if self.batch.len() >= self.config.batch_size {
                         self.flush().await;
@@ -254,13 +335,17 @@ impl Pipeline {
             return;
         }
         let batch = Batch::of(std::mem::take(&mut self.batch));
+        let segments = std::mem::take(&mut self.segments);
         if self.spill_pending() > 0 {
             // Keep the order: behind what is already waiting.
-            self.spill(batch).await;
+            if self.spill(batch).await {
+                wal::acknowledge(&segments);
+            }
             self.replay().await;
             return;
         }
         if self.deliver(&batch, false).await {
+            wal::acknowledge(&segments);
             self.metrics
                 .flushed
                 .fetch_add(batch.len() as u64, Ordering::Relaxed);
@@ -268,8 +353,8 @@ impl Pipeline {
             // kernel a page fault per page.
             self.batch = batch.packed;
             self.batch.clear();
-        } else {
-            self.spill(batch).await;
+        } else if self.spill(batch).await {
+            wal::acknowledge(&segments);
         }
     }
 
@@ -302,7 +387,8 @@ impl Pipeline {
         self.metrics.spill_pending.load(Ordering::Relaxed)
     }
 
-    async fn spill(&self, batch: Batch) {
+    /// Appends `batch` to the spill file; whether it is there.
+    async fn spill(&self, batch: Batch) -> bool {
         let n = batch.len() as u64;
         let spill = self.spill.clone();
         let appended = tokio::task::spawn_blocking(move || {
@@ -314,12 +400,17 @@ impl Pipeline {
             Ok(Ok(pending)) => {
                 self.metrics.spilled.fetch_add(n, Ordering::Relaxed);
                 self.metrics.spill_pending.store(pending, Ordering::Relaxed);
+                true
             }
             Ok(Err(e)) => {
                 self.metrics.dropped.fetch_add(n, Ordering::Relaxed);
                 tracing::error!(error = %e, events = n, "cannot write the analytics spill file; events lost");
+                false
             }
-            Err(e) => tracing::error!(error = %e, "analytics spill task failed"),
+            Err(e) => {
+                tracing::error!(error = %e, "analytics spill task failed");
+                false
+            }
         }
     }
 
@@ -404,6 +495,7 @@ mod tests {
             batch_size: 10,
             flush_interval: Duration::from_millis(20),
             queue_capacity: 1000,
+            durability: Durability::Batch,
         }
     }
 
@@ -413,6 +505,46 @@ mod tests {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Issue 22, item 10: events a killed process held in memory (here: in this thread's
+    /// pack, never handed over) are lost without a WAL and come back with one.
+    #[tokio::test]
+    async fn with_a_wal_the_events_a_killed_process_held_come_back() {
+        for durability in [Durability::Batch, Durability::Wal] {
+            let dir = tempfile::tempdir().unwrap();
+            let config = Config {
+                durability,
+                ..config()
+            };
+            let (rec, pipeline) =
+                start(config.clone(), Arc::new(Memory::default()), dir.path()).unwrap();
+            for i in 0..10 {
+                rec.record(&event(i));
+            }
+            // Killed: nothing runs any more, nothing is flushed.
+            std::mem::forget(pipeline);
+            std::mem::forget(rec);
+            let sink = Arc::new(Memory::default());
+            let (rec, pipeline) = start(config, sink.clone(), dir.path()).unwrap();
+            let task = tokio::spawn(pipeline.run());
+            drop(rec);
+            task.await.unwrap();
+            let got: Vec<String> = sink
+                .got
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|e| e.request_id.to_string())
+                .collect();
+            let want: Vec<String> = match durability {
+                Durability::Batch => vec![],
+                Durability::Wal => (0..10).map(|i| format!("req-{i}")).collect(),
+            };
+            assert_eq!(got, want, "{durability:?}");
+            let left = std::fs::read_dir(dir.path().join("analytics-wal")).map_or(0, |d| d.count());
+            assert_eq!(left, 0, "the killed run's segments go once recovered");
         }
     }
 

@@ -268,6 +268,11 @@ fn pipeline_metrics(out: &mut String, m: &tollgate_analytics::pipeline::Metrics)
             "Batch writes the sink failed.",
             load(&m.sink_errors),
         ),
+        (
+            "tollgate_analytics_wal_errors_total",
+            "Events that could not be written ahead (TOLLGATE_ANALYTICS_DURABILITY=wal).",
+            load(&m.wal_errors),
+        ),
     ];
     unlabelled(out, "counter", &counters);
     let gauges = [
