@@ -1,7 +1,7 @@
 //! Wiring for `tollgate run`: store, control loop, and the listeners, until a signal stops them.
 use crate::settings::{
-    listen_addr, Analytics, ClickHouseCompression, ClickHouseValidation, Database, PortalApproval,
-    Settings,
+    listen_addr, Analytics, AnalyticsDurability, ClickHouseCompression, ClickHouseValidation,
+    Database, PortalApproval, Settings,
 };
 use anyhow::{bail, Context};
 use serde_json::json;
@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
@@ -20,6 +21,7 @@ use tollgate_analytics::sink::Sink;
 use tollgate_analytics::Recorder;
 use tollgate_gateway::admin::{self, AdminState};
 use tollgate_gateway::control::{stopped, Reloader};
+use tollgate_gateway::listener;
 use tollgate_gateway::plugins::Shared;
 use tollgate_gateway::proxy::{server, ClientIp, Logger, Proxy};
 use tollgate_gateway::status::{self, metrics::Metrics};
@@ -90,6 +92,14 @@ pub async fn run(s: Settings) -> anyhow::Result<ExitCode> {
     if s.database != Database::Off && s.declarative_config.is_some() {
         bail!("TOLLGATE_DECLARATIVE_CONFIG is served only with TOLLGATE_DATABASE=off; with a database, load a file with `tollgate config apply FILE`");
     }
+    let open_files = tollgate_gateway::listener::files::raise_limit();
+    let limits = listener_limits(&s);
+    let proxy_limits = proxy_limits(&s, workers, open_files);
+    tracing::info!(
+        open_files,
+        proxy_connections_per_worker = proxy_limits.max_connections,
+        "open-file limit"
+    );
     let store = open_store(&s).await?;
     let plugins = Arc::new(Shared {
         default_redis_url: s.redis_url.clone(),
@@ -115,7 +125,9 @@ pub async fn run(s: Settings) -> anyhow::Result<ExitCode> {
         tasks.spawn(watch_declarative(file, reloader.clone(), stop_rx.clone()));
     }
     let analytics = analytics_store(&s).await?;
-    let recorder = match &analytics {
+    // The pipeline ends, flushing what is left, once the last `Recorder` is dropped: the proxy
+    // takes this one, and without a proxy it is dropped at the signal (see below).
+    let mut recorder = match &analytics {
         Some((sink, _)) => Some(start_pipeline(&s, sink.clone(), &reloader, &mut tasks)?),
         None => None,
     };
@@ -124,12 +136,12 @@ pub async fn run(s: Settings) -> anyhow::Result<ExitCode> {
             snapshot: reloader.snapshot.clone(),
             logger: Arc::new(Logger {
                 metrics: reloader.metrics.clone(),
-                analytics: recorder,
+                analytics: recorder.take(),
                 node: node_name().into(),
             }),
             client_ip,
         });
-        let threads = server::start_workers(addr, workers, proxy, stop_rx.clone())
+        let threads = server::start_workers(addr, workers, proxy, proxy_limits, stop_rx.clone())
             .with_context(|| format!("cannot listen for the proxy on {addr}"))?;
         tracing::info!("proxy listening on {addr} with {workers} worker threads");
         for thread in threads {
@@ -143,18 +155,20 @@ pub async fn run(s: Settings) -> anyhow::Result<ExitCode> {
             reloader: reloader.clone(),
             read_only: s.database == Database::Off,
             token: s.admin_token.clone().filter(|t| !t.is_empty()),
+            hosts: s.admin_hosts.clone(),
             summary: summary(&s, &store),
             analytics: analytics.as_ref().map(|(_, queries)| queries.clone()),
         });
-        tasks.spawn(serve_axum(
+        tasks.spawn(listener::serve(
             bind("admin API", addr).await?,
             admin::router(state),
+            limits,
             stop_rx.clone(),
         ));
     }
     let analytics_queries = analytics.as_ref().map(|(_, queries)| queries.clone());
     if let Some(addr) = console_addr {
-        console::bootstrap_admin(&store, s.console_admin_password.as_deref())
+        console::bootstrap_admin(&store, s.console_admin_password.as_deref(), &s.data_dir)
             .await
             .context("cannot create the first console user")?;
         let state = Arc::new(console::ConsoleState::new(
@@ -162,9 +176,10 @@ pub async fn run(s: Settings) -> anyhow::Result<ExitCode> {
             analytics_queries.clone(),
             in_process_admin(&s, &reloader),
         ));
-        tasks.spawn(serve_axum(
+        tasks.spawn(listener::serve(
             bind("admin console", addr).await?,
-            console::router(state, false),
+            console::router(state, s.secure_cookies),
+            limits,
             stop_rx.clone(),
         ));
     }
@@ -173,7 +188,7 @@ pub async fn run(s: Settings) -> anyhow::Result<ExitCode> {
             approval_required: s.portal_approval == PortalApproval::Manual,
             proxy_url: s.portal_proxy_url.clone(),
             proxy_port: proxy_addr.map_or(8000, |a| a.port()),
-            secure_cookies: false,
+            secure_cookies: s.secure_cookies,
         };
         let state = Arc::new(developer::PortalState::new(
             store.clone(),
@@ -181,16 +196,18 @@ pub async fn run(s: Settings) -> anyhow::Result<ExitCode> {
             in_process_admin(&s, &reloader),
             config,
         ));
-        tasks.spawn(serve_axum(
+        tasks.spawn(listener::serve(
             bind("developer portal", addr).await?,
             developer::router(state),
+            limits,
             stop_rx.clone(),
         ));
     }
     if let Some(addr) = status_addr {
-        tasks.spawn(serve_axum(
+        tasks.spawn(listener::serve(
             bind("status", addr).await?,
             status::router(reloader.clone()),
+            limits,
             stop_rx.clone(),
         ));
     }
@@ -203,6 +220,7 @@ pub async fn run(s: Settings) -> anyhow::Result<ExitCode> {
         _ = int.recv() => tracing::info!("SIGINT: draining"),
     }
     let _ = stop_tx.send(true);
+    drop(recorder);
     while tasks.join_next().await.is_some() {}
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
@@ -255,6 +273,10 @@ fn start_pipeline(
         batch_size: s.analytics_batch_size.max(1),
         flush_interval: std::time::Duration::from_millis(s.analytics_flush_ms.max(1)),
         queue_capacity: s.analytics_queue.max(1),
+        durability: match s.analytics_durability {
+            AnalyticsDurability::Batch => pipeline::Durability::Batch,
+            AnalyticsDurability::Wal => pipeline::Durability::Wal,
+        },
     };
     let (recorder, pipeline) = pipeline::start(config, sink, &s.data_dir).with_context(|| {
         format!(
@@ -285,14 +307,30 @@ async fn bind(what: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
     Ok(l)
 }
 
-async fn serve_axum(listener: TcpListener, app: axum::Router, mut stop: watch::Receiver<bool>) {
-    let shutdown = async move { stopped(&mut stop).await };
-    let app = app.into_make_service_with_connect_info::<SocketAddr>();
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
-        tracing::error!(error = %e, "listener failed");
+/// The bounds of the admin API, console, portal and status listeners.
+fn listener_limits(s: &Settings) -> listener::Limits {
+    listener::Limits {
+        max_connections: s.listener_max_connections.max(1),
+        header_timeout: Duration::from_secs(s.client_header_timeout.max(1)),
+        request_timeout: Duration::from_secs(s.client_request_timeout.max(1)),
+        idle_timeout: Duration::from_secs(s.client_idle_timeout.max(1)),
+    }
+}
+
+/// The proxy's bounds per worker. Unless set, its connections get what the open-file limit
+/// leaves once the four other listeners are full and 256 descriptors are kept for files and
+/// the stores, halved (each proxied connection may hold an upstream one too).
+fn proxy_limits(s: &Settings, workers: usize, open_files: u64) -> server::ClientLimits {
+    let others = 4 * s.listener_max_connections as u64 + 256;
+    let total = s
+        .proxy_max_connections
+        .unwrap_or_else(|| (open_files.saturating_sub(others) / 2).max(64) as usize);
+    server::ClientLimits {
+        timeouts: tollgate_gateway::listener::idle::Timeouts {
+            first_request: Duration::from_secs(s.client_header_timeout.max(1)),
+            idle: Duration::from_secs(s.client_idle_timeout.max(1)),
+        },
+        max_connections: total.div_ceil(workers).max(1),
     }
 }
 
@@ -319,6 +357,7 @@ fn in_process_admin(s: &Settings, reloader: &Arc<Reloader>) -> axum::Router {
         reloader: reloader.clone(),
         read_only: s.database == Database::Off,
         token: None,
+        hosts: Vec::new(),
         summary: json!({}),
         analytics: None,
     }))
@@ -327,7 +366,7 @@ fn in_process_admin(s: &Settings, reloader: &Arc<Reloader>) -> axum::Router {
 /// Reads, checks and loads a declarative file into the (in-memory) store.
 pub async fn load_declarative(store: &Store, file: &Path) -> anyhow::Result<()> {
     let text =
-        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+        declarative::read_file(file).with_context(|| format!("cannot read {}", file.display()))?;
     let config = declarative::load(&text, model::unix_now()).map_err(|errors| {
         let lines: Vec<String> = errors
             .iter()

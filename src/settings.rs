@@ -16,6 +16,15 @@ pub enum Analytics {
     Off,
 }
 
+/// `TOLLGATE_ANALYTICS_DURABILITY`: what a killed process may lose of the analytics events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AnalyticsDurability {
+    /// At most the events of the last flush interval (they wait in memory).
+    Batch,
+    /// None: every event is written ahead to a file before its response ends.
+    Wal,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ClickHouseCompression {
     None,
@@ -55,6 +64,15 @@ pub struct Settings {
         global = true
     )]
     pub admin_token: Option<String>,
+    /// Host names the admin API answers to besides IP addresses and `localhost`, comma
+    /// separated (without a token, any other `Host` is refused: DNS rebinding).
+    #[arg(
+        long,
+        env = "TOLLGATE_ADMIN_HOSTS",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub admin_hosts: Vec<String>,
     /// Admin console listener address, or `off`.
     #[arg(
         long,
@@ -82,6 +100,46 @@ pub struct Settings {
     /// Proxy worker threads, each with its own runtime and listener (default: one per CPU).
     #[arg(long, env = "TOLLGATE_WORKER_THREADS", global = true)]
     pub worker_threads: Option<usize>,
+    /// Seconds a client may take to send a request's head, and a new connection its first
+    /// request (every listener; an idle HTTP/1 keep-alive connection is closed after it too).
+    #[arg(
+        long,
+        env = "TOLLGATE_CLIENT_HEADER_TIMEOUT",
+        default_value_t = 10,
+        global = true
+    )]
+    pub client_header_timeout: u64,
+    /// Seconds an idle HTTP/2 connection (and on the admin API, console, portal and status
+    /// listeners, any idle connection) stays open.
+    #[arg(
+        long,
+        env = "TOLLGATE_CLIENT_IDLE_TIMEOUT",
+        default_value_t = 60,
+        global = true
+    )]
+    pub client_idle_timeout: u64,
+    /// Seconds a request to the admin API, console, portal or status listener may take, its
+    /// body included (the proxy's requests are bounded by their services' timeouts).
+    #[arg(
+        long,
+        env = "TOLLGATE_CLIENT_REQUEST_TIMEOUT",
+        default_value_t = 60,
+        global = true
+    )]
+    pub client_request_timeout: u64,
+    /// Connections each of the admin API, console, portal and status listeners serves at once;
+    /// more clients wait in the accept queue.
+    #[arg(
+        long,
+        env = "TOLLGATE_LISTENER_MAX_CONNECTIONS",
+        default_value_t = 256,
+        global = true
+    )]
+    pub listener_max_connections: usize,
+    /// Connections the proxy serves at once, over all workers (default: what the open-file
+    /// limit leaves after the other listeners, halved for the upstream connections).
+    #[arg(long, env = "TOLLGATE_PROXY_MAX_CONNECTIONS", global = true)]
+    pub proxy_max_connections: Option<usize>,
     /// Where the SQLite store and other local state live.
     #[arg(
         long,
@@ -168,6 +226,16 @@ pub struct Settings {
         global = true
     )]
     pub analytics_queue: usize,
+    /// What a process killed with SIGKILL may lose of the analytics events: `batch`, at most
+    /// the last flush interval's; `wal`, none (each event is written to a file first).
+    #[arg(
+        long,
+        env = "TOLLGATE_ANALYTICS_DURABILITY",
+        value_enum,
+        default_value = "batch",
+        global = true
+    )]
+    pub analytics_durability: AnalyticsDurability,
     /// Days the embedded store keeps its per-minute rollups.
     #[arg(
         long,
@@ -197,7 +265,18 @@ pub struct Settings {
     /// The header a trusted proxy names the client in (`X-Forwarded-For`, `CF-Connecting-IP`).
     #[arg(long, env = "TOLLGATE_REAL_IP_HEADER", global = true)]
     pub real_ip_header: Option<String>,
-    /// Password of the first console user `admin` (generated and printed once when unset).
+    /// Mark the console's and the portal's session cookies `Secure`: set it when they are
+    /// reached over HTTPS through a TLS-terminating proxy.
+    #[arg(
+        long,
+        env = "TOLLGATE_SECURE_COOKIES",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        global = true
+    )]
+    pub secure_cookies: bool,
+    /// Password of the first console user `admin` (generated into a 0600 file in the data
+    /// dir when unset).
     #[arg(
         long,
         env = "TOLLGATE_CONSOLE_ADMIN_PASSWORD",

@@ -46,6 +46,16 @@ async fn chromedriver() -> Option<Driver> {
 }
 
 async fn browser(driver: &Driver, javascript: bool, profile: &std::path::Path) -> Client {
+    browser_with(driver, javascript, profile, &[]).await
+}
+
+/// A browser session with `extra` command-line flags.
+async fn browser_with(
+    driver: &Driver,
+    javascript: bool,
+    profile: &std::path::Path,
+    extra: &[&str],
+) -> Client {
     let mut args = vec![
         "--headless".to_string(),
         "--no-sandbox".into(),
@@ -62,6 +72,7 @@ async fn browser(driver: &Driver, javascript: bool, profile: &std::path::Path) -
     if !javascript {
         args.push("--blink-settings=scriptEnabled=false".into());
     }
+    args.extend(extra.iter().map(|a| a.to_string()));
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".into(),
@@ -137,6 +148,19 @@ async fn log_in(page: &Client, listen: &str) {
         .unwrap();
 }
 
+/// A gateway with the console on a fresh port (analytics flushed every 100 ms); the console's
+/// address.
+async fn console_gateway() -> (Gateway, String) {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let gw = Gateway::start(&[
+        ("TOLLGATE_CONSOLE_LISTEN", &listen),
+        ("TOLLGATE_CONSOLE_ADMIN_PASSWORD", PASSWORD),
+        ("TOLLGATE_ANALYTICS_FLUSH_MS", "100"),
+    ])
+    .await;
+    (gw, listen)
+}
+
 async fn screenshot(page: &Client, name: &str) {
     let png = page.screenshot().await.unwrap();
     std::fs::write(artifacts().join(format!("{name}.png")), png).unwrap();
@@ -195,13 +219,7 @@ async fn a_person_drives_the_seed_walkthrough_and_watches_the_429s_with_and_with
     let Some(driver) = chromedriver().await else {
         return;
     };
-    let listen = format!("127.0.0.1:{}", free_port());
-    let gw = Gateway::start(&[
-        ("TOLLGATE_CONSOLE_LISTEN", &listen),
-        ("TOLLGATE_CONSOLE_ADMIN_PASSWORD", PASSWORD),
-        ("TOLLGATE_ANALYTICS_FLUSH_MS", "100"),
-    ])
-    .await;
+    let (gw, listen) = console_gateway().await;
     let backend = Backend::start().await;
     let profiles = tempfile::tempdir().unwrap();
 
@@ -342,15 +360,18 @@ async fn a_developer_goes_from_the_front_page_to_a_working_key_and_sees_their_42
         assert_eq!(operations.len(), 19, "every operation of the petstore");
         screenshot(&page, &format!("portal-reference-{run}")).await;
 
-        // Sign up, create an application, copy its key from the page.
+        // Sign up, log in with the form the answer shows (sign-up answers alike for known
+        // emails, so it does not log in by itself), create an application, copy its key.
         click(&page, Locator::LinkText("Sign up")).await;
         let email = format!("dev-{run}@example.com");
+        let password = "a long developer password";
         fill_and_submit(
             &page,
             "form.card",
-            &[("email", &email), ("password", "a long developer password")],
+            &[("email", &email), ("password", password)],
         )
         .await;
+        fill_and_submit(&page, "form[action='/login']", &[("password", password)]).await;
         page.wait()
             .for_element(Locator::Css("form[action='/apps']"))
             .await
@@ -408,4 +429,127 @@ async fn a_developer_goes_from_the_front_page_to_a_working_key_and_sees_their_42
         assert!(sample.contains(&format!("apikey: {expected}")), "{sample}");
         page.close().await.unwrap();
     }
+}
+
+/// Issue 22, item 2: a route path or a published API's description of
+/// `</textarea><script>...` ran script in the admin's session on the console's edit pages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn markup_stored_in_entities_stays_text_on_the_consoles_edit_pages() {
+    let Some(driver) = chromedriver().await else {
+        return;
+    };
+    let (gw, listen) = console_gateway().await;
+    let script = "</textarea><script>document.title='pwned'</script>";
+    let service = serde_json::json!({"name": "s", "url": "http://127.0.0.1:9",
+        "portal": {"title": "S", "description": script}});
+    let s = gw.create("/services", service).await;
+    let path = format!("/x{script}");
+    let r = gw
+        .create("/services/s/routes", serde_json::json!({"paths": [path]}))
+        .await;
+    let pages = [
+        (
+            format!(
+                "http://{listen}/routes/{}/edit",
+                r.json["id"].as_str().unwrap()
+            ),
+            "paths",
+            path.clone(),
+        ),
+        (
+            format!("http://{listen}/apis/{}", s.json["id"].as_str().unwrap()),
+            "description",
+            script.to_string(),
+        ),
+    ];
+    let profile = tempfile::tempdir().unwrap();
+    let page = browser(&driver, true, profile.path()).await;
+    log_in(&page, &listen).await;
+    for (url, field, value) in pages {
+        page.goto(&url).await.unwrap();
+        let textarea = page
+            .find(Locator::Css(&format!("textarea[name='{field}']")))
+            .await
+            .unwrap();
+        let shown = textarea.prop("value").await.unwrap().unwrap_or_default();
+        assert_eq!(shown, value, "{url}: the field holds the text as it is");
+        let title = page.title().await.unwrap();
+        assert!(!title.contains("pwned"), "{url}: script ran");
+        screenshot(&page, "console-markup-as-text").await;
+    }
+    page.close().await.unwrap();
+    // Every console page says where scripts may come from, and refuses framing.
+    let r = send("GET", &format!("http://{listen}/login"), &[], None).await;
+    let csp = r.header("content-security-policy").unwrap_or_default();
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(r.header("x-frame-options"), Some("DENY"));
+    assert_eq!(r.header("referrer-policy"), Some("same-origin"));
+}
+
+/// Issue 22, item 3: any page an operator opened could reconfigure the gateway through the
+/// admin API on loopback, by a form post (CSRF) or by rebinding its own host name to
+/// 127.0.0.1 (then its requests are same-origin to the browser).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_from_other_sites_cannot_write_through_the_admin_api() {
+    let Some(driver) = chromedriver().await else {
+        return;
+    };
+    let gw = Gateway::start(&[]).await;
+    // The attacker's page, on another origin: it posts a form to the admin API at once.
+    let admin = gw.admin;
+    let page_html = format!(
+        "<form method=post action='http://127.0.0.1:{admin}/services'>\
+         <input name=name value=csrf><input name=url value=http://evil.example></form>\
+         <script>document.forms[0].submit()</script>"
+    );
+    let evil = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let evil_port = evil.local_addr().unwrap().port();
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::get(move || {
+            let html = page_html.clone();
+            async move { axum::response::Html(html) }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(evil, app).await.unwrap() });
+    let profile = tempfile::tempdir().unwrap();
+    let rules = "--host-resolver-rules=MAP rebind.test 127.0.0.1";
+    let page = browser_with(&driver, true, profile.path(), &[rules]).await;
+    page.goto(&format!("http://127.0.0.1:{evil_port}/"))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while page.current_url().await.unwrap().port() != Some(admin) {
+        assert!(Instant::now() < deadline, "the form was not posted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let answer = page.source().await.unwrap();
+    assert!(answer.contains("cross-origin request refused"), "{answer}");
+    // DNS rebinding: a page of rebind.test, whose name now points at 127.0.0.1.
+    page.goto(&format!("http://rebind.test:{admin}/"))
+        .await
+        .unwrap();
+    let post = "const done = arguments[arguments.length - 1];\
+        fetch('/services', {method: 'POST', headers: {'content-type': 'application/x-www-form-urlencoded'},\
+        body: 'name=rebound&url=http://evil.example'}).then(r => done(r.status), e => done(String(e)));";
+    let status = page.execute_async(post, vec![]).await.unwrap();
+    assert_eq!(status, serde_json::json!(403));
+    page.close().await.unwrap();
+    for name in ["csrf", "rebound"] {
+        let r = send(
+            "GET",
+            &gw.admin_url(&format!("/services/{name}")),
+            &[],
+            None,
+        )
+        .await;
+        assert_eq!(r.status, 404, "{name} was not created");
+    }
+    // The operator's own tools still work: curl and scripts send no Origin.
+    let r = send("GET", &gw.admin_url("/services"), &[], None).await;
+    assert_eq!(r.status, 200);
 }

@@ -364,13 +364,7 @@ async fn metrics_count_requests_and_pass_promtool() {
     assert!(m.body.contains(
         "tollgate_request_latency_seconds_bucket{service=\"pytbak\",route=\"api\",le=\"+Inf\"}"
     ));
-    let status = send(
-        "GET",
-        &format!("http://127.0.0.1:{}/status", gw.status),
-        &[],
-        None,
-    )
-    .await;
+    let status = gw.status().await;
     assert_eq!(status.json["ready"], true);
     assert_eq!(status.json["database"]["reachable"], true);
     if service_env("TOLLGATE_TEST_PROMTOOL").is_none() {

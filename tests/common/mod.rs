@@ -125,11 +125,45 @@ impl Gateway {
         data_dir: PathBuf,
         tmp: Option<tempfile::TempDir>,
     ) -> Gateway {
+        Gateway::start_customized(env, data_dir, tmp, |_| {}).await
+    }
+
+    /// Like `start`, with the process's open-file limit (soft and hard) set to `nofile`.
+    pub async fn start_with_open_files(env: &[(&str, &str)], nofile: u64) -> Gateway {
+        let tmp = tempfile::tempdir().unwrap();
+        let data_dir = tmp.path().to_path_buf();
+        Gateway::start_customized(env, data_dir, Some(tmp), move |cmd| {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe and touches only the child.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: nofile,
+                        rlim_max: nofile,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        })
+        .await
+    }
+
+    async fn start_customized(
+        env: &[(&str, &str)],
+        data_dir: PathBuf,
+        tmp: Option<tempfile::TempDir>,
+        customize: impl Fn(&mut Command),
+    ) -> Gateway {
         const ATTEMPTS: usize = 3;
         for attempt in 1..=ATTEMPTS {
             let [proxy, admin, status] = free_ports();
             let log = data_dir.join(format!("gateway-{proxy}.log"));
-            let child = Gateway::command(env, &data_dir, proxy, admin, status)
+            let mut cmd = Gateway::command(env, &data_dir, proxy, admin, status);
+            customize(&mut cmd);
+            let child = cmd
                 .stdout(Stdio::null())
                 .stderr(std::fs::File::create(&log).unwrap())
                 .spawn()
@@ -232,6 +266,12 @@ impl Gateway {
             .status()
             .unwrap();
         self.child.wait().unwrap()
+    }
+
+    /// The status listener's `/status` answer.
+    pub async fn status(&self) -> Resp {
+        let url = format!("http://127.0.0.1:{}/status", self.status);
+        send("GET", &url, &[], None).await
     }
 
     /// The status listener's `/metrics` text.
