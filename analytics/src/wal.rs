@@ -101,7 +101,9 @@ impl WalDir {
 fn unsafe_part(mut bytes: Vec<u8>) -> Packed {
     let safe = bytes
         .get(..HEADER as usize)
-        .map_or(bytes.len() as u64, |h| u64::from_le_bytes(h.try_into().expect("8 bytes")));
+        .map_or(bytes.len() as u64, |h| {
+            u64::from_le_bytes(h.try_into().expect("8 bytes"))
+        });
     let from = (safe.max(HEADER) as usize).min(bytes.len());
     Packed::whole_events(bytes.split_off(from))
 }
