@@ -28,6 +28,16 @@ async fn protected_gateway(backend: &Backend) -> Gateway {
     gw
 }
 
+/// Service `s` for `backend` with a catch-all route, served once the call returns.
+async fn route_everything_to(gw: &Gateway, backend: &Backend) {
+    let url = format!("http://127.0.0.1:{}", backend.port);
+    gw.create("/services", json!({"name": "s", "url": url}))
+        .await;
+    gw.create("/services/s/routes", json!({"paths": ["/"]}))
+        .await;
+    gw.settled().await;
+}
+
 /// Item 1: `//secure` was matched by the catch-all and forwarded as it was, so a backend that
 /// merges slashes served the protected page without a key.
 #[tokio::test(flavor = "multi_thread")]
@@ -238,12 +248,7 @@ async fn slow_connections_to_the_portal_do_not_starve_the_proxy() {
         1024,
     )
     .await;
-    let url = format!("http://127.0.0.1:{}", backend.port);
-    gw.create("/services", json!({"name": "s", "url": url}))
-        .await;
-    gw.create("/services/s/routes", json!({"paths": ["/"]}))
-        .await;
-    gw.settled().await;
+    route_everything_to(&gw, &backend).await;
     let mut slow = Vec::new();
     for _ in 0..1100 {
         let mut s = tokio::net::TcpStream::connect(("127.0.0.1", portal))
@@ -552,12 +557,7 @@ async fn killed_under_load_analytics_lose_at_most_what_the_mode_allows() {
             ("TOLLGATE_ANALYTICS_FLUSH_MS", "1000"),
         ];
         let mut gw = Gateway::start_in(&env, dir.path().to_path_buf(), None).await;
-        let url = format!("http://127.0.0.1:{}", backend.port);
-        gw.create("/services", json!({"name": "s", "url": url}))
-            .await;
-        gw.create("/services/s/routes", json!({"paths": ["/"]}))
-            .await;
-        gw.settled().await;
+        route_everything_to(&gw, &backend).await;
         let stop = Arc::new(AtomicBool::new(false));
         let load = {
             let stop = stop.clone();
