@@ -172,13 +172,13 @@ impl Proxy {
                 .run_plugins(&mut parts, &mut body, &snapshot, route, service.id, ex)
                 .await?;
         }
-        let rest = if route.strip_path {
-            &norm_path[m.matched_len..]
-        } else {
-            &norm_path[..]
-        };
-        let upstream_path =
-            path::upstream_path(service.path.as_deref(), rest, route.path_handling_v1);
+        let upstream_path = path::upstream_path(
+            service.path.as_deref().unwrap_or("/"),
+            &norm_path,
+            m.matched_len,
+            route.strip_path,
+            route.path_handling_v1,
+        );
         let stripped = route.strip_path.then(|| &norm_path[..m.matched_len]);
         let mut head = Vec::with_capacity(UPSTREAM_HEAD_CAPACITY);
         let query = parts.uri.query();

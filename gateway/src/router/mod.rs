@@ -31,8 +31,9 @@ pub struct RouteMatch {
     pub matched_len: usize,
 }
 
-/// Kong's order, most specific first: more attribute kinds, then a plain host over a
-/// wildcard, then more headers, then a regex path (by `regex_priority`) over a prefix, then the
+/// Kong's order (`get_priority` in kong/router/transform.lua), most specific first: more
+/// attribute kinds, then a route whose hosts are all plain (no wildcard; a route without
+/// hosts has none, so a hosts-only route outranks a `/` catch-all), then more headers, then a regex path (by `regex_priority`) over a prefix, then the
 /// longest prefix, then the older route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct Priority {
@@ -52,8 +53,11 @@ enum HeaderRule {
 
 struct Compiled {
     methods: Vec<String>,
-    /// Ports that exact hosts require, by host (`api.local:8000`).
-    host_ports: Vec<(String, u16)>,
+    /// Ports that exact hosts require, by host (`api.local:8000`); a host also listed
+    /// without a port accepts any.
+    host_ports: Vec<(String, Vec<u16>)>,
+    /// Hosts listed, none of them a wildcard.
+    plain_hosts: bool,
     headers: Vec<(http::HeaderName, Vec<HeaderRule>)>,
     regexes: Vec<Regex>,
     categories: u8,
@@ -139,7 +143,7 @@ impl Router {
     pub fn find(&self, req: &RequestInfo<'_>) -> Option<RouteMatch> {
         let mut best: Option<(Priority, RouteMatch)> = None;
         if let Some(idx) = self.exact_hosts.get(req.host) {
-            self.search(idx, req, true, &mut best);
+            self.search(idx, req, &mut best);
         }
         for (w, idx) in &self.wildcard_hosts {
             let hit = match w {
@@ -147,10 +151,10 @@ impl Router {
                 Wildcard::Prefix(p) => req.host.len() > p.len() && req.host.starts_with(p.as_str()),
             };
             if hit {
-                self.search(idx, req, false, &mut best);
+                self.search(idx, req, &mut best);
             }
         }
-        self.search(&self.any_host, req, true, &mut best);
+        self.search(&self.any_host, req, &mut best);
         best.map(|(_, m)| m)
     }
 
@@ -158,7 +162,6 @@ impl Router {
         &self,
         idx: &PathIndex,
         req: &RequestInfo<'_>,
-        plain_host: bool,
         best: &mut Option<(Priority, RouteMatch)>,
     ) {
         let mut consider = |id: u32, regex: bool, len: usize| {
@@ -168,7 +171,7 @@ impl Router {
             }
             let p = Priority {
                 categories: r.categories,
-                plain_host,
+                plain_host: r.plain_hosts,
                 headers: r.headers.len() as u8,
                 regex,
                 regex_priority: if regex { r.regex_priority } else { 0 },
@@ -206,8 +209,8 @@ impl Router {
         if !r.methods.is_empty() && !r.methods.iter().any(|m| m == req.method) {
             return false;
         }
-        if let Some((_, port)) = r.host_ports.iter().find(|(h, _)| h == req.host) {
-            if *port != req.port {
+        if let Some((_, ports)) = r.host_ports.iter().find(|(h, _)| h == req.host) {
+            if !ports.contains(&req.port) {
                 return false;
             }
         }
@@ -265,16 +268,31 @@ fn compile(r: &Route) -> Result<Compiled, String> {
         .filter_map(|p| p.strip_prefix('~'))
         .map(|re| Regex::new(&format!("^(?:{re})")).map_err(|e| e.to_string()))
         .collect::<Result<Vec<_>, _>>()?;
-    let host_ports = r
+    let hosts: Vec<String> = r
         .hosts
         .iter()
         .flatten()
-        .filter_map(|h| {
-            let h = h.to_ascii_lowercase();
-            let (name, port) = strip_port(&h);
-            port.map(|p| (name.to_string(), p))
-        })
+        .map(|h| h.to_ascii_lowercase())
         .collect();
+    let mut host_ports: Vec<(String, Vec<u16>)> = Vec::new();
+    let any_port: Vec<&str> = hosts
+        .iter()
+        .map(|h| strip_port(h))
+        .filter(|(_, p)| p.is_none())
+        .map(|(n, _)| n)
+        .collect();
+    for h in &hosts {
+        let (name, Some(port)) = strip_port(h) else {
+            continue;
+        };
+        if any_port.contains(&name) {
+            continue;
+        }
+        match host_ports.iter_mut().find(|(n, _)| n == name) {
+            Some((_, ports)) => ports.push(port),
+            None => host_ports.push((name.to_string(), vec![port])),
+        }
+    }
     let categories = [
         non_empty(&r.methods),
         non_empty(&r.hosts),
@@ -288,6 +306,7 @@ fn compile(r: &Route) -> Result<Compiled, String> {
     Ok(Compiled {
         methods: r.methods.clone().unwrap_or_default(),
         host_ports,
+        plain_hosts: !hosts.is_empty() && !hosts.iter().any(|h| h.contains('*')),
         headers: header_rules,
         regexes,
         categories,

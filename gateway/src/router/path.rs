@@ -115,22 +115,63 @@ fn decode_unreserved(bytes: &[u8]) -> Result<String, BadPath> {
     Ok(out)
 }
 
-/// The path sent upstream: the service's path joined with what is left of the request path
-/// once the matched prefix is stripped (Kong's `path_handling` v0 and v1). Given as the pieces
-/// to write one after the other, so that the request line is written without a new string.
-pub fn upstream_path<'a>(service_path: Option<&'a str>, rest: &'a str, v1: bool) -> [&'a str; 3] {
-    let base = service_path.unwrap_or("/");
-    if base == "/" {
-        let slash = if rest.starts_with('/') { "" } else { "/" };
-        return [slash, rest, ""];
+/// The path sent upstream, by Kong's `path_handling` rules (`get_upstream_uri_v0` and the v1
+/// branch of `kong/router/traditional.lua`): the service's path `base` joined with the request
+/// path `req`, or with what follows the route's matched prefix when `strip` is set.
+/// `matched_len` is that prefix's length (0 for a route without paths, whose "prefix" is then
+/// the leading slash, as in Kong). Returned as pieces to write one after the other, so the
+/// request line is written without a new string.
+pub fn upstream_path<'a>(
+    base: &'a str,
+    req: &'a str,
+    matched_len: usize,
+    strip: bool,
+    v1: bool,
+) -> [&'a str; 3] {
+    let without_slash = &req[1.min(req.len())..];
+    let base_slash = base.ends_with('/');
+    // `base` without its trailing slash, where a postfix brings its own.
+    let trimmed = &base[..base.len() - usize::from(base_slash)];
+    if !strip {
+        return if base_slash || v1 {
+            [base, without_slash, ""]
+        } else if req == "/" {
+            [base, "", ""]
+        } else {
+            [base, req, ""]
+        };
     }
-    if base.ends_with('/') {
-        return [base, rest.strip_prefix('/').unwrap_or(rest), ""];
+    let postfix = sanitize_postfix(req.get(matched_len.max(1)..).unwrap_or(""));
+    if v1 {
+        return if base_slash && postfix.starts_with('/') {
+            [trimmed, postfix, ""]
+        } else {
+            [base, postfix, ""]
+        };
     }
-    if v1 && !rest.is_empty() && !rest.starts_with('/') {
-        return [base, "/", rest];
+    match (base_slash, postfix) {
+        (true, "") if base == "/" => ["/", "", ""],
+        (true, "") if req.ends_with('/') => [base, "", ""],
+        (true, "") => [trimmed, "", ""],
+        (true, p) if p.starts_with('/') => [trimmed, p, ""],
+        (true, p) => [base, p, ""],
+        (false, "") if req.len() > 1 && req.ends_with('/') => [base, "/", ""],
+        (false, "") => [base, "", ""],
+        (false, p) if p.starts_with('/') => [base, p, ""],
+        (false, p) => [base, "/", p],
     }
-    [base, rest, ""]
+}
+
+/// What follows the matched prefix, less a leading `.`/`..` segment remnant (`/route./req`
+/// matched by `/route` leaves `req`), as Kong's `sanitize_uri_postfix` does.
+fn sanitize_postfix(postfix: &str) -> &str {
+    match postfix {
+        "." | ".." => "",
+        p => p
+            .strip_prefix("./")
+            .or_else(|| p.strip_prefix("../"))
+            .unwrap_or(p),
+    }
 }
 
 #[cfg(test)]
@@ -171,28 +212,58 @@ mod tests {
         assert_eq!(normalize("/Secure").unwrap(), "/Secure");
     }
 
+    /// A few rows of Kong's path-handling table (spec/fixtures/router_path_handling_tests.lua,
+    /// line numbers below); tests/kong_paths.rs runs the whole table through the proxy.
     #[test]
-    fn kong_v0_joining_table() {
-        // service path, rest after stripping, upstream path (Kong's path_handling v0 table).
-        let cases = [
-            (None, "/req", "/req"),
-            (None, "", "/"),
-            (Some("/srv"), "req", "/srvreq"),
-            (Some("/srv"), "/req", "/srv/req"),
-            (Some("/srv"), "", "/srv"),
-            (Some("/srv/"), "/req", "/srv/req"),
-            (Some("/srv/"), "req", "/srv/req"),
+    fn kong_path_handling_rows() {
+        // (line, service path, route path, strip, v1, request, expected)
+        let rows = [
+            (42, "/srv", Some("/rou"), true, false, "/roureq", "/srv/req"),
+            (43, "/srv", Some("/rou"), true, true, "/roureq", "/srvreq"),
+            (46, "/srv/", Some("/rou"), true, false, "/rou", "/srv"),
+            (47, "/srv/", Some("/rou"), true, true, "/rou", "/srv/"),
+            (
+                109,
+                "/service",
+                None,
+                true,
+                true,
+                "/route/",
+                "/serviceroute/",
+            ),
+            (
+                115,
+                "/service",
+                Some("/route"),
+                true,
+                false,
+                "/route./req",
+                "/service/req",
+            ),
+            (
+                121,
+                "/service/",
+                Some("/route"),
+                true,
+                true,
+                "/route%2E/req",
+                "/service/req",
+            ),
+            (
+                141,
+                "/service",
+                Some("/route"),
+                false,
+                false,
+                "/route%2E/req",
+                "/service/route./req",
+            ),
         ];
-        for (base, rest, want) in cases {
-            assert_eq!(
-                upstream_path(base, rest, false).concat(),
-                want,
-                "{base:?} + {rest}"
-            );
+        for (line, service, route, strip, v1, request, expected) in rows {
+            let norm = normalize(request).unwrap();
+            let matched = route.map_or(0, str::len);
+            let got = upstream_path(service, &norm, matched, strip, v1).concat();
+            assert_eq!(got, expected, "Kong's table line {line}");
         }
-        assert_eq!(
-            upstream_path(Some("/srv"), "req", true).concat(),
-            "/srv/req"
-        );
     }
 }
