@@ -23,7 +23,7 @@ use tollgate_gateway::admin::{self, AdminState};
 use tollgate_gateway::control::{stopped, Reloader};
 use tollgate_gateway::listener;
 use tollgate_gateway::plugins::Shared;
-use tollgate_gateway::proxy::{server, ClientIp, Logger, Proxy};
+use tollgate_gateway::proxy::{gateway_headers::GatewayHeaders, server, ClientIp, Logger, Proxy};
 use tollgate_gateway::status::{self, metrics::Metrics};
 use tollgate_gateway::store::{Backend, Store};
 use tollgate_gateway::{declarative, model};
@@ -100,6 +100,8 @@ pub async fn run(s: Settings) -> anyhow::Result<ExitCode> {
         proxy_connections_per_worker = proxy_limits.max_connections,
         "open-file limit"
     );
+    let gateway_headers =
+        GatewayHeaders::parse(&s.headers, &s.headers_upstream).map_err(anyhow::Error::msg)?;
     let store = open_store(&s).await?;
     let plugins = Arc::new(Shared {
         default_redis_url: s.redis_url.clone(),
@@ -140,6 +142,7 @@ pub async fn run(s: Settings) -> anyhow::Result<ExitCode> {
                 node: node_name().into(),
             }),
             client_ip,
+            headers: gateway_headers,
         });
         let threads = server::start_workers(addr, workers, proxy, proxy_limits, stop_rx.clone())
             .with_context(|| format!("cannot listen for the proxy on {addr}"))?;

@@ -265,6 +265,26 @@ pub struct Settings {
     /// The header a trusted proxy names the client in (`X-Forwarded-For`, `CF-Connecting-IP`).
     #[arg(long, env = "TOLLGATE_REAL_IP_HEADER", global = true)]
     pub real_ip_header: Option<String>,
+    /// The gateway's own response headers, as Kong's `headers` setting: `server_tokens`
+    /// (`Server`, `Via`), `latency_tokens` (`X-Kong-Proxy-Latency`, `X-Kong-Upstream-Latency`,
+    /// `X-Kong-Response-Latency`), single header names such as `X-Kong-Upstream-Status`, or
+    /// `off`.
+    #[arg(
+        long,
+        env = "TOLLGATE_HEADERS",
+        default_value = tollgate_gateway::proxy::gateway_headers::DEFAULT_DOWNSTREAM,
+        global = true
+    )]
+    pub headers: String,
+    /// Headers the gateway adds to upstream requests, as Kong's `headers_upstream`:
+    /// `X-Kong-Request-Id` or `off`.
+    #[arg(
+        long,
+        env = "TOLLGATE_HEADERS_UPSTREAM",
+        default_value = tollgate_gateway::proxy::gateway_headers::DEFAULT_UPSTREAM,
+        global = true
+    )]
+    pub headers_upstream: String,
     /// Mark the console's and the portal's session cookies `Secure`: set it when they are
     /// reached over HTTPS through a TLS-terminating proxy.
     #[arg(

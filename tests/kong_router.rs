@@ -148,7 +148,11 @@ async fn routed(gw: &Gateway, backend: &Backend, name: &str, route: serde_json::
 
 async fn upstream_path(gw: &Gateway, path: &str, host: &str) -> String {
     let r = send("GET", &gw.proxy_url(path), &[("host", host)], None).await;
-    format!("{} {}", r.status, r.json["path"].as_str().unwrap_or_default())
+    format!(
+        "{} {}",
+        r.status,
+        r.json["path"].as_str().unwrap_or_default()
+    )
 }
 
 /// kong/router/transform.lua:536,661 (PLAIN_HOST_ONLY_BIT): a route with only plain hosts
@@ -159,7 +163,13 @@ async fn upstream_path(gw: &Gateway, path: &str, host: &str) -> String {
 async fn plain_hosts_outrank_a_catch_all_path_and_longer_paths_win_on_one_host() {
     let backend = Backend::start().await;
     let gw = Gateway::start(&[]).await;
-    routed(&gw, &backend, "root", json!({"paths": ["/"], "strip_path": false})).await;
+    routed(
+        &gw,
+        &backend,
+        "root",
+        json!({"paths": ["/"], "strip_path": false}),
+    )
+    .await;
     routed(&gw, &backend, "host", json!({"hosts": ["api.test"]})).await;
     routed(&gw, &backend, "wild", json!({"hosts": ["*.wild.test"]})).await;
     let short = json!({"hosts": ["route.com"], "paths": ["/root/fixture", "/root/fixture/non-matching-but-longer"]});
@@ -185,7 +195,13 @@ async fn preserve_host_forwards_the_host_as_sent() {
     let gw = Gateway::start(&[]).await;
     let preserved = json!({"preserve_host": true, "hosts": ["preserved.com", "preserved.com:123"]});
     routed(&gw, &backend, "preserved", preserved).await;
-    routed(&gw, &backend, "discarded", json!({"hosts": ["discarded.com"]})).await;
+    routed(
+        &gw,
+        &backend,
+        "discarded",
+        json!({"hosts": ["discarded.com"]}),
+    )
+    .await;
     gw.settled().await;
     let host_seen = |host: &'static str| {
         let url = gw.proxy_url("/get");

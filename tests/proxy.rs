@@ -32,7 +32,7 @@ async fn seed_service(gw: &Gateway, backend_port: u16) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_backend_put_behind_the_proxy_through_the_admin_api_answers_with_tollgate_headers() {
+async fn a_backend_put_behind_the_proxy_through_the_admin_api_answers_with_kongs_headers() {
     let backend = Backend::start().await;
     let gw = Gateway::start(&[]).await;
     seed_service(&gw, backend.port).await;
@@ -61,24 +61,26 @@ async fn a_backend_put_behind_the_proxy_through_the_admin_api_answers_with_tollg
     assert_eq!(seen["x-forwarded-host"], "127.0.0.1");
     assert_eq!(seen["x-forwarded-port"], gw.proxy.to_string());
     assert_eq!(seen["x-forwarded-prefix"], "/api/");
+    // The client's X-Request-Id is its own header: passed on, not the gateway's id.
     assert_eq!(seen["x-request-id"], "trace-42");
-    assert_eq!(r.header("x-request-id"), Some("trace-42"));
+    let id = r.header("x-kong-request-id").unwrap();
+    assert_eq!(seen["x-kong-request-id"], id);
     assert_eq!(
         r.header("via"),
-        Some(concat!("tollgate/", env!("CARGO_PKG_VERSION")))
+        Some(concat!("1.1 tollgate/", env!("CARGO_PKG_VERSION")))
     );
     assert!(r
-        .header("x-tollgate-upstream-latency")
+        .header("x-kong-upstream-latency")
         .unwrap()
         .parse::<u64>()
         .is_ok());
     assert!(r
-        .header("x-tollgate-proxy-latency")
+        .header("x-kong-proxy-latency")
         .unwrap()
         .parse::<u64>()
         .is_ok());
 
-    // A generated request id when the client sent none, forwarded upstream too.
+    // A generated request id, forwarded upstream too.
     let r = send(
         "POST",
         &gw.proxy_url("/api/post/context"),
@@ -86,9 +88,9 @@ async fn a_backend_put_behind_the_proxy_through_the_admin_api_answers_with_tollg
         json_body(json!({"name": "ctx"})),
     )
     .await;
-    let id = r.header("x-request-id").unwrap().to_string();
+    let id = r.header("x-kong-request-id").unwrap().to_string();
     assert_eq!(id.len(), 32);
-    assert_eq!(r.json["headers"]["x-request-id"], id.as_str());
+    assert_eq!(r.json["headers"]["x-kong-request-id"], id.as_str());
     assert_eq!(r.json["method"], "POST");
     assert_eq!(
         r.json["body"], "{\"name\":\"ctx\"}",
@@ -98,7 +100,7 @@ async fn a_backend_put_behind_the_proxy_through_the_admin_api_answers_with_tollg
     let r = send("GET", &gw.proxy_url("/nowhere"), &[], None).await;
     assert_eq!(r.status, 404);
     assert_eq!(r.json["message"], "no Route matched with those values");
-    assert_eq!(r.json["request_id"], r.header("x-request-id").unwrap());
+    assert_eq!(r.json["request_id"], r.header("x-kong-request-id").unwrap());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -115,7 +117,11 @@ async fn http2_cleartext_clients_are_served() {
         .unwrap();
     assert_eq!(resp.version(), http::Version::HTTP_2);
     assert_eq!(resp.status(), 200);
-    assert!(resp.headers().contains_key("x-tollgate-proxy-latency"));
+    assert!(resp.headers().contains_key("x-kong-proxy-latency"));
+    assert_eq!(
+        resp.headers()["via"],
+        concat!("2 tollgate/", env!("CARGO_PKG_VERSION"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

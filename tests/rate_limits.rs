@@ -198,7 +198,7 @@ async fn the_seed_walkthrough_gives_each_tier_its_limit() {
     assert_eq!(first.header("ratelimit-reset"), Some("1"));
     assert_eq!(first.header("x-ratelimit-limit-hour"), Some("1200"));
     assert_eq!(first.header("x-ratelimit-remaining-hour"), Some("1199"));
-    assert!(first.header("x-tollgate-upstream-latency").is_some());
+    assert!(first.header("x-kong-upstream-latency").is_some());
     assert_eq!(first.json["headers"]["x-consumer-username"], "slow_user");
     assert_eq!(last.status, 429);
     assert_eq!(last.json["message"], "API rate limit exceeded");

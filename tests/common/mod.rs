@@ -77,14 +77,29 @@ impl Backend {
                         .await
                         .map(|b| b.to_bytes())
                         .unwrap_or_default();
-                    axum::Json(json!({
+                    // A path ending in `/via` answers with its own Via and Server, as Kong's
+                    // 35-via_spec.lua mock does.
+                    let own: &[(&str, &str)] = if parts.uri.path().ends_with("/via") {
+                        &[
+                            ("via", "2 nginx, HTTP/1.1 http_mock"),
+                            ("server", "http-mock"),
+                        ]
+                    } else {
+                        &[]
+                    };
+                    let own: Vec<(String, String)> = own
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect();
+                    let echo = axum::Json(json!({
                         "method": parts.method.as_str(),
                         "path": parts.uri.path(),
                         "query": parts.uri.query(),
                         "headers": headers,
                         "body": String::from_utf8_lossy(&body),
                         "peer": peer.0.to_string(),
-                    }))
+                    }));
+                    (axum::response::AppendHeaders(own), echo)
                 }
             });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

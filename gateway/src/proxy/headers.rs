@@ -1,8 +1,9 @@
 //! Header rewriting between client and upstream: the upstream's request headers written with
-//! hop-by-hop ones dropped and the `X-Forwarded-*` family, `Via` and `X-Request-Id` set (the
-//! upstream's own hop-by-hop headers never leave `upstream::codec`), and the client's host read.
-use super::upstream::{connection_options, write_header, HOP_BY_HOP};
-use super::{Downstream, Exchange, VIA};
+//! hop-by-hop ones dropped and the `X-Forwarded-*` family, `Via` and `X-Kong-Request-Id` set
+//! (the upstream's own hop-by-hop headers never leave `upstream::codec`), and the client's
+//! host read.
+use super::upstream::{connection_options, write_header};
+use super::{Downstream, Exchange};
 use crate::plugins::context::{consumer_headers, CONSUMER_HEADERS};
 use crate::plugins::UpstreamHeaders;
 use crate::snapshot::{RouteEntry, ServiceEntry};
@@ -16,17 +17,32 @@ const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
 const X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
-pub(super) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-pub(super) const UPSTREAM_LATENCY: HeaderName =
-    HeaderName::from_static("x-tollgate-upstream-latency");
-pub(super) const PROXY_LATENCY: HeaderName = HeaderName::from_static("x-tollgate-proxy-latency");
+const X_FORWARDED_PATH: HeaderName = HeaderName::from_static("x-forwarded-path");
+pub(super) const REQUEST_ID: HeaderName = HeaderName::from_static("x-kong-request-id");
+pub(super) const UPSTREAM_LATENCY: HeaderName = HeaderName::from_static("x-kong-upstream-latency");
+pub(super) const PROXY_LATENCY: HeaderName = HeaderName::from_static("x-kong-proxy-latency");
+pub(super) const RESPONSE_LATENCY: HeaderName = HeaderName::from_static("x-kong-response-latency");
+pub(super) const UPSTREAM_STATUS: HeaderName = HeaderName::from_static("x-kong-upstream-status");
+
+/// Request headers for this hop only. Unlike on responses, `Proxy-Authorization` and
+/// `Proxy-Authenticate` pass (Kong keeps them: 03-upstream_headers_spec.lua:127), `Proxy` is
+/// dropped (httpoxy), and `TE` is rewritten to `trailers` when it asks for them.
+static REQUEST_HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    HeaderName::from_static("proxy"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
 
 /// The request headers the proxy itself reads, found in one pass over the client's headers
 /// (each `HeaderMap::get` hashes the name and probes).
 pub struct Seen<'a> {
     /// Bytes of all header names and values, as the client sent them.
     pub size: usize,
-    pub request_id: Option<&'a HeaderValue>,
     pub user_agent: Option<&'a HeaderValue>,
     pub content_length: Option<&'a HeaderValue>,
     /// Whether any `Accept` came (error pages are JSON without one).
@@ -37,7 +53,6 @@ pub struct Seen<'a> {
 pub fn seen(h: &HeaderMap) -> Seen<'_> {
     let mut seen = Seen {
         size: 0,
-        request_id: None,
         user_agent: None,
         content_length: None,
         accept: false,
@@ -50,20 +65,15 @@ pub fn seen(h: &HeaderMap) -> Seen<'_> {
             seen.content_length.get_or_insert(value);
         } else if name == header::ACCEPT {
             seen.accept = true;
-        } else if name == X_REQUEST_ID {
-            seen.request_id.get_or_insert(value);
         }
     }
     seen
 }
 
-/// The client's request id when it sent a sane one, or a new one (128 random bits from the
-/// thread's generator: no system call per request), as text and as a header value.
-pub fn request_id(sent: Option<&HeaderValue>) -> (Arc<str>, HeaderValue) {
-    let sent = sent.filter(|v| !v.is_empty() && v.len() <= 200);
-    if let Some((v, text)) = sent.and_then(|v| Some((v, v.to_str().ok()?))) {
-        return (Arc::from(text), v.clone());
-    }
+/// A new request id, as text and as a header value: 128 random bits from the thread's
+/// generator (no system call per request) in hex, like Kong's. Kong never takes the client's
+/// (33-request-id-header_spec.lua: "overwrites client value if any").
+pub fn new_request_id() -> (Arc<str>, HeaderValue) {
     let mut buf = uuid::Uuid::encode_buffer();
     let id = uuid::Uuid::from_u128(rand::random())
         .simple()
@@ -111,7 +121,12 @@ pub(super) struct Forwarded<'a> {
     /// The path prefix a route stripped, if any: part of a normalized path, so free of
     /// control bytes (a safe header value).
     pub prefix: Option<&'a str>,
-    pub request_id: &'a HeaderValue,
+    /// The path as the client sent it (`X-Forwarded-Path`).
+    pub path: &'a str,
+    /// `X-Kong-Request-Id`, unless `headers_upstream` turned it off.
+    pub request_id: Option<&'a HeaderValue>,
+    /// This hop's `Via` entry.
+    pub via: &'static str,
     /// The values of `CONSUMER_HEADERS`, once a plugin identified the consumer.
     pub consumer: Option<[Option<&'a HeaderValue>; 5]>,
 }
@@ -125,6 +140,7 @@ impl<'a> Forwarded<'a> {
         ex: &'a Exchange,
         stripped_prefix: Option<&'a str>,
         conn: &'a Downstream,
+        send_request_id: bool,
     ) -> Forwarded<'a> {
         let host = match raw_host(&client.uri, &client.headers) {
             Some(h) if route.preserve_host => h.as_bytes(),
@@ -138,7 +154,9 @@ impl<'a> Forwarded<'a> {
             forwarded_host: &ex.host_header,
             port: &conn.local_port_header,
             prefix: stripped_prefix.filter(|p| !p.is_empty() && *p != "/"),
-            request_id: &ex.request_id_header,
+            path: &ex.path,
+            request_id: send_request_id.then_some(&ex.request_id_header),
+            via: ex.via,
             consumer: ex
                 .consumer
                 .as_deref()
@@ -148,7 +166,7 @@ impl<'a> Forwarded<'a> {
 }
 
 /// Headers the gateway sets itself (or frames itself, for the body): the client's never pass.
-static REPLACED: [HeaderName; 9] = [
+static REPLACED: [HeaderName; 10] = [
     header::HOST,
     header::CONTENT_LENGTH,
     X_REAL_IP,
@@ -156,7 +174,8 @@ static REPLACED: [HeaderName; 9] = [
     X_FORWARDED_HOST,
     X_FORWARDED_PORT,
     X_FORWARDED_PREFIX,
-    X_REQUEST_ID,
+    X_FORWARDED_PATH,
+    REQUEST_ID,
     header::VIA,
 ];
 
@@ -176,12 +195,15 @@ pub(super) fn write_for_upstream(
         Vec::new()
     };
     // The client's values of the two chains, joined when written: no buffer of their own.
-    let (mut xff, mut via) = (Chain::new(), Chain::new());
+    let (mut xff, mut via, mut trailers) = (Chain::new(), Chain::new(), false);
     for (name, value) in client {
         if name == X_FORWARDED_FOR {
             xff.push(value.as_bytes());
         } else if name == header::VIA {
             via.push(value.as_bytes());
+        } else if name == header::TE {
+            trailers |=
+                connection_options(value.as_bytes()).any(|t| t.eq_ignore_ascii_case(b"trailers"));
         } else if !gives_way(name, &named, set_by_plugins, ours) {
             write_header(out, name.as_str().as_bytes(), value.as_bytes());
         }
@@ -205,11 +227,17 @@ pub(super) fn write_for_upstream(
     write_header(out, b"x-forwarded-proto", b"http");
     write_header(out, b"x-forwarded-host", ours.forwarded_host.as_bytes());
     write_header(out, b"x-forwarded-port", ours.port.as_bytes());
+    write_header(out, b"x-forwarded-path", ours.path.as_bytes());
     if let Some(prefix) = ours.prefix {
         write_header(out, b"x-forwarded-prefix", prefix.as_bytes());
     }
-    write_header(out, b"x-request-id", ours.request_id.as_bytes());
-    write_chain(out, b"via", &via, VIA.as_bytes());
+    if let Some(id) = ours.request_id {
+        write_header(out, b"x-kong-request-id", id.as_bytes());
+    }
+    if trailers {
+        write_header(out, b"te", b"trailers");
+    }
+    write_chain(out, b"via", &via, ours.via.as_bytes());
 }
 
 /// Whether a client's header stays off the upstream request: hop-by-hop (or named by its
@@ -221,7 +249,7 @@ fn gives_way(
     ours: &Forwarded,
 ) -> bool {
     REPLACED.contains(name)
-        || HOP_BY_HOP.contains(name)
+        || REQUEST_HOP_BY_HOP.contains(name)
         || named.contains(name)
         || set_by_plugins.iter().any(|(set, _)| set == name)
         || (ours.consumer.is_some() && CONSUMER_HEADERS.contains(name))
@@ -242,15 +270,15 @@ fn write_chain(out: &mut Vec<u8>, name: &[u8], theirs: &Chain, ours: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// Adds Tollgate to the `Via` chain.
-pub(super) fn append_via(h: &mut HeaderMap) {
+/// Adds the gateway's entry `via` to the response's `Via` chain.
+pub(super) fn append_via(h: &mut HeaderMap, via: &'static str) {
     match h.get(header::VIA).and_then(|v| v.to_str().ok()) {
         Some(prev) => {
-            let v = format!("{prev}, {VIA}");
+            let v = format!("{prev}, {via}");
             set(h, header::VIA, &v);
         }
         None => {
-            h.insert(header::VIA, HeaderValue::from_static(VIA));
+            h.insert(header::VIA, HeaderValue::from_static(via));
         }
     }
 }
@@ -263,6 +291,7 @@ fn set(h: &mut HeaderMap, name: HeaderName, value: &str) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::gateway_headers::VIA_HTTP1;
     use super::*;
     use http::Request;
 
@@ -280,8 +309,13 @@ mod tests {
             ("x-forwarded-for", "10.0.0.2"),
             ("x-forwarded-proto", "https"),
             ("x-real-ip", "6.6.6.6"),
+            ("te", "trailers, deflate;q=0.5"),
+            ("proxy", "httpoxy"),
+            ("proxy-authorization", "Basic YWxhZGRpbjpvcGVuc2VzYW1l"),
+            ("x-kong-request-id", "spoofed"),
             ("via", "1.1 edge"),
             ("x-kept", "a"),
+            ("x-request-id", "client-trace"),
             ("x-consumer-id", "spoofed"),
             ("apikey", "secret"),
             ("x-kept", "b"),
@@ -303,7 +337,9 @@ mod tests {
             forwarded_host: &fhost,
             port: &port,
             prefix: Some("/api"),
-            request_id: &id,
+            path: "/api/x",
+            request_id: Some(&id),
+            via: VIA_HTTP1,
             consumer: Some([
                 Some(&consumer_id),
                 None,
@@ -321,12 +357,14 @@ mod tests {
         assert_eq!(
             String::from_utf8(out).unwrap(),
             format!(
-                "x-kept: a\r\nx-kept: b\r\nx-set: by a plugin\r\nx-consumer-id: c-1\r\n\
+                "proxy-authorization: Basic YWxhZGRpbjpvcGVuc2VzYW1l\r\nx-kept: a\r\n\
+                 x-kept: b\r\nx-request-id: client-trace\r\nx-set: by a plugin\r\nx-consumer-id: c-1\r\n\
                  x-consumer-username: ann\r\nx-credential-identifier: k-1\r\nhost: backend:8080\r\n\
                  x-forwarded-for: 10.0.0.1, 10.0.0.2, 127.0.0.1\r\nx-real-ip: 203.0.113.9\r\n\
                  x-forwarded-proto: http\r\nx-forwarded-host: api.test\r\n\
-                 x-forwarded-port: 8000\r\nx-forwarded-prefix: /api\r\nx-request-id: abc\r\n\
-                 via: 1.1 edge, {VIA}\r\n"
+                 x-forwarded-port: 8000\r\nx-forwarded-path: /api/x\r\n\
+                 x-forwarded-prefix: /api\r\nx-kong-request-id: abc\r\nte: trailers\r\n\
+                 via: 1.1 edge, {VIA_HTTP1}\r\n"
             )
         );
     }
@@ -335,8 +373,8 @@ mod tests {
     fn one_pass_finds_the_headers_the_proxy_reads() {
         let mut h = HeaderMap::new();
         h.insert("user-agent", "curl/8".parse().unwrap());
-        h.append("x-request-id", "first".parse().unwrap());
-        h.append("x-request-id", "second".parse().unwrap());
+        h.append("x-other", "first".parse().unwrap());
+        h.append("x-other", "second".parse().unwrap());
         h.insert("content-length", "12".parse().unwrap());
         let s = seen(&h);
         assert_eq!(
@@ -344,14 +382,13 @@ mod tests {
             "user-agent".len()
                 + 6
                 + 4
-                + 2 * ("x-request-id".len() + 4)
+                + 2 * ("x-other".len() + 4)
                 + 11
                 + "content-length".len()
                 + 2
                 + 4
         );
         assert_eq!(s.user_agent.unwrap(), "curl/8");
-        assert_eq!(s.request_id.unwrap(), "first");
         assert_eq!(content_length(s.content_length), 12);
         assert!(!s.accept);
         h.insert("accept", "text/html".parse().unwrap());

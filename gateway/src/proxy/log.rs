@@ -36,8 +36,10 @@ pub(super) struct Exchange {
     pub start: Instant,
     pub arrived_us: u64,
     pub request_id: Arc<str>,
-    /// The same, ready for the `X-Request-Id` headers.
+    /// The same, ready for the `X-Kong-Request-Id` headers.
     pub request_id_header: http::HeaderValue,
+    /// The gateway's `Via` entry for the client's protocol.
+    pub via: &'static str,
     pub method: Arc<str>,
     pub host: Arc<str>,
     /// The same, as the `X-Forwarded-Host` value.
@@ -63,6 +65,8 @@ pub(super) struct Exchange {
     pub response_plugins: Vec<Arc<dyn crate::plugins::Handler>>,
     pub upstream_addr: Option<Arc<str>>,
     pub upstream_us: u64,
+    /// The status the upstream answered, before plugins changed it.
+    pub upstream_status: Option<http::StatusCode>,
     /// From arrival until the request went upstream (Kong's proxy latency); `None` until then.
     pub before_upstream_us: Option<u64>,
     pub upstream_failed: bool,

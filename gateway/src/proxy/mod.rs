@@ -9,6 +9,7 @@ mod coarse_timer;
 mod downstream;
 mod drain;
 mod error_page;
+pub mod gateway_headers;
 mod headers;
 mod log;
 pub mod server;
@@ -23,6 +24,7 @@ use bytes::Bytes;
 pub use client_ip::ClientIp;
 pub use downstream::{Downstream, Host};
 use error_page::Format;
+use gateway_headers::{GatewayHeaders, PRODUCT, VIA_HTTP1, VIA_HTTP2};
 use http::{header, HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
@@ -45,16 +47,17 @@ pub const MAX_URI_BYTES: usize = 8 * 1024;
 /// Room for a typical upstream request head, so that writing it does not regrow the buffer.
 const UPSTREAM_HEAD_CAPACITY: usize = 1024;
 
-/// How many headers the gateway adds to a response: the two latencies, `Via`, `X-Request-Id`.
+/// How many headers the gateway adds to a response: the two latencies, `Via`,
+/// `X-Kong-Request-Id`.
 const GATEWAY_HEADERS: usize = 4;
-
-pub const VIA: &str = concat!("tollgate/", env!("CARGO_PKG_VERSION"));
 
 /// Shared state of the data plane.
 pub struct Proxy {
     pub snapshot: Arc<ArcSwap<Snapshot>>,
     pub logger: Arc<Logger>,
     pub client_ip: ClientIp,
+    /// Which of its own headers the gateway adds (Kong's `headers`, `headers_upstream`).
+    pub headers: GatewayHeaders,
 }
 
 impl Proxy {
@@ -62,13 +65,18 @@ impl Proxy {
     pub async fn handle(&self, req: Request<Incoming>, conn: &Downstream) -> Response<LoggedBody> {
         let seen = headers::seen(req.headers());
         let header_bytes = seen.size;
-        let (request_id, request_id_header) = headers::request_id(seen.request_id);
+        let (request_id, request_id_header) = headers::new_request_id();
         let start = Instant::now();
         let mut ex = Exchange {
             start,
             arrived_us: coarse_timer::unix_micros(start),
             request_id,
             request_id_header,
+            via: if req.version() == http::Version::HTTP_2 {
+                VIA_HTTP2
+            } else {
+                VIA_HTTP1
+            },
             method: log::method_text(req.method()),
             host: log::no_text(),
             host_header: HeaderValue::from_static(""),
@@ -88,6 +96,7 @@ impl Proxy {
             response_plugins: Vec::new(),
             upstream_addr: None,
             upstream_us: 0,
+            upstream_status: None,
             before_upstream_us: None,
             upstream_failed: false,
         };
@@ -116,7 +125,7 @@ impl Proxy {
         if !ex.response_plugins.is_empty() {
             resp = filter_response(resp, &ex.response_plugins, &ex.request_id, format).await;
         }
-        add_gateway_headers(&mut resp, &mut ex);
+        add_gateway_headers(&mut resp, &mut ex, &self.headers);
         let status = resp.status().as_u16();
         resp.map(|body| LoggedBody::new(body, ex, status, self.logger.clone()))
     }
@@ -153,9 +162,11 @@ impl Proxy {
         ex.route = Some(route.label.clone());
         ex.route_path = Some(norm_path[..m.matched_len].into());
         if !route.allows_http {
-            let status = StatusCode::from_u16(route.https_redirect_status_code)
-                .unwrap_or(StatusCode::UPGRADE_REQUIRED);
-            return Err(Reply::new(status, "Please use HTTPS protocol"));
+            return Err(https_required(
+                route.https_redirect_status_code,
+                &ex.host,
+                req.uri(),
+            ));
         }
         let Some(service) = route.service.map(|i| &snapshot.services[i]) else {
             return Err(Reply::new(
@@ -185,7 +196,8 @@ impl Proxy {
         if !upstream::request_line(&parts.method, &upstream_path, query, &mut head) {
             return Err(bad());
         }
-        let ours = headers::Forwarded::new(&parts, route, service, ex, stripped, conn);
+        let send_id = self.headers.upstream_request_id;
+        let ours = headers::Forwarded::new(&parts, route, service, ex, stripped, conn, send_id);
         headers::write_for_upstream(&parts.headers, &set_by_plugins, &ours, &mut head);
         let req = upstream::Outgoing {
             declared_length: parts.headers.contains_key(header::CONTENT_LENGTH),
@@ -247,12 +259,8 @@ impl Proxy {
                 // client is answered in its connection's own (hyper writes the one given here,
                 // and an HTTP/1.0 status line ends a keep-alive connection).
                 parts.version = http::Version::default();
-                let mut resp = Response::from_parts(parts, Either::Left(body));
-                let ms = ex.upstream_us / 1000;
-                let latency = header_numbers::value(ms);
-                resp.headers_mut()
-                    .insert(headers::UPSTREAM_LATENCY, latency);
-                Ok(resp)
+                ex.upstream_status = Some(parts.status);
+                Ok(Response::from_parts(parts, Either::Left(body)))
             }
             Err(upstream::UpstreamError::ClientBody(e)) => {
                 tracing::debug!(service = %service.label, error = %e, "the client's request body was malformed");
@@ -315,19 +323,69 @@ async fn filter_response(
     Response::from_parts(parts, Either::Right(Full::new(bytes)))
 }
 
-/// Tollgate's own headers on every response, and those plugins added.
-fn add_gateway_headers(resp: &mut Response<ProxyBody>, ex: &mut Exchange) {
-    // Kong's proxy latency: until the request went upstream, or until now for an answer the
-    // gateway wrote without one (no clock read for a proxied request).
-    let proxy_us = ex
-        .before_upstream_us
-        .unwrap_or_else(|| ex.start.elapsed().as_micros() as u64);
-    let proxy_ms = proxy_us / 1000;
+/// The gateway's own headers, as `chosen` (Kong's `header_filter`): on a proxied answer (the
+/// request went upstream, whatever came back) `Via` and the proxy and upstream latencies; on
+/// one the gateway wrote without the upstream, `Server` and the response latency; on both
+/// `X-Kong-Request-Id`, replacing any a plugin set. Then the headers plugins added.
+fn add_gateway_headers(resp: &mut Response<ProxyBody>, ex: &mut Exchange, chosen: &GatewayHeaders) {
     let h = resp.headers_mut();
     crate::plugins::context::apply(ex.response_headers.drain(..), h);
-    h.insert(headers::PROXY_LATENCY, header_numbers::value(proxy_ms));
-    headers::append_via(h);
-    h.insert(headers::X_REQUEST_ID, ex.request_id_header.clone());
+    if let Some(proxy_us) = ex.before_upstream_us {
+        if chosen.proxy_latency {
+            h.insert(
+                headers::PROXY_LATENCY,
+                header_numbers::value(proxy_us / 1000),
+            );
+        }
+        if chosen.upstream_latency {
+            let ms = ex.upstream_us / 1000;
+            h.insert(headers::UPSTREAM_LATENCY, header_numbers::value(ms));
+        }
+        if chosen.upstream_status {
+            if let Some(status) = ex.upstream_status {
+                h.insert(
+                    headers::UPSTREAM_STATUS,
+                    header_numbers::value(status.as_u16().into()),
+                );
+            }
+        }
+        if chosen.via {
+            headers::append_via(h, ex.via);
+        }
+    } else {
+        if chosen.response_latency {
+            let ms = ex.start.elapsed().as_millis() as u64;
+            h.insert(headers::RESPONSE_LATENCY, header_numbers::value(ms));
+        }
+        if chosen.server {
+            h.insert(header::SERVER, HeaderValue::from_static(PRODUCT));
+        }
+    }
+    if chosen.request_id {
+        h.insert(headers::REQUEST_ID, ex.request_id_header.clone());
+    }
+}
+
+/// The answer to a cleartext request on an https-only route (kong/runloop/handler.lua): 426
+/// naming the protocols to switch to (RFC 9110 §15.5.22), or a redirect to the same URL over
+/// HTTPS.
+fn https_required(status: u16, host: &str, uri: &Uri) -> Reply {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::UPGRADE_REQUIRED);
+    let mut reply = Reply::new(status, "Please use HTTPS protocol");
+    let h = &mut reply.headers;
+    if status == StatusCode::UPGRADE_REQUIRED {
+        h.insert(
+            header::UPGRADE,
+            HeaderValue::from_static("TLS/1.2, HTTP/1.1"),
+        );
+        h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    } else {
+        let target = uri.path_and_query().map_or("/", |pq| pq.as_str());
+        if let Ok(location) = HeaderValue::from_str(&format!("https://{host}{target}")) {
+            h.insert(header::LOCATION, location);
+        }
+    }
+    reply
 }
 
 /// The length of the request target as the client sent it (origin form: path and query).
@@ -344,7 +402,6 @@ fn reply_response(reply: Reply, request_id: &str, format: Format) -> Response<Pr
     let h = resp.headers_mut();
     h.extend(reply.headers);
     h.insert(header::CONTENT_TYPE, content_type);
-    h.insert(header::SERVER, HeaderValue::from_static(VIA));
     resp
 }
 

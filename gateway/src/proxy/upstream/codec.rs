@@ -12,7 +12,7 @@ use std::mem::MaybeUninit;
 
 /// Headers that describe one connection and are not forwarded (RFC 9110 §7.6.1), and
 /// `Upgrade`, which the proxy does not pass on either.
-pub static HOP_BY_HOP: [HeaderName; 9] = [
+static HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),

@@ -18,7 +18,7 @@ mod body;
 mod codec;
 
 pub use body::PooledBody;
-pub(super) use codec::{connection_options, request_line, write_header, HOP_BY_HOP};
+pub(super) use codec::{connection_options, request_line, write_header};
 
 use super::coarse_timer;
 use crate::plugins::RequestBody;
