@@ -159,6 +159,7 @@ pub async fn run(s: Settings) -> anyhow::Result<ExitCode> {
             read_only: s.database == Database::Off,
             token: s.admin_token.clone().filter(|t| !t.is_empty()),
             hosts: s.admin_hosts.clone(),
+            config_hash: Default::default(),
             summary: summary(&s, &store),
             analytics: analytics.as_ref().map(|(_, queries)| queries.clone()),
         });
@@ -361,6 +362,7 @@ fn in_process_admin(s: &Settings, reloader: &Arc<Reloader>) -> axum::Router {
         read_only: s.database == Database::Off,
         token: None,
         hosts: Vec::new(),
+        config_hash: Default::default(),
         summary: json!({}),
         analytics: None,
     }))

@@ -42,7 +42,7 @@ async fn db_less_serves_a_file_reloads_it_and_keeps_running_on_a_bad_one() {
         .wait_for_status("/api/get/context", 200, Duration::from_secs(3))
         .await;
     assert_eq!(r.json["path"], "/get/context");
-    assert!(r.header("via").unwrap().starts_with("tollgate/"));
+    assert!(r.header("via").unwrap().starts_with("1.1 tollgate/"));
     let r = send(
         "POST",
         &gw.admin_url("/services"),

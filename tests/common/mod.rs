@@ -415,7 +415,10 @@ pub async fn try_send(
     }
     let payload = match body {
         Some((ct, b)) => {
-            req = req.header("content-type", ct);
+            // An empty type sends the body without a Content-Type.
+            if !ct.is_empty() {
+                req = req.header("content-type", ct);
+            }
             Bytes::from(b)
         }
         None => Bytes::new(),

@@ -23,36 +23,15 @@ impl<S: Send + Sync> FromRequest<S> for EntityInput {
             .unwrap_or("")
             .to_ascii_lowercase();
         if ct.starts_with("multipart/form-data") {
-            let mut mp = Multipart::from_request(req, state)
-                .await
-                .map_err(|e| ApiError::BadRequest(e.body_text()))?;
-            let mut pairs = Vec::new();
-            while let Some(field) = mp
-                .next_field()
-                .await
-                .map_err(|e| ApiError::BadRequest(e.body_text()))?
-            {
-                let name = field.name().unwrap_or_default().to_string();
-                let text = field
-                    .text()
-                    .await
-                    .map_err(|e| ApiError::BadRequest(e.body_text()))?;
-                pairs.push((name, text));
-            }
             return Ok(EntityInput {
-                fields: form_to_object(pairs)?,
+                fields: form_to_object(multipart_pairs(req, state).await?)?,
                 source: Source::Form,
             });
         }
         let bytes = axum::body::Bytes::from_request(req, state)
             .await
             .map_err(|e| ApiError::BadRequest(e.body_text()))?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok(EntityInput {
-                fields: Map::new(),
-                source: Source::Typed,
-            });
-        }
+        let blank = bytes.iter().all(u8::is_ascii_whitespace);
         if ct.starts_with("application/x-www-form-urlencoded") {
             let pairs = form_urlencoded::parse(&bytes).into_owned().collect();
             return Ok(EntityInput {
@@ -60,17 +39,49 @@ impl<S: Send + Sync> FromRequest<S> for EntityInput {
                 source: Source::Form,
             });
         }
-        match serde_json::from_slice::<Value>(&bytes) {
-            Ok(Value::Object(fields)) => Ok(EntityInput {
-                fields,
-                source: Source::Typed,
-            }),
-            Ok(_) => Err(ApiError::BadRequest(
-                "the body must be a JSON object".into(),
-            )),
-            Err(e) => Err(ApiError::BadRequest(format!("cannot parse JSON body: {e}"))),
+        if ct.starts_with("application/json") {
+            return match serde_json::from_slice::<Value>(&bytes) {
+                Ok(Value::Object(fields)) => Ok(EntityInput {
+                    fields,
+                    source: Source::Typed,
+                }),
+                _ => Err(ApiError::BadRequest("Cannot parse JSON body".into())),
+            };
         }
+        // Kong (api_helpers.lua, `before_filter`): a body of any other type, or of no type, is
+        // 415; no body at all is an empty entity.
+        if blank {
+            return Ok(EntityInput {
+                fields: Map::new(),
+                source: Source::Typed,
+            });
+        }
+        Err(ApiError::UnsupportedMediaType)
     }
+}
+
+/// A multipart body's fields as (name, text) pairs.
+pub async fn multipart_pairs<S: Send + Sync>(
+    req: Request,
+    state: &S,
+) -> Result<Vec<(String, String)>, ApiError> {
+    let mut mp = Multipart::from_request(req, state)
+        .await
+        .map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let mut pairs = Vec::new();
+    while let Some(field) = mp
+        .next_field()
+        .await
+        .map_err(|e| ApiError::BadRequest(e.body_text()))?
+    {
+        let name = field.name().unwrap_or_default().to_string();
+        let text = field
+            .text()
+            .await
+            .map_err(|e| ApiError::BadRequest(e.body_text()))?;
+        pairs.push((name, text));
+    }
+    Ok(pairs)
 }
 
 /// Builds a nested object from form pairs. `a.b=1` nests, `a[]=x` appends, `a[2]=x` keys by

@@ -224,7 +224,7 @@ async fn do_create(
     parent: Option<Parent>,
     input: EntityInput,
 ) -> Result<Response, ApiError> {
-    st.writable()?;
+    st.writable("create", kind, None)?;
     let mut fields = input.fields;
     if let Some(p) = parent {
         fields.insert(p.field.into(), json!({"id": p.id}));
@@ -258,7 +258,7 @@ async fn do_patch(
     parent: Option<Parent>,
     input: EntityInput,
 ) -> Result<Response, ApiError> {
-    st.writable()?;
+    st.writable("update", kind, Some(key))?;
     let existing = find(st, kind, key, parent).await?;
     let n = write(st, kind, input.fields, Some(&existing), input.source, true).await?;
     Ok(Json(shown(n)).into_response())
@@ -272,7 +272,7 @@ async fn do_put(
     parent: Option<Parent>,
     input: EntityInput,
 ) -> Result<Response, ApiError> {
-    st.writable()?;
+    st.writable("create or update", kind, Some(key))?;
     let existing = st.store().get(kind, key).await?;
     let mut fields = input.fields;
     if let Some(p) = parent {
@@ -304,7 +304,7 @@ async fn do_delete(
     key: &str,
     parent: Option<Parent>,
 ) -> Result<Response, ApiError> {
-    st.writable()?;
+    st.writable("remove", kind, Some(key))?;
     let existing = match find(st, kind, key, parent).await {
         Ok(e) => e,
         // Kong answers 204 for a delete of something already gone.

@@ -12,7 +12,10 @@ pub enum ApiError {
     Store(StoreError),
     NotFound,
     BadRequest(String),
-    ReadOnly,
+    /// A body of a type the admin API does not read.
+    UnsupportedMediaType,
+    /// A write in DB-less mode (Kong's "operation unsupported", 405).
+    Unsupported(String),
     Unauthorized,
     /// Refused whoever asks (a cross-site browser request).
     Forbidden(String),
@@ -44,9 +47,13 @@ impl IntoResponse for ApiError {
             ),
             ApiError::NotFound => (StatusCode::NOT_FOUND, json!({"message": "Not found"})),
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, json!({"message": m})),
-            ApiError::ReadOnly => (
+            ApiError::UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                json!({"message": "Unsupported Media Type"}),
+            ),
+            ApiError::Unsupported(m) => (
                 StatusCode::METHOD_NOT_ALLOWED,
-                json!({"message": "cannot change entities through the admin API in DB-less mode (TOLLGATE_DATABASE=off); edit the declarative file instead"}),
+                json!({"code": 12, "name": "operation unsupported", "message": m}),
             ),
             ApiError::Unauthorized => (
                 StatusCode::UNAUTHORIZED,

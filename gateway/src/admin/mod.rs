@@ -6,6 +6,8 @@
 //! a token) requests for a host name a rebinding page could use, are refused with 403.
 mod analytics;
 mod body;
+mod config;
+mod declarative_errors;
 mod entities;
 mod error;
 pub mod openapi;
@@ -16,7 +18,7 @@ use crate::store::Store;
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, MethodRouter};
 use axum::{Json, Router};
 use error::ApiError;
 use serde_json::{json, Value};
@@ -33,6 +35,8 @@ pub struct AdminState {
     /// Host names the admin API answers to besides addresses and `localhost` (checked when
     /// there is no token; see `crate::origin`).
     pub hosts: Vec<String>,
+    /// The hash of the configuration last posted to `/config` (its `check_hash`).
+    pub config_hash: tokio::sync::Mutex<Option<[u8; 32]>>,
     /// Shown on `GET /`: version, listeners, store.
     pub summary: Value,
     /// The analytics store's queries; `None` when analytics are off.
@@ -44,51 +48,101 @@ impl AdminState {
         &self.reloader.store
     }
 
-    fn writable(&self) -> Result<(), ApiError> {
-        if self.read_only {
-            Err(ApiError::ReadOnly)
-        } else {
-            Ok(())
+    /// Refuses a write in DB-less mode with Kong's "operation unsupported" answer: `op`
+    /// (create, update, create or update, remove) on `kind`, by its name when `key` is one.
+    fn writable(
+        &self,
+        op: &str,
+        kind: crate::model::Kind,
+        key: Option<&str>,
+    ) -> Result<(), ApiError> {
+        if !self.read_only {
+            return Ok(());
         }
+        let by = key
+            .filter(|k| uuid::Uuid::parse_str(k).is_err())
+            .and_then(|_| kind.name_field())
+            .map(|f| format!(" by '{f}'"))
+            .unwrap_or_default();
+        Err(ApiError::Unsupported(format!(
+            "cannot {op} '{}' entities{by} when not using a database",
+            kind.schema_name()
+        )))
     }
 }
 
 /// The admin API. Paths are matched with or without a trailing slash (`/consumers/` as
 /// Kong's examples write it).
 pub fn router(state: Arc<AdminState>) -> Router {
+    const READ: &str = "GET, HEAD, OPTIONS";
+    const LIST: &str = "GET, HEAD, OPTIONS, POST";
+    const ITEM: &str = "DELETE, GET, HEAD, OPTIONS, PATCH, PUT";
     let routes = Router::new()
-        .route("/", get(info))
-        .route("/status", get(status))
-        .route("/openapi.json", get(openapi::document))
-        .route("/analytics/summary", get(analytics::summary))
-        .route("/analytics/timeseries", get(analytics::timeseries))
-        .route("/analytics/status-codes", get(analytics::status_codes))
-        .route("/analytics/top", get(analytics::top))
-        .route("/analytics/events", get(analytics::events))
+        .route("/", kong_methods(get(info), READ))
+        .route("/status", kong_methods(get(status), READ))
+        .route("/openapi.json", kong_methods(get(openapi::document), READ))
+        .route(
+            "/config",
+            kong_methods(get(config::get).post(config::post), LIST).layer(
+                axum::extract::DefaultBodyLimit::max(config::MAX_CONFIG_BYTES),
+            ),
+        )
+        .route(
+            "/analytics/summary",
+            kong_methods(get(analytics::summary), READ),
+        )
+        .route(
+            "/analytics/timeseries",
+            kong_methods(get(analytics::timeseries), READ),
+        )
+        .route(
+            "/analytics/status-codes",
+            kong_methods(get(analytics::status_codes), READ),
+        )
+        .route("/analytics/top", kong_methods(get(analytics::top), READ))
+        .route(
+            "/analytics/events",
+            kong_methods(get(analytics::events), READ),
+        )
         .route(
             "/services/{key}/openapi",
-            get(service_openapi::get)
-                .put(service_openapi::put)
-                .delete(service_openapi::delete),
+            kong_methods(
+                get(service_openapi::get)
+                    .put(service_openapi::put)
+                    .delete(service_openapi::delete),
+                "DELETE, GET, HEAD, OPTIONS, PUT",
+            ),
         )
-        .route("/{collection}", get(entities::list).post(entities::create))
+        .route(
+            "/{collection}",
+            kong_methods(get(entities::list).post(entities::create), LIST),
+        )
         .route(
             "/{collection}/{key}",
-            get(entities::get_one)
-                .patch(entities::patch_one)
-                .put(entities::put_one)
-                .delete(entities::delete_one),
+            kong_methods(
+                get(entities::get_one)
+                    .patch(entities::patch_one)
+                    .put(entities::put_one)
+                    .delete(entities::delete_one),
+                ITEM,
+            ),
         )
         .route(
             "/{parent}/{pid}/{child}",
-            get(entities::nested_list).post(entities::nested_create),
+            kong_methods(
+                get(entities::nested_list).post(entities::nested_create),
+                LIST,
+            ),
         )
         .route(
             "/{parent}/{pid}/{child}/{key}",
-            get(entities::nested_get)
-                .patch(entities::nested_patch)
-                .put(entities::nested_put)
-                .delete(entities::nested_delete),
+            kong_methods(
+                get(entities::nested_get)
+                    .patch(entities::nested_patch)
+                    .put(entities::nested_put)
+                    .delete(entities::nested_delete),
+                ITEM,
+            ),
         )
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .layer(middleware::from_fn_with_state(
@@ -98,6 +152,34 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .with_state(state);
     Router::new()
         .fallback_service(tower_http::normalize_path::NormalizePath::trim_trailing_slash(routes))
+}
+
+/// A path's handlers with Kong's answers for the methods they do not take
+/// (kong/api/api_helpers.lua): `OPTIONS` is 204 with the path's `methods` in `Allow` and
+/// `Access-Control-Allow-Methods`; another method is 405 `{"message": "Method not allowed"}`.
+/// `methods` is written as Kong lists them: sorted, with HEAD beside GET, and OPTIONS.
+fn kong_methods(
+    router: MethodRouter<Arc<AdminState>>,
+    methods: &'static str,
+) -> MethodRouter<Arc<AdminState>> {
+    use axum::http::{header, StatusCode};
+    router
+        .options(move || async move {
+            let headers = [
+                (header::ALLOW, methods),
+                (header::ACCESS_CONTROL_ALLOW_METHODS, methods),
+                (header::ACCESS_CONTROL_ALLOW_HEADERS, "Content-Type"),
+            ];
+            (StatusCode::NO_CONTENT, headers)
+        })
+        .fallback(move || async move {
+            let body = Json(json!({"message": "Method not allowed"}));
+            (
+                StatusCode::METHOD_NOT_ALLOWED,
+                [(header::ALLOW, methods)],
+                body,
+            )
+        })
 }
 
 /// Cross-site requests from browsers, and DNS rebinding when there is no token to stop it.

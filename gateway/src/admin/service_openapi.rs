@@ -24,7 +24,7 @@ pub async fn put(
     Path(key): Path<String>,
     body: String,
 ) -> Result<Response, ApiError> {
-    st.writable()?;
+    st.writable("update", Kind::Service, Some(&key))?;
     let id = service_id(&st, &key).await?;
     let doc = parse(&body)?;
     let operations = doc["paths"]
@@ -61,7 +61,7 @@ pub async fn delete(
     State(st): State<Arc<AdminState>>,
     Path(key): Path<String>,
 ) -> Result<Response, ApiError> {
-    st.writable()?;
+    st.writable("update", Kind::Service, Some(&key))?;
     let id = service_id(&st, &key).await?;
     st.store().delete_service_openapi(&id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())

@@ -10,7 +10,7 @@ pub mod yaml;
 
 use crate::model::{normalize, schema::FieldErrors, Kind, Record, Source};
 use serde_json::{json, Map, Value};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use uuid::Uuid;
 
@@ -109,6 +109,41 @@ pub fn load(text: &str, now: i64) -> Result<Config, Vec<Diagnostic>> {
     }
 }
 
+/// The first of `rec`'s unique keys an earlier entity of its kind took, in Kong's words
+/// (`primary key set to '<id>'`, `name set to 'foo'`); records the keys it finds free.
+fn taken_key(rec: &Record, seen: &mut HashSet<(Kind, &'static str, String)>) -> Option<String> {
+    let k = &rec.keys;
+    let name_field = match rec.kind {
+        Kind::KeyAuth => "key",
+        Kind::Plugin => "name and scope",
+        other => other.name_field().unwrap_or("name"),
+    };
+    // The name first: an id the file did not give is derived from it.
+    let keys = [
+        (name_field, k.name_key.clone()),
+        ("custom_id", k.alt_key.clone()),
+        ("primary key", Some(rec.id.to_string())),
+    ];
+    let mut taken = None;
+    for (field, value) in keys {
+        let Some(value) = value else { continue };
+        let shown = match rec.kind {
+            // The stored key is a hash, and a plugin's key is internal: name the entity.
+            Kind::KeyAuth | Kind::Plugin if field != "primary key" => rec
+                .body
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("(hidden)")
+                .to_string(),
+            _ => value.clone(),
+        };
+        if !seen.insert((rec.kind, field, value)) && taken.is_none() {
+            taken = Some(format!("{field} set to '{shown}'"));
+        }
+    }
+    taken
+}
+
 struct Reader<'a> {
     doc: &'a yaml::Located,
     diagnostics: Vec<Diagnostic>,
@@ -130,7 +165,7 @@ impl Reader<'_> {
         let Some(top) = self.doc.value.as_object() else {
             return self.error(
                 "",
-                "the file must be a mapping with _format_version and entity lists",
+                "failed parsing declarative configuration: expected an object",
             );
         };
         match top.get("_format_version").and_then(Value::as_str) {
@@ -275,7 +310,7 @@ impl Reader<'_> {
             })
             .collect();
         let mut records = Vec::with_capacity(items.len());
-        let mut seen: HashMap<(Kind, String), String> = HashMap::new();
+        let mut seen: HashSet<(Kind, &'static str, String)> = HashSet::new();
         for mut item in items {
             for (field, kind) in [
                 ("service", Kind::Service),
@@ -288,20 +323,14 @@ impl Reader<'_> {
             }
             match normalize(item.kind, item.fields, None, Source::Typed, now) {
                 Ok(n) => {
-                    let keys = [
-                        n.record.keys.name_key.clone(),
-                        n.record.keys.alt_key.clone(),
-                        Some(n.record.id.to_string()),
-                    ];
-                    for key in keys.into_iter().flatten() {
-                        if let Some(first) =
-                            seen.insert((item.kind, key.clone()), item.path.clone())
-                        {
-                            self.error(
-                                &item.path,
-                                format!("duplicate of {first} (same id, name or key)"),
-                            );
-                        }
+                    if let Some(taken) = taken_key(&n.record, &mut seen) {
+                        self.error(
+                            &item.path,
+                            format!(
+                                "uniqueness violation: '{}' entity with {taken} already declared",
+                                item.kind.schema_name()
+                            ),
+                        );
                     }
                     records.push(n.record);
                 }

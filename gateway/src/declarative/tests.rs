@@ -88,7 +88,7 @@ fn unknown_references_and_duplicates_are_reported() {
     assert!(
         shown
             .iter()
-            .any(|s| s.starts_with("line 8: consumers[1]: duplicate of consumers[0]")),
+            .any(|s| s == "line 8: consumers[1]: uniqueness violation: 'consumers' entity with username set to 'u' already declared"),
         "{shown:?}"
     );
 }

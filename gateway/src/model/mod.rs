@@ -50,6 +50,15 @@ impl Kind {
         }
     }
 
+    /// Kong's schema name for the kind (`keyauth_credentials`), as declarative files and
+    /// Kong's error messages name it.
+    pub fn schema_name(self) -> &'static str {
+        match self {
+            Kind::KeyAuth => "keyauth_credentials",
+            other => other.collection(),
+        }
+    }
+
     pub fn from_collection(s: &str) -> Option<Kind> {
         Kind::ALL.into_iter().find(|k| k.collection() == s)
     }
@@ -168,14 +177,13 @@ fn normalize_as<T: Entity>(
         errors,
         schema::check(kind.fields(), &mut input, source == Source::Form),
     );
-    errors.into_result()?;
-
     let mut body = existing
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();
     merge(&mut body, input);
-    let mut errors = FieldErrors::default();
+    // Reported with the field errors, as Kong does (`{host = "required field missing",
+    // port = "value should be between 0 and 65535"}`).
     for f in T::REQUIRED {
         if !body.contains_key(*f) {
             errors.add(f, "required field missing");

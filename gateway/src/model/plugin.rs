@@ -57,13 +57,20 @@ impl Entity for Plugin {
         }
         if let Err(e) = crate::plugins::normalize_config(&self.name, &mut self.config) {
             match e {
-                crate::plugins::ConfigError::UnknownPlugin => errors.add(
-                    "name",
-                    format!(
-                        "plugin '{}' not enabled; add it to the 'plugins' configuration property",
-                        self.name
-                    ),
-                ),
+                crate::plugins::ConfigError::UnknownPlugin => {
+                    // Kong's words, then what a Kong user needs to know instead of Kong's
+                    // "add it to the 'plugins' configuration property".
+                    let available: Vec<&str> =
+                        crate::plugins::registry().iter().map(|p| p.name).collect();
+                    errors.add(
+                        "name",
+                        format!(
+                            "plugin '{}' not enabled; Tollgate does not have it (it has {})",
+                            self.name,
+                            available.join(", ")
+                        ),
+                    )
+                }
                 crate::plugins::ConfigError::Fields(f) => errors.nest("config", f),
             }
         }

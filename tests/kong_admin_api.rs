@@ -1,0 +1,322 @@
+//! Kong's admin API details, ported from Kong's `spec/02-integration/04-admin_api/`
+//! (Kong/kong@22246ef; line numbers cite those files): DB-less `/config`
+//! (15-off_spec.lua), body handling (03-consumers_routes_spec.lua) and method answers
+//! (kong/api/api_helpers.lua).
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+async fn dbless() -> Gateway {
+    Gateway::start(&[("TOLLGATE_DATABASE", "off")]).await
+}
+
+async fn post_config(gw: &Gateway, query: &str, content_type: &'static str, body: &str) -> Resp {
+    let url = gw.admin_url(&format!("/config{query}"));
+    let body = Some((content_type, body.to_string()));
+    send("POST", &url, &[], body).await
+}
+
+/// 15-off_spec.lua:220-298: the configuration as a JSON body, a YAML body, and as a JSON or
+/// YAML string under a `config` key; curl's `-F config=@kong.yaml` (multipart) too. Each is
+/// 201 and replaces the whole configuration.
+#[tokio::test(flavor = "multi_thread")]
+async fn post_config_takes_every_body_form_kong_takes() {
+    let gw = dbless().await;
+    let cases: [(&'static str, String); 4] = [
+        (
+            "application/json",
+            json!({"_format_version": "1.1", "consumers": [{"username": "bobby_in_json_body"}]})
+                .to_string(),
+        ),
+        (
+            "application/yaml",
+            "_format_version: \"1.1\"\nconsumers:\n  - username: bobby_in_yaml_body\n".into(),
+        ),
+        (
+            "application/json",
+            json!({"config": "{\"_format_version\": \"1.1\", \"consumers\": [{\"username\": \"bobby_in_json_under_config\"}]}"})
+                .to_string(),
+        ),
+        (
+            "application/json",
+            json!({"config": "_format_version: \"1.1\"\nconsumers:\n  - username: bobby_in_yaml_under_config\n"})
+                .to_string(),
+        ),
+    ];
+    for (content_type, body) in cases {
+        let r = post_config(&gw, "", content_type, &body).await;
+        assert_eq!(r.status, 201, "{body}: {}", r.body);
+        let users: Vec<&str> = r.json["consumers"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|c| c["username"].as_str().unwrap())
+            .collect();
+        assert_eq!(users.len(), 1);
+        assert!(body.contains(users[0]), "{users:?}");
+        gw.settled().await;
+        let list = send("GET", &gw.admin_url("/consumers"), &[], None).await;
+        assert_eq!(
+            list.json["data"].as_array().unwrap().len(),
+            1,
+            "replaced, not added"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("kong.yaml");
+    std::fs::write(
+        &file,
+        "_format_version: \"3.0\"\nconsumers:\n  - username: from_a_file\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-F"])
+        .arg(format!("config=@{}", file.display()))
+        .arg(gw.admin_url("/config"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "201");
+    let r = send("GET", &gw.admin_url("/consumers/from_a_file"), &[], None).await;
+    assert_eq!(r.status, 200);
+}
+
+/// 15-off_spec.lua:582-619 (`check_hash`: 304 for the configuration running), 828-839 (no
+/// input), 914-958 (`GET /config` gives it back), and the proxy serving a posted service.
+#[tokio::test(flavor = "multi_thread")]
+async fn post_config_swaps_the_proxy_and_check_hash_spares_a_reload() {
+    let backend = Backend::start().await;
+    let gw = dbless().await;
+    let yaml = format!(
+        "_format_version: \"3.0\"\nservices:\n  - name: s\n    url: http://127.0.0.1:{}\n    routes:\n      - name: r\n        paths: [/posted]\n",
+        backend.port
+    );
+    let body = json!({"config": yaml}).to_string();
+    let r = post_config(&gw, "?check_hash=1", "application/json", &body).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = post_config(&gw, "?check_hash=1", "application/json", &body).await;
+    assert_eq!(r.status, 304);
+    gw.wait_for_status("/posted/x", 200, Duration::from_secs(1))
+        .await;
+    let r = send("GET", &gw.admin_url("/config"), &[], None).await;
+    assert_eq!(r.status, 200);
+    let config = r.json["config"].as_str().unwrap();
+    assert!(
+        config.contains("_format_version: \"3.0\"") && config.contains("/posted"),
+        "{config}"
+    );
+    let r = send("POST", &gw.admin_url("/config"), &[], None).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.json,
+        json!({"message": "expected a declarative configuration"})
+    );
+    let r = gw
+        .wait_for_status("/posted/x", 200, Duration::from_secs(1))
+        .await;
+    assert_eq!(
+        r.json["path"], "/x",
+        "a refused post leaves the running configuration"
+    );
+}
+
+/// 15-off_spec.lua:621-826: Kong's code 14 bodies: a text that is no object, field errors in a
+/// tree that mirrors the file, and uniqueness violations.
+#[tokio::test(flavor = "multi_thread")]
+async fn post_config_errors_in_kongs_shape() {
+    let gw = dbless().await;
+    let invalid = |r: &Resp| {
+        assert_eq!(r.status, 400, "{}", r.body);
+        assert_eq!(r.json["code"], 14);
+        assert_eq!(r.json["name"], "invalid declarative configuration");
+    };
+    let r = post_config(&gw, "", "application/json", r#"{"config": "bobby tables"}"#).await;
+    invalid(&r);
+    assert_eq!(
+        r.json["fields"]["error"],
+        "failed parsing declarative configuration: expected an object"
+    );
+    let yaml = "_format_version: \"1.1\"\nservices:\n- port: -12\n";
+    let r = post_config(
+        &gw,
+        "",
+        "application/json",
+        &json!({"config": yaml}).to_string(),
+    )
+    .await;
+    invalid(&r);
+    assert_eq!(
+        r.json["fields"],
+        json!({"services": [{"host": "required field missing", "port": "value should be between 0 and 65535"}]})
+    );
+    assert_eq!(
+        r.json["message"],
+        "declarative config is invalid: {services={{host=\"required field missing\",port=\"value should be between 0 and 65535\"}}}"
+    );
+    let yaml = "_format_version: \"1.1\"\nservices:\n- name: foo\n  host: example.com\n- name: foo\n  host: example.test\n";
+    let r = post_config(
+        &gw,
+        "",
+        "application/json",
+        &json!({"config": yaml}).to_string(),
+    )
+    .await;
+    invalid(&r);
+    assert_eq!(
+        r.json["fields"]["services"],
+        json!([
+            null,
+            "uniqueness violation: 'services' entity with name set to 'foo' already declared"
+        ])
+    );
+    // 2482-2525 with flatten_errors: one record per entity at fault.
+    let doc = json!({"_format_version": "3.0", "services": [{
+        "id": "cb019421-62c2-47a8-b714-d7567b114037", "name": "test", "host": "localhost",
+        "protocol": "nope", "tags": ["service-01"], "routes": [{"super_duper_invalid": true, "tags": ["route-01"]}]}]});
+    let r = post_config(
+        &gw,
+        "?flatten_errors=1",
+        "application/json",
+        &doc.to_string(),
+    )
+    .await;
+    invalid(&r);
+    let flat = r.json["flattened_errors"].as_array().unwrap();
+    let by_tag = |tag: &str| {
+        flat.iter()
+            .find(|e| e["entity_tags"][0] == tag)
+            .unwrap_or_else(|| panic!("{tag}: {flat:?}"))
+    };
+    let service = by_tag("service-01");
+    assert_eq!(service["entity_type"], "service");
+    assert_eq!(service["entity_id"], "cb019421-62c2-47a8-b714-d7567b114037");
+    assert_eq!(service["errors"][0]["field"], "protocol");
+    let route = by_tag("route-01");
+    assert_eq!(
+        route["entity"]["service"],
+        json!({"id": "cb019421-62c2-47a8-b714-d7567b114037"})
+    );
+    assert_eq!(route["errors"][0]["type"], "field");
+    // A plugin Tollgate lacks: one message naming it, at its place in the file.
+    let yaml = "_format_version: \"3.0\"\nservices:\n- name: a\n  host: h\n  plugins:\n  - name: http-log\n";
+    let r = post_config(&gw, "", "application/yaml", yaml).await;
+    invalid(&r);
+    let message = r.json["fields"]["services"][0]["plugins"][0]["name"]
+        .as_str()
+        .unwrap();
+    assert!(
+        message.starts_with("plugin 'http-log' not enabled; Tollgate does not have it"),
+        "{message}"
+    );
+    // Kong's consumers are case-sensitive: `Foo` and `foo` are two.
+    let two =
+        json!({"_format_version": "3.0", "consumers": [{"username": "Foo"}, {"username": "foo"}]});
+    let r = post_config(&gw, "", "application/json", &two.to_string()).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.json["consumers"].as_object().unwrap().len(), 2);
+}
+
+/// 15-off_spec.lua:75-216: writes in DB-less mode are 405 with Kong's "operation
+/// unsupported" body; methods a path does not serve are 405 "Method not allowed".
+#[tokio::test(flavor = "multi_thread")]
+async fn dbless_writes_are_refused_as_kong_refuses_them() {
+    let gw = dbless().await;
+    let unsupported =
+        |message: &str| json!({"code": 12, "name": "operation unsupported", "message": message});
+    let route = json_body(json!({"paths": ["/"]}));
+    let r = send("POST", &gw.admin_url("/routes"), &[], route.clone()).await;
+    assert_eq!(r.status, 405);
+    assert_eq!(
+        r.json,
+        unsupported("cannot create 'routes' entities when not using a database")
+    );
+    let id = "0855b320-0dd2-547d-891d-601e9b38647f";
+    let r = send(
+        "PUT",
+        &gw.admin_url(&format!("/routes/{id}")),
+        &[],
+        route.clone(),
+    )
+    .await;
+    assert_eq!(
+        r.json,
+        unsupported("cannot create or update 'routes' entities when not using a database")
+    );
+    let r = send("PATCH", &gw.admin_url("/routes/byname"), &[], route.clone()).await;
+    assert_eq!(
+        r.json,
+        unsupported("cannot update 'routes' entities by 'name' when not using a database")
+    );
+    let r = send(
+        "DELETE",
+        &gw.admin_url(&format!("/consumers/{id}")),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(
+        r.json,
+        unsupported("cannot remove 'consumers' entities when not using a database")
+    );
+    for method in ["DELETE", "PUT", "PATCH"] {
+        let r = send(method, &gw.admin_url("/routes"), &[], route.clone()).await;
+        assert_eq!(r.status, 405, "{method}");
+        assert_eq!(r.json, json!({"message": "Method not allowed"}));
+    }
+    let r = send("POST", &gw.admin_url(&format!("/routes/{id}")), &[], route).await;
+    assert_eq!(
+        (r.status, r.json.clone()),
+        (405, json!({"message": "Method not allowed"}))
+    );
+    // With a database, /config is Kong's 400.
+    let db = Gateway::start(&[]).await;
+    let r = post_config(&db, "", "application/json", r#"{"_format_version": "3.0"}"#).await;
+    assert_eq!(r.status, 400);
+    assert!(r.json["message"]
+        .as_str()
+        .unwrap()
+        .contains("only available"));
+}
+
+/// 03-consumers_routes_spec.lua:135-170: 415 for a body of another type or of none, "Cannot
+/// parse JSON body" for a JSON type without JSON; api_helpers.lua `options_method`: OPTIONS
+/// lists the methods a path serves.
+#[tokio::test(flavor = "multi_thread")]
+async fn bodies_and_methods_as_kong_answers_them() {
+    let gw = Gateway::start(&[]).await;
+    let url = gw.admin_url("/consumers");
+    let raw =
+        |ct: Option<&'static str>, body: &str| Some((ct.unwrap_or_default(), body.to_string()));
+    let r = send(
+        "POST",
+        &url,
+        &[],
+        raw(Some("invalid"), r#"{"hello": "world"}"#),
+    )
+    .await;
+    assert_eq!(r.status, 415);
+    let r = send("POST", &url, &[], raw(None, "invalid")).await;
+    assert_eq!(r.status, 415);
+    for body in ["", "{not json", "[1]"] {
+        let r = send("POST", &url, &[], raw(Some("application/json"), body)).await;
+        assert_eq!(r.status, 400, "{body:?}");
+        assert_eq!(r.json, json!({"message": "Cannot parse JSON body"}));
+    }
+    let r = send("OPTIONS", &url, &[], None).await;
+    assert_eq!(r.status, 204);
+    assert_eq!(r.header("allow"), Some("GET, HEAD, OPTIONS, POST"));
+    assert_eq!(
+        r.header("access-control-allow-methods"),
+        Some("GET, HEAD, OPTIONS, POST")
+    );
+    let r = send("OPTIONS", &gw.admin_url("/consumers/x"), &[], None).await;
+    assert_eq!(
+        r.header("allow"),
+        Some("DELETE, GET, HEAD, OPTIONS, PATCH, PUT")
+    );
+    let r = send("POST", &gw.admin_url("/status"), &[], None).await;
+    assert_eq!(r.status, 405);
+    assert_eq!(r.json, json!({"message": "Method not allowed"}));
+    assert_eq!(r.json.get("code"), None::<&Value>);
+}
