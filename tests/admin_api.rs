@@ -54,7 +54,8 @@ async fn entities_follow_kongs_shapes_and_errors() {
     )
     .await;
     assert_eq!(r.status, 201, "{}", r.body);
-    assert_eq!(r.json["port"], serde_json::Value::Null);
+    // 10-services_routes_spec.lua:53-76: Kong's port default.
+    assert_eq!(r.json["port"], 80);
 
     // Unique names: 409 with Kong's message.
     let r = send(

@@ -320,3 +320,169 @@ async fn bodies_and_methods_as_kong_answers_them() {
     assert_eq!(r.json, json!({"message": "Method not allowed"}));
     assert_eq!(r.json.get("code"), None::<&Value>);
 }
+
+/// 10-services_routes_spec.lua:53-160 and 855-924: every field Kong returns, with nulls; the
+/// port from the URL's scheme (80, 443); bad URLs are 400.
+#[tokio::test(flavor = "multi_thread")]
+async fn services_and_routes_carry_kongs_fields() {
+    let gw = Gateway::start(&[]).await;
+    let r = gw
+        .create(
+            "/services",
+            json!({"protocol": "http", "host": "service.test"}),
+        )
+        .await;
+    let service_fields = [
+        "ca_certificates",
+        "client_certificate",
+        "connect_timeout",
+        "created_at",
+        "enabled",
+        "host",
+        "id",
+        "name",
+        "path",
+        "port",
+        "protocol",
+        "read_timeout",
+        "retries",
+        "tags",
+        "tls_verify",
+        "tls_verify_depth",
+        "updated_at",
+        "write_timeout",
+    ];
+    let mut keys: Vec<&str> = r
+        .json
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(keys, service_fields);
+    assert_eq!(r.json["name"], Value::Null);
+    assert_eq!(r.json["port"], 80);
+    assert_eq!(r.json["connect_timeout"], 60000);
+    let r = gw
+        .create("/services", json!({"url": "http://service.test/"}))
+        .await;
+    assert_eq!(
+        (r.json["port"].clone(), r.json["path"].clone()),
+        (json!(80), json!("/"))
+    );
+    let r = gw
+        .create("/services", json!({"url": "https://service.test/"}))
+        .await;
+    assert_eq!(
+        (r.json["protocol"].clone(), r.json["port"].clone()),
+        (json!("https"), json!(443))
+    );
+    for url in ["", " "] {
+        let r = send(
+            "POST",
+            &gw.admin_url("/services"),
+            &[],
+            json_body(json!({"url": url})),
+        )
+        .await;
+        assert_eq!(r.status, 400, "{url:?}");
+    }
+    let r = send(
+        "POST",
+        &gw.admin_url("/services"),
+        &[],
+        json_body(json!({})),
+    )
+    .await;
+    assert_eq!(r.json["fields"], json!({"host": "required field missing"}));
+    // 09-routes_routes_spec.lua: routes carry sources and destinations (null on HTTP routes).
+    let r = gw.create("/routes", json!({"paths": ["/x"]})).await;
+    for field in ["sources", "destinations", "snis", "headers", "service"] {
+        assert_eq!(r.json.get(field), Some(&Value::Null), "{field}");
+    }
+    let sources = json!({"paths": ["/y"], "sources": [{"ip": "10.0.0.1"}]});
+    let r = send("POST", &gw.admin_url("/routes"), &[], json_body(sources)).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.json["fields"]["sources"],
+        "cannot set 'sources' when 'protocols' is 'http' or 'https'"
+    );
+}
+
+/// 10-services_routes_spec.lua:162-237 (pages, `next` carrying `size`, no `offset` on the last
+/// page), 15-off_spec.lua:133-153 (bad offsets), 14-tags_spec.lua:50-170 (tag filters and
+/// their errors), 03-consumers_routes_spec.lua:251-290 (`custom_id`).
+#[tokio::test(flavor = "multi_thread")]
+async fn lists_page_filter_and_refuse_as_kong() {
+    let gw = Gateway::start(&[]).await;
+    for i in 1..=10 {
+        let tags = json!(["corp_ a", format!("consumer_ {}", i % 2), "🦍"]);
+        let c =
+            json!({"username": format!("user-{i}"), "custom_id": format!("c-{i}"), "tags": tags});
+        gw.create("/consumers", c).await;
+    }
+    let get = |path: &str| {
+        let url = gw.admin_url(path);
+        async move { send("GET", &url, &[], None).await }
+    };
+    let mut seen = Vec::new();
+    let mut path = "/consumers?size=3".to_string();
+    for page in 0..4 {
+        let r = get(&path).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let data = r.json["data"].as_array().unwrap();
+        assert_eq!(data.len(), if page < 3 { 3 } else { 1 });
+        seen.extend(data.iter().map(|c| c["username"].clone()));
+        if page < 3 {
+            let next = r.json["next"].as_str().unwrap();
+            assert!(next.ends_with("&size=3"), "{next}");
+            assert!(r.json["offset"].is_string());
+            path = next.to_string();
+        } else {
+            assert_eq!(r.json["next"], Value::Null);
+            assert_eq!(r.json.get("offset"), None, "no offset on the last page");
+        }
+    }
+    seen.sort_by_key(|v| v.to_string());
+    seen.dedup();
+    assert_eq!(seen.len(), 10);
+    let r = get("/consumers?offset=x").await;
+    assert_eq!(
+        r.json,
+        json!({"code": 7, "name": "invalid offset", "message": "'x' is not a valid offset: bad base64 encoding"})
+    );
+    let r = get("/consumers?size=0").await;
+    assert_eq!((r.status, r.json["code"].clone()), (400, json!(9)));
+    let count = |r: &Resp| r.json["data"].as_array().map_or(0, Vec::len);
+    assert_eq!(
+        count(&get("/consumers?tags=corp_%20a,consumer_%201").await),
+        5
+    );
+    assert_eq!(
+        count(&get("/consumers?tags=consumer_%201/consumer_%200").await),
+        10
+    );
+    assert_eq!(
+        count(&get("/consumers?tags=corpXa").await),
+        0,
+        "`_` is no wildcard"
+    );
+    assert_eq!(count(&get("/consumers?tags=%F0%9F%A6%8D").await), 10);
+    let r = get("/consumers?tags=").await;
+    assert_eq!(r.json["message"], "invalid option (tags: cannot be null)");
+    let r = get("/consumers?tags=a,b/c").await;
+    assert_eq!(
+        r.json["message"],
+        "invalid option (tags: invalid filter syntax)"
+    );
+    let r = get("/consumers?custom_id=c-7").await;
+    assert_eq!(r.json["data"][0]["username"], "user-7");
+    assert_eq!(r.json["next"], Value::Null);
+    assert_eq!(count(&get("/consumers?custom_id=does-not-exist").await), 0);
+    let r = get("/consumers?custom_id=").await;
+    assert_eq!(
+        r.json,
+        json!({"message": "custom_id must be an unempty string"})
+    );
+}

@@ -2,15 +2,15 @@
 //! (`/consumers/{c}/key-auth`), with `{id or name}` addressing as in Kong.
 use super::body::EntityInput;
 use super::error::ApiError;
+use super::list;
 use super::AdminState;
 use crate::model::{normalize, unix_now, Kind, Normalized, Source};
-use crate::store::{ListQuery, StoreError};
-use axum::extract::{Path, Query, State};
+use crate::store::StoreError;
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Map, Value};
-use std::collections::HashMap;
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -72,16 +72,10 @@ fn id_of(body: &Value) -> Result<Uuid, ApiError> {
 pub async fn list(
     st: St,
     Path(collection): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
+    RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    do_list(
-        &st,
-        kind_of(&collection)?,
-        None,
-        &q,
-        &format!("/{collection}"),
-    )
-    .await
+    let kind = kind_of(&collection)?;
+    list::answer(&st, kind, None, q.as_deref(), &format!("/{collection}")).await
 }
 
 pub async fn create(
@@ -125,10 +119,11 @@ pub async fn delete_one(
 pub async fn nested_list(
     st: St,
     Path((parent, pid, child)): Path<(String, String, String)>,
-    Query(q): Query<HashMap<String, String>>,
+    RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
     let (kind, p) = scope(&st, &parent, &pid, &child).await?;
-    do_list(&st, kind, Some(p), &q, &format!("/{parent}/{pid}/{child}")).await
+    let base = format!("/{parent}/{pid}/{child}");
+    list::answer(&st, kind, Some((p.column, p.id)), q.as_deref(), &base).await
 }
 
 pub async fn nested_create(
@@ -172,50 +167,6 @@ pub async fn nested_delete(
 ) -> Result<Response, ApiError> {
     let (kind, p) = scope(&st, &parent, &pid, &child).await?;
     do_delete(&st, kind, &key, Some(p)).await
-}
-
-async fn do_list(
-    st: &AdminState,
-    kind: Kind,
-    parent: Option<Parent>,
-    q: &HashMap<String, String>,
-    base: &str,
-) -> Result<Response, ApiError> {
-    let size = match q.get("size") {
-        None => 100,
-        Some(s) => s
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=1000).contains(n))
-            .ok_or_else(|| {
-                ApiError::BadRequest("size must be an integer between 1 and 1000".into())
-            })?,
-    };
-    let (tags, any_tag) = match q.get("tags") {
-        Some(t) if t.contains('/') => (t.split('/').map(String::from).collect(), true),
-        Some(t) => (t.split(',').map(String::from).collect(), false),
-        None => (vec![], false),
-    };
-    let query = ListQuery {
-        size,
-        offset: q.get("offset").cloned(),
-        parent: parent.map(|p| (p.column, p.id)),
-        tags,
-        any_tag,
-    };
-    let page = st.store().list(kind, &query).await?;
-    let next = page.next_offset.as_ref().map(|o| {
-        let mut qs = form_urlencoded::Serializer::new(String::new());
-        qs.append_pair("offset", o);
-        if let Some(t) = q.get("tags") {
-            qs.append_pair("tags", t);
-        }
-        if q.contains_key("size") {
-            qs.append_pair("size", &size.to_string());
-        }
-        format!("{base}?{}", qs.finish())
-    });
-    Ok(Json(json!({"data": page.data, "offset": page.next_offset, "next": next})).into_response())
 }
 
 async fn do_create(

@@ -12,6 +12,13 @@ pub enum ApiError {
     Store(StoreError),
     NotFound,
     BadRequest(String),
+    /// A 400 with Kong's code and name (invalid offset, size or options).
+    Invalid {
+        code: u16,
+        name: &'static str,
+        message: String,
+        fields: Option<serde_json::Value>,
+    },
     /// A body of a type the admin API does not read.
     UnsupportedMediaType,
     /// A write in DB-less mode (Kong's "operation unsupported", 405).
@@ -47,6 +54,18 @@ impl IntoResponse for ApiError {
             ),
             ApiError::NotFound => (StatusCode::NOT_FOUND, json!({"message": "Not found"})),
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, json!({"message": m})),
+            ApiError::Invalid {
+                code,
+                name,
+                message,
+                fields,
+            } => {
+                let mut body = json!({"code": code, "name": name, "message": message});
+                if let Some(f) = fields {
+                    body["fields"] = f;
+                }
+                (StatusCode::BAD_REQUEST, body)
+            }
             ApiError::UnsupportedMediaType => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 json!({"message": "Unsupported Media Type"}),

@@ -10,6 +10,7 @@ mod config;
 mod declarative_errors;
 mod entities;
 mod error;
+mod list;
 pub mod openapi;
 pub mod service_openapi;
 

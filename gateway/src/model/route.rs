@@ -20,6 +20,13 @@ pub struct Route {
     pub paths: Option<Vec<String>>,
     pub headers: Option<BTreeMap<String, Vec<String>>>,
     pub snis: Option<Vec<String>>,
+    /// Kong's stream-route fields, always null on HTTP routes (see `FIELDS`).
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub sources: Option<Vec<serde_json::Value>>,
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub destinations: Option<Vec<serde_json::Value>>,
     #[serde(default = "yes")]
     pub strip_path: bool,
     #[serde(default)]
@@ -62,6 +69,15 @@ impl Entity for Route {
         field("paths", Ty::StrArray),
         field("headers", Ty::StrArrayMap),
         field("snis", Ty::StrArray),
+        // routes_subschemas.lua: HTTP and gRPC routes take neither.
+        field(
+            "sources",
+            Ty::NullOnly("cannot set 'sources' when 'protocols' is 'http' or 'https'"),
+        ),
+        field(
+            "destinations",
+            Ty::NullOnly("cannot set 'destinations' when 'protocols' is 'http' or 'https'"),
+        ),
         field("strip_path", Ty::Bool),
         field("preserve_host", Ty::Bool),
         field(

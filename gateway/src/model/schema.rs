@@ -25,6 +25,9 @@ pub enum Ty {
     Ref,
     /// A free-form object checked elsewhere (plugin `config`).
     Object,
+    /// A field Kong's entity has and Tollgate answers as `null`: any value is refused with
+    /// this message (route `sources` on HTTP routes, as in Kong).
+    NullOnly(&'static str),
 }
 
 /// A named field of an entity.
@@ -161,6 +164,7 @@ pub fn coerce(ty: Ty, value: &mut Value, from_form: bool) -> Result<(), String> 
             Value::Object(_) => Ok(()),
             _ => Err("expected a record".into()),
         },
+        Ty::NullOnly(message) => Err(message.into()),
     }
 }
 

@@ -13,6 +13,9 @@ const LISTING: &[Field] = &[
     field("visibility", Ty::Enum(&["public", "private"])),
     field("version", Ty::Str),
 ];
+/// Why the upstream TLS fields take no value yet.
+const UPSTREAM_TLS: &str =
+    "not supported yet: upstream certificates are verified against the system's roots";
 const TIMEOUT: Ty = Ty::Int {
     min: 1,
     max: 2_147_483_646,
@@ -40,6 +43,17 @@ pub struct Service {
     #[serde(default = "yes")]
     pub enabled: bool,
     pub tags: Option<Vec<String>>,
+    /// Kong's upstream TLS fields, null until Tollgate verifies upstream certificates by
+    /// service (see `FIELDS`).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub client_certificate: Option<Value>,
+    #[serde(default)]
+    pub tls_verify: Option<bool>,
+    #[serde(default)]
+    pub tls_verify_depth: Option<u8>,
+    #[serde(default)]
+    pub ca_certificates: Option<Vec<String>>,
     /// The developer portal's listing of this service; absent when it is not published.
     /// A Tollgate extension: Kong has no such field, so it is left out when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -85,6 +99,10 @@ impl Entity for Service {
         field("read_timeout", TIMEOUT),
         field("enabled", Ty::Bool),
         field("tags", Ty::StrArray),
+        field("client_certificate", Ty::NullOnly(UPSTREAM_TLS)),
+        field("tls_verify", Ty::NullOnly(UPSTREAM_TLS)),
+        field("tls_verify_depth", Ty::NullOnly(UPSTREAM_TLS)),
+        field("ca_certificates", Ty::NullOnly(UPSTREAM_TLS)),
         field("url", Ty::Str),
         field("portal", Ty::Object),
     ];
@@ -95,12 +113,11 @@ impl Entity for Service {
         if let Some(Value::String(url)) = input.get("url").cloned() {
             if let Some(parts) = split_url(&url) {
                 input.remove("url");
-                input.insert("protocol".into(), parts.0.into());
+                input.insert("protocol".into(), parts.0.clone().into());
                 input.insert("host".into(), parts.1.into());
-                input.insert(
-                    "port".into(),
-                    parts.2.map(Value::from).unwrap_or(Value::Null),
-                );
+                // Kong's shorthand: the URL's port, else 80 for http, 443 for https, else 80.
+                let port = parts.2.unwrap_or(if parts.0 == "https" { 443 } else { 80 });
+                input.insert("port".into(), port.into());
                 input.insert(
                     "path".into(),
                     parts.3.map(Value::from).unwrap_or(Value::Null),
@@ -112,6 +129,8 @@ impl Entity for Service {
 
     fn validate(&mut self, errors: &mut FieldErrors) {
         validate_name("name", &self.name, errors);
+        // Kong's `port` default.
+        self.port.get_or_insert(80);
         if !valid_host(&self.host) {
             errors.add("host", "invalid hostname");
         }

@@ -130,6 +130,20 @@ impl Store {
         row.map(|r| parse_body(&r, 0)).transpose()
     }
 
+    /// The entity of `kind` whose second unique key (a consumer's `custom_id`) is `key`.
+    pub async fn find_by_alt_key(
+        &self,
+        kind: Kind,
+        key: &str,
+    ) -> Result<Option<Value>, StoreError> {
+        let row = sqlx::query("SELECT body FROM entities WHERE kind = $1 AND alt_key = $2")
+            .bind(kind.collection())
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| parse_body(&r, 0)).transpose()
+    }
+
     /// One page of a kind's entities, in id order.
     pub async fn list(&self, kind: Kind, q: &ListQuery) -> Result<Page, StoreError> {
         let mut sql = String::from("SELECT id, body FROM entities WHERE kind = $1");
@@ -144,7 +158,17 @@ impl Store {
         if let Some((column, id)) = q.parent {
             bind(&mut sql, &format!(" AND {column} = ?"), id.to_string());
         }
-        let tag_clauses: Vec<String> = q.tags.iter().map(|t| format!("%,{t},%")).collect();
+        // `_` and `%` in a tag are themselves, not LIKE's wildcards.
+        let escape = |t: &str| {
+            t.replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        };
+        let tag_clauses: Vec<String> = q
+            .tags
+            .iter()
+            .map(|t| format!("%,{},%", escape(t)))
+            .collect();
         if !tag_clauses.is_empty() {
             let joiner = if q.any_tag { " OR " } else { " AND " };
             sql.push_str(" AND (");
@@ -152,7 +176,7 @@ impl Store {
                 if i > 0 {
                     sql.push_str(joiner);
                 }
-                bind(&mut sql, "tags LIKE ?", t);
+                bind(&mut sql, "tags LIKE ? ESCAPE '\\'", t);
             }
             sql.push(')');
         }
