@@ -120,7 +120,12 @@ async fn entities_follow_kongs_shapes_and_errors() {
     .await;
     assert_eq!(r.status, 400);
     assert_eq!(r.json["name"], "foreign key violation");
-    assert!(r.json["fields"]["service"].is_string());
+    // kong/db/errors.lua, foreign_key_violation_invalid_reference: code 4, the key as given.
+    assert_eq!(r.json["code"], 4);
+    assert_eq!(
+        r.json["fields"]["service"],
+        json!({"id": "0b6e9a36-0000-4000-8000-000000000000"})
+    );
 
     // PATCH changes only what it names; PUT by name creates.
     let r = send(

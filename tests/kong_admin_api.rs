@@ -486,3 +486,60 @@ async fn lists_page_filter_and_refuse_as_kong() {
         json!({"message": "custom_id must be an unempty string"})
     );
 }
+
+/// 03-consumers_routes_spec.lua:95-133 (409 with the unique key in `fields`),
+/// 09-routes_routes_spec.lua:396-416 (a service named by a name nothing has: code 13), and a
+/// reference by an unknown id (code 4, kong/db/errors.lua foreign_key_violation_invalid_reference).
+#[tokio::test(flavor = "multi_thread")]
+async fn conflicts_and_foreign_keys_in_kongs_shapes() {
+    let gw = Gateway::start(&[]).await;
+    gw.create(
+        "/consumers",
+        json!({"username": "slow_user", "custom_id": "c1"}),
+    )
+    .await;
+    let post = |path: &str, body: Value| {
+        let url = gw.admin_url(path);
+        async move { send("POST", &url, &[], json_body(body)).await }
+    };
+    let r = post("/consumers", json!({"username": "slow_user"})).await;
+    assert_eq!(r.status, 409);
+    assert_eq!(
+        r.json,
+        json!({"code": 5, "name": "unique constraint violation",
+               "message": "UNIQUE violation detected on '{username=\"slow_user\"}'",
+               "fields": {"username": "slow_user"}})
+    );
+    let r = post("/consumers", json!({"username": "tom", "custom_id": "c1"})).await;
+    assert_eq!(
+        r.json["message"],
+        "UNIQUE violation detected on '{custom_id=\"c1\"}'"
+    );
+    assert_eq!(r.json["fields"], json!({"custom_id": "c1"}));
+    let r = post(
+        "/routes",
+        json!({"methods": ["GET"], "service": {"name": "non-existing"}}),
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    let why = "the foreign key cannot be resolved with '{name=\"non-existing\"}' for an existing 'services' entity";
+    assert_eq!(
+        r.json,
+        json!({"code": 13, "name": "foreign keys unresolved",
+               "message": format!("foreign key unresolved (service.name: {why})"),
+               "fields": {"service": {"name": why}}})
+    );
+    let id = "0855b320-0dd2-547d-891d-601e9b38647f";
+    let r = post(
+        "/routes",
+        json!({"methods": ["GET"], "service": {"id": id}}),
+    )
+    .await;
+    assert_eq!(r.json["code"], 4);
+    assert_eq!(
+        r.json["message"],
+        format!(
+            "the foreign key '{{id=\"{id}\"}}' does not reference an existing 'services' entity."
+        )
+    );
+}

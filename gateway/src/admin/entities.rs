@@ -299,6 +299,21 @@ fn shown(n: Normalized) -> Value {
     body
 }
 
+/// Kong's "foreign keys unresolved" (code 13) for a reference by a name nothing has.
+fn unresolved(field: &str, kind: Kind, name: &str) -> ApiError {
+    let by = kind.name_field().unwrap_or("name");
+    let why = format!(
+        "the foreign key cannot be resolved with '{{{by}=\"{name}\"}}' for an existing '{}' entity",
+        kind.collection()
+    );
+    ApiError::Invalid {
+        code: 13,
+        name: "foreign keys unresolved",
+        message: format!("foreign key unresolved ({field}.{by}: {why})"),
+        fields: Some(json!({field: {by: why}})),
+    }
+}
+
 /// Turns references given by name (`{"name": "svc"}`, `{"id": "slow_user"}`, or a bare string)
 /// into `{"id": <uuid>}`; an unknown one is a foreign key error on that field.
 async fn resolve_references(
@@ -325,12 +340,7 @@ async fn resolve_references(
                 fields.insert(field.into(), json!({"id": key}));
                 continue;
             }
-            return Err(StoreError::MissingReference {
-                field,
-                id: key,
-                collection: kind.collection(),
-            }
-            .into());
+            return Err(unresolved(field, kind, &key));
         };
         fields.insert(field.into(), json!({"id": found["id"]}));
     }

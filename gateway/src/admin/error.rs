@@ -89,13 +89,13 @@ impl IntoResponse for ApiError {
 fn store_error(e: StoreError) -> (StatusCode, serde_json::Value) {
     let message = e.to_string();
     match e {
-        StoreError::Unique(_) => (
+        StoreError::Unique { fields, .. } => (
             StatusCode::CONFLICT,
-            json!({"code": 5, "name": "unique constraint violation", "message": message, "fields": {}}),
+            json!({"code": 5, "name": "unique constraint violation", "message": message, "fields": fields}),
         ),
-        StoreError::MissingReference { field, .. } => (
+        StoreError::MissingReference { field, id, .. } => (
             StatusCode::BAD_REQUEST,
-            json!({"code": 3, "name": "foreign key violation", "message": message, "fields": {field: message}}),
+            json!({"code": 4, "name": "foreign key violation", "message": message, "fields": {field: {"id": id}}}),
         ),
         StoreError::Referenced { .. } => (
             StatusCode::BAD_REQUEST,
@@ -106,7 +106,7 @@ fn store_error(e: StoreError) -> (StatusCode, serde_json::Value) {
             tracing::error!(error = %message, "admin request failed in the store");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                json!({"code": 13, "name": "database error", "message": message}),
+                json!({"code": 8, "name": "database error", "message": message}),
             )
         }
     }

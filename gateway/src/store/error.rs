@@ -6,8 +6,13 @@ use serde_json::Value;
 pub enum StoreError {
     #[error("the database is unreachable: {0}")]
     Unavailable(#[source] sqlx::Error),
-    #[error("UNIQUE violation detected on '{0}'")]
-    Unique(String),
+    #[error("UNIQUE violation detected on '{description}'")]
+    Unique {
+        /// The key as Kong prints it: `{username="slow_user"}`.
+        description: String,
+        /// The same as the error's `fields`: `{"username": "slow_user"}`.
+        fields: Value,
+    },
     #[error(
         "the foreign key '{{id=\"{id}\"}}' does not reference an existing '{collection}' entity."
     )]
@@ -33,32 +38,48 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
-/// Kong's description of the values that collided: `{username="slow_user"}`.
-pub fn unique_description(rec: &Record, column: &str) -> String {
-    let s = |f: &str| match rec.body.get(f) {
-        Some(Value::String(v)) => format!("\"{v}\""),
-        Some(Value::Null) | None => "null".into(),
-        Some(other) => other.to_string(),
+/// The unique key `rec` collides on (`column` of the store), as Kong's unique violation
+/// names it: printed (`{username="slow_user"}`) and as the error's `fields`.
+pub fn unique_key(rec: &Record, column: &str) -> (String, Value) {
+    let v = |f: &str| rec.body.get(f).cloned().unwrap_or(Value::Null);
+    let r = |f: &str| match rec.body.get(f).and_then(|v| v.get("id")) {
+        Some(id) => serde_json::json!({"id": id}),
+        None => Value::Null,
     };
-    match (rec.kind, column) {
-        (Kind::Consumer, "alt_key") => format!("{{custom_id={}}}", s("custom_id")),
-        (Kind::KeyAuth, _) => "{key=<hidden>}".into(),
-        (Kind::Plugin, _) => {
-            let r = |f: &str| match rec.body.get(f).and_then(|v| v.get("id")) {
-                Some(Value::String(id)) => format!("{{id=\"{id}\"}}"),
-                _ => "null".into(),
-            };
-            format!(
-                "{{consumer={},name={},route={},service={}}}",
-                r("consumer"),
-                s("name"),
-                r("route"),
-                r("service")
-            )
-        }
+    let fields: Vec<(&str, Value)> = match (rec.kind, column) {
+        (Kind::Consumer, "alt_key") => vec![("custom_id", v("custom_id"))],
+        (Kind::KeyAuth, _) => vec![("key", Value::String("<hidden>".into()))],
+        (Kind::Plugin, _) => vec![
+            ("consumer", r("consumer")),
+            ("name", v("name")),
+            ("route", r("route")),
+            ("service", r("service")),
+        ],
         (kind, _) => {
             let f = kind.name_field().unwrap_or("name");
-            format!("{{{f}={}}}", s(f))
+            vec![(f, v(f))]
         }
+    };
+    let printed: Vec<String> = fields
+        .iter()
+        .map(|(k, v)| format!("{k}={}", lua(v)))
+        .collect();
+    let map: serde_json::Map<String, Value> = fields
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    (format!("{{{}}}", printed.join(",")), Value::Object(map))
+}
+
+/// A value as penlight prints it inside Kong's messages.
+fn lua(v: &Value) -> String {
+    match v {
+        Value::String(s) => format!("\"{s}\""),
+        Value::Null => "null".into(),
+        Value::Object(m) => {
+            let items: Vec<String> = m.iter().map(|(k, v)| format!("{k}={}", lua(v))).collect();
+            format!("{{{}}}", items.join(","))
+        }
+        other => other.to_string(),
     }
 }

@@ -383,7 +383,11 @@ async fn check_unique(tx: &mut Tx, rec: &Record) -> Result<(), StoreError> {
         .fetch_optional(&mut **tx)
         .await?;
         if found.is_some() {
-            return Err(StoreError::Unique(error::unique_description(rec, column)));
+            let (description, fields) = error::unique_key(rec, column);
+            return Err(StoreError::Unique {
+                description,
+                fields,
+            });
         }
     }
     Ok(())

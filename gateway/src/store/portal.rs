@@ -222,7 +222,10 @@ impl Store {
             .fetch_optional(&mut *tx)
             .await?;
         if taken.is_some() {
-            return Err(StoreError::Unique(format!("{{name=\"{}\"}}", p.name)));
+            return Err(StoreError::Unique {
+                description: format!("{{name=\"{}\"}}", p.name),
+                fields: serde_json::json!({"name": p.name}),
+            });
         }
         let body = serde_json::to_string(&PlanBody {
             limits: p.limits.clone(),
@@ -471,7 +474,7 @@ mod tests {
         };
         assert!(matches!(
             s.save_plan(&twin).await,
-            Err(StoreError::Unique(_))
+            Err(StoreError::Unique { .. })
         ));
         let app = Application {
             consumer_id: "c".into(),

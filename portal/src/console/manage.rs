@@ -596,22 +596,22 @@ fn refused(
     values: HashMap<String, String>,
     outcome: &str,
 ) -> Attempt {
-    let mut errors: HashMap<String, String> = answer
+    let conflict = answer.status == StatusCode::CONFLICT;
+    let errors: HashMap<String, String> = answer
         .field_errors()
         .into_iter()
         .map(|(k, v)| {
-            let k = k.trim_end_matches("[]");
+            let k = input_key(k.trim_end_matches("[]"));
             let input = c
                 .entered_as
                 .iter()
                 .find(|(api, _)| *api == k)
                 .map_or(k, |(_, form)| form);
+            // A 409's fields are the key that is taken, with its value.
+            let v = if conflict { "already taken".to_string() } else { v };
             (input.to_string(), v)
         })
         .collect();
-    if let Some(field) = taken(&answer.message()) {
-        errors.insert(field, "already taken".into());
-    }
     let message = Some(format!("{outcome}: {}", answer.message()));
     Attempt {
         values,
@@ -620,14 +620,13 @@ fn refused(
     }
 }
 
-/// The field a unique-constraint message names (`... on '{username="ann"}'`).
-fn taken(message: &str) -> Option<String> {
-    let inner = message.split_once("'{")?.1;
-    let field = inner.split_once('=')?.0;
-    field
-        .chars()
-        .all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
-        .then(|| field.to_string())
+/// The form input an error field belongs to: a reference's own key (`service.name`,
+/// `consumer.id`) is its one input.
+fn input_key(field: &str) -> &str {
+    match field.split_once('.') {
+        Some((reference @ ("service" | "route" | "consumer"), _)) => reference,
+        _ => field,
+    }
 }
 
 /// What the edit form starts with: the entity's current values, under the form's keys.
@@ -784,10 +783,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_unique_violation_names_its_field() {
-        let m = "UNIQUE violation detected on '{username=\"ann\"}'";
-        assert_eq!(taken(m).as_deref(), Some("username"));
-        assert_eq!(taken("schema violation (name: bad)"), None);
+    fn a_references_errors_go_to_its_input() {
+        assert_eq!(input_key("service.name"), "service");
+        assert_eq!(input_key("consumer.id"), "consumer");
+        assert_eq!(input_key("config.second"), "config.second");
     }
 
     #[test]

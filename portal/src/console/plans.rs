@@ -187,7 +187,7 @@ pub async fn create(
     };
     match st.store.save_plan(&plan).await {
         Ok(()) => Redirect::to("/plans").into_response(),
-        Err(StoreError::Unique(_)) => {
+        Err(StoreError::Unique { .. }) => {
             render_list(
                 &st,
                 &user,
@@ -251,7 +251,7 @@ pub async fn update(
     };
     match st.store.save_plan(&plan).await {
         Ok(()) => {}
-        Err(StoreError::Unique(_)) => {
+        Err(StoreError::Unique { .. }) => {
             return render_edit(
                 &st,
                 &user,
