@@ -543,3 +543,187 @@ async fn conflicts_and_foreign_keys_in_kongs_shapes() {
         )
     );
 }
+
+/// kong/api/routes/kong.lua (`/schemas/...`) and plugins.lua (`/plugins/enabled`): schemas
+/// from the definitions that validate, validation without storing, the plugins this build has.
+#[tokio::test(flavor = "multi_thread")]
+async fn schemas_and_enabled_plugins() {
+    let gw = Gateway::start(&[]).await;
+    let get = |path: &str| {
+        let url = gw.admin_url(path);
+        async move { send("GET", &url, &[], None).await }
+    };
+    let r = get("/schemas/services").await;
+    let field = |r: &Resp, name: &str| {
+        r.json["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find_map(|f| f.get(name).cloned())
+            .unwrap_or_else(|| panic!("{name} in {}", r.body))
+    };
+    assert_eq!(field(&r, "port")["default"], 80);
+    assert_eq!(field(&r, "host")["required"], true);
+    assert_eq!(field(&r, "id")["auto"], true);
+    let r = get("/schemas/routes").await;
+    assert_eq!(field(&r, "path_handling")["one_of"], json!(["v0", "v1"]));
+    assert_eq!(field(&r, "strip_path")["default"], true);
+    let r = get("/schemas/plugins/key-auth").await;
+    let config = field(&r, "config");
+    let key_names = config["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|f| f.get("key_names").cloned())
+        .unwrap();
+    assert_eq!(key_names["default"], json!(["apikey"]));
+    let r = get("/schemas/plugins/http-log").await;
+    assert_eq!(
+        (r.status, r.json.clone()),
+        (404, json!({"message": "No plugin named 'http-log'"}))
+    );
+    let r = get("/schemas/nope").await;
+    assert_eq!(r.json, json!({"message": "No entity named 'nope'"}));
+    let validate = |path: &str, body: Value| {
+        let url = gw.admin_url(path);
+        async move { send("POST", &url, &[], json_body(body)).await }
+    };
+    let r = validate("/schemas/routes/validate", json!({"paths": ["/ok"]})).await;
+    assert_eq!(
+        (r.status, r.json.clone()),
+        (200, json!({"message": "schema validation successful"}))
+    );
+    let r = validate("/schemas/services/validate", json!({"port": "x"})).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json["name"], "schema violation");
+    let r = validate(
+        "/schemas/plugins/validate",
+        json!({"name": "rate-limiting", "config": {}}),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(
+        get("/services").await.json["data"],
+        json!([]),
+        "nothing stored"
+    );
+    let r = get("/plugins/enabled").await;
+    let enabled = r.json["enabled_plugins"].as_array().unwrap();
+    assert!(enabled.contains(&json!("key-auth")) && enabled.contains(&json!("rate-limiting")));
+}
+
+/// 09-key-auth/01-api_spec.lua:123-147 (an expired `ttl` is gone), 173-255 (`ttl` shown),
+/// 217-224 and 306-318 (found and changed by the key itself, which stays hashed), 262-275
+/// (PUT by key creates it), 560-600 (`/key-auths/{key}/consumer`); 04-plugins_routes_spec.lua
+/// 141-260 (a plugin found, created and upserted by `instance_name`).
+#[tokio::test(flavor = "multi_thread")]
+async fn credentials_by_key_and_plugins_by_instance_name() {
+    let gw = Gateway::start(&[]).await;
+    let bob = gw.create("/consumers", json!({"username": "bob"})).await;
+    gw.create("/consumers/bob/key-auth", json!({"key": "1234"}))
+        .await;
+    let at = |path: &str| gw.admin_url(path);
+    let r = send("GET", &at("/consumers/bob/key-auth/1234"), &[], None).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json.get("key"), None, "the key itself is never read back");
+    let r = send("GET", &at("/key-auths/1234/consumer"), &[], None).await;
+    assert_eq!(r.json["id"], bob.json["id"]);
+    let r = send(
+        "PATCH",
+        &at("/consumers/bob/key-auth/1234"),
+        &[],
+        json_body(json!({"key": "4321UPD"})),
+    )
+    .await;
+    assert_eq!((r.status, r.json["key"].clone()), (200, json!("4321UPD")));
+    assert_eq!(
+        send("GET", &at("/key-auths/1234"), &[], None).await.status,
+        404
+    );
+    let r = send(
+        "PUT",
+        &at("/consumers/bob/key-auth/5678"),
+        &[],
+        json_body(json!({})),
+    )
+    .await;
+    assert_eq!((r.status, r.json["key"].clone()), (200, json!("5678")));
+    assert_eq!(r.json["consumer"]["id"], bob.json["id"]);
+    assert_eq!(
+        send("DELETE", &at("/key-auths/5678"), &[], None)
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        send("GET", &at("/key-auths/5678"), &[], None).await.status,
+        404
+    );
+    let r = gw
+        .create("/consumers/bob/key-auth", json!({"ttl": 2}))
+        .await;
+    let id = r.json["id"].as_str().unwrap().to_string();
+    let r = send(
+        "GET",
+        &at(&format!("/consumers/bob/key-auth/{id}")),
+        &[],
+        None,
+    )
+    .await;
+    let left = r.json["ttl"].as_i64().unwrap();
+    assert!((1..=2).contains(&left), "{left}");
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    let r = send(
+        "GET",
+        &at(&format!("/consumers/bob/key-auth/{id}")),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 404, "expired");
+    let listed = send("GET", &at("/consumers/bob/key-auth"), &[], None).await;
+    assert!(listed.json["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|k| k["id"] != id.as_str()));
+
+    let service = gw
+        .create("/services", json!({"name": "s", "host": "h.test"}))
+        .await;
+    let body = json!({"name": "key-auth", "service": {"id": service.json["id"]}, "config": {"key_names": ["testkey"]}});
+    let r = send("PUT", &at("/plugins/my-auth"), &[], json_body(body.clone())).await;
+    assert_eq!(
+        (r.status, r.json["instance_name"].clone()),
+        (200, json!("my-auth")),
+        "{}",
+        r.body
+    );
+    let plugin_id = r.json["id"].clone();
+    let mut changed = body;
+    changed["config"]["key_names"] = json!(["testkey2"]);
+    let r = send("PUT", &at("/plugins/my-auth"), &[], json_body(changed)).await;
+    assert_eq!(r.json["id"], plugin_id, "an upsert keeps the id");
+    assert_eq!(r.json["config"]["key_names"], json!(["testkey2"]));
+    let r = send("GET", &at("/plugins/my-auth"), &[], None).await;
+    assert_eq!(r.json["id"], plugin_id);
+    let r = send(
+        "POST",
+        &at("/plugins"),
+        &[],
+        json_body(json!({"name": "key-auth", "instance_name": "my-auth"})),
+    )
+    .await;
+    assert_eq!(r.status, 409);
+    assert_eq!(r.json["fields"], json!({"instance_name": "my-auth"}));
+    assert_eq!(
+        send("DELETE", &at("/plugins/my-auth"), &[], None)
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        send("GET", &at("/plugins/my-auth"), &[], None).await.status,
+        404
+    );
+}

@@ -90,7 +90,9 @@ pub async fn get_one(
     st: St,
     Path((collection, key)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    Ok(Json(find(&st, kind_of(&collection)?, &key, None).await?).into_response())
+    let kind = kind_of(&collection)?;
+    let body = find(&st, kind, &key, None).await?;
+    Ok(Json(live(kind, body, unix_now()).ok_or(ApiError::NotFound)?).into_response())
 }
 
 pub async fn patch_one(
@@ -121,6 +123,9 @@ pub async fn nested_list(
     Path((parent, pid, child)): Path<(String, String, String)>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
+    if let Some(answer) = referenced(&st, &parent, &pid, &child).await? {
+        return Ok(answer);
+    }
     let (kind, p) = scope(&st, &parent, &pid, &child).await?;
     let base = format!("/{parent}/{pid}/{child}");
     list::answer(&st, kind, Some((p.column, p.id)), q.as_deref(), &base).await
@@ -140,7 +145,8 @@ pub async fn nested_get(
     Path((parent, pid, child, key)): Path<(String, String, String, String)>,
 ) -> Result<Response, ApiError> {
     let (kind, p) = scope(&st, &parent, &pid, &child).await?;
-    Ok(Json(find(&st, kind, &key, Some(p)).await?).into_response())
+    let body = find(&st, kind, &key, Some(p)).await?;
+    Ok(Json(live(kind, body, unix_now()).ok_or(ApiError::NotFound)?).into_response())
 }
 
 pub async fn nested_patch(
@@ -288,6 +294,51 @@ async fn find(
         }
     }
     Ok(body)
+}
+
+/// An entity as reads show it: a key-auth credential with a `ttl` shows the seconds it has
+/// left, as Kong's does, and none once it has expired (the proxy no longer takes it).
+pub(super) fn live(kind: Kind, mut body: Value, now: i64) -> Option<Value> {
+    if kind != Kind::KeyAuth {
+        return Some(body);
+    }
+    let (Some(ttl), Some(created)) = (body["ttl"].as_i64(), body["created_at"].as_i64()) else {
+        return Some(body);
+    };
+    let left = created + ttl - now;
+    if left <= 0 {
+        return None;
+    }
+    body["ttl"] = left.into();
+    Some(body)
+}
+
+/// Kong's foreign-key endpoints (`/key-auths/{key}/consumer`, `/routes/{r}/service`,
+/// `/plugins/{p}/route`): the entity the parent's reference names.
+async fn referenced(
+    st: &AdminState,
+    parent: &str,
+    pid: &str,
+    child: &str,
+) -> Result<Option<Response>, ApiError> {
+    let target = match child {
+        "service" => Kind::Service,
+        "route" => Kind::Route,
+        "consumer" => Kind::Consumer,
+        _ => return Ok(None),
+    };
+    let body = st
+        .store()
+        .get(kind_of(parent)?, pid)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let id = body[child]["id"].as_str().ok_or(ApiError::NotFound)?;
+    let found = st
+        .store()
+        .get(target, id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(Some(Json(found).into_response()))
 }
 
 /// The body answered for a write: a generated key is shown this once.

@@ -143,7 +143,12 @@ pub async fn answer(
         tags,
         any_tag,
     };
-    let page = st.store().list(kind, &list).await?;
+    let mut page = st.store().list(kind, &list).await?;
+    let now = crate::model::unix_now();
+    page.data = std::mem::take(&mut page.data)
+        .into_iter()
+        .filter_map(|body| super::entities::live(kind, body, now))
+        .collect();
     let offset = page.next_offset.as_deref().map(encode_offset);
     let next = offset.as_ref().map(|o| {
         let mut qs = form_urlencoded::Serializer::new(String::new());

@@ -12,6 +12,7 @@ mod entities;
 mod error;
 mod list;
 pub mod openapi;
+mod schemas;
 pub mod service_openapi;
 
 use crate::control::Reloader;
@@ -19,7 +20,7 @@ use crate::store::Store;
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, MethodRouter};
+use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
 use error::ApiError;
 use serde_json::{json, Value};
@@ -87,6 +88,23 @@ pub fn router(state: Arc<AdminState>) -> Router {
             kong_methods(get(config::get).post(config::post), LIST).layer(
                 axum::extract::DefaultBodyLimit::max(config::MAX_CONFIG_BYTES),
             ),
+        )
+        .route(
+            "/plugins/enabled",
+            kong_methods(get(schemas::enabled_plugins), READ),
+        )
+        .route("/schemas/{name}", kong_methods(get(schemas::entity), READ))
+        .route(
+            "/schemas/plugins/{name}",
+            kong_methods(get(schemas::plugin), READ),
+        )
+        .route(
+            "/schemas/plugins/validate",
+            kong_methods(post(schemas::validate_plugin), "OPTIONS, POST"),
+        )
+        .route(
+            "/schemas/{name}/validate",
+            kong_methods(post(schemas::validate_entity), "OPTIONS, POST"),
         )
         .route(
             "/analytics/summary",

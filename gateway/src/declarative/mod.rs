@@ -121,7 +121,14 @@ fn taken_key(rec: &Record, seen: &mut HashSet<(Kind, &'static str, String)>) -> 
     // The name first: an id the file did not give is derived from it.
     let keys = [
         (name_field, k.name_key.clone()),
-        ("custom_id", k.alt_key.clone()),
+        (
+            if rec.kind == Kind::Plugin {
+                "instance_name"
+            } else {
+                "custom_id"
+            },
+            k.alt_key.clone(),
+        ),
         ("primary key", Some(rec.id.to_string())),
     ];
     let mut taken = None;
@@ -129,12 +136,13 @@ fn taken_key(rec: &Record, seen: &mut HashSet<(Kind, &'static str, String)>) -> 
         let Some(value) = value else { continue };
         let shown = match rec.kind {
             // The stored key is a hash, and a plugin's key is internal: name the entity.
-            Kind::KeyAuth | Kind::Plugin if field != "primary key" => rec
-                .body
-                .get("name")
-                .and_then(Value::as_str)
-                .unwrap_or("(hidden)")
-                .to_string(),
+            Kind::KeyAuth | Kind::Plugin if field != "primary key" && field != "instance_name" => {
+                rec.body
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("(hidden)")
+                    .to_string()
+            }
             _ => value.clone(),
         };
         if !seen.insert((rec.kind, field, value)) && taken.is_none() {

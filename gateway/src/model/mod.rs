@@ -63,12 +63,77 @@ impl Kind {
         Kind::ALL.into_iter().find(|k| k.collection() == s)
     }
 
-    /// The field that names an entity of this kind in URLs (`/consumers/slow_user`).
+    /// The field that names an entity of this kind in URLs (`/consumers/slow_user`,
+    /// `/plugins/{instance_name}`, `/key-auths/{key}`).
     pub fn name_field(self) -> Option<&'static str> {
+        Some(match self {
+            Kind::Service | Kind::Route => "name",
+            Kind::Consumer => "username",
+            Kind::KeyAuth => "key",
+            Kind::Plugin => "instance_name",
+        })
+    }
+
+    /// Where the store finds an entity by that name, and what it holds there: a key is found
+    /// by its hash, since only the hash is stored.
+    pub fn name_lookup(self, name: &str) -> (&'static str, String) {
         match self {
-            Kind::Service | Kind::Route => Some("name"),
-            Kind::Consumer => Some("username"),
-            Kind::KeyAuth | Kind::Plugin => None,
+            Kind::KeyAuth => ("name_key", credential::hash_key(name)),
+            Kind::Plugin => ("alt_key", name.to_string()),
+            _ => ("name_key", name.to_string()),
+        }
+    }
+
+    /// Kong's `/schemas/{name}` answer for the kind: its fields, with the defaults its
+    /// validation fills in (read from a minimal entity put through that validation) and the
+    /// generated ones (`id`, timestamps) marked `auto`.
+    pub fn schema(self) -> Value {
+        let probe = match self {
+            Kind::Service => serde_json::json!({"host": "example.test"}),
+            Kind::Route => serde_json::json!({"paths": ["/"]}),
+            Kind::Consumer => serde_json::json!({"username": "probe"}),
+            Kind::KeyAuth => serde_json::json!({"consumer": {"id": Uuid::nil()}, "key": "probe"}),
+            Kind::Plugin => serde_json::json!({"name": "key-auth"}),
+        };
+        let Value::Object(probe) = probe else {
+            unreachable!("the probes are objects")
+        };
+        let given: Vec<String> = probe.keys().cloned().collect();
+        let mut defaults = normalize(self, probe, None, Source::Typed, 0)
+            .ok()
+            .and_then(|n| n.record.body.as_object().cloned())
+            .unwrap_or_default();
+        defaults.retain(|k, _| !given.contains(k) && k != "config");
+        let mut described = schema::describe(self.fields(), self.required(), &defaults);
+        let auto = [
+            (
+                "id",
+                serde_json::json!({"type": "string", "uuid": true, "auto": true}),
+            ),
+            (
+                "created_at",
+                serde_json::json!({"type": "integer", "timestamp": true, "auto": true}),
+            ),
+            (
+                "updated_at",
+                serde_json::json!({"type": "integer", "timestamp": true, "auto": true}),
+            ),
+        ];
+        if let Some(list) = described["fields"].as_array_mut() {
+            for (i, (name, d)) in auto.into_iter().enumerate() {
+                list.insert(i, serde_json::json!({ name: d }));
+            }
+        }
+        described
+    }
+
+    fn required(self) -> &'static [&'static str] {
+        match self {
+            Kind::Service => Service::REQUIRED,
+            Kind::Route => Route::REQUIRED,
+            Kind::Consumer => Consumer::REQUIRED,
+            Kind::KeyAuth => KeyAuthCredential::REQUIRED,
+            Kind::Plugin => Plugin::REQUIRED,
         }
     }
 

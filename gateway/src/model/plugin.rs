@@ -87,6 +87,8 @@ impl Entity for Plugin {
                 id(&self.route),
                 id(&self.consumer)
             )),
+            // Unique too, and what `/plugins/{instance_name}` finds it by.
+            alt_key: self.instance_name.clone(),
             service_id: ref_id(&self.service),
             route_id: ref_id(&self.route),
             consumer_id: ref_id(&self.consumer),

@@ -41,6 +41,48 @@ pub const fn field(name: &'static str, ty: Ty) -> Field {
     Field { name, ty }
 }
 
+/// The fields as Kong's `/schemas` endpoints describe a schema (kong/api/api_helpers.lua
+/// `schema_to_jsonable`): `{"fields": [{"name": {"type": ..., "default": ...}}, ...]}`, each
+/// field's type and bounds from `fields`, `required` and `defaults` as given. One definition:
+/// the same `fields` validate the entity or plugin config.
+pub fn describe(fields: &[Field], required: &[&str], defaults: &Map<String, Value>) -> Value {
+    let described: Vec<Value> = fields
+        .iter()
+        .map(|f| {
+            let mut d = describe_type(f.ty);
+            if matches!(f.ty, Ty::Ref) {
+                // `service` refers to `services`, `route` to `routes`, `consumer` to `consumers`.
+                d["reference"] = Value::String(format!("{}s", f.name));
+            }
+            if required.contains(&f.name) {
+                d["required"] = Value::Bool(true);
+            }
+            if let Some(v) = defaults.get(f.name).filter(|v| !v.is_null()) {
+                d["default"] = v.clone();
+            }
+            serde_json::json!({ f.name: d })
+        })
+        .collect();
+    serde_json::json!({ "fields": described })
+}
+
+fn describe_type(ty: Ty) -> Value {
+    use serde_json::json;
+    let strings = json!({"type": "string"});
+    match ty {
+        Ty::Str => strings,
+        Ty::Int { min, max } => json!({"type": "integer", "between": [min, max]}),
+        Ty::Bool => json!({"type": "boolean"}),
+        Ty::Enum(options) => json!({"type": "string", "one_of": options}),
+        Ty::StrArray => json!({"type": "array", "elements": strings}),
+        Ty::StrArrayMap => json!({"type": "map", "keys": strings,
+            "values": {"type": "array", "elements": strings}}),
+        Ty::Ref => json!({"type": "foreign"}),
+        Ty::Object => json!({"type": "record"}),
+        Ty::NullOnly(message) => json!({"type": "any", "eq": null, "description": message}),
+    }
+}
+
 /// Field errors, nested like the entity (`{"config": {"second": "expected a number"}}`).
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct FieldErrors(BTreeMap<String, Value>);

@@ -123,6 +123,27 @@ pub fn registry() -> &'static [PluginSpec] {
     &REGISTRY
 }
 
+/// Kong's `/schemas/plugins/{name}` answer: the plugin entity's scope fields and its
+/// `config` record, described from the fields and defaults that validate it.
+pub fn schema(spec: &PluginSpec) -> Value {
+    let config = schema::describe(spec.fields, &[], &(spec.defaults)());
+    let mut config_field = serde_json::json!({"type": "record", "required": true});
+    config_field["fields"] = config["fields"].clone();
+    let consumer = if spec.no_consumer {
+        serde_json::json!({"type": "foreign", "reference": "consumers", "eq": null})
+    } else {
+        serde_json::json!({"type": "foreign", "reference": "consumers"})
+    };
+    serde_json::json!({"fields": [
+        {"consumer": consumer},
+        {"route": {"type": "foreign", "reference": "routes"}},
+        {"service": {"type": "foreign", "reference": "services"}},
+        {"protocols": {"type": "set", "elements": {"type": "string"},
+            "default": ["grpc", "grpcs", "http", "https"]}},
+        {"config": config_field},
+    ]})
+}
+
 pub fn spec(name: &str) -> Option<&'static PluginSpec> {
     registry().iter().find(|s| s.name == name)
 }

@@ -48,6 +48,7 @@ pub fn unique_key(rec: &Record, column: &str) -> (String, Value) {
     };
     let fields: Vec<(&str, Value)> = match (rec.kind, column) {
         (Kind::Consumer, "alt_key") => vec![("custom_id", v("custom_id"))],
+        (Kind::Plugin, "alt_key") => vec![("instance_name", v("instance_name"))],
         (Kind::KeyAuth, _) => vec![("key", Value::String("<hidden>".into()))],
         (Kind::Plugin, _) => vec![
             ("consumer", r("consumer")),

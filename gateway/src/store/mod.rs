@@ -113,18 +113,14 @@ impl Store {
 
     /// One entity by id, or by its name (username for consumers).
     pub async fn get(&self, kind: Kind, key: &str) -> Result<Option<Value>, StoreError> {
-        let by_id = Uuid::parse_str(key).is_ok();
-        if !by_id && kind.name_field().is_none() {
-            return Ok(None);
-        }
-        let sql = if by_id {
-            "SELECT body FROM entities WHERE kind = $1 AND id = $2"
-        } else {
-            "SELECT body FROM entities WHERE kind = $1 AND name_key = $2"
+        let (column, value) = match Uuid::parse_str(key) {
+            Ok(_) => ("id", key.to_string()),
+            Err(_) => kind.name_lookup(key),
         };
-        let row = sqlx::query(sql)
+        let sql = format!("SELECT body FROM entities WHERE kind = $1 AND {column} = $2");
+        let row = sqlx::query(&sql)
             .bind(kind.collection())
-            .bind(key.to_string())
+            .bind(value)
             .fetch_optional(&self.pool)
             .await?;
         row.map(|r| parse_body(&r, 0)).transpose()

@@ -608,7 +608,11 @@ fn refused(
                 .find(|(api, _)| *api == k)
                 .map_or(k, |(_, form)| form);
             // A 409's fields are the key that is taken, with its value.
-            let v = if conflict { "already taken".to_string() } else { v };
+            let v = if conflict {
+                "already taken".to_string()
+            } else {
+                v
+            };
             (input.to_string(), v)
         })
         .collect();
