@@ -84,7 +84,9 @@ fn build(
     Ok(Arc::new(KeyAuth {
         key_names: get_strings(c, "key_names")
             .into_iter()
-            .filter_map(|n| Some((HeaderName::try_from(n.as_str()).ok()?, n)))
+            // Kong reads headers through nginx, whose names match with `_` as `-`: key name
+            // `api_key` is the `api-key` header.
+            .filter_map(|n| Some((HeaderName::try_from(n.replace('_', "-")).ok()?, n)))
             .collect(),
         in_header: get_bool(c, "key_in_header"),
         in_query: get_bool(c, "key_in_query"),
@@ -146,7 +148,8 @@ impl KeyAuth {
             Ok(found) => found,
             Err(()) => return self.reject(DUPLICATE),
         };
-        let Some(found) = found else {
+        // An empty key is no key (handler.lua: `if not key or key == ""`).
+        let Some(found) = found.filter(|f| !f.key().is_empty()) else {
             return self.anonymous_or(ctx, NO_KEY);
         };
         if self.hide_credentials {

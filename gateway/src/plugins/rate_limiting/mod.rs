@@ -351,7 +351,10 @@ impl RateLimiting {
         }
         let mut headers = HeaderMap::with_capacity(refused.len() + 1);
         super::context::apply(refused, &mut headers);
-        headers.insert(http::header::RETRY_AFTER, header_numbers::value(reset));
+        // Kong's handler sends Retry-After only when client headers are not hidden.
+        if !self.hide_client_headers {
+            headers.insert(http::header::RETRY_AFTER, header_numbers::value(reset));
+        }
         Flow::Respond(Reply {
             status: self.error_code,
             message: self.error_message.clone().into(),
