@@ -93,7 +93,6 @@ impl Entity for Plugin {
             route_id: ref_id(&self.route),
             consumer_id: ref_id(&self.consumer),
             tags: tags_of(&self.tags),
-            ..Keys::default()
         }
     }
 }
