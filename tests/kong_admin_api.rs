@@ -401,6 +401,23 @@ async fn services_and_routes_carry_kongs_fields() {
     for field in ["sources", "destinations", "snis", "headers", "service"] {
         assert_eq!(r.json.get(field), Some(&Value::Null), "{field}");
     }
+    // 09-routes_routes_spec.lua:312-350: a route that can match nothing, by its protocols.
+    let expect = |protocol: &str, names: &str| {
+        let m = format!("must set one of {names} when 'protocols' is '{protocol}'");
+        json!({"code": 2, "name": "schema violation", "message": format!("schema violation ({m})"),
+               "fields": {"@entity": [m]}})
+    };
+    let all = "'methods', 'hosts', 'headers', 'paths', 'snis'";
+    for body in [json!({}), json!({"protocols": ["https"]})] {
+        let r = send("POST", &gw.admin_url("/routes"), &[], json_body(body)).await;
+        assert_eq!((r.status, r.json.clone()), (400, expect("https", all)));
+    }
+    let only_http = json!({"protocols": ["http"], "snis": ["a.test"]});
+    let r = send("POST", &gw.admin_url("/routes"), &[], json_body(only_http)).await;
+    assert_eq!(
+        r.json,
+        expect("http", "'methods', 'hosts', 'headers', 'paths'")
+    );
     let sources = json!({"paths": ["/y"], "sources": [{"ip": "10.0.0.1"}]});
     let r = send("POST", &gw.admin_url("/routes"), &[], json_body(sources)).await;
     assert_eq!(r.status, 400);

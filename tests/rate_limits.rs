@@ -399,7 +399,7 @@ async fn the_admin_api_refuses_bad_plugin_configs_with_field_errors() {
     let cases: [Case; 6] = [
         (
             &[("name", "rate-limiting")],
-            "/fields/config/@entity",
+            "/fields/config/@entity/0",
             "at least one of these fields must be non-empty",
         ),
         (

@@ -60,6 +60,36 @@ fn yes() -> bool {
     true
 }
 
+impl Route {
+    /// Kong's `conditional_at_least_one_of` (routes_subschemas.lua): which attributes a route
+    /// must set to match anything, by its protocols; `None` when it sets one.
+    fn unmatchable(&self) -> Option<String> {
+        let set = |name: &str| match name {
+            "methods" => self.methods.as_ref().is_some_and(|v| !v.is_empty()),
+            "hosts" => self.hosts.as_ref().is_some_and(|v| !v.is_empty()),
+            "paths" => self.paths.as_ref().is_some_and(|v| !v.is_empty()),
+            "snis" => self.snis.as_ref().is_some_and(|v| !v.is_empty()),
+            _ => self.headers.as_ref().is_some_and(|h| !h.is_empty()),
+        };
+        let has = |p: &str| self.protocols.iter().any(|x| x == p);
+        let grpc = has("grpc") || has("grpcs");
+        let (needed, protocol): (&[&str], &str) = match (grpc, has("https") || has("grpcs")) {
+            (false, true) => (&["methods", "hosts", "headers", "paths", "snis"], "https"),
+            (false, false) => (&["methods", "hosts", "headers", "paths"], "http"),
+            (true, true) => (&["hosts", "headers", "paths", "snis"], "grpcs"),
+            (true, false) => (&["hosts", "headers", "paths"], "grpc"),
+        };
+        if needed.iter().any(|n| set(n)) {
+            return None;
+        }
+        let names: Vec<String> = needed.iter().map(|n| format!("'{n}'")).collect();
+        Some(format!(
+            "must set one of {} when 'protocols' is '{protocol}'",
+            names.join(", ")
+        ))
+    }
+}
+
 impl Entity for Route {
     const FIELDS: &'static [Field] = &[
         field("name", Ty::Str),
@@ -110,17 +140,8 @@ impl Entity for Route {
                 "expected one of: 426, 301, 302, 307, 308",
             );
         }
-        let empty = |v: &Option<Vec<String>>| v.as_ref().is_none_or(Vec::is_empty);
-        if empty(&self.methods)
-            && empty(&self.hosts)
-            && empty(&self.paths)
-            && empty(&self.snis)
-            && self.headers.as_ref().is_none_or(BTreeMap::is_empty)
-        {
-            errors.add(
-                "@entity",
-                "must set one of 'methods', 'hosts', 'headers', 'paths', 'snis'",
-            );
+        if let Some(message) = self.unmatchable() {
+            errors.add("@entity", message);
         }
         for m in self.methods.iter().flatten() {
             if !m.chars().all(|c| c.is_ascii_uppercase()) {

@@ -88,10 +88,21 @@ fn describe_type(ty: Ty) -> Value {
 pub struct FieldErrors(BTreeMap<String, Value>);
 
 impl FieldErrors {
+    /// Records `message` for `field`; entity-level messages (`@entity`) are a list, as in
+    /// Kong's answers.
     pub fn add(&mut self, field: &str, message: impl Into<String>) {
-        self.0
-            .entry(field.to_string())
-            .or_insert_with(|| Value::String(message.into()));
+        let message = Value::String(message.into());
+        if field == "@entity" {
+            let list = self
+                .0
+                .entry(field.to_string())
+                .or_insert_with(|| Value::Array(Vec::new()));
+            if let Value::Array(items) = list {
+                items.push(message);
+            }
+            return;
+        }
+        self.0.entry(field.to_string()).or_insert(message);
     }
 
     /// Adds errors found inside a nested object (`config`) under its field name.
@@ -121,7 +132,13 @@ impl FieldErrors {
         let parts: Vec<String> = self
             .flatten()
             .into_iter()
-            .map(|(k, v)| if k.is_empty() { v } else { format!("{k}: {v}") })
+            .map(|(k, v)| {
+                if k.is_empty() || k.ends_with("@entity") {
+                    v
+                } else {
+                    format!("{k}: {v}")
+                }
+            })
             .collect();
         match parts.len() {
             1 => format!("schema violation ({})", parts[0]),
@@ -153,6 +170,11 @@ fn flatten_into(v: &Value, prefix: &str, out: &mut Vec<(String, String)>) {
             }
         }
         Value::String(s) => out.push((prefix.to_string(), s.clone())),
+        Value::Array(items) => {
+            for item in items {
+                flatten_into(item, prefix, out);
+            }
+        }
         other => out.push((prefix.to_string(), other.to_string())),
     }
 }
