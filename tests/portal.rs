@@ -57,10 +57,12 @@ impl Portal {
     }
 
     /// Service `pets` (published, with the petstore document) on routes `/v1` and `/v2`,
-    /// behind key-auth; service `internal` published privately with one GET route.
+    /// behind key-auth; service `internal` published privately with one GET route. The
+    /// service's path is the document's server path (`/api/v3`), as for the real backend.
     async fn publish_petstore(&self) {
         let admin = |p: &str| self.gw.admin_url(p);
-        let pets = json!({"name": "pets", "url": format!("http://127.0.0.1:{}", self.backend.port),
+        let url = format!("http://127.0.0.1:{}/api/v3", self.backend.port);
+        let pets = json!({"name": "pets", "url": url,
             "portal": {"title": "Pet store", "description": "Pets, *orders* and users.", "version": "1.0.27"}});
         self.gw.create("/services", pets).await;
         for v in ["v1", "v2"] {
@@ -882,4 +884,71 @@ async fn the_portal_keeps_its_developers_plans_and_applications_in_postgresql() 
         .execute(&server)
         .await
         .unwrap();
+}
+
+/// Issue 23, item 8: an uploaded document's operations hang off its `servers` path, mapped
+/// through the service path and the routes as the proxy maps them; an operation no route
+/// reaches is listed as not exposed, not linked under a wrong path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_documents_server_path_is_mapped_and_unreached_operations_are_not_exposed() {
+    let p = Portal::start(&[]).await;
+    let url = format!("http://127.0.0.1:{}", p.backend.port);
+    let ctx = json!({"name": "ctx", "url": url, "portal": {"title": "Context API"}});
+    p.gw.create("/services", ctx).await;
+    let route = json!({"paths": ["/api/get/"], "strip_path": false});
+    p.gw.create("/services/ctx/routes", route).await;
+    // The seed's backend document, with its paths under a `servers` path of `/api`.
+    let document = include_str!("data/pytbak-openapi.yaml")
+        .replace("url: http://pytbak:5000", "url: http://pytbak:5000/api")
+        .replace("  /api/", "  /");
+    let r = send(
+        "PUT",
+        &p.gw.admin_url("/services/ctx/openapi"),
+        &[],
+        Some(("application/yaml", document)),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    p.gw.settled().await;
+    let doc = p.portal.get("/apis/ctx/openapi.json", None).await;
+    let paths: Vec<&String> = doc.json["paths"].as_object().unwrap().keys().collect();
+    assert_eq!(
+        paths,
+        ["/api/get/context", "/api/get/context/{id}"],
+        "{}",
+        doc.body
+    );
+    let hidden: Vec<String> = doc.json["x-tollgate-not-exposed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            format!(
+                "{} {}",
+                o["method"].as_str().unwrap(),
+                o["path"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        hidden,
+        [
+            "DELETE /api/delete/context/{id}",
+            "POST /api/post/context",
+            "PUT /api/put/context/{id}"
+        ]
+    );
+    let page = p.portal.get("/apis/ctx", None).await;
+    assert!(
+        page.body.contains("Not exposed through the gateway"),
+        "{}",
+        page.body
+    );
+    assert_eq!(page.body.matches("<section class=\"operation\"").count(), 2);
+    // The documented path answers through the proxy.
+    let r = send("GET", &p.gw.proxy_url("/api/get/context"), &[], None).await;
+    assert_eq!(
+        (r.status, r.json["path"].clone()),
+        (200, json!("/api/get/context"))
+    );
 }

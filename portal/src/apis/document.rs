@@ -284,17 +284,31 @@ fn insert_operations(doc: &mut Value, path: &str, item: Value, api: &Api, limite
 }
 
 /// Merges the operator's document in; answers the routes that serve at least one of its
-/// operations (their generic operations are left out).
+/// operations (their generic operations are left out). The operations no route reaches are
+/// listed as `x-tollgate-not-exposed` (method, path, summary), for the reference page to say so.
 fn merge_uploaded(doc: &mut Value, uploaded: &Value, api: &Api, limited: bool) -> Vec<uuid::Uuid> {
     let mut covered = Vec::new();
     let mut seen_ids: Vec<String> = Vec::new();
+    let mut not_exposed = Vec::new();
     let empty = Map::new();
+    // Operation paths hang off the first server's path (the backend gets both).
+    let base = mapping::base_path(uploaded["servers"][0]["url"].as_str().unwrap_or(""));
+    let service_path = api.service_path.as_deref();
     for (path, item) in uploaded["paths"].as_object().unwrap_or(&empty) {
+        let upstream = mapping::join(base, path);
         for method in METHODS {
             let Some(op) = item.get(*method) else {
                 continue;
             };
-            for served in mapping::served(&api.routes, method, path) {
+            let served = mapping::served(&api.routes, service_path, method, &upstream);
+            if served.is_empty() {
+                not_exposed.push(serde_json::json!({
+                    "method": method.to_uppercase(),
+                    "path": upstream,
+                    "summary": op["summary"],
+                }));
+            }
+            for served in served {
                 if !covered.contains(&served.route.id) {
                     covered.push(served.route.id);
                 }
@@ -308,6 +322,9 @@ fn merge_uploaded(doc: &mut Value, uploaded: &Value, api: &Api, limited: bool) -
                 insert_operations(doc, &served.path, Value::Object(one), api, limited);
             }
         }
+    }
+    if !not_exposed.is_empty() {
+        doc["x-tollgate-not-exposed"] = Value::Array(not_exposed);
     }
     merge_components(doc, uploaded);
     if let Some(tags) = uploaded.get("tags") {
@@ -375,6 +392,7 @@ mod tests {
                 version: None,
             },
             routes,
+            service_path: None,
             key_auth: Some(KeyAuth {
                 names: vec!["apikey".into()],
                 in_header: true,
@@ -453,10 +471,12 @@ mod tests {
 
     #[test]
     fn the_uploaded_petstore_is_served_under_each_version_prefix() {
-        let a = api(
+        let mut a = api(
             vec![route("v1", &["/v1"], None), route("v2", &["/v2/"], None)],
             Some(petstore()),
         );
+        // The service's URL is the document's server, https://petstore3.swagger.io/api/v3.
+        a.service_path = Some("/api/v3".into());
         let doc = build(&Request {
             api: &a,
             plans: &[],
@@ -465,6 +485,7 @@ mod tests {
         });
         let ops = operations(&doc);
         assert_eq!(ops.len(), 38, "19 operations under two prefixes");
+        assert_eq!(doc.get("x-tollgate-not-exposed"), None);
         assert!(ops.contains(&("get".into(), "/v2/pet/{petId}".into())));
         let ids: std::collections::HashSet<&str> = doc["paths"]
             .as_object()

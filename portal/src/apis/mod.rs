@@ -49,6 +49,8 @@ pub struct Api {
     pub service_id: Uuid,
     pub listing: Listing,
     pub routes: Vec<Route>,
+    /// The service's own path, before which every upstream path goes.
+    pub service_path: Option<String>,
     pub key_auth: Option<KeyAuth>,
     /// The operator's OpenAPI document, when one was uploaded.
     pub uploaded: Option<Value>,
@@ -170,6 +172,7 @@ pub async fn assemble(
         service_id: service.id,
         listing,
         routes,
+        service_path: service.path,
         key_auth,
         uploaded,
     })

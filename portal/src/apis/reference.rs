@@ -18,6 +18,15 @@ pub struct Reference {
     pub description_html: String,
     pub groups: Vec<Group>,
     pub operation_count: usize,
+    /// Operations of the backend's document that no route reaches (`x-tollgate-not-exposed`).
+    pub not_exposed: Vec<NotExposed>,
+}
+
+/// A backend operation the gateway does not serve: shown, not linked.
+pub struct NotExposed {
+    pub method: String,
+    pub path: String,
+    pub summary: String,
 }
 
 pub struct Group {
@@ -125,6 +134,16 @@ pub fn build(doc: &Value, key: Option<&KeyUse>) -> Reference {
         description_html: markdown(&doc["info"]["description"]),
         groups,
         operation_count: count,
+        not_exposed: doc["x-tollgate-not-exposed"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|o| NotExposed {
+                method: o["method"].as_str().unwrap_or_default().to_string(),
+                path: o["path"].as_str().unwrap_or_default().to_string(),
+                summary: o["summary"].as_str().unwrap_or_default().to_string(),
+            })
+            .collect(),
     }
 }
 
