@@ -165,7 +165,7 @@ pub async fn run(s: Settings) -> anyhow::Result<ExitCode> {
         });
         tasks.spawn(listener::serve(
             bind("admin API", addr).await?,
-            admin::router(state),
+            admin::router(state, portal_management(&s, &reloader, &store)),
             limits,
             stop_rx.clone(),
         ));
@@ -356,16 +356,28 @@ fn summary(s: &Settings, store: &Store) -> serde_json::Value {
 
 /// The admin API for the console and the portal, called in process: no token, since it is
 /// reachable only through their own sessions and checks.
-fn in_process_admin(s: &Settings, reloader: &Arc<Reloader>) -> axum::Router {
-    admin::router(Arc::new(AdminState {
-        reloader: reloader.clone(),
-        read_only: s.database == Database::Off,
-        token: None,
-        hosts: Vec::new(),
-        config_hash: Default::default(),
-        summary: json!({}),
-        analytics: None,
+/// The developer portal's plans, developers and applications in the public admin API; their
+/// changes to plugins go through the in-process admin API.
+fn portal_management(s: &Settings, reloader: &Arc<Reloader>, store: &Store) -> axum::Router {
+    tollgate_portal::management::routes(Arc::new(tollgate_portal::management::Management {
+        store: store.clone(),
+        admin: in_process_admin(s, reloader),
     }))
+}
+
+fn in_process_admin(s: &Settings, reloader: &Arc<Reloader>) -> axum::Router {
+    admin::router(
+        Arc::new(AdminState {
+            reloader: reloader.clone(),
+            read_only: s.database == Database::Off,
+            token: None,
+            hosts: Vec::new(),
+            config_hash: Default::default(),
+            summary: json!({}),
+            analytics: None,
+        }),
+        axum::Router::new(),
+    )
 }
 
 /// Reads, checks and loads a declarative file into the (in-memory) store.

@@ -952,3 +952,159 @@ async fn a_documents_server_path_is_mapped_and_unreached_operations_are_not_expo
         (200, json!("/api/get/context"))
     );
 }
+
+/// Issue 23, item 7: plans, developers and applications through the admin API, in Kong's
+/// shapes, with the same effect as the console: a plan made and changed as code limits the
+/// applications on it; suspending a developer stops their keys; an application moves plans.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plans_developers_and_applications_are_managed_through_the_admin_api() {
+    let p = Portal::start(&[]).await;
+    let admin = |path: &str| p.gw.admin_url(path);
+    let plan = json!({"name": "Free", "limits": {"second": 1}, "services": ["pets"]});
+    let r = send("POST", &admin("/plans"), &[], json_body(plan)).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let free_id = r.json["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        r.json["limits"],
+        json!({"second": 1, "minute": null, "hour": null, "day": null})
+    );
+    let pets = send("GET", &admin("/services/pets"), &[], None).await;
+    assert_eq!(
+        r.json["services"],
+        json!([pets.json["id"]]),
+        "services by name become ids"
+    );
+    // Kong's shapes: a taken name, a schema violation, a form body, an unknown service.
+    let r = send(
+        "POST",
+        &admin("/plans"),
+        &[],
+        json_body(json!({"name": "Free"})),
+    )
+    .await;
+    assert_eq!((r.status, r.json["code"].clone()), (409, json!(5)));
+    let bad = json!({"name": "x", "limits": {"second": 0}, "bogus": 1});
+    let r = send("POST", &admin("/plans"), &[], json_body(bad)).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json["fields"]["bogus"], "unknown field");
+    assert_eq!(
+        r.json["fields"]["limits"]["second"],
+        "value should be between 1 and 9223372036854775807"
+    );
+    let r = send(
+        "POST",
+        &admin("/plans"),
+        &[],
+        form(&[("name", "Gold"), ("limits.minute", "600")]),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.json["limits"]["minute"].clone()),
+        (201, json!(600)),
+        "{}",
+        r.body
+    );
+    let r = send(
+        "POST",
+        &admin("/plans"),
+        &[],
+        json_body(json!({"name": "y", "services": ["nope"]})),
+    )
+    .await;
+    assert_eq!(r.json["fields"]["services"], "no service named 'nope'");
+    let list = send("GET", &admin("/plans"), &[], None).await;
+    assert_eq!(list.json["data"].as_array().unwrap().len(), 2);
+    assert_eq!(list.json["next"], serde_json::Value::Null);
+
+    // A developer and an application on Free, through the portal as developers do.
+    let cookie = p.sign_up("dev@example.com").await;
+    let (app, key) = p.create_app(&cookie, "mobile").await;
+    p.wait_for_key("/v1/pet/1", &key, 200).await;
+    let r = send("GET", &admin("/developers/dev@example.com"), &[], None).await;
+    assert_eq!(r.json["status"], "active");
+    assert_eq!(r.json.get("password_hash"), None);
+    let r = send(
+        "GET",
+        &admin("/developers/dev@example.com/applications"),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(r.json["data"][0]["id"], app.as_str());
+    assert_eq!(r.json["data"][0]["plan"]["id"], free_id.as_str());
+
+    // The plan's limit, changed as code, applies to the application's key.
+    let r = send(
+        "PATCH",
+        &admin("/plans/Free"),
+        &[],
+        json_body(json!({"limits": {"second": null, "day": 1}})),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.json["limits"]["day"].clone()),
+        (200, json!(1)),
+        "{}",
+        r.body
+    );
+    p.wait_for_key("/v1/pet/1", &key, 429).await;
+    // Another plan, then a suspension, then back.
+    let r = send(
+        "PATCH",
+        &admin(&format!("/applications/{app}")),
+        &[],
+        json_body(json!({"plan": "Gold"})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    p.wait_for_key("/v1/pet/1", &key, 200).await;
+    let r = send(
+        "PATCH",
+        &admin("/developers/dev@example.com"),
+        &[],
+        json_body(json!({"status": "suspended"})),
+    )
+    .await;
+    assert_eq!(r.json["status"], "suspended");
+    p.wait_for_key("/v1/pet/1", &key, 403).await;
+    let r = send(
+        "PATCH",
+        &admin("/developers/dev@example.com"),
+        &[],
+        json_body(json!({"status": "gone"})),
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    // A plan in use is not deleted; an unused one is.
+    let r = send("DELETE", &admin("/plans/Gold"), &[], None).await;
+    assert_eq!(
+        (r.status, r.json["name"].clone()),
+        (400, json!("foreign key violation"))
+    );
+    assert_eq!(
+        send("DELETE", &admin("/plans/Free"), &[], None)
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        send("DELETE", &admin(&format!("/applications/{app}")), &[], None)
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        send("GET", &admin(&format!("/applications/{app}")), &[], None)
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        send("GET", &admin(&format!("/consumers/{app}")), &[], None)
+            .await
+            .status,
+        404
+    );
+    let r = send("OPTIONS", &admin("/plans"), &[], None).await;
+    assert_eq!(r.header("allow"), Some("GET, HEAD, OPTIONS, POST"));
+}

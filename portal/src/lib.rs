@@ -3,5 +3,6 @@
 pub mod apis;
 pub mod console;
 pub mod developer;
+pub mod management;
 pub mod plans;
 pub mod web;

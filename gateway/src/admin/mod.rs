@@ -22,11 +22,11 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
-use error::ApiError;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-pub use body::form_to_object;
+pub use body::{form_to_object, EntityInput};
+pub use error::ApiError;
 
 /// What the admin API serves from.
 pub struct AdminState {
@@ -74,11 +74,13 @@ impl AdminState {
 }
 
 /// The admin API. Paths are matched with or without a trailing slash (`/consumers/` as
-/// Kong's examples write it).
-pub fn router(state: Arc<AdminState>) -> Router {
+/// Kong's examples write it). `extra` holds endpoints other crates serve here (the developer
+/// portal's plans, developers and applications); they get the same token and cross-site
+/// checks.
+pub fn router(state: Arc<AdminState>, extra: Router) -> Router {
     const READ: &str = "GET, HEAD, OPTIONS";
-    const LIST: &str = "GET, HEAD, OPTIONS, POST";
-    const ITEM: &str = "DELETE, GET, HEAD, OPTIONS, PATCH, PUT";
+    const LIST: &str = LIST_METHODS;
+    const ITEM: &str = ITEM_METHODS;
     let routes = Router::new()
         .route("/", kong_methods(get(info), READ))
         .route("/status", kong_methods(get(status), READ))
@@ -163,24 +165,29 @@ pub fn router(state: Arc<AdminState>) -> Router {
                 ITEM,
             ),
         )
+        .with_state(state.clone())
+        .merge(extra)
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .layer(middleware::from_fn_with_state(
-            state.clone(),
+            state,
             refuse_browser_attacks,
-        ))
-        .with_state(state);
+        ));
     Router::new()
         .fallback_service(tower_http::normalize_path::NormalizePath::trim_trailing_slash(routes))
 }
+
+/// The methods a collection path and an item path serve, as [`kong_methods`] lists them.
+pub const LIST_METHODS: &str = "GET, HEAD, OPTIONS, POST";
+pub const ITEM_METHODS: &str = "DELETE, GET, HEAD, OPTIONS, PATCH, PUT";
 
 /// A path's handlers with Kong's answers for the methods they do not take
 /// (kong/api/api_helpers.lua): `OPTIONS` is 204 with the path's `methods` in `Allow` and
 /// `Access-Control-Allow-Methods`; another method is 405 `{"message": "Method not allowed"}`.
 /// `methods` is written as Kong lists them: sorted, with HEAD beside GET, and OPTIONS.
-fn kong_methods(
-    router: MethodRouter<Arc<AdminState>>,
+pub fn kong_methods<S: Clone + Send + Sync + 'static>(
+    router: MethodRouter<S>,
     methods: &'static str,
-) -> MethodRouter<Arc<AdminState>> {
+) -> MethodRouter<S> {
     use axum::http::{header, StatusCode};
     router
         .options(move || async move {

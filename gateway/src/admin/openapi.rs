@@ -1,5 +1,6 @@
 //! The admin API's own OpenAPI 3.1 document, generated with utoipa from the entity types.
 use crate::model::{Consumer, KeyAuthCredential, Kind, Plugin, Route, Service};
+use crate::store::portal;
 use axum::Json;
 use tollgate_analytics::query;
 use utoipa::openapi::path::{
@@ -97,6 +98,7 @@ pub fn build() -> OpenApi {
         );
     }
     paths = paths.path("/services/{id}/openapi", service_document());
+    paths = portal_paths(paths);
     OpenApiBuilder::new()
         .info(
             InfoBuilder::new()
@@ -112,6 +114,11 @@ pub fn build() -> OpenApi {
                 .schema_from::<Consumer>()
                 .schema_from::<Plugin>()
                 .schema_from::<KeyAuthCredential>()
+                .schema_from::<portal::Plan>()
+                .schema_from::<portal::PlanLimits>()
+                .schema_from::<portal::DeveloperView>()
+                .schema_from::<portal::ApplicationView>()
+                .schema_from::<portal::IdRef>()
                 .schema_from::<query::Summary>()
                 .schema_from::<query::Point>()
                 .schema_from::<query::StatusCount>()
@@ -120,6 +127,30 @@ pub fn build() -> OpenApi {
                 .build(),
         ))
         .build()
+}
+
+/// The developer portal's entities (served by the portal crate, merged into this API).
+fn portal_paths(paths: PathsBuilder) -> PathsBuilder {
+    let id = [("id", "id or name")];
+    let mut developer = item("DeveloperView", "developers", &[("id", "id or email")]);
+    developer.put = None;
+    developer.delete = None;
+    let mut developers = collection("DeveloperView", "developers", None);
+    developers.post = None;
+    let mut applications = collection("ApplicationView", "applications", None);
+    applications.post = None;
+    let mut owned = collection("ApplicationView", "developers/applications", Some("parent"));
+    owned.post = None;
+    let mut application = item("ApplicationView", "applications", &[("id", "id")]);
+    application.put = None;
+    paths
+        .path("/plans", collection("Plan", "plans", None))
+        .path("/plans/{id}", item("Plan", "plans", &id))
+        .path("/developers", developers)
+        .path("/developers/{id}", developer)
+        .path("/developers/{parent}/applications", owned)
+        .path("/applications", applications)
+        .path("/applications/{id}", application)
 }
 
 /// `/services/{id}/openapi`: the operator's OpenAPI document the developer portal merges.

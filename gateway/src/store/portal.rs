@@ -18,7 +18,7 @@ pub struct Developer {
 }
 
 /// Requests allowed per window; `None` for no limit in that window.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PlanLimits {
     pub second: Option<u64>,
     pub minute: Option<u64>,
@@ -27,8 +27,8 @@ pub struct PlanLimits {
 }
 
 /// What an application is allowed: its rate limits, on which services (ids; empty means
-/// every service).
-#[derive(Debug, Clone, PartialEq)]
+/// every service). Serialized as the admin API's `/plans` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Plan {
     pub id: String,
     pub name: String,
@@ -41,6 +41,58 @@ pub struct Plan {
 struct PlanBody {
     limits: PlanLimits,
     services: Vec<String>,
+}
+
+/// A developer as the admin API shows one: never the password hash.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DeveloperView {
+    pub id: String,
+    pub email: String,
+    /// `pending`, `active` or `suspended`.
+    pub status: String,
+    pub created_at: i64,
+}
+
+impl From<&Developer> for DeveloperView {
+    fn from(d: &Developer) -> Self {
+        DeveloperView {
+            id: d.id.clone(),
+            email: d.email.clone(),
+            status: d.status.clone(),
+            created_at: d.created_at,
+        }
+    }
+}
+
+/// A reference to another row by its id, as Kong writes references (`{"id": "..."}`).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct IdRef {
+    pub id: String,
+}
+
+/// An application as the admin API shows one: its id is its consumer's.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ApplicationView {
+    pub id: String,
+    pub name: String,
+    pub developer: IdRef,
+    pub plan: IdRef,
+    pub consumer: IdRef,
+    pub created_at: i64,
+}
+
+impl From<&Application> for ApplicationView {
+    fn from(a: &Application) -> Self {
+        let id = |s: &str| IdRef { id: s.to_string() };
+        ApplicationView {
+            id: a.consumer_id.clone(),
+            name: a.name.clone(),
+            developer: id(&a.developer_id),
+            plan: id(&a.plan_id),
+            consumer: id(&a.consumer_id),
+            created_at: a.created_at,
+        }
+    }
 }
 
 /// A developer's application: a gateway consumer (same id) with its owner and plan.
@@ -322,6 +374,41 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(application).collect()
+    }
+
+    /// Every application, oldest first.
+    pub async fn all_applications(&self) -> Result<Vec<Application>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {APPLICATION_COLUMNS} FROM portal_applications ORDER BY created_at, name"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(application).collect()
+    }
+
+    pub async fn application(&self, consumer_id: &str) -> Result<Option<Application>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {APPLICATION_COLUMNS} FROM portal_applications WHERE consumer_id = $1"
+        ))
+        .bind(consumer_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(application).transpose()
+    }
+
+    /// Moves an application to another plan; `false` when no such application.
+    pub async fn set_application_plan(
+        &self,
+        consumer_id: &str,
+        plan_id: &str,
+    ) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query("UPDATE portal_applications SET plan_id = $1 WHERE consumer_id = $2")
+                .bind(plan_id)
+                .bind(consumer_id)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     pub async fn delete_application(&self, consumer_id: &str) -> Result<(), StoreError> {
