@@ -6,10 +6,12 @@ use crate::settings::{Database, Settings};
 use anyhow::{bail, Context};
 use clap::{Subcommand, ValueEnum};
 use hyper::Method;
+use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use tollgate_gateway::declarative::{self, export, sync};
 use tollgate_gateway::model::{unix_now, Kind};
+use tollgate_gateway::store::portal::Plan;
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Format {
@@ -91,13 +93,14 @@ fn validate(file: &Path) -> anyhow::Result<ExitCode> {
     };
     let count = |k: Kind| config.records.iter().filter(|r| r.kind == k).count();
     println!(
-        "{}: valid ({} services, {} routes, {} consumers, {} key-auth credentials, {} plugins)",
+        "{}: valid ({} services, {} routes, {} consumers, {} key-auth credentials, {} plugins, {} plans)",
         file.display(),
         count(Kind::Service),
         count(Kind::Route),
         count(Kind::Consumer),
         count(Kind::KeyAuth),
-        count(Kind::Plugin)
+        count(Kind::Plugin),
+        config.plans.len()
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -107,12 +110,46 @@ async fn export_store(s: &Settings, format: Format) -> anyhow::Result<ExitCode> 
         bail!("there is no store to export in DB-less mode: the declarative file is the configuration");
     }
     let store = open_store(s).await?;
-    let doc = export::document(&store.load_all().await?);
+    let doc = export::document(&store.load_all().await?, &store.plans().await?);
     match format {
         Format::Yaml => print!("{}", export::to_yaml(&doc)),
         Format::Json => println!("{}", serde_json::to_string_pretty(&doc)?),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The writes that make the gateway's portal plans the file's (matched by name), each
+/// printed: (operation, admin path, body).
+fn plan_changes(current: &[Value], desired: &[Plan]) -> Vec<(sync::Op, String, Option<Value>)> {
+    let mut out = Vec::new();
+    for plan in desired {
+        let body = json!({"name": plan.name, "limits": plan.limits, "services": plan.services});
+        let found = current.iter().find(|c| c["name"] == plan.name.as_str());
+        let op = match found {
+            None => sync::Op::Create,
+            Some(c) if c["limits"] != body["limits"] || c["services"] != body["services"] => {
+                sync::Op::Update
+            }
+            Some(_) => continue,
+        };
+        let word = if op == sync::Op::Create {
+            "create"
+        } else {
+            "update"
+        };
+        println!("{word} plan {}", plan.name);
+        let key = found.and_then(|c| c["id"].as_str()).unwrap_or(&plan.id);
+        out.push((op, format!("/plans/{key}"), Some(body)));
+    }
+    for c in current {
+        let name = c["name"].as_str().unwrap_or_default();
+        if !desired.iter().any(|p| p.name == name) {
+            println!("delete plan {name}");
+            let id = c["id"].as_str().unwrap_or_default();
+            out.push((sync::Op::Delete, format!("/plans/{id}"), None));
+        }
+    }
+    out
 }
 
 async fn apply(file: &Path, dry_run: bool, admin: &AdminClient) -> anyhow::Result<ExitCode> {
@@ -140,6 +177,16 @@ async fn apply(file: &Path, dry_run: bool, admin: &AdminClient) -> anyhow::Resul
                 admin.call(Method::PUT, &path, Some(&change.body)).await?
             }
             sync::Op::Delete => admin.call(Method::DELETE, &path, None).await?,
+        };
+    }
+    for (op, path, body) in plan_changes(&admin.list_all("plans").await?, &config.plans) {
+        counts[op as usize] += 1;
+        if dry_run {
+            continue;
+        }
+        match op {
+            sync::Op::Delete => admin.call(Method::DELETE, &path, None).await?,
+            _ => admin.call(Method::PUT, &path, body.as_ref()).await?,
         };
     }
     let verb = if dry_run { "would be " } else { "" };

@@ -391,7 +391,7 @@ pub async fn load_declarative(store: &Store, file: &Path) -> anyhow::Result<()> 
             .collect();
         anyhow::anyhow!("invalid declarative configuration:\n{}", lines.join("\n"))
     })?;
-    store.replace_all(&config.records).await?;
+    store.replace_all(&config.records, &config.plans).await?;
     tracing::info!(file = %file.display(), entities = config.records.len(), "declarative configuration loaded");
     Ok(())
 }

@@ -103,7 +103,7 @@ async fn validate_reports_problems_by_line_and_changes_nothing() {
     assert!(ok);
     assert!(
         out.contains(
-            "valid (1 services, 2 routes, 1 consumers, 1 key-auth credentials, 0 plugins)"
+            "valid (1 services, 2 routes, 1 consumers, 1 key-auth credentials, 0 plugins, 0 plans)"
         ),
         "{out}"
     );
@@ -166,7 +166,7 @@ async fn export_round_trips_and_apply_syncs_a_running_gateway() {
     assert!(ok, "{err}");
     assert!(
         out.contains(
-            "valid (1 services, 1 routes, 1 consumers, 1 key-auth credentials, 0 plugins)"
+            "valid (1 services, 1 routes, 1 consumers, 1 key-auth credentials, 0 plugins, 0 plans)"
         ),
         "{out}"
     );
@@ -357,4 +357,96 @@ async fn losing_the_store_keeps_the_proxy_serving_and_refuses_admin_writes() {
     )
     .await;
     assert_eq!(write.status, 503, "{}", write.body);
+}
+
+/// Issue 23, item 7: the portal's plans as code, a Tollgate extension of decK's format: a
+/// `plans` list applied to a running gateway, exported back, loaded by DB-less mode, and
+/// checked with lines like every other entity.
+#[tokio::test(flavor = "multi_thread")]
+async fn plans_are_configuration_as_code_too() {
+    let backend = Backend::start().await;
+    let gw = Gateway::start(&[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("deck.yaml");
+    let plans = "plans:\n  - name: Free\n    limits: {second: 2, day: 1000}\n    services: [pytbak]\n  - name: Open\n";
+    std::fs::write(&file, format!("{}{plans}", deck(backend.port, ""))).unwrap();
+    let f = file.to_str().unwrap();
+    let admin = gw.admin_url("");
+    let env = [("TOLLGATE_ADMIN_URL", admin.as_str())];
+    let (ok, out, err) = tollgate(&["config", "validate", f], &[], None);
+    assert!(ok && out.contains("0 plugins, 2 plans)"), "{out}{err}");
+    let (ok, out, err) = tollgate(&["config", "apply", f], &env, None);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("create plan Free") && out.contains("create plan Open"),
+        "{out}"
+    );
+    let r = send("GET", &gw.admin_url("/plans/Free"), &[], None).await;
+    let pytbak = send("GET", &gw.admin_url("/services/pytbak"), &[], None).await;
+    assert_eq!(r.json["limits"]["day"], 1000);
+    assert_eq!(r.json["services"], json!([pytbak.json["id"]]));
+    // Exported with the services by name; applied back, nothing changes.
+    let data = gw.data_dir.to_str().unwrap();
+    let (ok, exported, err) = tollgate(&["config", "export"], &[("TOLLGATE_DATA_DIR", data)], None);
+    assert!(ok, "{err}");
+    assert!(
+        exported.contains("plans:") && exported.contains("- pytbak"),
+        "{exported}"
+    );
+    let back = dir.path().join("exported.yaml");
+    std::fs::write(&back, &exported).unwrap();
+    let (_, out, _) = tollgate(
+        &["config", "apply", "--dry-run", back.to_str().unwrap()],
+        &env,
+        None,
+    );
+    assert!(
+        out.contains("Summary: 0 would be created, 0 would be updated, 0 would be deleted"),
+        "{out}"
+    );
+    // A plan changed and one removed.
+    let changed = format!(
+        "{}plans:\n  - name: Free\n    limits: {{second: 5}}\n",
+        deck(backend.port, "")
+    );
+    std::fs::write(&file, changed).unwrap();
+    let (_, out, _) = tollgate(&["config", "apply", f], &env, None);
+    assert!(
+        out.contains("update plan Free") && out.contains("delete plan Open"),
+        "{out}"
+    );
+    let r = send("GET", &gw.admin_url("/plans/Free"), &[], None).await;
+    assert_eq!(
+        (
+            r.json["limits"]["second"].clone(),
+            r.json["limits"]["day"].clone()
+        ),
+        (json!(5), json!(null))
+    );
+    // A plan naming a service the file lacks: refused with its line.
+    let bad = format!(
+        "{}plans:\n  - name: X\n    services: [nowhere]\n",
+        deck(backend.port, "")
+    );
+    let (ok, _, err) = tollgate(&["config", "validate", "-"], &[], Some(&bad));
+    assert!(
+        !ok && err.contains("plans[0].services[0]: no services named 'nowhere'"),
+        "{err}"
+    );
+    assert!(err.contains("line 1"), "{err}");
+    // DB-less: the file's plans are the gateway's.
+    std::fs::write(&file, format!("{}{plans}", deck(backend.port, ""))).unwrap();
+    let dbless = Gateway::start(&[
+        ("TOLLGATE_DATABASE", "off"),
+        ("TOLLGATE_DECLARATIVE_CONFIG", f),
+    ])
+    .await;
+    let r = send("GET", &dbless.admin_url("/plans"), &[], None).await;
+    let names: Vec<&str> = r.json["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Free", "Open"]);
 }

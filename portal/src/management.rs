@@ -13,11 +13,11 @@ use axum::{Json, Router};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 use tollgate_gateway::admin::{kong_methods, ApiError, EntityInput, ITEM_METHODS, LIST_METHODS};
+use tollgate_gateway::model::plan::{self, PlanInput};
 use tollgate_gateway::model::schema::{self, field, Field, FieldErrors, Ty};
 use tollgate_gateway::model::{unix_now, Kind};
 use tollgate_gateway::store::portal::{
     Application, ApplicationView, ApplicationsBy, Developer, DeveloperColumn, DeveloperView, Plan,
-    PlanLimits,
 };
 use tollgate_gateway::store::{Store, StoreError};
 
@@ -30,24 +30,6 @@ pub struct Management {
 
 type St = State<Arc<Management>>;
 
-const WINDOWS: [&str; 4] = ["second", "minute", "hour", "day"];
-const LIMIT: Ty = Ty::Int {
-    min: 1,
-    max: i64::MAX,
-};
-/// A plan's fields, checked as the admin API checks an entity's.
-const PLAN_FIELDS: &[Field] = &[
-    field("id", Ty::Str),
-    field("name", Ty::Str),
-    field("limits", Ty::Object),
-    field("services", Ty::StrArray),
-];
-const LIMIT_FIELDS: &[Field] = &[
-    field("second", LIMIT),
-    field("minute", LIMIT),
-    field("hour", LIMIT),
-    field("day", LIMIT),
-];
 const STATUSES: &[&str] = &["pending", "active", "suspended"];
 const DEVELOPER_FIELDS: &[Field] = &[field("status", Ty::Enum(STATUSES))];
 const APPLICATION_FIELDS: &[Field] = &[field("plan", Ty::Ref)];
@@ -129,69 +111,41 @@ async fn find_plan(store: &Store, key: &str) -> Result<Plan, ApiError> {
         .ok_or(ApiError::NotFound)
 }
 
-/// The plan `fields` describe, on top of `base` (PATCH) or alone (POST, PUT): checked against
-/// the plan's schema, services named by name or id resolved to ids.
+/// The plan `fields` describe, on top of `base` (PATCH) or alone (POST, PUT), checked by the
+/// plan's one definition (`model::plan`), its services resolved to ids.
 async fn plan_from(
     store: &Store,
-    mut fields: Map<String, Value>,
+    fields: Map<String, Value>,
     base: Option<&Plan>,
     form: bool,
 ) -> Result<Plan, ApiError> {
-    let mut errors = schema::check(PLAN_FIELDS, &mut fields, form);
-    let mut limits = base.map(|b| b.limits.clone()).unwrap_or_default();
-    if let Some(Value::Object(given)) = fields.get_mut("limits") {
-        errors.nest("limits", schema::check(LIMIT_FIELDS, given, form));
-        for w in WINDOWS {
-            if let Some(v) = given.get(w) {
-                set_limit(&mut limits, w, v.as_u64());
-            }
-        }
-    }
-    let name = match (fields.get("name"), base) {
-        (Some(Value::String(n)), _) => n.trim().to_string(),
-        (_, Some(b)) => b.name.clone(),
-        _ => String::new(),
-    };
-    if name.is_empty() {
-        errors.add("name", "required field missing");
-    } else if name.chars().count() > 64 || name.chars().any(char::is_control) {
-        errors.add(
-            "name",
-            "length must be at most 64, without control characters",
-        );
-    }
-    let mut services = base.map(|b| b.services.clone()).unwrap_or_default();
-    if let Some(Value::Array(given)) = fields.get("services") {
-        services = resolve_services(store, given, &mut errors).await?;
-    }
+    let base_input = base.map(|b| PlanInput {
+        name: b.name.clone(),
+        limits: b.limits.clone(),
+        services: b.services.clone(),
+    });
+    let input = plan::check(fields, base_input.as_ref(), form).map_err(ApiError::Schema)?;
+    let mut errors = FieldErrors::default();
+    let services = resolve_services(store, &input.services, &mut errors).await?;
     if !errors.is_empty() {
         return Err(ApiError::Schema(errors));
     }
     Ok(Plan {
         id: base.map_or_else(|| uuid::Uuid::new_v4().to_string(), |b| b.id.clone()),
-        name,
-        limits,
+        name: input.name,
+        limits: input.limits,
         services,
         created_at: base.map_or_else(unix_now, |b| b.created_at),
     })
 }
 
-fn set_limit(limits: &mut PlanLimits, window: &str, value: Option<u64>) {
-    match window {
-        "second" => limits.second = value,
-        "minute" => limits.minute = value,
-        "hour" => limits.hour = value,
-        _ => limits.day = value,
-    }
-}
-
 async fn resolve_services(
     store: &Store,
-    given: &[Value],
+    given: &[String],
     errors: &mut FieldErrors,
 ) -> Result<Vec<String>, ApiError> {
     let mut ids = Vec::new();
-    for name in given.iter().filter_map(Value::as_str) {
+    for name in given {
         match store.get(Kind::Service, name).await? {
             Some(s) => ids.push(s["id"].as_str().unwrap_or_default().to_string()),
             None => errors.add("services", format!("no service named '{name}'")),

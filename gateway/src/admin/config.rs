@@ -34,7 +34,8 @@ pub async fn get(State(st): State<Arc<AdminState>>) -> Result<Response, ApiError
     if !st.read_only {
         return Ok(db_mode());
     }
-    let doc = export::document(&st.store().load_all().await?);
+    let store = st.store();
+    let doc = export::document(&store.load_all().await?, &store.plans().await?);
     Ok(Json(json!({"config": export::to_yaml(&doc)})).into_response())
 }
 
@@ -80,11 +81,19 @@ pub async fn post(
             return Ok((StatusCode::BAD_REQUEST, Json(body)).into_response());
         }
     };
-    st.store().replace_all(&config.records).await?;
+    st.store()
+        .replace_all(&config.records, &config.plans)
+        .await?;
     *last = hash;
     drop(last);
     st.reloader.poke();
     let mut loaded: Map<String, Value> = Map::new();
+    for plan in &config.plans {
+        let section = loaded
+            .entry("plans")
+            .or_insert_with(|| Value::Object(Map::new()));
+        section[plan.id.clone()] = serde_json::to_value(plan).expect("plans serialize");
+    }
     for rec in &config.records {
         let section = loaded
             .entry(rec.kind.schema_name())

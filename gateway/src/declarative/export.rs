@@ -4,6 +4,7 @@
 //! listed at the top level with the ids of their scope. Keys are written as their hashes
 //! (Tollgate never holds a key in clear); a file with `key_hash` reads back to the same keys.
 use crate::model::Kind;
+use crate::store::portal::Plan;
 use serde_json::{json, Map, Value};
 use yaml_rust2::{Yaml, YamlEmitter};
 
@@ -44,8 +45,8 @@ fn nested<'a>(
         .collect()
 }
 
-/// Builds the document from every stored entity.
-pub fn document(entities: &[(Kind, Value)]) -> Value {
+/// Builds the document from every stored entity and the developer portal's plans.
+pub fn document(entities: &[(Kind, Value)], plans: &[Plan]) -> Value {
     let of = |kind: Kind| {
         entities
             .iter()
@@ -66,6 +67,16 @@ pub fn document(entities: &[(Kind, Value)]) -> Value {
     let plugins: Vec<Value> = of(Kind::Plugin)
         .map(|p| Value::Object(clean(p, None)))
         .collect();
+    let service_name = |id: &String| {
+        of(Kind::Service)
+            .find(|s| s["id"].as_str() == Some(id.as_str()))
+            .and_then(|s| s["name"].as_str())
+            .map_or_else(|| id.clone(), String::from)
+    };
+    let plans: Vec<Value> = plans
+        .iter()
+        .map(|p| plan_entry(p, p.services.iter().map(service_name).collect()))
+        .collect();
     let mut doc = Map::new();
     doc.insert("_format_version".into(), json!("3.0"));
     for (key, list) in [
@@ -73,12 +84,32 @@ pub fn document(entities: &[(Kind, Value)]) -> Value {
         ("routes", routes),
         ("consumers", consumers),
         ("plugins", plugins),
+        ("plans", plans),
     ] {
         if !list.is_empty() {
             doc.insert(key.into(), Value::Array(list));
         }
     }
     Value::Object(doc)
+}
+
+/// A plan as a file lists it: its name, the windows it limits, its services by name. Its
+/// id follows from the name when the file is read back.
+fn plan_entry(p: &Plan, services: Vec<String>) -> Value {
+    let limits: Map<String, Value> = [
+        ("second", p.limits.second),
+        ("minute", p.limits.minute),
+        ("hour", p.limits.hour),
+        ("day", p.limits.day),
+    ]
+    .into_iter()
+    .filter_map(|(w, n)| Some((w.to_string(), json!(n?))))
+    .collect();
+    let mut entry = json!({"name": p.name, "limits": limits, "created_at": p.created_at});
+    if !services.is_empty() {
+        entry["services"] = json!(services);
+    }
+    entry
 }
 
 /// The document as YAML.

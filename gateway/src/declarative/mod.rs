@@ -35,10 +35,12 @@ impl fmt::Display for Diagnostic {
     }
 }
 
-/// A file's entities, validated, parents before children.
+/// A file's entities, validated, parents before children, and its developer-portal plans
+/// (a Tollgate extension: the `plans` list, which Kong users' files simply lack).
 #[derive(Debug)]
 pub struct Config {
     pub records: Vec<Record>,
+    pub plans: Vec<crate::store::portal::Plan>,
 }
 
 /// An entity found in the file, before validation.
@@ -57,6 +59,7 @@ const TOP_LEVEL: &[&str] = &[
     "routes",
     "consumers",
     "plugins",
+    "plans",
 ];
 
 /// Reads and validates a declarative file. `now` stamps the entities' times.
@@ -94,6 +97,7 @@ pub fn load(text: &str, now: i64) -> Result<Config, Vec<Diagnostic>> {
         doc: &doc,
         diagnostics: Vec::new(),
         items: Vec::new(),
+        plans: Vec::new(),
         legacy: false,
     };
     reader.read_top_level();
@@ -102,8 +106,9 @@ pub fn load(text: &str, now: i64) -> Result<Config, Vec<Diagnostic>> {
     } else {
         Vec::new()
     };
+    let plans = reader.resolve_plans(&records, now);
     if reader.diagnostics.is_empty() {
-        Ok(Config { records })
+        Ok(Config { records, plans })
     } else {
         Err(reader.diagnostics)
     }
@@ -156,6 +161,8 @@ struct Reader<'a> {
     doc: &'a yaml::Located,
     diagnostics: Vec<Diagnostic>,
     items: Vec<Item>,
+    /// The `plans` list, checked, with each plan's place in the file.
+    plans: Vec<(String, crate::model::plan::PlanInput, Option<i64>)>,
     /// Formats before 3.0 wrote regex paths without the `~`.
     legacy: bool,
 }
@@ -202,11 +209,81 @@ impl Reader<'_> {
         for (i, p) in list(top, "plugins").iter().enumerate() {
             self.read_entity(Kind::Plugin, p, &format!("plugins[{i}]"), None);
         }
-        for key in ["services", "routes", "consumers", "plugins"] {
+        for (i, p) in list(top, "plans").iter().enumerate() {
+            self.read_plan(p, &format!("plans[{i}]"));
+        }
+        for key in ["services", "routes", "consumers", "plugins", "plans"] {
             if top.get(key).is_some_and(|v| !v.is_array() && !v.is_null()) {
                 self.error(key, "expected a list");
             }
         }
+    }
+
+    fn read_plan(&mut self, p: &Value, path: &str) {
+        let Some(fields) = p.as_object() else {
+            return self.error(path, "expected a record");
+        };
+        let created_at = fields.get("created_at").and_then(Value::as_i64);
+        match crate::model::plan::check(fields.clone(), None, false) {
+            Ok(input) => {
+                if self
+                    .plans
+                    .iter()
+                    .any(|(_, other, _)| other.name == input.name)
+                {
+                    let message = format!(
+                        "uniqueness violation: 'plans' entity with name set to '{}' already declared",
+                        input.name
+                    );
+                    return self.error(path, message);
+                }
+                self.plans.push((path.to_string(), input, created_at));
+            }
+            Err(errors) => self.field_errors(path, &errors),
+        }
+    }
+
+    /// The plans with their services (named by name or id) resolved to the file's services;
+    /// ids follow from the names, so the same file always makes the same plans.
+    fn resolve_plans(&mut self, records: &[Record], now: i64) -> Vec<crate::store::portal::Plan> {
+        let services: Vec<(&str, String)> = records
+            .iter()
+            .filter(|r| r.kind == Kind::Service)
+            .flat_map(|r| {
+                let id = r.id.to_string();
+                let name = r
+                    .body
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                [
+                    (name, id.clone()),
+                    (r.body["id"].as_str().unwrap_or_default(), id),
+                ]
+            })
+            .collect();
+        let mut out = Vec::new();
+        for (path, input, created_at) in std::mem::take(&mut self.plans) {
+            let mut ids = Vec::new();
+            for (i, s) in input.services.iter().enumerate() {
+                match services.iter().find(|(n, _)| !n.is_empty() && n == s) {
+                    Some((_, id)) => ids.push(id.clone()),
+                    None => self.error(
+                        &format!("{path}.services[{i}]"),
+                        format!("no services named '{s}' in the file"),
+                    ),
+                }
+            }
+            let id = Uuid::new_v5(&ID_NAMESPACE, format!("plan:{}", input.name).as_bytes());
+            out.push(crate::store::portal::Plan {
+                id: id.to_string(),
+                name: input.name,
+                limits: input.limits,
+                services: ids,
+                created_at: created_at.unwrap_or(now),
+            });
+        }
+        out
     }
 
     fn read_service(&mut self, s: &Value, path: &str) {

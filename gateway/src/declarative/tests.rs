@@ -113,7 +113,7 @@ fn format_version_is_required_and_checked() {
 fn export_reads_back_and_plans_nothing() {
     let c = load(SEED, 1).unwrap();
     let stored: Vec<(Kind, Value)> = c.records.iter().map(|r| (r.kind, r.body.clone())).collect();
-    let text = export::to_yaml(&export::document(&stored));
+    let text = export::to_yaml(&export::document(&stored, &[]));
     let again = load(&text, 5).unwrap_or_else(|e| panic!("{e:?}\n{text}"));
     assert!(sync::plan(&stored, &again.records).is_empty(), "{text}");
 }

@@ -4,6 +4,7 @@
 //! [`normalize`], so an entity is validated the same way whichever door it came in by.
 pub mod consumer;
 pub mod credential;
+pub mod plan;
 pub mod plugin;
 pub mod route;
 pub mod schema;

@@ -279,15 +279,26 @@ impl Store {
         Ok(())
     }
 
-    /// Replaces the whole configuration in one transaction (DB-less reloads). Callers check
-    /// the records first; the store only refuses what breaks its keys.
-    pub async fn replace_all(&self, records: &[Record]) -> Result<(), StoreError> {
+    /// Replaces the whole configuration, entities and the portal's plans, in one transaction
+    /// (DB-less reloads). Callers check the records first; the store only refuses what
+    /// breaks its keys.
+    pub async fn replace_all(
+        &self,
+        records: &[Record],
+        plans: &[portal::Plan],
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM entities")
             .execute(&mut *tx)
             .await?;
         for rec in records {
             insert(&mut tx, rec).await?;
+        }
+        sqlx::query("DELETE FROM portal_plans")
+            .execute(&mut *tx)
+            .await?;
+        for plan in plans {
+            portal::insert_plan(&mut tx, plan).await?;
         }
         bump_version(&mut tx).await?;
         tx.commit().await?;

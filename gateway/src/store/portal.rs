@@ -43,6 +43,29 @@ struct PlanBody {
     services: Vec<String>,
 }
 
+/// Writes `p` (a new plan, or the same id's new values) in `tx`.
+pub(super) async fn insert_plan(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    p: &Plan,
+) -> Result<(), StoreError> {
+    let body = serde_json::to_string(&PlanBody {
+        limits: p.limits.clone(),
+        services: p.services.clone(),
+    })
+    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    sqlx::query(
+        "INSERT INTO portal_plans (id, name, body, created_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (id) DO UPDATE SET name = excluded.name, body = excluded.body",
+    )
+    .bind(p.id.clone())
+    .bind(p.name.clone())
+    .bind(body)
+    .bind(p.created_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// A developer as the admin API shows one: never the password hash.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DeveloperView {
@@ -279,21 +302,7 @@ impl Store {
                 fields: serde_json::json!({"name": p.name}),
             });
         }
-        let body = serde_json::to_string(&PlanBody {
-            limits: p.limits.clone(),
-            services: p.services.clone(),
-        })
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        sqlx::query(
-            "INSERT INTO portal_plans (id, name, body, created_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (id) DO UPDATE SET name = excluded.name, body = excluded.body",
-        )
-        .bind(p.id.clone())
-        .bind(p.name.clone())
-        .bind(body)
-        .bind(p.created_at)
-        .execute(&mut *tx)
-        .await?;
+        insert_plan(&mut tx, p).await?;
         tx.commit().await?;
         Ok(())
     }
