@@ -18,6 +18,19 @@ async fn post_config(gw: &Gateway, query: &str, content_type: &'static str, body
     send("POST", &url, &[], body).await
 }
 
+/// DELETE answers 204 and the entity is gone.
+async fn deleted_and_gone(gw: &Gateway, path: &str) {
+    let url = gw.admin_url(path);
+    assert_eq!(send("DELETE", &url, &[], None).await.status, 204, "{path}");
+    assert_eq!(send("GET", &url, &[], None).await.status, 404, "{path}");
+}
+
+/// Posts `text` as the JSON body's `config` string, as Kong's spec mostly does.
+async fn post_config_text(gw: &Gateway, text: &str) -> Resp {
+    let body = json!({"config": text}).to_string();
+    post_config(gw, "", "application/json", &body).await
+}
+
 /// 15-off_spec.lua:220-298: the configuration as a JSON body, a YAML body, and as a JSON or
 /// YAML string under a `config` key; curl's `-F config=@kong.yaml` (multipart) too. Each is
 /// 201 and replaces the whole configuration.
@@ -138,13 +151,7 @@ async fn post_config_errors_in_kongs_shape() {
         "failed parsing declarative configuration: expected an object"
     );
     let yaml = "_format_version: \"1.1\"\nservices:\n- port: -12\n";
-    let r = post_config(
-        &gw,
-        "",
-        "application/json",
-        &json!({"config": yaml}).to_string(),
-    )
-    .await;
+    let r = post_config_text(&gw, yaml).await;
     invalid(&r);
     assert_eq!(
         r.json["fields"],
@@ -155,13 +162,7 @@ async fn post_config_errors_in_kongs_shape() {
         "declarative config is invalid: {services={{host=\"required field missing\",port=\"value should be between 0 and 65535\"}}}"
     );
     let yaml = "_format_version: \"1.1\"\nservices:\n- name: foo\n  host: example.com\n- name: foo\n  host: example.test\n";
-    let r = post_config(
-        &gw,
-        "",
-        "application/json",
-        &json!({"config": yaml}).to_string(),
-    )
-    .await;
+    let r = post_config_text(&gw, yaml).await;
     invalid(&r);
     assert_eq!(
         r.json["fields"]["services"],
@@ -666,37 +667,17 @@ async fn credentials_by_key_and_plugins_by_instance_name() {
     .await;
     assert_eq!((r.status, r.json["key"].clone()), (200, json!("5678")));
     assert_eq!(r.json["consumer"]["id"], bob.json["id"]);
-    assert_eq!(
-        send("DELETE", &at("/key-auths/5678"), &[], None)
-            .await
-            .status,
-        204
-    );
-    assert_eq!(
-        send("GET", &at("/key-auths/5678"), &[], None).await.status,
-        404
-    );
+    deleted_and_gone(&gw, "/key-auths/5678").await;
     let r = gw
         .create("/consumers/bob/key-auth", json!({"ttl": 2}))
         .await;
     let id = r.json["id"].as_str().unwrap().to_string();
-    let r = send(
-        "GET",
-        &at(&format!("/consumers/bob/key-auth/{id}")),
-        &[],
-        None,
-    )
-    .await;
+    let credential = at(&format!("/consumers/bob/key-auth/{id}"));
+    let r = send("GET", &credential, &[], None).await;
     let left = r.json["ttl"].as_i64().unwrap();
     assert!((1..=2).contains(&left), "{left}");
     tokio::time::sleep(Duration::from_millis(3100)).await;
-    let r = send(
-        "GET",
-        &at(&format!("/consumers/bob/key-auth/{id}")),
-        &[],
-        None,
-    )
-    .await;
+    let r = send("GET", &credential, &[], None).await;
     assert_eq!(r.status, 404, "expired");
     let listed = send("GET", &at("/consumers/bob/key-auth"), &[], None).await;
     assert!(listed.json["data"]
@@ -733,14 +714,5 @@ async fn credentials_by_key_and_plugins_by_instance_name() {
     .await;
     assert_eq!(r.status, 409);
     assert_eq!(r.json["fields"], json!({"instance_name": "my-auth"}));
-    assert_eq!(
-        send("DELETE", &at("/plugins/my-auth"), &[], None)
-            .await
-            .status,
-        204
-    );
-    assert_eq!(
-        send("GET", &at("/plugins/my-auth"), &[], None).await.status,
-        404
-    );
+    deleted_and_gone(&gw, "/plugins/my-auth").await;
 }

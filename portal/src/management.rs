@@ -94,6 +94,18 @@ fn not_applied(message: String) -> ApiError {
     ))
 }
 
+/// The body's fields, checked against `fields` (unknown ones and wrong types refused).
+fn checked(fields: &[Field], input: EntityInput) -> Result<Map<String, Value>, ApiError> {
+    let mut given = input.fields;
+    let form = input.source == tollgate_gateway::model::Source::Form;
+    let errors = schema::check(fields, &mut given, form);
+    if errors.is_empty() {
+        Ok(given)
+    } else {
+        Err(ApiError::Schema(errors))
+    }
+}
+
 // ---- plans ----
 
 fn plan_json(p: &Plan) -> Value {
@@ -269,11 +281,7 @@ async fn patch_developer(
     input: EntityInput,
 ) -> Result<Response, ApiError> {
     let mut dev = find_developer(&m.store, &key).await?;
-    let mut fields = input.fields;
-    let errors = schema::check(DEVELOPER_FIELDS, &mut fields, false);
-    if !errors.is_empty() {
-        return Err(ApiError::Schema(errors));
-    }
+    let fields = checked(DEVELOPER_FIELDS, input)?;
     if let Some(status) = fields.get("status").and_then(Value::as_str) {
         m.store
             .update_developer(&dev.id, DeveloperColumn::Status, status)
@@ -324,11 +332,7 @@ async fn patch_application(
     input: EntityInput,
 ) -> Result<Response, ApiError> {
     let mut app = find_application(&m.store, &key).await?;
-    let mut fields = input.fields;
-    let errors = schema::check(APPLICATION_FIELDS, &mut fields, false);
-    if !errors.is_empty() {
-        return Err(ApiError::Schema(errors));
-    }
+    let fields = checked(APPLICATION_FIELDS, input)?;
     let named = match fields.get("plan") {
         Some(Value::String(s)) => Some(s.clone()),
         Some(Value::Object(r)) => ["id", "name"]
