@@ -219,3 +219,64 @@ async fn preserve_host_forwards_the_host_as_sent() {
     assert_eq!(host_seen("preserved.com:80").await, "preserved.com:80");
     assert_eq!(host_seen("preserved.com:123").await, "preserved.com:123");
 }
+
+/// 02-router_spec.lua:940-1075 "URI normalization": routes match the normalized path (runs of
+/// slashes merged, escapes of unreserved characters decoded) and it goes upstream, while
+/// `X-Forwarded-Path` carries the path as sent; other escapes stay. Kong also resolves dot
+/// segments (`/foo/a/../bar`); Tollgate refuses them with 400 (README, "Differences from Kong").
+#[tokio::test(flavor = "multi_thread")]
+async fn routes_match_the_normalized_path() {
+    let backend = Backend::start().await;
+    let gw = Gateway::start(&[]).await;
+    routed(&gw, &backend, "foobar", json!({"paths": ["/foo/bar"]})).await;
+    routed(&gw, &backend, "hello", json!({"paths": ["/hello"]})).await;
+    let keep = json!({"paths": ["/anything/world"], "strip_path": false});
+    routed(&gw, &backend, "world", keep).await;
+    gw.settled().await;
+    let get = |path: &'static str| {
+        let url = gw.proxy_url(path);
+        async move { send("GET", &url, &[], None).await }
+    };
+    let r = get("/foo//bar").await;
+    assert_eq!((r.status, r.json["path"].clone()), (200, json!("/foobar")));
+    assert_eq!(r.json["headers"]["x-forwarded-path"], "/foo//bar");
+    let r = get("/h%65llo").await;
+    assert_eq!((r.status, r.json["path"].clone()), (200, json!("/hello")));
+    assert_eq!(r.json["headers"]["x-forwarded-path"], "/h%65llo");
+    let r = get("/h%65llo/anything/b").await;
+    assert_eq!(r.json["path"], "/hello/anything/b");
+    let r = get("/anything/wor%6cd/b").await;
+    assert_eq!(r.json["path"], "/world/anything/world/b");
+    let r = get("/anything/world/cat%20and%20dog").await;
+    assert_eq!(r.json["path"], "/world/anything/world/cat%20and%20dog");
+    assert_eq!(get("/foo/a/../bar").await.status, 400);
+}
+
+/// 02-router_spec.lua:1610-1772 "[headers]": header values match case-insensitively, header
+/// names too, and among routes that match the one with more headers wins.
+#[tokio::test(flavor = "multi_thread")]
+async fn routes_match_headers_and_more_headers_win() {
+    let backend = Backend::start().await;
+    let gw = Gateway::start(&[]).await;
+    routed(
+        &gw,
+        &backend,
+        "r1",
+        json!({"headers": {"Version": ["v1", "v2"]}}),
+    )
+    .await;
+    let two = json!({"headers": {"version": ["v3"], "location": ["us-east"]}});
+    routed(&gw, &backend, "r2", two).await;
+    routed(&gw, &backend, "r3", json!({"headers": {"version": ["V3"]}})).await;
+    gw.settled().await;
+    let get = |headers: &'static [(&'static str, &'static str)]| {
+        let url = gw.proxy_url("/");
+        async move { send("GET", &url, headers, None).await.json["path"].clone() }
+    };
+    assert_eq!(get(&[("version", "v1")]).await, "/r1");
+    assert_eq!(get(&[("Version", "v3")]).await, "/r3");
+    assert_eq!(
+        get(&[("version", "v3"), ("location", "us-east")]).await,
+        "/r2/"
+    );
+}
