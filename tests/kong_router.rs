@@ -277,6 +277,6 @@ async fn routes_match_headers_and_more_headers_win() {
     assert_eq!(get(&[("Version", "v3")]).await, "/r3");
     assert_eq!(
         get(&[("version", "v3"), ("location", "us-east")]).await,
-        "/r2/"
+        "/r2"
     );
 }
