@@ -1075,6 +1075,46 @@ async fn plans_developers_and_applications_are_managed_through_the_admin_api() {
     )
     .await;
     assert_eq!(r.status, 400);
+    // A developer and an application made as code; the application's first key works.
+    let new_dev = json!({"email": "Ops@Example.com", "password": "a long enough password"});
+    let r = send(
+        "POST",
+        &admin("/developers"),
+        &[],
+        json_body(new_dev.clone()),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.json["email"].clone()),
+        (201, json!("ops@example.com")),
+        "{}",
+        r.body
+    );
+    let r = send("POST", &admin("/developers"), &[], json_body(new_dev)).await;
+    assert_eq!(r.status, 409);
+    let short = json!({"email": "x@example.com", "password": "short"});
+    let r = send("POST", &admin("/developers"), &[], json_body(short)).await;
+    assert_eq!(r.status, 400);
+    assert!(r.json["fields"]["password"].is_string());
+    let app_body = json!({"name": "cli", "plan": "Gold"});
+    let r = send(
+        "POST",
+        &admin("/developers/ops@example.com/applications"),
+        &[],
+        json_body(app_body.clone()),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let ops_key = r.json["key"].as_str().unwrap().to_string();
+    p.wait_for_key("/v1/pet/1", &ops_key, 200).await;
+    let r = send(
+        "POST",
+        &admin("/developers/ops@example.com/applications"),
+        &[],
+        json_body(app_body),
+    )
+    .await;
+    assert_eq!(r.status, 409, "one name per developer");
     // A plan in use is not deleted; an unused one is.
     let r = send("DELETE", &admin("/plans/Gold"), &[], None).await;
     assert_eq!(

@@ -4,6 +4,8 @@
 //! (read, approve or suspend), `/developers/{d}/applications` and `/applications` (read, move
 //! to another plan, delete). Every change is applied as the console applies it: a plan's
 //! plugins re-made on each application on it, a developer's status on their applications.
+use crate::developer::accounts;
+use crate::developer::applications::{open_application, Opening};
 use crate::plans;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -32,7 +34,13 @@ type St = State<Arc<Management>>;
 
 const STATUSES: &[&str] = &["pending", "active", "suspended"];
 const DEVELOPER_FIELDS: &[Field] = &[field("status", Ty::Enum(STATUSES))];
+const NEW_DEVELOPER_FIELDS: &[Field] = &[
+    field("email", Ty::Str),
+    field("password", Ty::Str),
+    field("status", Ty::Enum(STATUSES)),
+];
 const APPLICATION_FIELDS: &[Field] = &[field("plan", Ty::Ref)];
+const NEW_APPLICATION_FIELDS: &[Field] = &[field("name", Ty::Str), field("plan", Ty::Ref)];
 
 /// The routes, with Kong's method answers; merged into the admin API by the binary.
 pub fn routes(m: Arc<Management>) -> Router {
@@ -53,7 +61,7 @@ pub fn routes(m: Arc<Management>) -> Router {
         )
         .route(
             "/developers",
-            kong_methods(get(list_developers), "GET, HEAD, OPTIONS"),
+            kong_methods(get(list_developers).post(create_developer), LIST_METHODS),
         )
         .route(
             "/developers/{key}",
@@ -64,7 +72,10 @@ pub fn routes(m: Arc<Management>) -> Router {
         )
         .route(
             "/developers/{key}/applications",
-            kong_methods(get(developer_applications), "GET, HEAD, OPTIONS"),
+            kong_methods(
+                get(developer_applications).post(create_application),
+                LIST_METHODS,
+            ),
         )
         .route(
             "/applications",
@@ -270,6 +281,45 @@ async fn list_developers(State(m): St) -> Result<Response, ApiError> {
     Ok(page(data))
 }
 
+/// Creates a developer account as code (`email`, `password`, `status` default `active`): the
+/// same rules as the portal's sign-up, the password stored as argon2id.
+async fn create_developer(State(m): St, input: EntityInput) -> Result<Response, ApiError> {
+    let fields = checked(NEW_DEVELOPER_FIELDS, input)?;
+    let text = |k: &str| fields.get(k).and_then(Value::as_str).unwrap_or_default();
+    let mut errors = FieldErrors::default();
+    let email = accounts::normalized_email(text("email"));
+    if email.is_none() {
+        errors.add("email", "expected an email address");
+    }
+    if let Some(problem) = accounts::password_problem(text("password")) {
+        errors.add("password", problem);
+    }
+    let Some(email) = email.filter(|_| errors.is_empty()) else {
+        return Err(ApiError::Schema(errors));
+    };
+    let password_hash =
+        crate::web::passwords::hash(text("password")).map_err(ApiError::Unavailable)?;
+    let status = fields
+        .get("status")
+        .and_then(Value::as_str)
+        .unwrap_or("active");
+    let dev = Developer {
+        id: uuid::Uuid::new_v4().to_string(),
+        email: email.clone(),
+        password_hash,
+        status: status.to_string(),
+        created_at: unix_now(),
+    };
+    if !m.store.add_developer(&dev).await? {
+        return Err(StoreError::Unique {
+            description: format!("{{email=\"{email}\"}}"),
+            fields: json!({"email": email}),
+        }
+        .into());
+    }
+    Ok((StatusCode::CREATED, Json(developer_json(&dev))).into_response())
+}
+
 async fn get_developer(State(m): St, Path(key): Path<String>) -> Result<Response, ApiError> {
     Ok(Json(developer_json(&find_developer(&m.store, &key).await?)).into_response())
 }
@@ -306,6 +356,68 @@ async fn developer_applications(
     Ok(page(apps.iter().map(application_json).collect()))
 }
 
+/// Opens an application for the developer (`name`, `plan` by name or id), as the portal's form
+/// does; the answer carries its first key in clear, this once.
+async fn create_application(
+    State(m): St,
+    Path(key): Path<String>,
+    input: EntityInput,
+) -> Result<Response, ApiError> {
+    let dev = find_developer(&m.store, &key).await?;
+    let fields = checked(NEW_APPLICATION_FIELDS, input)?;
+    let name = fields
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let mut errors = FieldErrors::default();
+    if name.is_empty() {
+        errors.add("name", "required field missing");
+    }
+    let plan = match plan_named(&fields) {
+        Some(p) => match find_plan(&m.store, &p).await {
+            Ok(plan) => Some(plan),
+            Err(ApiError::NotFound) => {
+                errors.add("plan", format!("no plan named '{p}'"));
+                None
+            }
+            Err(e) => return Err(e),
+        },
+        None => {
+            errors.add("plan", "required field missing");
+            None
+        }
+    };
+    let Some(plan) = plan.filter(|_| errors.is_empty()) else {
+        return Err(ApiError::Schema(errors));
+    };
+    match open_application(&m.store, &m.admin, &dev.id, &name, &plan).await {
+        Ok((app, key)) => {
+            let mut body = application_json(&app);
+            body["key"] = Value::String(key);
+            Ok((StatusCode::CREATED, Json(body)).into_response())
+        }
+        Err(Opening::NameTaken) => Err(StoreError::Unique {
+            description: format!("{{developer={{id=\"{}\"}},name=\"{name}\"}}", dev.id),
+            fields: json!({"developer": {"id": dev.id}, "name": name}),
+        }
+        .into()),
+        Err(Opening::Failed(e)) => Err(ApiError::Unavailable(e)),
+    }
+}
+
+/// The plan a body names: `"gold"`, `{"name": "gold"}` or `{"id": "..."}`.
+fn plan_named(fields: &Map<String, Value>) -> Option<String> {
+    match fields.get("plan") {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Object(r)) => ["id", "name"]
+            .iter()
+            .find_map(|k| r.get(*k).and_then(Value::as_str).map(String::from)),
+        _ => None,
+    }
+}
+
 // ---- applications ----
 
 fn application_json(a: &Application) -> Value {
@@ -333,14 +445,7 @@ async fn patch_application(
 ) -> Result<Response, ApiError> {
     let mut app = find_application(&m.store, &key).await?;
     let fields = checked(APPLICATION_FIELDS, input)?;
-    let named = match fields.get("plan") {
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(Value::Object(r)) => ["id", "name"]
-            .iter()
-            .find_map(|k| r.get(*k).and_then(Value::as_str).map(String::from)),
-        _ => None,
-    };
-    if let Some(name) = named {
+    if let Some(name) = plan_named(&fields) {
         let plan = match find_plan(&m.store, &name).await {
             Err(ApiError::NotFound) => {
                 let mut e = FieldErrors::default();

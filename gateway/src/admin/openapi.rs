@@ -135,12 +135,10 @@ fn portal_paths(paths: PathsBuilder) -> PathsBuilder {
     let mut developer = item("DeveloperView", "developers", &[("id", "id or email")]);
     developer.put = None;
     developer.delete = None;
-    let mut developers = collection("DeveloperView", "developers", None);
-    developers.post = None;
+    let developers = collection("DeveloperView", "developers", None);
     let mut applications = collection("ApplicationView", "applications", None);
     applications.post = None;
-    let mut owned = collection("ApplicationView", "developers/applications", Some("parent"));
-    owned.post = None;
+    let owned = collection("ApplicationView", "developers/applications", Some("parent"));
     let mut application = item("ApplicationView", "applications", &[("id", "id")]);
     application.put = None;
     paths

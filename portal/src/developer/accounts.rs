@@ -31,7 +31,7 @@ pub struct NextQuery {
 }
 
 /// Lower-cased and trimmed, when it looks like an address.
-fn normalized_email(email: &str) -> Option<String> {
+pub(crate) fn normalized_email(email: &str) -> Option<String> {
     let e = email.trim().to_lowercase();
     let (local, domain) = e.split_once('@')?;
     let ok = !local.is_empty()
@@ -44,7 +44,7 @@ fn normalized_email(email: &str) -> Option<String> {
     ok.then_some(e)
 }
 
-fn password_problem(p: &str) -> Option<String> {
+pub(crate) fn password_problem(p: &str) -> Option<String> {
     let n = p.chars().count();
     (n < MIN_PASSWORD)
         .then(|| format!("Use at least {MIN_PASSWORD} characters."))

@@ -10,13 +10,15 @@ use crate::web::admin_api::{self, Payload};
 use axum::extract::{Path, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
+use axum::Router;
 use axum::{Extension, Form};
 use leptos::prelude::*;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use tollgate_analytics::unix_now;
-use tollgate_gateway::store::portal::{Application, ApplicationsBy, Developer};
+use tollgate_gateway::store::portal::{Application, ApplicationsBy, Developer, Plan};
+use tollgate_gateway::store::Store;
 
 /// The grace periods offered when rotating: (seconds, label).
 const GRACE: [(i64, &str); 4] = [
@@ -167,67 +169,77 @@ pub async fn create(
         }
         Err(e) => return unavailable(&visitor, e.to_string()),
     };
-    let id = uuid::Uuid::new_v4().to_string();
-    let consumer =
-        json!({"id": id, "username": consumer_username(&id), "tags": ["tollgate-portal"]});
-    let made = admin_api::call(
-        &st.admin,
-        Method::POST,
-        "/consumers",
-        Payload::Json(consumer),
-    )
-    .await;
-    if !made.status.is_success() {
-        return unavailable(&visitor, made.message());
-    }
-    let app = Application {
-        consumer_id: id.clone(),
-        developer_id: dev.id.clone(),
-        name: name.clone(),
-        plan_id: plan.id.clone(),
-        created_at: unix_now(),
-    };
-    let added = st.store.add_application(&app).await;
-    if !matches!(added, Ok(true)) {
-        let _ = admin_api::call(
-            &st.admin,
-            Method::DELETE,
-            &format!("/consumers/{id}"),
-            Payload::None,
-        )
-        .await;
-        return match added {
-            Ok(_) => {
-                render_list(
-                    &st,
-                    &visitor,
-                    StatusCode::CONFLICT,
-                    Some(format!("You already have an application called “{name}”.")),
-                    name,
-                )
-                .await
-            }
-            Err(e) => unavailable(&visitor, e.to_string()),
-        };
-    }
-    let applied = match plans::published_services(&st.store).await {
-        Ok(published) => plans::apply(&st.admin, &id, &plan, &published).await,
-        Err(e) => Err(e),
-    };
-    if let Err(e) = applied {
-        return unavailable(&visitor, e);
-    }
-    tracing::info!(application = %id, developer = %dev.id, "portal: application created");
-    match new_key(&st, &id).await {
-        Ok(key) => render_app(&st, &visitor, &app, StatusCode::CREATED, Some(key)).await,
-        Err(e) => unavailable(&visitor, e),
+    match open_application(&st.store, &st.admin, &dev.id, &name, &plan).await {
+        Ok((app, key)) => render_app(&st, &visitor, &app, StatusCode::CREATED, Some(key)).await,
+        Err(Opening::NameTaken) => {
+            render_list(
+                &st,
+                &visitor,
+                StatusCode::CONFLICT,
+                Some(format!("You already have an application called “{name}”.")),
+                name,
+            )
+            .await
+        }
+        Err(Opening::Failed(e)) => unavailable(&visitor, e),
     }
 }
 
+/// Why an application was not opened.
+pub enum Opening {
+    /// The developer has an application by that name.
+    NameTaken,
+    Failed(String),
+}
+
+/// Opens an application for `developer_id` on `plan`: its consumer, its row, its plan's
+/// plugins, and a first key, returned in clear (its only appearance). The portal's form and
+/// the admin API's `POST /developers/{d}/applications` both open them here.
+pub async fn open_application(
+    store: &Store,
+    admin: &Router,
+    developer_id: &str,
+    name: &str,
+    plan: &Plan,
+) -> Result<(Application, String), Opening> {
+    let id = uuid::Uuid::new_v4().to_string();
+    let consumer =
+        json!({"id": id, "username": consumer_username(&id), "tags": ["tollgate-portal"]});
+    let made = admin_api::call(admin, Method::POST, "/consumers", Payload::Json(consumer)).await;
+    if !made.status.is_success() {
+        return Err(Opening::Failed(made.message()));
+    }
+    let app = Application {
+        consumer_id: id.clone(),
+        developer_id: developer_id.to_string(),
+        name: name.to_string(),
+        plan_id: plan.id.clone(),
+        created_at: unix_now(),
+    };
+    let added = store.add_application(&app).await;
+    if !matches!(added, Ok(true)) {
+        let path = format!("/consumers/{id}");
+        let _ = admin_api::call(admin, Method::DELETE, &path, Payload::None).await;
+        return Err(match added {
+            Ok(_) => Opening::NameTaken,
+            Err(e) => Opening::Failed(e.to_string()),
+        });
+    }
+    let published = plans::published_services(store)
+        .await
+        .map_err(Opening::Failed)?;
+    plans::apply(admin, &id, plan, &published)
+        .await
+        .map_err(Opening::Failed)?;
+    tracing::info!(application = %id, developer = %developer_id, "portal: application created");
+    let key = new_key(admin, &id).await.map_err(Opening::Failed)?;
+    Ok((app, key))
+}
+
 /// A new generated key for the consumer, in clear (its only appearance).
-async fn new_key(st: &PortalState, consumer: &str) -> Result<String, String> {
+async fn new_key(admin: &Router, consumer: &str) -> Result<String, String> {
     let made = admin_api::call(
-        &st.admin,
+        admin,
         Method::POST,
         &format!("/consumers/{consumer}/key-auth"),
         Payload::Json(json!({})),
@@ -360,7 +372,7 @@ pub async fn rotate(
     if let Err(e) = retire_keys(&st, &app.consumer_id, f.grace).await {
         return unavailable(&visitor, e);
     }
-    match new_key(&st, &app.consumer_id).await {
+    match new_key(&st.admin, &app.consumer_id).await {
         Ok(key) => render_app(&st, &visitor, &app, StatusCode::CREATED, Some(key)).await,
         Err(e) => unavailable(&visitor, e),
     }

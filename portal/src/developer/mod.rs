@@ -2,8 +2,8 @@
 //! documentation for everyone; sign-up, applications, keys and usage for developers.
 //! Every page works without JavaScript. Form posts must come from the portal's own origin;
 //! a developer's pages need a session, and a developer reaches only their own applications.
-mod accounts;
-mod applications;
+pub(crate) mod accounts;
+pub(crate) mod applications;
 mod catalogue;
 mod layout;
 mod usage;
