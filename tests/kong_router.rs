@@ -179,8 +179,8 @@ async fn plain_hosts_outrank_a_catch_all_path_and_longer_paths_win_on_one_host()
     gw.settled().await;
     assert_eq!(upstream_path(&gw, "/x", "api.test").await, "200 /host/x");
     assert_eq!(upstream_path(&gw, "/x", "other.test").await, "200 /root/x");
-    // A wildcard-host route and the catch-all: neither is plain-host-only, so the equal
-    // priority falls to the older route, as in Kong.
+    // A wildcard-host route and the catch-all: neither has the plain-host bit, and the
+    // catch-all's path length (the lowest bits of Kong's priority) decides.
     assert_eq!(upstream_path(&gw, "/x", "a.wild.test").await, "200 /root/x");
     let got = upstream_path(&gw, "/root/fixture/get", "route.com").await;
     assert_eq!(got, "200 /long");
@@ -278,5 +278,23 @@ async fn routes_match_headers_and_more_headers_win() {
     assert_eq!(
         get(&[("version", "v3"), ("location", "us-east")]).await,
         "/r2"
+    );
+}
+
+/// 02-router_spec.lua:800-862 "URI regexes order of evaluation with regex_priority": of two
+/// regex routes matching, the higher `regex_priority` wins even when created later; named
+/// groups in Kong's `(?P<name>...)` syntax work.
+#[tokio::test(flavor = "multi_thread")]
+async fn regex_priority_orders_regex_routes() {
+    let backend = Backend::start().await;
+    let gw = Gateway::start(&[]).await;
+    let first = json!({"paths": ["~/status/(?P<foo>re)"], "regex_priority": 0});
+    routed(&gw, &backend, "regex1", first).await;
+    let second = json!({"paths": ["~/status/(re)"], "regex_priority": 4});
+    routed(&gw, &backend, "regex2", second).await;
+    gw.settled().await;
+    assert_eq!(
+        upstream_path(&gw, "/status/re", "x.test").await,
+        "200 /regex2"
     );
 }

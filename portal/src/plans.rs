@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 use tollgate_gateway::store::portal::{Application, ApplicationsBy, Plan, PlanLimits};
 use tollgate_gateway::store::Store;
 
-pub const TAG: &str = "tollgate-plan";
+pub use tollgate_gateway::store::portal::PLAN_TAG as TAG;
 
 /// The rate-limiting config of `limits`, or `None` when the plan limits nothing.
 pub fn rate_limiting_config(limits: &PlanLimits) -> Option<Value> {

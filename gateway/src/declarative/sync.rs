@@ -1,5 +1,8 @@
-//! The difference between what runs and what a file wants (`tollgate config apply`).
+//! The difference between what runs and what a file wants (`tollgate config apply`). What the
+//! developer portal made (applications' consumers, their keys, their plans' plugins) is not
+//! the file's to delete: a file lists the operator's configuration, not the developers'.
 use crate::model::{Kind, Record};
+use crate::store::portal::{APPLICATION_TAG, PLAN_TAG};
 use serde_json::Value;
 use std::collections::HashMap;
 use uuid::Uuid;
@@ -48,6 +51,30 @@ fn comparable(body: &Value) -> Value {
     b
 }
 
+/// The consumers the developer portal made for applications (a file does not list them).
+fn portal_consumers(current: &[(Kind, Value)]) -> Vec<&str> {
+    current
+        .iter()
+        .filter(|(k, b)| *k == Kind::Consumer && tagged(b, APPLICATION_TAG))
+        .filter_map(|(_, b)| b.get("id")?.as_str())
+        .collect()
+}
+
+/// Whether the developer portal owns `body`: an application's consumer, a plan's plugin, or
+/// anything on an application's consumer (its keys). A sync leaves them alone.
+fn portal_owned(body: &Value, portal: &[&str]) -> bool {
+    let on_portal_consumer = body["consumer"]["id"]
+        .as_str()
+        .is_some_and(|c| portal.contains(&c));
+    tagged(body, APPLICATION_TAG) || tagged(body, PLAN_TAG) || on_portal_consumer
+}
+
+fn tagged(body: &Value, tag: &str) -> bool {
+    body["tags"]
+        .as_array()
+        .is_some_and(|t| t.iter().any(|x| x == tag))
+}
+
 /// The changes that turn `current` into `desired`: creates and updates parents first,
 /// deletes children first.
 pub fn plan(current: &[(Kind, Value)], desired: &[Record]) -> Vec<Change> {
@@ -73,11 +100,12 @@ pub fn plan(current: &[(Kind, Value)], desired: &[Record]) -> Vec<Change> {
         });
     }
     changes.sort_by_key(|c| c.kind);
+    let portal = portal_consumers(current);
     let mut deletes: Vec<Change> = current
         .iter()
         .filter_map(|(k, b)| {
             let id = b.get("id")?.as_str()?;
-            if wanted.contains(&(*k, id.to_string())) {
+            if wanted.contains(&(*k, id.to_string())) || portal_owned(b, &portal) {
                 return None;
             }
             Some(Change {

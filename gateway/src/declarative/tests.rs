@@ -135,3 +135,31 @@ fn plan_orders_creates_parents_first_and_deletes_children_first() {
     assert_eq!(plan[0].op, sync::Op::Update);
     assert!(plan[0].describe().starts_with("update routes api ("));
 }
+
+#[test]
+fn a_sync_leaves_what_the_developer_portal_made() {
+    let c = load(SEED, 1).unwrap();
+    let mut stored: Vec<(Kind, Value)> =
+        c.records.iter().map(|r| (r.kind, r.body.clone())).collect();
+    let app = "2f1d6c4e-9a70-4a8e-8f0e-3d2b1c0a9e11";
+    stored.push((
+        Kind::Consumer,
+        json!({"id": app, "username": "app-x", "tags": ["tollgate-portal"]}),
+    ));
+    stored.push((
+        Kind::KeyAuth,
+        json!({"id": "0b7c1f0e-1111-4a8e-8f0e-3d2b1c0a9e11", "consumer": {"id": app}}),
+    ));
+    stored.push((
+        Kind::Plugin,
+        json!({"id": "0b7c1f0e-2222-4a8e-8f0e-3d2b1c0a9e11", "name": "rate-limiting",
+        "consumer": {"id": app}, "tags": ["tollgate-plan"]}),
+    ));
+    assert!(sync::plan(&stored, &c.records).is_empty());
+    let plan = sync::plan(&stored, &[]);
+    assert!(plan.iter().all(|ch| !ch.body["id"]
+        .as_str()
+        .unwrap_or_default()
+        .ends_with("3d2b1c0a9e11")));
+    assert!(!plan.is_empty());
+}

@@ -6,6 +6,11 @@ use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
+/// The tag on the consumers the developer portal makes for applications.
+pub const APPLICATION_TAG: &str = "tollgate-portal";
+/// The tag on the plugins a plan makes on an application's consumer.
+pub const PLAN_TAG: &str = "tollgate-plan";
+
 /// A developer's account. `status` is `pending` (awaiting the operator's approval), `active`
 /// or `suspended`.
 #[derive(Debug, Clone, PartialEq)]

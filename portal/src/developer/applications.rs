@@ -17,7 +17,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use tollgate_analytics::unix_now;
-use tollgate_gateway::store::portal::{Application, ApplicationsBy, Developer, Plan};
+use tollgate_gateway::store::portal::{
+    Application, ApplicationsBy, Developer, Plan, APPLICATION_TAG,
+};
 use tollgate_gateway::store::Store;
 
 /// The grace periods offered when rotating: (seconds, label).
@@ -203,8 +205,7 @@ pub async fn open_application(
     plan: &Plan,
 ) -> Result<(Application, String), Opening> {
     let id = uuid::Uuid::new_v4().to_string();
-    let consumer =
-        json!({"id": id, "username": consumer_username(&id), "tags": ["tollgate-portal"]});
+    let consumer = json!({"id": id, "username": consumer_username(&id), "tags": [APPLICATION_TAG]});
     let made = admin_api::call(admin, Method::POST, "/consumers", Payload::Json(consumer)).await;
     if !made.status.is_success() {
         return Err(Opening::Failed(made.message()));
