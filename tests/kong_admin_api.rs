@@ -716,3 +716,48 @@ async fn credentials_by_key_and_plugins_by_instance_name() {
     assert_eq!(r.json["fields"], json!({"instance_name": "my-auth"}));
     deleted_and_gone(&gw, "/plugins/my-auth").await;
 }
+
+/// 04-plugins_routes_spec.lua:282-430: PATCH by instance_name, a foreign key removed with
+/// null, tags null, an invalid config refused without changing the plugin, 404 for an unknown
+/// plugin, and DELETE answering 204 whether or not the plugin exists.
+#[tokio::test(flavor = "multi_thread")]
+async fn plugins_are_patched_and_deleted_as_kong_does() {
+    let gw = Gateway::start(&[]).await;
+    let service = gw
+        .create("/services", json!({"name": "s2", "host": "h.test"}))
+        .await;
+    let body = json!({"name": "key-auth", "instance_name": "ka", "service": {"id": service.json["id"]},
+        "config": {"key_names": ["testkey"]}});
+    gw.create("/plugins", body).await;
+    let patch = |path: &str, body: Value| {
+        let url = gw.admin_url(path);
+        async move { send("PATCH", &url, &[], json_body(body)).await }
+    };
+    let r = patch("/plugins/ka", json!({"enabled": false})).await;
+    assert_eq!((r.status, r.json["enabled"].clone()), (200, json!(false)));
+    let r = patch("/plugins/ka", json!({"service": null})).await;
+    assert_eq!(
+        (r.status, r.json["service"].clone()),
+        (200, Value::Null),
+        "{}",
+        r.body
+    );
+    let r = patch("/plugins/ka", json!({"tags": null})).await;
+    assert_eq!(r.status, 200);
+    let r = patch("/plugins/ka", json!({"config": "bar"})).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json["fields"]["config"], "expected a record");
+    let after = send("GET", &gw.admin_url("/plugins/ka"), &[], None).await;
+    assert_eq!(
+        after.json["config"]["key_names"],
+        json!(["testkey"]),
+        "unchanged"
+    );
+    let missing = "/plugins/00000000-0000-0000-0000-000000000000";
+    assert_eq!(patch(missing, json!({"enabled": false})).await.status, 404);
+    deleted_and_gone(&gw, "/plugins/ka").await;
+    for gone in [missing, "/plugins/ka"] {
+        let r = send("DELETE", &gw.admin_url(gone), &[], None).await;
+        assert_eq!(r.status, 204, "{gone}");
+    }
+}
