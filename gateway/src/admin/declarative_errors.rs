@@ -140,7 +140,7 @@ fn lua_table(v: &Value) -> String {
 }
 
 /// The lists that nest entities inside another, as decK writes them.
-const NESTED: [&str; 4] = ["routes", "plugins", "keyauth_credentials", "jwt_secrets"];
+const NESTED: [&str; 3] = ["routes", "plugins", "keyauth_credentials"];
 
 /// Kong's `flattened_errors`: the diagnostics inside an entity grouped by that entity (its
 /// innermost one), with the entity as the file gave it less its nested lists and with its
@@ -180,18 +180,21 @@ fn flattened<'a>(diagnostics: &'a [Diagnostic], doc: &Value) -> (Vec<Value>, Vec
 /// Kong's record for one entity at fault.
 fn entity_record(doc: &Value, path: &[Step<'_>], first_error: Value) -> Value {
     let mut node = doc;
-    let mut parent: Option<&Value> = None;
     let mut kind = "";
+    // The entity the walk is in (its collection and value), and the one containing it.
+    let mut inside: Option<(&str, &Value)> = None;
+    let mut parent: Option<(&str, &Value)> = None;
     for step in path {
         match step {
             Step::Field(f) => {
-                if node.get("routes").is_some() || node.get("keyauth_credentials").is_some() {
-                    parent = Some(node);
-                }
+                parent = inside;
                 kind = f;
                 node = node.get(*f).unwrap_or(&Value::Null);
             }
-            Step::Index(i) => node = node.get(*i).unwrap_or(&Value::Null),
+            Step::Index(i) => {
+                node = node.get(*i).unwrap_or(&Value::Null);
+                inside = Some((kind, node));
+            }
         }
     }
     let mut entity = node.clone();
@@ -199,12 +202,15 @@ fn entity_record(doc: &Value, path: &[Step<'_>], first_error: Value) -> Value {
         for list in NESTED {
             obj.remove(list);
         }
-        if let Some(pid) = parent.and_then(|p| p.get("id")).filter(|id| id.is_string()) {
-            obj.entry(parent_field(kind)).or_insert(json!({"id": pid}));
+        if let Some((parent_kind, p)) = parent {
+            if let Some(pid) = p.get("id").filter(|id| id.is_string()) {
+                let field = singular(parent_kind).to_string();
+                obj.entry(field).or_insert(json!({"id": pid}));
+            }
         }
     }
     let mut record = json!({
-        "entity_type": kind.trim_end_matches('s'),
+        "entity_type": singular(kind),
         "entity": entity,
         "errors": [first_error],
     });
@@ -229,12 +235,9 @@ fn entity_record(doc: &Value, path: &[Step<'_>], first_error: Value) -> Value {
     record
 }
 
-/// The field naming a nested entity's parent (`routes` under a service carry `service`).
-fn parent_field(kind: &str) -> String {
-    match kind {
-        "keyauth_credentials" | "jwt_secrets" => "consumer".into(),
-        _ => "service".into(),
-    }
+/// `services` → `service`, `keyauth_credentials` → `keyauth_credential`.
+fn singular(collection: &str) -> &str {
+    collection.strip_suffix('s').unwrap_or(collection)
 }
 
 #[cfg(test)]
@@ -310,5 +313,20 @@ mod tests {
             json!({"id": "cb019421-62c2-47a8-b714-d7567b114037"})
         );
         assert_eq!(b["fields"], json!({}));
+        // A plugin under a route names the route, not the service.
+        let doc = json!({"services": [{"id": "cb019421-62c2-47a8-b714-d7567b114037", "routes": [
+            {"id": "0855b320-0dd2-547d-891d-601e9b38647f", "plugins": [{"name": "x"}]}]}]});
+        let d = [diag(
+            "services[0].routes[0].plugins[0].name",
+            "unknown plugin",
+        )];
+        let b = body(&d, Some(&doc), true);
+        let plugin = &b["flattened_errors"][0];
+        assert_eq!(plugin["entity_type"], "plugin");
+        assert_eq!(
+            plugin["entity"]["route"],
+            json!({"id": "0855b320-0dd2-547d-891d-601e9b38647f"})
+        );
+        assert_eq!(plugin["entity"].get("service"), None);
     }
 }
