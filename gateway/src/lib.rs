@@ -7,6 +7,7 @@ pub mod header_numbers;
 pub mod listener;
 pub mod model;
 pub mod origin;
+pub mod penlight;
 pub mod plugins;
 pub mod proxy;
 pub mod router;

@@ -107,8 +107,8 @@ fn not_applied(message: String) -> ApiError {
 
 /// The body's fields, checked against `fields` (unknown ones and wrong types refused).
 fn checked(fields: &[Field], input: EntityInput) -> Result<Map<String, Value>, ApiError> {
+    let form = input.is_form();
     let mut given = input.fields;
-    let form = input.source == tollgate_gateway::model::Source::Form;
     let errors = schema::check(fields, &mut given, form);
     if errors.is_empty() {
         Ok(given)
@@ -191,7 +191,7 @@ async fn list_plans(State(m): St) -> Result<Response, ApiError> {
 }
 
 async fn create_plan(State(m): St, input: EntityInput) -> Result<Response, ApiError> {
-    let form = input.source == tollgate_gateway::model::Source::Form;
+    let form = input.is_form();
     let plan = plan_from(&m.store, input.fields, None, form).await?;
     save_plan(&m, &plan).await?;
     Ok((StatusCode::CREATED, Json(plan_json(&plan))).into_response())
@@ -207,7 +207,7 @@ async fn patch_plan(
     input: EntityInput,
 ) -> Result<Response, ApiError> {
     let base = find_plan(&m.store, &key).await?;
-    let form = input.source == tollgate_gateway::model::Source::Form;
+    let form = input.is_form();
     let plan = plan_from(&m.store, input.fields, Some(&base), form).await?;
     save_plan(&m, &plan).await?;
     Ok(Json(plan_json(&plan)).into_response())
@@ -224,6 +224,7 @@ async fn put_plan(
         Err(ApiError::NotFound) => None,
         Err(e) => return Err(e),
     };
+    let form = input.is_form();
     let mut fields = input.fields;
     let id = match (&existing, uuid::Uuid::parse_str(&key)) {
         (Some(p), _) => p.id.clone(),
@@ -235,7 +236,6 @@ async fn put_plan(
             uuid::Uuid::new_v4().to_string()
         }
     };
-    let form = input.source == tollgate_gateway::model::Source::Form;
     let mut plan = plan_from(&m.store, fields, None, form).await?;
     plan.id = id;
     if let Some(p) = &existing {

@@ -12,6 +12,13 @@ pub struct EntityInput {
     pub source: Source,
 }
 
+impl EntityInput {
+    /// Whether the fields came as form strings, which the schema coerces (`config.second=4`).
+    pub fn is_form(&self) -> bool {
+        self.source == Source::Form
+    }
+}
+
 impl<S: Send + Sync> FromRequest<S> for EntityInput {
     type Rejection = ApiError;
 

@@ -20,7 +20,7 @@ pub fn body(diagnostics: &[Diagnostic], doc: Option<&Value>, flatten: bool) -> V
     let mut out = json!({
         "code": CODE,
         "name": NAME,
-        "message": format!("declarative config is invalid: {}", lua_table(&fields)),
+        "message": format!("declarative config is invalid: {}", crate::penlight::write(&fields)),
         "fields": fields,
     });
     if flatten {
@@ -101,42 +101,6 @@ fn place(node: &mut Value, path: &[Step<'_>], message: &str) {
         }
     };
     place(child, rest, message);
-}
-
-/// A value printed as penlight's `pretty.write(t, "")` prints the Lua table Kong holds: keys
-/// sorted, identifiers bare, lists without holes as `{a,b}`, with holes as `{[2]=b}`.
-fn lua_table(v: &Value) -> String {
-    match v {
-        Value::Object(m) => {
-            let mut keys: Vec<&String> = m.keys().collect();
-            keys.sort();
-            let items: Vec<String> = keys
-                .into_iter()
-                .map(|k| {
-                    let bare = k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-                        && !k.starts_with(|c: char| c.is_ascii_digit());
-                    let key = if bare { k.clone() } else { format!("[{k:?}]") };
-                    format!("{key}={}", lua_table(&m[k]))
-                })
-                .collect();
-            format!("{{{}}}", items.join(","))
-        }
-        Value::Array(a) if a.iter().any(Value::is_null) => {
-            let items: Vec<String> = a
-                .iter()
-                .enumerate()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(i, v)| format!("[{}]={}", i + 1, lua_table(v)))
-                .collect();
-            format!("{{{}}}", items.join(","))
-        }
-        Value::Array(a) => format!(
-            "{{{}}}",
-            a.iter().map(lua_table).collect::<Vec<_>>().join(",")
-        ),
-        Value::String(s) => format!("{s:?}"),
-        other => other.to_string(),
-    }
 }
 
 /// The lists that nest entities inside another, as decK writes them.

@@ -240,8 +240,7 @@ async fn do_put(
             fields.insert("id".into(), json!(id));
         }
         Err(_) => {
-            let name_field = kind.name_field().ok_or(ApiError::NotFound)?;
-            fields.insert(name_field.into(), json!(key));
+            fields.insert(kind.name_field().into(), json!(key));
         }
     }
     if let Some(e) = &existing {
@@ -352,7 +351,7 @@ fn shown(n: Normalized) -> Value {
 
 /// Kong's "foreign keys unresolved" (code 13) for a reference by a name nothing has.
 fn unresolved(field: &str, kind: Kind, name: &str) -> ApiError {
-    let by = kind.name_field().unwrap_or("name");
+    let by = kind.name_field();
     let why = format!(
         "the foreign key cannot be resolved with '{{{by}=\"{name}\"}}' for an existing '{}' entity",
         kind.collection()

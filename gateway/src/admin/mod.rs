@@ -63,8 +63,7 @@ impl AdminState {
         }
         let by = key
             .filter(|k| uuid::Uuid::parse_str(k).is_err())
-            .and_then(|_| kind.name_field())
-            .map(|f| format!(" by '{f}'"))
+            .map(|_| format!(" by '{}'", kind.name_field()))
             .unwrap_or_default();
         Err(ApiError::Unsupported(format!(
             "cannot {op} '{}' entities{by} when not using a database",

@@ -121,7 +121,7 @@ fn taken_key(rec: &Record, seen: &mut HashSet<(Kind, &'static str, String)>) -> 
     let name_field = match rec.kind {
         Kind::KeyAuth => "key",
         Kind::Plugin => "name and scope",
-        other => other.name_field().unwrap_or("name"),
+        other => other.name_field(),
     };
     // The name first: an id the file did not give is derived from it.
     let keys = [

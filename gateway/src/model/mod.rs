@@ -66,13 +66,13 @@ impl Kind {
 
     /// The field that names an entity of this kind in URLs (`/consumers/slow_user`,
     /// `/plugins/{instance_name}`, `/key-auths/{key}`).
-    pub fn name_field(self) -> Option<&'static str> {
-        Some(match self {
+    pub fn name_field(self) -> &'static str {
+        match self {
             Kind::Service | Kind::Route => "name",
             Kind::Consumer => "username",
             Kind::KeyAuth => "key",
             Kind::Plugin => "instance_name",
-        })
+        }
     }
 
     /// Where the store finds an entity by that name, and what it holds there: a key is found

@@ -57,30 +57,14 @@ pub fn unique_key(rec: &Record, column: &str) -> (String, Value) {
             ("service", r("service")),
         ],
         (kind, _) => {
-            let f = kind.name_field().unwrap_or("name");
+            let f = kind.name_field();
             vec![(f, v(f))]
         }
     };
-    let printed: Vec<String> = fields
-        .iter()
-        .map(|(k, v)| format!("{k}={}", lua(v)))
-        .collect();
     let map: serde_json::Map<String, Value> = fields
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-    (format!("{{{}}}", printed.join(",")), Value::Object(map))
-}
-
-/// A value as penlight prints it inside Kong's messages.
-fn lua(v: &Value) -> String {
-    match v {
-        Value::String(s) => format!("\"{s}\""),
-        Value::Null => "null".into(),
-        Value::Object(m) => {
-            let items: Vec<String> = m.iter().map(|(k, v)| format!("{k}={}", lua(v))).collect();
-            format!("{{{}}}", items.join(","))
-        }
-        other => other.to_string(),
-    }
+    let map = Value::Object(map);
+    (crate::penlight::write(&map), map)
 }
