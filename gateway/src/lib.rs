@@ -1,6 +1,7 @@
 //! Tollgate's gateway: the entities, the store, the router and proxy that serve traffic, and
 //! the admin API and declarative files that configure it.
 pub mod admin;
+pub mod balancer;
 pub mod control;
 pub mod declarative;
 pub mod header_numbers;

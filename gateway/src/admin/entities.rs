@@ -32,6 +32,7 @@ fn nested(parent: &str, child: &str) -> Option<(Kind, Kind, &'static str, &'stat
         ("routes", "plugins") => (Kind::Plugin, Kind::Route, "route_id", "route"),
         ("consumers", "plugins") => (Kind::Plugin, Kind::Consumer, "consumer_id", "consumer"),
         ("consumers", "key-auth") => (Kind::KeyAuth, Kind::Consumer, "consumer_id", "consumer"),
+        ("upstreams", "targets") => (Kind::Target, Kind::Upstream, "upstream_id", "upstream"),
         _ => return None,
     })
 }
@@ -230,7 +231,7 @@ async fn do_put(
     input: EntityInput,
 ) -> Result<Response, ApiError> {
     st.writable("create or update", kind, Some(key))?;
-    let existing = st.store().get(kind, key).await?;
+    let existing = st.store().get(kind, &lookup_key(kind, key, parent)).await?;
     let mut fields = input.fields;
     if let Some(p) = parent {
         fields.insert(p.field.into(), json!({"id": p.id}));
@@ -282,7 +283,11 @@ async fn find(
     key: &str,
     parent: Option<Parent>,
 ) -> Result<Value, ApiError> {
-    let body = st.store().get(kind, key).await?.ok_or(ApiError::NotFound)?;
+    let body = st
+        .store()
+        .get(kind, &lookup_key(kind, key, parent))
+        .await?
+        .ok_or(ApiError::NotFound)?;
     if let Some(p) = parent {
         let owner = body
             .get(p.field)
@@ -293,6 +298,17 @@ async fn find(
         }
     }
     Ok(body)
+}
+
+/// What the store finds `key` by: a target is named by its `host:port` within its upstream.
+fn lookup_key(kind: Kind, key: &str, parent: Option<Parent>) -> String {
+    match parent {
+        Some(p) if kind == Kind::Target && Uuid::parse_str(key).is_err() => {
+            let normal = crate::model::target::normal(key).unwrap_or_else(|_| key.to_string());
+            crate::model::target::unique_key(p.id, &normal)
+        }
+        _ => key.to_string(),
+    }
 }
 
 /// An entity as reads show it: a key-auth credential with a `ttl` shows the seconds it has
@@ -320,11 +336,11 @@ async fn referenced(
     pid: &str,
     child: &str,
 ) -> Result<Option<Response>, ApiError> {
-    let target = match child {
-        "service" => Kind::Service,
-        "route" => Kind::Route,
-        "consumer" => Kind::Consumer,
-        _ => return Ok(None),
+    let Some((_, target)) = crate::model::REFERENCES
+        .into_iter()
+        .find(|(f, _)| *f == child)
+    else {
+        return Ok(None);
     };
     let body = st
         .store()
@@ -370,11 +386,7 @@ async fn resolve_references(
     st: &AdminState,
     fields: &mut Map<String, Value>,
 ) -> Result<(), ApiError> {
-    for (field, kind) in [
-        ("service", Kind::Service),
-        ("route", Kind::Route),
-        ("consumer", Kind::Consumer),
-    ] {
+    for (field, kind) in crate::model::REFERENCES {
         let Some(v) = fields.get(field) else { continue };
         let key = match v {
             Value::String(s) => s.clone(),

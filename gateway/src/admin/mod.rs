@@ -14,13 +14,14 @@ mod list;
 pub mod openapi;
 mod schemas;
 pub mod service_openapi;
+mod upstreams;
 
 use crate::control::Reloader;
 use crate::store::Store;
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, MethodRouter};
+use axum::routing::{get, post, put, MethodRouter};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -80,6 +81,8 @@ pub fn router(state: Arc<AdminState>, extra: Router) -> Router {
     const READ: &str = "GET, HEAD, OPTIONS";
     const LIST: &str = LIST_METHODS;
     const ITEM: &str = ITEM_METHODS;
+    // Kong 3 marks with PUT; Kong 2's POST is taken too.
+    const MARK: &str = "OPTIONS, POST, PUT";
     let routes = Router::new()
         .route("/", kong_methods(get(info), READ))
         .route("/status", kong_methods(get(status), READ))
@@ -131,6 +134,28 @@ pub fn router(state: Arc<AdminState>, extra: Router) -> Router {
                     .put(service_openapi::put)
                     .delete(service_openapi::delete),
                 "DELETE, GET, HEAD, OPTIONS, PUT",
+            ),
+        )
+        .route(
+            "/upstreams/{u}/health",
+            kong_methods(get(upstreams::health), READ),
+        )
+        .route(
+            "/upstreams/{u}/targets/all",
+            kong_methods(get(upstreams::all_targets), READ),
+        )
+        .route(
+            "/upstreams/{u}/targets/{t}/healthy",
+            kong_methods(
+                put(upstreams::mark_healthy).post(upstreams::mark_healthy),
+                MARK,
+            ),
+        )
+        .route(
+            "/upstreams/{u}/targets/{t}/unhealthy",
+            kong_methods(
+                put(upstreams::mark_unhealthy).post(upstreams::mark_unhealthy),
+                MARK,
             ),
         )
         .route(
@@ -248,8 +273,16 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// This node's id, made at start: `GET /` and `/upstreams/{u}/health` show it, as Kong's do.
+pub fn node_id() -> uuid::Uuid {
+    static ID: std::sync::OnceLock<uuid::Uuid> = std::sync::OnceLock::new();
+    *ID.get_or_init(uuid::Uuid::new_v4)
+}
+
 async fn info(State(st): State<Arc<AdminState>>) -> Json<Value> {
-    Json(st.summary.clone())
+    let mut summary = st.summary.clone();
+    summary["node_id"] = json!(node_id());
+    Json(summary)
 }
 
 /// The version served and the version stored: equal once this node applied every write.

@@ -1,5 +1,5 @@
 //! The admin API's own OpenAPI 3.1 document, generated with utoipa from the entity types.
-use crate::model::{Consumer, KeyAuthCredential, Kind, Plugin, Route, Service};
+use crate::model::{Consumer, KeyAuthCredential, Kind, Plugin, Route, Service, Target, Upstream};
 use crate::store::portal;
 use axum::Json;
 use tollgate_analytics::query;
@@ -23,6 +23,8 @@ fn schema_name(kind: Kind) -> &'static str {
         Kind::Consumer => "Consumer",
         Kind::KeyAuth => "KeyAuthCredential",
         Kind::Plugin => "Plugin",
+        Kind::Upstream => "Upstream",
+        Kind::Target => "Target",
     }
 }
 
@@ -43,6 +45,7 @@ pub fn build() -> OpenApi {
         ("routes", "plugins", Kind::Plugin),
         ("consumers", "plugins", Kind::Plugin),
         ("consumers", "key-auth", Kind::KeyAuth),
+        ("upstreams", "targets", Kind::Target),
     ] {
         let name = schema_name(kind);
         let tag = format!("{parent}/{child}");
@@ -114,6 +117,8 @@ pub fn build() -> OpenApi {
                 .schema_from::<Consumer>()
                 .schema_from::<Plugin>()
                 .schema_from::<KeyAuthCredential>()
+                .schema_from::<Upstream>()
+                .schema_from::<Target>()
                 .schema_from::<portal::Plan>()
                 .schema_from::<portal::PlanLimits>()
                 .schema_from::<portal::DeveloperView>()

@@ -23,6 +23,8 @@ pub struct Reloader {
     pub metrics: Arc<Metrics>,
     /// Plugin state that outlives snapshots (rate-limit counters, Redis connections).
     pub plugins: Arc<crate::plugins::Shared>,
+    /// The active health checkers of the upstreams being served.
+    checkers: crate::balancer::active::Checkers,
     poke: Notify,
     store_reachable: AtomicBool,
 }
@@ -38,6 +40,7 @@ impl Reloader {
             snapshot: Arc::new(ArcSwap::from_pointee(Snapshot::empty())),
             metrics,
             plugins,
+            checkers: Default::default(),
             poke: Notify::new(),
             store_reachable: AtomicBool::new(true),
         }
@@ -79,6 +82,7 @@ impl Reloader {
                     services = s.services.len(),
                     "configuration applied"
                 );
+                self.checkers.reconcile(s.upstreams.iter());
                 self.snapshot.store(Arc::new(s));
                 self.metrics.config_reloads.fetch_add(1, Ordering::Relaxed);
                 Ok(())

@@ -64,6 +64,7 @@ pub fn document(entities: &[(Kind, Value)], plans: &[Plan]) -> Value {
         "consumer",
         "keyauth_credentials",
     );
+    let upstreams = nested(of(Kind::Upstream), of(Kind::Target), "upstream", "targets");
     let plugins: Vec<Value> = of(Kind::Plugin)
         .map(|p| Value::Object(clean(p, None)))
         .collect();
@@ -84,6 +85,7 @@ pub fn document(entities: &[(Kind, Value)], plans: &[Plan]) -> Value {
         ("routes", routes),
         ("consumers", consumers),
         ("plugins", plugins),
+        ("upstreams", upstreams),
         ("plans", plans),
     ] {
         if !list.is_empty() {

@@ -50,15 +50,15 @@ struct Item {
     fields: Map<String, Value>,
 }
 
-const TOP_LEVEL: &[&str] = &[
-    "_format_version",
-    "_transform",
-    "_info",
-    "_workspace",
+/// The file's own top-level keys.
+const META: &[&str] = &["_format_version", "_transform", "_info", "_workspace"];
+/// The top-level lists of entities.
+const LISTS: &[&str] = &[
     "services",
     "routes",
     "consumers",
     "plugins",
+    "upstreams",
     "plans",
 ];
 
@@ -194,7 +194,8 @@ impl Reader<'_> {
             }
             None => return self.error("", "_format_version is required (\"3.0\")"),
         }
-        for key in top.keys().filter(|k| !TOP_LEVEL.contains(&k.as_str())) {
+        let known = |k: &str| META.contains(&k) || LISTS.contains(&k);
+        for key in top.keys().filter(|k| !known(k)) {
             self.error(key, "unknown or unsupported top-level entity list");
         }
         for (i, s) in list(top, "services").iter().enumerate() {
@@ -209,11 +210,14 @@ impl Reader<'_> {
         for (i, p) in list(top, "plugins").iter().enumerate() {
             self.read_entity(Kind::Plugin, p, &format!("plugins[{i}]"), None);
         }
+        for (i, u) in list(top, "upstreams").iter().enumerate() {
+            self.read_upstream(u, &format!("upstreams[{i}]"));
+        }
         for (i, p) in list(top, "plans").iter().enumerate() {
             self.read_plan(p, &format!("plans[{i}]"));
         }
-        for key in ["services", "routes", "consumers", "plugins", "plans"] {
-            if top.get(key).is_some_and(|v| !v.is_array() && !v.is_null()) {
+        for key in LISTS {
+            if top.get(*key).is_some_and(|v| !v.is_array() && !v.is_null()) {
                 self.error(key, "expected a list");
             }
         }
@@ -316,6 +320,16 @@ impl Reader<'_> {
         }
     }
 
+    fn read_upstream(&mut self, u: &Value, path: &str) {
+        let Some(id) = self.read_entity(Kind::Upstream, u, path, None) else {
+            return;
+        };
+        for (i, t) in children(u, "targets").iter().enumerate() {
+            let tpath = format!("{path}.targets[{i}]");
+            self.read_entity(Kind::Target, t, &tpath, Some(("upstream", id)));
+        }
+    }
+
     fn read_consumer(&mut self, c: &Value, path: &str) {
         let Some(id) = self.read_entity(Kind::Consumer, c, path, None) else {
             return;
@@ -351,7 +365,7 @@ impl Reader<'_> {
             return None;
         };
         let mut fields = obj.clone();
-        for nested in ["routes", "plugins", "keyauth_credentials"] {
+        for nested in ["routes", "plugins", "keyauth_credentials", "targets"] {
             if kind != Kind::Plugin || nested != "plugins" {
                 fields.remove(nested);
             }
@@ -397,11 +411,7 @@ impl Reader<'_> {
         let mut records = Vec::with_capacity(items.len());
         let mut seen: HashSet<(Kind, &'static str, String)> = HashSet::new();
         for mut item in items {
-            for (field, kind) in [
-                ("service", Kind::Service),
-                ("route", Kind::Route),
-                ("consumer", Kind::Consumer),
-            ] {
+            for (field, kind) in crate::model::REFERENCES {
                 if let Err(msg) = resolve(&mut item.fields, field, kind, &names) {
                     self.error(&format!("{}.{field}", item.path), msg);
                 }
@@ -466,12 +476,8 @@ impl Reader<'_> {
             records.iter().map(|r| (r.kind, r.id)).collect();
         let mut missing = Vec::new();
         for r in records {
-            let refs = [
-                ("service", Kind::Service, r.keys.service_id),
-                ("route", Kind::Route, r.keys.route_id),
-                ("consumer", Kind::Consumer, r.keys.consumer_id),
-            ];
-            for (field, kind, id) in refs {
+            for (field, kind) in crate::model::REFERENCES {
+                let id = r.keys.reference(field);
                 if let Some(id) = id.filter(|id| !ids.contains(&(kind, *id))) {
                     missing.push((
                         r.id,
@@ -510,7 +516,8 @@ fn derived_id(kind: Kind, fields: &Map<String, Value>, path: &str) -> Uuid {
     let s = |f: &str| fields.get(f).and_then(Value::as_str).map(String::from);
     let r = |f: &str| fields.get(f).map(|v| v.to_string()).unwrap_or_default();
     let natural = match kind {
-        Kind::Service | Kind::Route => s("name"),
+        Kind::Service | Kind::Route | Kind::Upstream => s("name"),
+        Kind::Target => s("target").map(|t| format!("{}:{t}", r("upstream"))),
         Kind::Consumer => {
             s("username").or_else(|| s("custom_id").map(|c| format!("custom_id:{c}")))
         }

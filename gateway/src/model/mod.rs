@@ -9,6 +9,8 @@ pub mod plugin;
 pub mod route;
 pub mod schema;
 pub mod service;
+pub mod target;
+pub mod upstream;
 
 use schema::{Field, FieldErrors};
 use serde::{de::DeserializeOwned, Serialize};
@@ -20,6 +22,8 @@ pub use credential::KeyAuthCredential;
 pub use plugin::Plugin;
 pub use route::Route;
 pub use service::Service;
+pub use target::Target;
+pub use upstream::Upstream;
 
 /// The kinds of entity, in the order a configuration must create them (parents first).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -29,15 +33,19 @@ pub enum Kind {
     Consumer,
     KeyAuth,
     Plugin,
+    Upstream,
+    Target,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 7] = [
         Kind::Service,
         Kind::Route,
         Kind::Consumer,
         Kind::KeyAuth,
         Kind::Plugin,
+        Kind::Upstream,
+        Kind::Target,
     ];
 
     /// The admin API collection (`/services`) and the store's name for the kind.
@@ -48,6 +56,8 @@ impl Kind {
             Kind::Consumer => "consumers",
             Kind::KeyAuth => "key-auths",
             Kind::Plugin => "plugins",
+            Kind::Upstream => "upstreams",
+            Kind::Target => "targets",
         }
     }
 
@@ -68,7 +78,8 @@ impl Kind {
     /// `/plugins/{instance_name}`, `/key-auths/{key}`).
     pub fn name_field(self) -> &'static str {
         match self {
-            Kind::Service | Kind::Route => "name",
+            Kind::Service | Kind::Route | Kind::Upstream => "name",
+            Kind::Target => "target",
             Kind::Consumer => "username",
             Kind::KeyAuth => "key",
             Kind::Plugin => "instance_name",
@@ -95,6 +106,10 @@ impl Kind {
             Kind::Consumer => serde_json::json!({"username": "probe"}),
             Kind::KeyAuth => serde_json::json!({"consumer": {"id": Uuid::nil()}, "key": "probe"}),
             Kind::Plugin => serde_json::json!({"name": "key-auth"}),
+            Kind::Upstream => serde_json::json!({"name": "probe.test"}),
+            Kind::Target => {
+                serde_json::json!({"upstream": {"id": Uuid::nil()}, "target": "probe.test"})
+            }
         };
         let Value::Object(probe) = probe else {
             unreachable!("the probes are objects")
@@ -135,6 +150,8 @@ impl Kind {
             Kind::Consumer => Consumer::REQUIRED,
             Kind::KeyAuth => KeyAuthCredential::REQUIRED,
             Kind::Plugin => Plugin::REQUIRED,
+            Kind::Upstream => Upstream::REQUIRED,
+            Kind::Target => Target::REQUIRED,
         }
     }
 
@@ -145,9 +162,19 @@ impl Kind {
             Kind::Consumer => Consumer::FIELDS,
             Kind::KeyAuth => KeyAuthCredential::FIELDS,
             Kind::Plugin => Plugin::FIELDS,
+            Kind::Upstream => Upstream::FIELDS,
+            Kind::Target => Target::FIELDS,
         }
     }
 }
+
+/// The fields that refer to another entity, and the kind each refers to.
+pub const REFERENCES: [(&str, Kind); 4] = [
+    ("service", Kind::Service),
+    ("route", Kind::Route),
+    ("consumer", Kind::Consumer),
+    ("upstream", Kind::Upstream),
+];
 
 /// What the store indexes besides the body: unique keys and references to parents.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -159,7 +186,21 @@ pub struct Keys {
     pub service_id: Option<Uuid>,
     pub route_id: Option<Uuid>,
     pub consumer_id: Option<Uuid>,
+    pub upstream_id: Option<Uuid>,
     pub tags: Vec<String>,
+}
+
+impl Keys {
+    /// The id the reference field `field` holds.
+    pub fn reference(&self, field: &str) -> Option<Uuid> {
+        match field {
+            "service" => self.service_id,
+            "route" => self.route_id,
+            "consumer" => self.consumer_id,
+            "upstream" => self.upstream_id,
+            _ => None,
+        }
+    }
 }
 
 /// A validated entity: its full body (defaults filled in) and what the store indexes.
@@ -189,6 +230,10 @@ pub trait Entity: Serialize + DeserializeOwned {
     fn prepare(_input: &mut Map<String, Value>, _existing: Option<&Value>) -> Option<String> {
         None
     }
+
+    /// Kong's entity checks that must see the merged input before it is typed (their
+    /// messages replace a field's type error, as Kong's do).
+    fn check_merged(_body: &Map<String, Value>, _errors: &mut FieldErrors) {}
 
     /// Checks the rules that span several fields.
     fn validate(&mut self, errors: &mut FieldErrors);
@@ -220,6 +265,8 @@ pub fn normalize(
         Kind::Consumer => normalize_as::<Consumer>(kind, input, existing, source, now),
         Kind::KeyAuth => normalize_as::<KeyAuthCredential>(kind, input, existing, source, now),
         Kind::Plugin => normalize_as::<Plugin>(kind, input, existing, source, now),
+        Kind::Upstream => normalize_as::<Upstream>(kind, input, existing, source, now),
+        Kind::Target => normalize_as::<Target>(kind, input, existing, source, now),
     }
 }
 
@@ -239,10 +286,11 @@ fn normalize_as<T: Entity>(
     let mut errors = FieldErrors::default();
     let id = take_id(&mut input, existing, &mut errors);
     let revealed_secret = T::prepare(&mut input, existing);
-    errors = merge_errors(
-        errors,
-        schema::check(kind.fields(), &mut input, source == Source::Form),
-    );
+    errors.absorb(schema::check(
+        kind.fields(),
+        &mut input,
+        source == Source::Form,
+    ));
     let mut body = existing
         .and_then(Value::as_object)
         .cloned()
@@ -255,6 +303,7 @@ fn normalize_as<T: Entity>(
             errors.add(f, "required field missing");
         }
     }
+    T::check_merged(&body, &mut errors);
     errors.into_result()?;
     let created_at = body
         .get("created_at")
@@ -312,13 +361,6 @@ fn take_id(
             Uuid::nil()
         }
     }
-}
-
-fn merge_errors(mut a: FieldErrors, b: FieldErrors) -> FieldErrors {
-    for (k, v) in b.flatten() {
-        a.add(&k, v);
-    }
-    a
 }
 
 /// Reads the id out of a `{"id": ...}` reference field.

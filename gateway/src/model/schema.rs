@@ -28,6 +28,19 @@ pub enum Ty {
     /// A field Kong's entity has and Tollgate answers as `null`: any value is refused with
     /// this message (route `sources` on HTTP routes, as in Kong).
     NullOnly(&'static str),
+    /// A number, fractions allowed (an upstream's health-check `interval` in seconds).
+    Number {
+        min: f64,
+        max: f64,
+    },
+    /// An array of integers, each within bounds (health checks' `http_statuses`).
+    IntArray {
+        min: i64,
+        max: i64,
+    },
+    /// A nested record with its own fields (an upstream's `healthchecks`), checked field by
+    /// field, its errors nested under its name as Kong nests them.
+    Record(&'static [Field]),
 }
 
 /// A named field of an entity.
@@ -57,7 +70,11 @@ pub fn describe(fields: &[Field], required: &[&str], defaults: &Map<String, Valu
             if required.contains(&f.name) {
                 d["required"] = Value::Bool(true);
             }
-            if let Some(v) = defaults.get(f.name).filter(|v| !v.is_null()) {
+            let default = defaults.get(f.name).filter(|v| !v.is_null());
+            if let (Ty::Record(inner), Some(Value::Object(nested))) = (f.ty, default) {
+                d["fields"] = describe(inner, &[], nested)["fields"].take();
+            }
+            if let Some(v) = default {
                 d["default"] = v.clone();
             }
             serde_json::json!({ f.name: d })
@@ -80,6 +97,12 @@ fn describe_type(ty: Ty) -> Value {
         Ty::Ref => json!({"type": "foreign"}),
         Ty::Object => json!({"type": "record"}),
         Ty::NullOnly(message) => json!({"type": "any", "eq": null, "description": message}),
+        Ty::Number { min, max } => json!({"type": "number", "between": [min, max]}),
+        Ty::IntArray { min, max } => json!({"type": "array",
+            "elements": {"type": "integer", "between": [min, max]}}),
+        Ty::Record(inner) => {
+            json!({"type": "record", "fields": describe(inner, &[], &Map::new())["fields"]})
+        }
     }
 }
 
@@ -105,10 +128,34 @@ impl FieldErrors {
         self.0.entry(field.to_string()).or_insert(message);
     }
 
+    /// Records `message` for `field`, replacing what an earlier check said about it (an
+    /// entity check's answer is more precise than the field's type error).
+    pub fn set(&mut self, field: &str, message: impl Into<String>) {
+        self.0
+            .insert(field.to_string(), Value::String(message.into()));
+    }
+
     /// Adds errors found inside a nested object (`config`) under its field name.
     pub fn nest(&mut self, field: &str, inner: FieldErrors) {
         if !inner.is_empty() {
             self.0.insert(field.to_string(), inner.to_value());
+        }
+    }
+
+    /// Adds `other`'s errors, nested ones kept nested; a field already named keeps its
+    /// message, entity-level messages add up.
+    pub fn absorb(&mut self, other: FieldErrors) {
+        for (field, v) in other.0 {
+            match (field.as_str(), v) {
+                ("@entity", Value::Array(messages)) => {
+                    for m in messages {
+                        self.add("@entity", m.as_str().unwrap_or_default());
+                    }
+                }
+                (_, v) => {
+                    self.0.entry(field).or_insert(v);
+                }
+            }
         }
     }
 
@@ -191,6 +238,10 @@ pub fn check(fields: &[Field], input: &mut Map<String, Value>, from_form: bool) 
         if value.is_null() {
             continue;
         }
+        if let (Ty::Record(inner), Value::Object(record)) = (f.ty, &mut *value) {
+            errors.nest(key, check(inner, record, from_form));
+            continue;
+        }
         if let Err(msg) = coerce(f.ty, value, from_form) {
             errors.add(key, msg);
         }
@@ -229,7 +280,43 @@ pub fn coerce(ty: Ty, value: &mut Value, from_form: bool) -> Result<(), String> 
             _ => Err("expected a record".into()),
         },
         Ty::NullOnly(message) => Err(message.into()),
+        Ty::Number { min, max } => coerce_number(value, from_form, min, max),
+        Ty::IntArray { min, max } => coerce_int_array(value, from_form, min, max),
+        Ty::Record(_) => Err("expected a record".into()),
     }
+}
+
+fn coerce_number(value: &mut Value, from_form: bool, min: f64, max: f64) -> Result<(), String> {
+    if from_form {
+        if let Some(n) = value.as_str().and_then(|s| s.trim().parse::<f64>().ok()) {
+            *value = serde_json::Number::from_f64(n).map_or(Value::Null, Value::Number);
+        }
+    }
+    let n = value
+        .as_f64()
+        .ok_or_else(|| "expected a number".to_string())?;
+    if n < min || n > max {
+        return Err(format!("value should be between {min} and {max}"));
+    }
+    Ok(())
+}
+
+fn coerce_int_array(value: &mut Value, from_form: bool, min: i64, max: i64) -> Result<(), String> {
+    if from_form {
+        if let Value::String(s) = value {
+            *value = Value::Array(vec![Value::String(s.clone())]);
+        }
+        if let Value::Object(m) = value {
+            *value = indexed_object_to_array(m)?;
+        }
+    }
+    let Value::Array(items) = value else {
+        return Err("expected an array".into());
+    };
+    for item in items.iter_mut() {
+        coerce_int(item, from_form, min, max)?;
+    }
+    Ok(())
 }
 
 fn expect_string(value: &Value) -> Result<(), String> {

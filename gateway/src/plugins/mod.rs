@@ -84,6 +84,8 @@ pub struct Shared {
     pub default_redis_url: Option<String>,
     /// file-log's writer threads, one per file.
     pub file_logs: file_log::Writers,
+    /// Upstream targets' health, kept across snapshots.
+    pub balancers: crate::balancer::health::Registry,
 }
 
 /// Why a plugin config was refused.

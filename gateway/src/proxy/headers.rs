@@ -110,7 +110,8 @@ fn connection_named(h: &HeaderMap) -> Vec<HeaderName> {
 
 /// What the gateway says on every upstream request, whatever the client sent.
 pub(super) struct Forwarded<'a> {
-    pub host: &'a [u8],
+    /// The `Host`, unless each attempt sends its target's (`upstream::send` adds it).
+    pub host: Option<&'a [u8]>,
     /// The peer that connected, appended to the client's `X-Forwarded-For`.
     pub peer: &'a HeaderValue,
     /// The client it stands for (`X-Real-IP`) when it is not the peer itself, after the
@@ -143,8 +144,8 @@ impl<'a> Forwarded<'a> {
         send_request_id: bool,
     ) -> Forwarded<'a> {
         let host = match raw_host(&client.uri, &client.headers) {
-            Some(h) if route.preserve_host => h.as_bytes(),
-            _ => service.host_header.as_bytes(),
+            Some(h) if route.preserve_host => Some(h.as_bytes()),
+            _ => service.destination.fixed_host().map(HeaderValue::as_bytes),
         };
         Forwarded {
             host,
@@ -220,7 +221,9 @@ pub(super) fn write_for_upstream(
             write_header(out, name.as_str().as_bytes(), value.as_bytes());
         }
     }
-    write_header(out, b"host", ours.host);
+    if let Some(host) = ours.host {
+        write_header(out, b"host", host);
+    }
     write_chain(out, b"x-forwarded-for", &xff, ours.peer.as_bytes());
     let real_ip = ours.real_ip.as_ref().map(String::as_bytes);
     write_header(out, b"x-real-ip", real_ip.unwrap_or(ours.peer.as_bytes()));
@@ -331,7 +334,7 @@ mod tests {
         );
         let (consumer_id, username, credential) = (value("c-1"), value("ann"), value("k-1"));
         let ours = Forwarded {
-            host: b"backend:8080",
+            host: Some(b"backend:8080"),
             peer: &peer,
             real_ip: Some("203.0.113.9".into()),
             forwarded_host: &fhost,

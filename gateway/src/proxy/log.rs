@@ -70,6 +70,8 @@ pub(super) struct Exchange {
     /// From arrival until the request went upstream (Kong's proxy latency); `None` until then.
     pub before_upstream_us: Option<u64>,
     pub upstream_failed: bool,
+    /// Keeps the target that answered counted in flight until the response is sent.
+    pub in_flight: Option<super::destination::InFlight>,
 }
 
 impl Exchange {

@@ -6,6 +6,7 @@
 //! holds a lock across an await.
 mod client_ip;
 mod coarse_timer;
+mod destination;
 mod downstream;
 mod drain;
 mod error_page;
@@ -22,6 +23,7 @@ use crate::snapshot::{RouteEntry, ServiceEntry, Snapshot};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 pub use client_ip::ClientIp;
+pub use destination::{Destination, Endpoint};
 pub use downstream::{Downstream, Host};
 use error_page::Format;
 use gateway_headers::{GatewayHeaders, PRODUCT, VIA_HTTP1, VIA_HTTP2};
@@ -99,6 +101,7 @@ impl Proxy {
             upstream_status: None,
             before_upstream_us: None,
             upstream_failed: false,
+            in_flight: None,
         };
         let format = if seen.accept {
             Format::from_accept(req.headers())
@@ -196,8 +199,10 @@ impl Proxy {
         if !upstream::request_line(&parts.method, &upstream_path, query, &mut head) {
             return Err(bad());
         }
+        let hash = self.balance_hash(service, &parts, &norm_path, ex);
         let send_id = self.headers.upstream_request_id;
         let ours = headers::Forwarded::new(&parts, route, service, ex, stripped, conn, send_id);
+        let host_in_head = ours.host.is_some();
         headers::write_for_upstream(&parts.headers, &set_by_plugins, &ours, &mut head);
         let req = upstream::Outgoing {
             declared_length: parts.headers.contains_key(header::CONTENT_LENGTH),
@@ -206,7 +211,39 @@ impl Proxy {
             body,
             response_room: GATEWAY_HEADERS + ex.response_headers.len(),
         };
-        self.forward(req, service, ex).await
+        let picks = destination::Picks::new(&service.destination, hash, host_in_head);
+        self.forward(req, picks, service, ex).await
+    }
+
+    /// The consistent-hashing value of a request to a service balanced that way (a cookie
+    /// the gateway made up for it is set on the response).
+    fn balance_hash(
+        &self,
+        service: &ServiceEntry,
+        parts: &http::request::Parts,
+        path: &str,
+        ex: &mut Exchange,
+    ) -> Option<u64> {
+        let Destination::Upstream { balancer, .. } = &service.destination else {
+            return None;
+        };
+        let consumer = ex.consumer.as_ref().map(|c| c.id.to_string());
+        let no_captures = |_: &str| None;
+        let (hash, cookie) = crate::balancer::request_hash(
+            balancer,
+            &crate::balancer::HashRequest {
+                consumer: consumer.as_deref(),
+                ip: ex.client_ip,
+                headers: &parts.headers,
+                path,
+                query: parts.uri.query(),
+                captures: &no_captures,
+            },
+        );
+        if let Some(cookie) = cookie {
+            ex.response_headers.push((header::SET_COOKIE, cookie));
+        }
+        hash
     }
 
     /// The access phase: leaves the request as plugins changed it and returns the headers
@@ -236,10 +273,11 @@ impl Proxy {
         }
     }
 
-    /// Sends the request upstream (the service's `retries` apply to connecting).
+    /// Sends the request upstream (the service's `retries` apply to failed attempts).
     async fn forward(
         &self,
         req: upstream::Outgoing,
+        mut picks: destination::Picks<'_>,
         service: &ServiceEntry,
         ex: &mut Exchange,
     ) -> Result<Response<ProxyBody>, Reply> {
@@ -249,11 +287,12 @@ impl Proxy {
         };
         let sent = Instant::now();
         ex.before_upstream_us = Some(sent.duration_since(ex.start).as_micros() as u64);
-        ex.upstream_addr = Some(service.address.clone());
-        let outcome = upstream::send(req, &service.target, &limits).await;
+        let outcome = upstream::send(req, &mut picks, &limits).await;
         ex.upstream_us = sent.elapsed().as_micros() as u64;
+        ex.upstream_addr = picks.address();
         match outcome {
             Ok(resp) => {
+                ex.in_flight = picks.answered(resp.status().as_u16(), ex.upstream_us);
                 let (mut parts, body) = resp.into_parts();
                 // The upstream's version (HTTP/1.0 from some servers) belongs to that hop; the
                 // client is answered in its connection's own (hyper writes the one given here,
@@ -265,6 +304,14 @@ impl Proxy {
             Err(upstream::UpstreamError::ClientBody(e)) => {
                 tracing::debug!(service = %service.label, error = %e, "the client's request body was malformed");
                 Err(Reply::new(StatusCode::BAD_REQUEST, "Bad request"))
+            }
+            Err(upstream::UpstreamError::NoTarget) => {
+                ex.upstream_failed = true;
+                tracing::warn!(service = %service.label, "no upstream target available");
+                Err(Reply::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "failure to get a peer from the ring-balancer",
+                ))
             }
             Err(e) => {
                 ex.upstream_failed = true;
@@ -405,7 +452,7 @@ fn reply_response(reply: Reply, request_id: &str, format: Format) -> Response<Pr
     resp
 }
 
-fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+pub(crate) fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
         if let Some(io) = err.downcast_ref::<std::io::Error>() {

@@ -6,9 +6,11 @@
 
 mod consumers;
 
-use crate::model::{Kind, Route, Service};
+use crate::balancer::Balancer;
+use crate::model::{Kind, Route, Service, Target, Upstream};
 use crate::plugins::chain::{Plan, PluginIndex};
 use crate::plugins::Shared;
+use crate::proxy::{Destination, Endpoint};
 use crate::router::Router;
 pub use consumers::{ConsumerEntry, CredentialEntry, CredentialId};
 use serde_json::Value;
@@ -37,12 +39,8 @@ pub struct RouteEntry {
 pub struct ServiceEntry {
     pub id: Uuid,
     pub label: Arc<str>,
-    /// Where its requests go: the upstream connection pool's key.
-    pub target: crate::proxy::Target,
-    /// `host:port`, as the analytics events name the upstream.
-    pub address: Arc<str>,
-    /// The `Host` header sent upstream unless the route preserves the client's.
-    pub host_header: http::HeaderValue,
+    /// Where its requests go: its host, or the upstream its host names.
+    pub destination: Destination,
     pub path: Option<String>,
     pub retries: u32,
     pub read_timeout: Duration,
@@ -55,6 +53,8 @@ pub struct Snapshot {
     pub services: Vec<ServiceEntry>,
     pub consumers: consumers::Consumers,
     pub plugins: PluginIndex,
+    /// The upstreams, balanced, in creation order.
+    pub upstreams: Vec<Arc<Balancer>>,
 }
 
 impl Snapshot {
@@ -66,7 +66,15 @@ impl Snapshot {
             services: Vec::new(),
             consumers: consumers::Consumers::default(),
             plugins: PluginIndex::default(),
+            upstreams: Vec::new(),
         }
+    }
+
+    /// An upstream by id or name.
+    pub fn upstream(&self, id_or_name: &str) -> Option<&Arc<Balancer>> {
+        self.upstreams
+            .iter()
+            .find(|b| &*b.name == id_or_name || b.id.to_string() == id_or_name)
     }
 
     /// The credential of a presented API key, unless it expired.
@@ -92,6 +100,8 @@ impl Snapshot {
         let mut service_index = HashMap::new();
         let mut disabled = std::collections::HashSet::new();
         let mut routes = Vec::new();
+        let mut service_list = Vec::new();
+        let (mut upstreams, mut targets) = (Vec::new(), Vec::new());
         for (kind, body) in entities {
             match kind {
                 Kind::Service => {
@@ -100,9 +110,11 @@ impl Snapshot {
                         disabled.insert(s.id);
                         continue;
                     }
-                    service_index.insert(s.id, services.len());
-                    services.push(service_entry(&s)?);
+                    service_index.insert(s.id, service_list.len());
+                    service_list.push(s);
                 }
+                Kind::Upstream => upstreams.push(parse::<Upstream>(body)?),
+                Kind::Target => targets.push(parse::<Target>(body)?),
                 Kind::Route => {
                     let r: Route = parse(body)?;
                     if r.service.is_some_and(|s| disabled.contains(&s.id)) {
@@ -117,6 +129,10 @@ impl Snapshot {
         }
         for k in &keys {
             consumers.add_key(k)?;
+        }
+        let upstreams = balancers(upstreams, targets, &shared.balancers);
+        for s in &service_list {
+            services.push(service_entry(s, &upstreams)?);
         }
         let router = Router::new(&routes)?;
         let plugins = PluginIndex::build(&plugins, shared)?;
@@ -135,8 +151,29 @@ impl Snapshot {
             services,
             consumers,
             plugins,
+            upstreams,
         })
     }
+}
+
+/// Each upstream's balancer over its targets (in creation order, as Kong lists them).
+fn balancers(
+    upstreams: Vec<Upstream>,
+    mut targets: Vec<Target>,
+    registry: &crate::balancer::health::Registry,
+) -> Vec<Arc<Balancer>> {
+    targets.sort_by_key(|t| (t.created_at, t.id));
+    upstreams
+        .iter()
+        .map(|u| {
+            let own = targets
+                .iter()
+                .filter(|t| t.upstream.id == u.id)
+                .cloned()
+                .collect();
+            Arc::new(Balancer::new(u, own, registry))
+        })
+        .collect()
 }
 
 fn parse<T: serde::de::DeserializeOwned>(body: &Value) -> Result<T, String> {
@@ -164,40 +201,68 @@ fn route_entry(r: &Route, service: Option<usize>, plugins: Plan) -> RouteEntry {
     }
 }
 
-fn service_entry(s: &Service) -> Result<ServiceEntry, String> {
-    let port = s.effective_port();
+fn service_entry(s: &Service, upstreams: &[Arc<Balancer>]) -> Result<ServiceEntry, String> {
     let tls = matches!(s.protocol.as_str(), "https" | "grpcs" | "wss");
-    let default_port = if tls { 443 } else { 80 };
-    let host = if s.host.contains(':') {
-        format!("[{}]", s.host)
-    } else {
-        s.host.clone()
-    };
-    let authority: http::uri::Authority = format!("{host}:{port}")
-        .parse()
-        .map_err(|e| format!("service {}: {e}", s.id))?;
-    let host_header = if port == default_port {
-        host.clone()
-    } else {
-        format!("{host}:{port}")
+    let timeouts = (
+        Duration::from_millis(u64::from(s.connect_timeout)),
+        Duration::from_millis(u64::from(s.write_timeout)),
+    );
+    let destination = match upstreams.iter().find(|b| *b.name == s.host) {
+        Some(b) => Destination::Upstream {
+            endpoints: b
+                .members
+                .iter()
+                .map(|m| endpoint(tls, &m.host, m.port, timeouts))
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("upstream {}: {e}", b.name))?,
+            balancer: b.clone(),
+        },
+        None => Destination::Host(
+            endpoint(tls, &s.host, s.effective_port(), timeouts)
+                .map_err(|e| format!("service {}: {e}", s.id))?,
+        ),
     };
     Ok(ServiceEntry {
         id: s.id,
         label: label(&s.name, s.id),
-        address: authority.as_str().into(),
-        target: crate::proxy::Target::new(
-            if tls {
-                http::uri::Scheme::HTTPS
-            } else {
-                http::uri::Scheme::HTTP
-            },
-            authority,
-            Duration::from_millis(u64::from(s.connect_timeout)),
-            Duration::from_millis(u64::from(s.write_timeout)),
-        ),
-        host_header: http::HeaderValue::from_str(&host_header).map_err(|e| e.to_string())?,
+        destination,
         path: s.path.clone(),
         retries: s.retries,
         read_timeout: Duration::from_millis(u64::from(s.read_timeout)),
+    })
+}
+
+/// How a service reaches `host:port`: the pool key with its connect and write timeouts, the
+/// address as logs name it, and the `Host` it sends (the port left out when it is the
+/// scheme's own).
+fn endpoint(
+    tls: bool,
+    host: &str,
+    port: u16,
+    (connect_timeout, write_timeout): (Duration, Duration),
+) -> Result<Endpoint, String> {
+    let default_port = if tls { 443 } else { 80 };
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    };
+    let authority: http::uri::Authority = format!("{host}:{port}")
+        .parse()
+        .map_err(|e| format!("{e}"))?;
+    let host_header = if port == default_port {
+        host
+    } else {
+        format!("{host}:{port}")
+    };
+    let scheme = if tls {
+        http::uri::Scheme::HTTPS
+    } else {
+        http::uri::Scheme::HTTP
+    };
+    Ok(Endpoint {
+        address: authority.as_str().into(),
+        target: crate::proxy::Target::new(scheme, authority, connect_timeout, write_timeout),
+        host_header: http::HeaderValue::from_str(&host_header).map_err(|e| e.to_string())?,
     })
 }

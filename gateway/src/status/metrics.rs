@@ -324,6 +324,80 @@ fn histogram(out: &mut String, name: &str, help: &str, data: HashMap<Labels, His
 }
 
 /// Escapes a label value for the text format.
+/// Each upstream target's health and circuit breaker, one series per state with the
+/// current one at 1 (as Kong's `kong_upstream_target_health` does), and its attempts.
+pub fn render_targets(balancers: &[Arc<crate::balancer::Balancer>], out: &mut String) {
+    use crate::balancer::health::{now_ms, BreakerState, Health};
+    let now = now_ms();
+    header(
+        out,
+        "tollgate_upstream_target_health",
+        "Health of each upstream target as this node sees it (1 for its current state).",
+        "gauge",
+    );
+    let labels = |b: &crate::balancer::Balancer, m: &crate::balancer::Member| {
+        format!(
+            "upstream=\"{}\",target=\"{}\"",
+            esc(&b.name),
+            esc(&m.target.target)
+        )
+    };
+    for b in balancers {
+        for m in &b.members {
+            let current = b.health_of(m);
+            for h in [Health::Healthy, Health::Unhealthy, Health::HealthchecksOff] {
+                let on = u8::from(h == current);
+                let state = h.as_str().to_ascii_lowercase();
+                let _ = writeln!(
+                    out,
+                    "tollgate_upstream_target_health{{{},state=\"{state}\"}} {on}",
+                    labels(b, m)
+                );
+            }
+        }
+    }
+    header(
+        out,
+        "tollgate_upstream_target_circuit_breaker",
+        "Circuit breaker of each upstream target (1 for its current state).",
+        "gauge",
+    );
+    for b in balancers {
+        for m in &b.members {
+            let current = m.health.breaker(now);
+            for s in [
+                BreakerState::Closed,
+                BreakerState::Open,
+                BreakerState::HalfOpen,
+            ] {
+                let on = u8::from(s == current);
+                let _ = writeln!(
+                    out,
+                    "tollgate_upstream_target_circuit_breaker{{{},state=\"{}\"}} {on}",
+                    labels(b, m),
+                    s.as_str()
+                );
+            }
+        }
+    }
+    header(
+        out,
+        "tollgate_upstream_target_attempts_total",
+        "Attempts the proxy sent to each upstream target.",
+        "counter",
+    );
+    for b in balancers {
+        for m in &b.members {
+            let n = m.health.attempts.load(std::sync::atomic::Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "tollgate_upstream_target_attempts_total{{{}}} {n}",
+                labels(b, m)
+            );
+        }
+    }
+}
+
 fn esc(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('"', "\\\"")

@@ -59,21 +59,23 @@ async fn metrics(State(r): State<Arc<Reloader>>) -> impl IntoResponse {
             f64::from(u8::from(r.store_reachable())),
         ),
     ];
+    let mut text = r.metrics.render(
+        &[(
+            "tollgate_rate_limit_redis_errors_total",
+            "rate-limiting requests whose Redis counter failed (passed when fault_tolerant).",
+            r.plugins
+                .redis
+                .errors
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )],
+        &gauges,
+    );
+    metrics::render_targets(&snapshot.upstreams, &mut text);
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        r.metrics.render(
-            &[(
-                "tollgate_rate_limit_redis_errors_total",
-                "rate-limiting requests whose Redis counter failed (passed when fault_tolerant).",
-                r.plugins
-                    .redis
-                    .errors
-                    .load(std::sync::atomic::Ordering::Relaxed),
-            )],
-            &gauges,
-        ),
+        text,
     )
 }

@@ -252,7 +252,8 @@ impl Store {
             Kind::Service => Some("service_id"),
             Kind::Route => Some("route_id"),
             Kind::Consumer => Some("consumer_id"),
-            Kind::KeyAuth | Kind::Plugin => None,
+            Kind::Upstream => Some("upstream_id"),
+            Kind::KeyAuth | Kind::Plugin | Kind::Target => None,
         };
         if let Some(column) = column {
             sqlx::query(&format!("DELETE FROM entities WHERE {column} = $1"))
@@ -323,8 +324,8 @@ async fn insert(tx: &mut Tx, rec: &Record) -> Result<(), StoreError> {
         .and_then(Value::as_i64)
         .unwrap_or(0);
     sqlx::query(
-        "INSERT INTO entities (kind, id, name_key, alt_key, service_id, route_id, consumer_id, tags, body, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        "INSERT INTO entities (kind, id, name_key, alt_key, service_id, route_id, consumer_id, upstream_id, tags, body, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(rec.kind.collection())
     .bind(rec.id.to_string())
@@ -333,6 +334,7 @@ async fn insert(tx: &mut Tx, rec: &Record) -> Result<(), StoreError> {
     .bind(id(k.service_id))
     .bind(id(k.route_id))
     .bind(id(k.consumer_id))
+    .bind(id(k.upstream_id))
     .bind(tags)
     .bind(rec.body.to_string())
     .bind(created_at)
@@ -350,13 +352,10 @@ async fn bump_version(tx: &mut Tx) -> Result<(), StoreError> {
 
 /// Every parent an entity names must exist.
 async fn check_references(tx: &mut Tx, rec: &Record) -> Result<(), StoreError> {
-    let refs = [
-        ("service", Kind::Service, rec.keys.service_id),
-        ("route", Kind::Route, rec.keys.route_id),
-        ("consumer", Kind::Consumer, rec.keys.consumer_id),
-    ];
-    for (field, kind, id) in refs {
-        let Some(id) = id else { continue };
+    for (field, kind) in crate::model::REFERENCES {
+        let Some(id) = rec.keys.reference(field) else {
+            continue;
+        };
         let found = sqlx::query("SELECT 1 FROM entities WHERE kind = $1 AND id = $2")
             .bind(kind.collection())
             .bind(id.to_string())

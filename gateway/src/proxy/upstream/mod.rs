@@ -140,6 +140,9 @@ thread_local! {
 /// Why an upstream request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
+    /// No target of the upstream can take the request (all unhealthy, open or weight 0).
+    #[error("no target is available")]
+    NoTarget,
     /// No connection could be made (after the service's `retries`).
     #[error("cannot connect: {0}")]
     Connect(Box<dyn std::error::Error + Send + Sync>),
@@ -161,7 +164,8 @@ struct ClientBodyError(hyper::Error);
 pub struct Outgoing {
     pub method: Method,
     /// The request line and headers, as `request_line` and `write_header` wrote them, but
-    /// the body's framing and the blank line, which `send` adds.
+    /// the `Host` when each attempt names its own, the body's framing and the blank line,
+    /// which `send` adds.
     pub head: Vec<u8>,
     /// Whether the client sent a `Content-Length`.
     pub declared_length: bool,
@@ -171,30 +175,43 @@ pub struct Outgoing {
     pub response_room: usize,
 }
 
-/// How long the upstream may take, and how often connecting is tried again.
+/// How long the upstream may take, and how often another attempt is made.
 pub struct Limits {
     /// Kong's `read_timeout`: each wait for a part of the response.
     pub read_timeout: Duration,
-    /// Kong's `retries`: further connection attempts after one fails.
+    /// Kong's `retries`: further attempts after one fails.
     pub retries: u32,
 }
 
-/// Sends `req` to `target` on a pooled or new connection and returns the response with its
-/// body still to be read.
+/// Where a request's attempts go, and who hears how they failed: a service's one host, or
+/// the targets an upstream's balancer picks.
+pub trait Attempts {
+    /// The next attempt's destination and, when the head carries none, its `Host`; `None`
+    /// when nothing can take it.
+    fn next(&mut self) -> Option<(Target, Option<http::HeaderValue>)>;
+    /// The last attempt got no answer, for this reason.
+    fn failed(&mut self, outcome: crate::balancer::health::Outcome);
+}
+
+/// Sends `req` to the destinations `attempts` gives, on a pooled or new connection, and
+/// returns the response with its body still to be read. A failed connection goes to the next
+/// destination, up to `retries` times; so does a request the upstream dropped without
+/// answering when it can be sent again (an idempotent one whose body is in memory, as
+/// nginx's `proxy_next_upstream error` does). A request whose bytes may have been acted on
+/// (anything else once sent, or one that timed out waiting for the answer) is not retried.
 pub async fn send(
     req: Outgoing,
-    target: &Target,
+    attempts: &mut impl Attempts,
     limits: &Limits,
 ) -> Result<Response<PooledBody>, UpstreamError> {
+    use crate::balancer::health::Outcome;
     let body_len = match &req.body {
         RequestBody::Buffered(b) => Some(b.len() as u64),
         RequestBody::Streaming(b) => b.size_hint().exact(),
     };
     let mut head = req.head;
-    let framing = codec::end_head(&req.method, body_len, req.declared_length, &mut head);
+    let base = head.len();
     let mut body = req.body;
-    // An idempotent request whose body is in memory, or absent, can go again (a streamed
-    // body is gone once sent), as nginx's `proxy_next_upstream error` does.
     let replayable = req.method.is_idempotent()
         && match &body {
             RequestBody::Buffered(_) => true,
@@ -204,32 +221,65 @@ pub async fn send(
         head_request: req.method == Method::HEAD,
         room: req.response_room,
     };
-    let mut failed_connects = 0;
-    loop {
-        let (mut conn, reused) = match checkout(target) {
-            Some(conn) => (conn, true),
-            None => match connect(target).await {
-                Ok(conn) => (conn, false),
-                Err(_) if failed_connects < limits.retries => {
-                    failed_connects += 1;
-                    continue;
-                }
-                Err(e) => return Err(UpstreamError::Connect(e)),
-            },
-        };
-        conn.set_read_timeout(Some(limits.read_timeout));
-        match conn.exchange(&head, &mut body, framing, &expect).await {
-            Ok(h) => {
-                let resp = h.response;
-                let body = PooledBody::new(conn, target.clone(), h.framing, h.keep_alive);
-                return Ok(resp.map(|()| body));
-            }
-            // A kept-alive connection the upstream had closed meanwhile: nothing came back,
-            // and the request goes again on another connection when it can.
-            Err(Failure::Silent(_)) if reused && replayable => {}
-            Err(Failure::Client(e)) => return Err(UpstreamError::ClientBody(e)),
-            Err(Failure::Silent(e) | Failure::Broken(e)) => return Err(e.into()),
+    let frame = |head: &mut Vec<u8>, host: Option<http::HeaderValue>| {
+        head.truncate(base);
+        if let Some(host) = host {
+            codec::write_header(head, b"host", host.as_bytes());
         }
+        codec::end_head(&req.method, body_len, req.declared_length, head)
+    };
+    let (mut target, host) = attempts.next().ok_or(UpstreamError::NoTarget)?;
+    let mut framing = frame(&mut head, host);
+    let mut failures = 0;
+    loop {
+        let outcome = match checkout(&target) {
+            Some(conn) => Ok((conn, true)),
+            None => connect(&target).await.map(|c| (c, false)),
+        };
+        let failed = match outcome {
+            Ok((mut conn, reused)) => {
+                conn.set_read_timeout(Some(limits.read_timeout));
+                match conn.exchange(&head, &mut body, framing, &expect).await {
+                    Ok(h) => {
+                        let resp = h.response;
+                        let body = PooledBody::new(conn, target.clone(), h.framing, h.keep_alive);
+                        return Ok(resp.map(|()| body));
+                    }
+                    // A kept-alive connection the upstream had closed meanwhile: nothing came
+                    // back, and the request goes again on another connection to the same place.
+                    Err(Failure::Silent(_)) if reused && replayable => continue,
+                    Err(Failure::Silent(e)) if replayable => UpstreamError::Exchange(e),
+                    Err(Failure::Client(e)) => return Err(UpstreamError::ClientBody(e)),
+                    Err(Failure::Silent(e) | Failure::Broken(e)) => {
+                        attempts.failed(outcome_of(&e));
+                        return Err(e.into());
+                    }
+                }
+            }
+            Err(e) => UpstreamError::Connect(e),
+        };
+        attempts.failed(if super::is_timeout(&failed) {
+            Outcome::Timeout
+        } else {
+            Outcome::TcpFailure
+        });
+        if failures >= limits.retries {
+            return Err(failed);
+        }
+        failures += 1;
+        let Some((next, host)) = attempts.next() else {
+            return Err(failed);
+        };
+        target = next;
+        framing = frame(&mut head, host);
+    }
+}
+
+fn outcome_of(e: &io::Error) -> crate::balancer::health::Outcome {
+    if e.kind() == io::ErrorKind::TimedOut {
+        crate::balancer::health::Outcome::Timeout
+    } else {
+        crate::balancer::health::Outcome::TcpFailure
     }
 }
 
