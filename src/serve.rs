@@ -105,6 +105,9 @@ pub async fn run(s: Settings) -> anyhow::Result<ExitCode> {
     let store = open_store(&s).await?;
     let plugins = Arc::new(Shared {
         default_redis_url: s.redis_url.clone(),
+        dns: Arc::new(tollgate_gateway::balancer::dns::Resolver::new(
+            std::time::Duration::from_secs(s.dns_ttl),
+        )),
         ..Shared::default()
     });
     let reloader = Arc::new(Reloader::new(

@@ -140,6 +140,10 @@ pub struct Settings {
     /// limit leaves after the other listeners, halved for the upstream connections).
     #[arg(long, env = "TOLLGATE_PROXY_MAX_CONNECTIONS", global = true)]
     pub proxy_max_connections: Option<usize>,
+    /// Seconds a resolved host name (a target's, or a service's) is used before it is
+    /// resolved again; each address it resolves to is balanced as a target.
+    #[arg(long, env = "TOLLGATE_DNS_TTL", default_value_t = 30, global = true)]
+    pub dns_ttl: u64,
     /// Where the SQLite store and other local state live.
     #[arg(
         long,

@@ -172,6 +172,7 @@ async fn weighted_round_robin_serves_each_target_its_share() {
     balanced(&gw, json!({"name": "rr.test"}), &targets).await;
     let answers = many(&gw, "/rr.test", 6000, 8).await;
     let counts = shares(&answers);
+    eprintln!("round-robin 1:2:3 over 6000: {counts:?}");
     for (b, w) in backends.iter().zip([1.0, 2.0, 3.0]) {
         let share = counts[&local(b.port)] as f64 / 6000.0;
         assert!(
@@ -228,11 +229,23 @@ async fn least_connections_steers_away_from_a_slow_target() {
         &[(local(fast.port), 100), (local(slow.port), 100)],
     )
     .await;
-    let until = Instant::now() + Duration::from_millis(1500);
-    let mut clients = tokio::task::JoinSet::new();
-    for _ in 0..100 {
-        let url = gw.proxy_url("/lc.test");
-        clients.spawn(async move {
+    let counts = shares(&for_a_while(&gw, "/lc.test", 100, Duration::from_millis(1500)).await);
+    let ratio = counts[&local(fast.port)] as f64 / counts[&local(slow.port)] as f64;
+    eprintln!("least-connections: fast/slow = {ratio:.2} {counts:?}");
+    assert!(
+        (1.0..=3.0).contains(&ratio) && ratio > 1.2,
+        "fast/slow = {ratio}: {counts:?}"
+    );
+}
+
+/// GETs of `path` from `clients` concurrent clients, each sending its next request when its
+/// last one is answered, for `time`.
+async fn for_a_while(gw: &Gateway, path: &str, clients: usize, time: Duration) -> Vec<Resp> {
+    let until = Instant::now() + time;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..clients {
+        let url = gw.proxy_url(path);
+        tasks.spawn(async move {
             let mut served = Vec::new();
             while Instant::now() < until {
                 served.push(send("GET", &url, &[], None).await);
@@ -241,15 +254,32 @@ async fn least_connections_steers_away_from_a_slow_target() {
         });
     }
     let mut answers = Vec::new();
-    while let Some(part) = clients.join_next().await {
+    while let Some(part) = tasks.join_next().await {
         answers.extend(part.unwrap());
     }
-    let counts = shares(&answers);
-    let ratio = counts[&local(fast.port)] as f64 / counts[&local(slow.port)] as f64;
-    assert!(
-        (1.0..=3.0).contains(&ratio) && ratio > 1.2,
-        "fast/slow = {ratio}: {counts:?}"
-    );
+    answers
+}
+
+/// 07-latency_spec.lua:19-125 ("balances by latency"): targets answering in 100 ms and in
+/// 1 s, a few requests to learn their latencies, then 100 concurrent clients for 1.5 s: the
+/// fast one serves over ten times as many.
+#[tokio::test(flavor = "multi_thread")]
+async fn latency_balancing_prefers_the_fast_target() {
+    let gw = Gateway::start(&[]).await;
+    let fast = Proc::start(free_port(), "slow=100").await;
+    let slow = Proc::start(free_port(), "slow=1000").await;
+    balanced(
+        &gw,
+        json!({"name": "ewma.test", "algorithm": "latency"}),
+        &[(local(fast.port), 100), (local(slow.port), 100)],
+    )
+    .await;
+    many(&gw, "/ewma.test", 6, 6).await;
+    let counts = shares(&for_a_while(&gw, "/ewma.test", 100, Duration::from_millis(1500)).await);
+    let to_slow = counts.get(&local(slow.port)).copied().unwrap_or(0).max(1);
+    let ratio = counts[&local(fast.port)] as f64 / to_slow as f64;
+    eprintln!("latency: fast/slow = {ratio:.1} {counts:?}");
+    assert!(ratio > 10.0, "fast/slow = {ratio}: {counts:?}");
 }
 
 /// 03-consistent-hashing_spec.lua:36-72 ("hashing on header"): one value always reaches one
@@ -298,6 +328,7 @@ async fn consistent_hashing_on_a_header_keeps_keys_in_place() {
         .iter()
         .filter(|(k, t)| **t != removed && after[*k] != **t)
         .count();
+    eprintln!("consistent hashing: {moved} of 300 keys moved when one of four targets went");
     assert_eq!(moved_elsewhere, 0, "only the removed target's keys move");
     assert!(moved <= 100, "{moved} of 300 keys moved");
 }
@@ -493,7 +524,7 @@ async fn the_circuit_breaker_works_without_health_checks() {
     );
     let metrics = gw.metrics().await;
     let line = format!(
-        "tollgate_upstream_target_circuit_breaker{{upstream=\"cb.test\",target=\"{}\",state=\"open\"}} 1",
+        "tollgate_upstream_target_circuit_breaker{{upstream=\"cb.test\",target=\"{0}\",address=\"{0}\",state=\"open\"}} 1",
         local(port)
     );
     assert!(metrics.contains(&line), "{metrics}");
@@ -542,4 +573,191 @@ async fn only_requests_safe_to_repeat_are_retried_after_sending() {
         );
     }
     assert!(posts.contains(&502) && posts.contains(&200), "{posts:?}");
+}
+
+/// A target named by host name is balanced over the addresses the name resolves to, IPv4
+/// first as Kong's default `dns_order`; one that does not resolve is Kong's DNS_ERROR
+/// (08-targets_routes_spec.lua:415-419) and takes no requests. A service whose host is a
+/// name is balanced over its addresses too.
+#[tokio::test(flavor = "multi_thread")]
+async fn names_are_resolved_and_each_address_is_a_target() {
+    let gw = Gateway::start(&[("TOLLGATE_DNS_TTL", "1")]).await;
+    let backend = Backend::start().await;
+    let named = format!("localhost:{}", backend.port);
+    balanced(
+        &gw,
+        json!({"name": "dns.test"}),
+        &[
+            (named.clone(), 100),
+            ("bad-health-target.invalid:80".into(), 100),
+        ],
+    )
+    .await;
+    let since = Instant::now();
+    loop {
+        let h = health(&gw, "dns.test").await;
+        let find = |t: &str| {
+            h["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|x| x["target"] == t)
+                .cloned()
+                .unwrap()
+        };
+        let (good, bad) = (find(&named), find("bad-health-target.invalid:80"));
+        if bad["health"] == "DNS_ERROR" && good["data"]["addresses"][0]["ip"] == "127.0.0.1" {
+            assert_eq!(good["data"]["host"], "localhost");
+            assert_eq!(good["health"], "HEALTHCHECKS_OFF");
+            break;
+        }
+        assert!(since.elapsed() < Duration::from_secs(5), "{h}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    gw.settled().await;
+    for _ in 0..10 {
+        let r = send("GET", &gw.proxy_url("/dns.test"), &[], None).await;
+        assert_eq!(r.status, 200, "only the resolved target serves: {}", r.body);
+        assert_eq!(r.json["headers"]["host"], named, "Host names the target");
+    }
+    gw.create(
+        "/services",
+        json!({"name": "by-name", "url": format!("http://localhost:{}/", backend.port)}),
+    )
+    .await;
+    gw.create("/services/by-name/routes", json!({"paths": ["/by-name"]}))
+        .await;
+    gw.settled().await;
+    let r = send("GET", &gw.proxy_url("/by-name"), &[], None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json["headers"]["host"], named);
+}
+
+/// 03-consistent-hashing_spec.lua:332-460: hashing on the path, a query argument and a
+/// regex route's capture (with a fallback when it is missing): one value, one target, and
+/// the values spread over both targets.
+#[tokio::test(flavor = "multi_thread")]
+async fn consistent_hashing_on_path_query_and_uri_capture() {
+    let gw = Gateway::start(&[]).await;
+    let (a, b) = (Backend::start().await, Backend::start().await);
+    let targets = [(local(a.port), 100), (local(b.port), 100)];
+    let cases = [
+        (
+            json!({"name": "path.test", "hash_on": "path"}),
+            "/path.test/k{}",
+            None,
+        ),
+        (
+            json!({"name": "query.test", "hash_on": "query_arg", "hash_on_query_arg": "hashme"}),
+            "/query.test?hashme={}",
+            None,
+        ),
+        (
+            json!({"name": "capture.test", "hash_on": "uri_capture", "hash_on_uri_capture": "tenant",
+                   "hash_fallback": "query_arg", "hash_fallback_query_arg": "t"}),
+            "/capture.test/{}/orders",
+            Some("/capture.test?t={}"),
+        ),
+    ];
+    for (upstream, shape, fallback) in cases {
+        let name = balanced(&gw, upstream, &targets).await;
+        if name == "capture.test" {
+            // A regex route with the named capture, besides the plain one `balanced` made.
+            let svc = format!("{name}-svc");
+            gw.create(
+                &format!("/services/{svc}/routes"),
+                json!({"paths": ["~/capture.test/(?<tenant>[a-z0-9]+)/orders$"], "regex_priority": 1}),
+            )
+            .await;
+            gw.settled().await;
+        }
+        for shape in [Some(shape), fallback].into_iter().flatten() {
+            let mut used = std::collections::HashSet::new();
+            for k in 0..30 {
+                let url = gw.proxy_url(&shape.replace("{}", &format!("key{k}")));
+                let first = served_by(&send("GET", &url, &[], None).await);
+                for _ in 0..3 {
+                    assert_eq!(
+                        served_by(&send("GET", &url, &[], None).await),
+                        first,
+                        "{url}"
+                    );
+                }
+                used.insert(first);
+            }
+            assert_eq!(used.len(), 2, "{shape}: 30 values over both targets");
+        }
+    }
+}
+
+/// Active HTTPS probes (Kong's `type: https`): a target with a self-signed certificate
+/// (openssl s_server) is probed healthy when `https_verify_certificate` is false and stays
+/// unhealthy when it is true.
+#[tokio::test(flavor = "multi_thread")]
+async fn https_probes_verify_certificates_unless_told_not_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=probe.test",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl runs");
+    assert!(made.status.success(), "{made:?}");
+    let port = free_port();
+    let mut server = Command::new("openssl")
+        .args(["s_server", "-quiet", "-www", "-accept", &port.to_string()])
+        .arg("-cert")
+        .arg(&cert)
+        .arg("-key")
+        .arg(&key)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("openssl s_server runs");
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let gw = Gateway::start(&[]).await;
+    for (name, verify, expected) in [
+        ("noverify.test", false, "HEALTHY"),
+        ("verify.test", true, "UNHEALTHY"),
+    ] {
+        let checks = json!({"active": {"type": "https", "https_verify_certificate": verify,
+            "healthy": {"interval": 0.2, "successes": 1},
+            "unhealthy": {"interval": 0.2, "tcp_failures": 1, "http_failures": 1}}});
+        balanced(
+            &gw,
+            json!({"name": name, "healthchecks": checks}),
+            &[(local(port), 100)],
+        )
+        .await;
+        let mark = gw.admin_url(&format!(
+            "/upstreams/{name}/targets/{}/unhealthy",
+            local(port)
+        ));
+        assert_eq!(send("PUT", &mark, &[], None).await.status, 204);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(
+            target_state(&gw, name, &local(port)).await.0,
+            expected,
+            "{name}"
+        );
+    }
+    let _ = server.kill();
+    let _ = server.wait();
 }

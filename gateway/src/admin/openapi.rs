@@ -102,6 +102,7 @@ pub fn build() -> OpenApi {
     }
     paths = paths.path("/services/{id}/openapi", service_document());
     paths = portal_paths(paths);
+    paths = upstream_paths(paths);
     OpenApiBuilder::new()
         .info(
             InfoBuilder::new()
@@ -135,6 +136,61 @@ pub fn build() -> OpenApi {
 }
 
 /// The developer portal's entities (served by the portal crate, merged into this API).
+/// Kong's upstream endpoints beyond CRUD: health, marks, the raw target list.
+fn upstream_paths(paths: PathsBuilder) -> PathsBuilder {
+    let upstream = path_param("upstream", "id or name of the upstream");
+    let target = path_param("target", "id or host:port of the target");
+    let tag = "upstreams";
+    let get = |summary: &str, params: Vec<_>, ok: &str| {
+        let op = OperationBuilder::new()
+            .tag(tag)
+            .summary(Some(summary.to_string()))
+            .parameters(Some(params))
+            .response("200", reply(ok, None))
+            .response("404", reply("Not found", None));
+        PathItem::new(HttpMethod::Get, op.build())
+    };
+    let mark = |state: &str| {
+        let op = || {
+            OperationBuilder::new()
+                .tag(tag)
+                .summary(Some(format!("Mark the target {state} on this node")))
+                .parameters(Some(vec![upstream.clone(), target.clone()]))
+                .response("204", reply("Marked", None))
+                .response("404", reply("Not found", None))
+                .build()
+        };
+        let mut item = PathItem::new(HttpMethod::Put, op());
+        item.post = Some(op());
+        item
+    };
+    paths
+        .path(
+            "/upstreams/{upstream}/health",
+            get(
+                "Targets with their health on this node (?balancer_health=1: the balancer's)",
+                vec![upstream.clone()],
+                "{data, next, node_id}",
+            ),
+        )
+        .path(
+            "/upstreams/{upstream}/targets/all",
+            get(
+                "Every target, weight 0 included (paged)",
+                vec![upstream.clone()],
+                "A page: {data, offset, next}",
+            ),
+        )
+        .path(
+            "/upstreams/{upstream}/targets/{target}/healthy",
+            mark("healthy"),
+        )
+        .path(
+            "/upstreams/{upstream}/targets/{target}/unhealthy",
+            mark("unhealthy"),
+        )
+}
+
 fn portal_paths(paths: PathsBuilder) -> PathsBuilder {
     let id = [("id", "id or name")];
     let mut developer = item("DeveloperView", "developers", &[("id", "id or email")]);

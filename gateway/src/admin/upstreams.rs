@@ -45,11 +45,10 @@ pub async fn health(
         return Ok(Json(json!({"data": data, "next": null, "node_id": node_id})).into_response());
     }
     let now = now_ms();
-    let data: Vec<Value> = b
-        .members
-        .iter()
+    let data: Vec<Value> = targets(&b)
+        .into_iter()
         .rev()
-        .map(|m| target_health(&b, m, now))
+        .map(|t| target_health(&b, &t, now))
         .collect();
     Ok(Json(json!({"data": data, "next": null, "node_id": node_id})).into_response())
 }
@@ -77,39 +76,80 @@ fn weights<'a>(members: impl Iterator<Item = &'a Member>) -> (u64, u64) {
 
 fn details(b: &Balancer) -> Value {
     let (total, available) = weights(b.members.iter());
+    let now = now_ms();
     json!({
         "healthy": balancer_state(b) != Health::Unhealthy,
         "weight": {"total": total, "available": available, "unavailable": total - available},
-        "hosts": b.members.iter().map(|m| address_status(b, m, now_ms())).collect::<Vec<_>>(),
+        "hosts": targets(b).iter().map(|t| target_status(b, t, now)).collect::<Vec<_>>(),
     })
 }
 
-/// Kong's `getTargetStatus` for one member, which Tollgate resolves to one address.
-fn address_status(b: &Balancer, m: &Member, now: u64) -> Value {
-    let w = u64::from(m.target.weight);
-    let available = if m.health.is_up() { w } else { 0 };
+/// The balancer's members grouped by target, in creation order.
+fn targets(b: &Balancer) -> Vec<Vec<&Member>> {
+    let mut out: Vec<Vec<&Member>> = Vec::new();
+    for m in &b.members {
+        match out.last_mut() {
+            Some(group) if group[0].target.id == m.target.id => group.push(m),
+            _ => out.push(vec![m]),
+        }
+    }
+    out
+}
+
+/// Kong's `getTargetStatus`: the target's name, how it resolved, its addresses with their
+/// health (and Tollgate's breaker state and attempt counts).
+fn target_status(b: &Balancer, members: &[&Member], now: u64) -> Value {
+    let first = members[0];
+    let w = u64::from(first.target.weight);
+    let (total, available) = weights(members.iter().copied());
+    let dns = match &first.dns_error {
+        Some(e) => e.as_str(),
+        None if first.name.parse::<std::net::IpAddr>().is_ok() => "A",
+        None if first.host == first.name => "unresolved",
+        None => "A",
+    };
+    let addresses: Vec<Value> = members
+        .iter()
+        .map(|m| {
+            json!({
+                "ip": m.host,
+                "port": m.port,
+                "weight": w,
+                "health": b.health_of(m).as_str(),
+                "circuit_breaker": m.health.breaker(now).as_str(),
+                "requests": m.health.attempts.load(Ordering::Relaxed),
+                "in_flight": m.health.in_flight.load(Ordering::Relaxed),
+            })
+        })
+        .collect();
     json!({
-        "host": m.host,
-        "port": m.port,
-        "dns": if m.host.parse::<std::net::IpAddr>().is_ok() { "A" } else { "name" },
+        "host": first.name,
+        "port": first.port,
+        "dns": dns,
         "nodeWeight": w,
-        "weight": {"total": w, "available": available, "unavailable": w - available},
-        "addresses": [{
-            "ip": m.host,
-            "port": m.port,
-            "weight": w,
-            "health": b.health_of(m).as_str(),
-            "circuit_breaker": m.health.breaker(now).as_str(),
-            "requests": m.health.attempts.load(Ordering::Relaxed),
-            "in_flight": m.health.in_flight.load(Ordering::Relaxed),
-        }],
+        "weight": {"total": total, "available": available, "unavailable": total - available},
+        "addresses": addresses,
     })
 }
 
-fn target_health(b: &Balancer, m: &Member, now: u64) -> Value {
-    let mut body = serde_json::to_value(&m.target).unwrap_or_default();
-    body["health"] = b.health_of(m).as_str().into();
-    body["data"] = address_status(b, m, now);
+/// A target as `/health` lists it: the entity, its `health` (Kong's: DNS_ERROR when its name
+/// did not resolve, else HEALTHY when an address is, UNHEALTHY when one is, else
+/// HEALTHCHECKS_OFF) and `data`.
+fn target_health(b: &Balancer, members: &[&Member], now: u64) -> Value {
+    let first = members[0];
+    let states: Vec<Health> = members.iter().map(|m| b.health_of(m)).collect();
+    let health = if first.dns_error.is_some() {
+        "DNS_ERROR"
+    } else if states.contains(&Health::Healthy) {
+        "HEALTHY"
+    } else if states.contains(&Health::Unhealthy) {
+        "UNHEALTHY"
+    } else {
+        "HEALTHCHECKS_OFF"
+    };
+    let mut body = serde_json::to_value(&first.target).unwrap_or_default();
+    body["health"] = health.into();
+    body["data"] = target_status(b, members, now);
     body
 }
 
@@ -132,12 +172,17 @@ pub async fn mark_unhealthy(
 async fn mark(st: &AdminState, upstream: &str, t: &str, up: bool) -> Result<Response, ApiError> {
     let b = balancer(st, upstream).await?.ok_or(ApiError::NotFound)?;
     let normal = target::normal(t).ok();
-    let m = b
-        .members
-        .iter()
-        .find(|m| m.target.id.to_string() == t || Some(&m.target.target) == normal.as_ref())
-        .ok_or(ApiError::NotFound)?;
-    m.health.set_up(up);
+    let named =
+        |m: &&Member| m.target.id.to_string() == t || Some(&m.target.target) == normal.as_ref();
+    let mut found = false;
+    // Every address of the target, as Kong marks them all when no address is given.
+    for m in b.members.iter().filter(named) {
+        m.health.set_up(up);
+        found = true;
+    }
+    if !found {
+        return Err(ApiError::NotFound);
+    }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -69,10 +69,10 @@ impl Checkers {
 
 /// What a checker depends on: the active checks and the targets with their weights.
 fn fingerprint(b: &Balancer) -> u64 {
-    let targets: Vec<(&str, u16)> = b
+    let targets: Vec<(&str, &str, u16)> = b
         .members
         .iter()
-        .map(|m| (m.target.target.as_str(), m.target.weight))
+        .map(|m| (m.target.target.as_str(), m.host.as_str(), m.target.weight))
         .collect();
     let text = format!("{:?}{targets:?}", b.checks.active);
     foldhash::fast::FixedState::with_seed(0).hash_one(text)
@@ -126,14 +126,68 @@ fn client(active: &ActiveChecks) -> HttpClient {
     let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
     http.enforce_http(false);
     http.set_connect_timeout(Some(Duration::from_secs_f64(active.timeout.max(0.001))));
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_webpki_roots()
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
+    let tls = hyper_rustls::HttpsConnectorBuilder::new();
+    let tls = if active.https_verify_certificate {
+        tls.with_webpki_roots()
+    } else {
+        tls.with_tls_config(unverified())
+    };
+    let https = tls.https_or_http().enable_http1().wrap_connector(http);
     Client::builder(hyper_util::rt::TokioExecutor::new())
         .pool_max_idle_per_host(0)
         .build(https)
+}
+
+/// TLS for probes with `https_verify_certificate: false`: the target's certificate is not
+/// checked (a self-signed one answers), its signatures still are.
+fn unverified() -> rustls::ClientConfig {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_no_client_auth()
+}
+
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        let algorithms = &self.0.signature_verification_algorithms;
+        rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        let algorithms = &self.0.signature_verification_algorithms;
+        rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 /// One probe of one target.
@@ -152,7 +206,8 @@ async fn probe(active: &ActiveChecks, m: &Member, client: &HttpClient) -> Outcom
     } else {
         "http"
     };
-    let Ok(req) = request(active, scheme, &host) else {
+    let name = crate::model::target::format(&m.name, m.port);
+    let Ok(req) = request(active, scheme, &host, &name) else {
         return Outcome::TcpFailure;
     };
     match tokio::time::timeout(timeout, async {
@@ -171,15 +226,17 @@ async fn probe(active: &ActiveChecks, m: &Member, client: &HttpClient) -> Outcom
     }
 }
 
+/// The probe: `GET http_path` of the address, with the target's name (or `https_sni`) as
+/// the `Host`.
 fn request(
     active: &ActiveChecks,
     scheme: &str,
-    host: &str,
+    address: &str,
+    name: &str,
 ) -> Result<http::Request<Empty<bytes::Bytes>>, http::Error> {
-    let mut req = http::Request::get(format!("{scheme}://{host}{}", active.http_path));
-    if let Some(sni) = &active.https_sni {
-        req = req.header(http::header::HOST, sni.as_str());
-    }
+    let host = active.https_sni.as_deref().unwrap_or(name);
+    let mut req = http::Request::get(format!("{scheme}://{address}{}", active.http_path))
+        .header(http::header::HOST, host);
     for (name, values) in active.headers.iter().flatten() {
         for v in values {
             req = req.header(name.as_str(), v.as_str());

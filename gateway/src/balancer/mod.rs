@@ -12,6 +12,7 @@
 //! weight 0, or already tried by this request are skipped. The health that decides this
 //! lives in [`health`] and outlives snapshots.
 pub mod active;
+pub mod dns;
 pub mod health;
 
 use crate::model::upstream::{CircuitBreaker, Healthchecks};
@@ -45,11 +46,17 @@ pub enum HashOn {
     UriCapture(String),
 }
 
-/// One target of a balancer.
+/// One address of a balancer: a target, or one of the addresses its name resolved to.
 pub struct Member {
     pub target: Target,
+    /// What is connected to: an address, or the target's name while it is not resolved yet.
     pub host: String,
     pub port: u16,
+    /// The target's own host, which the `Host` header names.
+    pub name: String,
+    /// Why the target's name did not resolve (Kong's DNS_ERROR); such a member takes no
+    /// requests.
+    pub dns_error: Option<String>,
     pub health: Arc<TargetHealth>,
 }
 
@@ -61,6 +68,7 @@ impl Member {
     /// May take a request now (its breaker's half-open probes are not used up by asking).
     fn eligible(&self, now: u64) -> bool {
         self.weight() > 0
+            && self.dns_error.is_none()
             && self.health.is_up()
             && self.health.breaker(now) != health::BreakerState::Open
     }
@@ -93,21 +101,18 @@ pub fn hash_of(key: &[u8]) -> u64 {
 }
 
 impl Balancer {
-    /// The balancer for `upstream` over `targets` (its own, in creation order), with the
-    /// health each target address had in earlier snapshots.
-    pub fn new(upstream: &Upstream, targets: Vec<Target>, registry: &Registry) -> Balancer {
+    /// The balancer for `upstream` over `targets` (its own, in creation order), each name
+    /// expanded to the addresses `dns` last had for it, with the health each address had in
+    /// earlier snapshots.
+    pub fn new(
+        upstream: &Upstream,
+        targets: Vec<Target>,
+        registry: &Registry,
+        dns: &dns::Resolver,
+    ) -> Balancer {
         let members: Vec<Member> = targets
             .into_iter()
-            .map(|t| {
-                let (host, port) = t.host_port();
-                let health = registry.get(upstream.id, &Arc::from(t.target.as_str()));
-                Member {
-                    target: t,
-                    host,
-                    port,
-                    health,
-                }
-            })
+            .flat_map(|t| members_of(upstream.id, t, registry, dns))
             .collect();
         let weights: Vec<u32> = members.iter().map(Member::weight).collect();
         let slots = upstream.slots as usize;
@@ -126,7 +131,7 @@ impl Balancer {
             wheel: wheel(&weights, slots),
             seeds: members
                 .iter()
-                .map(|m| hash_of(m.target.target.as_bytes()))
+                .map(|m| hash_of(m.health.address.as_bytes()))
                 .collect(),
             members,
             checks: upstream.healthchecks.clone(),
@@ -237,6 +242,40 @@ impl Balancer {
             .filter(|&i| usable(i))
             .max_by(|&a, &b| score(a).total_cmp(&score(b)))
     }
+}
+
+/// A target's members: itself when it is an address or not resolved yet, else one per
+/// address its name has (each with the target's weight, as Kong gives each A record).
+fn members_of(upstream: Uuid, t: Target, registry: &Registry, dns: &dns::Resolver) -> Vec<Member> {
+    let (name, port) = t.host_port();
+    let (hosts, dns_error) = if name.parse::<IpAddr>().is_ok() {
+        (vec![name.clone()], None)
+    } else {
+        match dns.lookup(&name) {
+            dns::Answer::Addresses(ips) => (ips.iter().map(IpAddr::to_string).collect(), None),
+            dns::Answer::Pending => (vec![name.clone()], None),
+            dns::Answer::Failed(why) => (vec![name.clone()], Some(why)),
+        }
+    };
+    hosts
+        .into_iter()
+        .map(|host| {
+            let address = crate::model::target::format(&host, port);
+            let key: Arc<str> = if host == name {
+                t.target.as_str().into()
+            } else {
+                format!("{} ({address})", t.target).into()
+            };
+            Member {
+                health: registry.get(upstream, &key),
+                target: t.clone(),
+                host,
+                port,
+                name: name.clone(),
+                dns_error: dns_error.clone(),
+            }
+        })
+        .collect()
 }
 
 fn hash_input(on: &str, u: &Upstream, primary: bool) -> HashOn {
@@ -361,14 +400,38 @@ fn hash_value(on: &HashOn, req: &HashRequest) -> Option<String> {
             (!values.is_empty()).then(|| values.join(","))
         }
         HashOn::Path => Some(req.path.to_string()),
-        HashOn::QueryArg(arg) => {
-            let values: Vec<String> = form_urlencoded::parse(req.query?.as_bytes())
-                .filter(|(k, _)| k == arg)
-                .map(|(_, v)| v.into_owned())
-                .collect();
-            (!values.is_empty()).then(|| values.join(","))
-        }
+        HashOn::QueryArg(arg) => query_arg(req.query?, arg),
         HashOn::UriCapture(name) => (req.captures)(name),
+    }
+}
+
+/// A query argument's value as Kong hashes it: `?a` is "true", `?a=` alone is nothing, and
+/// several values are sorted and joined with commas (03-consistent-hashing_spec.lua:399-460).
+fn query_arg(query: &str, name: &str) -> Option<String> {
+    let mut values: Vec<String> = query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .filter_map(|pair| {
+            let (k, v) = match pair.split_once('=') {
+                Some((k, v)) => (k, Some(v)),
+                None => (pair, None),
+            };
+            let decode = |s: &str| {
+                form_urlencoded::parse(format!("x={s}").as_bytes())
+                    .next()
+                    .map(|(_, v)| v.into_owned())
+                    .unwrap_or_default()
+            };
+            (decode(k) == name).then(|| v.map_or_else(|| "true".to_string(), decode))
+        })
+        .collect();
+    match values.len() {
+        0 => None,
+        1 if values[0].is_empty() => None,
+        _ => {
+            values.sort();
+            Some(values.join(","))
+        }
     }
 }
 
@@ -386,6 +449,22 @@ fn cookie<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn query_arguments_hash_as_kongs_do() {
+        let q = |query: &str, name: &str| query_arg(query, name);
+        assert_eq!(q("hashme=123", "hashme").as_deref(), Some("123"));
+        assert_eq!(q("a=1", "hashme"), None);
+        assert_eq!(q("hashme", "hashme").as_deref(), Some("true"));
+        assert_eq!(q("foo=", "foo"), None);
+        assert_eq!(q("foo=b&foo=a&foo=c", "foo").as_deref(), Some("a,b,c"));
+        assert_eq!(
+            q("foo=s&foo&foo=1&foo=", "foo").as_deref(),
+            Some(",1,s,true")
+        );
+        assert_eq!(q("foo&foo&", "foo").as_deref(), Some("true,true"));
+        assert_eq!(q("%7B%7D=x", "{}").as_deref(), Some("x"));
+    }
 
     #[test]
     fn the_wheel_serves_each_weight_its_share_evenly() {

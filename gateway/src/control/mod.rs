@@ -25,6 +25,9 @@ pub struct Reloader {
     pub plugins: Arc<crate::plugins::Shared>,
     /// The active health checkers of the upstreams being served.
     checkers: crate::balancer::active::Checkers,
+    /// Set when something besides the store changed what a snapshot holds (a name resolved
+    /// to other addresses): the next refresh rebuilds even at the same version.
+    rebuild: AtomicBool,
     poke: Notify,
     store_reachable: AtomicBool,
 }
@@ -41,6 +44,7 @@ impl Reloader {
             metrics,
             plugins,
             checkers: Default::default(),
+            rebuild: AtomicBool::new(false),
             poke: Notify::new(),
             store_reachable: AtomicBool::new(true),
         }
@@ -70,7 +74,7 @@ impl Reloader {
                 return Err(e.to_string());
             }
         };
-        if version == self.snapshot.load().version {
+        if version == self.snapshot.load().version && !self.rebuild.swap(false, Ordering::Relaxed) {
             return Ok(());
         }
         let entities = self.store.load_all().await.map_err(|e| e.to_string())?;
@@ -97,8 +101,17 @@ impl Reloader {
         }
     }
 
-    /// Runs until `shutdown` turns true.
+    /// Runs until `shutdown` turns true, with the resolver of the balancers' names.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let me = self.clone();
+        let dns = tokio::spawn(crate::balancer::dns::run(
+            self.plugins.dns.clone(),
+            move || {
+                me.rebuild.store(true, Ordering::Relaxed);
+                me.poke();
+            },
+        ));
+        let _stop_dns = AbortOnDrop(dns.abort_handle());
         loop {
             let _ = self.refresh().await;
             tokio::select! {
@@ -110,6 +123,15 @@ impl Reloader {
                 _ = stopped(&mut shutdown) => return,
             }
         }
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

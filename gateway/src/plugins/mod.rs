@@ -86,6 +86,8 @@ pub struct Shared {
     pub file_logs: file_log::Writers,
     /// Upstream targets' health, kept across snapshots.
     pub balancers: crate::balancer::health::Registry,
+    /// The addresses of the names balancers use.
+    pub dns: Arc<crate::balancer::dns::Resolver>,
 }
 
 /// Why a plugin config was refused.

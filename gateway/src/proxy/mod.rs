@@ -199,7 +199,8 @@ impl Proxy {
         if !upstream::request_line(&parts.method, &upstream_path, query, &mut head) {
             return Err(bad());
         }
-        let hash = self.balance_hash(service, &parts, &norm_path, ex);
+        let captures = |name: &str| snapshot.router.capture(m.route, &norm_path, name);
+        let hash = balance_hash(service, &parts, &norm_path, &captures, ex);
         let send_id = self.headers.upstream_request_id;
         let ours = headers::Forwarded::new(&parts, route, service, ex, stripped, conn, send_id);
         let host_in_head = ours.host.is_some();
@@ -213,37 +214,6 @@ impl Proxy {
         };
         let picks = destination::Picks::new(&service.destination, hash, host_in_head);
         self.forward(req, picks, service, ex).await
-    }
-
-    /// The consistent-hashing value of a request to a service balanced that way (a cookie
-    /// the gateway made up for it is set on the response).
-    fn balance_hash(
-        &self,
-        service: &ServiceEntry,
-        parts: &http::request::Parts,
-        path: &str,
-        ex: &mut Exchange,
-    ) -> Option<u64> {
-        let Destination::Upstream { balancer, .. } = &service.destination else {
-            return None;
-        };
-        let consumer = ex.consumer.as_ref().map(|c| c.id.to_string());
-        let no_captures = |_: &str| None;
-        let (hash, cookie) = crate::balancer::request_hash(
-            balancer,
-            &crate::balancer::HashRequest {
-                consumer: consumer.as_deref(),
-                ip: ex.client_ip,
-                headers: &parts.headers,
-                path,
-                query: parts.uri.query(),
-                captures: &no_captures,
-            },
-        );
-        if let Some(cookie) = cookie {
-            ex.response_headers.push((header::SET_COOKIE, cookie));
-        }
-        hash
     }
 
     /// The access phase: leaves the request as plugins changed it and returns the headers
@@ -330,6 +300,35 @@ impl Proxy {
             }
         }
     }
+}
+
+/// The consistent-hashing value of a request to a service balanced that way (a cookie the
+/// gateway made up for it is set on the response).
+fn balance_hash(
+    service: &ServiceEntry,
+    parts: &http::request::Parts,
+    path: &str,
+    captures: &dyn Fn(&str) -> Option<String>,
+    ex: &mut Exchange,
+) -> Option<u64> {
+    let Destination::Upstream { balancer, .. } = &service.destination else {
+        return None;
+    };
+    let (hash, cookie) = crate::balancer::request_hash(
+        balancer,
+        &crate::balancer::HashRequest {
+            consumer: ex.consumer.as_ref().map(|c| &*c.id_text),
+            ip: ex.client_ip,
+            headers: &parts.headers,
+            path,
+            query: parts.uri.query(),
+            captures,
+        },
+    );
+    if let Some(cookie) = cookie {
+        ex.response_headers.push((header::SET_COOKIE, cookie));
+    }
+    hash
 }
 
 /// The header and body filter phases of the plugins that asked for them.

@@ -98,6 +98,20 @@ impl Router {
         Ok(router)
     }
 
+    /// The capture `name` (a group's name, or its number) of the first of route `route`'s
+    /// regex paths that matches `path`: what an upstream hashing on `uri_capture` hashes.
+    pub fn capture(&self, route: usize, path: &str, name: &str) -> Option<String> {
+        let compiled = self.routes.get(route)?;
+        compiled.regexes.iter().find_map(|re| {
+            let caps = re.captures(path)?;
+            let group = match name.parse::<usize>() {
+                Ok(i) => caps.get(i),
+                Err(_) => caps.name(name),
+            };
+            group.map(|g| g.as_str().to_string())
+        })
+    }
+
     pub fn len(&self) -> usize {
         self.routes.len()
     }

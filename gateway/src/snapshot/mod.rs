@@ -13,7 +13,7 @@ use crate::plugins::Shared;
 use crate::proxy::{Destination, Endpoint};
 use crate::router::Router;
 pub use consumers::{ConsumerEntry, CredentialEntry, CredentialId};
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -130,10 +130,12 @@ impl Snapshot {
         for k in &keys {
             consumers.add_key(k)?;
         }
-        let upstreams = balancers(upstreams, targets, &shared.balancers);
+        shared.dns.begin_round();
+        let upstreams = balancers(upstreams, targets, shared);
         for s in &service_list {
-            services.push(service_entry(s, &upstreams)?);
+            services.push(service_entry(s, &upstreams, shared)?);
         }
+        shared.dns.forget_unwanted();
         let router = Router::new(&routes)?;
         let plugins = PluginIndex::build(&plugins, shared)?;
         let routes = routes
@@ -160,7 +162,7 @@ impl Snapshot {
 fn balancers(
     upstreams: Vec<Upstream>,
     mut targets: Vec<Target>,
-    registry: &crate::balancer::health::Registry,
+    shared: &Shared,
 ) -> Vec<Arc<Balancer>> {
     targets.sort_by_key(|t| (t.created_at, t.id));
     upstreams
@@ -171,7 +173,7 @@ fn balancers(
                 .filter(|t| t.upstream.id == u.id)
                 .cloned()
                 .collect();
-            Arc::new(Balancer::new(u, own, registry))
+            Arc::new(Balancer::new(u, own, &shared.balancers, &shared.dns))
         })
         .collect()
 }
@@ -201,24 +203,36 @@ fn route_entry(r: &Route, service: Option<usize>, plugins: Plan) -> RouteEntry {
     }
 }
 
-fn service_entry(s: &Service, upstreams: &[Arc<Balancer>]) -> Result<ServiceEntry, String> {
+fn service_entry(
+    s: &Service,
+    upstreams: &[Arc<Balancer>],
+    shared: &Shared,
+) -> Result<ServiceEntry, String> {
     let tls = matches!(s.protocol.as_str(), "https" | "grpcs" | "wss");
     let timeouts = (
         Duration::from_millis(u64::from(s.connect_timeout)),
         Duration::from_millis(u64::from(s.write_timeout)),
     );
-    let destination = match upstreams.iter().find(|b| *b.name == s.host) {
+    let port = s.effective_port();
+    let named = s.host.parse::<std::net::IpAddr>().is_err();
+    let balancer = match upstreams.iter().find(|b| *b.name == s.host) {
+        Some(b) => Some(b.clone()),
+        // A host name is balanced over the addresses it resolves to, as Kong does.
+        None if named => Some(Arc::new(implicit_balancer(s, tls, port, shared)?)),
+        None => None,
+    };
+    let destination = match balancer {
         Some(b) => Destination::Upstream {
             endpoints: b
                 .members
                 .iter()
-                .map(|m| endpoint(tls, &m.host, m.port, timeouts))
+                .map(|m| endpoint(tls, &m.host, &m.name, m.port, timeouts))
                 .collect::<Result<_, _>>()
                 .map_err(|e| format!("upstream {}: {e}", b.name))?,
-            balancer: b.clone(),
+            balancer: b,
         },
         None => Destination::Host(
-            endpoint(tls, &s.host, s.effective_port(), timeouts)
+            endpoint(tls, &s.host, &s.host, port, timeouts)
                 .map_err(|e| format!("service {}: {e}", s.id))?,
         ),
     };
@@ -232,28 +246,55 @@ fn service_entry(s: &Service, upstreams: &[Arc<Balancer>]) -> Result<ServiceEntr
     })
 }
 
+/// The balancer of a service whose host is a name and no upstream's: its one target is the
+/// host, expanded to its addresses; no health checks and no breaker (Kong has none there),
+/// and the service's own `Host`.
+fn implicit_balancer(
+    s: &Service,
+    tls: bool,
+    port: u16,
+    shared: &Shared,
+) -> Result<Balancer, String> {
+    let target = crate::model::target::format(&s.host, port);
+    let stamp = json!({"id": s.id, "created_at": 0, "updated_at": 0});
+    let mut upstream = stamp.clone();
+    upstream["name"] = json!(s.host);
+    upstream["circuit_breaker"] = json!({"enabled": false});
+    let mut t = stamp;
+    t["upstream"] = json!({"id": s.id});
+    t["target"] = json!(target);
+    let upstream: Upstream = parse(&upstream)?;
+    let mut b = Balancer::new(&upstream, vec![parse(&t)?], &shared.balancers, &shared.dns);
+    b.host_header = Some(endpoint(tls, &s.host, &s.host, port, Default::default())?.host_header);
+    Ok(b)
+}
+
 /// How a service reaches `host:port`: the pool key with its connect and write timeouts, the
-/// address as logs name it, and the `Host` it sends (the port left out when it is the
-/// scheme's own).
+/// address as logs name it, and the `Host` it sends, naming `name` (the port left out when
+/// it is the scheme's own).
 fn endpoint(
     tls: bool,
     host: &str,
+    name: &str,
     port: u16,
     (connect_timeout, write_timeout): (Duration, Duration),
 ) -> Result<Endpoint, String> {
     let default_port = if tls { 443 } else { 80 };
-    let host = if host.contains(':') {
-        format!("[{host}]")
-    } else {
-        host.to_string()
+    let bracketed = |h: &str| {
+        if h.contains(':') {
+            format!("[{h}]")
+        } else {
+            h.to_string()
+        }
     };
+    let (host, name) = (bracketed(host), bracketed(name));
     let authority: http::uri::Authority = format!("{host}:{port}")
         .parse()
         .map_err(|e| format!("{e}"))?;
     let host_header = if port == default_port {
-        host
+        name
     } else {
-        format!("{host}:{port}")
+        format!("{name}:{port}")
     };
     let scheme = if tls {
         http::uri::Scheme::HTTPS

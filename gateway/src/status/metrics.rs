@@ -337,9 +337,10 @@ pub fn render_targets(balancers: &[Arc<crate::balancer::Balancer>], out: &mut St
     );
     let labels = |b: &crate::balancer::Balancer, m: &crate::balancer::Member| {
         format!(
-            "upstream=\"{}\",target=\"{}\"",
+            "upstream=\"{}\",target=\"{}\",address=\"{}\"",
             esc(&b.name),
-            esc(&m.target.target)
+            esc(&m.target.target),
+            esc(&crate::model::target::format(&m.host, m.port))
         )
     };
     for b in balancers {
