@@ -334,7 +334,13 @@ async fn the_embedded_store_and_clickhouse_answer_alike() {
         .await
         .unwrap();
     let now_us = tollgate_analytics::unix_now() as u64 * 1_000_000;
-    let events = tollgate_analytics::sample::synthetic(4000, now_us, 180_000_000);
+    let mut events = tollgate_analytics::sample::synthetic(4000, now_us, 180_000_000);
+    // Two targets behind the service; refused requests reached none.
+    for (i, e) in events.iter_mut().enumerate() {
+        if !e.rate_limited && !e.auth_failed {
+            e.upstream_addr = Some(["10.0.0.1:80", "10.0.0.2:80"][i % 2].into());
+        }
+    }
     for chunk in events.chunks(1000) {
         let batch = Batch::new(chunk);
         ch.write(&batch, false).await.unwrap();
@@ -404,7 +410,7 @@ async fn the_embedded_store_and_clickhouse_answer_alike() {
     };
     assert_eq!(counts(&te), counts(&tc));
     assert!(te.len() >= 3);
-    for by in [TopBy::Route, TopBy::Consumer] {
+    for by in [TopBy::Route, TopBy::Consumer, TopBy::Upstream] {
         let (e, c) = (
             embedded.top(&all, by, 5).await.unwrap(),
             ch.top(&all, by, 5).await.unwrap(),
@@ -415,6 +421,7 @@ async fn the_embedded_store_and_clickhouse_answer_alike() {
                 .collect::<Vec<_>>()
         };
         assert_eq!(names(&e), names(&c));
+        assert!(!e.is_empty() && e.iter().all(|t| !t.name.is_empty()));
     }
     let (ee, ce) = (
         embedded.events(&all, 20).await.unwrap(),

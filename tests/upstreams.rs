@@ -158,7 +158,7 @@ async fn target_state(gw: &Gateway, upstream: &str, target: &str) -> (String, St
 /// makes it exact).
 #[tokio::test(flavor = "multi_thread")]
 async fn weighted_round_robin_serves_each_target_its_share() {
-    let gw = Gateway::start(&[]).await;
+    let gw = Gateway::start(&[("TOLLGATE_ANALYTICS_FLUSH_MS", "100")]).await;
     let backends = [
         Backend::start().await,
         Backend::start().await,
@@ -181,6 +181,30 @@ async fn weighted_round_robin_serves_each_target_its_share() {
             b.port,
             w / 6.0
         );
+    }
+    // Analytics events name the target that served each request.
+    let since = Instant::now();
+    loop {
+        let url = gw.admin_url("/analytics/top?by=upstream");
+        let top = send("GET", &url, &[], None).await.json;
+        let by_target: HashMap<String, u64> = top
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|t| {
+                (
+                    t["name"].as_str().unwrap().to_string(),
+                    t["requests"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        let expected: HashMap<String, u64> =
+            counts.iter().map(|(k, v)| (k.clone(), *v as u64)).collect();
+        if by_target == expected {
+            break;
+        }
+        assert!(since.elapsed() < Duration::from_secs(10), "{top}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

@@ -1,11 +1,12 @@
 -- The embedded analytics store (data/analytics.db): rollups per minute and per hour.
 -- A rollup table, made once per period ({rollup} is rollup_minute, rollup_hour): `start`
--- is the period's first second.
+-- is the period's first second; `upstream` the target address that served the requests.
 CREATE TABLE IF NOT EXISTS {rollup} (
     start INTEGER NOT NULL,
     service TEXT NOT NULL,
     route TEXT NOT NULL,
     consumer TEXT NOT NULL,
+    upstream TEXT NOT NULL DEFAULT '',
     status INTEGER NOT NULL,
     requests INTEGER NOT NULL,
     rate_limited INTEGER NOT NULL,
@@ -13,5 +14,5 @@ CREATE TABLE IF NOT EXISTS {rollup} (
     bytes_in INTEGER NOT NULL,
     bytes_out INTEGER NOT NULL,
     latency BLOB NOT NULL,
-    PRIMARY KEY (start, service, route, consumer, status)
+    PRIMARY KEY (start, service, route, consumer, upstream, status)
 ) WITHOUT ROWID;

@@ -11,6 +11,8 @@ pub struct RollupRow {
     pub service: String,
     pub route: String,
     pub consumer: String,
+    /// The upstream target that served the requests (`host:port`), or empty.
+    pub upstream: String,
     pub status: u16,
     pub requests: u64,
     pub rate_limited: u64,
@@ -96,6 +98,9 @@ pub fn top(rows: &[RollupRow], by: TopBy, limit: usize) -> Vec<TopEntry> {
         let name = match by {
             TopBy::Route => &r.route,
             TopBy::Consumer => &r.consumer,
+            // Requests that never reached a target are no target's.
+            TopBy::Upstream if r.upstream.is_empty() => continue,
+            TopBy::Upstream => &r.upstream,
         };
         let (e, h) = groups.entry(name).or_insert_with(|| {
             let entry = TopEntry {

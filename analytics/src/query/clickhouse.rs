@@ -241,9 +241,17 @@ impl Queries for ClickHouse {
     fn top<'a>(&'a self, f: &'a Filter, by: TopBy, limit: usize) -> QueryFuture<'a, Vec<TopEntry>> {
         Box::pin(async move {
             let (clause, binds) = filter(f);
-            let column = match by {
-                TopBy::Route => "route",
-                TopBy::Consumer => "consumer",
+            let (column, only) = match by {
+                TopBy::Route => ("route", ""),
+                TopBy::Consumer => ("consumer", ""),
+                // Requests that never reached a target are no target's.
+                TopBy::Upstream => ("upstream_addr", "upstream_addr != ''"),
+            };
+            // `filter` always starts the clause with its time range.
+            let clause = if only.is_empty() {
+                clause
+            } else {
+                format!("{clause} AND {only}")
             };
             let sql = format!(
                 "SELECT {column} AS name, toUInt64(count()) AS n, toUInt64(countIf(status >= 400)), \

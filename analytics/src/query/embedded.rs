@@ -69,7 +69,7 @@ impl Embedded {
         let names = read == Read::Names;
         let name = |r: &SqliteRow, i: usize| if names { r.get(i) } else { String::new() };
         // Where the columns after the names are.
-        let n = if names { 3 } else { 0 };
+        let n = if names { 4 } else { 0 };
         Ok(rows
             .iter()
             .map(|r| RollupRow {
@@ -77,6 +77,7 @@ impl Embedded {
                 service: name(r, 1),
                 route: name(r, 2),
                 consumer: name(r, 3),
+                upstream: name(r, 4),
                 status: r.get::<i64, _>(1 + n) as u16,
                 requests: r.get::<i64, _>(2 + n) as u64,
                 rate_limited: r.get::<i64, _>(3 + n) as u64,
@@ -155,7 +156,7 @@ impl Embedded {
 /// How rollup rows are read.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Read {
-    /// Every row with its service, route and consumer.
+    /// Every row with its service, route, consumer and upstream target.
     Names,
     /// Every row, without the names (they come back empty).
     Counts,
@@ -165,7 +166,7 @@ impl Read {
     /// The name columns this read selects, each followed by `, `.
     fn names(self) -> &'static str {
         match self {
-            Read::Names => "service, route, consumer, ",
+            Read::Names => "service, route, consumer, upstream, ",
             Read::Counts => "",
         }
     }
@@ -324,5 +325,62 @@ mod tests {
             (s.p50_ms, s.p95_ms, s.p99_ms)
         );
         assert!(s.p95_ms > 45.0 && s.p50_ms < 1.1, "{s:?}");
+    }
+
+    /// Rollups keep the target that served each request; a store made before they did
+    /// keeps its rows (with no target) when it is opened again.
+    #[tokio::test]
+    async fn rollups_answer_by_upstream_target_and_old_stores_are_moved_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = sqlx::sqlite::SqlitePoolOptions::new()
+            .connect_with(
+                sqlx::sqlite::SqliteConnectOptions::new()
+                    .filename(dir.path().join("analytics.db"))
+                    .create_if_missing(true),
+            )
+            .await
+            .unwrap();
+        sqlx::raw_sql(
+            "CREATE TABLE rollup_minute (start INTEGER NOT NULL, service TEXT NOT NULL, \
+             route TEXT NOT NULL, consumer TEXT NOT NULL, status INTEGER NOT NULL, \
+             requests INTEGER NOT NULL, rate_limited INTEGER NOT NULL, auth_failed INTEGER NOT NULL, \
+             bytes_in INTEGER NOT NULL, bytes_out INTEGER NOT NULL, latency BLOB NOT NULL, \
+             PRIMARY KEY (start, service, route, consumer, status)) WITHOUT ROWID; \
+             INSERT INTO rollup_minute VALUES (1795000000 - 60, 'pytbak', 'get', '', 200, 7, 0, 0, 0, 0, x'');",
+        )
+        .execute(&old)
+        .await
+        .unwrap();
+        old.close().await;
+        let year = std::time::Duration::from_secs(86_400 * 365);
+        let store = Embedded::open(dir.path(), year).await.unwrap();
+        let events: Vec<_> = (0..30)
+            .map(|i| {
+                let mut e = event(i);
+                e.upstream_addr = match i % 3 {
+                    0 => None,
+                    1 => Some("10.0.0.1:80".into()),
+                    _ => Some("10.0.0.2:80".into()),
+                };
+                e
+            })
+            .collect();
+        store.write(&Batch::new(&events), false).await.unwrap();
+        let first = (events[0].timestamp_us / 1_000_000) as i64;
+        let all = Filter {
+            from: first - 120,
+            to: first + 3600,
+            ..Filter::default()
+        };
+        let top = store.top(&all, TopBy::Upstream, 10).await.unwrap();
+        let names: Vec<(&str, u64)> = top.iter().map(|t| (t.name.as_str(), t.requests)).collect();
+        assert_eq!(names, [("10.0.0.1:80", 10), ("10.0.0.2:80", 10)]);
+        // By service: the per-minute rows by name, where the old row was.
+        let pytbak = Filter {
+            service: Some("pytbak".into()),
+            ..all
+        };
+        let s = store.summary(&pytbak).await.unwrap();
+        assert_eq!(s.requests, 37, "the old row kept");
     }
 }

@@ -114,6 +114,8 @@ pub struct TopEntry {
 pub enum TopBy {
     Route,
     Consumer,
+    /// The upstream target (`host:port`) that served the requests.
+    Upstream,
 }
 
 /// One recent request, for a log view.
@@ -146,7 +148,7 @@ pub trait Queries: Send + Sync {
     fn timeseries<'a>(&'a self, f: &'a Filter, step: i64) -> QueryFuture<'a, Vec<Point>>;
     /// Requests by status code, most frequent first.
     fn status_codes<'a>(&'a self, f: &'a Filter) -> QueryFuture<'a, Vec<StatusCount>>;
-    /// The busiest routes or consumers, busiest first.
+    /// The busiest routes, consumers or upstream targets, busiest first.
     fn top<'a>(&'a self, f: &'a Filter, by: TopBy, limit: usize) -> QueryFuture<'a, Vec<TopEntry>>;
     /// The latest requests, newest first.
     fn events<'a>(&'a self, f: &'a Filter, limit: usize) -> QueryFuture<'a, Vec<RecentEvent>>;

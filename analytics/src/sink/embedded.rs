@@ -1,5 +1,5 @@
 //! The embedded store, for one node without ClickHouse: per-minute and per-hour rollups (counts
-//! and a latency histogram per service, route, consumer and status) and the latest raw
+//! and a latency histogram per service, route, consumer, upstream target and status) and the latest raw
 //! requests, in a SQLite file in the data dir. Long ranges read the hourly rows and only their
 //! ragged edges from the minute rows. Rollups older than the retention are deleted as new ones
 //! arrive; the raw log keeps the newest `RECENT_KEPT` requests.
@@ -15,6 +15,8 @@ use std::time::Duration;
 
 const ROLLUP_TABLE: &str = include_str!("../../../migrations/analytics-sqlite/001_rollups.sql");
 const RECENT_TABLES: &str = include_str!("../../../migrations/analytics-sqlite/002_recent.sql");
+const UPSTREAM_COLUMN: &str =
+    include_str!("../../../migrations/analytics-sqlite/003_rollup_upstream.sql");
 /// Raw requests kept for the log view.
 pub const RECENT_KEPT: i64 = 10_000;
 /// Raw requests kept from one batch: the newest 1,000 of each, so the log is complete for the
@@ -26,9 +28,9 @@ pub struct Embedded {
     retention: Duration,
 }
 
-/// A rollup row's key: start, service, route, consumer, status. Its texts are borrowed from
-/// the batch being folded: no reference count touched per event.
-type Key<'a> = (i64, &'a str, &'a str, &'a str, u16);
+/// A rollup row's key: start, service, route, consumer, upstream target, status. Its texts are
+/// borrowed from the batch being folded: no reference count touched per event.
+type Key<'a> = (i64, &'a str, &'a str, &'a str, &'a str, u16);
 type Rows<'a> = FxHashMap<Key<'a>, (RollupRow, Histogram)>;
 
 impl Embedded {
@@ -46,8 +48,9 @@ impl Embedded {
             .await
             .map_err(err)?;
         for period in Period::ALL {
-            let ddl = ROLLUP_TABLE.replace("{rollup}", period.table());
-            sqlx::raw_sql(&ddl).execute(&pool).await.map_err(err)?;
+            create_rollup_table(&pool, period.table())
+                .await
+                .map_err(err)?;
         }
         sqlx::raw_sql(RECENT_TABLES)
             .execute(&pool)
@@ -122,6 +125,32 @@ impl Embedded {
     }
 }
 
+/// Creates a rollup table, or moves one made before rollups kept the upstream target to the
+/// table's present shape (its primary key changed, which SQLite changes only by a new table).
+async fn create_rollup_table(pool: &SqlitePool, table: &str) -> Result<(), sqlx::Error> {
+    let columns: Vec<String> =
+        sqlx::query(&format!("SELECT name FROM pragma_table_info('{table}')"))
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+    let ddl = ROLLUP_TABLE.replace("{rollup}", table);
+    if columns.is_empty() || columns.iter().any(|c| c == "upstream") {
+        sqlx::raw_sql(&ddl).execute(pool).await?;
+        return Ok(());
+    }
+    let mut tx = pool.begin().await?;
+    sqlx::raw_sql(&format!("ALTER TABLE {table} RENAME TO {table}_old"))
+        .execute(&mut *tx)
+        .await?;
+    sqlx::raw_sql(&ddl).execute(&mut *tx).await?;
+    sqlx::raw_sql(&UPSTREAM_COLUMN.replace("{rollup}", table))
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await
+}
+
 fn err(e: sqlx::Error) -> SinkError {
     SinkError(format!("embedded analytics store: {e}"))
 }
@@ -130,18 +159,20 @@ fn err(e: sqlx::Error) -> SinkError {
 async fn add_rollup(
     tx: &mut sqlx::Transaction<'_, Sqlite>,
     table: &str,
-    (start, service, route, consumer, status): Key<'_>,
+    (start, service, route, consumer, upstream, status): Key<'_>,
     mut row: RollupRow,
     mut latency: Histogram,
 ) -> Result<(), sqlx::Error> {
     let existing = sqlx::query(&format!(
         "SELECT requests, rate_limited, auth_failed, bytes_in, bytes_out, latency FROM {table} \
-         WHERE start = ? AND service = ? AND route = ? AND consumer = ? AND status = ?"
+         WHERE start = ? AND service = ? AND route = ? AND consumer = ? AND upstream = ? \
+         AND status = ?"
     ))
     .bind(start)
     .bind(service)
     .bind(route)
     .bind(consumer)
+    .bind(upstream)
     .bind(status)
     .fetch_optional(&mut **tx)
     .await?;
@@ -154,13 +185,15 @@ async fn add_rollup(
         latency.merge_bytes(&e.get::<Vec<u8>, _>(5));
     }
     sqlx::query(&format!(
-        "INSERT OR REPLACE INTO {table} (start, service, route, consumer, status, requests, \
-         rate_limited, auth_failed, bytes_in, bytes_out, latency) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        "INSERT OR REPLACE INTO {table} (start, service, route, consumer, upstream, status, \
+         requests, rate_limited, auth_failed, bytes_in, bytes_out, latency) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     ))
     .bind(start)
     .bind(service)
     .bind(route)
     .bind(consumer)
+    .bind(upstream)
     .bind(status)
     .bind(row.requests as i64)
     .bind(row.rate_limited as i64)
@@ -173,7 +206,8 @@ async fn add_rollup(
     Ok(())
 }
 
-/// The rollup tables: per minute and per hour by service, route, consumer and status, and
+/// The rollup tables: per minute and per hour by service, route, consumer, upstream target and
+/// status, and
 /// per minute by status alone (what an unfiltered dashboard reads: far fewer rows).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Period {
@@ -200,7 +234,7 @@ impl Period {
         }
     }
 
-    /// Whether rows keep service, route and consumer.
+    /// Whether rows keep service, route, consumer and upstream target.
     fn by_name(self) -> bool {
         self != Period::MinuteTotal
     }
@@ -219,6 +253,7 @@ fn minute_rollups(batch: &Batch) -> (Rows<'_>, Vec<EventRef<'_>>) {
             e.service.unwrap_or(""),
             e.route.unwrap_or(""),
             e.consumer.unwrap_or(""),
+            e.upstream_addr.unwrap_or(""),
             e.status,
         );
         let (row, latency) = rows.entry(key).or_default();
@@ -238,17 +273,18 @@ fn minute_rollups(batch: &Batch) -> (Rows<'_>, Vec<EventRef<'_>>) {
 /// Minute rows folded into `period`'s rows (hours, or minutes without names).
 fn coarser<'a>(minutes: &Rows<'a>, period: Period) -> Rows<'a> {
     let mut rows = Rows::default();
-    for (&(start, service, route, consumer, status), (m, latency)) in minutes {
+    for (&(start, service, route, consumer, upstream, status), (m, latency)) in minutes {
         let names = if period.by_name() {
-            (service, route, consumer)
+            (service, route, consumer, upstream)
         } else {
-            ("", "", "")
+            ("", "", "", "")
         };
         let key = (
             start - start.rem_euclid(period.seconds()),
             names.0,
             names.1,
             names.2,
+            names.3,
             status,
         );
         let (row, h) = rows.entry(key).or_default();

@@ -27,7 +27,7 @@ pub struct Params {
     status_class: Option<u8>,
     /// Time-series bucket in seconds: 60, 300 or 3600 (timeseries only).
     step: Option<i64>,
-    /// `route` or `consumer` (top only).
+    /// `route`, `consumer` or `upstream` (top only).
     by: Option<TopBy>,
     /// Rows to return, 1 … 1000 (top and events).
     limit: Option<usize>,
