@@ -473,3 +473,183 @@ async fn an_entity_is_edited_through_its_form_prefilled_with_what_is_stored() {
         "nothing was written"
     );
 }
+
+/// An upstream through the console: created with its health checks from the form, targets
+/// added, shown with their health, breaker, share of the traffic and the last hour's latency
+/// per target; a weight changed, a target marked unhealthy (it then gets no traffic) and
+/// removed behind a confirmation.
+#[tokio::test]
+async fn an_upstream_is_run_from_its_console_page() {
+    let c = Console::start().await;
+    let (a, b) = (Backend::start().await, Backend::start().await);
+    let cookie = session_cookie(&c.login(PASSWORD, None).await);
+    let r = post_form(
+        &c,
+        &cookie,
+        "/upstreams",
+        &[
+            ("name", "orders.upstream"),
+            ("healthchecks.passive.unhealthy.http_failures", "3"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let up = send(
+        "GET",
+        &c.gw.admin_url("/upstreams/orders.upstream"),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(
+        up.json["healthchecks"]["passive"]["unhealthy"]["http_failures"],
+        3
+    );
+    let id = up.json["id"].as_str().unwrap().to_string();
+    let page = format!("/upstreams/{id}");
+    for backend in [&a, &b] {
+        let target = format!("127.0.0.1:{}", backend.port);
+        let r = post_form(
+            &c,
+            &cookie,
+            &format!("{page}/targets"),
+            &[("target", &target)],
+        )
+        .await;
+        assert_eq!(r.status, 303, "{}", r.body);
+    }
+    let bad = post_form(
+        &c,
+        &cookie,
+        &format!("{page}/targets"),
+        &[("target", "not a host")],
+    )
+    .await;
+    assert_eq!(bad.status, 400);
+    assert!(
+        bad.body
+            .contains("Invalid target; not a valid hostname or ip address"),
+        "{}",
+        bad.body
+    );
+    c.gw.create(
+        "/services",
+        serde_json::json!({"name": "orders", "host": "orders.upstream"}),
+    )
+    .await;
+    c.gw.create(
+        "/services/orders/routes",
+        serde_json::json!({"paths": ["/orders"]}),
+    )
+    .await;
+    c.gw.settled().await;
+    for _ in 0..20 {
+        assert_eq!(
+            send("GET", &c.gw.proxy_url("/orders"), &[], None)
+                .await
+                .status,
+            200
+        );
+    }
+    let since = Instant::now();
+    let shown = loop {
+        let r = c.get(&page, &cookie).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        // The analytics flush every 100 ms: the per-target latency shows once they land.
+        if r.body.contains(" of 10") || since.elapsed() > Duration::from_secs(5) {
+            break r.body;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(shown.contains("Upstream orders.upstream"), "{shown}");
+    assert!(shown.contains(&format!("127.0.0.1:{}", a.port)));
+    assert!(shown.contains("50.0 % (10)"), "an even share: {shown}");
+    assert!(
+        shown.contains("0 of 10"),
+        "errors of the last hour per target: {shown}"
+    );
+    assert!(
+        shown.contains("HEALTHY") && shown.contains("closed"),
+        "{shown}"
+    );
+    let target_a = format!("127.0.0.1:{}", a.port);
+    let health = send(
+        "GET",
+        &c.gw.admin_url(&format!("/upstreams/{id}/health")),
+        &[],
+        None,
+    )
+    .await;
+    let tid = health.json["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["target"] == target_a.as_str())
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = post_form(
+        &c,
+        &cookie,
+        &format!("{page}/targets/{tid}/weight"),
+        &[("weight", "70000")],
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(
+        r.body
+            .contains("weight: value should be between 0 and 65535"),
+        "{}",
+        r.body
+    );
+    let r = post_form(
+        &c,
+        &cookie,
+        &format!("{page}/targets/{tid}/weight"),
+        &[("weight", "5")],
+    )
+    .await;
+    assert_eq!(r.status, 303);
+    let r = post_form(
+        &c,
+        &cookie,
+        &format!("{page}/targets/{tid}/health"),
+        &[("state", "unhealthy")],
+    )
+    .await;
+    assert_eq!(r.status, 303);
+    let before = a.hits();
+    for _ in 0..10 {
+        assert_eq!(
+            send("GET", &c.gw.proxy_url("/orders"), &[], None)
+                .await
+                .status,
+            200
+        );
+    }
+    assert_eq!(a.hits(), before, "an unhealthy target gets no traffic");
+    let shown = c.get(&page, &cookie).await.body;
+    assert!(
+        shown.contains("UNHEALTHY") && shown.contains("value=\"5\""),
+        "{shown}"
+    );
+    let confirm = c
+        .get(&format!("{page}/targets/{tid}/delete"), &cookie)
+        .await;
+    assert!(
+        confirm.body.contains("Remove this target"),
+        "{}",
+        confirm.body
+    );
+    let r = post_form(&c, &cookie, &format!("{page}/targets/{tid}/delete"), &[]).await;
+    assert_eq!(r.status, 303);
+    let listed = send(
+        "GET",
+        &c.gw.admin_url(&format!("/upstreams/{id}/targets")),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(listed.json["data"].as_array().unwrap().len(), 1);
+}

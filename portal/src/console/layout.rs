@@ -45,6 +45,7 @@ pub fn page_refreshing(
                     <a href="/">"Dashboard"</a>
                     <a href="/services">"Services"</a>
                     <a href="/routes">"Routes"</a>
+                    <a href="/upstreams">"Upstreams"</a>
                     <a href="/consumers">"Consumers"</a>
                     <a href="/plugins">"Plugins"</a>
                     <span class="nav-group">"Developer portal"</span>

@@ -58,6 +58,9 @@ pub struct Collection {
     /// Fields the admin API names that the form enters through another (a service's `url`).
     pub entered_as: &'static [(&'static str, &'static str)],
     pub form: &'static [FieldSpec],
+    /// Each entity has a page of its own at `/{path}/{id}` (a consumer's keys, an upstream's
+    /// targets).
+    pub detail: bool,
 }
 
 fn text(v: &Value, key: &str) -> String {
@@ -80,7 +83,7 @@ fn reference(v: &Value, key: &str) -> String {
 const BOOL: &[&str] = &["true", "false"];
 const BOOL_OFF: &[&str] = &["false", "true"];
 
-pub static COLLECTIONS: [Collection; 4] = [
+pub static COLLECTIONS: [Collection; 5] = [
     Collection {
         path: "services",
         title: "Services",
@@ -119,6 +122,7 @@ pub static COLLECTIONS: [Collection; 4] = [
                 "default 60000",
             ),
         ],
+        detail: false,
     },
     Collection {
         path: "routes",
@@ -160,6 +164,7 @@ pub static COLLECTIONS: [Collection; 4] = [
                 "",
             ),
         ],
+        detail: false,
     },
     Collection {
         path: "consumers",
@@ -174,6 +179,7 @@ pub static COLLECTIONS: [Collection; 4] = [
             field("username", "Username", Input::Text, ""),
             field("custom_id", "Custom id", Input::Text, "optional"),
         ],
+        detail: true,
     },
     Collection {
         path: "plugins",
@@ -338,6 +344,147 @@ pub static COLLECTIONS: [Collection; 4] = [
                 "for any plugin: {\"second\": 5}",
             ),
         ],
+        detail: false,
+    },
+    Collection {
+        path: "upstreams",
+        title: "Upstreams",
+        columns: &[
+            ("Name", |v| text(v, "name")),
+            ("Algorithm", |v| text(v, "algorithm")),
+            ("Hash on", |v| text(v, "hash_on")),
+            ("Slots", |v| text(v, "slots")),
+        ],
+        entered_as: &[],
+        form: &[
+            field(
+                "name",
+                "Name",
+                Input::Text,
+                "the host a service names to use it",
+            ),
+            field(
+                "algorithm",
+                "Algorithm",
+                Input::Choice(tollgate_gateway::model::upstream::ALGORITHMS),
+                "",
+            ),
+            field(
+                "hash_on",
+                "Hash on",
+                Input::Choice(tollgate_gateway::model::upstream::HASH_ON),
+                "consistent-hashing: what keeps a client on one target",
+            ),
+            field(
+                "hash_on_header",
+                "Hash header",
+                Input::Text,
+                "hash on header",
+            ),
+            field(
+                "hash_on_cookie",
+                "Hash cookie",
+                Input::Text,
+                "hash on cookie",
+            ),
+            field(
+                "hash_on_query_arg",
+                "Hash query argument",
+                Input::Text,
+                "hash on query_arg",
+            ),
+            field(
+                "hash_on_uri_capture",
+                "Hash URI capture",
+                Input::Text,
+                "hash on uri_capture",
+            ),
+            field(
+                "host_header",
+                "Host header",
+                Input::Text,
+                "sent upstream instead of the target's",
+            ),
+            field(
+                "healthchecks.active.type",
+                "Probe",
+                Input::Choice(&["http", "https", "tcp"]),
+                "active checks",
+            ),
+            field(
+                "healthchecks.active.http_path",
+                "Probe path",
+                Input::Text,
+                "default /",
+            ),
+            field(
+                "healthchecks.active.healthy.interval",
+                "Probe healthy every (s)",
+                Input::Number,
+                "0: not probed",
+            ),
+            field(
+                "healthchecks.active.unhealthy.interval",
+                "Probe unhealthy every (s)",
+                Input::Number,
+                "0: not probed",
+            ),
+            field(
+                "healthchecks.active.healthy.successes",
+                "Probe successes to recover",
+                Input::Number,
+                "",
+            ),
+            field(
+                "healthchecks.active.unhealthy.http_failures",
+                "Probe HTTP failures to fail",
+                Input::Number,
+                "",
+            ),
+            field(
+                "healthchecks.active.unhealthy.tcp_failures",
+                "Probe TCP failures to fail",
+                Input::Number,
+                "",
+            ),
+            field(
+                "healthchecks.passive.unhealthy.http_failures",
+                "Proxied HTTP failures to fail",
+                Input::Number,
+                "passive checks; 0: off",
+            ),
+            field(
+                "healthchecks.passive.unhealthy.tcp_failures",
+                "Proxied TCP failures to fail",
+                Input::Number,
+                "passive checks; 0: off",
+            ),
+            field(
+                "healthchecks.passive.unhealthy.timeouts",
+                "Proxied timeouts to fail",
+                Input::Number,
+                "passive checks; 0: off",
+            ),
+            field(
+                "circuit_breaker.enabled",
+                "Circuit breaker",
+                Input::Choice(BOOL),
+                "per target, even without checks",
+            ),
+            field(
+                "circuit_breaker.consecutive_failures",
+                "Breaker: failures in a row",
+                Input::Number,
+                "default 5",
+            ),
+            field(
+                "circuit_breaker.open_for",
+                "Breaker: open for (s)",
+                Input::Number,
+                "default 10",
+            ),
+        ],
+        detail: true,
     },
 ];
 
@@ -418,7 +565,7 @@ fn table(c: &'static Collection, rows: Vec<Value>) -> impl IntoView {
                         let id = text(&row, "id");
                         let delete = format!("/{}/{id}/delete", c.path);
                         let edit = format!("/{}/{id}/edit", c.path);
-                        let open = (c.path == "consumers").then(|| format!("/consumers/{id}"));
+                        let open = c.detail.then(|| format!("/{}/{id}", c.path));
                         view! {
                             <tr>
                                 {c.columns.iter().map(|(_, value)| view! { <td>{value(&row)}</td> }).collect_view()}

@@ -11,6 +11,7 @@ mod layout;
 mod manage;
 mod plans;
 mod published;
+mod upstream;
 
 use crate::web::origin::refuse_cross_origin;
 use crate::web::page;
@@ -87,6 +88,20 @@ pub fn router(state: Arc<ConsoleState>, secure_cookies: bool) -> Router {
         .route(
             "/{collection}/{id}/edit",
             get(manage::edit_form).post(manage::update),
+        )
+        .route("/upstreams/{id}", get(upstream::show))
+        .route("/upstreams/{id}/targets", post(upstream::add_target))
+        .route(
+            "/upstreams/{id}/targets/{target}/weight",
+            post(upstream::set_weight),
+        )
+        .route(
+            "/upstreams/{id}/targets/{target}/health",
+            post(upstream::set_health),
+        )
+        .route(
+            "/upstreams/{id}/targets/{target}/delete",
+            get(upstream::confirm_remove).post(upstream::remove),
         )
         .route("/consumers/{id}", get(consumer::show))
         .route("/consumers/{id}/keys", post(consumer::create_key))
