@@ -61,11 +61,16 @@ CONF
   "${run_under[@]}" nginx -c "$work/$1.conf" -p "$work" > "$work/$1.out" 2>&1 & pids+=($!)
 }
 
-# The trivial backend every benchmark proxies to (nginx answering `return 200`); sets `backend`.
+# The trivial backend every benchmark proxies to: one nginx process answering `return 200` on
+# every port given (a free one when none); sets `backend` to the first.
+#   start_backend [PORT...]
 start_backend() {
-  backend=$(free_port)
-  start_nginx backend "server { listen 127.0.0.1:$backend; location / { default_type application/json; return 200 '{\"ok\":true}'; } }"
-  wait_port "$backend"
+  local ports=("$@") listen="" port
+  [ ${#ports[@]} -gt 0 ] || ports=("$(free_port)")
+  for port in "${ports[@]}"; do listen+="listen 127.0.0.1:$port; "; done
+  backend=${ports[0]}
+  start_nginx backend "server { $listen location / { default_type application/json; return 200 '{\"ok\":true}'; } }"
+  for port in "${ports[@]}"; do wait_port "$port"; done
 }
 
 # nginx as the reference reverse proxy to the backend (keepalive upstream); sets `nginx_proxy`.

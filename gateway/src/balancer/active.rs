@@ -104,8 +104,16 @@ async fn check(b: Arc<Balancer>) {
             });
         }
         while probes.join_next().await.is_some() {}
-        let next = due.iter().min().copied().unwrap_or(now + MAX_NAP);
-        tokio::time::sleep_until(next.min(tokio::time::Instant::now() + MAX_NAP)).await;
+        // The next probe due, of the members probed in their present state.
+        let next = b
+            .members
+            .iter()
+            .zip(&due)
+            .filter(|(m, _)| interval(active, m).is_some())
+            .map(|(_, at)| *at)
+            .min();
+        let nap = tokio::time::Instant::now() + MAX_NAP;
+        tokio::time::sleep_until(next.map_or(nap, |at| at.min(nap))).await;
     }
 }
 

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# What balancing costs: one Tollgate process (one proxy worker) serving the same trivial
+# backend two ways, a service with a single host and a service on an upstream of three targets
+# (weight 100 each), driven in alternating rounds by wrk. The three targets are three ports of
+# one nginx process: each is a target of its own to Tollgate (its own address, connection pool,
+# health and breaker), while the backend's CPU cost stays that of the single host. Three nginx
+# processes on this 2-core machine take CPU from the proxy and wrk (measured: about 25 % fewer
+# requests/s through the upstream), which says nothing about the gateway. The upstream
+# is measured as decK files declare it: round-robin with Tollgate's circuit breaker (on by
+# default), and least-connections with Kong's passive health checks on. Prints a Markdown table
+# with each row's ratio to the single-host service in the same rounds.
+#   [ROUNDS=n] deploy/bench/upstreams.sh [duration_seconds]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+dur=${1:-10}
+rounds=${ROUNDS:-3}
+conns=32
+source deploy/bench/lib.sh
+bench_setup nginx wrk
+read -r first second third < <(free_ports 3)
+start_backend "$first" "$second" "$third"
+
+cat > "$work/upstreams.yaml" <<YAML
+_format_version: "3.0"
+services:
+  - name: single
+    url: http://127.0.0.1:$first
+    routes: [{ name: single, paths: [/single/] }]
+  - name: balanced
+    host: three.upstream
+    routes: [{ name: balanced, paths: [/balanced/] }]
+  - name: checked
+    host: checked.upstream
+    routes: [{ name: checked, paths: [/checked/] }]
+upstreams:
+  - name: three.upstream
+    targets:
+      - { target: "127.0.0.1:$first" }
+      - { target: "127.0.0.1:$second" }
+      - { target: "127.0.0.1:$third" }
+  - name: checked.upstream
+    algorithm: least-connections
+    healthchecks:
+      passive:
+        healthy: { successes: 5 }
+        unhealthy: { http_failures: 5, tcp_failures: 2, timeouts: 3 }
+    targets:
+      - { target: "127.0.0.1:$first" }
+      - { target: "127.0.0.1:$second" }
+      - { target: "127.0.0.1:$third" }
+YAML
+start_tollgate "$work/upstreams.yaml"
+for path in single balanced checked; do
+  code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$TG_PORT/$path/x")
+  [ "$code" = 200 ] || { echo "/$path/ answered $code" >&2; exit 1; }
+done
+
+labels=("single host" "upstream, 3 targets, round-robin" "upstream, 3 targets, least-connections + passive checks")
+paths=(single balanced checked)
+n=${#paths[@]}
+# Round 0 warms every path up for a second and is not counted; each round starts one path
+# later than the one before.
+for round in 0 $(seq "$rounds"); do
+  seconds=$dur; [ "$round" = 0 ] && seconds=1
+  for i in $(seq 0 $((n - 1))); do
+    j=$(( (i + round) % n ))
+    figures=$(dur=$seconds run_wrk "http://127.0.0.1:$TG_PORT/${paths[$j]}/x")
+    if grep -q "Non-2xx" "$work/wrk.out"; then
+      echo "/${paths[$j]}/: $(grep Non-2xx "$work/wrk.out")" >&2; exit 1
+    fi
+    [ "$round" = 0 ] || echo "$round|${labels[$j]}|$figures" >> "$work/rounds"
+  done
+done
+
+echo
+echo "wrk -t1 -c$conns -d${dur}s on one Tollgate worker, $rounds rounds in one run ($(date -u +%F), $(nproc) cores)"
+echo
+printf '%s\n' "${labels[@]}" > "$work/order"
+python3 - "$work/rounds" "$work/order" <<'PY'
+import statistics, sys
+from collections import defaultdict
+
+def us(latency):
+    for unit, scale in (("us", 1), ("ms", 1000), ("s", 1_000_000)):
+        if latency.endswith(unit):
+            return float(latency[: -len(unit)]) * scale
+    raise ValueError(latency)
+
+runs = defaultdict(list)
+for line in open(sys.argv[1]):
+    round_, label, figures = line.rstrip("\n").split("|")
+    rps, p50, p99 = figures.split()
+    runs[label].append((int(round_), float(rps), us(p50), us(p99)))
+labels = open(sys.argv[2]).read().splitlines()
+single = {r: (rps, p99) for r, rps, _, p99 in runs[labels[0]]}
+print("| service | requests/s (mean) | each round | / single host | p99 (median) | p99 / single host |")
+print("|---|---|---|---|---|---|")
+for label in labels:
+    rows = runs[label]
+    ratio = statistics.mean(rps / single[r][0] for r, rps, _, _ in rows)
+    p99 = statistics.median(p for *_, p in rows)
+    p99_ratio = p99 / statistics.median(p for _, p in single.values())
+    print(f"| {label} | {statistics.mean(rps for _, rps, _, _ in rows):,.0f} "
+          f"| {', '.join(f'{rps:,.0f}' for _, rps, _, _ in rows)} "
+          f"| {ratio:.3f} | {p99:.0f} µs | {p99_ratio:.2f} |")
+PY
