@@ -21,6 +21,7 @@ pub use body::PooledBody;
 pub(super) use codec::{connection_options, request_line, write_header};
 
 use super::coarse_timer;
+use crate::balancer::health::Outcome;
 use crate::plugins::RequestBody;
 use bytes::{Buf, BytesMut};
 use codec::{Framing, ResponseHead};
@@ -190,7 +191,7 @@ pub trait Attempts {
     /// when nothing can take it.
     fn next(&mut self) -> Option<(Target, Option<http::HeaderValue>)>;
     /// The last attempt got no answer, for this reason.
-    fn failed(&mut self, outcome: crate::balancer::health::Outcome);
+    fn failed(&mut self, outcome: Outcome);
 }
 
 /// Sends `req` to the destinations `attempts` gives, on a pooled or new connection, and
@@ -204,7 +205,6 @@ pub async fn send(
     attempts: &mut impl Attempts,
     limits: &Limits,
 ) -> Result<Response<PooledBody>, UpstreamError> {
-    use crate::balancer::health::Outcome;
     let body_len = match &req.body {
         RequestBody::Buffered(b) => Some(b.len() as u64),
         RequestBody::Streaming(b) => b.size_hint().exact(),
@@ -258,11 +258,7 @@ pub async fn send(
             }
             Err(e) => UpstreamError::Connect(e),
         };
-        attempts.failed(if super::is_timeout(&failed) {
-            Outcome::Timeout
-        } else {
-            Outcome::TcpFailure
-        });
+        attempts.failed(outcome_of(&failed));
         if failures >= limits.retries {
             return Err(failed);
         }
@@ -275,11 +271,12 @@ pub async fn send(
     }
 }
 
-fn outcome_of(e: &io::Error) -> crate::balancer::health::Outcome {
-    if e.kind() == io::ErrorKind::TimedOut {
-        crate::balancer::health::Outcome::Timeout
+/// What a failed attempt tells the target's health: a timeout, or a TCP failure.
+fn outcome_of(e: &(dyn std::error::Error + 'static)) -> Outcome {
+    if super::is_timeout(e) {
+        Outcome::Timeout
     } else {
-        crate::balancer::health::Outcome::TcpFailure
+        Outcome::TcpFailure
     }
 }
 
