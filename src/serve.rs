@@ -25,8 +25,8 @@ use tollgate_gateway::listener;
 use tollgate_gateway::plugins::Shared;
 use tollgate_gateway::proxy::{gateway_headers::GatewayHeaders, server, ClientIp, Logger, Proxy};
 use tollgate_gateway::status::{self, metrics::Metrics};
-use tollgate_gateway::store::{Backend, Store};
-use tollgate_gateway::{declarative, model};
+use tollgate_gateway::store::{Backend, Keyring, Store};
+use tollgate_gateway::{declarative, model, tls};
 use tollgate_portal::{console, developer};
 
 /// The runtime of everything but the proxy (admin API, status, reloads): light work, so two
@@ -46,6 +46,13 @@ fn proxy_workers(s: &Settings) -> anyhow::Result<usize> {
         Some(n) => Ok(n),
         None => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
     }
+}
+
+/// Where the key that seals stored secrets is kept.
+fn keyring_file(s: &Settings) -> std::path::PathBuf {
+    s.keyring_file
+        .clone()
+        .unwrap_or_else(|| s.data_dir.join("keyring"))
 }
 
 /// Opens the configured store (creating the SQLite file and data dir on first start).
@@ -69,7 +76,19 @@ pub async fn open_store(s: &Settings) -> anyhow::Result<Store> {
             (Backend::Postgres, url)
         }
     };
-    Store::connect(backend, &url)
+    let keyring = match backend {
+        Backend::Memory => Keyring::ephemeral(),
+        Backend::Sqlite | Backend::Postgres => {
+            let path = keyring_file(s);
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+            }
+            Keyring::load_or_create(&path)
+                .with_context(|| format!("cannot read the keyring {}", path.display()))?
+        }
+    };
+    Store::connect(backend, &url, keyring)
         .await
         .context("cannot open the config store")
 }
@@ -77,14 +96,24 @@ pub async fn open_store(s: &Settings) -> anyhow::Result<Store> {
 pub async fn run(s: Settings) -> anyhow::Result<ExitCode> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let proxy_addr = listen_addr("TOLLGATE_PROXY_LISTEN", &s.proxy_listen)?;
-    let admin_addr = listen_addr("TOLLGATE_ADMIN_LISTEN", &s.admin_listen)?;
+    let proxy_tls_addr = listen_addr("TOLLGATE_PROXY_TLS_LISTEN", &s.proxy_tls_listen)?;
+    let admin_addrs = Addrs::read(
+        ("TOLLGATE_ADMIN_LISTEN", &s.admin_listen),
+        ("TOLLGATE_ADMIN_TLS_LISTEN", &s.admin_tls_listen),
+    )?;
     let status_addr = listen_addr("TOLLGATE_STATUS_LISTEN", &s.status_listen)?;
-    let console_addr = listen_addr("TOLLGATE_CONSOLE_LISTEN", &s.console_listen)?;
-    let portal_addr = listen_addr("TOLLGATE_PORTAL_LISTEN", &s.portal_listen)?;
+    let console_addrs = Addrs::read(
+        ("TOLLGATE_CONSOLE_LISTEN", &s.console_listen),
+        ("TOLLGATE_CONSOLE_TLS_LISTEN", &s.console_tls_listen),
+    )?;
+    let portal_addrs = Addrs::read(
+        ("TOLLGATE_PORTAL_LISTEN", &s.portal_listen),
+        ("TOLLGATE_PORTAL_TLS_LISTEN", &s.portal_tls_listen),
+    )?;
     let workers = proxy_workers(&s)?;
     let client_ip =
         ClientIp::new(&s.trusted_ips, s.real_ip_header.as_deref()).map_err(anyhow::Error::msg)?;
-    if let Some(a) = admin_addr {
+    for a in admin_addrs.plain.iter().chain(&admin_addrs.tls) {
         if !a.ip().is_loopback() && s.admin_token.as_deref().is_none_or(str::is_empty) {
             bail!("the admin API would listen on {a}, off loopback, without TOLLGATE_ADMIN_TOKEN; set a token or listen on 127.0.0.1");
         }
@@ -136,7 +165,19 @@ pub async fn run(s: Settings) -> anyhow::Result<ExitCode> {
         Some((sink, _)) => Some(start_pipeline(&s, sink.clone(), &reloader, &mut tasks)?),
         None => None,
     };
-    if let Some(addr) = proxy_addr {
+    let any_tls = proxy_tls_addr.is_some()
+        || [&admin_addrs, &console_addrs, &portal_addrs]
+            .iter()
+            .any(|a| a.tls.is_some());
+    let tls = match any_tls {
+        true => Some(tls_config(&s, &reloader)?),
+        false => None,
+    };
+    let listens: Vec<server::Listen> = [(proxy_addr, None), (proxy_tls_addr, tls.clone())]
+        .into_iter()
+        .filter_map(|(addr, tls)| Some(server::Listen { addr: addr?, tls }))
+        .collect();
+    if !listens.is_empty() {
         let proxy = Arc::new(Proxy {
             snapshot: reloader.snapshot.clone(),
             logger: Arc::new(Logger {
@@ -147,16 +188,24 @@ pub async fn run(s: Settings) -> anyhow::Result<ExitCode> {
             client_ip,
             headers: gateway_headers,
         });
-        let threads = server::start_workers(addr, workers, proxy, proxy_limits, stop_rx.clone())
-            .with_context(|| format!("cannot listen for the proxy on {addr}"))?;
-        tracing::info!("proxy listening on {addr} with {workers} worker threads");
+        let addrs: Vec<String> = listens.iter().map(|l| l.addr.to_string()).collect();
+        let addrs = addrs.join(" and ");
+        let threads =
+            server::start_workers(&listens, workers, proxy, proxy_limits, stop_rx.clone())
+                .with_context(|| format!("cannot listen for the proxy on {addrs}"))?;
+        tracing::info!("proxy listening on {addrs} with {workers} worker threads");
         for thread in threads {
             tasks.spawn(async move {
                 let _ = tokio::task::spawn_blocking(move || thread.join()).await;
             });
         }
     }
-    if let Some(addr) = admin_addr {
+    let serve_on = Serving {
+        limits,
+        tls: tls.clone(),
+        stop: stop_rx.clone(),
+    };
+    if admin_addrs.any() {
         let state = Arc::new(AdminState {
             reloader: reloader.clone(),
             read_only: s.database == Database::Off,
@@ -166,15 +215,13 @@ pub async fn run(s: Settings) -> anyhow::Result<ExitCode> {
             summary: summary(&s, &store),
             analytics: analytics.as_ref().map(|(_, queries)| queries.clone()),
         });
-        tasks.spawn(listener::serve(
-            bind("admin API", addr).await?,
-            admin::router(state, portal_management(&s, &reloader, &store)),
-            limits,
-            stop_rx.clone(),
-        ));
+        let app = admin::router(state, portal_management(&s, &reloader, &store));
+        serve_on
+            .spawn(&mut tasks, "admin API", &admin_addrs, app)
+            .await?;
     }
     let analytics_queries = analytics.as_ref().map(|(_, queries)| queries.clone());
-    if let Some(addr) = console_addr {
+    if console_addrs.any() {
         console::bootstrap_admin(&store, s.console_admin_password.as_deref(), &s.data_dir)
             .await
             .context("cannot create the first console user")?;
@@ -183,14 +230,12 @@ pub async fn run(s: Settings) -> anyhow::Result<ExitCode> {
             analytics_queries.clone(),
             in_process_admin(&s, &reloader),
         ));
-        tasks.spawn(listener::serve(
-            bind("admin console", addr).await?,
-            console::router(state, s.secure_cookies),
-            limits,
-            stop_rx.clone(),
-        ));
+        let app = console::router(state, s.secure_cookies);
+        serve_on
+            .spawn(&mut tasks, "admin console", &console_addrs, app)
+            .await?;
     }
-    if let Some(addr) = portal_addr {
+    if portal_addrs.any() {
         let config = developer::PortalConfig {
             approval_required: s.portal_approval == PortalApproval::Manual,
             proxy_url: s.portal_proxy_url.clone(),
@@ -203,18 +248,17 @@ pub async fn run(s: Settings) -> anyhow::Result<ExitCode> {
             in_process_admin(&s, &reloader),
             config,
         ));
-        tasks.spawn(listener::serve(
-            bind("developer portal", addr).await?,
-            developer::router(state),
-            limits,
-            stop_rx.clone(),
-        ));
+        let app = developer::router(state);
+        serve_on
+            .spawn(&mut tasks, "developer portal", &portal_addrs, app)
+            .await?;
     }
     if let Some(addr) = status_addr {
         tasks.spawn(listener::serve(
             bind("status", addr).await?,
             status::router(reloader.clone()),
             limits,
+            None,
             stop_rx.clone(),
         ));
     }
@@ -304,6 +348,63 @@ fn node_name() -> String {
         .map(|h| h.trim().to_string())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "tollgate".into())
+}
+
+/// A listener's cleartext and TLS addresses, each optional.
+struct Addrs {
+    plain: Option<SocketAddr>,
+    tls: Option<SocketAddr>,
+}
+
+impl Addrs {
+    fn read(plain: (&str, &str), tls: (&str, &str)) -> anyhow::Result<Addrs> {
+        Ok(Addrs {
+            plain: listen_addr(plain.0, plain.1)?,
+            tls: listen_addr(tls.0, tls.1)?,
+        })
+    }
+
+    fn any(&self) -> bool {
+        self.plain.is_some() || self.tls.is_some()
+    }
+}
+
+/// What the admin API, console and portal listeners share: bounds, TLS, the stop signal.
+struct Serving {
+    limits: listener::Limits,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    stop: watch::Receiver<bool>,
+}
+
+impl Serving {
+    /// Serves `app` on each of `addrs`: in cleartext, and over TLS.
+    async fn spawn(
+        &self,
+        tasks: &mut tokio::task::JoinSet<()>,
+        what: &str,
+        addrs: &Addrs,
+        app: axum::Router,
+    ) -> anyhow::Result<()> {
+        if let Some(addr) = addrs.plain {
+            let l = bind(what, addr).await?;
+            let serve = listener::serve(l, app.clone(), self.limits, None, self.stop.clone());
+            tasks.spawn(serve);
+        }
+        if let Some(addr) = addrs.tls {
+            let l = bind(&format!("{what} (TLS)"), addr).await?;
+            let serve = listener::serve(l, app, self.limits, self.tls.clone(), self.stop.clone());
+            tasks.spawn(serve);
+        }
+        Ok(())
+    }
+}
+
+/// The TLS configuration every TLS listener shares: certificates by SNI from the
+/// configuration, else the default one kept in the data dir.
+fn tls_config(s: &Settings, reloader: &Reloader) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let default = tls::default_cert::load_or_create(&s.data_dir)?;
+    let resolver = Arc::new(tls::sni::Resolver::new(reloader.snapshot.clone(), default));
+    Ok(tls::server_config(resolver, &tls::ALPN_H2_HTTP1))
 }
 
 async fn bind(what: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {

@@ -48,6 +48,14 @@ pub struct Settings {
         global = true
     )]
     pub proxy_listen: String,
+    /// Proxy TLS listener address (HTTPS and HTTP/2 by ALPN), or `off`.
+    #[arg(
+        long,
+        env = "TOLLGATE_PROXY_TLS_LISTEN",
+        default_value = "0.0.0.0:8443",
+        global = true
+    )]
+    pub proxy_tls_listen: String,
     /// Admin API listener address, or `off`.
     #[arg(
         long,
@@ -56,6 +64,14 @@ pub struct Settings {
         global = true
     )]
     pub admin_listen: String,
+    /// Admin API TLS listener address, or `off`.
+    #[arg(
+        long,
+        env = "TOLLGATE_ADMIN_TLS_LISTEN",
+        default_value = "127.0.0.1:8444",
+        global = true
+    )]
+    pub admin_tls_listen: String,
     /// Token every admin call must carry; required when the admin API listens off loopback.
     #[arg(
         long,
@@ -81,6 +97,14 @@ pub struct Settings {
         global = true
     )]
     pub console_listen: String,
+    /// Admin console TLS listener address, or `off`.
+    #[arg(
+        long,
+        env = "TOLLGATE_CONSOLE_TLS_LISTEN",
+        default_value = "off",
+        global = true
+    )]
+    pub console_tls_listen: String,
     /// Developer portal listener address, or `off`.
     #[arg(
         long,
@@ -89,6 +113,14 @@ pub struct Settings {
         global = true
     )]
     pub portal_listen: String,
+    /// Developer portal TLS listener address, or `off`.
+    #[arg(
+        long,
+        env = "TOLLGATE_PORTAL_TLS_LISTEN",
+        default_value = "off",
+        global = true
+    )]
+    pub portal_tls_listen: String,
     /// Status listener (`/status`, `/metrics`) address, or `off`.
     #[arg(
         long,
@@ -152,6 +184,11 @@ pub struct Settings {
         global = true
     )]
     pub data_dir: PathBuf,
+    /// The file holding the key that seals stored secrets (certificates' private keys);
+    /// default `keyring` in the data dir, made at first start. Nodes sharing a PostgreSQL
+    /// store need the same file.
+    #[arg(long, env = "TOLLGATE_KEYRING_FILE", global = true)]
+    pub keyring_file: Option<PathBuf>,
     /// Config store: `sqlite`, `postgres`, or `off` (DB-less, from the declarative file).
     #[arg(
         long,

@@ -325,9 +325,7 @@ async fn off_loopback_the_admin_api_needs_its_token() {
     let child = Gateway::command(
         &[("TOLLGATE_ADMIN_TOKEN", "s3cret")],
         tmp.path(),
-        p,
-        admin,
-        s,
+        [p, admin, s, 0],
     )
     .env("TOLLGATE_ADMIN_LISTEN", &listen)
     .stderr(std::process::Stdio::null())

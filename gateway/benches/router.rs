@@ -32,6 +32,8 @@ fn bench(c: &mut Criterion) {
         port: 8000,
         path,
         headers: &headers,
+        tls: false,
+        sni: None,
     };
     let cases = [
         ("prefix", req("/api7771/get/context", "api.example.com")),

@@ -15,3 +15,4 @@ pub mod router;
 pub mod snapshot;
 pub mod status;
 pub mod store;
+pub mod tls;

@@ -120,6 +120,8 @@ pub struct Gateway {
     pub proxy: u16,
     pub admin: u16,
     pub status: u16,
+    /// The proxy's TLS port.
+    pub tls: u16,
     pub data_dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     pub log: PathBuf,
@@ -174,9 +176,9 @@ impl Gateway {
     ) -> Gateway {
         const ATTEMPTS: usize = 3;
         for attempt in 1..=ATTEMPTS {
-            let [proxy, admin, status] = free_ports();
+            let [proxy, admin, status, tls] = free_ports();
             let log = data_dir.join(format!("gateway-{proxy}.log"));
-            let mut cmd = Gateway::command(env, &data_dir, proxy, admin, status);
+            let mut cmd = Gateway::command(env, &data_dir, [proxy, admin, status, tls]);
             customize(&mut cmd);
             let child = cmd
                 .stdout(Stdio::null())
@@ -188,6 +190,7 @@ impl Gateway {
                 proxy,
                 admin,
                 status,
+                tls,
                 data_dir: data_dir.clone(),
                 _tmp: None,
                 log,
@@ -204,12 +207,12 @@ impl Gateway {
         unreachable!("the last attempt returns or panics")
     }
 
+    /// The gateway's command line: listeners on `[proxy, admin, status, proxy TLS]` ports of
+    /// 127.0.0.1 (the admin API's TLS listener off), then `env`.
     pub fn command(
         env: &[(&str, &str)],
         data_dir: &std::path::Path,
-        proxy: u16,
-        admin: u16,
-        status: u16,
+        [proxy, admin, status, tls]: [u16; 4],
     ) -> Command {
         let mut cmd = Command::new(BIN);
         cmd.env_clear()
@@ -219,6 +222,8 @@ impl Gateway {
             .env("TOLLGATE_PROXY_LISTEN", format!("127.0.0.1:{proxy}"))
             .env("TOLLGATE_ADMIN_LISTEN", format!("127.0.0.1:{admin}"))
             .env("TOLLGATE_STATUS_LISTEN", format!("127.0.0.1:{status}"))
+            .env("TOLLGATE_PROXY_TLS_LISTEN", format!("127.0.0.1:{tls}"))
+            .env("TOLLGATE_ADMIN_TLS_LISTEN", "off")
             .env("TOLLGATE_CONSOLE_LISTEN", "off")
             .env("TOLLGATE_PORTAL_LISTEN", "off");
         for (k, v) in env {
@@ -474,6 +479,8 @@ pub fn tollgate(
     let mut cmd = Command::new(BIN);
     cmd.args(args)
         .env("TOLLGATE_CONSOLE_LISTEN", "off")
+        .env("TOLLGATE_PROXY_TLS_LISTEN", "off")
+        .env("TOLLGATE_ADMIN_TLS_LISTEN", "off")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

@@ -1,6 +1,7 @@
 //! CRUD for every entity kind, top-level (`/services/{id}`) and nested
 //! (`/consumers/{c}/key-auth`), with `{id or name}` addressing as in Kong.
 use super::body::EntityInput;
+use super::certificates;
 use super::error::ApiError;
 use super::list;
 use super::AdminState;
@@ -33,6 +34,12 @@ fn nested(parent: &str, child: &str) -> Option<(Kind, Kind, &'static str, &'stat
         ("consumers", "plugins") => (Kind::Plugin, Kind::Consumer, "consumer_id", "consumer"),
         ("consumers", "key-auth") => (Kind::KeyAuth, Kind::Consumer, "consumer_id", "consumer"),
         ("upstreams", "targets") => (Kind::Target, Kind::Upstream, "upstream_id", "upstream"),
+        ("certificates", "snis") => (
+            Kind::Sni,
+            Kind::Certificate,
+            "certificate_id",
+            "certificate",
+        ),
         _ => return None,
     })
 }
@@ -93,7 +100,8 @@ pub async fn get_one(
 ) -> Result<Response, ApiError> {
     let kind = kind_of(&collection)?;
     let body = find(&st, kind, &key, None).await?;
-    Ok(Json(live(kind, body, unix_now()).ok_or(ApiError::NotFound)?).into_response())
+    let shown = read(&st, kind, body, unix_now()).await?;
+    Ok(Json(shown.ok_or(ApiError::NotFound)?).into_response())
 }
 
 pub async fn patch_one(
@@ -147,7 +155,8 @@ pub async fn nested_get(
 ) -> Result<Response, ApiError> {
     let (kind, p) = scope(&st, &parent, &pid, &child).await?;
     let body = find(&st, kind, &key, Some(p)).await?;
-    Ok(Json(live(kind, body, unix_now()).ok_or(ApiError::NotFound)?).into_response())
+    let shown = read(&st, kind, body, unix_now()).await?;
+    Ok(Json(shown.ok_or(ApiError::NotFound)?).into_response())
 }
 
 pub async fn nested_patch(
@@ -188,7 +197,7 @@ async fn do_create(
         fields.insert(p.field.into(), json!({"id": p.id}));
     }
     let n = write(st, kind, fields, None, input.source, false).await?;
-    Ok((StatusCode::CREATED, Json(shown(n))).into_response())
+    Ok((StatusCode::CREATED, Json(shown(st, n).await?)).into_response())
 }
 
 /// The write every create, patch and put ends in: references by name resolved, the fields
@@ -203,8 +212,18 @@ async fn write(
     replace: bool,
 ) -> Result<Normalized, ApiError> {
     resolve_references(st, &mut fields).await?;
+    let snis = match kind {
+        Kind::Certificate => certificates::given(&fields),
+        _ => None,
+    };
     let n = normalize(kind, fields, base, source, unix_now())?;
+    if let Some(names) = &snis {
+        certificates::check_free(st, n.record.id, names).await?;
+    }
     st.store().save(&n.record, replace).await?;
+    if let Some(names) = &snis {
+        certificates::replace(st, n.record.id, names).await?;
+    }
     st.reloader.poke();
     Ok(n)
 }
@@ -219,7 +238,7 @@ async fn do_patch(
     st.writable("update", kind, Some(key))?;
     let existing = find(st, kind, key, parent).await?;
     let n = write(st, kind, input.fields, Some(&existing), input.source, true).await?;
-    Ok(Json(shown(n)).into_response())
+    Ok(Json(shown(st, n).await?).into_response())
 }
 
 /// Creates or replaces the entity at `key`: an id, or a name for a new entity.
@@ -252,7 +271,7 @@ async fn do_put(
         .as_ref()
         .map(|e| json!({"id": e["id"], "created_at": e["created_at"]}));
     let n = write(st, kind, fields, base.as_ref(), input.source, true).await?;
-    Ok(Json(shown(n)).into_response())
+    Ok(Json(shown(st, n).await?).into_response())
 }
 
 async fn do_delete(
@@ -313,7 +332,7 @@ fn lookup_key(kind: Kind, key: &str, parent: Option<Parent>) -> String {
 
 /// An entity as reads show it: a key-auth credential with a `ttl` shows the seconds it has
 /// left, as Kong's does, and none once it has expired (the proxy no longer takes it).
-pub(super) fn live(kind: Kind, mut body: Value, now: i64) -> Option<Value> {
+fn live(kind: Kind, mut body: Value, now: i64) -> Option<Value> {
     if kind != Kind::KeyAuth {
         return Some(body);
     }
@@ -357,12 +376,29 @@ async fn referenced(
 }
 
 /// The body answered for a write: a generated key is shown this once.
-fn shown(n: Normalized) -> Value {
-    let mut body = n.record.body;
+async fn shown(st: &AdminState, n: Normalized) -> Result<Value, ApiError> {
+    let mut body = read(st, n.record.kind, n.record.body, unix_now())
+        .await?
+        .unwrap_or(Value::Null);
     if let (Some(secret), Some(obj)) = (n.revealed_secret, body.as_object_mut()) {
         obj.insert("key".into(), Value::String(secret));
     }
-    body
+    Ok(body)
+}
+
+/// An entity as every read shows it: [`live`], and a certificate with its SNIs' names.
+pub(super) async fn read(
+    st: &AdminState,
+    kind: Kind,
+    body: Value,
+    now: i64,
+) -> Result<Option<Value>, ApiError> {
+    match live(kind, body, now) {
+        Some(body) if kind == Kind::Certificate => {
+            Ok(Some(certificates::with_snis(st, body).await?))
+        }
+        other => Ok(other),
+    }
 }
 
 /// Kong's "foreign keys unresolved" (code 13) for a reference by a name nothing has.

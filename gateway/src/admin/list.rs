@@ -145,10 +145,11 @@ pub async fn answer(
     };
     let mut page = st.store().list(kind, &list).await?;
     let now = crate::model::unix_now();
-    page.data = std::mem::take(&mut page.data)
-        .into_iter()
-        .filter_map(|body| super::entities::live(kind, body, now))
-        .collect();
+    let mut shown = Vec::with_capacity(page.data.len());
+    for body in std::mem::take(&mut page.data) {
+        shown.extend(super::entities::read(st, kind, body, now).await?);
+    }
+    page.data = shown;
     let offset = page.next_offset.as_deref().map(encode_offset);
     let next = offset.as_ref().map(|o| {
         let mut qs = form_urlencoded::Serializer::new(String::new());

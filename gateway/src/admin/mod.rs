@@ -6,6 +6,7 @@
 //! a token) requests for a host name a rebinding page could use, are refused with 403.
 mod analytics;
 mod body;
+mod certificates;
 mod config;
 mod declarative_errors;
 mod entities;

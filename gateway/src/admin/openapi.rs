@@ -1,5 +1,8 @@
 //! The admin API's own OpenAPI 3.1 document, generated with utoipa from the entity types.
-use crate::model::{Consumer, KeyAuthCredential, Kind, Plugin, Route, Service, Target, Upstream};
+use crate::model::{
+    CaCertificate, Certificate, Consumer, KeyAuthCredential, Kind, Plugin, Route, Service, Sni,
+    Target, Upstream,
+};
 use crate::store::portal;
 use axum::Json;
 use tollgate_analytics::query;
@@ -25,6 +28,9 @@ fn schema_name(kind: Kind) -> &'static str {
         Kind::Plugin => "Plugin",
         Kind::Upstream => "Upstream",
         Kind::Target => "Target",
+        Kind::CaCertificate => "CaCertificate",
+        Kind::Certificate => "Certificate",
+        Kind::Sni => "Sni",
     }
 }
 
@@ -46,6 +52,7 @@ pub fn build() -> OpenApi {
         ("consumers", "plugins", Kind::Plugin),
         ("consumers", "key-auth", Kind::KeyAuth),
         ("upstreams", "targets", Kind::Target),
+        ("certificates", "snis", Kind::Sni),
     ] {
         let name = schema_name(kind);
         let tag = format!("{parent}/{child}");
@@ -120,6 +127,9 @@ pub fn build() -> OpenApi {
                 .schema_from::<KeyAuthCredential>()
                 .schema_from::<Upstream>()
                 .schema_from::<Target>()
+                .schema_from::<Certificate>()
+                .schema_from::<Sni>()
+                .schema_from::<CaCertificate>()
                 .schema_from::<portal::Plan>()
                 .schema_from::<portal::PlanLimits>()
                 .schema_from::<portal::DeveloperView>()

@@ -65,6 +65,10 @@ pub fn document(entities: &[(Kind, Value)], plans: &[Plan]) -> Value {
         "keyauth_credentials",
     );
     let upstreams = nested(of(Kind::Upstream), of(Kind::Target), "upstream", "targets");
+    let certificates = nested(of(Kind::Certificate), of(Kind::Sni), "certificate", "snis");
+    let ca_certificates: Vec<Value> = of(Kind::CaCertificate)
+        .map(|c| Value::Object(clean(c, None)))
+        .collect();
     let plugins: Vec<Value> = of(Kind::Plugin)
         .map(|p| Value::Object(clean(p, None)))
         .collect();
@@ -86,6 +90,8 @@ pub fn document(entities: &[(Kind, Value)], plans: &[Plan]) -> Value {
         ("consumers", consumers),
         ("plugins", plugins),
         ("upstreams", upstreams),
+        ("certificates", certificates),
+        ("ca_certificates", ca_certificates),
         ("plans", plans),
     ] {
         if !list.is_empty() {

@@ -59,6 +59,9 @@ const LISTS: &[&str] = &[
     "consumers",
     "plugins",
     "upstreams",
+    "certificates",
+    "snis",
+    "ca_certificates",
     "plans",
 ];
 
@@ -213,6 +216,20 @@ impl Reader<'_> {
         for (i, u) in list(top, "upstreams").iter().enumerate() {
             self.read_upstream(u, &format!("upstreams[{i}]"));
         }
+        for (i, c) in list(top, "certificates").iter().enumerate() {
+            self.read_certificate(c, &format!("certificates[{i}]"));
+        }
+        for (i, s) in list(top, "snis").iter().enumerate() {
+            self.read_entity(Kind::Sni, s, &format!("snis[{i}]"), None);
+        }
+        for (i, c) in list(top, "ca_certificates").iter().enumerate() {
+            self.read_entity(
+                Kind::CaCertificate,
+                c,
+                &format!("ca_certificates[{i}]"),
+                None,
+            );
+        }
         for (i, p) in list(top, "plans").iter().enumerate() {
             self.read_plan(p, &format!("plans[{i}]"));
         }
@@ -330,6 +347,21 @@ impl Reader<'_> {
         }
     }
 
+    /// A certificate and its nested `snis` (decK writes them as `{name: ...}` records).
+    fn read_certificate(&mut self, c: &Value, path: &str) {
+        let Some(id) = self.read_entity(Kind::Certificate, c, path, None) else {
+            return;
+        };
+        for (i, s) in children(c, "snis").iter().enumerate() {
+            let spath = format!("{path}.snis[{i}]");
+            let sni = match s {
+                Value::String(name) => json!({ "name": name }),
+                other => other.clone(),
+            };
+            self.read_entity(Kind::Sni, &sni, &spath, Some(("certificate", id)));
+        }
+    }
+
     fn read_consumer(&mut self, c: &Value, path: &str) {
         let Some(id) = self.read_entity(Kind::Consumer, c, path, None) else {
             return;
@@ -365,10 +397,8 @@ impl Reader<'_> {
             return None;
         };
         let mut fields = obj.clone();
-        for nested in ["routes", "plugins", "keyauth_credentials", "targets"] {
-            if kind != Kind::Plugin || nested != "plugins" {
-                fields.remove(nested);
-            }
+        for nested in nested_lists(kind) {
+            fields.remove(*nested);
         }
         if let Some((field, id)) = parent {
             fields.insert(field.into(), json!({"id": id}));
@@ -511,12 +541,28 @@ fn children<'a>(v: &'a Value, key: &str) -> &'a [Value] {
         .unwrap_or_default()
 }
 
+/// The lists an entity of `kind` may hold in a file, read as entities of their own.
+fn nested_lists(kind: Kind) -> &'static [&'static str] {
+    match kind {
+        Kind::Service => &["routes", "plugins"],
+        Kind::Route => &["plugins"],
+        Kind::Consumer => &["keyauth_credentials", "plugins"],
+        Kind::Upstream => &["targets"],
+        Kind::Certificate => &["snis"],
+        _ => &[],
+    }
+}
+
 /// An id that follows from what names the entity, or from its place in the file.
 fn derived_id(kind: Kind, fields: &Map<String, Value>, path: &str) -> Uuid {
     let s = |f: &str| fields.get(f).and_then(Value::as_str).map(String::from);
     let r = |f: &str| fields.get(f).map(|v| v.to_string()).unwrap_or_default();
     let natural = match kind {
-        Kind::Service | Kind::Route | Kind::Upstream => s("name"),
+        Kind::Service | Kind::Route | Kind::Upstream | Kind::Sni => s("name"),
+        Kind::Certificate | Kind::CaCertificate => s("cert").map(|c| {
+            use sha2::Digest;
+            format!("{:x}", sha2::Sha256::digest(c.as_bytes()))
+        }),
         Kind::Target => s("target").map(|t| format!("{}:{t}", r("upstream"))),
         Kind::Consumer => {
             s("username").or_else(|| s("custom_id").map(|c| format!("custom_id:{c}")))

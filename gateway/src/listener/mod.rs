@@ -22,8 +22,11 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::either::Either;
 use tower::ServiceExt;
 
 /// How long open requests may take to finish once the gateway stops.
@@ -52,14 +55,16 @@ impl Limits {
     }
 }
 
-/// Serves `app` on `listener` within `limits` until `stop` turns true, then lets open requests
-/// finish (for up to `DRAIN_TIMEOUT`).
+/// Serves `app` on `listener` within `limits` (over TLS when `tls` is given) until `stop`
+/// turns true, then lets open requests finish (for up to `DRAIN_TIMEOUT`).
 pub async fn serve(
     listener: TcpListener,
     app: axum::Router,
     limits: Limits,
+    tls: Option<Arc<rustls::ServerConfig>>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let tls = tls.map(TlsAcceptor::from);
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -98,13 +103,15 @@ pub async fn serve(
         };
         let activity = Activity::new();
         let service = request_service(app.clone(), peer, activity.clone(), limits.request_timeout);
-        let io = TokioIo::new(Watched::new(stream, activity.clone()));
-        let (builder, watcher) = (builder.clone(), graceful.watcher());
+        let (builder, watcher, tls) = (builder.clone(), graceful.watcher(), tls.clone());
         let timeouts = limits.idle();
         tokio::spawn(async move {
-            let conn = watcher.watch(builder.serve_connection_with_upgrades(io, service));
-            if let Some(Err(e)) = idle::until_reaped(conn, activity, timeouts).await {
-                tracing::debug!(error = %e, "connection ended with an error");
+            if let Some(stream) = open(stream, tls, limits.header_timeout).await {
+                let io = TokioIo::new(Watched::new(stream, activity.clone()));
+                let conn = watcher.watch(builder.serve_connection_with_upgrades(io, service));
+                if let Some(Err(e)) = idle::until_reaped(conn, activity, timeouts).await {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
             }
             drop(slot);
         });
@@ -115,6 +122,25 @@ pub async fn serve(
         .is_err()
     {
         tracing::warn!("requests were still open when the drain timeout ran out");
+    }
+}
+
+/// A new connection as HTTP is read from it: itself, or over TLS after the handshake (`None`
+/// when that did not happen; see [`crate::tls::accept`]).
+async fn open(
+    stream: TcpStream,
+    tls: Option<TlsAcceptor>,
+    timeout: Duration,
+) -> Option<Either<TcpStream, TlsStream<TcpStream>>> {
+    let Some(acceptor) = tls else {
+        return Some(Either::Left(stream));
+    };
+    match crate::tls::accept(stream, &acceptor, timeout).await {
+        Ok(stream) => stream.map(Either::Right),
+        Err(e) => {
+            tracing::debug!(error = %e, "TLS handshake failed");
+            None
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //!
 //! Every way of changing configuration (admin API, declarative file, console) goes through
 //! [`normalize`], so an entity is validated the same way whichever door it came in by.
+pub mod certificate;
 pub mod consumer;
 pub mod credential;
 pub mod plan;
@@ -17,6 +18,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+pub use certificate::{CaCertificate, Certificate, Sni};
 pub use consumer::Consumer;
 pub use credential::KeyAuthCredential;
 pub use plugin::Plugin;
@@ -28,6 +30,9 @@ pub use upstream::Upstream;
 /// The kinds of entity, in the order a configuration must create them (parents first).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Kind {
+    CaCertificate,
+    Certificate,
+    Sni,
     Service,
     Route,
     Consumer,
@@ -38,7 +43,10 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 10] = [
+        Kind::CaCertificate,
+        Kind::Certificate,
+        Kind::Sni,
         Kind::Service,
         Kind::Route,
         Kind::Consumer,
@@ -58,6 +66,9 @@ impl Kind {
             Kind::Plugin => "plugins",
             Kind::Upstream => "upstreams",
             Kind::Target => "targets",
+            Kind::CaCertificate => "ca_certificates",
+            Kind::Certificate => "certificates",
+            Kind::Sni => "snis",
         }
     }
 
@@ -78,7 +89,9 @@ impl Kind {
     /// `/plugins/{instance_name}`, `/key-auths/{key}`).
     pub fn name_field(self) -> &'static str {
         match self {
-            Kind::Service | Kind::Route | Kind::Upstream => "name",
+            Kind::Service | Kind::Route | Kind::Upstream | Kind::Sni => "name",
+            Kind::Certificate => "id",
+            Kind::CaCertificate => "cert_digest",
             Kind::Target => "target",
             Kind::Consumer => "username",
             Kind::KeyAuth => "key",
@@ -109,6 +122,11 @@ impl Kind {
             Kind::Upstream => serde_json::json!({"name": "probe.test"}),
             Kind::Target => {
                 serde_json::json!({"upstream": {"id": Uuid::nil()}, "target": "probe.test"})
+            }
+            // Checked by parsing, so no probe passes; they have no defaults to show.
+            Kind::Certificate | Kind::CaCertificate => serde_json::json!({}),
+            Kind::Sni => {
+                serde_json::json!({"certificate": {"id": Uuid::nil()}, "name": "probe.test"})
             }
         };
         let Value::Object(probe) = probe else {
@@ -152,6 +170,9 @@ impl Kind {
             Kind::Plugin => Plugin::REQUIRED,
             Kind::Upstream => Upstream::REQUIRED,
             Kind::Target => Target::REQUIRED,
+            Kind::CaCertificate => CaCertificate::REQUIRED,
+            Kind::Certificate => Certificate::REQUIRED,
+            Kind::Sni => Sni::REQUIRED,
         }
     }
 
@@ -164,16 +185,20 @@ impl Kind {
             Kind::Plugin => Plugin::FIELDS,
             Kind::Upstream => Upstream::FIELDS,
             Kind::Target => Target::FIELDS,
+            Kind::CaCertificate => CaCertificate::FIELDS,
+            Kind::Certificate => Certificate::FIELDS,
+            Kind::Sni => Sni::FIELDS,
         }
     }
 }
 
 /// The fields that refer to another entity, and the kind each refers to.
-pub const REFERENCES: [(&str, Kind); 4] = [
+pub const REFERENCES: [(&str, Kind); 5] = [
     ("service", Kind::Service),
     ("route", Kind::Route),
     ("consumer", Kind::Consumer),
     ("upstream", Kind::Upstream),
+    ("certificate", Kind::Certificate),
 ];
 
 /// What the store indexes besides the body: unique keys and references to parents.
@@ -187,6 +212,7 @@ pub struct Keys {
     pub route_id: Option<Uuid>,
     pub consumer_id: Option<Uuid>,
     pub upstream_id: Option<Uuid>,
+    pub certificate_id: Option<Uuid>,
     pub tags: Vec<String>,
 }
 
@@ -198,6 +224,7 @@ impl Keys {
             "route" => self.route_id,
             "consumer" => self.consumer_id,
             "upstream" => self.upstream_id,
+            "certificate" => self.certificate_id,
             _ => None,
         }
     }
@@ -267,6 +294,9 @@ pub fn normalize(
         Kind::Plugin => normalize_as::<Plugin>(kind, input, existing, source, now),
         Kind::Upstream => normalize_as::<Upstream>(kind, input, existing, source, now),
         Kind::Target => normalize_as::<Target>(kind, input, existing, source, now),
+        Kind::CaCertificate => normalize_as::<CaCertificate>(kind, input, existing, source, now),
+        Kind::Certificate => normalize_as::<Certificate>(kind, input, existing, source, now),
+        Kind::Sni => normalize_as::<Sni>(kind, input, existing, source, now),
     }
 }
 

@@ -92,8 +92,8 @@ impl Entity for Plugin {
             service_id: ref_id(&self.service),
             route_id: ref_id(&self.route),
             consumer_id: ref_id(&self.consumer),
-            upstream_id: None,
             tags: tags_of(&self.tags),
+            ..Keys::default()
         }
     }
 }

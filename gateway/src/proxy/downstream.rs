@@ -12,9 +12,18 @@ pub struct Downstream {
     /// The port the connection came in on: routes match on it, `X-Forwarded-Port` says it.
     pub local_port: u16,
     pub local_port_header: HeaderValue,
+    /// Set on a TLS connection: what its handshake settled.
+    pub tls: Option<Tls>,
     /// The last `Host` and `User-Agent` sent here, with what was made of them: a keep-alive
     /// connection's requests nearly always repeat both, and each costs allocations to work out.
     last: Mutex<Last>,
+}
+
+/// What a TLS handshake settled that requests look at.
+#[derive(Debug, Default)]
+pub struct Tls {
+    /// The server name the client asked for (routes match on it).
+    pub sni: Option<Box<str>>,
 }
 
 #[derive(Default)]
@@ -51,14 +60,24 @@ impl Host {
 }
 
 impl Downstream {
-    pub fn new(peer: SocketAddr, local_port: u16) -> Downstream {
+    pub fn new(peer: SocketAddr, local_port: u16, tls: Option<Tls>) -> Downstream {
         Downstream {
             peer,
             peer_ip: HeaderValue::from_str(&peer.ip().to_string())
                 .expect("an IP address is a valid header value"),
             local_port,
             local_port_header: HeaderValue::from(local_port),
+            tls,
             last: Mutex::default(),
+        }
+    }
+
+    /// The request's scheme, as `X-Forwarded-Proto` says it.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
         }
     }
 
@@ -107,7 +126,7 @@ mod tests {
 
     #[test]
     fn a_repeated_host_or_user_agent_is_remembered_and_a_new_one_replaces_it() {
-        let conn = Downstream::new("127.0.0.1:5000".parse().unwrap(), 8000);
+        let conn = Downstream::new("127.0.0.1:5000".parse().unwrap(), 8000, None);
         let first = conn.host("a.test").unwrap();
         assert!(Arc::ptr_eq(&first.name, &conn.host("a.test").unwrap().name));
         assert_eq!(conn.host("B.test:81").unwrap().name.as_ref(), "b.test");

@@ -117,6 +117,8 @@ pub(super) struct Forwarded<'a> {
     /// The client it stands for (`X-Real-IP`) when it is not the peer itself, after the
     /// trusted proxies were applied.
     pub real_ip: Option<String>,
+    /// `http` or `https`: how the client reached the gateway.
+    pub proto: &'static str,
     pub forwarded_host: &'a HeaderValue,
     pub port: &'a HeaderValue,
     /// The path prefix a route stripped, if any: part of a normalized path, so free of
@@ -152,6 +154,7 @@ impl<'a> Forwarded<'a> {
             peer: &conn.peer_ip,
             // Nearly always the peer itself: no text to make then.
             real_ip: (ex.client_ip != conn.peer.ip()).then(|| ex.client_ip.to_string()),
+            proto: conn.scheme(),
             forwarded_host: &ex.host_header,
             port: &conn.local_port_header,
             prefix: stripped_prefix.filter(|p| !p.is_empty() && *p != "/"),
@@ -227,7 +230,7 @@ pub(super) fn write_for_upstream(
     write_chain(out, b"x-forwarded-for", &xff, ours.peer.as_bytes());
     let real_ip = ours.real_ip.as_ref().map(String::as_bytes);
     write_header(out, b"x-real-ip", real_ip.unwrap_or(ours.peer.as_bytes()));
-    write_header(out, b"x-forwarded-proto", b"http");
+    write_header(out, b"x-forwarded-proto", ours.proto.as_bytes());
     write_header(out, b"x-forwarded-host", ours.forwarded_host.as_bytes());
     write_header(out, b"x-forwarded-port", ours.port.as_bytes());
     write_header(out, b"x-forwarded-path", ours.path.as_bytes());
@@ -337,6 +340,7 @@ mod tests {
             host: Some(b"backend:8080"),
             peer: &peer,
             real_ip: Some("203.0.113.9".into()),
+            proto: "http",
             forwarded_host: &fhost,
             port: &port,
             prefix: Some("/api"),

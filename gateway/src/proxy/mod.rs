@@ -154,6 +154,8 @@ impl Proxy {
             port: port.unwrap_or(conn.local_port),
             path: &norm_path,
             headers: req.headers(),
+            tls: conn.tls.is_some(),
+            sni: conn.tls.as_ref().and_then(|t| t.sni.as_deref()),
         });
         let Some(m) = found else {
             return Err(Reply::new(
@@ -164,7 +166,7 @@ impl Proxy {
         let route = &snapshot.routes[m.route];
         ex.route = Some(route.label.clone());
         ex.route_path = Some(norm_path[..m.matched_len].into());
-        if !route.allows_http {
+        if !route.allows_http && conn.tls.is_none() {
             return Err(https_required(
                 route.https_redirect_status_code,
                 &ex.host,

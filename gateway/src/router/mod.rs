@@ -22,6 +22,9 @@ pub struct RequestInfo<'a> {
     /// The normalized path (see [`path::normalize`]).
     pub path: &'a str,
     pub headers: &'a HeaderMap,
+    /// Whether the request came over TLS, and the name its handshake asked for, if any.
+    pub tls: bool,
+    pub sni: Option<&'a str>,
 }
 
 /// The winning route and how much of the path its path matched (what `strip_path` removes).
@@ -62,7 +65,9 @@ struct Compiled {
     regexes: Vec<Regex>,
     categories: u8,
     regex_priority: i64,
-    needs_tls: bool,
+    /// The route's `snis`, lower-cased: on TLS, the handshake must have asked for one of them
+    /// (in cleartext they do not count, as in Kong: kong/router/transform.lua).
+    snis: Vec<String>,
 }
 
 #[derive(Default)]
@@ -217,7 +222,7 @@ impl Router {
 
     /// Methods, host port and headers: everything but the host name and path.
     fn matches_rest(&self, r: &Compiled, req: &RequestInfo<'_>) -> bool {
-        if r.needs_tls {
+        if req.tls && !r.snis.is_empty() && !req.sni.is_some_and(|s| sni_matches(&r.snis, s)) {
             return false;
         }
         if !r.methods.is_empty() && !r.methods.iter().any(|m| m == req.method) {
@@ -325,8 +330,28 @@ fn compile(r: &Route) -> Result<Compiled, String> {
         regexes,
         categories,
         regex_priority: r.regex_priority,
-        // SNIs can only match on TLS connections, which this listener does not terminate yet.
-        needs_tls: non_empty(&r.snis),
+        snis: r
+            .snis
+            .iter()
+            .flatten()
+            .map(|s| s.to_ascii_lowercase())
+            .collect(),
+    })
+}
+
+/// Whether `sni` is one of `snis`, where `*.example.com` takes any name ending in
+/// `.example.com` and `example.*` any starting with `example.` (Kong's postfix and prefix
+/// operators).
+fn sni_matches(snis: &[String], sni: &str) -> bool {
+    let sni = sni.to_ascii_lowercase();
+    snis.iter().any(|n| {
+        if let Some(suffix) = n.strip_prefix('*') {
+            sni.ends_with(suffix)
+        } else if let Some(prefix) = n.strip_suffix('*') {
+            sni.starts_with(prefix)
+        } else {
+            *n == sni
+        }
     })
 }
 

@@ -42,6 +42,8 @@ fn find(
             port: port.unwrap_or(80),
             path,
             headers: &map,
+            tls: false,
+            sni: None,
         })
         .map(|m| (m.route, m.matched_len))
 }

@@ -7,11 +7,13 @@
 mod consumers;
 
 use crate::balancer::Balancer;
-use crate::model::{Kind, Route, Service, Target, Upstream};
+use crate::model::{Certificate, Kind, Route, Service, Sni, Target, Upstream};
 use crate::plugins::chain::{Plan, PluginIndex};
 use crate::plugins::Shared;
 use crate::proxy::{Destination, Endpoint};
 use crate::router::Router;
+use crate::tls::pem;
+use crate::tls::sni::{Served, SniTable};
 pub use consumers::{ConsumerEntry, CredentialEntry, CredentialId};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -55,6 +57,8 @@ pub struct Snapshot {
     pub plugins: PluginIndex,
     /// The upstreams, balanced, in creation order.
     pub upstreams: Vec<Arc<Balancer>>,
+    /// The certificates TLS listeners serve, by SNI.
+    pub certificates: SniTable,
 }
 
 impl Snapshot {
@@ -67,6 +71,7 @@ impl Snapshot {
             consumers: consumers::Consumers::default(),
             plugins: PluginIndex::default(),
             upstreams: Vec::new(),
+            certificates: SniTable::default(),
         }
     }
 
@@ -102,8 +107,13 @@ impl Snapshot {
         let mut routes = Vec::new();
         let mut service_list = Vec::new();
         let (mut upstreams, mut targets) = (Vec::new(), Vec::new());
+        let (mut certificates, mut snis) = (Vec::new(), Vec::new());
         for (kind, body) in entities {
             match kind {
+                Kind::Certificate => certificates.push(parse::<Certificate>(body)?),
+                Kind::Sni => snis.push(parse::<Sni>(body)?),
+                // Trust anchors for upstream TLS, read where a service names them.
+                Kind::CaCertificate => {}
                 Kind::Service => {
                     let s: Service = parse(body)?;
                     if !s.enabled {
@@ -154,8 +164,36 @@ impl Snapshot {
             consumers,
             plugins,
             upstreams,
+            certificates: sni_table(&certificates, &snis),
         })
     }
+}
+
+/// The served form of each certificate, under each of its SNIs. A certificate that no longer
+/// loads (it was checked when written, so only a damaged store does this) is left out.
+fn sni_table(certificates: &[Certificate], snis: &[Sni]) -> SniTable {
+    let mut served = HashMap::new();
+    for c in certificates {
+        let alt = match (&c.cert_alt, &c.key_alt) {
+            (Some(cert), Some(key)) => Some(pem::certified_key(cert, key)),
+            _ => None,
+        };
+        match (pem::certified_key(&c.cert, &c.key), alt.transpose()) {
+            (Ok(main), Ok(alt)) => {
+                served.insert(c.id, Arc::new(Served { main, alt }));
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!(certificate = %c.id, error = %e, "a stored certificate does not load")
+            }
+        }
+    }
+    let mut table = SniTable::default();
+    for s in snis {
+        if let Some(c) = served.get(&s.certificate.id) {
+            table.insert(&s.name, c.clone());
+        }
+    }
+    table
 }
 
 /// Each upstream's balancer over its targets (in creation order, as Kong lists them).

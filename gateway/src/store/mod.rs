@@ -7,14 +7,17 @@
 //! change feed that tells every node to rebuild its snapshot.
 mod console;
 mod error;
+pub mod keyring;
 pub mod portal;
 
 pub use error::StoreError;
+pub use keyring::Keyring;
 
 use crate::model::{Kind, Record};
 use serde_json::Value;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
+use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -31,6 +34,8 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// Seals the secret fields of bodies written and opens them when read.
+    keyring: Arc<Keyring>,
 }
 
 /// A page of a listing, with the offset of the next page when there is one.
@@ -54,7 +59,11 @@ pub struct ListQuery {
 
 impl Store {
     /// Connects, creating the SQLite file if needed, and applies the migrations.
-    pub async fn connect(backend: Backend, url: &str) -> Result<Store, StoreError> {
+    pub async fn connect(
+        backend: Backend,
+        url: &str,
+        keyring: Keyring,
+    ) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
         let memory = backend == Backend::Memory;
         let pool = AnyPoolOptions::new()
@@ -66,7 +75,11 @@ impl Store {
             .connect(url)
             .await
             .map_err(StoreError::Unavailable)?;
-        let store = Store { pool, backend };
+        let store = Store {
+            pool,
+            backend,
+            keyring: Arc::new(keyring),
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -105,7 +118,7 @@ impl Store {
             let Some(kind) = Kind::from_collection(&kind) else {
                 continue;
             };
-            out.push((kind, parse_body(&row, 1)?));
+            out.push((kind, self.body(kind, &row, 1)?));
         }
         out.sort_by_key(|(k, _)| *k);
         Ok(out)
@@ -123,7 +136,7 @@ impl Store {
             .bind(value)
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|r| parse_body(&r, 0)).transpose()
+        row.map(|r| self.body(kind, &r, 0)).transpose()
     }
 
     /// The entity of `kind` whose second unique key (a consumer's `custom_id`) is `key`.
@@ -137,7 +150,7 @@ impl Store {
             .bind(key)
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|r| parse_body(&r, 0)).transpose()
+        row.map(|r| self.body(kind, &r, 0)).transpose()
     }
 
     /// One page of a kind's entities, in id order.
@@ -187,7 +200,7 @@ impl Store {
         let mut last_id = None;
         for row in rows.iter().take(q.size) {
             last_id = Some(row.try_get::<String, _>(0)?);
-            data.push(parse_body(row, 1)?);
+            data.push(self.body(kind, row, 1)?);
         }
         Ok(Page {
             data,
@@ -223,10 +236,15 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        insert(&mut tx, rec).await?;
+        insert(&mut tx, rec, &self.keyring).await?;
         bump_version(&mut tx).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// The body in `column` of `row`, an entity of `kind`, with its secrets opened.
+    fn body(&self, kind: Kind, row: &AnyRow, column: usize) -> Result<Value, StoreError> {
+        self.keyring.opened(kind, parse_body(row, column)?)
     }
 
     /// Deletes an entity and what hangs off it (a consumer's credentials, a route's plugins).
@@ -253,7 +271,8 @@ impl Store {
             Kind::Route => Some("route_id"),
             Kind::Consumer => Some("consumer_id"),
             Kind::Upstream => Some("upstream_id"),
-            Kind::KeyAuth | Kind::Plugin | Kind::Target => None,
+            Kind::Certificate => Some("certificate_id"),
+            Kind::KeyAuth | Kind::Plugin | Kind::Target | Kind::Sni | Kind::CaCertificate => None,
         };
         if let Some(column) = column {
             sqlx::query(&format!("DELETE FROM entities WHERE {column} = $1"))
@@ -293,7 +312,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         for rec in records {
-            insert(&mut tx, rec).await?;
+            insert(&mut tx, rec, &self.keyring).await?;
         }
         sqlx::query("DELETE FROM portal_plans")
             .execute(&mut *tx)
@@ -314,7 +333,7 @@ fn parse_body(row: &AnyRow, column: usize) -> Result<Value, StoreError> {
     serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-async fn insert(tx: &mut Tx, rec: &Record) -> Result<(), StoreError> {
+async fn insert(tx: &mut Tx, rec: &Record, keyring: &Keyring) -> Result<(), StoreError> {
     let k = &rec.keys;
     let id = |u: Option<Uuid>| u.map(|u| u.to_string());
     let tags = format!(",{},", k.tags.join(","));
@@ -324,8 +343,8 @@ async fn insert(tx: &mut Tx, rec: &Record) -> Result<(), StoreError> {
         .and_then(Value::as_i64)
         .unwrap_or(0);
     sqlx::query(
-        "INSERT INTO entities (kind, id, name_key, alt_key, service_id, route_id, consumer_id, upstream_id, tags, body, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        "INSERT INTO entities (kind, id, name_key, alt_key, service_id, route_id, consumer_id, upstream_id, certificate_id, tags, body, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(rec.kind.collection())
     .bind(rec.id.to_string())
@@ -335,8 +354,9 @@ async fn insert(tx: &mut Tx, rec: &Record) -> Result<(), StoreError> {
     .bind(id(k.route_id))
     .bind(id(k.consumer_id))
     .bind(id(k.upstream_id))
+    .bind(id(k.certificate_id))
     .bind(tags)
-    .bind(rec.body.to_string())
+    .bind(keyring.sealed(rec.kind, &rec.body).to_string())
     .bind(created_at)
     .execute(&mut **tx)
     .await?;

@@ -449,10 +449,10 @@ pub enum ApplicationsBy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Backend;
+    use crate::store::{Backend, Keyring};
 
     async fn store() -> Store {
-        Store::connect(Backend::Memory, "sqlite::memory:")
+        Store::connect(Backend::Memory, "sqlite::memory:", Keyring::ephemeral())
             .await
             .unwrap()
     }
