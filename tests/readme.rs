@@ -35,8 +35,8 @@ async fn seed_backend() -> u16 {
     port
 }
 
-/// The `curl` commands of README.md's `sh` blocks, in order, continuation lines joined and
-/// trailing comments dropped.
+/// The `curl` commands of README.md's `sh` blocks, and the `openssl` ones that make their
+/// files, in order, continuation lines joined and trailing comments dropped.
 fn readme_curls() -> Vec<String> {
     let text = include_str!("../README.md");
     let mut commands = Vec::new();
@@ -56,7 +56,7 @@ fn readme_curls() -> Vec<String> {
         }
         let command = std::mem::take(&mut pending);
         let command = command.split(" #").next().unwrap().trim().to_string();
-        if command.starts_with("curl ") {
+        if command.starts_with("curl ") || command.starts_with("openssl ") {
             commands.push(command);
         }
     }
@@ -96,16 +96,20 @@ async fn every_curl_example_in_the_readme_works_as_written() {
     assert!(commands.len() >= 10, "{commands:?}");
     let mut proxied = 0;
     for command in &commands {
-        let to_proxy = command.contains("127.0.0.1:8000");
+        let to_proxy = command.contains("127.0.0.1:8000") || command.contains(":8443");
         let command = command
             .replace("127.0.0.1:8001", &format!("127.0.0.1:{}", gw.admin))
             .replace("127.0.0.1:8000", &format!("127.0.0.1:{}", gw.proxy))
+            .replace(":8443", &format!(":{}", gw.tls))
             .replace("127.0.0.1:5000", &format!("127.0.0.1:{backend}"));
         if to_proxy {
             gw.settled().await;
             proxied += 1;
         }
         let status = run_curl(&command, dir.path());
+        if command.starts_with("openssl ") {
+            continue;
+        }
         assert!(
             status.starts_with('2'),
             "README example answered {status}: {command}"

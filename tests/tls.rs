@@ -393,3 +393,221 @@ async fn https_only_routes_redirect_or_ask_for_tls_and_route_snis_match_the_hand
     let r = send("GET", &gw.proxy_url("/by-sni"), &[], None).await;
     assert_eq!(r.status, 200);
 }
+
+/// A test CA made by openssl: its directory, and its certificate as PEM.
+struct Ca {
+    dir: std::path::PathBuf,
+    cert: String,
+}
+
+/// Runs openssl with `args` in `dir`; fails the test on an error.
+fn openssl_in(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Ca {
+    fn new(dir: &Path) -> Ca {
+        openssl_in(
+            dir,
+            &[
+                "req",
+                "-x509",
+                "-nodes",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+                "-days",
+                "30",
+                "-subj",
+                "/CN=tollgate-test-ca",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+        );
+        let cert = std::fs::read_to_string(dir.join("ca.crt")).unwrap();
+        Ca {
+            dir: dir.to_path_buf(),
+            cert,
+        }
+    }
+
+    /// A certificate for `cn` (also its DNS name) signed by this CA: the paths of its
+    /// certificate and key files.
+    fn issue(&self, cn: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+        let ext = format!("{cn}.ext");
+        let extensions = format!("subjectAltName=DNS:{cn}\nbasicConstraints=CA:FALSE\n");
+        std::fs::write(self.dir.join(&ext), extensions).unwrap();
+        let (key, csr, crt) = (
+            format!("{cn}.key"),
+            format!("{cn}.csr"),
+            format!("{cn}.crt"),
+        );
+        let subject = format!("/CN={cn}");
+        openssl_in(
+            &self.dir,
+            &[
+                "req",
+                "-new",
+                "-nodes",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-keyout",
+                &key,
+                "-out",
+                &csr,
+                "-subj",
+                &subject,
+            ],
+        );
+        openssl_in(
+            &self.dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &crt,
+                "-days",
+                "30",
+                "-extfile",
+                &ext,
+            ],
+        );
+        (self.dir.join(crt), self.dir.join(key))
+    }
+}
+
+/// tests/data/tls_backend.py on a free port, stopped when dropped.
+struct TlsBackend {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl TlsBackend {
+    async fn start(cert: &Path, key: &Path, client_ca: Option<&Path>) -> TlsBackend {
+        let [port] = free_ports();
+        let mut cmd = Command::new("python3");
+        cmd.arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/tls_backend.py"
+        ))
+        .arg(port.to_string())
+        .arg(cert)
+        .arg(key);
+        if let Some(ca) = client_ca {
+            cmd.arg(ca);
+        }
+        let backend = TlsBackend {
+            child: cmd.spawn().expect("python3 runs"),
+            port,
+        };
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return backend;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!("the TLS backend did not start");
+    }
+}
+
+impl Drop for TlsBackend {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upstream_tls_verifies_with_the_services_cas_presents_its_client_certificate_and_sends_the_host_as_sni(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path());
+    let (server_crt, server_key) = ca.issue("localhost");
+    let (client_crt, client_key) = ca.issue("tollgate-client");
+    let ca_file = dir.path().join("ca.crt");
+    let backend = TlsBackend::start(&server_crt, &server_key, Some(&ca_file)).await;
+    let gw = Gateway::start(&[]).await;
+    let ca_id = gw
+        .create("/ca_certificates", json!({"cert": ca.cert}))
+        .await
+        .json["id"]
+        .clone();
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap();
+    let client_pair = json!({"cert": read(&client_crt), "key": read(&client_key)});
+    let client = gw.create("/certificates", client_pair).await.json["id"].clone();
+    let url = format!("https://localhost:{}", backend.port);
+    let service = |name: &str, extra: Value| {
+        let mut body = json!({"name": name, "url": url});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        body
+    };
+    for (name, extra) in [
+        (
+            "mtls",
+            json!({"ca_certificates": [ca_id], "client_certificate": {"id": client}}),
+        ),
+        ("no-client-cert", json!({"ca_certificates": [ca_id]})),
+        ("web-roots", json!({"client_certificate": {"id": client}})),
+        (
+            "unverified",
+            json!({"tls_verify": false, "client_certificate": {"id": client}}),
+        ),
+    ] {
+        gw.create("/services", service(name, extra)).await;
+        let route = json!({"paths": [format!("/{name}")]});
+        gw.create(&format!("/services/{name}/routes"), route).await;
+    }
+    gw.settled().await;
+    let r = send("GET", &gw.proxy_url("/mtls"), &[], None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json["client"], "tollgate-client");
+    assert_eq!(r.json["sni"], "localhost", "the service's host goes as SNI");
+    // The backend requires a client certificate; the bundled roots do not know the CA.
+    let r = send("GET", &gw.proxy_url("/no-client-cert"), &[], None).await;
+    assert_eq!(r.status, 502, "{}", r.body);
+    let r = send("GET", &gw.proxy_url("/web-roots"), &[], None).await;
+    assert_eq!(r.status, 502, "{}", r.body);
+    let r = send("GET", &gw.proxy_url("/unverified"), &[], None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json["client"], "tollgate-client");
+    // services.lua's conditional checks: the TLS fields need a TLS protocol.
+    let r = send(
+        "POST",
+        &gw.admin_url("/services"),
+        &[],
+        json_body(json!({"name": "plain", "url": "http://localhost:1", "tls_verify": true})),
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json["fields"]["tls_verify"], "value must be null");
+}

@@ -75,32 +75,5 @@ done
 echo
 echo "wrk -t1 -c$conns -d${dur}s on one Tollgate worker, $rounds rounds in one run ($(date -u +%F), $(nproc) cores)"
 echo
-printf '%s\n' "${labels[@]}" > "$work/order"
-python3 - "$work/rounds" "$work/order" <<'PY'
-import statistics, sys
-from collections import defaultdict
-
-def us(latency):
-    for unit, scale in (("us", 1), ("ms", 1000), ("s", 1_000_000)):
-        if latency.endswith(unit):
-            return float(latency[: -len(unit)]) * scale
-    raise ValueError(latency)
-
-runs = defaultdict(list)
-for line in open(sys.argv[1]):
-    round_, label, figures = line.rstrip("\n").split("|")
-    rps, p50, p99 = figures.split()
-    runs[label].append((int(round_), float(rps), us(p50), us(p99)))
-labels = open(sys.argv[2]).read().splitlines()
-single = {r: (rps, p99) for r, rps, _, p99 in runs[labels[0]]}
-print("| service | requests/s (mean) | each round | / single host | p99 (median) | p99 / single host |")
-print("|---|---|---|---|---|---|")
-for label in labels:
-    rows = runs[label]
-    ratio = statistics.mean(rps / single[r][0] for r, rps, _, _ in rows)
-    p99 = statistics.median(p for *_, p in rows)
-    p99_ratio = p99 / statistics.median(p for _, p in single.values())
-    print(f"| {label} | {statistics.mean(rps for _, rps, _, _ in rows):,.0f} "
-          f"| {', '.join(f'{rps:,.0f}' for _, rps, _, _ in rows)} "
-          f"| {ratio:.3f} | {p99:.0f} µs | {p99_ratio:.2f} |")
-PY
+for label in "${labels[@]}"; do echo "$label|${labels[0]}"; done > "$work/order"
+python3 deploy/bench/report.py "$work/rounds" "$work/order"

@@ -13,9 +13,15 @@ const LISTING: &[Field] = &[
     field("visibility", Ty::Enum(&["public", "private"])),
     field("version", Ty::Str),
 ];
-/// Why the upstream TLS fields take no value yet.
-const UPSTREAM_TLS: &str =
-    "not supported yet: upstream certificates are verified against the system's roots";
+/// The protocols whose upstream connections are TLS: only they take the TLS fields.
+const TLS_PROTOCOLS: &[&str] = &["https", "grpcs", "wss"];
+/// Kong's upstream TLS fields (services.lua), which its entity checks null for other protocols.
+const TLS_FIELDS: [&str; 4] = [
+    "client_certificate",
+    "tls_verify",
+    "tls_verify_depth",
+    "ca_certificates",
+];
 const TIMEOUT: Ty = Ty::Int {
     min: 1,
     max: 2_147_483_646,
@@ -43,11 +49,12 @@ pub struct Service {
     #[serde(default = "yes")]
     pub enabled: bool,
     pub tags: Option<Vec<String>>,
-    /// Kong's upstream TLS fields, null until Tollgate verifies upstream certificates by
-    /// service (see `FIELDS`).
+    /// Kong's upstream TLS fields: the certificate presented to the upstream (mTLS),
+    /// whether its certificate is verified (null: yes, Tollgate's default), how many
+    /// intermediates it may present, and the CA certificates (ids) trusted instead of the
+    /// bundled web roots.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    pub client_certificate: Option<Value>,
+    pub client_certificate: Option<super::EntityRef>,
     #[serde(default)]
     pub tls_verify: Option<bool>,
     #[serde(default)]
@@ -86,6 +93,33 @@ impl Service {
     }
 }
 
+impl Service {
+    /// Kong's conditional checks: the TLS fields only with a TLS protocol; CA certificates
+    /// named by id.
+    fn check_tls_fields(&self, errors: &mut FieldErrors) {
+        let set = [
+            self.client_certificate.is_some(),
+            self.tls_verify.is_some(),
+            self.tls_verify_depth.is_some(),
+            self.ca_certificates.is_some(),
+        ];
+        if !TLS_PROTOCOLS.contains(&self.protocol.as_str()) {
+            for (field, _) in TLS_FIELDS.iter().zip(set).filter(|(_, set)| *set) {
+                errors.add(
+                    "@entity",
+                    "failed conditional validation given value of field 'protocol'",
+                );
+                errors.set(field, "value must be null");
+            }
+        }
+        for id in self.ca_certificates.iter().flatten() {
+            if Uuid::parse_str(id).is_err() {
+                errors.set("ca_certificates", "expected a valid UUID");
+            }
+        }
+    }
+}
+
 impl Entity for Service {
     const FIELDS: &'static [Field] = &[
         field("name", Ty::Str),
@@ -99,10 +133,10 @@ impl Entity for Service {
         field("read_timeout", TIMEOUT),
         field("enabled", Ty::Bool),
         field("tags", Ty::StrArray),
-        field("client_certificate", Ty::NullOnly(UPSTREAM_TLS)),
-        field("tls_verify", Ty::NullOnly(UPSTREAM_TLS)),
-        field("tls_verify_depth", Ty::NullOnly(UPSTREAM_TLS)),
-        field("ca_certificates", Ty::NullOnly(UPSTREAM_TLS)),
+        field("client_certificate", Ty::Ref),
+        field("tls_verify", Ty::Bool),
+        field("tls_verify_depth", Ty::Int { min: 0, max: 64 }),
+        field("ca_certificates", Ty::StrArray),
         field("url", Ty::Str),
         field("portal", Ty::Object),
     ];
@@ -141,6 +175,7 @@ impl Entity for Service {
                 errors.add("path", "must not contain empty or dot segments");
             }
         }
+        self.check_tls_fields(errors);
         if let Some(listing) = &mut self.portal {
             errors.nest("portal", check_listing(listing));
         }

@@ -7,13 +7,13 @@
 mod consumers;
 
 use crate::balancer::Balancer;
-use crate::model::{Certificate, Kind, Route, Service, Sni, Target, Upstream};
+use crate::model::{CaCertificate, Certificate, Kind, Route, Service, Sni, Target, Upstream};
 use crate::plugins::chain::{Plan, PluginIndex};
 use crate::plugins::Shared;
 use crate::proxy::{Destination, Endpoint};
 use crate::router::Router;
-use crate::tls::pem;
 use crate::tls::sni::{Served, SniTable};
+use crate::tls::{self, pem};
 pub use consumers::{ConsumerEntry, CredentialEntry, CredentialId};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -107,13 +107,12 @@ impl Snapshot {
         let mut routes = Vec::new();
         let mut service_list = Vec::new();
         let (mut upstreams, mut targets) = (Vec::new(), Vec::new());
-        let (mut certificates, mut snis) = (Vec::new(), Vec::new());
+        let (mut certificates, mut snis, mut cas) = (Vec::new(), Vec::new(), Vec::new());
         for (kind, body) in entities {
             match kind {
                 Kind::Certificate => certificates.push(parse::<Certificate>(body)?),
                 Kind::Sni => snis.push(parse::<Sni>(body)?),
-                // Trust anchors for upstream TLS, read where a service names them.
-                Kind::CaCertificate => {}
+                Kind::CaCertificate => cas.push(parse::<CaCertificate>(body)?),
                 Kind::Service => {
                     let s: Service = parse(body)?;
                     if !s.enabled {
@@ -142,8 +141,9 @@ impl Snapshot {
         }
         shared.dns.begin_round();
         let upstreams = balancers(upstreams, targets, shared);
+        let pems = Pems::new(&certificates, &cas);
         for s in &service_list {
-            services.push(service_entry(s, &upstreams, shared)?);
+            services.push(service_entry(s, &upstreams, &pems, shared)?);
         }
         shared.dns.forget_unwanted();
         let router = Router::new(&routes)?;
@@ -241,12 +241,53 @@ fn route_entry(r: &Route, service: Option<usize>, plugins: Plan) -> RouteEntry {
     }
 }
 
+/// The PEM text of the certificates and CA certificates services name, by id.
+struct Pems<'a> {
+    certificates: HashMap<Uuid, &'a Certificate>,
+    cas: HashMap<String, &'a str>,
+}
+
+impl<'a> Pems<'a> {
+    fn new(certificates: &'a [Certificate], cas: &'a [CaCertificate]) -> Pems<'a> {
+        Pems {
+            certificates: certificates.iter().map(|c| (c.id, c)).collect(),
+            cas: cas
+                .iter()
+                .map(|c| (c.id.to_string(), c.cert.as_str()))
+                .collect(),
+        }
+    }
+
+    /// A TLS service's settings. A CA certificate or client certificate that is gone leaves
+    /// its place empty: nothing verifies (fail closed), no certificate is presented.
+    fn tls_settings(&self, s: &Service) -> tls::upstream::Settings {
+        let roots = s.ca_certificates.as_ref().map(|ids| {
+            ids.iter()
+                .filter_map(|id| self.cas.get(id).map(|pem| pem.to_string()))
+                .collect()
+        });
+        let client = s
+            .client_certificate
+            .and_then(|r| self.certificates.get(&r.id))
+            .map(|c| (c.cert.clone(), c.key.clone()));
+        tls::upstream::Settings {
+            verify: s.tls_verify != Some(false),
+            depth: s.tls_verify_depth,
+            roots,
+            client,
+        }
+    }
+}
+
 fn service_entry(
     s: &Service,
     upstreams: &[Arc<Balancer>],
+    pems: &Pems,
     shared: &Shared,
 ) -> Result<ServiceEntry, String> {
-    let tls = matches!(s.protocol.as_str(), "https" | "grpcs" | "wss");
+    let tls = matches!(s.protocol.as_str(), "https" | "grpcs" | "wss")
+        .then(|| Arc::new(pems.tls_settings(s)));
+    let tls = tls.as_ref();
     let timeouts = (
         Duration::from_millis(u64::from(s.connect_timeout)),
         Duration::from_millis(u64::from(s.write_timeout)),
@@ -289,7 +330,7 @@ fn service_entry(
 /// and the service's own `Host`.
 fn implicit_balancer(
     s: &Service,
-    tls: bool,
+    tls: Option<&Arc<tls::upstream::Settings>>,
     port: u16,
     shared: &Shared,
 ) -> Result<Balancer, String> {
@@ -307,17 +348,17 @@ fn implicit_balancer(
     Ok(b)
 }
 
-/// How a service reaches `host:port`: the pool key with its connect and write timeouts, the
-/// address as logs name it, and the `Host` it sends, naming `name` (the port left out when
-/// it is the scheme's own).
+/// How a service reaches `host:port`: the pool key with its connect and write timeouts and
+/// its TLS (asking for `name`), the address as logs name it, and the `Host` it sends, naming
+/// `name` (the port left out when it is the scheme's own).
 fn endpoint(
-    tls: bool,
+    tls: Option<&Arc<tls::upstream::Settings>>,
     host: &str,
     name: &str,
     port: u16,
     (connect_timeout, write_timeout): (Duration, Duration),
 ) -> Result<Endpoint, String> {
-    let default_port = if tls { 443 } else { 80 };
+    let default_port = if tls.is_some() { 443 } else { 80 };
     let bracketed = |h: &str| {
         if h.contains(':') {
             format!("[{h}]")
@@ -326,6 +367,12 @@ fn endpoint(
         }
     };
     let (host, name) = (bracketed(host), bracketed(name));
+    let upstream_tls = tls.map(|settings| {
+        Arc::new(tls::upstream::UpstreamTls {
+            settings: settings.clone(),
+            server_name: name.clone(),
+        })
+    });
     let authority: http::uri::Authority = format!("{host}:{port}")
         .parse()
         .map_err(|e| format!("{e}"))?;
@@ -334,14 +381,20 @@ fn endpoint(
     } else {
         format!("{name}:{port}")
     };
-    let scheme = if tls {
+    let scheme = if upstream_tls.is_some() {
         http::uri::Scheme::HTTPS
     } else {
         http::uri::Scheme::HTTP
     };
     Ok(Endpoint {
         address: authority.as_str().into(),
-        target: crate::proxy::Target::new(scheme, authority, connect_timeout, write_timeout),
+        target: crate::proxy::Target::new(
+            scheme,
+            authority,
+            connect_timeout,
+            write_timeout,
+            upstream_tls,
+        ),
         host_header: http::HeaderValue::from_str(&host_header).map_err(|e| e.to_string())?,
     })
 }

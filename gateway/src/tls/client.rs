@@ -10,8 +10,15 @@ pub fn unverified() -> rustls::ClientConfig {
         .with_safe_default_protocol_versions()
         .expect("ring supports the default versions")
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_custom_certificate_verifier(any_certificate(provider))
         .with_no_client_auth()
+}
+
+/// The verifier of [`unverified`]: any certificate, checked signatures.
+pub fn any_certificate(
+    provider: Arc<rustls::crypto::CryptoProvider>,
+) -> Arc<dyn rustls::client::danger::ServerCertVerifier> {
+    Arc::new(AnyCertificate(provider))
 }
 
 #[derive(Debug)]

@@ -5,6 +5,7 @@ pub mod client;
 pub mod default_cert;
 pub mod pem;
 pub mod sni;
+pub mod upstream;
 
 use rustls::ServerConfig;
 use std::sync::Arc;

@@ -23,13 +23,14 @@ pub(super) use codec::{connection_options, request_line, write_header};
 use super::coarse_timer;
 use crate::balancer::health::Outcome;
 use crate::plugins::RequestBody;
+use crate::tls::upstream::UpstreamTls;
 use bytes::{Buf, BytesMut};
 use codec::{Framing, ResponseHead};
 use http::uri::{Authority, Scheme};
 use http::{Method, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Incoming};
-use hyper_rustls::MaybeHttpsStream;
+use hyper_rustls::{FixedServerNameResolver, MaybeHttpsStream};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
 use std::cell::RefCell;
@@ -74,6 +75,8 @@ struct Address {
     connect_timeout: Duration,
     /// Kong's `write_timeout`: the upstream not reading a write of the request is a 504.
     write_timeout: Duration,
+    /// How TLS is spoken to it (`https` services): roots, client certificate, SNI.
+    tls: Option<Arc<UpstreamTls>>,
 }
 
 impl Target {
@@ -82,12 +85,14 @@ impl Target {
         authority: Authority,
         connect_timeout: Duration,
         write_timeout: Duration,
+        tls: Option<Arc<UpstreamTls>>,
     ) -> Target {
         let at = Address {
             scheme,
             authority,
             connect_timeout,
             write_timeout,
+            tls,
         };
         let hash = foldhash::fast::FixedState::default().hash_one(&at);
         Target {
@@ -131,7 +136,8 @@ struct Idle {
 struct Pool {
     /// Looked up twice per request (take, give back): foldhash, not SipHash.
     idle: HashMap<Target, Vec<Idle>, foldhash::fast::RandomState>,
-    connectors: HashMap<Duration, Connector>,
+    /// By connect timeout and TLS settings: each makes its connections its own way.
+    connectors: HashMap<(Duration, Option<Arc<UpstreamTls>>), Connector>,
 }
 
 thread_local! {
@@ -502,13 +508,16 @@ fn release(mut conn: Connection, target: &Target) {
 
 async fn connect(target: &Target) -> Result<Connection, Box<dyn std::error::Error + Send + Sync>> {
     let at = &target.at;
-    let mut connector = POOL.with(|p| {
-        p.borrow_mut()
-            .connectors
-            .entry(at.connect_timeout)
-            .or_insert_with(|| connector(at.connect_timeout))
-            .clone()
-    });
+    let key = (at.connect_timeout, at.tls.clone());
+    let known = POOL.with(|p| p.borrow().connectors.get(&key).cloned());
+    let mut connector = match known {
+        Some(c) => c,
+        None => {
+            let made = connector(at.connect_timeout, at.tls.as_deref())?;
+            POOL.with(|p| p.borrow_mut().connectors.insert(key, made.clone()));
+            made
+        }
+    };
     let io = connector.call(target.uri()).await?;
     let mut io = TimeoutStream::new(TokioIo::new(io));
     io.set_write_timeout(Some(at.write_timeout));
@@ -521,14 +530,22 @@ async fn connect(target: &Target) -> Result<Connection, Box<dyn std::error::Erro
     })
 }
 
-fn connector(connect_timeout: Duration) -> Connector {
+/// What makes connections with this timeout and TLS: plain HTTP, or TLS as `tls` says
+/// (without it, the bundled web roots and the address's own name).
+fn connector(connect_timeout: Duration, tls: Option<&UpstreamTls>) -> Result<Connector, String> {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(Some(connect_timeout));
-    hyper_rustls::HttpsConnectorBuilder::new()
-        .with_webpki_roots()
+    let builder = hyper_rustls::HttpsConnectorBuilder::new();
+    let Some(tls) = tls else {
+        let builder = builder.with_webpki_roots().https_or_http();
+        return Ok(builder.enable_http1().wrap_connector(http));
+    };
+    let name = FixedServerNameResolver::new(tls.server_name()?);
+    let builder = builder
+        .with_tls_config(tls.client_config()?)
         .https_or_http()
-        .enable_http1()
-        .wrap_connector(http)
+        .with_server_name_resolver(name);
+    Ok(builder.enable_http1().wrap_connector(http))
 }
