@@ -26,17 +26,20 @@ start_nginx tls "upstream backend { server 127.0.0.1:$backend; keepalive 64; }
   server { listen 127.0.0.1:$nginx_tls ssl http2;
     ssl_certificate $work/bench.crt; ssl_certificate_key $work/bench.key;
     ssl_protocols TLSv1.2 TLSv1.3;
+    # nginx closes a connection after 1,000 requests by default (HTTP/2 too), which h2load
+    # does not survive and which would cost nginx a handshake per 1,000; Tollgate has no such limit.
+    keepalive_requests 1000000;
     location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
 wait_port "$nginx_tls"
 
 indent() { sed 's/^/      /'; }
+one_route_file "$work/tls.yaml"
 {
-  one_route_file /dev/stdout
   echo "certificates:"
   echo "  - cert: |"; indent < "$work/bench.crt"
   echo "    key: |"; indent < "$work/bench.key"
   echo "    snis: [{ name: bench.test }, { name: \"*\" }]"
-} > "$work/tls.yaml"
+} >> "$work/tls.yaml"
 TOLLGATE_PROXY_TLS_LISTEN=127.0.0.1:$tollgate_tls start_tollgate "$work/tls.yaml"
 wait_port "$tollgate_tls"
 
@@ -61,7 +64,7 @@ measure() {
     h2)
       # h2load sends no SNI for an IP address: the certificate is the same, as for wrk.
       h2load -c 8 -m 16 -D "$seconds" --warm-up-time=1 "https://127.0.0.1:$port/api/x" > "$work/h2load.out"
-      grep -q " 0 failed, 0 errored" "$work/h2load.out" || { cat "$work/h2load.out" >&2; exit 1; }
+      grep -q " [1-9][0-9]* succeeded, 0 failed, 0 errored" "$work/h2load.out" || { cat "$work/h2load.out" >&2; exit 1; }
       awk '/^finished in/ {gsub(",", "", $4); print $4}' "$work/h2load.out" ;;
   esac
 }
