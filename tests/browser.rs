@@ -290,16 +290,15 @@ async fn fill_and_submit(page: &Client, form: &str, fields: &[(&str, &str)]) {
 /// The portal set up by an operator: the petstore published on `/v1` behind key-auth, and a
 /// plan of 2 requests a second.
 async fn published_portal(backend: &Backend) -> (Gateway, String) {
-    let [portal, console] = free_ports();
-    let portal_listen = format!("127.0.0.1:{portal}");
-    let console_listen = format!("127.0.0.1:{console}");
-    let gw = Gateway::start(&[
-        ("TOLLGATE_PORTAL_LISTEN", &portal_listen),
-        ("TOLLGATE_CONSOLE_LISTEN", &console_listen),
-        ("TOLLGATE_CONSOLE_ADMIN_PASSWORD", PASSWORD),
-        ("TOLLGATE_ANALYTICS_FLUSH_MS", "100"),
-    ])
+    let gw = Gateway::start_listening(
+        &[
+            ("TOLLGATE_CONSOLE_ADMIN_PASSWORD", PASSWORD),
+            ("TOLLGATE_ANALYTICS_FLUSH_MS", "100"),
+        ],
+        &["TOLLGATE_PORTAL_LISTEN", "TOLLGATE_CONSOLE_LISTEN"],
+    )
     .await;
+    let [portal, console] = [gw.listeners[0], gw.listeners[1]];
     let service = serde_json::json!({"name": "pets", "url": format!("http://127.0.0.1:{}", backend.port),
         "portal": {"title": "Pet store", "description": "Pets for everyone."}});
     let admin = |p: &str| gw.admin_url(p);
@@ -335,7 +334,7 @@ async fn published_portal(backend: &Backend) -> (Gateway, String) {
         .await;
     assert_eq!(plan.status, 303, "{}", plan.body);
     gw.settled().await;
-    (gw, portal_listen)
+    (gw, format!("127.0.0.1:{portal}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

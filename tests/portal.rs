@@ -23,17 +23,14 @@ struct Portal {
 
 impl Portal {
     async fn start(extra: &[(&str, &str)]) -> Portal {
-        let [portal_port, console_port] = free_ports();
-        let portal_listen = format!("127.0.0.1:{portal_port}");
-        let console_listen = format!("127.0.0.1:{console_port}");
         let mut env = vec![
-            ("TOLLGATE_PORTAL_LISTEN", portal_listen.as_str()),
-            ("TOLLGATE_CONSOLE_LISTEN", console_listen.as_str()),
             ("TOLLGATE_CONSOLE_ADMIN_PASSWORD", OPERATOR_PASSWORD),
             ("TOLLGATE_ANALYTICS_FLUSH_MS", "100"),
         ];
         env.extend_from_slice(extra);
-        let gw = Gateway::start(&env).await;
+        let listeners = ["TOLLGATE_PORTAL_LISTEN", "TOLLGATE_CONSOLE_LISTEN"];
+        let gw = Gateway::start_listening(&env, &listeners).await;
+        let [portal_port, console_port] = [gw.listeners[0], gw.listeners[1]];
         let backend = Backend::start().await;
         let console = Site { port: console_port };
         let login = console

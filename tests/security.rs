@@ -433,10 +433,10 @@ async fn unknown_users_and_wrong_passwords_take_the_same_time() {
 /// Item 6: portal sign-up answered 409 for an email that had an account.
 #[tokio::test(flavor = "multi_thread")]
 async fn portal_sign_up_does_not_tell_which_emails_have_accounts() {
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let _gw = Gateway::start(&[("TOLLGATE_PORTAL_LISTEN", &listen)]).await;
-    let portal = &Site { port };
+    let gw = Gateway::start_listening(&[], &["TOLLGATE_PORTAL_LISTEN"]).await;
+    let portal = &Site {
+        port: gw.listeners[0],
+    };
     let sign_up = |password: &'static str| async move {
         let pairs = [("email", "dev@example.com"), ("password", password)];
         portal.post("/signup", None, &pairs).await

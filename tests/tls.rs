@@ -600,6 +600,16 @@ async fn upstream_tls_verifies_with_the_services_cas_presents_its_client_certifi
     let r = send("GET", &gw.proxy_url("/unverified"), &[], None).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json["client"], "tollgate-client");
+    // A client certificate that does not exist is Kong's foreign key error.
+    let gone = "00000000-0000-4000-8000-000000000001";
+    let missing = json!({"name": "gone", "url": url, "client_certificate": {"id": gone}});
+    let r = send("POST", &gw.admin_url("/services"), &[], json_body(missing)).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(
+        r.json["fields"]["client_certificate"]["id"], gone,
+        "{}",
+        r.body
+    );
     // services.lua's conditional checks: the TLS fields need a TLS protocol.
     let r = send(
         "POST",

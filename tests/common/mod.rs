@@ -122,6 +122,8 @@ pub struct Gateway {
     pub status: u16,
     /// The proxy's TLS port.
     pub tls: u16,
+    /// The ports of the listeners `start_listening` was asked for, in its order.
+    pub listeners: Vec<u16>,
     pub data_dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     pub log: PathBuf,
@@ -142,14 +144,23 @@ impl Gateway {
         data_dir: PathBuf,
         tmp: Option<tempfile::TempDir>,
     ) -> Gateway {
-        Gateway::start_customized(env, data_dir, tmp, |_| {}).await
+        Gateway::start_customized(env, data_dir, tmp, &[], |_| {}).await
+    }
+
+    /// Like `start`, with each of `listeners` (`TOLLGATE_PORTAL_LISTEN`...) on a fresh port of
+    /// 127.0.0.1, picked again with the others when a start finds one taken; the ports are
+    /// in `listeners` of the answer.
+    pub async fn start_listening(env: &[(&str, &str)], listeners: &[&str]) -> Gateway {
+        let tmp = tempfile::tempdir().unwrap();
+        let data_dir = tmp.path().to_path_buf();
+        Gateway::start_customized(env, data_dir, Some(tmp), listeners, |_| {}).await
     }
 
     /// Like `start`, with the process's open-file limit (soft and hard) set to `nofile`.
     pub async fn start_with_open_files(env: &[(&str, &str)], nofile: u64) -> Gateway {
         let tmp = tempfile::tempdir().unwrap();
         let data_dir = tmp.path().to_path_buf();
-        Gateway::start_customized(env, data_dir, Some(tmp), move |cmd| {
+        Gateway::start_customized(env, data_dir, Some(tmp), &[], move |cmd| {
             use std::os::unix::process::CommandExt;
             // SAFETY: setrlimit is async-signal-safe and touches only the child.
             unsafe {
@@ -172,6 +183,7 @@ impl Gateway {
         env: &[(&str, &str)],
         data_dir: PathBuf,
         tmp: Option<tempfile::TempDir>,
+        listeners: &[&str],
         customize: impl Fn(&mut Command),
     ) -> Gateway {
         const ATTEMPTS: usize = 3;
@@ -179,6 +191,10 @@ impl Gateway {
             let [proxy, admin, status, tls] = free_ports();
             let log = data_dir.join(format!("gateway-{proxy}.log"));
             let mut cmd = Gateway::command(env, &data_dir, [proxy, admin, status, tls]);
+            let ports: Vec<u16> = listeners.iter().map(|_| free_port()).collect();
+            for (name, port) in listeners.iter().zip(&ports) {
+                cmd.env(name, format!("127.0.0.1:{port}"));
+            }
             customize(&mut cmd);
             let child = cmd
                 .stdout(Stdio::null())
@@ -191,6 +207,7 @@ impl Gateway {
                 admin,
                 status,
                 tls,
+                listeners: ports,
                 data_dir: data_dir.clone(),
                 _tmp: None,
                 log,

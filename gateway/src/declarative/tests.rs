@@ -163,3 +163,36 @@ fn a_sync_leaves_what_the_developer_portal_made() {
         .ends_with("3d2b1c0a9e11")));
     assert!(!plan.is_empty());
 }
+
+#[test]
+fn certificates_with_nested_snis_and_ca_certificates_are_read_and_checked() {
+    let (cert, key) = crate::tls::pem::tests::self_signed(&["a.test"]);
+    let indent = |pem: &str| {
+        pem.lines()
+            .map(|l| format!("      {l}\n"))
+            .collect::<String>()
+    };
+    let file = format!(
+        "_format_version: \"3.0\"\ncertificates:\n  - cert: |\n{}    key: |\n{}    snis:\n      - name: a.test\n      - b.test\n",
+        indent(&cert),
+        indent(&key)
+    );
+    let c = load(&file, 1).unwrap();
+    let kinds: Vec<Kind> = c.records.iter().map(|r| r.kind).collect();
+    assert_eq!(kinds, vec![Kind::Certificate, Kind::Sni, Kind::Sni]);
+    let certificate = c.records[0].id.to_string();
+    assert!(c.records[1..]
+        .iter()
+        .all(|s| s.body["certificate"]["id"] == certificate.as_str()));
+    assert_eq!(c.records[2].body["name"], "b.test");
+    // A certificate whose key is another's is refused at its path in the file.
+    let (_, other) = crate::tls::pem::tests::self_signed(&["b.test"]);
+    let bad = file.replace(&indent(&key), &indent(&other));
+    let errors = load(&bad, 1).unwrap_err();
+    assert!(
+        errors
+            .iter()
+            .any(|e| format!("{e:?}").contains("certificate does not match key")),
+        "{errors:?}"
+    );
+}

@@ -193,12 +193,13 @@ impl Kind {
 }
 
 /// The fields that refer to another entity, and the kind each refers to.
-pub const REFERENCES: [(&str, Kind); 5] = [
+pub const REFERENCES: [(&str, Kind); 6] = [
     ("service", Kind::Service),
     ("route", Kind::Route),
     ("consumer", Kind::Consumer),
     ("upstream", Kind::Upstream),
     ("certificate", Kind::Certificate),
+    ("client_certificate", Kind::Certificate),
 ];
 
 /// What the store indexes besides the body: unique keys and references to parents.
@@ -213,6 +214,8 @@ pub struct Keys {
     pub consumer_id: Option<Uuid>,
     pub upstream_id: Option<Uuid>,
     pub certificate_id: Option<Uuid>,
+    /// A service's `client_certificate`: checked to exist, not a column of its own.
+    pub client_certificate_id: Option<Uuid>,
     pub tags: Vec<String>,
 }
 
@@ -225,6 +228,7 @@ impl Keys {
             "consumer" => self.consumer_id,
             "upstream" => self.upstream_id,
             "certificate" => self.certificate_id,
+            "client_certificate" => self.client_certificate_id,
             _ => None,
         }
     }

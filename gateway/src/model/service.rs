@@ -184,6 +184,7 @@ impl Entity for Service {
     fn keys(&self) -> Keys {
         Keys {
             name_key: self.name.clone(),
+            client_certificate_id: super::ref_id(&self.client_certificate),
             tags: tags_of(&self.tags),
             ..Keys::default()
         }
