@@ -621,3 +621,40 @@ async fn upstream_tls_verifies_with_the_services_cas_presents_its_client_certifi
     assert_eq!(r.status, 400);
     assert_eq!(r.json["fields"]["tls_verify"], "value must be null");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_trusted_proxys_forwarded_headers_are_passed_on_and_count_for_https_only_routes() {
+    // kong/runloop/handler.lua: from a trusted address, X-Forwarded-Proto, -Host, -Port, -Path
+    // and -Prefix are the proxy's; from anyone else, the gateway's own.
+    let backend = Backend::start().await;
+    let url = format!("http://127.0.0.1:{}", backend.port);
+    let sent = [
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-host", "edge.example.com"),
+        ("x-forwarded-port", "443"),
+        ("x-forwarded-path", "/edge/path"),
+        ("x-forwarded-prefix", "/edge"),
+    ];
+    for trusted in [true, false] {
+        let env: &[(&str, &str)] = if trusted {
+            &[("TOLLGATE_TRUSTED_IPS", "127.0.0.1/32")]
+        } else {
+            &[("TOLLGATE_TRUSTED_IPS", "10.0.0.0/8")]
+        };
+        let gw = Gateway::start(env).await;
+        gw.create("/services", json!({"name": "s", "url": url}))
+            .await;
+        let route = json!({"paths": ["/secure"], "protocols": ["https"]});
+        gw.create("/services/s/routes", route).await;
+        gw.settled().await;
+        let r = send("GET", &gw.proxy_url("/secure"), &sent, None).await;
+        if trusted {
+            assert_eq!(r.status, 200, "{}", r.body);
+            for (name, value) in sent {
+                assert_eq!(r.json["headers"][name], value, "{name}");
+            }
+        } else {
+            assert_eq!(r.status, 426, "{}", r.body);
+        }
+    }
+}

@@ -38,7 +38,8 @@ impl ClientIp {
         Ok(ClientIp { trusted, header })
     }
 
-    fn is_trusted(&self, ip: IpAddr) -> bool {
+    /// Whether `ip` is a trusted proxy (in `TOLLGATE_TRUSTED_IPS`).
+    pub fn is_trusted(&self, ip: IpAddr) -> bool {
         self.trusted.iter().any(|n| n.contains(&ip))
     }
 

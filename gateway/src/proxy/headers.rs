@@ -117,8 +117,8 @@ pub(super) struct Forwarded<'a> {
     /// The client it stands for (`X-Real-IP`) when it is not the peer itself, after the
     /// trusted proxies were applied.
     pub real_ip: Option<String>,
-    /// `http` or `https`: how the client reached the gateway.
-    pub proto: &'static str,
+    /// `http` or `https`: how the client reached the gateway (or a trusted proxy).
+    pub proto: &'a [u8],
     pub forwarded_host: &'a HeaderValue,
     pub port: &'a HeaderValue,
     /// The path prefix a route stripped, if any: part of a normalized path, so free of
@@ -149,16 +149,20 @@ impl<'a> Forwarded<'a> {
             Some(h) if route.preserve_host => Some(h.as_bytes()),
             _ => service.destination.fixed_host().map(HeaderValue::as_bytes),
         };
+        // A trusted proxy's own values win, as in Kong (kong/runloop/handler.lua).
+        let theirs = |name: &HeaderName| trusted_value(&client.headers, ex, name);
+        let text = |name: &HeaderName| theirs(name).and_then(|v| v.to_str().ok());
         Forwarded {
             host,
             peer: &conn.peer_ip,
             // Nearly always the peer itself: no text to make then.
             real_ip: (ex.client_ip != conn.peer.ip()).then(|| ex.client_ip.to_string()),
-            proto: conn.scheme(),
-            forwarded_host: &ex.host_header,
-            port: &conn.local_port_header,
-            prefix: stripped_prefix.filter(|p| !p.is_empty() && *p != "/"),
-            path: &ex.path,
+            proto: forwarded_proto(&client.headers, ex, conn),
+            forwarded_host: theirs(&X_FORWARDED_HOST).unwrap_or(&ex.host_header),
+            port: theirs(&X_FORWARDED_PORT).unwrap_or(&conn.local_port_header),
+            prefix: text(&X_FORWARDED_PREFIX)
+                .or(stripped_prefix.filter(|p| !p.is_empty() && *p != "/")),
+            path: text(&X_FORWARDED_PATH).unwrap_or(&ex.path),
             request_id: send_request_id.then_some(&ex.request_id_header),
             via: ex.via,
             consumer: ex
@@ -166,6 +170,27 @@ impl<'a> Forwarded<'a> {
                 .as_deref()
                 .map(|c| consumer_headers(c, ex.credential.as_ref(), ex.anonymous)),
         }
+    }
+}
+
+/// The client's value of `name` when the peer is a trusted proxy.
+fn trusted_value<'a>(
+    client: &'a HeaderMap,
+    ex: &Exchange,
+    name: &HeaderName,
+) -> Option<&'a HeaderValue> {
+    ex.trusted_peer.then(|| client.get(name)).flatten()
+}
+
+/// The scheme the request came by: a trusted proxy's `X-Forwarded-Proto`, else the listener's.
+pub(super) fn forwarded_proto<'a>(
+    client: &'a HeaderMap,
+    ex: &Exchange,
+    conn: &Downstream,
+) -> &'a [u8] {
+    match trusted_value(client, ex, &X_FORWARDED_PROTO) {
+        Some(v) => v.as_bytes(),
+        None => conn.scheme().as_bytes(),
     }
 }
 
@@ -230,7 +255,7 @@ pub(super) fn write_for_upstream(
     write_chain(out, b"x-forwarded-for", &xff, ours.peer.as_bytes());
     let real_ip = ours.real_ip.as_ref().map(String::as_bytes);
     write_header(out, b"x-real-ip", real_ip.unwrap_or(ours.peer.as_bytes()));
-    write_header(out, b"x-forwarded-proto", ours.proto.as_bytes());
+    write_header(out, b"x-forwarded-proto", ours.proto);
     write_header(out, b"x-forwarded-host", ours.forwarded_host.as_bytes());
     write_header(out, b"x-forwarded-port", ours.port.as_bytes());
     write_header(out, b"x-forwarded-path", ours.path.as_bytes());
@@ -340,7 +365,7 @@ mod tests {
             host: Some(b"backend:8080"),
             peer: &peer,
             real_ip: Some("203.0.113.9".into()),
-            proto: "http",
+            proto: b"http",
             forwarded_host: &fhost,
             port: &port,
             prefix: Some("/api"),

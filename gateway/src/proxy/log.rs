@@ -47,6 +47,8 @@ pub(super) struct Exchange {
     pub path: Arc<str>,
     /// The client as `ClientIp` resolved it (the peer unless a trusted proxy named another).
     pub client_ip: IpAddr,
+    /// The peer is a trusted proxy: its `X-Forwarded-*` headers are passed on (Kong's rule).
+    pub trusted_peer: bool,
     pub user_agent: Option<Arc<str>>,
     pub bytes_in: u64,
     pub service: Option<Arc<str>>,

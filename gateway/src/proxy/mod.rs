@@ -84,6 +84,7 @@ impl Proxy {
             host_header: HeaderValue::from_static(""),
             path: req.uri().path().into(),
             client_ip: self.client_ip.resolve(conn.peer.ip(), req.headers()),
+            trusted_peer: self.client_ip.is_trusted(conn.peer.ip()),
             user_agent: conn.user_agent(seen.user_agent),
             // For the log: headers as sent, plus the body's declared length.
             bytes_in: header_bytes as u64 + headers::content_length(seen.content_length),
@@ -166,7 +167,7 @@ impl Proxy {
         let route = &snapshot.routes[m.route];
         ex.route = Some(route.label.clone());
         ex.route_path = Some(norm_path[..m.matched_len].into());
-        if !route.allows_http && conn.tls.is_none() {
+        if !route.allows_http && headers::forwarded_proto(req.headers(), ex, conn) != b"https" {
             return Err(https_required(
                 route.https_redirect_status_code,
                 &ex.host,
