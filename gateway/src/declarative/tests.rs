@@ -165,7 +165,7 @@ fn a_sync_leaves_what_the_developer_portal_made() {
 }
 
 #[test]
-fn certificates_with_nested_snis_and_ca_certificates_are_read_and_checked() {
+fn certificates_with_nested_snis_are_read_and_checked() {
     let (cert, key) = crate::tls::pem::tests::self_signed(&["a.test"]);
     let indent = |pem: &str| {
         pem.lines()
