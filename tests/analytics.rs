@@ -585,3 +585,37 @@ async fn a_retry_writes_only_the_days_that_did_not_land() {
     sink.write(&batch, true).await.unwrap();
     assert_eq!(rows_ids_parts(&ch, "tollgate_days").await, "2000\t2000\t2");
 }
+
+/// An events table made before `grpc_status` and `ws_close_code` existed gets them on the
+/// sink's first write (migrations/clickhouse/002_protocol_codes.sql; ClickHouse 18.16 has no
+/// `ADD COLUMN IF NOT EXISTS`), its old rows reading -1, and new events land whole.
+#[tokio::test]
+async fn an_events_table_from_before_the_protocol_codes_gains_their_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((ch, sink)) = server_and_sink(dir.path(), "tollgate_old").await else {
+        return;
+    };
+    let ddl = include_str!("../migrations/clickhouse/001_events.sql");
+    let table = &ddl[ddl.find("CREATE TABLE").unwrap()..];
+    let old: String = table[..table.find(';').unwrap()]
+        .lines()
+        .filter(|l| !l.contains("grpc_status") && !l.contains("ws_close_code"))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .replace("{database}", "tollgate_old");
+    ch.query("CREATE DATABASE tollgate_old").await;
+    ch.query(&old).await;
+    ch.query("INSERT INTO tollgate_old.events (request_id) VALUES ('old')")
+        .await;
+    let now = tollgate_analytics::unix_now() as u64 * 1_000_000;
+    let batch = Batch::new(&tollgate_analytics::sample::synthetic(10, now, 1_000_000));
+    sink.write(&batch, false).await.unwrap();
+    let rows = ch
+        .query(
+            "SELECT request_id = 'old' AS old, grpc_status, ws_close_code, count() \
+             FROM tollgate_old.events GROUP BY old, grpc_status, ws_close_code ORDER BY old \
+             FORMAT TSV",
+        )
+        .await;
+    assert_eq!(rows, "0\t-1\t-1\t10\n1\t-1\t-1\t1\n");
+}

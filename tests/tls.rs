@@ -5,7 +5,7 @@
 //! spec/02-integration/04-admin_api/06-certificates_routes_spec.lua.
 mod common;
 
-use common::{free_ports, json_body, send, Backend, Gateway};
+use common::{free_ports, json_body, send, Backend, Gateway, PythonServer};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::process::Command;
@@ -501,48 +501,12 @@ impl Ca {
     }
 }
 
-/// tests/data/tls_backend.py on a free port, stopped when dropped.
-struct TlsBackend {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl TlsBackend {
-    async fn start(cert: &Path, key: &Path, client_ca: Option<&Path>) -> TlsBackend {
-        let [port] = free_ports();
-        let mut cmd = Command::new("python3");
-        cmd.arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/data/tls_backend.py"
-        ))
-        .arg(port.to_string())
-        .arg(cert)
-        .arg(key);
-        if let Some(ca) = client_ca {
-            cmd.arg(ca);
-        }
-        let backend = TlsBackend {
-            child: cmd.spawn().expect("python3 runs"),
-            port,
-        };
-        for _ in 0..200 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                return backend;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-        }
-        panic!("the TLS backend did not start");
-    }
-}
-
-impl Drop for TlsBackend {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// tests/data/tls_backend.py serving `cert` and `key`, asking clients for a certificate
+/// from `client_ca` when given.
+async fn tls_backend(cert: &Path, key: &Path, client_ca: Option<&Path>) -> PythonServer {
+    let mut args = vec![cert.as_os_str(), key.as_os_str()];
+    args.extend(client_ca.map(Path::as_os_str));
+    PythonServer::start("tls_backend.py", &args).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -553,7 +517,7 @@ async fn upstream_tls_verifies_with_the_services_cas_presents_its_client_certifi
     let (server_crt, server_key) = ca.issue("localhost");
     let (client_crt, client_key) = ca.issue("tollgate-client");
     let ca_file = dir.path().join("ca.crt");
-    let backend = TlsBackend::start(&server_crt, &server_key, Some(&ca_file)).await;
+    let backend = tls_backend(&server_crt, &server_key, Some(&ca_file)).await;
     let gw = Gateway::start(&[]).await;
     let ca_id = gw
         .create("/ca_certificates", json!({"cert": ca.cert}))

@@ -40,6 +40,10 @@ pub struct Event<T> {
     pub upstream_failed: bool,
     /// `host:port` the request was sent to.
     pub upstream_addr: Option<T>,
+    /// A gRPC call's `grpc-status` (the upstream's, or the one the gateway answered with).
+    pub grpc_status: Option<u16>,
+    /// A WebSocket connection's close code (RFC 6455 §7.4; 1006 when it ended without one).
+    pub ws_close_code: Option<u16>,
     /// The gateway node that served it.
     pub node: T,
 }
@@ -81,6 +85,8 @@ impl EventRef<'_> {
             auth_failed: self.auth_failed,
             upstream_failed: self.upstream_failed,
             upstream_addr: optional(self.upstream_addr),
+            grpc_status: self.grpc_status,
+            ws_close_code: self.ws_close_code,
             node: text(self.node),
         }
     }
@@ -116,6 +122,8 @@ pub(crate) mod tests {
             auth_failed: false,
             upstream_failed: false,
             upstream_addr: Some("127.0.0.1:5000".into()),
+            grpc_status: None,
+            ws_close_code: None,
             node: "node-1".into(),
         }
     }

@@ -20,6 +20,12 @@ pub struct Packed {
 
 /// Marks an absent optional text.
 const NONE: u32 = u32::MAX;
+/// Marks an absent protocol code.
+const NO_CODE: u16 = u16::MAX;
+/// The flag of an event followed by its protocol codes (`grpc_status`, `ws_close_code`, two
+/// bytes each, after its texts). Events packed before these existed lack the flag and the
+/// bytes, so spill files and write-ahead logs from earlier versions read as they were.
+const HAS_CODES: u8 = 8;
 /// Texts in an event.
 const TEXTS: usize = 13;
 /// Where the head's fields start (see `head`), and its size.
@@ -49,6 +55,12 @@ impl Packed {
         self.bytes.extend_from_slice(&head(e, &texts));
         for t in texts.into_iter().flatten() {
             self.bytes.extend_from_slice(t.as_bytes());
+        }
+        if has_codes(e) {
+            for code in [e.grpc_status, e.ws_close_code] {
+                self.bytes
+                    .extend_from_slice(&code.unwrap_or(NO_CODE).to_le_bytes());
+            }
         }
         self.events += 1;
     }
@@ -142,8 +154,10 @@ fn head(e: &RequestEvent, texts: &[Option<&Arc<str>>; TEXTS]) -> [u8; HEAD] {
         h[i * 8..i * 8 + 8].copy_from_slice(&n.to_le_bytes());
     }
     h[STATUS..STATUS + 2].copy_from_slice(&e.status.to_le_bytes());
-    h[FLAGS] =
-        u8::from(e.rate_limited) | u8::from(e.auth_failed) << 1 | u8::from(e.upstream_failed) << 2;
+    h[FLAGS] = u8::from(e.rate_limited)
+        | u8::from(e.auth_failed) << 1
+        | u8::from(e.upstream_failed) << 2
+        | if has_codes(e) { HAS_CODES } else { 0 };
     match e.client_ip {
         IpAddr::V4(a) => {
             h[IP] = 4;
@@ -159,6 +173,10 @@ fn head(e: &RequestEvent, texts: &[Option<&Arc<str>>; TEXTS]) -> [u8; HEAD] {
         h[LENGTHS + i * 4..LENGTHS + i * 4 + 4].copy_from_slice(&len.to_le_bytes());
     }
     h
+}
+
+fn has_codes(e: &RequestEvent) -> bool {
+    e.grpc_status.is_some() || e.ws_close_code.is_some()
 }
 
 struct Reader<'a>(&'a [u8]);
@@ -179,6 +197,16 @@ impl<'a> Reader<'a> {
             self.texts(lengths)?;
         let [request_id, method, host, path, node] = [request_id?, method?, host?, path?, node?];
         let flags = h[FLAGS];
+        let [grpc_status, ws_close_code] = match flags & HAS_CODES {
+            0 => [None; 2],
+            _ => {
+                let codes = self.take(4)?;
+                let code = |at: usize| {
+                    Some(u16::from_le_bytes([codes[at], codes[at + 1]])).filter(|&c| c != NO_CODE)
+                };
+                [code(0), code(2)]
+            }
+        };
         Some(EventRef {
             timestamp_us,
             request_id,
@@ -203,6 +231,8 @@ impl<'a> Reader<'a> {
             auth_failed: flags & 2 != 0,
             upstream_failed: flags & 4 != 0,
             upstream_addr,
+            grpc_status,
+            ws_close_code,
             node,
         })
     }
@@ -261,11 +291,14 @@ mod tests {
         b.client_ip = "10.1.2.3".parse().unwrap();
         b.service = None;
         b.user_agent = Some("".into());
-        let mut p = packed(&[&a, &b]);
+        b.ws_close_code = Some(1000);
+        let mut c = event(9);
+        c.grpc_status = Some(0);
+        let mut p = packed(&[&a, &b, &c]);
         p.append(&packed(&[&a]));
-        assert_eq!(p.len(), 3);
+        assert_eq!(p.len(), 4);
         let again: Vec<_> = p.events().map(|e| e.owned()).collect();
-        assert_eq!(again, [a.clone(), b, a]);
+        assert_eq!(again, [a.clone(), b, c, a]);
         p.clear();
         assert!(p.is_empty() && p.events().next().is_none());
     }

@@ -36,6 +36,8 @@ pub fn event(i: u64, timestamp_us: u64) -> RequestEvent {
         auth_failed: status == 401,
         upstream_failed: false,
         upstream_addr: None,
+        grpc_status: None,
+        ws_close_code: None,
         node: "n1".into(),
     }
 }

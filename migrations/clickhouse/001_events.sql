@@ -29,6 +29,8 @@ CREATE TABLE IF NOT EXISTS {database}.events (
     auth_failed UInt8,
     upstream_failed UInt8,
     upstream_addr String,
+    grpc_status Int32,
+    ws_close_code Int32,
     node String,
     -- The pipeline's batch: a retried insert first checks whether it already landed.
     batch_id String

@@ -670,3 +670,59 @@ pub async fn burst_on(gw: &Gateway, path: &str, key: &str, n: usize) -> Vec<u16>
     }
     out
 }
+
+/// `python3` running `tests/data/<script>` with `args`, on a free port given as its first
+/// argument, with the PyPI packages the test script installed; stopped when dropped.
+pub struct PythonServer {
+    child: Child,
+    pub port: u16,
+}
+
+impl PythonServer {
+    /// Starts it and waits until its port accepts connections.
+    pub async fn start(script: &str, args: &[&std::ffi::OsStr]) -> PythonServer {
+        let port = free_port();
+        let mut cmd = python(script);
+        cmd.arg(port.to_string()).args(args);
+        let server = PythonServer {
+            child: cmd.spawn().expect("python3 runs"),
+            port,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "{script} did not start");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        server
+    }
+}
+
+impl Drop for PythonServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `python3` command for `tests/data/<script>` with the test script's PyPI packages
+/// (`TOLLGATE_TEST_PYTHONPATH`) on its path when there are some.
+pub fn python(script: &str) -> Command {
+    let mut cmd = Command::new("python3");
+    if let Ok(path) = std::env::var("TOLLGATE_TEST_PYTHONPATH") {
+        cmd.env("PYTHONPATH", path);
+    }
+    cmd.arg(format!(
+        "{}/tests/data/{script}",
+        env!("CARGO_MANIFEST_DIR")
+    ));
+    cmd
+}
+
+/// Whether the PyPI packages (websockets, grpcio) are there; a test that needs them skips
+/// when they are not, unless the suite requires them.
+pub fn python_packages() -> bool {
+    service_env("TOLLGATE_TEST_PYTHONPATH").is_some()
+}

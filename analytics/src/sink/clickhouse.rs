@@ -17,6 +17,9 @@ const MIGRATIONS: &[&str] = &[include_str!(
     "../../../migrations/clickhouse/001_events.sql"
 )];
 
+/// Columns the events table gained later, one `ADD COLUMN` each, run when the column is missing.
+const ADDED_COLUMNS: &str = include_str!("../../../migrations/clickhouse/002_protocol_codes.sql");
+
 /// Whether the client checks rows against the table's schema.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Validation {
@@ -102,11 +105,38 @@ impl ClickHouse {
                 base.query(&statement).execute().await.map_err(err)?;
             }
         }
+        self.add_columns(&base).await?;
         tracing::info!(version, validation, database = %self.database, "ClickHouse schema ready");
         Ok(base
             .with_database(&self.database)
             .with_validation(validation))
     }
+}
+
+impl ClickHouse {
+    /// Runs the `ADD COLUMN` statements of the columns an older events table lacks.
+    async fn add_columns(&self, base: &Client) -> Result<(), SinkError> {
+        let present: Vec<String> = base
+            .query("SELECT name FROM system.columns WHERE database = ? AND table = 'events'")
+            .bind(&self.database)
+            .fetch_all()
+            .await
+            .map_err(err)?;
+        for statement in statements(ADDED_COLUMNS, &self.database) {
+            let column = added_column(&statement)
+                .ok_or_else(|| SinkError(format!("not an ADD COLUMN: {statement}")))?;
+            if !present.iter().any(|p| p == column) {
+                base.query(&statement).execute().await.map_err(err)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The column an `ALTER TABLE ... ADD COLUMN name type ...` statement adds.
+fn added_column(statement: &str) -> Option<&str> {
+    let (_, rest) = statement.split_once(" ADD COLUMN ")?;
+    rest.split_whitespace().next()
 }
 
 fn err(e: clickhouse::error::Error) -> SinkError {
@@ -255,6 +285,20 @@ mod tests {
         assert!(s
             .iter()
             .all(|s| !s.contains("{database}") && !s.contains("--")));
+    }
+
+    #[test]
+    fn each_added_column_is_named_and_declared_for_new_tables() {
+        let added: Vec<String> = statements(ADDED_COLUMNS, "tg")
+            .iter()
+            .map(|s| added_column(s).unwrap().to_string())
+            .collect();
+        assert_eq!(added, ["grpc_status", "ws_close_code"]);
+        for column in &added {
+            assert!(super::super::native::COLUMNS
+                .iter()
+                .any(|(c, _)| c == column));
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use http::HeaderValue;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use tokio::sync::OwnedSemaphorePermit;
 
 pub struct Downstream {
     /// The TCP peer.
@@ -14,6 +15,9 @@ pub struct Downstream {
     pub local_port_header: HeaderValue,
     /// Set on a TLS connection: what its handshake settled.
     pub tls: Option<Tls>,
+    /// The connection's place in its worker's connection limit, freed when the last holder
+    /// of this connection goes: its server, or a WebSocket tunnel that outlives the server.
+    _slot: Option<OwnedSemaphorePermit>,
     /// The last `Host` and `User-Agent` sent here, with what was made of them: a keep-alive
     /// connection's requests nearly always repeat both, and each costs allocations to work out.
     last: Mutex<Last>,
@@ -68,7 +72,16 @@ impl Downstream {
             local_port,
             local_port_header: HeaderValue::from(local_port),
             tls,
+            _slot: None,
             last: Mutex::default(),
+        }
+    }
+
+    /// The same, holding `slot` for as long as the connection lives.
+    pub fn holding(self, slot: OwnedSemaphorePermit) -> Downstream {
+        Downstream {
+            _slot: Some(slot),
+            ..self
         }
     }
 

@@ -74,6 +74,14 @@ pub(super) struct Exchange {
     pub upstream_failed: bool,
     /// Keeps the target that answered counted in flight until the response is sent.
     pub in_flight: Option<super::destination::InFlight>,
+    /// A gRPC call's status, as it reached the client.
+    pub grpc_status: Option<u16>,
+    /// A WebSocket connection's close code, known when its tunnel closes.
+    pub ws_close_code: Option<u16>,
+    /// The client's side of a WebSocket handshake, until the upstream answers it.
+    pub websocket: Option<hyper::upgrade::OnUpgrade>,
+    /// A switched WebSocket connection, for `handle` to run once the 101 is on its way.
+    pub tunnel: Option<super::websocket::Tunnel>,
 }
 
 impl Exchange {
@@ -103,6 +111,8 @@ impl Exchange {
             auth_failed: self.rejected_by.is_some_and(|p| p.ends_with("-auth")),
             upstream_failed: self.upstream_failed,
             upstream_addr: self.upstream_addr,
+            grpc_status: self.grpc_status,
+            ws_close_code: self.ws_close_code,
             node,
         }
     }
@@ -162,19 +172,32 @@ impl LoggedBody {
         body
     }
 
+    /// A body whose exchange is logged elsewhere (a WebSocket's, when its tunnel closes).
+    pub(super) fn unlogged(inner: ProxyBody) -> LoggedBody {
+        LoggedBody {
+            inner,
+            sent: 0,
+            pending: None,
+        }
+    }
+
     fn log(&mut self) {
-        let Some((mut ex, status, logger)) = self.pending.take() else {
-            return;
-        };
-        let plugins = std::mem::take(&mut ex.response_plugins);
-        let event = ex.event(status, self.sent, logger.node.clone());
-        logger.metrics.record(&event);
-        for p in &plugins {
-            p.log(&event);
+        if let Some((ex, status, logger)) = self.pending.take() {
+            record(ex, status, self.sent, &logger);
         }
-        if let Some(recorder) = &logger.analytics {
-            recorder.record(&event);
-        }
+    }
+}
+
+/// The log phase of a finished exchange: metrics, the plugins' log handlers, analytics.
+pub(super) fn record(mut ex: Box<Exchange>, status: u16, bytes_out: u64, logger: &Logger) {
+    let plugins = std::mem::take(&mut ex.response_plugins);
+    let event = ex.event(status, bytes_out, logger.node.clone());
+    logger.metrics.record(&event);
+    for p in &plugins {
+        p.log(&event);
+    }
+    if let Some(recorder) = &logger.analytics {
+        recorder.record(&event);
     }
 }
 

@@ -15,6 +15,7 @@ mod headers;
 mod log;
 pub mod server;
 mod upstream;
+mod websocket;
 
 use crate::header_numbers;
 use crate::plugins::{Context, Flow, Reply, RequestBody, UpstreamHeaders};
@@ -64,7 +65,11 @@ pub struct Proxy {
 
 impl Proxy {
     /// Serves one request; always answers (errors become gateway responses).
-    pub async fn handle(&self, req: Request<Incoming>, conn: &Downstream) -> Response<LoggedBody> {
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        conn: &Arc<Downstream>,
+    ) -> Response<LoggedBody> {
         let seen = headers::seen(req.headers());
         let header_bytes = seen.size;
         let (request_id, request_id_header) = headers::new_request_id();
@@ -103,6 +108,10 @@ impl Proxy {
             before_upstream_us: None,
             upstream_failed: false,
             in_flight: None,
+            grpc_status: None,
+            ws_close_code: None,
+            websocket: None,
+            tunnel: None,
         };
         let format = if seen.accept {
             Format::from_accept(req.headers())
@@ -130,13 +139,17 @@ impl Proxy {
             resp = filter_response(resp, &ex.response_plugins, &ex.request_id, format).await;
         }
         add_gateway_headers(&mut resp, &mut ex, &self.headers);
+        if let Some(tunnel) = ex.tunnel.take() {
+            websocket::spawn(tunnel, ex, self.logger.clone(), conn.clone());
+            return resp.map(LoggedBody::unlogged);
+        }
         let status = resp.status().as_u16();
         resp.map(|body| LoggedBody::new(body, ex, status, self.logger.clone()))
     }
 
     async fn route_and_forward(
         &self,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
         ex: &mut Exchange,
         conn: &Downstream,
     ) -> Result<Response<ProxyBody>, Reply> {
@@ -174,6 +187,12 @@ impl Proxy {
                 req.uri(),
             ));
         }
+        let upgrade = websocket::requested(&req);
+        if upgrade {
+            ex.websocket = Some(hyper::upgrade::on(&mut req));
+        } else if route.websocket_only {
+            return Err(websocket_required());
+        }
         let Some(service) = route.service.map(|i| &snapshot.services[i]) else {
             return Err(Reply::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -208,7 +227,11 @@ impl Proxy {
         let ours = headers::Forwarded::new(&parts, route, service, ex, stripped, conn, send_id);
         let host_in_head = ours.host.is_some();
         headers::write_for_upstream(&parts.headers, &set_by_plugins, &ours, &mut head);
+        if upgrade {
+            websocket::write_upgrade_headers(&mut head);
+        }
         let req = upstream::Outgoing {
+            upgrade,
             declared_length: parts.headers.contains_key(header::CONTENT_LENGTH),
             method: parts.method,
             head,
@@ -272,6 +295,9 @@ impl Proxy {
                 // and an HTTP/1.0 status line ends a keep-alive connection).
                 parts.version = http::Version::default();
                 ex.upstream_status = Some(parts.status);
+                if parts.status == StatusCode::SWITCHING_PROTOCOLS {
+                    return switch(parts, body, service, ex).ok_or_else(invalid_response);
+                }
                 Ok(Response::from_parts(parts, Either::Left(body)))
             }
             Err(upstream::UpstreamError::ClientBody(e)) => {
@@ -295,14 +321,53 @@ impl Proxy {
                         "The upstream server is timing out",
                     ))
                 } else {
-                    Err(Reply::new(
-                        StatusCode::BAD_GATEWAY,
-                        "An invalid response was received from the upstream server",
-                    ))
+                    Err(invalid_response())
                 }
             }
         }
     }
+}
+
+/// The upstream accepted a WebSocket handshake: the 101 goes to the client with the switch's
+/// headers, and both connections wait in `ex.tunnel` for `handle` to join them. `None` when
+/// the request asked for no switch (which the upstream codec already refuses).
+fn switch(
+    mut parts: http::response::Parts,
+    body: upstream::PooledBody,
+    service: &ServiceEntry,
+    ex: &mut Exchange,
+) -> Option<Response<ProxyBody>> {
+    let (client, upstream) = (ex.websocket.take()?, body.into_switched()?);
+    ex.tunnel = Some(websocket::Tunnel {
+        client,
+        upstream,
+        idle_timeout: service.read_timeout,
+    });
+    websocket::set_upgrade_headers(&mut parts.headers);
+    Some(Response::from_parts(parts, Either::Right(Full::default())))
+}
+
+/// Kong's 502 for an upstream answer the gateway cannot pass on.
+fn invalid_response() -> Reply {
+    Reply::new(
+        StatusCode::BAD_GATEWAY,
+        "An invalid response was received from the upstream server",
+    )
+}
+
+/// A request that is no WebSocket handshake on a route that serves only `ws` / `wss`.
+fn websocket_required() -> Reply {
+    let mut reply = Reply::new(
+        StatusCode::UPGRADE_REQUIRED,
+        "Please use WebSocket protocol",
+    );
+    reply
+        .headers
+        .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    reply
+        .headers
+        .insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    reply
 }
 
 /// The consistent-hashing value of a request to a service balanced that way (a cookie the
@@ -353,11 +418,7 @@ async fn filter_response(
         Ok(collected) => collected.to_bytes(),
         Err(e) => {
             tracing::warn!(error = %e, "response body not read for a body filter");
-            let reply = Reply::new(
-                StatusCode::BAD_GATEWAY,
-                "An invalid response was received from the upstream server",
-            );
-            return reply_response(reply, request_id, format);
+            return reply_response(invalid_response(), request_id, format);
         }
     };
     for p in plugins {

@@ -231,26 +231,39 @@ async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let (conns, tls) = (conns.clone(), tls.clone());
+        let at = Accepted {
+            peer,
+            local_port,
+            slot,
+        };
         tokio::spawn(async move {
             let ended = match tls {
-                None => conns.cleartext(stream, peer, local_port).await,
-                Some(acceptor) => conns.tls(stream, acceptor, peer, local_port).await,
+                None => conns.cleartext(stream, at).await,
+                Some(acceptor) => conns.tls(stream, acceptor, at).await,
             };
             if let Err(e) = ended {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
-            drop(slot);
         });
     }
 }
 
 type Ended = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
+/// An accepted connection's facts, and its slot of the worker's connection limit (held by
+/// its `Downstream` once it has one).
+struct Accepted {
+    peer: SocketAddr,
+    local_port: u16,
+    slot: tokio::sync::OwnedSemaphorePermit,
+}
+
 impl Connections {
     /// A cleartext connection: HTTP/1 unless it opens with HTTP/2's preface (h2c).
-    async fn cleartext(&self, stream: TcpStream, peer: SocketAddr, local_port: u16) -> Ended {
+    async fn cleartext(&self, stream: TcpStream, at: Accepted) -> Ended {
         let timeout = self.limits.timeouts.first_request;
-        let downstream = Arc::new(Downstream::new(peer, local_port, None));
+        let downstream = Downstream::new(at.peer, at.local_port, None).holding(at.slot);
+        let downstream = Arc::new(downstream);
         match starts_like_http1(&stream, timeout).await {
             None => Ok(()),
             Some(true) => self.http1(stream, downstream).await,
@@ -260,13 +273,7 @@ impl Connections {
 
     /// A TLS connection: the handshake (within the header timeout), then HTTP/2 when ALPN
     /// chose it, else HTTP/1. Cleartext HTTP sent here gets nginx's 400.
-    async fn tls(
-        &self,
-        stream: TcpStream,
-        acceptor: TlsAcceptor,
-        peer: SocketAddr,
-        local_port: u16,
-    ) -> Ended {
+    async fn tls(&self, stream: TcpStream, acceptor: TlsAcceptor, at: Accepted) -> Ended {
         let timeout = self.limits.timeouts.first_request;
         let Some(stream) = crate::tls::accept(stream, &acceptor, timeout).await? else {
             return Ok(());
@@ -276,7 +283,8 @@ impl Connections {
         let tls = Tls {
             sni: session.server_name().map(Box::from),
         };
-        let downstream = Arc::new(Downstream::new(peer, local_port, Some(tls)));
+        let downstream = Downstream::new(at.peer, at.local_port, Some(tls)).holding(at.slot);
+        let downstream = Arc::new(downstream);
         if h2 {
             self.watched(stream, downstream).await
         } else {

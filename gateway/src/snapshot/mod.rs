@@ -32,6 +32,8 @@ pub struct RouteEntry {
     pub path_handling_v1: bool,
     /// The route accepts plain-HTTP requests.
     pub allows_http: bool,
+    /// Its protocols are `ws` / `wss` only: anything but a WebSocket handshake gets 426.
+    pub websocket_only: bool,
     pub https_redirect_status_code: u16,
     /// The plugins that apply to its requests.
     pub plugins: Plan,
@@ -236,6 +238,8 @@ fn route_entry(r: &Route, service: Option<usize>, plugins: Plan) -> RouteEntry {
             .protocols
             .iter()
             .any(|p| p == "http" || p == "ws" || p == "grpc"),
+        websocket_only: !r.protocols.is_empty()
+            && r.protocols.iter().all(|p| p == "ws" || p == "wss"),
         https_redirect_status_code: r.https_redirect_status_code,
         plugins,
     }

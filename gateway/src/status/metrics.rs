@@ -434,6 +434,8 @@ mod tests {
             auth_failed: false,
             upstream_failed: status == 502,
             upstream_addr: None,
+            grpc_status: None,
+            ws_close_code: None,
             node: "n".into(),
         }
     }

@@ -67,6 +67,26 @@ impl PooledBody {
         Poll::Ready(Some(Err(e.into())))
     }
 
+    /// The body of a `101 Switching Protocols`: none. The connection is the upgraded
+    /// protocol's now, for `into_switched` to take; it never returns to the pool.
+    pub(super) fn switched(conn: Connection, target: Target) -> PooledBody {
+        PooledBody {
+            conn: Some(conn),
+            target,
+            reading: Reading::Done,
+            keep_alive: false,
+        }
+    }
+
+    /// The connection of a `switched` body, with what the upstream sent after its 101.
+    pub fn into_switched(mut self) -> Option<super::Switched> {
+        let conn = self.conn.take()?;
+        Some(super::Switched {
+            io: conn.io,
+            early: conn.buf.freeze(),
+        })
+    }
+
     /// The next frame from what the connection has buffered, if there is one.
     fn buffered_frame(&mut self) -> std::io::Result<Option<Option<Frame<Bytes>>>> {
         let Some(conn) = self.conn.as_mut() else {

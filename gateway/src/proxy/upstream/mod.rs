@@ -49,7 +49,7 @@ use tokio_io_timeout::TimeoutStream;
 use tower::Service;
 
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
-type Io = TimeoutStream<TokioIo<MaybeHttpsStream<TokioIo<TcpStream>>>>;
+pub type Io = TimeoutStream<TokioIo<MaybeHttpsStream<TokioIo<TcpStream>>>>;
 
 const MAX_IDLE_PER_UPSTREAM: usize = 256;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -180,6 +180,15 @@ pub struct Outgoing {
     /// How many headers the gateway will add to the response: its header map is made with
     /// room for them.
     pub response_room: usize,
+    /// The request asks to switch protocols (a WebSocket handshake): a 101 is an answer.
+    pub upgrade: bool,
+}
+
+/// An upstream connection that switched protocols: its socket, and the bytes of the new
+/// protocol that came with the 101.
+pub struct Switched {
+    pub io: Pin<Box<Io>>,
+    pub early: bytes::Bytes,
 }
 
 /// How long the upstream may take, and how often another attempt is made.
@@ -226,6 +235,7 @@ pub async fn send(
     let expect = Expect {
         head_request: req.method == Method::HEAD,
         room: req.response_room,
+        upgrade: req.upgrade,
     };
     let frame = |head: &mut Vec<u8>, host: Option<http::HeaderValue>| {
         head.truncate(base);
@@ -246,6 +256,10 @@ pub async fn send(
             Ok((mut conn, reused)) => {
                 conn.set_read_timeout(Some(limits.read_timeout));
                 match conn.exchange(&head, &mut body, framing, &expect).await {
+                    Ok(h) if h.response.status() == StatusCode::SWITCHING_PROTOCOLS => {
+                        let body = PooledBody::switched(conn, target.clone());
+                        return Ok(h.response.map(|()| body));
+                    }
                     Ok(h) => {
                         let resp = h.response;
                         let body = PooledBody::new(conn, target.clone(), h.framing, h.keep_alive);
@@ -292,6 +306,8 @@ struct Expect {
     head_request: bool,
     /// Header slots the response's map keeps free for the gateway.
     room: usize,
+    /// A 101 answers the request (it asked to upgrade) rather than breaking the exchange.
+    upgrade: bool,
 }
 
 /// How an exchange failed: `Silent` when the upstream sent nothing back before the error,
@@ -354,9 +370,13 @@ impl Connection {
         loop {
             match codec::response_head(&self.buf, expect.head_request, expect.room) {
                 Ok(Some(h)) if h.response.status() == StatusCode::SWITCHING_PROTOCOLS => {
+                    if expect.upgrade {
+                        self.buf.advance(h.len);
+                        return Ok(h);
+                    }
                     return Err(Failure::Broken(codec::invalid(
                         "the upstream switched protocols, which the proxy does not pass on",
-                    )))
+                    )));
                 }
                 Ok(Some(h)) if h.response.status().is_informational() => {
                     self.buf.advance(h.len);
