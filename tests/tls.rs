@@ -5,40 +5,12 @@
 //! spec/02-integration/04-admin_api/06-certificates_routes_spec.lua.
 mod common;
 
-use common::{free_ports, json_body, send, Backend, Gateway, PythonServer};
+use common::{free_ports, json_body, openssl_cert, send, Backend, Gateway, PythonServer};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// A self-signed certificate for `cn` made by the openssl command line (`rsa` or `ec`), as
-/// (cert, key) PEM.
-fn openssl_cert(dir: &Path, cn: &str, kind: &str) -> (String, String) {
-    let stem = dir.join(cn.replace('*', "star"));
-    let (crt, key) = (stem.with_extension("crt"), stem.with_extension("key"));
-    let algorithm: &[&str] = match kind {
-        "rsa" => &["-newkey", "rsa:2048"],
-        _ => &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
-    };
-    let ok = Command::new("openssl")
-        .args(["req", "-x509", "-nodes", "-days", "30", "-subj"])
-        .arg(format!("/CN={cn}"))
-        .args(algorithm)
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&crt)
-        .output()
-        .expect("openssl runs");
-    assert!(
-        ok.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
-    let read = |p: &Path| std::fs::read_to_string(p).unwrap();
-    (read(&crt), read(&key))
-}
 
 /// What `openssl s_client` reports for a handshake on `port` asking for `sni` (none: no SNI):
 /// the subject line and the protocol line.

@@ -726,3 +726,33 @@ pub fn python(script: &str) -> Command {
 pub fn python_packages() -> bool {
     service_env("TOLLGATE_TEST_PYTHONPATH").is_some()
 }
+
+/// A self-signed certificate for `cn` made by the openssl command line (`rsa` or `ec`), as
+/// (cert, key) PEM.
+pub fn openssl_cert(dir: &std::path::Path, cn: &str, kind: &str) -> (String, String) {
+    let stem = dir.join(cn.replace('*', "star"));
+    let (crt, key) = (stem.with_extension("crt"), stem.with_extension("key"));
+    let algorithm: &[&str] = match kind {
+        "rsa" => &["-newkey", "rsa:2048"],
+        _ => &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+    };
+    let ok = Command::new("openssl")
+        .args(["req", "-x509", "-nodes", "-days", "30", "-subj"])
+        .arg(format!("/CN={cn}"))
+        .arg("-addext")
+        .arg(format!("subjectAltName=DNS:{cn}"))
+        .args(algorithm)
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap();
+    (read(&crt), read(&key))
+}

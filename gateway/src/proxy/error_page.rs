@@ -8,6 +8,8 @@ pub enum Format {
     Json,
     Html,
     Text,
+    /// A gRPC call's: no body, the message in `grpc-message` (see `grpc::trailers_only`).
+    Grpc,
 }
 
 impl Format {
@@ -49,6 +51,7 @@ impl Format {
                 format!("{message}\nrequest_id: {request_id}\n"),
                 HeaderValue::from_static("text/plain; charset=utf-8"),
             ),
+            Format::Grpc => (String::new(), HeaderValue::from_static("application/grpc")),
             Format::Html => (
                 format!(
                     "<!doctype html>\n<html>\n  <head>\n    <meta charset=\"utf-8\">\n    <title>Error</title>\n  </head>\n  <body>\n    <h1>Error</h1>\n    <p>{}.</p>\n    <p>request_id: {}</p>\n  </body>\n</html>\n",

@@ -47,6 +47,8 @@ pub struct Seen<'a> {
     pub content_length: Option<&'a HeaderValue>,
     /// Whether any `Accept` came (error pages are JSON without one).
     pub accept: bool,
+    /// The `Content-Type` says gRPC (`application/grpc...`, gRPC-Web's too).
+    pub grpc_content: bool,
 }
 
 /// Reads what `Seen` holds from the client's headers.
@@ -56,6 +58,7 @@ pub fn seen(h: &HeaderMap) -> Seen<'_> {
         user_agent: None,
         content_length: None,
         accept: false,
+        grpc_content: false,
     };
     for (name, value) in h {
         seen.size += name.as_str().len() + value.len() + 4;
@@ -65,6 +68,8 @@ pub fn seen(h: &HeaderMap) -> Seen<'_> {
             seen.content_length.get_or_insert(value);
         } else if name == header::ACCEPT {
             seen.accept = true;
+        } else if name == header::CONTENT_TYPE {
+            seen.grpc_content = value.as_bytes().starts_with(b"application/grpc");
         }
     }
     seen

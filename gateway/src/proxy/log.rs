@@ -214,6 +214,9 @@ impl Body for LoggedBody {
         match &frame {
             Poll::Ready(Some(Ok(f))) => {
                 this.sent += f.data_ref().map_or(0, |d| d.len() as u64);
+                if let (Some(t), Some((ex, ..))) = (f.trailers_ref(), this.pending.as_mut()) {
+                    ex.grpc_status = super::grpc::status_in(t).or(ex.grpc_status);
+                }
                 if this.inner.is_end_stream() {
                     this.log();
                 }

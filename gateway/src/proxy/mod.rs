@@ -11,6 +11,7 @@ mod downstream;
 mod drain;
 mod error_page;
 pub mod gateway_headers;
+mod grpc;
 mod headers;
 mod log;
 pub mod server;
@@ -36,9 +37,10 @@ pub use log::{LoggedBody, Logger};
 use std::sync::Arc;
 use std::time::Instant;
 pub use upstream::Target;
+use upstream::UpstreamBody;
 
 /// A response body: the upstream's, streamed, or one the gateway wrote.
-pub type ProxyBody = Either<upstream::PooledBody, Full<Bytes>>;
+pub type ProxyBody = Either<upstream::UpstreamBody, Full<Bytes>>;
 
 /// Headers larger than this in total are refused with 400.
 pub const MAX_HEADER_BYTES: usize = 32 * 1024;
@@ -113,7 +115,9 @@ impl Proxy {
             websocket: None,
             tunnel: None,
         };
-        let format = if seen.accept {
+        let format = if seen.grpc_content && req.version() == http::Version::HTTP_2 {
+            Format::Grpc
+        } else if seen.accept {
             Format::from_accept(req.headers())
         } else {
             Format::Json
@@ -135,6 +139,9 @@ impl Proxy {
             Ok(r) => r,
             Err(reply) => reply_response(reply, &ex.request_id, format),
         };
+        if format == Format::Grpc {
+            ex.grpc_status = grpc::status_in(resp.headers());
+        }
         if !ex.response_plugins.is_empty() {
             resp = filter_response(resp, &ex.response_plugins, &ex.request_id, format).await;
         }
@@ -186,6 +193,12 @@ impl Proxy {
                 &ex.host,
                 req.uri(),
             ));
+        }
+        if route.grpc {
+            let over_tls = headers::forwarded_proto(req.headers(), ex, conn) == b"https";
+            if let Some(refused) = grpc::refusal(&req, route.grpc_cleartext, over_tls) {
+                return Err(refused);
+            }
         }
         let upgrade = websocket::requested(&req);
         if upgrade {
@@ -283,7 +296,13 @@ impl Proxy {
         };
         let sent = Instant::now();
         ex.before_upstream_us = Some(sent.duration_since(ex.start).as_micros() as u64);
-        let outcome = upstream::send(req, &mut picks, &limits).await;
+        let outcome = if service.http2 {
+            let sent = upstream::http2::send(req, &mut picks, &limits).await;
+            sent.map(|r| r.map(UpstreamBody::Http2))
+        } else {
+            let sent = upstream::send(req, &mut picks, &limits).await;
+            sent.map(|r| r.map(UpstreamBody::Http1))
+        };
         ex.upstream_us = sent.elapsed().as_micros() as u64;
         ex.upstream_addr = picks.address();
         match outcome {
@@ -333,7 +352,7 @@ impl Proxy {
 /// the request asked for no switch (which the upstream codec already refuses).
 fn switch(
     mut parts: http::response::Parts,
-    body: upstream::PooledBody,
+    body: UpstreamBody,
     service: &ServiceEntry,
     ex: &mut Exchange,
 ) -> Option<Response<ProxyBody>> {
@@ -512,6 +531,9 @@ fn reply_response(reply: Reply, request_id: &str, format: Format) -> Response<Pr
     let h = resp.headers_mut();
     h.extend(reply.headers);
     h.insert(header::CONTENT_TYPE, content_type);
+    if format == Format::Grpc {
+        grpc::trailers_only(reply.status, &reply.message, h);
+    }
     resp
 }
 

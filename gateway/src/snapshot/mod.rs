@@ -34,6 +34,10 @@ pub struct RouteEntry {
     pub allows_http: bool,
     /// Its protocols are `ws` / `wss` only: anything but a WebSocket handshake gets 426.
     pub websocket_only: bool,
+    /// It takes gRPC (`grpc` or `grpcs`): other requests are refused, as Kong refuses them.
+    pub grpc: bool,
+    /// It takes gRPC in cleartext (`grpc`).
+    pub grpc_cleartext: bool,
     pub https_redirect_status_code: u16,
     /// The plugins that apply to its requests.
     pub plugins: Plan,
@@ -48,6 +52,8 @@ pub struct ServiceEntry {
     pub path: Option<String>,
     pub retries: u32,
     pub read_timeout: Duration,
+    /// Its upstream speaks HTTP/2 (`grpc`, `grpcs`).
+    pub http2: bool,
 }
 
 pub struct Snapshot {
@@ -234,10 +240,14 @@ fn route_entry(r: &Route, service: Option<usize>, plugins: Plan) -> RouteEntry {
         strip_path: r.strip_path,
         preserve_host: r.preserve_host,
         path_handling_v1: r.path_handling == "v1",
+        // A `grpcs`-only route answers cleartext calls itself (`grpc_cleartext`).
         allows_http: r
             .protocols
             .iter()
-            .any(|p| p == "http" || p == "ws" || p == "grpc"),
+            .any(|p| p == "http" || p == "ws" || p == "grpc")
+            || r.protocols.iter().all(|p| p == "grpc" || p == "grpcs"),
+        grpc: r.protocols.iter().any(|p| p == "grpc" || p == "grpcs"),
+        grpc_cleartext: r.protocols.iter().any(|p| p == "grpc"),
         websocket_only: !r.protocols.is_empty()
             && r.protocols.iter().all(|p| p == "ws" || p == "wss"),
         https_redirect_status_code: r.https_redirect_status_code,
@@ -297,6 +307,8 @@ fn service_entry(
         Duration::from_millis(u64::from(s.write_timeout)),
     );
     let port = s.effective_port();
+    // gRPC is HTTP/2 end to end (h2c for `grpc`, h2 by ALPN for `grpcs`).
+    let http2 = matches!(s.protocol.as_str(), "grpc" | "grpcs");
     let named = s.host.parse::<std::net::IpAddr>().is_err();
     let balancer = match upstreams.iter().find(|b| *b.name == s.host) {
         Some(b) => Some(b.clone()),
@@ -309,13 +321,13 @@ fn service_entry(
             endpoints: b
                 .members
                 .iter()
-                .map(|m| endpoint(tls, &m.host, &m.name, m.port, timeouts))
+                .map(|m| endpoint(tls, &m.host, &m.name, m.port, timeouts, http2))
                 .collect::<Result<_, _>>()
                 .map_err(|e| format!("upstream {}: {e}", b.name))?,
             balancer: b,
         },
         None => Destination::Host(
-            endpoint(tls, &s.host, &s.host, port, timeouts)
+            endpoint(tls, &s.host, &s.host, port, timeouts, http2)
                 .map_err(|e| format!("service {}: {e}", s.id))?,
         ),
     };
@@ -326,6 +338,7 @@ fn service_entry(
         path: s.path.clone(),
         retries: s.retries,
         read_timeout: Duration::from_millis(u64::from(s.read_timeout)),
+        http2,
     })
 }
 
@@ -348,7 +361,8 @@ fn implicit_balancer(
     t["target"] = json!(target);
     let upstream: Upstream = parse(&upstream)?;
     let mut b = Balancer::new(&upstream, vec![parse(&t)?], &shared.balancers, &shared.dns);
-    b.host_header = Some(endpoint(tls, &s.host, &s.host, port, Default::default())?.host_header);
+    let dial = Default::default();
+    b.host_header = Some(endpoint(tls, &s.host, &s.host, port, dial, false)?.host_header);
     Ok(b)
 }
 
@@ -361,6 +375,7 @@ fn endpoint(
     name: &str,
     port: u16,
     (connect_timeout, write_timeout): (Duration, Duration),
+    http2: bool,
 ) -> Result<Endpoint, String> {
     let default_port = if tls.is_some() { 443 } else { 80 };
     let bracketed = |h: &str| {
@@ -398,6 +413,7 @@ fn endpoint(
             connect_timeout,
             write_timeout,
             upstream_tls,
+            http2,
         ),
         host_header: http::HeaderValue::from_str(&host_header).map_err(|e| e.to_string())?,
     })

@@ -16,6 +16,7 @@
 //! while it stops reading a large body gets `write_timeout` (a 504), as a deaf one does.
 mod body;
 mod codec;
+pub mod http2;
 
 pub use body::PooledBody;
 pub(super) use codec::{connection_options, request_line, write_header};
@@ -77,6 +78,8 @@ struct Address {
     write_timeout: Duration,
     /// How TLS is spoken to it (`https` services): roots, client certificate, SNI.
     tls: Option<Arc<UpstreamTls>>,
+    /// Spoken to in HTTP/2 (gRPC services), through `http2`.
+    http2: bool,
 }
 
 impl Target {
@@ -86,6 +89,7 @@ impl Target {
         connect_timeout: Duration,
         write_timeout: Duration,
         tls: Option<Arc<UpstreamTls>>,
+        http2: bool,
     ) -> Target {
         let at = Address {
             scheme,
@@ -93,6 +97,7 @@ impl Target {
             connect_timeout,
             write_timeout,
             tls,
+            http2,
         };
         let hash = foldhash::fast::FixedState::default().hash_one(&at);
         Target {
@@ -136,9 +141,11 @@ struct Idle {
 struct Pool {
     /// Looked up twice per request (take, give back): foldhash, not SipHash.
     idle: HashMap<Target, Vec<Idle>, foldhash::fast::RandomState>,
-    /// By connect timeout and TLS settings: each makes its connections its own way.
-    connectors: HashMap<(Duration, Option<Arc<UpstreamTls>>), Connector>,
+    /// By connect timeout, TLS settings and HTTP version: each makes its connections its own way.
+    connectors: HashMap<ConnectorKey, Connector>,
 }
+
+type ConnectorKey = (Duration, Option<Arc<UpstreamTls>>, bool);
 
 thread_local! {
     static POOL: RefCell<Pool> = RefCell::default();
@@ -182,6 +189,51 @@ pub struct Outgoing {
     pub response_room: usize,
     /// The request asks to switch protocols (a WebSocket handshake): a 101 is an answer.
     pub upgrade: bool,
+}
+
+/// An upstream's response body: an HTTP/1 exchange's, or an HTTP/2 stream's.
+pub enum UpstreamBody {
+    Http1(PooledBody),
+    Http2(Incoming),
+}
+
+impl UpstreamBody {
+    /// The connection of an HTTP/1 `101 Switching Protocols`.
+    pub fn into_switched(self) -> Option<Switched> {
+        match self {
+            UpstreamBody::Http1(body) => body.into_switched(),
+            UpstreamBody::Http2(_) => None,
+        }
+    }
+}
+
+impl Body for UpstreamBody {
+    type Data = bytes::Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, BoxError>>> {
+        match self.get_mut() {
+            UpstreamBody::Http1(b) => Pin::new(b).poll_frame(cx),
+            UpstreamBody::Http2(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpstreamBody::Http1(b) => b.is_end_stream(),
+            UpstreamBody::Http2(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        match self {
+            UpstreamBody::Http1(b) => b.size_hint(),
+            UpstreamBody::Http2(b) => b.size_hint(),
+        }
+    }
 }
 
 /// An upstream connection that switched protocols: its socket, and the bytes of the new
@@ -526,23 +578,9 @@ fn release(mut conn: Connection, target: &Target) {
     });
 }
 
-async fn connect(target: &Target) -> Result<Connection, Box<dyn std::error::Error + Send + Sync>> {
-    let at = &target.at;
-    let key = (at.connect_timeout, at.tls.clone());
-    let known = POOL.with(|p| p.borrow().connectors.get(&key).cloned());
-    let mut connector = match known {
-        Some(c) => c,
-        None => {
-            let made = connector(at.connect_timeout, at.tls.as_deref())?;
-            POOL.with(|p| p.borrow_mut().connectors.insert(key, made.clone()));
-            made
-        }
-    };
-    let io = connector.call(target.uri()).await?;
-    let mut io = TimeoutStream::new(TokioIo::new(io));
-    io.set_write_timeout(Some(at.write_timeout));
+async fn connect(target: &Target) -> Result<Connection, BoxError> {
     Ok(Connection {
-        io: Box::pin(io),
+        io: Box::pin(dial(target).await?),
         buf: BytesMut::with_capacity(READ_CHUNK),
         read_timeout: None,
         stall: None,
@@ -550,22 +588,50 @@ async fn connect(target: &Target) -> Result<Connection, Box<dyn std::error::Erro
     })
 }
 
+/// A new connection to `target`, TLS and ALPN done, writes bounded by its write timeout.
+async fn dial(target: &Target) -> Result<Io, BoxError> {
+    let at = &target.at;
+    let key = (at.connect_timeout, at.tls.clone(), at.http2);
+    let known = POOL.with(|p| p.borrow().connectors.get(&key).cloned());
+    let mut connector = match known {
+        Some(c) => c,
+        None => {
+            let made = connector(at.connect_timeout, at.tls.as_deref(), at.http2)?;
+            POOL.with(|p| p.borrow_mut().connectors.insert(key, made.clone()));
+            made
+        }
+    };
+    let io = connector.call(target.uri()).await?;
+    let mut io = TimeoutStream::new(TokioIo::new(io));
+    io.set_write_timeout(Some(at.write_timeout));
+    Ok(io)
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// What makes connections with this timeout and TLS: plain HTTP, or TLS as `tls` says
-/// (without it, the bundled web roots and the address's own name).
-fn connector(connect_timeout: Duration, tls: Option<&UpstreamTls>) -> Result<Connector, String> {
+/// (without it, the bundled web roots and the address's own name), offering `h2` by ALPN
+/// for HTTP/2 targets and `http/1.1` for the others.
+fn connector(
+    connect_timeout: Duration,
+    tls: Option<&UpstreamTls>,
+    http2: bool,
+) -> Result<Connector, String> {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(Some(connect_timeout));
     let builder = hyper_rustls::HttpsConnectorBuilder::new();
-    let Some(tls) = tls else {
-        let builder = builder.with_webpki_roots().https_or_http();
-        return Ok(builder.enable_http1().wrap_connector(http));
+    let builder = match tls {
+        None => builder.with_webpki_roots().https_or_http(),
+        Some(tls) => builder
+            .with_tls_config(tls.client_config()?)
+            .https_or_http()
+            .with_server_name_resolver(FixedServerNameResolver::new(tls.server_name()?)),
     };
-    let name = FixedServerNameResolver::new(tls.server_name()?);
-    let builder = builder
-        .with_tls_config(tls.client_config()?)
-        .https_or_http()
-        .with_server_name_resolver(name);
-    Ok(builder.enable_http1().wrap_connector(http))
+    Ok(if http2 {
+        builder.enable_http2().wrap_connector(http)
+    } else {
+        builder.enable_http1().wrap_connector(http)
+    })
 }
