@@ -180,3 +180,107 @@ async fn unary_and_streaming_calls_pass_over_h2c_and_tls_and_refusals_are_grpc_s
     }
     assert_eq!(rows.trim_end(), expected);
 }
+
+/// `curl` POSTing `body` to `url` with `content_type` (HTTP/1.1): the response body's bytes.
+fn curl_post(url: &str, content_type: &str, body: &[u8], dir: &std::path::Path) -> Vec<u8> {
+    let (req, resp) = (dir.join("request.bin"), dir.join("response.bin"));
+    std::fs::write(&req, body).unwrap();
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "10", "-H"])
+        .arg(format!("content-type: {content_type}"))
+        .arg("--data-binary")
+        .arg(format!("@{}", req.display()))
+        .arg("-o")
+        .arg(&resp)
+        .arg(url)
+        .output()
+        .expect("curl runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read(&resp).unwrap()
+}
+
+/// A gRPC message frame (PROTOCOL-HTTP2.md): flag, 4-byte length, the bytes.
+fn frame(flag: u8, bytes: &[u8]) -> Vec<u8> {
+    let mut out = vec![flag];
+    out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+    out.extend_from_slice(bytes);
+    out
+}
+
+/// spec/03-plugins/32-grpc-web/01-proxy_spec.lua (the binary and base64 calls over HTTP, the
+/// preflight), against grpcio's server instead of Kong's grpcbin: the call reaches the gRPC
+/// server, and the answer is the reply frame and the trailers as a 0x80 frame.
+#[tokio::test(flavor = "multi_thread")]
+async fn grpc_web_binary_and_text_calls_reach_the_grpc_server() {
+    use base64::Engine;
+    if !python_packages() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let backend = PythonServer::start("grpc_backend.py", &[]).await;
+    let gw = Gateway::start(&[]).await;
+    let url = format!("grpc://127.0.0.1:{}", backend.port);
+    gw.create("/services", json!({"name": "grpc", "url": url}))
+        .await;
+    let route = json!({"name": "web", "protocols": ["http", "https"],
+                       "paths": ["/echo.Echo/"], "strip_path": false});
+    gw.create("/services/grpc/routes", route).await;
+    let plugin = json!({"name": "grpc-web", "config": {"allow_origin_header": "https://app.test"}});
+    gw.create("/routes/web/plugins", plugin).await;
+    gw.settled().await;
+
+    let call = gw.proxy_url("/echo.Echo/Unary");
+    let reply = frame(0, b"echo:hello");
+    let trailer = frame(
+        0x80,
+        b"grpc-status:0\r\ngrpc-message:\r\nx-echo-trailer:kept\r\n",
+    );
+    let binary = curl_post(
+        &call,
+        "application/grpc-web+proto",
+        &frame(0, b"hello"),
+        dir.path(),
+    );
+    assert_eq!(binary, [reply.clone(), trailer.clone()].concat());
+
+    // Text mode: the request base64, the answer base64 chunk by chunk (padded segments).
+    let b64 = &base64::engine::general_purpose::STANDARD;
+    let text_body = b64.encode(frame(0, b"hello"));
+    let text = curl_post(
+        &call,
+        "application/grpc-web-text",
+        text_body.as_bytes(),
+        dir.path(),
+    );
+    let expected = [b64.encode(&reply), b64.encode(&trailer)].concat();
+    assert_eq!(String::from_utf8(text).unwrap(), expected);
+
+    // The answer's headers; a preflight; JSON needs transcoding, which needs a .proto.
+    let text_type = [("content-type", "application/grpc-web-text")];
+    let r = send(
+        "POST",
+        &call,
+        &text_type,
+        Some(("application/grpc-web-text", text_body)),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/grpc-web-text"));
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://app.test")
+    );
+    let r = send("OPTIONS", &call, &[], None).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("access-control-allow-methods"), Some("POST"));
+    let r = send("POST", &call, &[], Some(("application/json", "{}".into()))).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.json["message"],
+        "transcoding requests require a .proto file defining the service"
+    );
+}

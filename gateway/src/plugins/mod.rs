@@ -9,6 +9,7 @@ pub mod body;
 pub mod chain;
 pub mod context;
 pub mod file_log;
+pub mod grpc_web;
 pub mod key_auth;
 pub mod rate_limiting;
 pub mod request_termination;
@@ -70,8 +71,25 @@ pub trait Handler: Send + Sync {
         body
     }
 
+    /// A rewrite of the response body as it streams, frame by frame (trailers included),
+    /// for plugins that change how a protocol frames the body rather than what it says.
+    fn body_stream(&self, _response: &http::response::Parts) -> Option<Box<dyn FrameMap>> {
+        None
+    }
+
     /// Log: the finished request, once its last byte went out. Must not block or wait.
     fn log(&self, _event: &tollgate_analytics::RequestEvent) {}
+}
+
+/// A streaming rewrite of a response body (see `Handler::body_stream`).
+pub trait FrameMap: Send {
+    /// What goes to the client for `frame` (a trailers frame may become data).
+    fn frame(
+        &mut self,
+        frame: hyper::body::Frame<bytes::Bytes>,
+    ) -> hyper::body::Frame<bytes::Bytes>;
+    /// What goes after the last frame, if anything.
+    fn end(&mut self) -> Option<hyper::body::Frame<bytes::Bytes>>;
 }
 
 /// What a handler is built with besides its config: state that outlives snapshots (counters,
@@ -117,8 +135,9 @@ pub struct PluginSpec {
 
 /// Every plugin this build can run.
 pub fn registry() -> &'static [PluginSpec] {
-    static REGISTRY: [PluginSpec; 5] = [
+    static REGISTRY: [PluginSpec; 6] = [
         file_log::SPEC,
+        grpc_web::SPEC,
         key_auth::SPEC,
         rate_limiting::SPEC,
         request_termination::SPEC,

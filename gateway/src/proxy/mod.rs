@@ -425,9 +425,15 @@ async fn filter_response(
     request_id: &str,
     format: Format,
 ) -> Response<ProxyBody> {
-    let (mut parts, body) = resp.into_parts();
+    let (mut parts, mut body) = resp.into_parts();
     for p in plugins {
         p.header_filter(&mut parts);
+    }
+    for p in plugins {
+        if let Some(map) = p.body_stream(&parts) {
+            let mapped = upstream::Mapped::new(body, map);
+            body = Either::Left(UpstreamBody::Mapped(Box::new(mapped)));
+        }
     }
     if !plugins.iter().any(|p| p.wants_body(&parts)) {
         return Response::from_parts(parts, body);

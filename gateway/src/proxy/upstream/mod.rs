@@ -191,10 +191,46 @@ pub struct Outgoing {
     pub upgrade: bool,
 }
 
-/// An upstream's response body: an HTTP/1 exchange's, or an HTTP/2 stream's.
+/// An upstream's response body: an HTTP/1 exchange's, or an HTTP/2 stream's, or one of
+/// them (or a gateway answer) as a plugin rewrites it while it streams.
 pub enum UpstreamBody {
     Http1(PooledBody),
     Http2(Incoming),
+    Mapped(Box<Mapped>),
+}
+
+/// A response body passed through a plugin's `FrameMap`.
+pub struct Mapped {
+    inner: super::ProxyBody,
+    map: Box<dyn crate::plugins::FrameMap>,
+    ended: bool,
+}
+
+impl Mapped {
+    pub fn new(inner: super::ProxyBody, map: Box<dyn crate::plugins::FrameMap>) -> Mapped {
+        Mapped {
+            inner,
+            map,
+            ended: false,
+        }
+    }
+
+    fn poll_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, BoxError>>> {
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        match std::task::ready!(Pin::new(&mut self.inner).poll_frame(cx)) {
+            Some(Ok(frame)) => Poll::Ready(Some(Ok(self.map.frame(frame)))),
+            Some(Err(e)) => Poll::Ready(Some(Err(e))),
+            None => {
+                self.ended = true;
+                Poll::Ready(self.map.end().map(Ok))
+            }
+        }
+    }
 }
 
 impl UpstreamBody {
@@ -202,7 +238,7 @@ impl UpstreamBody {
     pub fn into_switched(self) -> Option<Switched> {
         match self {
             UpstreamBody::Http1(body) => body.into_switched(),
-            UpstreamBody::Http2(_) => None,
+            UpstreamBody::Http2(_) | UpstreamBody::Mapped(_) => None,
         }
     }
 }
@@ -218,6 +254,7 @@ impl Body for UpstreamBody {
         match self.get_mut() {
             UpstreamBody::Http1(b) => Pin::new(b).poll_frame(cx),
             UpstreamBody::Http2(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            UpstreamBody::Mapped(b) => b.poll_frame(cx),
         }
     }
 
@@ -225,6 +262,7 @@ impl Body for UpstreamBody {
         match self {
             UpstreamBody::Http1(b) => b.is_end_stream(),
             UpstreamBody::Http2(b) => b.is_end_stream(),
+            UpstreamBody::Mapped(b) => b.ended,
         }
     }
 
@@ -232,6 +270,7 @@ impl Body for UpstreamBody {
         match self {
             UpstreamBody::Http1(b) => b.size_hint(),
             UpstreamBody::Http2(b) => b.size_hint(),
+            UpstreamBody::Mapped(_) => hyper::body::SizeHint::default(),
         }
     }
 }
