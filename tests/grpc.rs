@@ -73,8 +73,10 @@ async fn unary_and_streaming_calls_pass_over_h2c_and_tls_and_refusals_are_grpc_s
         ("tls", "secure", json!(["grpcs"]), "grpc.test"),
         ("h2c", "keyed", json!(["grpc", "grpcs"]), "keyed.test"),
     ] {
+        // strip_path is left at its default (true): a gRPC call keeps its path anyway, as
+        // Kong's grpc_pass sends it.
         let body = json!({"name": route, "protocols": protocols, "hosts": [host],
-                          "paths": ["/echo.Echo/"], "strip_path": false});
+                          "paths": ["/echo.Echo/"]});
         gw.create(&format!("/services/{service}/routes"), body)
             .await;
     }
@@ -231,6 +233,11 @@ async fn grpc_web_binary_and_text_calls_reach_the_grpc_server() {
     gw.create("/services/grpc/routes", route).await;
     let plugin = json!({"name": "grpc-web", "config": {"allow_origin_header": "https://app.test"}});
     gw.create("/routes/web/plugins", plugin).await;
+    // 01-proxy_spec.lua:54-58,80-86 ("Pass stripped URI"): /prefix is stripped from the path.
+    let prefixed = json!({"name": "prefixed", "paths": ["/prefix"]});
+    gw.create("/services/grpc/routes", prefixed).await;
+    let stripped = json!({"name": "grpc-web", "config": {"pass_stripped_path": true}});
+    gw.create("/routes/prefixed/plugins", stripped).await;
     gw.settled().await;
 
     let call = gw.proxy_url("/echo.Echo/Unary");
@@ -242,6 +249,14 @@ async fn grpc_web_binary_and_text_calls_reach_the_grpc_server() {
     let binary = curl_post(
         &call,
         "application/grpc-web+proto",
+        &frame(0, b"hello"),
+        dir.path(),
+    );
+    assert_eq!(binary, [reply.clone(), trailer.clone()].concat());
+    let prefixed = gw.proxy_url("/prefix/echo.Echo/Unary");
+    let binary = curl_post(
+        &prefixed,
+        "application/grpc-web",
         &frame(0, b"hello"),
         dir.path(),
     );

@@ -1,4 +1,5 @@
-"""The Markdown table of a benchmark measured in rounds (deploy/bench/upstreams.sh, tls.sh).
+"""The Markdown table of a benchmark measured in rounds (deploy/bench/upstreams.sh, tls.sh,
+websocket.sh).
 
 Reads `rounds` (lines `round|label|requests_per_s [p50 p99]`, latencies as wrk prints them,
 e.g. 95.00us or 1.20ms) and `order` (lines `label|reference label`): one row per label, its

@@ -31,6 +31,9 @@ pub struct Context<'r> {
     pub rejected_by: Option<&'static str>,
     /// Headers plugins set on the upstream request or take off it (`set_upstream_header`).
     pub upstream_headers: UpstreamHeaders,
+    /// A gRPC service gets the path as the route rewrote it (grpc-web's `pass_stripped_path`)
+    /// rather than the client's own, which Kong's `grpc_pass` sends otherwise.
+    pub grpc_stripped_path: bool,
     /// Headers added to the client's response, whoever writes it (upstream or a plugin).
     pub response_headers: AddedHeaders,
     /// The instances whose access phase ran and that act on the response or in the log.
@@ -115,6 +118,7 @@ impl<'r> Context<'r> {
             anonymous: false,
             rejected_by: None,
             upstream_headers: Vec::new(),
+            grpc_stripped_path: false,
             response_headers: Vec::new(),
             response_plugins: Vec::new(),
             now_ms,

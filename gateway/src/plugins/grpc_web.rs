@@ -54,12 +54,15 @@ fn build(
     Ok(Arc::new(GrpcWeb {
         allow_origin: HeaderValue::from_str(origin).map_err(|e| e.to_string())?,
         has_proto: get_str(c, "proto").is_some(),
+        pass_stripped_path: super::get_bool(c, "pass_stripped_path"),
     }))
 }
 
 struct GrpcWeb {
     allow_origin: HeaderValue,
     has_proto: bool,
+    /// The gRPC service gets the path as the route stripped it, not the client's.
+    pass_stripped_path: bool,
 }
 
 /// How a gRPC-Web body is carried: as is, or base64 text.
@@ -97,6 +100,7 @@ impl Handler for GrpcWeb {
             };
             return Access::Now(Flow::Respond(Reply::new(StatusCode::BAD_REQUEST, message)));
         };
+        ctx.grpc_stripped_path = self.pass_stripped_path;
         let grpc = HeaderValue::from_static("application/grpc");
         ctx.set_upstream_header(header::CONTENT_TYPE, Some(grpc));
         ctx.set_upstream_header(header::TE, Some(HeaderValue::from_static("trailers")));

@@ -49,6 +49,8 @@ pub struct Seen<'a> {
     pub accept: bool,
     /// The `Content-Type` says gRPC (`application/grpc...`, gRPC-Web's too).
     pub grpc_content: bool,
+    /// An `Upgrade` came (a WebSocket handshake, perhaps).
+    pub upgrade: bool,
 }
 
 /// Reads what `Seen` holds from the client's headers.
@@ -59,6 +61,7 @@ pub fn seen(h: &HeaderMap) -> Seen<'_> {
         content_length: None,
         accept: false,
         grpc_content: false,
+        upgrade: false,
     };
     for (name, value) in h {
         seen.size += name.as_str().len() + value.len() + 4;
@@ -68,6 +71,8 @@ pub fn seen(h: &HeaderMap) -> Seen<'_> {
             seen.content_length.get_or_insert(value);
         } else if name == header::ACCEPT {
             seen.accept = true;
+        } else if name == header::UPGRADE {
+            seen.upgrade = true;
         } else if name == header::CONTENT_TYPE {
             seen.grpc_content = value.as_bytes().starts_with(b"application/grpc");
         }

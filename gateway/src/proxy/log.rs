@@ -80,8 +80,10 @@ pub(super) struct Exchange {
     pub ws_close_code: Option<u16>,
     /// The client's side of a WebSocket handshake, until the upstream answers it.
     pub websocket: Option<hyper::upgrade::OnUpgrade>,
+    /// The request carries an `Upgrade` header (only then is it checked for a handshake).
+    pub upgrade_header: bool,
     /// A switched WebSocket connection, for `handle` to run once the 101 is on its way.
-    pub tunnel: Option<super::websocket::Tunnel>,
+    pub tunnel: Option<Box<super::websocket::Tunnel>>,
 }
 
 impl Exchange {

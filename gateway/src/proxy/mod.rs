@@ -113,6 +113,7 @@ impl Proxy {
             grpc_status: None,
             ws_close_code: None,
             websocket: None,
+            upgrade_header: seen.upgrade,
             tunnel: None,
         };
         let format = if seen.grpc_content && req.version() == http::Version::HTTP_2 {
@@ -200,7 +201,7 @@ impl Proxy {
                 return Err(refused);
             }
         }
-        let upgrade = websocket::requested(&req);
+        let upgrade = ex.upgrade_header && websocket::requested(&req);
         if upgrade {
             ex.websocket = Some(hyper::upgrade::on(&mut req));
         } else if route.websocket_only {
@@ -215,20 +216,27 @@ impl Proxy {
         ex.service = Some(service.label.clone());
         let (mut parts, body) = req.into_parts();
         let mut body = RequestBody::Streaming(body);
-        let mut set_by_plugins = UpstreamHeaders::new();
+        let (mut set_by_plugins, mut grpc_stripped_path) = (UpstreamHeaders::new(), false);
         if !route.plugins.is_empty() {
-            set_by_plugins = self
+            (set_by_plugins, grpc_stripped_path) = self
                 .run_plugins(&mut parts, &mut body, &snapshot, route, service.id, ex)
                 .await?;
         }
-        let upstream_path = path::upstream_path(
-            service.path.as_deref().unwrap_or("/"),
-            &norm_path,
-            m.matched_len,
-            route.strip_path,
-            route.path_handling_v1,
-        );
-        let stripped = route.strip_path.then(|| &norm_path[..m.matched_len]);
+        // gRPC calls keep the client's path (nginx's `grpc_pass`, which Kong uses, sends it
+        // whatever the route stripped), unless a plugin asked for the rewritten one.
+        let rewrite = !service.http2 || grpc_stripped_path;
+        let upstream_path = if rewrite {
+            path::upstream_path(
+                service.path.as_deref().unwrap_or("/"),
+                &norm_path,
+                m.matched_len,
+                route.strip_path,
+                route.path_handling_v1,
+            )
+        } else {
+            [norm_path.as_str(), "", ""]
+        };
+        let stripped = (rewrite && route.strip_path).then(|| &norm_path[..m.matched_len]);
         let mut head = Vec::with_capacity(UPSTREAM_HEAD_CAPACITY);
         let query = parts.uri.query();
         if !upstream::request_line(&parts.method, &upstream_path, query, &mut head) {
@@ -256,7 +264,7 @@ impl Proxy {
     }
 
     /// The access phase: leaves the request as plugins changed it and returns the headers
-    /// they set on it, or the reply one wrote.
+    /// they set on it and whether a gRPC call takes the rewritten path, or the reply one wrote.
     async fn run_plugins(
         &self,
         parts: &mut http::request::Parts,
@@ -265,7 +273,7 @@ impl Proxy {
         route: &RouteEntry,
         service_id: uuid::Uuid,
         ex: &mut Exchange,
-    ) -> Result<UpstreamHeaders, Reply> {
+    ) -> Result<(UpstreamHeaders, bool), Reply> {
         let on = (route.id, Some(service_id));
         let now_ms = ex.arrived_us / 1000;
         let mut ctx = Context::new(parts, body, snapshot.clone(), on, ex.client_ip, now_ms);
@@ -277,7 +285,7 @@ impl Proxy {
         ex.response_headers = ctx.response_headers;
         ex.response_plugins = ctx.response_plugins;
         match flow {
-            Flow::Continue => Ok(ctx.upstream_headers),
+            Flow::Continue => Ok((ctx.upstream_headers, ctx.grpc_stripped_path)),
             Flow::Respond(reply) => Err(reply),
         }
     }
@@ -297,11 +305,10 @@ impl Proxy {
         let sent = Instant::now();
         ex.before_upstream_us = Some(sent.duration_since(ex.start).as_micros() as u64);
         let outcome = if service.http2 {
-            let sent = upstream::http2::send(req, &mut picks, &limits).await;
-            sent.map(|r| r.map(UpstreamBody::Http2))
+            // Boxed: the HTTP/2 handshake's future would otherwise grow every request's.
+            Box::pin(upstream::http2::send(req, &mut picks, &limits)).await
         } else {
-            let sent = upstream::send(req, &mut picks, &limits).await;
-            sent.map(|r| r.map(UpstreamBody::Http1))
+            upstream::send(req, &mut picks, &limits).await
         };
         ex.upstream_us = sent.elapsed().as_micros() as u64;
         ex.upstream_addr = picks.address();
@@ -357,11 +364,11 @@ fn switch(
     ex: &mut Exchange,
 ) -> Option<Response<ProxyBody>> {
     let (client, upstream) = (ex.websocket.take()?, body.into_switched()?);
-    ex.tunnel = Some(websocket::Tunnel {
+    ex.tunnel = Some(Box::new(websocket::Tunnel {
         client,
         upstream,
         idle_timeout: service.read_timeout,
-    });
+    }));
     websocket::set_upgrade_headers(&mut parts.headers);
     Some(Response::from_parts(parts, Either::Right(Full::default())))
 }

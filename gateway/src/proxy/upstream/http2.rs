@@ -36,7 +36,7 @@ pub async fn send(
     req: Outgoing,
     attempts: &mut impl Attempts,
     limits: &Limits,
-) -> Result<Response<Incoming>, UpstreamError> {
+) -> Result<Response<super::UpstreamBody>, UpstreamError> {
     let mut failures = 0;
     let (mut sender, host) = loop {
         let (target, host) = attempts.next().ok_or(UpstreamError::NoTarget)?;
@@ -54,7 +54,7 @@ pub async fn send(
     let request = request(req, host).map_err(UpstreamError::Exchange)?;
     let answer = tokio::time::timeout(limits.read_timeout, sender.send_request(request)).await;
     let failed = match answer {
-        Ok(Ok(resp)) => return Ok(resp),
+        Ok(Ok(resp)) => return Ok(resp.map(super::UpstreamBody::Http2)),
         Ok(Err(e)) if e.is_user() => return Err(UpstreamError::ClientBody(e)),
         Ok(Err(e)) => io::Error::other(e),
         Err(_) => io::ErrorKind::TimedOut.into(),

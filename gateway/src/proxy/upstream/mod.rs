@@ -310,7 +310,7 @@ pub async fn send(
     req: Outgoing,
     attempts: &mut impl Attempts,
     limits: &Limits,
-) -> Result<Response<PooledBody>, UpstreamError> {
+) -> Result<Response<UpstreamBody>, UpstreamError> {
     let body_len = match &req.body {
         RequestBody::Buffered(b) => Some(b.len() as u64),
         RequestBody::Streaming(b) => b.size_hint().exact(),
@@ -349,12 +349,12 @@ pub async fn send(
                 match conn.exchange(&head, &mut body, framing, &expect).await {
                     Ok(h) if h.response.status() == StatusCode::SWITCHING_PROTOCOLS => {
                         let body = PooledBody::switched(conn, target.clone());
-                        return Ok(h.response.map(|()| body));
+                        return Ok(h.response.map(|()| UpstreamBody::Http1(body)));
                     }
                     Ok(h) => {
                         let resp = h.response;
                         let body = PooledBody::new(conn, target.clone(), h.framing, h.keep_alive);
-                        return Ok(resp.map(|()| body));
+                        return Ok(resp.map(|()| UpstreamBody::Http1(body)));
                     }
                     // A kept-alive connection the upstream had closed meanwhile: nothing came
                     // back, and the request goes again on another connection to the same place.

@@ -9,19 +9,21 @@
 //! The tunnel keeps the client connection's slot of the worker's connection limit.
 mod frames;
 
+use super::coarse_timer;
 use super::downstream::Downstream;
 use super::log::{self, Exchange, Logger};
 use super::upstream::Switched;
-use bytes::Bytes;
 use frames::CloseWatch;
 use http::{header, HeaderMap, HeaderValue, Request, Version};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use std::future::Future;
 use std::io;
-use std::sync::atomic::{AtomicU16, AtomicU64, Ordering::Relaxed};
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Each read of a tunnel's side asks for this much.
 const RELAY_CHUNK: usize = 16 * 1024;
@@ -60,132 +62,177 @@ pub struct Tunnel {
 }
 
 /// Runs `tunnel` on its own task; the exchange is logged when it closes.
-pub(super) fn spawn(tunnel: Tunnel, ex: Exchange, logger: Arc<Logger>, conn: Arc<Downstream>) {
+pub(super) fn spawn(tunnel: Box<Tunnel>, ex: Exchange, logger: Arc<Logger>, conn: Arc<Downstream>) {
+    let Tunnel {
+        client,
+        upstream,
+        idle_timeout,
+    } = *tunnel;
     tokio::spawn(async move {
-        let traffic = Traffic::new();
-        match tunnel.client.await {
+        let mut traffic = Traffic::default();
+        match client.await {
             Ok(client) => {
-                let client = TokioIo::new(client);
-                let idle = tunnel.idle_timeout;
-                relay(client, tunnel.upstream, idle, &traffic).await;
+                let relayed = relay(TokioIo::new(client), upstream, idle_timeout, &mut traffic);
+                if let Err(e) = relayed.await {
+                    tracing::debug!(error = %e, "a WebSocket tunnel ended");
+                }
             }
             Err(e) => tracing::debug!(error = %e, "the client's connection did not upgrade"),
         }
         drop(conn);
         let mut ex = Box::new(ex);
-        ex.bytes_in += traffic.up.load(Relaxed);
-        ex.ws_close_code = Some(match traffic.close.load(Relaxed) {
-            0 => frames::ABNORMAL,
-            code => code,
-        });
+        ex.bytes_in += traffic.up.passed;
+        ex.ws_close_code = Some(traffic.close.unwrap_or(frames::ABNORMAL));
         let status = http::StatusCode::SWITCHING_PROTOCOLS.as_u16();
-        log::record(ex, status, traffic.down.load(Relaxed), &logger);
+        log::record(ex, status, traffic.down.passed, &logger);
     });
 }
 
-/// What went through a tunnel, counted as it goes.
+/// What went through a tunnel: each direction's pipe, and the first Close frame's code.
+#[derive(Default)]
 struct Traffic {
-    start: Instant,
-    /// Client to upstream bytes.
-    up: AtomicU64,
-    /// Upstream to client bytes.
-    down: AtomicU64,
-    /// Milliseconds from `start` to the last bytes either way.
-    last_ms: AtomicU64,
-    /// The first Close frame's code, 0 until one passes.
-    close: AtomicU16,
+    /// Client to upstream.
+    up: Pipe,
+    /// Upstream to client.
+    down: Pipe,
+    close: Option<u16>,
 }
 
-impl Traffic {
-    fn new() -> Traffic {
-        Traffic {
-            start: Instant::now(),
-            up: AtomicU64::new(0),
-            down: AtomicU64::new(0),
-            last_ms: AtomicU64::new(0),
-            close: AtomicU16::new(0),
-        }
-    }
-
-    fn passed(&self, count: &AtomicU64, n: usize, watch: &CloseWatch) {
-        count.fetch_add(n as u64, Relaxed);
-        self.last_ms
-            .store(self.start.elapsed().as_millis() as u64, Relaxed);
-        if let Some(code) = watch.code() {
-            let _ = self.close.compare_exchange(0, code, Relaxed, Relaxed);
-        }
-    }
-
-    /// Returns once nothing has passed either way for `timeout`.
-    async fn idle(&self, timeout: Duration) {
-        loop {
-            let last = Duration::from_millis(self.last_ms.load(Relaxed));
-            let quiet = self.start.elapsed().saturating_sub(last);
-            if quiet >= timeout {
-                return;
-            }
-            tokio::time::sleep(timeout - quiet).await;
-        }
-    }
-}
-
-/// Relays both ways until both sides have closed, one fails, or the tunnel idles out.
-async fn relay<C>(client: C, upstream: Switched, idle: Duration, traffic: &Traffic)
-where
-    C: AsyncRead + AsyncWrite,
-{
-    let (client_read, client_write) = tokio::io::split(client);
-    let (upstream_read, upstream_write) = tokio::io::split(upstream.io);
-    let up = pump(
-        client_read,
-        upstream_write,
-        Bytes::new(),
-        &traffic.up,
-        traffic,
-    );
-    let down = pump(
-        upstream_read,
-        client_write,
-        upstream.early,
-        &traffic.down,
-        traffic,
-    );
-    tokio::select! {
-        ended = async { tokio::try_join!(up, down) } => {
-            if let Err(e) = ended {
-                tracing::debug!(error = %e, "a WebSocket tunnel broke");
-            }
-        }
-        () = traffic.idle(idle) => tracing::debug!("a WebSocket tunnel idled out"),
-    }
-}
-
-/// Copies one direction, `early` first, until its reader ends (then shuts the writer).
-async fn pump<R, W>(
-    mut from: R,
-    mut to: W,
-    early: Bytes,
-    count: &AtomicU64,
-    traffic: &Traffic,
+/// Relays both ways on one task, without splitting either stream (a split locks the stream
+/// on every read and write), until both sides have closed, one fails, or nothing has passed
+/// either way for `idle` (`TimedOut`).
+async fn relay<C>(
+    mut client: C,
+    upstream: Switched,
+    idle: Duration,
+    traffic: &mut Traffic,
 ) -> io::Result<()>
 where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
+    C: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut watch = CloseWatch::default();
-    if !early.is_empty() {
-        watch.feed(&early);
-        to.write_all(&early).await?;
-        traffic.passed(count, early.len(), &watch);
-    }
-    let mut buf = vec![0u8; RELAY_CHUNK];
-    loop {
-        let n = from.read(&mut buf).await?;
-        if n == 0 {
-            return to.shutdown().await;
+    let mut io = upstream.io;
+    traffic.down.load(&upstream.early);
+    let mut last = coarse_timer::now();
+    let mut deadline = Box::pin(tokio::time::sleep(idle));
+    std::future::poll_fn(|cx| {
+        let before = traffic.up.passed + traffic.down.passed;
+        let up = traffic
+            .up
+            .poll_pass(cx, Pin::new(&mut client), io.as_mut())?;
+        let down = traffic
+            .down
+            .poll_pass(cx, io.as_mut(), Pin::new(&mut client))?;
+        let code = traffic.up.watch.code().or(traffic.down.watch.code());
+        traffic.close = traffic.close.or(code);
+        if up.is_ready() && down.is_ready() {
+            return Poll::Ready(Ok(()));
         }
-        watch.feed(&buf[..n]);
-        to.write_all(&buf[..n]).await?;
-        traffic.passed(count, n, &watch);
+        if traffic.up.passed + traffic.down.passed != before {
+            last = coarse_timer::now();
+        }
+        // The timer moves only when it fires: a reset for every message would cost more.
+        while deadline.as_mut().poll(cx).is_ready() {
+            let quiet = coarse_timer::now().saturating_duration_since(last);
+            if quiet >= idle {
+                return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
+            }
+            deadline.as_mut().reset((last + idle).into());
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// One direction of a tunnel: what was read and not yet written, and what it saw pass.
+struct Pipe {
+    buf: Box<[u8]>,
+    /// `buf[pos..len]` waits to be written.
+    pos: usize,
+    len: usize,
+    read_done: bool,
+    /// Written since the last flush.
+    unflushed: bool,
+    ended: bool,
+    passed: u64,
+    watch: CloseWatch,
+}
+
+impl Default for Pipe {
+    fn default() -> Pipe {
+        Pipe {
+            buf: vec![0; RELAY_CHUNK].into_boxed_slice(),
+            pos: 0,
+            len: 0,
+            read_done: false,
+            unflushed: false,
+            ended: false,
+            passed: 0,
+            watch: CloseWatch::default(),
+        }
+    }
+}
+
+impl Pipe {
+    /// Starts the pipe with bytes read before the relay began.
+    fn load(&mut self, early: &[u8]) {
+        if early.len() > self.buf.len() {
+            self.buf = vec![0; early.len()].into_boxed_slice();
+        }
+        self.buf[..early.len()].copy_from_slice(early);
+        (self.pos, self.len) = (0, early.len());
+        self.watch.feed(early);
+    }
+
+    /// Moves what it can from `from` to `to` (tokio's `copy` loop); ready once `from` has
+    /// ended and `to` is shut down.
+    fn poll_pass<R, W>(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut from: Pin<&mut R>,
+        mut to: Pin<&mut W>,
+    ) -> Poll<io::Result<()>>
+    where
+        R: AsyncRead + ?Sized,
+        W: AsyncWrite + ?Sized,
+    {
+        if self.ended {
+            return Poll::Ready(Ok(()));
+        }
+        loop {
+            if self.pos == self.len && !self.read_done {
+                let mut read = ReadBuf::new(&mut self.buf);
+                match from.as_mut().poll_read(cx, &mut read) {
+                    Poll::Ready(Ok(())) => {
+                        let n = read.filled().len();
+                        self.read_done = n == 0;
+                        self.watch.feed(&self.buf[..n]);
+                        (self.pos, self.len) = (0, n);
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => {
+                        if self.unflushed {
+                            ready!(to.as_mut().poll_flush(cx))?;
+                            self.unflushed = false;
+                        }
+                        return Poll::Pending;
+                    }
+                }
+            }
+            while self.pos < self.len {
+                let n = ready!(to.as_mut().poll_write(cx, &self.buf[self.pos..self.len]))?;
+                if n == 0 {
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                }
+                self.pos += n;
+                self.passed += n as u64;
+                self.unflushed = true;
+            }
+            if self.read_done {
+                ready!(to.as_mut().poll_flush(cx))?;
+                ready!(to.as_mut().poll_shutdown(cx))?;
+                self.ended = true;
+                return Poll::Ready(Ok(()));
+            }
+        }
     }
 }
