@@ -148,7 +148,7 @@ impl Proxy {
         }
         add_gateway_headers(&mut resp, &mut ex, &self.headers);
         if let Some(tunnel) = ex.tunnel.take() {
-            websocket::spawn(tunnel, ex, self.logger.clone(), conn.clone());
+            websocket::spawn(*tunnel, ex, self.logger.clone(), conn.clone());
             return resp.map(LoggedBody::unlogged);
         }
         let status = resp.status().as_u16();

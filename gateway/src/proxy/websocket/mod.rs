@@ -62,12 +62,12 @@ pub struct Tunnel {
 }
 
 /// Runs `tunnel` on its own task; the exchange is logged when it closes.
-pub(super) fn spawn(tunnel: Box<Tunnel>, ex: Exchange, logger: Arc<Logger>, conn: Arc<Downstream>) {
+pub(super) fn spawn(tunnel: Tunnel, ex: Exchange, logger: Arc<Logger>, conn: Arc<Downstream>) {
     let Tunnel {
         client,
         upstream,
         idle_timeout,
-    } = *tunnel;
+    } = tunnel;
     tokio::spawn(async move {
         let mut traffic = Traffic::default();
         match client.await {
