@@ -14,19 +14,8 @@ const KEY: &str = "d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0";
 /// grpc_client.py against `port`: `method` (unary, chat, or a path), `n` messages, then
 /// `extra` arguments (`--tls CA NAME`, metadata `key=value`).
 fn call(port: u16, method: &str, n: usize, extra: &[&str]) -> Value {
-    let out = python("grpc_client.py")
-        .arg(format!("127.0.0.1:{port}"))
-        .args([method, &n.to_string()])
-        .args(extra)
-        .output()
-        .expect("python3 runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(text.trim()).unwrap_or_else(|_| {
-        panic!(
-            "grpc_client.py printed {text:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
+    let target = format!("127.0.0.1:{port}");
+    python_json("grpc_client.py", &[&target, method, &n.to_string()], extra)
 }
 
 fn ok(replies: Value, trailers: Value) -> Value {

@@ -12,19 +12,8 @@ const KEY: &str = "c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0";
 
 /// ws_client.py against `path` of the proxy: `n` messages, `headers` as `name=value`.
 fn ws_client(gw: &Gateway, path: &str, n: usize, headers: &[&str]) -> Value {
-    let out = python("ws_client.py")
-        .arg(format!("ws://127.0.0.1:{}{path}", gw.proxy))
-        .arg(n.to_string())
-        .args(headers)
-        .output()
-        .expect("python3 runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(text.trim()).unwrap_or_else(|_| {
-        panic!(
-            "ws_client.py printed {text:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
+    let url = format!("ws://127.0.0.1:{}{path}", gw.proxy);
+    python_json("ws_client.py", &[&url, &n.to_string()], headers)
 }
 
 /// A gateway with key-auth in front of the echo backend on `/ws` (a route of Kong 3's `ws`

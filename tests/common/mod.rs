@@ -721,6 +721,22 @@ pub fn python(script: &str) -> Command {
     cmd
 }
 
+/// Runs tests/data/`script` with `args` then `extra`, and reads the one JSON line it prints.
+pub fn python_json(script: &str, args: &[&str], extra: &[&str]) -> Value {
+    let out = python(script)
+        .args(args)
+        .args(extra)
+        .output()
+        .expect("python3 runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.trim()).unwrap_or_else(|_| {
+        panic!(
+            "{script} printed {text:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
 /// Whether the PyPI packages (websockets, grpcio) are there; a test that needs them skips
 /// when they are not, unless the suite requires them.
 pub fn python_packages() -> bool {

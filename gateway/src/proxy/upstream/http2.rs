@@ -127,20 +127,23 @@ fn request(req: Outgoing, host: Option<HeaderValue>) -> io::Result<Request<OutBo
 mod tests {
     use super::*;
 
+    /// A POST with `head` as the proxy writes it, and an empty body.
+    fn outgoing(head: &[u8]) -> Outgoing {
+        Outgoing {
+            method: http::Method::POST,
+            head: head.to_vec(),
+            declared_length: false,
+            body: RequestBody::Buffered(Bytes::new()),
+            response_room: 0,
+            upgrade: false,
+        }
+    }
+
     #[test]
     fn the_upstream_head_becomes_an_http2_request_with_the_host_as_authority() {
         let head = b"POST /pkg.Svc/Call?x=1 HTTP/1.1\r\ncontent-type: application/grpc\r\n\
-                     te: trailers\r\nhost: grpc.test:50051\r\nx-forwarded-for: 10.0.0.1\r\n"
-            .to_vec();
-        let req = Outgoing {
-            method: http::Method::POST,
-            head,
-            declared_length: false,
-            body: RequestBody::Buffered(Bytes::from_static(b"\0\0\0\0\0")),
-            response_room: 0,
-            upgrade: false,
-        };
-        let r = request(req, None).unwrap();
+                     te: trailers\r\nhost: grpc.test:50051\r\nx-forwarded-for: 10.0.0.1\r\n";
+        let r = request(outgoing(head), None).unwrap();
         assert_eq!(r.uri().authority().unwrap(), "grpc.test:50051");
         assert_eq!(r.uri().path_and_query().unwrap(), "/pkg.Svc/Call?x=1");
         assert_eq!(r.version(), http::Version::HTTP_2);
@@ -151,25 +154,10 @@ mod tests {
 
     #[test]
     fn the_attempts_host_is_the_authority_when_the_head_has_none() {
-        let req = Outgoing {
-            method: http::Method::POST,
-            head: b"POST /a.B/C HTTP/1.1\r\n".to_vec(),
-            declared_length: false,
-            body: RequestBody::Buffered(Bytes::new()),
-            response_room: 0,
-            upgrade: false,
-        };
+        let head = b"POST /a.B/C HTTP/1.1\r\n";
         let host = HeaderValue::from_static("target-2:9000");
-        let r = request(req, Some(host)).unwrap();
+        let r = request(outgoing(head), Some(host)).unwrap();
         assert_eq!(r.uri().authority().unwrap(), "target-2:9000");
-        let req = Outgoing {
-            method: http::Method::POST,
-            head: b"POST /a.B/C HTTP/1.1\r\n".to_vec(),
-            declared_length: false,
-            body: RequestBody::Buffered(Bytes::new()),
-            response_room: 0,
-            upgrade: false,
-        };
-        assert!(request(req, None).is_err());
+        assert!(request(outgoing(head), None).is_err());
     }
 }
