@@ -89,18 +89,18 @@ fn percent_encode(message: &str) -> String {
 
 /// Kong's checks of a request on a gRPC route (kong/runloop/handler.lua): a gRPC call over
 /// HTTP/2, and over TLS when the route takes only `grpcs`; the answer to anything else.
+/// `(grpc_content, version)`: whether the request's `Content-Type` says gRPC, and its HTTP version.
 pub fn refusal(
-    req: &http::Request<hyper::body::Incoming>,
+    (grpc_content, version): (bool, http::Version),
     cleartext_allowed: bool,
     over_tls: bool,
 ) -> Option<crate::plugins::Reply> {
     use crate::plugins::Reply;
-    let content = req.headers().get(http::header::CONTENT_TYPE);
-    if !content.is_some_and(|c| c.as_bytes().starts_with(b"application/grpc")) {
+    if !grpc_content {
         let message = "Non-gRPC request matched gRPC route";
         return Some(Reply::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, message));
     }
-    if req.version() != http::Version::HTTP_2 {
+    if version != http::Version::HTTP_2 {
         let mut reply = Reply::new(StatusCode::UPGRADE_REQUIRED, "Please use HTTP2 protocol");
         let h = &mut reply.headers;
         h.insert(

@@ -82,6 +82,8 @@ pub(super) struct Exchange {
     pub websocket: Option<hyper::upgrade::OnUpgrade>,
     /// The request carries an `Upgrade` header (only then is it checked for a handshake).
     pub upgrade_header: bool,
+    /// Its `Content-Type` says gRPC (`headers::Seen::grpc_content`).
+    pub grpc_content: bool,
     /// A switched WebSocket connection, for `handle` to run once the 101 is on its way.
     pub tunnel: Option<Box<super::websocket::Tunnel>>,
 }

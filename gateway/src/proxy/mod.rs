@@ -114,6 +114,7 @@ impl Proxy {
             ws_close_code: None,
             websocket: None,
             upgrade_header: seen.upgrade,
+            grpc_content: seen.grpc_content,
             tunnel: None,
         };
         let format = if seen.grpc_content && req.version() == http::Version::HTTP_2 {
@@ -197,7 +198,8 @@ impl Proxy {
         }
         if route.grpc {
             let over_tls = headers::forwarded_proto(req.headers(), ex, conn) == b"https";
-            if let Some(refused) = grpc::refusal(&req, route.grpc_cleartext, over_tls) {
+            let call = (ex.grpc_content, req.version());
+            if let Some(refused) = grpc::refusal(call, route.grpc_cleartext, over_tls) {
                 return Err(refused);
             }
         }
