@@ -271,11 +271,13 @@ async fn a_person_drives_the_seed_walkthrough_and_watches_the_429s_with_and_with
 }
 
 /// Fills the named inputs of the form at `form` (a CSS selector: text and textareas typed
-/// into, selects chosen by value or else by label) and submits it.
+/// into, selects chosen by value or else by label) and submits it. Each input is waited for:
+/// the form may be on a page the last submit is still loading.
 async fn fill_and_submit(page: &Client, form: &str, fields: &[(&str, &str)]) {
     for (name, value) in fields {
         let input = page
-            .find(Locator::Css(&format!("{form} [name='{name}']")))
+            .wait()
+            .for_element(Locator::Css(&format!("{form} [name='{name}']")))
             .await
             .unwrap();
         if input.tag_name().await.unwrap() != "select" {
