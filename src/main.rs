@@ -1,6 +1,7 @@
 //! The `tollgate` command: runs the gateway, and manages declarative configuration.
 mod admin_client;
 mod config_cmd;
+mod kubernetes_cmd;
 mod serve;
 mod settings;
 
@@ -32,6 +33,9 @@ enum Command {
     /// Validate, export or apply declarative (decK-format) configuration.
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
+    /// Kubernetes: translate manifests offline as the ingress controller would.
+    #[command(subcommand)]
+    Kubernetes(kubernetes_cmd::KubernetesCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -58,6 +62,7 @@ fn main() -> std::process::ExitCode {
         match cli.command.unwrap_or(Command::Run) {
             Command::Run => serve::run(cli.settings).await,
             Command::Config(c) => config_cmd::run(c, &cli.settings).await,
+            Command::Kubernetes(c) => kubernetes_cmd::run(c),
         }
     });
     match result {

@@ -65,7 +65,6 @@ const LISTS: &[&str] = &[
     "plans",
 ];
 
-/// Reads and validates a declarative file. `now` stamps the entities' times.
 /// Reads a declarative file (`-`: standard input) without reading more than the parser
 /// accepts (`yaml::MAX_DOCUMENT_BYTES`): a larger one is refused, not loaded into memory.
 pub fn read_file(path: &std::path::Path) -> std::io::Result<String> {
@@ -88,6 +87,7 @@ pub fn read_file(path: &std::path::Path) -> std::io::Result<String> {
     Ok(text)
 }
 
+/// Reads and validates a declarative file. `now` stamps the entities' times.
 pub fn load(text: &str, now: i64) -> Result<Config, Vec<Diagnostic>> {
     let doc = yaml::parse(text).map_err(|e| {
         vec![Diagnostic {
@@ -96,8 +96,22 @@ pub fn load(text: &str, now: i64) -> Result<Config, Vec<Diagnostic>> {
             message: e.message,
         }]
     })?;
+    load_located(&doc, now)
+}
+
+/// Validates a document built in memory (the Kubernetes controller's translation), as a file
+/// with the same content would be.
+pub fn load_value(value: Value, now: i64) -> Result<Config, Vec<Diagnostic>> {
+    let doc = yaml::Located {
+        value,
+        lines: HashMap::new(),
+    };
+    load_located(&doc, now)
+}
+
+fn load_located(doc: &yaml::Located, now: i64) -> Result<Config, Vec<Diagnostic>> {
     let mut reader = Reader {
-        doc: &doc,
+        doc,
         diagnostics: Vec::new(),
         items: Vec::new(),
         plans: Vec::new(),

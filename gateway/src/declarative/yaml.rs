@@ -47,6 +47,21 @@ pub const MAX_VALUES: usize = 4_000_000;
 pub const MAX_DEPTH: usize = 128;
 
 pub fn parse(text: &str) -> Result<Located, SyntaxError> {
+    let b = build(text, false)?;
+    Ok(Located {
+        value: b.documents.into_iter().next().unwrap_or(Value::Null),
+        lines: b.lines,
+    })
+}
+
+/// Every document of a stream (`---` between them), as Kubernetes manifests come; empty
+/// documents are left out. The bounds apply to the stream as a whole.
+pub fn parse_documents(text: &str) -> Result<Vec<Value>, SyntaxError> {
+    let b = build(text, true)?;
+    Ok(b.documents)
+}
+
+fn build(text: &str, multi: bool) -> Result<Builder, SyntaxError> {
     if text.len() > MAX_DOCUMENT_BYTES {
         return Err(SyntaxError {
             line: 1,
@@ -58,7 +73,7 @@ pub fn parse(text: &str) -> Result<Located, SyntaxError> {
     }
     let mut b = Builder::default();
     Parser::new_from_str(text)
-        .load(&mut b, false)
+        .load(&mut b, multi)
         .map_err(|e| SyntaxError {
             line: e.marker().line(),
             message: e.info().to_string(),
@@ -69,10 +84,7 @@ pub fn parse(text: &str) -> Result<Located, SyntaxError> {
             message,
         });
     }
-    Ok(Located {
-        value: b.root.unwrap_or(Value::Null),
-        lines: b.lines,
-    })
+    Ok(b)
 }
 
 enum Frame {
@@ -95,6 +107,8 @@ struct Builder {
     values: usize,
     error: Option<String>,
     error_line: usize,
+    /// The documents finished so far (a stream's, see `parse_documents`).
+    documents: Vec<Value>,
 }
 
 impl Builder {
@@ -241,6 +255,13 @@ impl MarkedEventReceiver for Builder {
                     self.finish_value(Value::Object(m), anchor, since);
                 }
             }
+            Event::DocumentEnd => {
+                if let Some(v) = self.root.take().filter(|v| !v.is_null()) {
+                    self.documents.push(v);
+                }
+                // An anchor names a value within its own document only.
+                self.anchors.clear();
+            }
             _ => {}
         }
     }
@@ -317,6 +338,16 @@ mod tests {
         let huge = format!("a: \"{}\"", "x".repeat(MAX_DOCUMENT_BYTES));
         let e = parse(&huge).err().expect("refused");
         assert!(e.message.contains("bytes, more than"), "{e:?}");
+    }
+
+    #[test]
+    fn a_stream_gives_each_document() {
+        let docs = parse_documents("a: 1\n---\n---\nb: &x [1]\nc: *x\n").unwrap();
+        assert_eq!(docs, vec![json!({"a": 1}), json!({"b": [1], "c": [1]})]);
+        let e = parse_documents("a: &x 1\n---\nb: *x\n")
+            .err()
+            .expect("refused");
+        assert!(e.message.contains("unknown anchor"), "{e:?}");
     }
 
     #[test]
