@@ -19,18 +19,12 @@ pub enum KubernetesCommand {
         files: Vec<PathBuf>,
         #[arg(long, value_enum, default_value = "yaml")]
         format: Format,
-        /// The ingress classes served.
-        #[arg(long = "ingress-class", env = "TOLLGATE_INGRESS_CLASSES", value_delimiter = ',', default_values_t = translate::DEFAULT_CLASSES.map(String::from))]
-        classes: Vec<String>,
     },
 }
 
-pub fn run(cmd: KubernetesCommand) -> anyhow::Result<ExitCode> {
-    let KubernetesCommand::Translate {
-        files,
-        format,
-        classes,
-    } = cmd;
+/// Runs the command; `classes` are the ingress classes served (`TOLLGATE_INGRESS_CLASSES`).
+pub fn run(cmd: KubernetesCommand, classes: Vec<String>) -> anyhow::Result<ExitCode> {
+    let KubernetesCommand::Translate { files, format } = cmd;
     let mut texts = Vec::new();
     for f in &files {
         let text =

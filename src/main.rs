@@ -62,7 +62,7 @@ fn main() -> std::process::ExitCode {
         match cli.command.unwrap_or(Command::Run) {
             Command::Run => serve::run(cli.settings).await,
             Command::Config(c) => config_cmd::run(c, &cli.settings).await,
-            Command::Kubernetes(c) => kubernetes_cmd::run(c),
+            Command::Kubernetes(c) => kubernetes_cmd::run(c, cli.settings.ingress_classes.clone()),
         }
     });
     match result {

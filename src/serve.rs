@@ -118,6 +118,9 @@ pub async fn run(s: Settings) -> anyhow::Result<ExitCode> {
             bail!("the admin API would listen on {a}, off loopback, without TOLLGATE_ADMIN_TOKEN; set a token or listen on 127.0.0.1");
         }
     }
+    if s.kubernetes && s.declarative_config.is_some() {
+        bail!("TOLLGATE_KUBERNETES and TOLLGATE_DECLARATIVE_CONFIG are two sources of one configuration; choose one");
+    }
     if s.database != Database::Off && s.declarative_config.is_some() {
         bail!("TOLLGATE_DECLARATIVE_CONFIG is served only with TOLLGATE_DATABASE=off; with a database, load a file with `tollgate config apply FILE`");
     }
@@ -157,6 +160,20 @@ pub async fn run(s: Settings) -> anyhow::Result<ExitCode> {
     tasks.spawn(reloader.clone().run(stop_rx.clone()));
     if let Some(file) = s.declarative_config.clone() {
         tasks.spawn(watch_declarative(file, reloader.clone(), stop_rx.clone()));
+    }
+    // The controller failing (no API server to reach) stops the process, so its pod restarts.
+    let (fatal_tx, mut fatal_rx) = tokio::sync::mpsc::channel::<anyhow::Error>(1);
+    if s.kubernetes {
+        let controller = tollgate_kubernetes::watch::controller(
+            kubernetes_settings(&s)?,
+            reloader.clone(),
+            stop_rx.clone(),
+        );
+        tasks.spawn(async move {
+            if let Err(e) = controller.await {
+                let _ = fatal_tx.send(e).await;
+            }
+        });
     }
     let analytics = analytics_store(&s).await?;
     // The pipeline ends, flushing what is left, once the last `Recorder` is dropped: the proxy
@@ -266,15 +283,45 @@ pub async fn run(s: Settings) -> anyhow::Result<ExitCode> {
 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    let mut code = ExitCode::SUCCESS;
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: draining"),
         _ = int.recv() => tracing::info!("SIGINT: draining"),
+        Some(e) = fatal_rx.recv() => {
+            tracing::error!("the Kubernetes controller stopped: {e:#}");
+            code = ExitCode::FAILURE;
+        }
     }
     let _ = stop_tx.send(true);
     drop(recorder);
     while tasks.join_next().await.is_some() {}
     tracing::info!("stopped");
-    Ok(ExitCode::SUCCESS)
+    Ok(code)
+}
+
+/// The controller's settings from the gateway's.
+fn kubernetes_settings(s: &Settings) -> anyhow::Result<tollgate_kubernetes::watch::Settings> {
+    let identity = s.pod_name.clone().unwrap_or_else(node_name);
+    let publish_service = match s.publish_service.as_deref() {
+        None => None,
+        Some(p) => match p.split_once('/') {
+            Some((ns, name)) if !ns.is_empty() && !name.is_empty() => {
+                Some((ns.to_string(), name.to_string()))
+            }
+            _ => bail!("TOLLGATE_PUBLISH_SERVICE must be namespace/name, not {p:?}"),
+        },
+    };
+    Ok(tollgate_kubernetes::watch::Settings {
+        options: tollgate_kubernetes::translate::Options {
+            classes: s.ingress_classes.clone(),
+        },
+        election: tollgate_kubernetes::watch::leader::Election {
+            namespace: s.pod_namespace.clone(),
+            lease: s.election_id.clone(),
+            identity,
+        },
+        publish_service,
+    })
 }
 
 /// The analytics store for `TOLLGATE_ANALYTICS`: where events go and where queries read.

@@ -209,6 +209,37 @@ pub struct Settings {
     /// Declarative configuration file served in DB-less mode.
     #[arg(long, env = "TOLLGATE_DECLARATIVE_CONFIG", global = true)]
     pub declarative_config: Option<PathBuf>,
+    /// Kubernetes mode: serve the cluster's Ingresses and Kong resources (in-cluster service
+    /// account, or KUBECONFIG).
+    #[arg(long, env = "TOLLGATE_KUBERNETES", global = true)]
+    pub kubernetes: bool,
+    /// The ingress classes served (`spec.ingressClassName` or `kubernetes.io/ingress.class`).
+    #[arg(
+        long = "ingress-class",
+        env = "TOLLGATE_INGRESS_CLASSES",
+        value_delimiter = ',',
+        default_value = "tollgate,kong",
+        global = true
+    )]
+    pub ingress_classes: Vec<String>,
+    /// The gateway's own Service (`namespace/name`), whose address the served Ingresses'
+    /// `status.loadBalancer` shows.
+    #[arg(long, env = "TOLLGATE_PUBLISH_SERVICE", global = true)]
+    pub publish_service: Option<String>,
+    /// The Lease (in the pod's namespace) the replicas compete for to write Ingress status.
+    #[arg(
+        long,
+        env = "TOLLGATE_ELECTION_ID",
+        default_value = "tollgate-leader",
+        global = true
+    )]
+    pub election_id: String,
+    /// The pod's namespace (from the downward API).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default", global = true)]
+    pub pod_namespace: String,
+    /// The pod's name (from the downward API); the host name when unset.
+    #[arg(long, env = "POD_NAME", global = true)]
+    pub pod_name: Option<String>,
     /// Analytics store: `embedded`, `clickhouse` or `off`.
     #[arg(
         long,

@@ -1,9 +1,13 @@
 //! Kubernetes: the seed's manifests served through the ingress controller's translation, as a
 //! decK file (`tollgate kubernetes translate`) and through the running controller.
 mod common;
+#[path = "kubernetes/kube_api.rs"]
+mod kube_api;
 
 use common::*;
-use std::time::Duration;
+use kube_api::KubeApi;
+use serde_json::Value;
+use std::time::{Duration, Instant};
 
 const SEED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/k8s-seed");
 const HOST: &str = "api.ing.h4x0r3d.lan";
@@ -155,4 +159,279 @@ async fn translate_prints_a_deck_file_that_serves_the_seed_walkthrough_db_less()
         err.contains("KongConsumer pytbak/pytbak-consumer: credential \"lorenzo-apikey\" failure"),
         "{err}"
     );
+}
+
+/// The seed's Ingress as a v1 cluster stores it (the API server converts the seed's
+/// networking.k8s.io/v1beta1 manifest: `service.name`/`port.number`, `ImplementationSpecific`).
+const SEED_INGRESS_V1: &str = r#"apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  annotations: {kubernetes.io/ingress.class: kong}
+  name: api
+  namespace: pytbak
+  labels: {app: api}
+spec:
+  rules:
+  - host: api.ing.h4x0r3d.lan
+    http:
+      paths:
+      - {path: /api/, pathType: ImplementationSpecific, backend: {service: {name: pytbak-svc, port: {number: 5000}}}}
+      - {path: /api/get/, pathType: ImplementationSpecific, backend: {service: {name: pytbak-svc, port: {number: 5000}}}}
+      - {path: /api/post/, pathType: ImplementationSpecific, backend: {service: {name: pytbak-svc, port: {number: 5000}}}}
+      - {path: /api/put/, pathType: ImplementationSpecific, backend: {service: {name: pytbak-svc, port: {number: 5000}}}}
+      - {path: /api/delete/, pathType: ImplementationSpecific, backend: {service: {name: pytbak-svc, port: {number: 5000}}}}
+"#;
+
+/// The gateway's own Service, whose load balancer address Ingress status shows.
+const GATEWAY_SERVICE: &str = r#"apiVersion: v1
+kind: Service
+metadata: {name: tollgate-proxy, namespace: tollgate}
+spec:
+  type: LoadBalancer
+  clusterIP: 10.152.183.55
+  ports: [{name: proxy, port: 80, protocol: TCP}]
+status:
+  loadBalancer:
+    ingress: [{ip: 203.0.113.10}]
+"#;
+
+/// The stand-in holding the seed's cluster: its manifests (the Ingress as v1) and what the
+/// seed made with kubectl.
+async fn seed_cluster(backend_port: u16) -> KubeApi {
+    let api = KubeApi::start().await;
+    for f in [
+        "02-svc-pytbak.yaml",
+        "pytbak-auth.yaml",
+        "pytbak-consumer.yaml",
+    ] {
+        api.apply(&std::fs::read_to_string(format!("{SEED}/{f}")).unwrap());
+    }
+    api.apply(SEED_INGRESS_V1);
+    api.apply(&cluster_additions(backend_port));
+    api.apply(GATEWAY_SERVICE);
+    api
+}
+
+/// A gateway in Kubernetes mode against the stand-in.
+async fn controller(api: &KubeApi, dir: &std::path::Path) -> Gateway {
+    let kubeconfig = api.kubeconfig(dir);
+    Gateway::start(&[
+        ("TOLLGATE_DATABASE", "off"),
+        ("TOLLGATE_KUBERNETES", "true"),
+        ("KUBECONFIG", kubeconfig.to_str().unwrap()),
+        ("POD_NAMESPACE", "tollgate"),
+        ("POD_NAME", "tollgate-0"),
+        ("TOLLGATE_PUBLISH_SERVICE", "tollgate/tollgate-proxy"),
+    ])
+    .await
+}
+
+/// Polls `check` until it holds; how long that took. Fails after `within`.
+async fn within<F, Fut>(within: Duration, what: &str, mut check: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if check().await {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < within, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_controller_serves_the_seed_and_follows_the_cluster_within_a_second() {
+    let backend = Backend::start().await;
+    let api = seed_cluster(backend.port).await;
+    let dir = tempfile::tempdir().unwrap();
+    let gw = controller(&api, dir.path()).await;
+
+    // Served as translated: key-auth from the Service's KongPlugin, lorenzo's key from his
+    // credential Secret; the rate-limiting KongPlugin exists but nothing names it yet.
+    assert_eq!(get(&gw, "/api/get/context", None).await.status, 401);
+    let r = get(&gw, "/api/get/context", Some(LORENZO_KEY)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("x-ratelimit-limit-second"), None);
+
+    // Changing endpoints moves traffic within a second.
+    let other = Backend::start().await;
+    api.apply(&cluster_additions(other.port));
+    let took = within(Duration::from_secs(1), "the new endpoints", || async {
+        let before = other.hits();
+        get(&gw, "/api/post/context", Some(LORENZO_KEY)).await;
+        other.hits() > before
+    })
+    .await;
+    eprintln!("endpoint change applied in {took:?}");
+
+    // Deleting the credential Secret takes lorenzo's key away within a second.
+    api.delete("Secret", "pytbak", "lorenzo-apikey");
+    let took = within(Duration::from_secs(1), "the Secret's deletion", || async {
+        get(&gw, "/api/get/context", Some(LORENZO_KEY)).await.status == 401
+    })
+    .await;
+    eprintln!("credential Secret deletion applied in {took:?}");
+    api.apply(&cluster_additions(other.port));
+    within(Duration::from_secs(1), "the Secret back", || async {
+        get(&gw, "/api/get/context", Some(LORENZO_KEY)).await.status != 401
+    })
+    .await;
+
+    // Adding the plugin annotation takes effect within a second.
+    api.apply(&service_with_limits());
+    let took = within(Duration::from_secs(1), "the plugin annotation", || async {
+        get(&gw, "/api/get/context", Some(LORENZO_KEY))
+            .await
+            .header("x-ratelimit-limit-second")
+            == Some("4")
+    })
+    .await;
+    eprintln!("plugin annotation applied in {took:?}");
+    seed_walkthrough(&gw).await;
+
+    // A dropped watch loses no change: the change made while every watch is down arrives.
+    api.drop_watches();
+    api.delete("Secret", "pytbak", "lorenzo-apikey");
+    within(
+        Duration::from_secs(10),
+        "the change made while the watches were down",
+        || async { get(&gw, "/api/get/context", Some(LORENZO_KEY)).await.status == 401 },
+    )
+    .await;
+    // Nor does a relist after 410 Gone: the history is compacted, the watches dropped, and
+    // the change made meanwhile is found by listing again.
+    api.compact();
+    api.drop_watches();
+    api.apply(&cluster_additions(other.port));
+    within(
+        Duration::from_secs(10),
+        "the change made before the 410 relist",
+        || async { get(&gw, "/api/get/context", Some(LORENZO_KEY)).await.status != 401 },
+    )
+    .await;
+    assert!(api.expired() > 0, "no watch was answered 410 Gone");
+
+    // One replica, elected by the Lease, writes the gateway Service's address into the
+    // Ingress's status.
+    within(Duration::from_secs(8), "the Ingress status", || async {
+        api.get("Ingress", "pytbak", "api")
+            .is_some_and(|i| i["status"]["loadBalancer"]["ingress"][0]["ip"] == "203.0.113.10")
+    })
+    .await;
+    let lease = api
+        .get("Lease", "tollgate", "tollgate-leader")
+        .expect("the lease");
+    assert_eq!(lease["spec"]["holderIdentity"], "tollgate-0");
+    let status = gw.status().await;
+    assert_eq!(status.json["kubernetes"]["synced"], true, "{}", status.body);
+    assert_eq!(
+        status.json["kubernetes"]["objects"]["Ingress"], 1,
+        "{}",
+        status.body
+    );
+}
+
+/// Events the controller wrote about `kind` objects, their notes.
+fn event_notes(api: &KubeApi, kind: &str, name: &str) -> Vec<String> {
+    api.writes()
+        .into_iter()
+        .filter(|(m, p, _)| m == "POST" && p.ends_with("/events"))
+        .map(|(_, _, b)| b)
+        .filter(|b: &Value| b["regarding"]["kind"] == kind && b["regarding"]["name"] == name)
+        .map(|b| format!("{} {}: {}", b["type"], b["reason"], b["note"]))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_resources_become_events_and_status_lines_and_the_rest_is_served() {
+    let backend = Backend::start().await;
+    let api = seed_cluster(backend.port).await;
+    // A KongPlugin with an invalid config, named by another Ingress; an Ingress of another
+    // class; a KongConsumer whose credential Secret does not exist.
+    api.apply(
+        r#"apiVersion: configuration.konghq.com/v1
+kind: KongPlugin
+metadata: {name: broken-limit, namespace: pytbak}
+plugin: rate-limiting
+config: {second: fast}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: limited
+  namespace: pytbak
+  annotations: {konghq.com/plugins: broken-limit}
+spec:
+  ingressClassName: kong
+  rules:
+  - host: api.ing.h4x0r3d.lan
+    http:
+      paths: [{path: /limited, pathType: Prefix, backend: {service: {name: pytbak-svc, port: {number: 5000}}}}]
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: elsewhere, namespace: pytbak}
+spec:
+  ingressClassName: nginx
+  rules:
+  - host: api.ing.h4x0r3d.lan
+    http:
+      paths: [{path: /nginx-only, pathType: Prefix, backend: {service: {name: pytbak-svc, port: {number: 5000}}}}]
+---
+apiVersion: configuration.konghq.com/v1
+kind: KongConsumer
+metadata:
+  name: ghost
+  namespace: pytbak
+  annotations: {kubernetes.io/ingress.class: kong}
+username: ghost
+credentials: [no-such-secret]
+"#,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let gw = controller(&api, dir.path()).await;
+
+    // The rest is served: the seed's route with lorenzo's key.
+    assert_eq!(
+        get(&gw, "/api/get/context", Some(LORENZO_KEY)).await.status,
+        200
+    );
+    // The route whose plugin is broken is closed, not opened without it (key-auth, from the
+    // Service, still runs first).
+    let r = get(&gw, "/limited", Some(LORENZO_KEY)).await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    // The other class's Ingress is not served (its path falls to the seed's routes: none match).
+    assert_eq!(get(&gw, "/nginx-only", None).await.status, 404);
+
+    within(Duration::from_secs(5), "the Events", || async {
+        !event_notes(&api, "KongPlugin", "broken-limit").is_empty()
+            && !event_notes(&api, "Ingress", "limited").is_empty()
+            && !event_notes(&api, "KongConsumer", "ghost").is_empty()
+    })
+    .await;
+    for (kind, name) in [("KongPlugin", "broken-limit"), ("Ingress", "limited")] {
+        let notes = event_notes(&api, kind, name).join("\n");
+        assert!(
+            notes.contains("\"Warning\" \"KongConfigurationTranslationFailed\""),
+            "{notes}"
+        );
+        assert!(
+            notes.contains("config.second"),
+            "the field is named: {notes}"
+        );
+    }
+    let notes = event_notes(&api, "KongConsumer", "ghost").join("\n");
+    assert!(notes.contains("no-such-secret"), "{notes}");
+    assert!(event_notes(&api, "Ingress", "elsewhere").is_empty());
+
+    let status = gw.status().await;
+    let lines = status.json["kubernetes"]["translation_failures"]["lines"].to_string();
+    assert!(
+        lines.contains("KongPlugin pytbak/broken-limit") && lines.contains("config.second"),
+        "{lines}"
+    );
+    assert!(lines.contains("KongConsumer pytbak/ghost"), "{lines}");
 }

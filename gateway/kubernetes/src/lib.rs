@@ -7,3 +7,4 @@
 //! It is a crate of its own so that `kube` and the Kubernetes API types (slow to compile) are
 //! rebuilt only when the controller changes, not with every change to the gateway.
 pub mod translate;
+pub mod watch;

@@ -7,7 +7,7 @@
 use crate::snapshot::Snapshot;
 use crate::status::metrics::Metrics;
 use crate::store::Store;
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +30,16 @@ pub struct Reloader {
     rebuild: AtomicBool,
     poke: Notify,
     store_reachable: AtomicBool,
+    /// What a configuration source besides the store reports (the Kubernetes controller).
+    pub source: ArcSwapOption<SourceReport>,
+}
+
+/// A configuration source's state on `/status`: whether it has delivered a configuration yet
+/// (readiness waits for it) and what it has to say (what failed to translate).
+pub struct SourceReport {
+    pub name: &'static str,
+    pub ready: bool,
+    pub detail: serde_json::Value,
 }
 
 impl Reloader {
@@ -47,6 +57,7 @@ impl Reloader {
             rebuild: AtomicBool::new(false),
             poke: Notify::new(),
             store_reachable: AtomicBool::new(true),
+            source: ArcSwapOption::empty(),
         }
     }
 

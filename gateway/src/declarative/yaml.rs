@@ -344,9 +344,7 @@ mod tests {
     fn a_stream_gives_each_document() {
         let docs = parse_documents("a: 1\n---\n---\nb: &x [1]\nc: *x\n").unwrap();
         assert_eq!(docs, vec![json!({"a": 1}), json!({"b": [1], "c": [1]})]);
-        let e = parse_documents("a: &x 1\n---\nb: *x\n")
-            .err()
-            .expect("refused");
+        let e = parse_documents("a: &x 1\n---\nb: *x\n").expect_err("refused");
         assert!(e.message.contains("unknown anchor"), "{e:?}");
     }
 

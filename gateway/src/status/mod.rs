@@ -17,16 +17,18 @@ pub fn router(reloader: Arc<Reloader>) -> Router {
         .with_state(reloader)
 }
 
-/// Ready once a configuration is loaded; says whether the store still answers.
+/// Ready once a configuration is loaded (and the configuration source, when there is one,
+/// has delivered its own); says whether the store still answers.
 async fn status(State(r): State<Arc<Reloader>>) -> impl IntoResponse {
     let snapshot = r.snapshot.load();
-    let ready = snapshot.version > 0;
+    let source = r.source.load_full();
+    let ready = snapshot.version > 0 && source.as_ref().is_none_or(|s| s.ready);
     let code = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = json!({
+    let mut body = json!({
         "ready": ready,
         "configuration_version": snapshot.version,
         "routes": snapshot.routes.len(),
@@ -37,6 +39,9 @@ async fn status(State(r): State<Arc<Reloader>>) -> impl IntoResponse {
             "open": crate::listener::files::open(),
         },
     });
+    if let Some(s) = source {
+        body[s.name] = s.detail.clone();
+    }
     (code, Json(body))
 }
 

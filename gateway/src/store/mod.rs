@@ -326,6 +326,30 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Replaces, in one transaction, the entities carrying a tag that starts with `tag_prefix`
+    /// (the Kubernetes controller's, which all carry `k8s-kind:...`) with `records`; every
+    /// other entity (the portal's applications and keys, an operator's own) stays. Callers
+    /// check the records first; a clash with a remaining entity's key refuses the whole change.
+    pub async fn replace_tagged(
+        &self,
+        tag_prefix: &str,
+        records: &[Record],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM entities WHERE tags LIKE $1")
+            .bind(format!("%,{tag_prefix}%"))
+            .execute(&mut *tx)
+            .await?;
+        for rec in records {
+            insert(&mut tx, rec, &self.keyring).await?;
+        }
+        bump_version(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
 type Tx = sqlx::Transaction<'static, sqlx::Any>;
 
 fn parse_body(row: &AnyRow, column: usize) -> Result<Value, StoreError> {

@@ -68,10 +68,11 @@ pub fn complete(
                 override_upstream(&mut upstream, k8s, &origin, index, failures);
             }
         }
-        upstream.insert("tags".into(), s.fields["tags"].clone());
+        let tags = s.fields["tags"].clone();
+        upstream.insert("tags".into(), tags.clone());
         let targets: Vec<Value> = targets
             .into_iter()
-            .map(|(t, w)| json!({"target": t, "weight": w}))
+            .map(|(t, w)| json!({"target": t, "weight": w, "tags": tags}))
             .collect();
         upstream.insert("targets".into(), Value::Array(targets));
         upstreams.push(Value::Object(upstream));

@@ -205,6 +205,8 @@ fn new_service(name: &str, backend: &str, port: PortDef, parent: &ObjectRef) -> 
         fields.insert(t.into(), json!(DEFAULT_TIMEOUT_MS));
     }
     fields.insert("retries".into(), json!(DEFAULT_RETRIES));
+    // The Ingress's until the Kubernetes Service is found (then the Service's, as in KIC).
+    fields.insert("tags".into(), json!(parent.tags()));
     KongService {
         namespace,
         backend: backend.to_string(),

@@ -209,17 +209,23 @@ impl Classes<'_> {
     }
 }
 
+/// The Ingresses of the classes served.
+pub fn served_ingresses<'a>(cluster: &'a Cluster, opts: &Options) -> Vec<&'a Ingress> {
+    let classes = Classes::new(opts, cluster);
+    cluster
+        .ingresses
+        .iter()
+        .filter(|i| classes.claims_ingress(i))
+        .collect()
+}
+
 /// Translates the cluster's objects into the configuration the gateway serves. `now` stamps
 /// the entities' times.
 pub fn translate(cluster: &Cluster, opts: &Options, now: i64) -> Translation {
     let classes = Classes::new(opts, cluster);
     let index = Index::new(cluster, &classes);
     let mut failures = Failures::default();
-    let ingresses: Vec<&Ingress> = cluster
-        .ingresses
-        .iter()
-        .filter(|i| classes.claims_ingress(i))
-        .collect();
+    let ingresses = served_ingresses(cluster, opts);
     let mut services = ingress::services(&ingresses, &mut failures);
     let upstreams = backends::complete(&mut services, &index, &mut failures);
     let mut kong_consumers: Vec<&KongConsumer> = cluster

@@ -78,7 +78,8 @@ pub fn plugins(
     let relations = relations(services, consumers, index);
     let mut out = Vec::new();
     let mut closed_consumers = HashSet::new();
-    let mut closed: BTreeMap<(&'static str, String), String> = BTreeMap::new();
+    // (field, entity) → why, and the object that named the broken plugin there.
+    let mut closed: BTreeMap<(&'static str, String), (String, ObjectRef)> = BTreeMap::new();
     for ((ns, name), rel) in &relations {
         match build(ns, name, rel, index) {
             Ok(base) => out.extend(instances(&base, rel)),
@@ -90,11 +91,11 @@ pub fn plugins(
                 for r in rel.referrers() {
                     failures.push(r, message.clone());
                 }
-                for (s, _) in &rel.services {
-                    closed.insert(("service", s.clone()), message.clone());
+                for (s, by) in &rel.services {
+                    closed.insert(("service", s.clone()), (message.clone(), by.clone()));
                 }
-                for (r, _) in &rel.routes {
-                    closed.insert(("route", r.clone()), message.clone());
+                for (r, by) in &rel.routes {
+                    closed.insert(("route", r.clone()), (message.clone(), by.clone()));
                 }
                 closed_consumers.extend(rel.consumers.iter().map(|(c, _)| c.clone()));
             }
@@ -106,12 +107,13 @@ pub fn plugins(
             .and_then(Value::as_str)
             .is_none_or(|c| !closed_consumers.contains(c))
     });
-    for ((field, entity), message) in closed {
+    for ((field, entity), (message, by)) in closed {
         out.retain(|p| !(p["name"] == "request-termination" && p[field] == entity.as_str()));
         out.push(json!({
             "name": "request-termination",
             field: entity,
             "config": {"status_code": 503, "message": format!("unavailable: its configuration failed to translate ({message})")},
+            "tags": by.tags(),
         }));
     }
     out.extend(global_plugins(index, failures));

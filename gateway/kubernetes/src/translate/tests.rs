@@ -85,9 +85,18 @@ fn the_seed_translates_as_kic_names_it() {
         .contains(&json!("k8s-kind:Ingress")));
     let up = &d["upstreams"][0];
     assert_eq!(up["name"], "pytbak-svc.pytbak.5000.svc");
+    let targets: Vec<(&Value, &Value)> = up["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (&t["target"], &t["weight"]))
+        .collect();
     assert_eq!(
-        up["targets"],
-        json!([{"target": "10.1.0.7:5000", "weight": 100}, {"target": "10.1.0.9:5000", "weight": 100}]),
+        targets,
+        [
+            (&json!("10.1.0.7:5000"), &json!(100)),
+            (&json!("10.1.0.9:5000"), &json!(100))
+        ],
         "ready (or unknown) endpoints only"
     );
     let c = &d["consumers"][0];
@@ -101,8 +110,13 @@ fn the_seed_translates_as_kic_names_it() {
         (p["name"].clone(), p["service"].clone()),
         (json!("key-auth"), json!("pytbak.pytbak-svc.5000"))
     );
-    // The document loads as the DB-less file it is printed as.
-    assert!(t.config.records.len() >= 6, "{}", t.config.records.len());
+    // The document loads as the DB-less file it is printed as, and every entity is marked as
+    // the cluster's (the controller replaces exactly those).
+    assert_eq!(t.config.records.len(), 8, "{:?}", t.config.records);
+    for r in &t.config.records {
+        let tags = r.body["tags"].as_array().cloned().unwrap_or_default();
+        assert!(ObjectRef::from_tags(&tags).is_some(), "{:?}", r.body);
+    }
 }
 
 #[test]
