@@ -321,6 +321,7 @@ fn kubernetes_settings(s: &Settings) -> anyhow::Result<tollgate_kubernetes::watc
             identity,
         },
         publish_service,
+        shared_store: s.database == Database::Postgres,
     })
 }
 

@@ -41,6 +41,9 @@ pub struct KongPlugin {
     pub config: Option<Value>,
     #[serde(rename = "configFrom")]
     pub config_from: Option<ConfigFrom>,
+    /// Not applied yet; a KongPlugin with them is refused rather than run half-configured.
+    #[serde(default, rename = "configPatches")]
+    pub config_patches: Vec<Value>,
     #[serde(default)]
     pub disabled: bool,
     pub protocols: Option<Vec<String>>,

@@ -224,6 +224,11 @@ fn entity(
     index: &Index,
 ) -> Result<Map<String, Value>, String> {
     let what = origin.describe();
+    if !p.config_patches.is_empty() {
+        return Err(format!(
+            "{what} uses configPatches, which Tollgate does not apply yet; use config or configFrom"
+        ));
+    }
     let config = match (&p.config, &p.config_from) {
         (Some(c), Some(_)) if !c.as_object().is_none_or(|m| m.is_empty()) => {
             return Err(format!("{what} has both config and configFrom set"))

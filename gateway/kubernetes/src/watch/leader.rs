@@ -36,11 +36,13 @@ pub struct StatusWork {
 }
 
 /// Competes for the lease until `stop`; while holding it, keeps the served Ingresses'
-/// status in step with `work`.
+/// status in step with `work`. `leading` tells the rest of the controller whether this
+/// replica holds the lease.
 pub async fn run(
     client: Client,
     election: Election,
     mut work: watch::Receiver<StatusWork>,
+    leading_tx: watch::Sender<bool>,
     mut stop: watch::Receiver<bool>,
 ) {
     let leases: Api<Lease> = Api::namespaced(client.clone(), &election.namespace);
@@ -52,6 +54,7 @@ pub async fn run(
                 false
             }
         };
+        leading_tx.send_if_modified(|l| std::mem::replace(l, leading) != leading);
         if leading {
             let current = work.borrow_and_update().clone();
             write_status(&client, &current).await;

@@ -3,11 +3,15 @@
 //! one transaction that replaces the cluster's entities, after which the snapshot is rebuilt
 //! and swapped in at once. What failed to translate becomes Events and `/status` lines, and
 //! the rest is served. Portal applications and keys in the store are left alone.
+//!
+//! Every replica translates and serves. Writes others would repeat are the lease holder's
+//! alone: Events, Ingress status, and the store's entities when the store is shared
+//! (PostgreSQL; the others pick the change up from it).
 mod events;
 pub mod leader;
 mod reflectors;
 
-use crate::translate::{self, by_object, Cluster, Failure, Options};
+use crate::translate::{self, by_object, Cluster, Failure, Options, Translation};
 use anyhow::Context;
 use leader::{Election, StatusWork};
 use reflectors::Stores;
@@ -33,6 +37,8 @@ pub struct Settings {
     pub election: Election,
     /// The gateway's own Service (namespace, name), whose address Ingress status shows.
     pub publish_service: Option<(String, String)>,
+    /// The store is shared by the replicas (PostgreSQL): only the lease holder writes to it.
+    pub shared_store: bool,
 }
 
 /// The controller, to run until `stop`. Readiness waits for its first configuration from
@@ -63,15 +69,18 @@ async fn run(
     }
     tracing::info!(objects = %stores.counts(), "Kubernetes objects listed");
     let (failures_tx, failures_rx) = watch::channel(Vec::new());
+    let (work_tx, work_rx) = watch::channel(StatusWork::default());
+    let (leading_tx, mut leading) = watch::channel(false);
     tasks.spawn(publish_events(
         events::Events::new(client.clone(), settings.election.identity.clone()),
         failures_rx,
+        leading.clone(),
     ));
-    let (work_tx, work_rx) = watch::channel(StatusWork::default());
     tasks.spawn(leader::run(
         client.clone(),
         settings.election.clone(),
         work_rx,
+        leading_tx,
         stop.clone(),
     ));
     let mut applied: Option<Value> = None;
@@ -83,7 +92,14 @@ async fn run(
             *w = next;
             differs
         });
-        let outcome = apply(cluster, &settings.options, &reloader, &mut applied).await;
+        let writer = !settings.shared_store || *leading.borrow_and_update();
+        let outcome = match writer {
+            true => apply(cluster, &settings.options, &reloader, &mut applied).await,
+            false => {
+                applied = None;
+                translate_only(cluster, &settings.options).await
+            }
+        };
         let detail = json!({
             "synced": true,
             "objects": stores.counts(),
@@ -94,6 +110,7 @@ async fn run(
         failures_tx.send_replace(outcome.failures);
         tokio::select! {
             _ = changed.notified() => tokio::time::sleep(DEBOUNCE).await,
+            _ = leading.changed() => {}
             _ = stopped(&mut stop) => break,
         }
     }
@@ -107,6 +124,28 @@ struct Outcome {
     error: Option<String>,
 }
 
+/// Translates off the async workers (a large cluster takes a CPU-bound moment).
+async fn translation(cluster: Cluster, options: &Options) -> Result<Translation, String> {
+    let options = options.clone();
+    tokio::task::spawn_blocking(move || translate::translate(&cluster, &options, unix_now()))
+        .await
+        .map_err(|e| format!("translation failed: {e}"))
+}
+
+/// A replica that does not write the shared store still translates, for its `/status`.
+async fn translate_only(cluster: Cluster, options: &Options) -> Outcome {
+    match translation(cluster, options).await {
+        Ok(t) => Outcome {
+            failures: t.failures,
+            error: None,
+        },
+        Err(e) => Outcome {
+            failures: Vec::new(),
+            error: Some(e),
+        },
+    }
+}
+
 /// Translates and, when the result differs from what was applied last, replaces the
 /// cluster's entities in the store and rebuilds the snapshot.
 async fn apply(
@@ -116,17 +155,12 @@ async fn apply(
     applied: &mut Option<Value>,
 ) -> Outcome {
     let started = Instant::now();
-    let options = options.clone();
-    let t = match tokio::task::spawn_blocking(move || {
-        translate::translate(&cluster, &options, unix_now())
-    })
-    .await
-    {
+    let t = match translation(cluster, options).await {
         Ok(t) => t,
         Err(e) => {
             return Outcome {
                 failures: Vec::new(),
-                error: Some(format!("translation failed: {e}")),
+                error: Some(e),
             }
         }
     };
@@ -186,10 +220,22 @@ fn lines(failures: &[Failure]) -> Value {
     json!({"count": all.len(), "lines": shown})
 }
 
-async fn publish_events(mut events: events::Events, mut failures: watch::Receiver<Vec<Failure>>) {
-    while failures.changed().await.is_ok() {
-        let current = failures.borrow_and_update().clone();
-        events.publish(&current).await;
+/// Publishes the latest failures as Events while this replica holds the lease (each replica
+/// translates the same objects; one reports them).
+async fn publish_events(
+    mut events: events::Events,
+    mut failures: watch::Receiver<Vec<Failure>>,
+    mut leading: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            r = failures.changed() => if r.is_err() { return },
+            r = leading.changed() => if r.is_err() { return },
+        }
+        if *leading.borrow_and_update() {
+            let current = failures.borrow_and_update().clone();
+            events.publish(&current).await;
+        }
     }
 }
 
