@@ -527,3 +527,116 @@ fn manifests_render_and_validate_and_the_dockerfile_lints() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The cluster of the benchmark: `paths` Ingress paths (10 per Ingress, each Ingress on a
+/// Service of its own) and `consumers` KongConsumers, each with a key-auth credential Secret.
+fn large_cluster(api: &KubeApi, backend_port: u16, paths: usize, consumers: usize) {
+    let mut text = String::new();
+    for i in 0..paths / 10 {
+        let rules: String = (0..10)
+            .map(|p| format!("      - {{path: /svc{i}/p{p}, pathType: Prefix, backend: {{service: {{name: svc{i}, port: {{number: 80}}}}}}}}\n"))
+            .collect();
+        text.push_str(&format!(
+            "---\napiVersion: v1\nkind: Service\nmetadata: {{name: svc{i}, namespace: bench, annotations: {{konghq.com/plugins: auth}}}}\nspec: {{ports: [{{port: 80, protocol: TCP}}]}}\n\
+             ---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: svc{i}-a, namespace: bench, labels: {{kubernetes.io/service-name: svc{i}}}}}\naddressType: IPv4\nports: [{{name: \"\", port: {backend_port}, protocol: TCP}}]\nendpoints: [{{addresses: [127.0.0.1], conditions: {{ready: true}}}}]\n\
+             ---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: ing{i}, namespace: bench}}\nspec:\n  ingressClassName: kong\n  rules:\n  - host: bench.example\n    http:\n      paths:\n{rules}"
+        ));
+    }
+    text.push_str("---\napiVersion: configuration.konghq.com/v1\nkind: KongPlugin\nmetadata: {name: auth, namespace: bench}\nplugin: key-auth\n");
+    for c in 0..consumers {
+        text.push_str(&format!(
+            "---\napiVersion: v1\nkind: Secret\nmetadata: {{name: key{c}, namespace: bench, labels: {{konghq.com/credential: key-auth}}}}\nstringData: {{key: bench-key-{c}}}\n\
+             ---\napiVersion: configuration.konghq.com/v1\nkind: KongConsumer\nmetadata: {{name: c{c}, namespace: bench, annotations: {{kubernetes.io/ingress.class: kong}}}}\nusername: user{c}\ncredentials: [key{c}]\n"
+        ));
+    }
+    api.apply(&text);
+}
+
+/// deploy/bench/kubernetes.sh: 5,000 Ingress paths and 10,000 consumers (with their Secrets)
+/// in the stand-in; how long the controller takes from the lists to a served snapshot, how
+/// long one change then takes to reach the proxy, and the gateway's memory. Run with
+/// `--ignored` in a release build.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore]
+async fn bench_large_cluster() {
+    let backend = Backend::start().await;
+    let api = KubeApi::start().await;
+    large_cluster(&api, backend.port, 5_000, 10_000);
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let gw = controller(&api, dir.path()).await;
+    let ready = started.elapsed();
+    let key = |c: usize| format!("bench-key-{c}");
+    let get_at = |path: String, c: usize| {
+        let gw = &gw;
+        async move {
+            send(
+                "GET",
+                &gw.proxy_url(&path),
+                &[("host", "bench.example"), ("apikey", &key(c))],
+                None,
+            )
+            .await
+            .status
+        }
+    };
+    assert_eq!(get_at("/svc499/p9/x".into(), 9_999).await, 200);
+    let field = |line: &str, name: &str| -> Option<u64> {
+        line.split(&format!("{name}="))
+            .nth(1)?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    };
+    let applied: Vec<(u64, u64)> = gw
+        .log_text()
+        .lines()
+        .map(without_colours)
+        .filter(|l| l.contains("Kubernetes configuration applied"))
+        .filter_map(|l| Some((field(&l, "translate_ms")?, field(&l, "elapsed_ms")?)))
+        .collect();
+    // One more path: how long until the proxy serves it.
+    let change = Instant::now();
+    api.apply("apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: extra, namespace: bench}\nspec:\n  ingressClassName: kong\n  rules:\n  - host: bench.example\n    http:\n      paths: [{path: /extra, pathType: Prefix, backend: {service: {name: svc0, port: {number: 80}}}}]\n");
+    within(Duration::from_secs(5), "the extra path", || async {
+        get_at("/extra".into(), 1).await == 200
+    })
+    .await;
+    let change = change.elapsed();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", gw.child.id())).unwrap();
+    let rss = |field: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(field))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .unwrap_or(0)
+            / 1024
+    };
+    let (translate_ms, snapshot_ms) = applied.first().copied().unwrap_or_default();
+    println!(
+        "{{\"paths\": 5000, \"consumers\": 10000, \"translate_ms\": {translate_ms}, \"first_snapshot_ms\": {snapshot_ms}, \"start_to_ready_ms\": {}, \"change_to_served_ms\": {}, \"rss_mib\": {}, \"peak_rss_mib\": {}}}",
+        ready.as_millis(),
+        change.as_millis(),
+        rss("VmRSS:"),
+        rss("VmHWM:")
+    );
+}
+
+/// A log line without its terminal colour codes (`\x1b[2m...\x1b[0m`).
+fn without_colours(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}

@@ -17,6 +17,12 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_tollgate");
 
+/// The binary the tests start: this build's, or `TOLLGATE_TEST_BIN` (the benchmarks run the
+/// harness unoptimised against a release build).
+pub fn bin() -> String {
+    std::env::var("TOLLGATE_TEST_BIN").unwrap_or_else(|_| BIN.to_string())
+}
+
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
     free_ports::<1>()[0]
@@ -231,7 +237,7 @@ impl Gateway {
         data_dir: &std::path::Path,
         [proxy, admin, status, tls]: [u16; 4],
     ) -> Command {
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(bin());
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("RUST_LOG", "info")
@@ -493,7 +499,7 @@ pub fn tollgate(
     stdin: Option<&str>,
 ) -> (bool, String, String) {
     use std::io::Write;
-    let mut cmd = Command::new(BIN);
+    let mut cmd = Command::new(bin());
     cmd.args(args)
         .env("TOLLGATE_CONSOLE_LISTEN", "off")
         .env("TOLLGATE_PROXY_TLS_LISTEN", "off")

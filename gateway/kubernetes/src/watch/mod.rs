@@ -16,12 +16,16 @@ use anyhow::Context;
 use leader::{Election, StatusWork};
 use reflectors::Stores;
 use serde_json::{json, Value};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 use tollgate_gateway::control::{stopped, Reloader, SourceReport};
+use tollgate_gateway::declarative::sync::comparable;
 use tollgate_gateway::model::unix_now;
+use tollgate_gateway::model::{Kind, Record};
+use uuid::Uuid;
 
 /// Every entity the controller makes carries a tag starting so (`k8s-kind:Ingress`).
 pub const OWNED_TAG: &str = "k8s-kind:";
@@ -83,7 +87,7 @@ async fn run(
         leading_tx,
         stop.clone(),
     ));
-    let mut applied: Option<Value> = None;
+    let mut applied: Option<Applied> = None;
     loop {
         let cluster = stores.cluster();
         work_tx.send_if_modified(|w| {
@@ -146,13 +150,61 @@ async fn translate_only(cluster: Cluster, options: &Options) -> Outcome {
     }
 }
 
-/// Translates and, when the result differs from what was applied last, replaces the
-/// cluster's entities in the store and rebuilds the snapshot.
+/// What was applied last: the document, and each entity's body without its timestamps.
+pub struct Applied {
+    document: Value,
+    entities: HashMap<(Kind, Uuid), Value>,
+}
+
+/// Writes a translation to the store: everything the first time (replacing whatever the
+/// cluster left there before), then only the entities that changed.
+async fn store(
+    reloader: &Reloader,
+    t: &Translation,
+    applied: &Option<Applied>,
+) -> Result<HashMap<(Kind, Uuid), Value>, String> {
+    let entities: HashMap<(Kind, Uuid), Value> = t
+        .config
+        .records
+        .iter()
+        .map(|r| ((r.kind, r.id), comparable(&r.body)))
+        .collect();
+    let result = match applied {
+        None => {
+            reloader
+                .store
+                .replace_tagged(OWNED_TAG, &t.config.records)
+                .await
+        }
+        Some(before) => {
+            let upserts: Vec<Record> = t
+                .config
+                .records
+                .iter()
+                .filter(|r| before.entities.get(&(r.kind, r.id)) != entities.get(&(r.kind, r.id)))
+                .cloned()
+                .collect();
+            let deletes: Vec<(Kind, Uuid)> = before
+                .entities
+                .keys()
+                .filter(|k| !entities.contains_key(k))
+                .copied()
+                .collect();
+            reloader.store.update_entities(&upserts, &deletes).await
+        }
+    };
+    result
+        .map(|()| entities)
+        .map_err(|e| format!("the translated configuration was not stored: {e}"))
+}
+
+/// Translates and, when the result differs from what was applied last, writes the change to
+/// the store and rebuilds the snapshot.
 async fn apply(
     cluster: Cluster,
     options: &Options,
     reloader: &Reloader,
-    applied: &mut Option<Value>,
+    applied: &mut Option<Applied>,
 ) -> Outcome {
     let started = Instant::now();
     let t = match translation(cluster, options).await {
@@ -164,22 +216,26 @@ async fn apply(
             }
         }
     };
-    if applied.as_ref() == Some(&t.document) {
+    if applied.as_ref().is_some_and(|a| a.document == t.document) {
         return Outcome {
             failures: t.failures,
             error: None,
         };
     }
-    let error = match reloader
-        .store
-        .replace_tagged(OWNED_TAG, &t.config.records)
-        .await
-    {
-        Err(e) => Some(format!("the translated configuration was not stored: {e}")),
-        Ok(()) => match reloader.refresh().await {
+    let translated = started.elapsed();
+    let error = match store(reloader, &t, applied).await {
+        Err(e) => {
+            // The store may hold part of it no more: write everything next time.
+            *applied = None;
+            Some(e)
+        }
+        Ok(entities) => match reloader.refresh().await {
             Err(e) => Some(format!("the translated configuration was not applied: {e}")),
             Ok(()) => {
-                *applied = Some(t.document);
+                *applied = Some(Applied {
+                    document: t.document,
+                    entities,
+                });
                 None
             }
         },
@@ -189,6 +245,7 @@ async fn apply(
         None => tracing::info!(
             entities = t.config.records.len(),
             failures = t.failures.len(),
+            translate_ms = translated.as_millis() as u64,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "Kubernetes configuration applied"
         ),
