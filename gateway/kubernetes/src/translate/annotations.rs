@@ -8,6 +8,20 @@ pub const DEFAULT_CLASS: &str = "ingressclass.kubernetes.io/is-default-class";
 
 pub type Annotations = BTreeMap<String, String>;
 
+/// The protocols Kong's routes and services take (KIC's `util.ValidateProtocol`).
+pub const PROTOCOLS: &[&str] = &[
+    "http",
+    "https",
+    "grpc",
+    "grpcs",
+    "tcp",
+    "tls",
+    "udp",
+    "tls_passthrough",
+    "ws",
+    "wss",
+];
+
 /// `konghq.com/<key>`'s value.
 pub fn get<'a>(a: &'a Annotations, key: &str) -> Option<&'a str> {
     a.get(&format!("{PREFIX}{key}")).map(String::as_str)

@@ -12,19 +12,6 @@ use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use tollgate_gateway::model::{self, Kind, Source};
 
-const SERVICE_PROTOCOLS: &[&str] = &[
-    "http",
-    "https",
-    "grpc",
-    "grpcs",
-    "tcp",
-    "tls",
-    "udp",
-    "tls_passthrough",
-    "ws",
-    "wss",
-];
-
 /// Completes each service from its backend and returns the upstreams, by name.
 pub fn complete(
     services: &mut BTreeMap<String, KongService>,
@@ -175,7 +162,7 @@ fn override_service(
     failures: &mut Failures,
 ) {
     if let Some(p) = ann::get(a, "protocol") {
-        if SERVICE_PROTOCOLS.contains(&p) {
+        if ann::PROTOCOLS.contains(&p) {
             f.insert("protocol".into(), json!(p));
         } else {
             failures.push(

@@ -306,18 +306,6 @@ static SNI: LazyLock<Regex> = LazyLock::new(|| {
         .expect("valid")
 });
 static PATH_HANDLING: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^v[01]$").expect("valid"));
-const PROTOCOLS: &[&str] = &[
-    "http",
-    "https",
-    "grpc",
-    "grpcs",
-    "tcp",
-    "tls",
-    "udp",
-    "tls_passthrough",
-    "ws",
-    "wss",
-];
 const REDIRECT_CODES: &[i64] = &[426, 301, 302, 307, 308];
 
 /// KIC's `Route.Override`: the Ingress's annotations over the route's defaults. An invalid
@@ -351,7 +339,11 @@ fn override_route(f: &mut Map<String, Value>, a: &Annotations) {
         }
     }
     let protocols = ann::list(a, "protocols");
-    if !protocols.is_empty() && protocols.iter().all(|p| PROTOCOLS.contains(&p.as_str())) {
+    if !protocols.is_empty()
+        && protocols
+            .iter()
+            .all(|p| ann::PROTOCOLS.contains(&p.as_str()))
+    {
         f.insert("protocols".into(), json!(protocols));
     }
     if let Some(p) = ann::integer(a, "regex-priority") {
@@ -396,10 +388,7 @@ fn override_route(f: &mut Map<String, Value>, a: &Annotations) {
 
 /// KIC's `useSSLProtocol`: only the TLS forms of the route's protocols.
 fn tls_protocols(protocols: Option<&Value>) -> Vec<&'static str> {
-    let list: Vec<&str> = protocols
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
+    let list = strings(protocols);
     let grpc = list.iter().any(|p| p.contains("grpc"));
     let http = list.iter().any(|p| p.contains("http"));
     let mut out = Vec::new();
@@ -412,23 +401,24 @@ fn tls_protocols(protocols: Option<&Value>) -> Vec<&'static str> {
     out
 }
 
+/// A list of strings' items (none when it is no list).
+fn strings(v: Option<&Value>) -> Vec<&str> {
+    v.and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
 /// KIC's `normalizeProtocols`: gRPC mixed with HTTP becomes HTTP(S); a gRPC route has no
 /// `strip_path`.
 fn normalize_protocols(f: &mut Map<String, Value>) {
-    let list: Vec<String> = f
-        .get("protocols")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(String::from)
-                .collect()
-        })
-        .unwrap_or_default();
+    let list: Vec<String> = strings(f.get("protocols"))
+        .into_iter()
+        .map(String::from)
+        .collect();
     let grpc = list.iter().any(|p| p.contains("grpc"));
     let http = list
         .iter()
-        .any(|p| p.contains("http") || !PROTOCOLS.contains(&p.as_str()));
+        .any(|p| p.contains("http") || !ann::PROTOCOLS.contains(&p.as_str()));
     if grpc && http {
         f.insert("protocols".into(), json!(["http", "https"]));
     }

@@ -236,43 +236,32 @@ impl Cluster {
         let name = doc["metadata"]["name"].as_str().unwrap_or("?").to_string();
         let what = |e: serde_json::Error| format!("{kind} {name}: {e}");
         match (kind.as_str(), version.as_str()) {
-            ("Ingress", v) if v.ends_with("v1beta1") => self
-                .ingresses
-                .push(serde_json::from_value(ingress_v1(doc)).map_err(what)?),
-            ("Ingress", _) => self
-                .ingresses
-                .push(serde_json::from_value(doc).map_err(what)?),
-            ("IngressClass", _) => self
-                .ingress_classes
-                .push(serde_json::from_value(doc).map_err(what)?),
-            ("Service", "v1") => self
-                .services
-                .push(serde_json::from_value(doc).map_err(what)?),
-            ("EndpointSlice", _) => self
-                .endpoint_slices
-                .push(serde_json::from_value(doc).map_err(what)?),
-            ("Secret", _) => self
-                .secrets
-                .push(serde_json::from_value(doc).map_err(what)?),
-            ("KongPlugin", _) => self
-                .kong_plugins
-                .push(serde_json::from_value(doc).map_err(what)?),
-            ("KongClusterPlugin", _) => self
-                .kong_cluster_plugins
-                .push(serde_json::from_value(doc).map_err(what)?),
-            ("KongConsumer", _) => self
-                .kong_consumers
-                .push(serde_json::from_value(doc).map_err(what)?),
-            ("KongConsumerGroup", _) => self
-                .kong_consumer_groups
-                .push(serde_json::from_value(doc).map_err(what)?),
-            ("KongIngress", _) => self
-                .kong_ingresses
-                .push(serde_json::from_value(doc).map_err(what)?),
-            _ => {}
+            ("Ingress", v) if v.ends_with("v1beta1") => {
+                parsed(&mut self.ingresses, ingress_v1(doc), what)
+            }
+            ("Ingress", _) => parsed(&mut self.ingresses, doc, what),
+            ("IngressClass", _) => parsed(&mut self.ingress_classes, doc, what),
+            ("Service", "v1") => parsed(&mut self.services, doc, what),
+            ("EndpointSlice", _) => parsed(&mut self.endpoint_slices, doc, what),
+            ("Secret", _) => parsed(&mut self.secrets, doc, what),
+            ("KongPlugin", _) => parsed(&mut self.kong_plugins, doc, what),
+            ("KongClusterPlugin", _) => parsed(&mut self.kong_cluster_plugins, doc, what),
+            ("KongConsumer", _) => parsed(&mut self.kong_consumers, doc, what),
+            ("KongConsumerGroup", _) => parsed(&mut self.kong_consumer_groups, doc, what),
+            ("KongIngress", _) => parsed(&mut self.kong_ingresses, doc, what),
+            _ => Ok(()),
         }
-        Ok(())
     }
+}
+
+/// Adds `doc`, read as a `T`, to `list`.
+fn parsed<T: serde::de::DeserializeOwned>(
+    list: &mut Vec<T>,
+    doc: Value,
+    what: impl Fn(serde_json::Error) -> String,
+) -> Result<(), String> {
+    list.push(serde_json::from_value(doc).map_err(what)?);
+    Ok(())
 }
 
 /// A v1beta1 Ingress as the API server stores it in v1: `serviceName`/`servicePort` become
