@@ -212,11 +212,16 @@ async fn seed_cluster(backend_port: u16) -> KubeApi {
     api
 }
 
-/// A gateway in Kubernetes mode against the stand-in.
+/// A gateway in Kubernetes mode against the stand-in, DB-less.
 async fn controller(api: &KubeApi, dir: &std::path::Path) -> Gateway {
+    controller_with(api, dir, "off").await
+}
+
+/// A gateway in Kubernetes mode against the stand-in, with the store `database`.
+async fn controller_with(api: &KubeApi, dir: &std::path::Path, database: &str) -> Gateway {
     let kubeconfig = api.kubeconfig(dir);
     Gateway::start(&[
-        ("TOLLGATE_DATABASE", "off"),
+        ("TOLLGATE_DATABASE", database),
         ("TOLLGATE_KUBERNETES", "true"),
         ("KUBECONFIG", kubeconfig.to_str().unwrap()),
         ("POD_NAMESPACE", "tollgate"),
@@ -392,7 +397,8 @@ credentials: [no-such-secret]
 "#,
     );
     let dir = tempfile::tempdir().unwrap();
-    let gw = controller(&api, dir.path()).await;
+    // With a store (SQLite) of its own, where operators and the portal add entities.
+    let gw = controller_with(&api, dir.path(), "sqlite").await;
 
     // The rest is served: the seed's route with lorenzo's key.
     assert_eq!(
@@ -426,6 +432,56 @@ credentials: [no-such-secret]
     let notes = event_notes(&api, "KongConsumer", "ghost").join("\n");
     assert!(notes.contains("no-such-secret"), "{notes}");
     assert!(event_notes(&api, "Ingress", "elsewhere").is_empty());
+
+    // The cluster's entities change with their objects, not through the admin API; what an
+    // operator adds beside them stays across translations.
+    let route = "pytbak.api.pytbak-svc.api.ing.h4x0r3d.lan.5000";
+    let r = send(
+        "PATCH",
+        &gw.admin_url(&format!("/routes/{route}")),
+        &[],
+        form(&[("strip_path", "true")]),
+    )
+    .await;
+    assert_eq!(r.status, 405, "{}", r.body);
+    assert!(
+        r.body
+            .contains("belongs to the Kubernetes Ingress pytbak/api"),
+        "{}",
+        r.body
+    );
+    let r = send("DELETE", &gw.admin_url("/consumers/lorenzo"), &[], None).await;
+    assert_eq!(r.status, 405, "{}", r.body);
+    let r = send(
+        "POST",
+        &gw.admin_url("/consumers"),
+        &[],
+        form(&[("username", "operator-made")]),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = send(
+        "POST",
+        &gw.admin_url("/consumers/operator-made/key-auth"),
+        &[],
+        form(&[("key", "operator-key-0001")]),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    api.apply(&service_with_limits());
+    within(Duration::from_secs(2), "the next translation", || async {
+        get(&gw, "/api/get/context", Some(LORENZO_KEY))
+            .await
+            .header("x-ratelimit-limit-second")
+            == Some("4")
+    })
+    .await;
+    assert_eq!(
+        get(&gw, "/api/get/context", Some("operator-key-0001"))
+            .await
+            .status,
+        200
+    );
 
     let status = gw.status().await;
     let lines = status.json["kubernetes"]["translation_failures"]["lines"].to_string();

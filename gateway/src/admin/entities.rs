@@ -237,6 +237,7 @@ async fn do_patch(
 ) -> Result<Response, ApiError> {
     st.writable("update", kind, Some(key))?;
     let existing = find(st, kind, key, parent).await?;
+    not_cluster_owned(kind, &existing)?;
     let n = write(st, kind, input.fields, Some(&existing), input.source, true).await?;
     Ok(Json(shown(st, n).await?).into_response())
 }
@@ -264,6 +265,7 @@ async fn do_put(
         }
     }
     if let Some(e) = &existing {
+        not_cluster_owned(kind, e)?;
         fields.insert("id".into(), e["id"].clone());
     }
     // PUT replaces: the stored body only lends its creation time.
@@ -287,12 +289,35 @@ async fn do_delete(
         Err(ApiError::NotFound) => return Ok(StatusCode::NO_CONTENT.into_response()),
         Err(e) => return Err(e),
     };
+    not_cluster_owned(kind, &existing)?;
     match st.store().delete(kind, id_of(&existing)?).await {
         Ok(()) | Err(StoreError::NotFound) => {}
         Err(e) => return Err(e.into()),
     }
     st.reloader.poke();
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Refuses to change an entity the Kubernetes controller made (tagged `k8s-kind:...`): it
+/// changes with its Kubernetes object, and the next translation would undo the write.
+fn not_cluster_owned(kind: Kind, existing: &Value) -> Result<(), ApiError> {
+    let tags: Vec<&str> = existing["tags"]
+        .as_array()
+        .map(|t| t.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let tag = |prefix: &str| tags.iter().find_map(|t| t.strip_prefix(prefix));
+    let Some(object_kind) = tag("k8s-kind:") else {
+        return Ok(());
+    };
+    let name = match (tag("k8s-namespace:"), tag("k8s-name:")) {
+        (Some(ns), Some(n)) => format!("{ns}/{n}"),
+        (None, Some(n)) => n.to_string(),
+        _ => String::new(),
+    };
+    Err(ApiError::Unsupported(format!(
+        "this '{}' entity belongs to the Kubernetes {object_kind} {name}: change that object instead",
+        kind.schema_name()
+    )))
 }
 
 /// The entity at `key`, which must belong to `parent` when one is given.
