@@ -81,7 +81,8 @@ const RESOURCES: &[(&str, &str, &str, bool)] = &[
 struct Change {
     rv: u64,
     plural: &'static str,
-    kind: &'static str,
+    /// The watch event's type: ADDED, MODIFIED or DELETED.
+    event: &'static str,
     object: Value,
 }
 
@@ -173,10 +174,10 @@ impl KubeApi {
 
     /// Deletes an object.
     pub fn delete(&self, kind: &str, namespace: &str, name: &str) {
-        let (_, kind, plural, _) = resource_of_kind(kind);
+        let (_, _, plural, _) = resource_of_kind(kind);
         let mut inner = self.inner.lock().unwrap();
         let change = inner
-            .remove(plural, kind, namespace, name)
+            .remove(plural, namespace, name)
             .expect("the object exists");
         let _ = self.events.send(change);
     }
@@ -237,22 +238,16 @@ impl Inner {
         if obj["metadata"]["creationTimestamp"].is_null() {
             obj["metadata"]["creationTimestamp"] = json!("2026-12-01T00:00:00Z");
         }
-        let kind_of_change = if existing.is_some() {
+        let event = if existing.is_some() {
             "MODIFIED"
         } else {
             "ADDED"
         };
         self.objects.insert(key, obj.clone());
-        self.record(plural, kind_of_change, obj)
+        self.record(plural, event, obj)
     }
 
-    fn remove(
-        &mut self,
-        plural: &'static str,
-        _kind: &str,
-        ns: &str,
-        name: &str,
-    ) -> Option<Change> {
+    fn remove(&mut self, plural: &'static str, ns: &str, name: &str) -> Option<Change> {
         let mut obj = self
             .objects
             .remove(&(plural, ns.to_string(), name.to_string()))?;
@@ -261,11 +256,11 @@ impl Inner {
         Some(self.record(plural, "DELETED", obj))
     }
 
-    fn record(&mut self, plural: &'static str, kind: &'static str, object: Value) -> Change {
+    fn record(&mut self, plural: &'static str, event: &'static str, object: Value) -> Change {
         let c = Change {
             rv: self.rv,
             plural,
-            kind,
+            event,
             object,
         };
         self.history.push(c.clone());
@@ -381,7 +376,7 @@ async fn handle(State(s): State<Shared>, req: Request) -> Response {
         (&Method::DELETE, Some(name)) => {
             let mut inner = s.inner.lock().unwrap();
             let ns = t.namespace.clone().unwrap_or_default();
-            match inner.remove(t.plural, t.kind, &ns, name) {
+            match inner.remove(t.plural, &ns, name) {
                 Some(c) => {
                     let obj = c.object.clone();
                     let _ = s.events.send(c);
@@ -512,7 +507,7 @@ fn watch_stream(s: &Shared, t: &Target, query: &HashMap<String, String>) -> Resp
         let mut last = from.max(current);
         for c in backlog.iter().filter(|c| selected(&c.object, &query)) {
             if tx
-                .send(line(json!({"type": c.kind, "object": c.object})))
+                .send(line(json!({"type": c.event, "object": c.object})))
                 .await
                 .is_err()
             {
@@ -535,7 +530,7 @@ fn watch_stream(s: &Shared, t: &Target, query: &HashMap<String, String>) -> Resp
                     Ok(c) => {
                         if c.rv <= from { continue; }
                         last = last.max(c.rv);
-                        if matches(&c) && tx.send(line(json!({"type": c.kind, "object": c.object}))).await.is_err() {
+                        if matches(&c) && tx.send(line(json!({"type": c.event, "object": c.object}))).await.is_err() {
                             return;
                         }
                     }

@@ -322,9 +322,7 @@ impl Store {
         tx.commit().await?;
         Ok(())
     }
-}
 
-impl Store {
     /// Replaces, in one transaction, the entities carrying a tag that starts with `tag_prefix`
     /// (the Kubernetes controller's, which all carry `k8s-kind:...`) with `records`; every
     /// other entity (the portal's applications and keys, an operator's own) stays. Callers
@@ -344,9 +342,7 @@ impl Store {
         tx.commit().await?;
         Ok(())
     }
-}
 
-impl Store {
     /// Changes some entities in one transaction: `upserts` replace the entities with their ids
     /// (or are added), `deletes` go. The Kubernetes controller writes only what a change to the
     /// cluster changed, not its whole configuration again.
