@@ -42,7 +42,7 @@ impl Change {
 }
 
 /// What a sync compares: the body without its timestamps.
-pub fn comparable(body: &Value) -> Value {
+fn comparable(body: &Value) -> Value {
     let mut b = body.clone();
     if let Some(m) = b.as_object_mut() {
         m.remove("created_at");

@@ -16,13 +16,13 @@ use anyhow::Context;
 use leader::{Election, StatusWork};
 use reflectors::Stores;
 use serde_json::{json, Value};
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 use tollgate_gateway::control::{stopped, Reloader, SourceReport};
-use tollgate_gateway::declarative::sync::comparable;
+use tollgate_gateway::declarative::sync::{plan, Op};
 use tollgate_gateway::model::unix_now;
 use tollgate_gateway::model::{Kind, Record};
 use uuid::Uuid;
@@ -150,51 +150,45 @@ async fn translate_only(cluster: Cluster, options: &Options) -> Outcome {
     }
 }
 
-/// What was applied last: the document, and each entity's body without its timestamps.
-pub struct Applied {
-    document: Value,
-    entities: HashMap<(Kind, Uuid), Value>,
-}
+/// The cluster's entities as last applied (kind and body), what `sync::plan` compares with.
+type Applied = Vec<(Kind, Value)>;
 
 /// Writes a translation to the store: everything the first time (replacing whatever the
-/// cluster left there before), then only the entities that changed.
+/// cluster left there before), then only what `sync::plan` finds changed. Whether anything
+/// was written.
 async fn store(
     reloader: &Reloader,
     t: &Translation,
     applied: &Option<Applied>,
-) -> Result<HashMap<(Kind, Uuid), Value>, String> {
-    let entities: HashMap<(Kind, Uuid), Value> = t
-        .config
-        .records
-        .iter()
-        .map(|r| ((r.kind, r.id), comparable(&r.body)))
-        .collect();
+) -> Result<bool, String> {
+    let records = &t.config.records;
     let result = match applied {
-        None => {
-            reloader
-                .store
-                .replace_tagged(OWNED_TAG, &t.config.records)
-                .await
-        }
+        None => reloader.store.replace_tagged(OWNED_TAG, records).await,
         Some(before) => {
-            let upserts: Vec<Record> = t
-                .config
-                .records
+            let changes = plan(before, records);
+            if changes.is_empty() {
+                return Ok(false);
+            }
+            let changed: HashSet<(Kind, Uuid)> = changes
                 .iter()
-                .filter(|r| before.entities.get(&(r.kind, r.id)) != entities.get(&(r.kind, r.id)))
+                .filter(|c| c.op != Op::Delete)
+                .map(|c| (c.kind, c.id))
+                .collect();
+            let upserts: Vec<Record> = records
+                .iter()
+                .filter(|r| changed.contains(&(r.kind, r.id)))
                 .cloned()
                 .collect();
-            let deletes: Vec<(Kind, Uuid)> = before
-                .entities
-                .keys()
-                .filter(|k| !entities.contains_key(k))
-                .copied()
+            let deletes: Vec<(Kind, Uuid)> = changes
+                .iter()
+                .filter(|c| c.op == Op::Delete)
+                .map(|c| (c.kind, c.id))
                 .collect();
             reloader.store.update_entities(&upserts, &deletes).await
         }
     };
     result
-        .map(|()| entities)
+        .map(|()| true)
         .map_err(|e| format!("the translated configuration was not stored: {e}"))
 }
 
@@ -216,12 +210,6 @@ async fn apply(
             }
         }
     };
-    if applied.as_ref().is_some_and(|a| a.document == t.document) {
-        return Outcome {
-            failures: t.failures,
-            error: None,
-        };
-    }
     let translated = started.elapsed();
     let error = match store(reloader, &t, applied).await {
         Err(e) => {
@@ -229,13 +217,17 @@ async fn apply(
             *applied = None;
             Some(e)
         }
-        Ok(entities) => match reloader.refresh().await {
+        Ok(false) => {
+            return Outcome {
+                failures: t.failures,
+                error: None,
+            }
+        }
+        Ok(true) => match reloader.refresh().await {
             Err(e) => Some(format!("the translated configuration was not applied: {e}")),
             Ok(()) => {
-                *applied = Some(Applied {
-                    document: t.document,
-                    entities,
-                });
+                let bodies = t.config.records.iter().map(|r| (r.kind, r.body.clone()));
+                *applied = Some(bodies.collect());
                 None
             }
         },
