@@ -5,11 +5,13 @@
 //! path, so matching cost follows the request, not the number of routes. Among the routes that
 //! match, the most specific wins (see [`Priority`]).
 pub mod path;
+mod regex_path;
 mod trie;
 
 use crate::model::Route;
 use http::HeaderMap;
 use regex::Regex;
+use regex_path::RegexPath;
 use std::collections::HashMap;
 use trie::PrefixTrie;
 
@@ -62,7 +64,7 @@ struct Compiled {
     /// Hosts listed, none of them a wildcard.
     plain_hosts: bool,
     headers: Vec<(http::HeaderName, Vec<HeaderRule>)>,
-    regexes: Vec<Regex>,
+    regex_paths: Vec<RegexPath>,
     categories: u8,
     regex_priority: i64,
     /// The route's `snis`, lower-cased: on TLS, the handshake must have asked for one of them
@@ -73,6 +75,10 @@ struct Compiled {
 #[derive(Default)]
 struct PathIndex {
     prefixes: PrefixTrie,
+    /// Regex paths that are literals (see [`RegexPath`]): whole paths, and prefixes.
+    regex_exact: HashMap<String, Vec<u32>>,
+    regex_prefixes: PrefixTrie,
+    /// Routes with a regex path that is a true pattern, tried one by one.
     regex_routes: Vec<u32>,
     pathless: Vec<u32>,
 }
@@ -97,7 +103,7 @@ impl Router {
         let mut router = Router::default();
         for (i, r) in routes.iter().enumerate() {
             let compiled = compile(r)?;
-            router.index(i as u32, r);
+            router.index(i as u32, r, &compiled);
             router.routes.push(compiled);
         }
         Ok(router)
@@ -107,14 +113,11 @@ impl Router {
     /// regex paths that matches `path`: what an upstream hashing on `uri_capture` hashes.
     pub fn capture(&self, route: usize, path: &str, name: &str) -> Option<String> {
         let compiled = self.routes.get(route)?;
-        compiled.regexes.iter().find_map(|re| {
-            let caps = re.captures(path)?;
-            let group = match name.parse::<usize>() {
-                Ok(i) => caps.get(i),
-                Err(_) => caps.name(name),
-            };
-            group.map(|g| g.as_str().to_string())
-        })
+        compiled
+            .regex_paths
+            .iter()
+            .find(|re| re.find(path).is_some())?
+            .capture(path, name)
     }
 
     pub fn len(&self) -> usize {
@@ -125,22 +128,21 @@ impl Router {
         self.routes.is_empty()
     }
 
-    fn index(&mut self, id: u32, r: &Route) {
+    fn index(&mut self, id: u32, r: &Route, compiled: &Compiled) {
+        let add_paths = |idx: &mut PathIndex| add_paths(idx, id, r, &compiled.regex_paths);
         let hosts = r.hosts.clone().unwrap_or_default();
         if hosts.is_empty() {
-            add_paths(&mut self.any_host, id, r);
+            add_paths(&mut self.any_host);
         }
         for h in hosts {
             let h = h.to_ascii_lowercase();
             let name = strip_port(&h).0.to_string();
             if let Some(s) = name.strip_prefix('*') {
-                let idx = self.wildcard_index(Wildcard::Suffix(s.to_string()));
-                add_paths(idx, id, r);
+                add_paths(self.wildcard_index(Wildcard::Suffix(s.to_string())));
             } else if let Some(p) = name.strip_suffix('*') {
-                let idx = self.wildcard_index(Wildcard::Prefix(p.to_string()));
-                add_paths(idx, id, r);
+                add_paths(self.wildcard_index(Wildcard::Prefix(p.to_string())));
             } else {
-                add_paths(self.exact_hosts.entry(name).or_default(), id, r);
+                add_paths(self.exact_hosts.entry(name).or_default());
             }
         }
     }
@@ -209,10 +211,19 @@ impl Router {
         };
         idx.prefixes
             .for_each_prefix(req.path, |id, len| consider(id, false, len as usize));
+        for &id in idx.regex_exact.get(req.path).into_iter().flatten() {
+            consider(id, true, req.path.len());
+        }
+        idx.regex_prefixes
+            .for_each_prefix(req.path, |id, len| consider(id, true, len as usize));
         for &id in &idx.regex_routes {
             let r = &self.routes[id as usize];
-            if let Some(m) = r.regexes.iter().find_map(|re| re.find(req.path)) {
-                consider(id, true, m.end());
+            let patterns = r
+                .regex_paths
+                .iter()
+                .filter(|p| matches!(p, RegexPath::Pattern(_)));
+            if let Some(end) = patterns.filter_map(|re| re.find(req.path)).next() {
+                consider(id, true, end);
             }
         }
         for &id in &idx.pathless {
@@ -245,20 +256,23 @@ impl Router {
     }
 }
 
-fn add_paths(idx: &mut PathIndex, id: u32, r: &Route) {
+fn add_paths(idx: &mut PathIndex, id: u32, r: &Route, regex_paths: &[RegexPath]) {
     let paths = r.paths.as_deref().unwrap_or_default();
     if paths.is_empty() {
         idx.pathless.push(id);
     }
-    let mut has_regex = false;
-    for p in paths {
-        if p.starts_with('~') {
-            has_regex = true;
-        } else {
-            idx.prefixes.insert(p, id);
+    for p in paths.iter().filter(|p| !p.starts_with('~')) {
+        idx.prefixes.insert(p, id);
+    }
+    let mut has_pattern = false;
+    for p in regex_paths {
+        match p {
+            RegexPath::Exact(l) => idx.regex_exact.entry(l.clone()).or_default().push(id),
+            RegexPath::Prefix(l) => idx.regex_prefixes.insert(l, id),
+            RegexPath::Pattern(_) => has_pattern = true,
         }
     }
-    if has_regex {
+    if has_pattern {
         idx.regex_routes.push(id);
     }
 }
@@ -280,12 +294,12 @@ fn compile(r: &Route) -> Result<Compiled, String> {
             .collect::<Result<Vec<_>, _>>()?;
         header_rules.push((name, rules));
     }
-    let regexes = r
+    let regex_paths = r
         .paths
         .iter()
         .flatten()
         .filter_map(|p| p.strip_prefix('~'))
-        .map(|re| Regex::new(&format!("^(?:{re})")).map_err(|e| e.to_string()))
+        .map(RegexPath::new)
         .collect::<Result<Vec<_>, _>>()?;
     let hosts: Vec<String> = r
         .hosts
@@ -327,7 +341,7 @@ fn compile(r: &Route) -> Result<Compiled, String> {
         host_ports,
         plain_hosts: !hosts.is_empty() && !hosts.iter().any(|h| h.contains('*')),
         headers: header_rules,
-        regexes,
+        regex_paths,
         categories,
         regex_priority: r.regex_priority,
         snis: r

@@ -225,7 +225,7 @@ fn balancers(
 }
 
 fn parse<T: serde::de::DeserializeOwned>(body: &Value) -> Result<T, String> {
-    serde_json::from_value(body.clone()).map_err(|e| format!("stored entity is invalid: {e}"))
+    T::deserialize(body).map_err(|e| format!("stored entity is invalid: {e}"))
 }
 
 fn label(name: &Option<String>, id: Uuid) -> Arc<str> {
