@@ -4,10 +4,12 @@
 //! sharing one PostgreSQL see each other's writes), and a local admin write pokes the loop so
 //! the change applies at once. A snapshot that fails to build is logged and counted, and the
 //! old one keeps serving; a store that stops answering is reported on `/status`.
+use crate::model::Kind;
 use crate::snapshot::Snapshot;
 use crate::status::metrics::Metrics;
 use crate::store::Store;
 use arc_swap::{ArcSwap, ArcSwapOption};
+use serde_json::Value;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,8 +32,22 @@ pub struct Reloader {
     rebuild: AtomicBool,
     poke: Notify,
     store_reachable: AtomicBool,
+    /// Held through a refresh: a second caller (the poll loop and a writer that refreshes
+    /// itself) waits, then finds the version current, instead of building the same snapshot
+    /// twice at once.
+    refreshing: tokio::sync::Mutex<()>,
     /// What a configuration source besides the store reports (the Kubernetes controller).
     pub source: ArcSwapOption<SourceReport>,
+    /// The entities such a source serves, in place of the store's copies of them.
+    overlay: ArcSwapOption<Overlay>,
+}
+
+/// Entities a configuration source outside the store owns (the Kubernetes controller's),
+/// served straight from memory: a change reaches the proxy without a store round trip, and
+/// the store's copy of them (tagged `tag_prefix`) is only for reading.
+pub struct Overlay {
+    pub tag_prefix: &'static str,
+    pub entities: Arc<Vec<(Kind, Value)>>,
 }
 
 /// A configuration source's state on `/status`: whether it has delivered a configuration yet
@@ -57,7 +73,9 @@ impl Reloader {
             rebuild: AtomicBool::new(false),
             poke: Notify::new(),
             store_reachable: AtomicBool::new(true),
+            refreshing: tokio::sync::Mutex::new(()),
             source: ArcSwapOption::empty(),
+            overlay: ArcSwapOption::empty(),
         }
     }
 
@@ -73,23 +91,68 @@ impl Reloader {
     /// Rebuilds the snapshot if the store's version moved. Returns the error that kept a new
     /// configuration from applying, if any.
     pub async fn refresh(&self) -> Result<(), String> {
-        let version = match self.store.version().await {
+        let _one_at_a_time = self.refreshing.lock().await;
+        let version = self.stored_version().await?;
+        if version == self.snapshot.load().version && !self.rebuild.swap(false, Ordering::Relaxed) {
+            return Ok(());
+        }
+        self.rebuild_at(version).await
+    }
+
+    /// Serves `overlay` from now on: the snapshot is rebuilt with it at once. When that fails
+    /// the overlay served before stays.
+    pub async fn serve_overlay(&self, overlay: Overlay) -> Result<(), String> {
+        let _one_at_a_time = self.refreshing.lock().await;
+        let version = self.stored_version().await?;
+        let before = self.overlay.swap(Some(Arc::new(overlay)));
+        let result = self.rebuild_at(version).await;
+        if result.is_err() {
+            self.overlay.store(before);
+        }
+        result
+    }
+
+    async fn stored_version(&self) -> Result<i64, String> {
+        match self.store.version().await {
             Ok(v) => {
                 self.store_reachable.store(true, Ordering::Relaxed);
-                v
+                Ok(v)
             }
             Err(e) => {
                 if self.store_reachable.swap(false, Ordering::Relaxed) {
                     tracing::error!(error = %e, "config store unreachable; serving the last configuration");
                 }
-                return Err(e.to_string());
+                Err(e.to_string())
             }
-        };
-        if version == self.snapshot.load().version && !self.rebuild.swap(false, Ordering::Relaxed) {
-            return Ok(());
         }
-        let entities = self.store.load_all().await.map_err(|e| e.to_string())?;
-        match Snapshot::build(version, &entities, &self.plugins) {
+    }
+
+    /// The store's entities (but those the overlay replaces) and the overlay's.
+    async fn entities(&self) -> Result<Vec<(Kind, Value)>, String> {
+        let overlay = self.overlay.load_full();
+        let prefix = overlay.as_ref().map(|o| o.tag_prefix);
+        let mut entities = self
+            .store
+            .load_all_but(prefix)
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Some(o) = overlay {
+            entities.extend(o.entities.iter().cloned());
+            entities.sort_by_key(|(k, _)| *k);
+        }
+        Ok(entities)
+    }
+
+    /// Builds the snapshot of the store at `version` (and the overlay) and swaps it in.
+    async fn rebuild_at(&self, version: i64) -> Result<(), String> {
+        let entities = self.entities().await?;
+        let plugins = self.plugins.clone();
+        // A large configuration takes a CPU-bound moment to build: off the async workers.
+        let built =
+            tokio::task::spawn_blocking(move || Snapshot::build(version, &entities, &plugins))
+                .await
+                .map_err(|e| format!("snapshot build failed: {e}"))?;
+        match built {
             Ok(s) => {
                 tracing::info!(
                     version,

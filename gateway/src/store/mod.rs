@@ -109,9 +109,24 @@ impl Store {
 
     /// Every entity, parents before children, oldest first: what a snapshot is built from.
     pub async fn load_all(&self) -> Result<Vec<(Kind, Value)>, StoreError> {
-        let rows = sqlx::query("SELECT kind, body FROM entities ORDER BY created_at, id")
-            .fetch_all(&self.pool)
-            .await?;
+        self.load_all_but(None).await
+    }
+
+    /// Every entity but those with a tag starting with `tag_prefix`, as `load_all` orders
+    /// them: what a snapshot takes from the store when another source owns those.
+    pub async fn load_all_but(
+        &self,
+        tag_prefix: Option<&str>,
+    ) -> Result<Vec<(Kind, Value)>, StoreError> {
+        let rows = match tag_prefix {
+            None => sqlx::query("SELECT kind, body FROM entities ORDER BY created_at, id"),
+            Some(prefix) => sqlx::query(
+                "SELECT kind, body FROM entities WHERE tags NOT LIKE $1 ORDER BY created_at, id",
+            )
+            .bind(format!("%,{prefix}%")),
+        }
+        .fetch_all(&self.pool)
+        .await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             let kind: String = row.try_get(0)?;
@@ -236,7 +251,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        insert(&mut tx, rec, &self.keyring).await?;
+        self.insert_many(&mut tx, std::slice::from_ref(rec)).await?;
         bump_version(&mut tx).await?;
         tx.commit().await?;
         Ok(())
@@ -311,7 +326,7 @@ impl Store {
         sqlx::query("DELETE FROM entities")
             .execute(&mut *tx)
             .await?;
-        insert_many(&mut tx, records, &self.keyring).await?;
+        self.insert_many(&mut tx, records).await?;
         sqlx::query("DELETE FROM portal_plans")
             .execute(&mut *tx)
             .await?;
@@ -327,6 +342,9 @@ impl Store {
     /// (the Kubernetes controller's, which all carry `k8s-kind:...`) with `records`; every
     /// other entity (the portal's applications and keys, an operator's own) stays. Callers
     /// check the records first; a clash with a remaining entity's key refuses the whole change.
+    /// The version stays: the controller serves these entities through the reloader's overlay
+    /// (`Reloader::serve_overlay`), and this copy is for reading (admin API, console); a bump
+    /// would only rebuild the same snapshot again.
     pub async fn replace_tagged(
         &self,
         tag_prefix: &str,
@@ -337,15 +355,15 @@ impl Store {
             .bind(format!("%,{tag_prefix}%"))
             .execute(&mut *tx)
             .await?;
-        insert_many(&mut tx, records, &self.keyring).await?;
-        bump_version(&mut tx).await?;
+        self.insert_many(&mut tx, records).await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// Changes some entities in one transaction: `upserts` replace the entities with their ids
     /// (or are added), `deletes` go. The Kubernetes controller writes only what a change to the
-    /// cluster changed, not its whole configuration again.
+    /// cluster changed, not its whole configuration again; the version stays, as in
+    /// `replace_tagged`.
     pub async fn update_entities(
         &self,
         upserts: &[Record],
@@ -363,9 +381,59 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        insert_many(&mut tx, upserts, &self.keyring).await?;
-        bump_version(&mut tx).await?;
+        self.insert_many(&mut tx, upserts).await?;
         tx.commit().await?;
+        Ok(())
+    }
+
+    /// The `n`th (from 1) parameter of a statement in the backend's syntax.
+    fn placeholder(&self, n: usize) -> String {
+        match self.backend {
+            Backend::Postgres => format!("${n}"),
+            Backend::Sqlite | Backend::Memory => "?".into(),
+        }
+    }
+
+    /// Writes `records` with a few multi-row INSERTs.
+    async fn insert_many(&self, tx: &mut Tx, records: &[Record]) -> Result<(), StoreError> {
+        let id = |u: Option<Uuid>| u.map(|u| u.to_string());
+        for chunk in records.chunks(INSERT_BATCH) {
+            let rows: Vec<String> = (0..chunk.len())
+                .map(|r| {
+                    let params: Vec<String> = (1..=ENTITY_COLUMNS)
+                        .map(|c| self.placeholder(r * ENTITY_COLUMNS + c))
+                        .collect();
+                    format!("({})", params.join(", "))
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO entities (kind, id, name_key, alt_key, service_id, route_id, consumer_id, upstream_id, certificate_id, tags, body, created_at) VALUES {}",
+                rows.join(", ")
+            );
+            let mut q = sqlx::query(&sql);
+            for rec in chunk {
+                let k = &rec.keys;
+                let created_at = rec
+                    .body
+                    .get("created_at")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0);
+                q = q
+                    .bind(rec.kind.collection())
+                    .bind(rec.id.to_string())
+                    .bind(k.name_key.clone())
+                    .bind(k.alt_key.clone())
+                    .bind(id(k.service_id))
+                    .bind(id(k.route_id))
+                    .bind(id(k.consumer_id))
+                    .bind(id(k.upstream_id))
+                    .bind(id(k.certificate_id))
+                    .bind(format!(",{},", k.tags.join(",")))
+                    .bind(self.keyring.sealed(rec.kind, &rec.body).to_string())
+                    .bind(created_at);
+            }
+            q.execute(&mut **tx).await?;
+        }
         Ok(())
     }
 }
@@ -377,57 +445,13 @@ fn parse_body(row: &AnyRow, column: usize) -> Result<Value, StoreError> {
     serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-async fn insert(tx: &mut Tx, rec: &Record, keyring: &Keyring) -> Result<(), StoreError> {
-    insert_many(tx, std::slice::from_ref(rec), keyring).await
-}
-
 /// Rows per INSERT statement when many entities are written at once (12 parameters each, well
 /// under SQLite's and PostgreSQL's parameter limits): one round trip per batch instead of per
 /// row makes the Kubernetes controller's 20,000-entity writes take milliseconds, not seconds.
+/// (SQLite's parameters are anonymous `?`: sqlx looks a numbered one up by name, a scan of
+/// all the statement's parameters each time.)
 const INSERT_BATCH: usize = 400;
 const ENTITY_COLUMNS: usize = 12;
-
-async fn insert_many(tx: &mut Tx, records: &[Record], keyring: &Keyring) -> Result<(), StoreError> {
-    let id = |u: Option<Uuid>| u.map(|u| u.to_string());
-    for chunk in records.chunks(INSERT_BATCH) {
-        let rows: Vec<String> = (0..chunk.len())
-            .map(|r| {
-                let params: Vec<String> = (1..=ENTITY_COLUMNS)
-                    .map(|c| format!("${}", r * ENTITY_COLUMNS + c))
-                    .collect();
-                format!("({})", params.join(", "))
-            })
-            .collect();
-        let sql = format!(
-            "INSERT INTO entities (kind, id, name_key, alt_key, service_id, route_id, consumer_id, upstream_id, certificate_id, tags, body, created_at) VALUES {}",
-            rows.join(", ")
-        );
-        let mut q = sqlx::query(&sql);
-        for rec in chunk {
-            let k = &rec.keys;
-            let created_at = rec
-                .body
-                .get("created_at")
-                .and_then(Value::as_i64)
-                .unwrap_or(0);
-            q = q
-                .bind(rec.kind.collection())
-                .bind(rec.id.to_string())
-                .bind(k.name_key.clone())
-                .bind(k.alt_key.clone())
-                .bind(id(k.service_id))
-                .bind(id(k.route_id))
-                .bind(id(k.consumer_id))
-                .bind(id(k.upstream_id))
-                .bind(id(k.certificate_id))
-                .bind(format!(",{},", k.tags.join(",")))
-                .bind(keyring.sealed(rec.kind, &rec.body).to_string())
-                .bind(created_at);
-        }
-        q.execute(&mut **tx).await?;
-    }
-    Ok(())
-}
 
 async fn bump_version(tx: &mut Tx) -> Result<(), StoreError> {
     sqlx::query("UPDATE config_version SET version = version + 1 WHERE id = 1")

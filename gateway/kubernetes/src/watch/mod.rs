@@ -1,12 +1,14 @@
 //! The running controller: reflectors keep the cluster's objects current; each change (a
-//! burst of changes, once) is translated off the async workers and applied to the store as
-//! one transaction that replaces the cluster's entities, after which the snapshot is rebuilt
-//! and swapped in at once. What failed to translate becomes Events and `/status` lines, and
-//! the rest is served. Portal applications and keys in the store are left alone.
+//! burst of changes, once) is translated off the async workers and served at once: the
+//! snapshot is rebuilt from the translation in memory (the reloader's overlay) with the
+//! store's own entities (portal applications and keys, an operator's), and swapped in whole.
+//! Then the store gets a copy of the cluster's entities, in one transaction, for the admin
+//! API and the console to read. What failed to translate becomes Events and `/status` lines,
+//! and the rest is served.
 //!
-//! Every replica translates and serves. Writes others would repeat are the lease holder's
-//! alone: Events, Ingress status, and the store's entities when the store is shared
-//! (PostgreSQL; the others pick the change up from it).
+//! Every replica translates and serves its own translation. Writes others would repeat are
+//! the lease holder's alone: Events, Ingress status, and the store's copy when the store is
+//! shared (PostgreSQL).
 mod events;
 pub mod leader;
 mod reflectors;
@@ -21,8 +23,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
-use tollgate_gateway::control::{stopped, Reloader, SourceReport};
-use tollgate_gateway::declarative::sync::{plan, Op};
+use tollgate_gateway::control::{stopped, Overlay, Reloader, SourceReport};
+use tollgate_gateway::declarative::sync::{plan, Change, Op};
 use tollgate_gateway::model::unix_now;
 use tollgate_gateway::model::{Kind, Record};
 use uuid::Uuid;
@@ -87,7 +89,7 @@ async fn run(
         leading_tx,
         stop.clone(),
     ));
-    let mut applied: Option<Applied> = None;
+    let mut state = Applied::default();
     loop {
         let cluster = stores.cluster();
         work_tx.send_if_modified(|w| {
@@ -97,13 +99,7 @@ async fn run(
             differs
         });
         let writer = !settings.shared_store || *leading.borrow_and_update();
-        let outcome = match writer {
-            true => apply(cluster, &settings.options, &reloader, &mut applied).await,
-            false => {
-                applied = None;
-                translate_only(cluster, &settings.options).await
-            }
-        };
+        let outcome = apply(cluster, &settings.options, &reloader, &mut state, writer).await;
         let detail = json!({
             "synced": true,
             "objects": stores.counts(),
@@ -136,39 +132,28 @@ async fn translation(cluster: Cluster, options: &Options) -> Result<Translation,
         .map_err(|e| format!("translation failed: {e}"))
 }
 
-/// A replica that does not write the shared store still translates, for its `/status`.
-async fn translate_only(cluster: Cluster, options: &Options) -> Outcome {
-    match translation(cluster, options).await {
-        Ok(t) => Outcome {
-            failures: t.failures,
-            error: None,
-        },
-        Err(e) => Outcome {
-            failures: Vec::new(),
-            error: Some(e),
-        },
-    }
+/// The cluster's entities (kind and body) as one round made them.
+type Entities = Arc<Vec<(Kind, Value)>>;
+
+/// What this replica last served, and last wrote to the store (what `sync::plan` compares
+/// with; none after a failed write, so the next writes everything).
+#[derive(Default)]
+struct Applied {
+    served: Option<Entities>,
+    stored: Option<Entities>,
 }
 
-/// The cluster's entities as last applied (kind and body), what `sync::plan` compares with.
-type Applied = Vec<(Kind, Value)>;
-
-/// Writes a translation to the store: everything the first time (replacing whatever the
-/// cluster left there before), then only what `sync::plan` finds changed. Whether anything
-/// was written.
+/// Writes a translation to the store, for the admin API and the console to read: everything
+/// (replacing whatever the cluster left there before) when `changes` is none, else the
+/// changed entities.
 async fn store(
     reloader: &Reloader,
-    t: &Translation,
-    applied: &Option<Applied>,
-) -> Result<bool, String> {
-    let records = &t.config.records;
-    let result = match applied {
+    records: &[Record],
+    changes: Option<Vec<Change>>,
+) -> Result<(), String> {
+    let result = match changes {
         None => reloader.store.replace_tagged(OWNED_TAG, records).await,
-        Some(before) => {
-            let changes = plan(before, records);
-            if changes.is_empty() {
-                return Ok(false);
-            }
+        Some(changes) => {
             let changed: HashSet<(Kind, Uuid)> = changes
                 .iter()
                 .filter(|c| c.op != Op::Delete)
@@ -187,18 +172,18 @@ async fn store(
             reloader.store.update_entities(&upserts, &deletes).await
         }
     };
-    result
-        .map(|()| true)
-        .map_err(|e| format!("the translated configuration was not stored: {e}"))
+    result.map_err(|e| format!("the translated configuration was not stored: {e}"))
 }
 
-/// Translates and, when the result differs from what was applied last, writes the change to
-/// the store and rebuilds the snapshot.
+/// Translates and, when the result differs from what is served (`sync::plan`, which leaves
+/// timestamps out), serves it at once (the snapshot is rebuilt from memory), then copies it
+/// to the store when this replica writes.
 async fn apply(
     cluster: Cluster,
     options: &Options,
     reloader: &Reloader,
-    applied: &mut Option<Applied>,
+    state: &mut Applied,
+    writer: bool,
 ) -> Outcome {
     let started = Instant::now();
     let t = match translation(cluster, options).await {
@@ -211,41 +196,68 @@ async fn apply(
         }
     };
     let translated = started.elapsed();
-    let error = match store(reloader, &t, applied).await {
-        Err(e) => {
-            // The store may hold part of it no more: write everything next time.
-            *applied = None;
-            Some(e)
-        }
-        Ok(false) => {
-            return Outcome {
-                failures: t.failures,
-                error: None,
-            }
-        }
-        Ok(true) => match reloader.refresh().await {
-            Err(e) => Some(format!("the translated configuration was not applied: {e}")),
+    let records = &t.config.records;
+    let before = state.served.clone();
+    let changes = before.as_ref().map(|b| plan(b, records));
+    let mut error = None;
+    if changes.as_ref().is_none_or(|c| !c.is_empty()) {
+        let entities: Entities =
+            Arc::new(records.iter().map(|r| (r.kind, r.body.clone())).collect());
+        let overlay = Overlay {
+            tag_prefix: OWNED_TAG,
+            entities: entities.clone(),
+        };
+        match reloader.serve_overlay(overlay).await {
             Ok(()) => {
-                let bodies = t.config.records.iter().map(|r| (r.kind, r.body.clone()));
-                *applied = Some(bodies.collect());
-                None
+                state.served = Some(entities);
+                tracing::info!(
+                    entities = records.len(),
+                    failures = t.failures.len(),
+                    translate_ms = translated.as_millis() as u64,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "Kubernetes configuration applied"
+                );
             }
-        },
-    };
-    match &error {
-        Some(e) => tracing::error!(error = %e, "Kubernetes configuration kept as it was"),
-        None => tracing::info!(
-            entities = t.config.records.len(),
-            failures = t.failures.len(),
-            translate_ms = translated.as_millis() as u64,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "Kubernetes configuration applied"
-        ),
+            Err(e) => error = Some(format!("the translated configuration was not applied: {e}")),
+        }
+    }
+    if !writer {
+        state.stored = None;
+    } else if error.is_none() {
+        error = copy_to_store(reloader, records, state, before, changes)
+            .await
+            .err();
+    }
+    if let Some(e) = &error {
+        tracing::error!(error = %e, "Kubernetes configuration kept as it was");
     }
     Outcome {
         failures: t.failures,
         error,
     }
+}
+
+/// Brings the store's copy to what is served: everything when it has none yet, else what
+/// changed since it was written (`changes`, when it was written from `before`).
+async fn copy_to_store(
+    reloader: &Reloader,
+    records: &[Record],
+    state: &mut Applied,
+    before: Option<Entities>,
+    changes: Option<Vec<Change>>,
+) -> Result<(), String> {
+    let changes = match (&state.stored, &before) {
+        (None, _) => None,
+        (Some(s), Some(b)) if Arc::ptr_eq(s, b) => changes,
+        (Some(s), _) => Some(plan(s, records)),
+    };
+    if changes.as_ref().is_some_and(Vec::is_empty) {
+        return Ok(());
+    }
+    let result = store(reloader, records, changes).await;
+    // After a failed write the store may hold part of it: write everything next time.
+    state.stored = result.is_ok().then(|| state.served.clone()).flatten();
+    result
 }
 
 fn report(reloader: &Reloader, ready: bool, detail: Value) {
