@@ -285,20 +285,13 @@ async fn two_nodes_on_one_postgres_see_each_others_changes_within_two_seconds() 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn losing_the_store_keeps_the_proxy_serving_and_refuses_admin_writes() {
-    let Some(url) = service_env("TOLLGATE_TEST_POSTGRES_URL") else {
+    let Some(db) = PgDatabase::create("tollgate_lost").await else {
         return;
     };
     let backend = Backend::start().await;
-    let server = sqlx::PgPool::connect(&url).await.unwrap();
-    let db = format!("tollgate_lost_{}", free_port());
-    sqlx::query(&format!("CREATE DATABASE {db}"))
-        .execute(&server)
-        .await
-        .unwrap();
-    let db_url = format!("{}/{db}", url.rsplit_once('/').unwrap().0);
     let gw = Gateway::start(&[
         ("TOLLGATE_DATABASE", "postgres"),
-        ("TOLLGATE_DATABASE_URL", &db_url),
+        ("TOLLGATE_DATABASE_URL", &db.url),
     ])
     .await;
     let service = json!({"name": "s", "url": format!("http://127.0.0.1:{}", backend.port)});
@@ -324,10 +317,7 @@ async fn losing_the_store_keeps_the_proxy_serving_and_refuses_admin_writes() {
         .await;
 
     // The database goes away under the running gateway.
-    sqlx::query(&format!("DROP DATABASE {db} WITH (FORCE)"))
-        .execute(&server)
-        .await
-        .unwrap();
+    db.drop_now().await;
     let status_url = format!("http://127.0.0.1:{}/status", gw.status);
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     let status = loop {

@@ -219,16 +219,27 @@ async fn controller(api: &KubeApi, dir: &std::path::Path) -> Gateway {
 
 /// A gateway in Kubernetes mode against the stand-in, with the store `database`.
 async fn controller_with(api: &KubeApi, dir: &std::path::Path, database: &str) -> Gateway {
+    controller_listening(api, dir, &[("TOLLGATE_DATABASE", database)], &[]).await
+}
+
+/// A gateway in Kubernetes mode against the stand-in, with `env` and `listeners` (as
+/// `Gateway::start_listening` takes them).
+async fn controller_listening(
+    api: &KubeApi,
+    dir: &std::path::Path,
+    env: &[(&str, &str)],
+    listeners: &[&str],
+) -> Gateway {
     let kubeconfig = api.kubeconfig(dir);
-    Gateway::start(&[
-        ("TOLLGATE_DATABASE", database),
+    let mut all = vec![
         ("TOLLGATE_KUBERNETES", "true"),
         ("KUBECONFIG", kubeconfig.to_str().unwrap()),
         ("POD_NAMESPACE", "tollgate"),
         ("POD_NAME", "tollgate-0"),
         ("TOLLGATE_PUBLISH_SERVICE", "tollgate/tollgate-proxy"),
-    ])
-    .await
+    ];
+    all.extend_from_slice(env);
+    Gateway::start_listening(&all, listeners).await
 }
 
 /// Polls `check` until it holds; how long that took. Fails after `within`.
@@ -490,6 +501,178 @@ credentials: [no-such-secret]
         "{lines}"
     );
     assert!(lines.contains("KongConsumer pytbak/ghost"), "{lines}");
+}
+
+const OPERATOR_PASSWORD: &str = "operator password for the console";
+
+/// Console and portal in Kubernetes mode, over the store `env` names: the console lists the
+/// cluster's entities read-only with their objects, and a developer's portal key (kept in the
+/// gateway's store) opens the cluster's route with the plan's limit, beside lorenzo's key from
+/// the cluster, across a later translation.
+async fn console_and_portal_beside_the_cluster(env: &[(&str, &str)]) {
+    let backend = Backend::start().await;
+    let api = seed_cluster(backend.port).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = env.to_vec();
+    env.push(("TOLLGATE_CONSOLE_ADMIN_PASSWORD", OPERATOR_PASSWORD));
+    let listeners = ["TOLLGATE_CONSOLE_LISTEN", "TOLLGATE_PORTAL_LISTEN"];
+    let gw = controller_listening(&api, dir.path(), &env, &listeners).await;
+    let (console, portal) = (
+        Site {
+            port: gw.listeners[0],
+        },
+        Site {
+            port: gw.listeners[1],
+        },
+    );
+    let operator = console.operator_session(OPERATOR_PASSWORD).await;
+
+    // The console lists the seed's route with its Ingress, without edit or delete.
+    // With PostgreSQL the store's copy is the lease holder's to write: wait for the lease.
+    within(
+        Duration::from_secs(8),
+        "the cluster's route in the console",
+        || async {
+            console
+                .get("/routes", Some(&operator))
+                .await
+                .body
+                .contains("Ingress pytbak/api")
+        },
+    )
+    .await;
+    let route_name = "pytbak.api.pytbak-svc.api.ing.h4x0r3d.lan.5000";
+    let route = send(
+        "GET",
+        &gw.admin_url(&format!("/routes/{route_name}")),
+        &[],
+        None,
+    )
+    .await;
+    let id = route.json["id"]
+        .as_str()
+        .expect("the route's id")
+        .to_string();
+    let list = console.get("/routes", Some(&operator)).await;
+    assert!(list.body.contains("read-only"), "{}", list.body);
+    assert!(
+        !list.body.contains(&format!("/routes/{id}/edit")),
+        "{}",
+        list.body
+    );
+    for action in ["edit", "delete"] {
+        let r = console
+            .get(&format!("/routes/{id}/{action}"), Some(&operator))
+            .await;
+        assert_eq!(r.status, 409, "{}", r.body);
+        assert!(
+            r.body.contains("kubectl edit ingress -n pytbak api"),
+            "{}",
+            r.body
+        );
+    }
+    let lorenzo = send("GET", &gw.admin_url("/consumers/lorenzo"), &[], None).await;
+    let lorenzo_id = lorenzo.json["id"].as_str().expect("lorenzo's id");
+    let page = console
+        .get(&format!("/consumers/{lorenzo_id}"), Some(&operator))
+        .await;
+    assert!(
+        page.body.contains("KongConsumer pytbak/pytbak-consumer"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("from the Secret pytbak/lorenzo-apikey"),
+        "{}",
+        page.body
+    );
+
+    // A developer signs up in the portal and gets a key on the operator's plan, which covers
+    // the cluster's service: the key opens the cluster's route (key-auth from the Service's
+    // KongPlugin), limited by the plan.
+    let service = route.json["service"]["id"]
+        .as_str()
+        .expect("the route's service");
+    let r = console
+        .post(
+            "/plans",
+            Some(&operator),
+            &[("name", "Free"), ("second", "3"), ("service", service)],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let email = "dev@example.com";
+    let password = "developer password 123";
+    let r = portal
+        .post("/signup", None, &[("email", email), ("password", password)])
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = portal
+        .post("/login", None, &[("email", email), ("password", password)])
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let developer = session_cookie(&r);
+    let apps = portal.get("/apps", Some(&developer)).await;
+    let plan = between(&apps.body, "<option value=\"", "\"").expect("a plan is offered");
+    let r = portal
+        .post(
+            "/apps",
+            Some(&developer),
+            &[("name", "shop"), ("plan", &plan)],
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let key = between(&r.body, "data-new-key=\"", "\"").expect("the key is shown");
+    within(
+        Duration::from_secs(2),
+        "the portal key on the cluster's route",
+        || async { get(&gw, "/api/get/context", Some(&key)).await.status == 200 },
+    )
+    .await;
+    let r = get(&gw, "/api/get/context", Some(&key)).await;
+    assert_eq!(
+        r.header("x-ratelimit-limit-second"),
+        Some("3"),
+        "{}",
+        r.body
+    );
+
+    // The cluster changes (the Service gets its rate-limiting KongPlugin): the portal's
+    // entities stay, and Kong's precedence puts the plan's consumer limit over the Service's.
+    api.apply(&service_with_limits());
+    within(Duration::from_secs(2), "the Service's limit", || async {
+        get(&gw, "/api/get/context", Some(LORENZO_KEY))
+            .await
+            .header("x-ratelimit-limit-second")
+            == Some("4")
+    })
+    .await;
+    let r = get(&gw, "/api/get/context", Some(&key)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.header("x-ratelimit-limit-second"),
+        Some("3"),
+        "{}",
+        r.body
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn console_and_portal_work_beside_the_cluster_with_sqlite() {
+    console_and_portal_beside_the_cluster(&[("TOLLGATE_DATABASE", "sqlite")]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn console_and_portal_work_beside_the_cluster_with_postgresql() {
+    let Some(db) = PgDatabase::create("tollgate_k8s").await else {
+        return;
+    };
+    console_and_portal_beside_the_cluster(&[
+        ("TOLLGATE_DATABASE", "postgres"),
+        ("TOLLGATE_DATABASE_URL", &db.url),
+    ])
+    .await;
+    db.drop_now().await;
 }
 
 /// deploy/kubernetes: every overlay renders with `kubectl kustomize`, and every rendered object

@@ -33,15 +33,7 @@ impl Portal {
         let [portal_port, console_port] = [gw.listeners[0], gw.listeners[1]];
         let backend = Backend::start().await;
         let console = Site { port: console_port };
-        let login = console
-            .post(
-                "/login",
-                None,
-                &[("username", "admin"), ("password", OPERATOR_PASSWORD)],
-            )
-            .await;
-        assert_eq!(login.status, 303, "{}", login.body);
-        let operator = session_cookie(&login);
+        let operator = console.operator_session(OPERATOR_PASSWORD).await;
         let p = Portal {
             gw,
             backend,
@@ -799,19 +791,12 @@ async fn the_operator_publishes_an_api_and_changes_a_plan_from_the_console() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_portal_keeps_its_developers_plans_and_applications_in_postgresql() {
-    let Some(url) = service_env("TOLLGATE_TEST_POSTGRES_URL") else {
+    let Some(db) = PgDatabase::create("tollgate_portal").await else {
         return;
     };
-    let server = sqlx::PgPool::connect(&url).await.unwrap();
-    let db = format!("tollgate_portal_{}", free_port());
-    sqlx::query(&format!("CREATE DATABASE {db}"))
-        .execute(&server)
-        .await
-        .unwrap();
-    let db_url = format!("{}/{db}", url.rsplit_once('/').unwrap().0);
     let p = Portal::start(&[
         ("TOLLGATE_DATABASE", "postgres"),
-        ("TOLLGATE_DATABASE_URL", &db_url),
+        ("TOLLGATE_DATABASE_URL", &db.url),
     ])
     .await;
     p.plan("Free", "5").await;
@@ -877,10 +862,7 @@ async fn the_portal_keeps_its_developers_plans_and_applications_in_postgresql() 
         200
     );
     drop(p);
-    sqlx::query(&format!("DROP DATABASE {db} WITH (FORCE)"))
-        .execute(&server)
-        .await
-        .unwrap();
+    db.drop_now().await;
 }
 
 /// Issue 23, item 8: an uploaded document's operations hang off its `servers` path, mapped

@@ -379,6 +379,19 @@ impl Site {
         send("GET", &self.url(path), &headers, None).await
     }
 
+    /// Logs the console's `admin` in with `password`; the session cookie.
+    pub async fn operator_session(&self, password: &str) -> String {
+        let login = self
+            .post(
+                "/login",
+                None,
+                &[("username", "admin"), ("password", password)],
+            )
+            .await;
+        assert_eq!(login.status, 303, "{}", login.body);
+        session_cookie(&login)
+    }
+
     pub async fn post(&self, path: &str, cookie: Option<&str>, pairs: &[(&str, &str)]) -> Resp {
         let origin = self.origin();
         let mut headers = vec![("origin", origin.as_str())];
@@ -387,6 +400,43 @@ impl Site {
         }
         send("POST", &self.url(path), &headers, form(pairs)).await
     }
+}
+
+/// A new, empty PostgreSQL database on the suite's server, for one test.
+pub struct PgDatabase {
+    pub url: String,
+    name: String,
+    server: sqlx::PgPool,
+}
+
+impl PgDatabase {
+    /// `{prefix}_{n}`, or `None` when the suite has no PostgreSQL (see `service_env`).
+    pub async fn create(prefix: &str) -> Option<PgDatabase> {
+        let server_url = service_env("TOLLGATE_TEST_POSTGRES_URL")?;
+        let server = sqlx::PgPool::connect(&server_url).await.unwrap();
+        let name = format!("{prefix}_{}", free_port());
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&server)
+            .await
+            .unwrap();
+        let url = format!("{}/{name}", server_url.rsplit_once('/').unwrap().0);
+        Some(PgDatabase { url, name, server })
+    }
+
+    /// Drops it, whoever is still connected.
+    pub async fn drop_now(&self) {
+        sqlx::query(&format!("DROP DATABASE {} WITH (FORCE)", self.name))
+            .execute(&self.server)
+            .await
+            .unwrap();
+    }
+}
+
+/// The text between `start` and the next `end`.
+pub fn between(text: &str, start: &str, end: &str) -> Option<String> {
+    let from = text.find(start)? + start.len();
+    let len = text[from..].find(end)?;
+    Some(text[from..from + len].to_string())
 }
 
 /// `name=value` of the session cookie a response sets.

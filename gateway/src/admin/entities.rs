@@ -5,6 +5,7 @@ use super::certificates;
 use super::error::ApiError;
 use super::list;
 use super::AdminState;
+use crate::model::owner::ClusterObject;
 use crate::model::{normalize, unix_now, Kind, Normalized, Source};
 use crate::store::StoreError;
 use axum::extract::{Path, RawQuery, State};
@@ -301,23 +302,13 @@ async fn do_delete(
 /// Refuses to change an entity the Kubernetes controller made (tagged `k8s-kind:...`): it
 /// changes with its Kubernetes object, and the next translation would undo the write.
 fn not_cluster_owned(kind: Kind, existing: &Value) -> Result<(), ApiError> {
-    let tags: Vec<&str> = existing["tags"]
-        .as_array()
-        .map(|t| t.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
-    let tag = |prefix: &str| tags.iter().find_map(|t| t.strip_prefix(prefix));
-    let Some(object_kind) = tag("k8s-kind:") else {
-        return Ok(());
-    };
-    let name = match (tag("k8s-namespace:"), tag("k8s-name:")) {
-        (Some(ns), Some(n)) => format!("{ns}/{n}"),
-        (None, Some(n)) => n.to_string(),
-        _ => String::new(),
-    };
-    Err(ApiError::Unsupported(format!(
-        "this '{}' entity belongs to the Kubernetes {object_kind} {name}: change that object instead",
-        kind.schema_name()
-    )))
+    match ClusterObject::of(existing) {
+        None => Ok(()),
+        Some(object) => Err(ApiError::Unsupported(format!(
+            "this '{}' entity belongs to the Kubernetes {object}: change that object instead",
+            kind.schema_name()
+        ))),
+    }
 }
 
 /// The entity at `key`, which must belong to `parent` when one is given.

@@ -5,6 +5,7 @@
 pub mod certificate;
 pub mod consumer;
 pub mod credential;
+pub mod owner;
 pub mod plan;
 pub mod plugin;
 pub mod route;

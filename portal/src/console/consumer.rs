@@ -11,6 +11,7 @@ use leptos::prelude::*;
 use serde_json::Value;
 use std::sync::Arc;
 use tollgate_analytics::query::{Filter, Summary};
+use tollgate_gateway::model::owner::ClusterObject;
 
 /// Kong's precedence level of a plugin instance, from its scope.
 pub fn level(plugin: &Value) -> &'static str {
@@ -108,6 +109,7 @@ async fn render(
         {new_key.map(|k| view! {
             <p class="notice" role="status">"New key, shown only now: " <code class="key">{k}</code></p>
         })}
+        {super::manage::owner_notice(&c)}
         {keys_panel(&cid, keys.body["data"].as_array().cloned().unwrap_or_default())}
         {plugins_panel(own, general)}
         {traffic_panel(traffic)}
@@ -127,11 +129,15 @@ fn keys_panel(consumer: &str, keys: Vec<Value>) -> impl IntoView {
                     {keys.into_iter().map(|k| {
                         let kid = k["id"].as_str().unwrap_or_default().to_string();
                         let revoke = format!("/consumers/{consumer}/keys/{kid}/delete");
+                        let owner = ClusterObject::of(&k);
                         view! {
                             <tr>
                                 <td>{kid}</td><td>{k["created_at"].to_string()}</td>
                                 <td>{k["ttl"].as_u64().map_or("never".to_string(), |t| t.to_string())}</td>
-                                <td class="actions"><a href=revoke class="danger">"Revoke"</a></td>
+                                <td class="actions">{match owner {
+                                    None => view! { <a href=revoke class="danger">"Revoke"</a> }.into_any(),
+                                    Some(o) => view! { <span class="hint">{format!("from the {o}")}</span> }.into_any(),
+                                }}</td>
                             </tr>
                         }
                     }).collect_view()}

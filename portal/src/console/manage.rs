@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
+use tollgate_gateway::model::owner::ClusterObject;
 
 /// How a form field is entered.
 #[derive(Clone, Copy)]
@@ -552,27 +553,39 @@ async fn page(
     (status, Html(layout::page(c.title, &user.0, body))).into_response()
 }
 
+/// The entities as a table. Those the Kubernetes controller made show their object and no
+/// edit or delete: they change with the object.
 fn table(c: &'static Collection, rows: Vec<Value>) -> impl IntoView {
     if rows.is_empty() {
         return view! { <p class="empty">"None yet."</p> }.into_any();
     }
+    let owners: Vec<Option<ClusterObject>> = rows.iter().map(ClusterObject::of).collect();
+    let any_owned = owners.iter().any(Option::is_some);
     view! {
         <section class="panel wide">
             <table>
-                <thead><tr>{c.columns.iter().map(|(label, _)| view! { <th>{*label}</th> }).collect_view()}<th></th></tr></thead>
+                <thead><tr>
+                    {c.columns.iter().map(|(label, _)| view! { <th>{*label}</th> }).collect_view()}
+                    {any_owned.then(|| view! { <th>"Kubernetes object"</th> })}
+                    <th></th>
+                </tr></thead>
                 <tbody>
-                    {rows.into_iter().map(|row| {
+                    {rows.into_iter().zip(owners).map(|(row, owner)| {
                         let id = text(&row, "id");
-                        let delete = format!("/{}/{id}/delete", c.path);
-                        let edit = format!("/{}/{id}/edit", c.path);
                         let open = c.detail.then(|| format!("/{}/{id}", c.path));
+                        let owned = owner.is_some();
+                        let changes = (!owned).then(|| view! {
+                            <a href=format!("/{}/{id}/edit", c.path)>"Edit"</a>
+                            <a href=format!("/{}/{id}/delete", c.path) class="danger">"Delete"</a>
+                        });
                         view! {
                             <tr>
                                 {c.columns.iter().map(|(_, value)| view! { <td>{value(&row)}</td> }).collect_view()}
+                                {any_owned.then(|| view! { <td>{owner.map(|o| o.to_string())}</td> })}
                                 <td class="actions">
                                     {open.map(|href| view! { <a href=href>"Open"</a> })}
-                                    <a href=edit>"Edit"</a>
-                                    <a href=delete class="danger">"Delete"</a>
+                                    {changes}
+                                    {owned.then(|| view! { <span class="hint">"read-only"</span> })}
                                 </td>
                             </tr>
                         }
@@ -582,6 +595,63 @@ fn table(c: &'static Collection, rows: Vec<Value>) -> impl IntoView {
         </section>
     }
     .into_any()
+}
+
+/// The line a page about an entity the Kubernetes controller made starts with.
+pub fn owner_notice(entity: &Value) -> Option<impl IntoView + 'static> {
+    let object = ClusterObject::of(entity)?;
+    Some(view! {
+        <p class="notice" role="status">
+            {format!("Read-only: this entity belongs to the Kubernetes {object} and changes with it.")}
+        </p>
+    })
+}
+
+/// The entity at `/{path}/{id}` when the console may change it; else the page that says why
+/// (not found, or the Kubernetes object it belongs to).
+async fn changeable(
+    st: &ConsoleState,
+    user: &CurrentUser,
+    path: &str,
+    id: &str,
+) -> Result<Value, Response> {
+    let uri = format!("/{path}/{id}");
+    let entity = admin_api::call_ok(&st.admin, Method::GET, &uri, Payload::None).await?;
+    match ClusterObject::of(&entity.body) {
+        Some(object) => Err(cluster_owned(user, &format!("/{path}"), &object)),
+        None => Ok(entity.body),
+    }
+}
+
+/// What an edit or a delete of an entity the Kubernetes controller made shows instead of its
+/// form: the object to change.
+fn cluster_owned(user: &CurrentUser, back: &str, object: &ClusterObject) -> Response {
+    let command = match &object.namespace {
+        Some(ns) => format!(
+            "kubectl edit {} -n {ns} {}",
+            object.kind.to_lowercase(),
+            object.name
+        ),
+        None => format!(
+            "kubectl edit {} {}",
+            object.kind.to_lowercase(),
+            object.name
+        ),
+    };
+    let body = view! {
+        <section class="panel">
+            <p class="notice" role="status">
+                {format!("This entity belongs to the Kubernetes {object} and changes with it: change the object in the cluster, not here.")}
+            </p>
+            <pre><code>{command}</code></pre>
+            <p><a href=back.to_string()>"Back"</a></p>
+        </section>
+    };
+    (
+        StatusCode::CONFLICT,
+        Html(layout::page("Read-only", &user.0, body)),
+    )
+        .into_response()
 }
 
 fn form(c: &'static Collection, attempt: Attempt) -> impl IntoView {
@@ -811,12 +881,11 @@ pub async fn edit_form(
     let Some(c) = collection(&path) else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let uri = format!("/{path}/{id}");
-    let entity = match admin_api::call_ok(&st.admin, Method::GET, &uri, Payload::None).await {
+    let entity = match changeable(&st, &user, &path, &id).await {
         Ok(e) => e,
-        Err(refused) => return refused,
+        Err(page) => return page,
     };
-    let mut values = current_values(c, &entity.body);
+    let mut values = current_values(c, &entity);
     if c.path == "services" {
         values.remove("url");
     }
@@ -887,11 +956,15 @@ pub async fn update(
 }
 
 pub async fn confirm_delete(
+    State(st): State<Arc<ConsoleState>>,
     Extension(user): Extension<CurrentUser>,
     Path((path, id)): Path<(String, String)>,
 ) -> Response {
     if collection(&path).is_none() {
         return StatusCode::NOT_FOUND.into_response();
+    }
+    if let Err(page) = changeable(&st, &user, &path, &id).await {
+        return page;
     }
     let body = confirmation(
         &format!("/{path}/{id}/delete"),

@@ -54,6 +54,7 @@ async fn render(
     let uid = upstream["id"].as_str().unwrap_or(id).to_string();
     let body = view! {
         {error.map(|e| view! { <p class="error" role="alert">{e}</p> })}
+        {super::manage::owner_notice(&upstream)}
         {summary(&upstream)}
         {targets_panel(&uid, targets, stats)}
         {add_form(&uid)}

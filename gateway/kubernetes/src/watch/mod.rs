@@ -30,7 +30,7 @@ use tollgate_gateway::model::{Kind, Record};
 use uuid::Uuid;
 
 /// Every entity the controller makes carries a tag starting so (`k8s-kind:Ingress`).
-pub const OWNED_TAG: &str = "k8s-kind:";
+pub const OWNED_TAG: &str = tollgate_gateway::model::owner::CLUSTER_TAG;
 /// How long a burst of changes may take to land before it is translated once.
 const DEBOUNCE: Duration = Duration::from_millis(50);
 /// The most failure lines `/status` lists.
