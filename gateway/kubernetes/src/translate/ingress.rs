@@ -428,31 +428,12 @@ fn normalize_protocols(f: &mut Map<String, Value>) {
 }
 
 #[cfg(test)]
+#[path = "ingress_kic_tests.rs"]
+mod kic_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
-
-    fn path(p: &str, t: &str) -> HTTPIngressPath {
-        HTTPIngressPath {
-            path: Some(p.into()),
-            path_type: t.into(),
-            ..Default::default()
-        }
-    }
-
-    /// KIC internal/dataplane/translator/subtranslator/ingress_test.go (PathsFromIngressPaths
-    /// cases): Prefix, Exact and ImplementationSpecific into Kong paths.
-    #[test]
-    fn ingress_paths_become_kong_paths_as_kic_makes_them() {
-        assert_eq!(kong_paths(&path("/foo", "Prefix")), ["/foo/", "~/foo$"]);
-        assert_eq!(kong_paths(&path("/foo/", "Prefix")), ["/foo/", "~/foo$"]);
-        assert_eq!(kong_paths(&path("/", "Prefix")), ["/"]);
-        assert_eq!(kong_paths(&path("/foo", "Exact")), ["~/foo$"]);
-        assert_eq!(
-            kong_paths(&path("//a//b", "ImplementationSpecific")),
-            ["/a/b"]
-        );
-        assert_eq!(kong_paths(&path("", "ImplementationSpecific")), ["/"]);
-    }
 
     #[test]
     fn annotations_override_route_defaults_and_bad_values_are_ignored() {
