@@ -229,7 +229,7 @@ async fn apply(
             .err();
     }
     if let Some(e) = &error {
-        tracing::error!(error = %e, "Kubernetes configuration kept as it was");
+        tracing::error!(error = %e, "Kubernetes configuration round failed");
     }
     Outcome {
         failures: t.failures,
