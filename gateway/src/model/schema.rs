@@ -135,6 +135,19 @@ impl FieldErrors {
             .insert(field.to_string(), Value::String(message.into()));
     }
 
+    /// Records the errors of an array's elements as Kong answers them: the array, with `null`
+    /// for each element before the last bad one that is fine (`[null, null, "bad"]`).
+    pub fn elements(&mut self, field: &str, errors: Vec<Option<String>>) {
+        let last_bad = errors.iter().rposition(Option::is_some);
+        if let Some(last) = last_bad {
+            let items = errors[..=last]
+                .iter()
+                .map(|e| e.clone().map_or(Value::Null, Value::String))
+                .collect();
+            self.0.insert(field.to_string(), Value::Array(items));
+        }
+    }
+
     /// Adds errors found inside a nested object (`config`) under its field name.
     pub fn nest(&mut self, field: &str, inner: FieldErrors) {
         if !inner.is_empty() {
@@ -218,7 +231,7 @@ fn flatten_into(v: &Value, prefix: &str, out: &mut Vec<(String, String)>) {
         }
         Value::String(s) => out.push((prefix.to_string(), s.clone())),
         Value::Array(items) => {
-            for item in items {
+            for item in items.iter().filter(|i| !i.is_null()) {
                 flatten_into(item, prefix, out);
             }
         }

@@ -10,6 +10,7 @@ pub mod chain;
 pub mod context;
 pub mod file_log;
 pub mod grpc_web;
+pub mod ip_restriction;
 pub mod key_auth;
 pub mod rate_limiting;
 pub mod request_termination;
@@ -135,9 +136,10 @@ pub struct PluginSpec {
 
 /// Every plugin this build can run.
 pub fn registry() -> &'static [PluginSpec] {
-    static REGISTRY: [PluginSpec; 6] = [
+    static REGISTRY: [PluginSpec; 7] = [
         file_log::SPEC,
         grpc_web::SPEC,
+        ip_restriction::SPEC,
         key_auth::SPEC,
         rate_limiting::SPEC,
         request_termination::SPEC,

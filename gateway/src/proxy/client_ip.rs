@@ -9,6 +9,14 @@ use http::{HeaderMap, HeaderName};
 use ipnet::IpNet;
 use std::net::IpAddr;
 
+/// An address (`10.0.0.1`, `::1`) or a CIDR range (`10.0.0.0/8`, `fe80::/10`), as the trusted
+/// proxies and ip-restriction's lists take them.
+pub fn ip_network(s: &str) -> Option<IpNet> {
+    s.parse::<IpNet>()
+        .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+        .ok()
+}
+
 #[derive(Debug, Default)]
 pub struct ClientIp {
     trusted: Vec<IpNet>,
@@ -23,9 +31,9 @@ impl ClientIp {
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .map(|s| {
-                s.parse::<IpNet>()
-                    .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
-                    .map_err(|_| format!("TOLLGATE_TRUSTED_IPS: '{s}' is not an address or a CIDR"))
+                ip_network(s).ok_or_else(|| {
+                    format!("TOLLGATE_TRUSTED_IPS: '{s}' is not an address or a CIDR")
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         let header = header

@@ -24,7 +24,7 @@ use crate::router::{path, RequestInfo};
 use crate::snapshot::{RouteEntry, ServiceEntry, Snapshot};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-pub use client_ip::ClientIp;
+pub use client_ip::{ip_network, ClientIp};
 pub use destination::{Destination, Endpoint};
 pub use downstream::{Downstream, Host};
 use error_page::Format;
