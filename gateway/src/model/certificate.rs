@@ -38,7 +38,7 @@ impl Entity for Certificate {
         field("key", Ty::Str),
         field("cert_alt", Ty::Str),
         field("key_alt", Ty::Str),
-        field("tags", Ty::StrArray),
+        field("tags", Ty::StrSet),
         field("snis", Ty::StrArray),
     ];
     const REQUIRED: &'static [&'static str] = &["cert", "key"];
@@ -175,7 +175,7 @@ impl Entity for Sni {
     const FIELDS: &'static [Field] = &[
         field("name", Ty::Str),
         field("certificate", Ty::Ref),
-        field("tags", Ty::StrArray),
+        field("tags", Ty::StrSet),
     ];
     const REQUIRED: &'static [&'static str] = &["certificate", "name"];
 
@@ -216,7 +216,7 @@ impl Entity for CaCertificate {
     const FIELDS: &'static [Field] = &[
         field("cert", Ty::Str),
         field("cert_digest", Ty::Str),
-        field("tags", Ty::StrArray),
+        field("tags", Ty::StrSet),
     ];
     const REQUIRED: &'static [&'static str] = &["cert"];
 

@@ -19,7 +19,7 @@ impl Entity for Consumer {
     const FIELDS: &'static [Field] = &[
         field("username", Ty::Str),
         field("custom_id", Ty::Str),
-        field("tags", Ty::StrArray),
+        field("tags", Ty::StrSet),
     ];
 
     fn validate(&mut self, errors: &mut FieldErrors) {

@@ -59,7 +59,7 @@ impl Entity for KeyAuthCredential {
                 max: 100_000_000,
             },
         ),
-        field("tags", Ty::StrArray),
+        field("tags", Ty::StrSet),
     ];
     const REQUIRED: &'static [&'static str] = &["consumer", "key_hash"];
 

@@ -44,8 +44,8 @@ impl Entity for Plugin {
         field("route", Ty::Ref),
         field("consumer", Ty::Ref),
         field("enabled", Ty::Bool),
-        field("protocols", Ty::StrArray),
-        field("tags", Ty::StrArray),
+        field("protocols", Ty::StrSet),
+        field("tags", Ty::StrSet),
     ];
     const REQUIRED: &'static [&'static str] = &["name"];
 

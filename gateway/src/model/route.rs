@@ -93,12 +93,12 @@ impl Route {
 impl Entity for Route {
     const FIELDS: &'static [Field] = &[
         field("name", Ty::Str),
-        field("protocols", Ty::StrArray),
-        field("methods", Ty::StrArray),
+        field("protocols", Ty::StrSet),
+        field("methods", Ty::StrSet),
         field("hosts", Ty::StrArray),
         field("paths", Ty::StrArray),
         field("headers", Ty::StrArrayMap),
-        field("snis", Ty::StrArray),
+        field("snis", Ty::StrSet),
         // routes_subschemas.lua: HTTP and gRPC routes take neither.
         field(
             "sources",
@@ -122,7 +122,7 @@ impl Entity for Route {
         field("request_buffering", Ty::Bool),
         field("response_buffering", Ty::Bool),
         field("service", Ty::Ref),
-        field("tags", Ty::StrArray),
+        field("tags", Ty::StrSet),
     ];
 
     fn validate(&mut self, errors: &mut FieldErrors) {

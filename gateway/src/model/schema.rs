@@ -17,8 +17,11 @@ pub enum Ty {
     Bool,
     /// One of a fixed set of strings.
     Enum(&'static [&'static str]),
-    /// An array of strings (`paths`, `hosts`, `tags`...).
+    /// An array of strings (Kong's `array`: `paths`, `hosts`, `key_names`...).
     StrArray,
+    /// A set of strings (Kong's `set`: `tags`, `methods`, `protocols`, a route's `snis`): the
+    /// same values, described and refused as a set.
+    StrSet,
     /// An object mapping a name to an array of strings (route `headers`).
     StrArrayMap,
     /// A reference to another entity: `{"id": "..."}` (forms say `service.id=...`).
@@ -92,6 +95,7 @@ fn describe_type(ty: Ty) -> Value {
         Ty::Bool => json!({"type": "boolean"}),
         Ty::Enum(options) => json!({"type": "string", "one_of": options}),
         Ty::StrArray => json!({"type": "array", "elements": strings}),
+        Ty::StrSet => json!({"type": "set", "elements": strings}),
         Ty::StrArrayMap => json!({"type": "map", "keys": strings,
             "values": {"type": "array", "elements": strings}}),
         Ty::Ref => json!({"type": "foreign"}),
@@ -277,13 +281,14 @@ pub fn coerce(ty: Ty, value: &mut Value, from_form: bool) -> Result<(), String> 
                 Err(format!("expected one of: {}", options.join(", ")))
             }
         }
-        Ty::StrArray => coerce_str_array(value, from_form),
+        Ty::StrArray => coerce_str_array(value, from_form, "expected an array"),
+        Ty::StrSet => coerce_str_array(value, from_form, "expected a set"),
         Ty::StrArrayMap => {
             let Value::Object(map) = value else {
                 return Err("expected a map".into());
             };
             for v in map.values_mut() {
-                coerce_str_array(v, true)?;
+                coerce_str_array(v, true, "expected an array")?;
             }
             Ok(())
         }
@@ -379,7 +384,9 @@ fn coerce_bool(value: &mut Value, from_form: bool) -> Result<(), String> {
     }
 }
 
-fn coerce_str_array(value: &mut Value, from_form: bool) -> Result<(), String> {
+/// A string list, from a form's single value or indexed keys too; `not_a_list` is what a
+/// value of another type gets.
+fn coerce_str_array(value: &mut Value, from_form: bool, not_a_list: &str) -> Result<(), String> {
     if from_form {
         if let Value::String(s) = value {
             // A form may send one value for a one-element array (`paths=/api`).
@@ -391,7 +398,7 @@ fn coerce_str_array(value: &mut Value, from_form: bool) -> Result<(), String> {
         }
     }
     let Value::Array(items) = value else {
-        return Err("expected a set".into());
+        return Err(not_a_list.into());
     };
     if items
         .iter()
@@ -440,7 +447,22 @@ mod tests {
         field("strip_path", Ty::Bool),
         field("paths", Ty::StrArray),
         field("service", Ty::Ref),
+        field("tags", Ty::StrSet),
     ];
+
+    /// Kong's `array` and `set` take the same values and are refused and described each in
+    /// its own words (kong/db/schema/init.lua's type checks).
+    #[test]
+    fn arrays_and_sets_are_told_apart() {
+        let (_, errors) = run(json!({"paths": "/a", "tags": "t"}), false);
+        assert_eq!(
+            errors.to_value(),
+            json!({"paths": "expected an array", "tags": "expected a set"})
+        );
+        let described = describe(FIELDS, &[], &Map::new());
+        assert_eq!(described["fields"][2]["paths"]["type"], "array");
+        assert_eq!(described["fields"][4]["tags"]["type"], "set");
+    }
 
     fn run(v: Value, form: bool) -> (Value, FieldErrors) {
         let mut m = v.as_object().unwrap().clone();

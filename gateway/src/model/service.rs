@@ -132,7 +132,7 @@ impl Entity for Service {
         field("write_timeout", TIMEOUT),
         field("read_timeout", TIMEOUT),
         field("enabled", Ty::Bool),
-        field("tags", Ty::StrArray),
+        field("tags", Ty::StrSet),
         field("client_certificate", Ty::Ref),
         field("tls_verify", Ty::Bool),
         field("tls_verify_depth", Ty::Int { min: 0, max: 64 }),

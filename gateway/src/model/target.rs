@@ -83,7 +83,7 @@ impl Entity for Target {
         field("upstream", Ty::Ref),
         field("target", Ty::Str),
         field("weight", Ty::Int { min: 0, max: 65535 }),
-        field("tags", Ty::StrArray),
+        field("tags", Ty::StrSet),
     ];
     const REQUIRED: &'static [&'static str] = &["upstream", "target"];
 

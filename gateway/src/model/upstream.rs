@@ -412,7 +412,7 @@ impl Entity for Upstream {
             },
         ),
         field("healthchecks", Ty::Record(HEALTHCHECKS)),
-        field("tags", Ty::StrArray),
+        field("tags", Ty::StrSet),
         field("host_header", Ty::Str),
         field(
             "client_certificate",

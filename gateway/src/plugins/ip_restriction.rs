@@ -137,10 +137,8 @@ mod tests {
     #[test]
     fn kongs_invalid_configs_get_kongs_messages() {
         let err = |config: Value| check(config).unwrap_err();
-        // :30 and :52 expect Kong's "expected an array": Tollgate's string lists all answer
-        // "expected a set" (it does not yet tell Kong's sets from its arrays).
-        assert_eq!(err(json!({"allow": 12}))["allow"], "expected a set");
-        assert_eq!(err(json!({"deny": 12}))["deny"], "expected a set");
+        assert_eq!(err(json!({"allow": 12}))["allow"], "expected an array");
+        assert_eq!(err(json!({"deny": 12}))["deny"], "expected an array");
         assert_eq!(
             err(json!({"allow": ["hello"]}))["allow"],
             json!(["invalid ip or cidr range: 'hello'"])
