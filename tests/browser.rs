@@ -554,3 +554,78 @@ async fn pages_from_other_sites_cannot_write_through_the_admin_api() {
     let r = send("GET", &gw.admin_url("/services"), &[], None).await;
     assert_eq!(r.status, 200);
 }
+
+/// cors (issue 27): a page on another origin calls the API from Chromium with a credentialed
+/// `PUT` carrying a custom header, so the browser sends a preflight first. The route whose
+/// cors plugin names the page's origin answers the preflight and the call goes through; the
+/// route that names another origin answers the preflight without that origin, and the
+/// browser never sends the call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_on_another_origin_calls_the_api_as_its_cors_plugin_allows() {
+    let Some(driver) = chromedriver().await else {
+        return;
+    };
+    let backend = Backend::start().await;
+    let page_server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let page_origin = format!(
+        "http://127.0.0.1:{}",
+        page_server.local_addr().unwrap().port()
+    );
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::get(|| async { axum::response::Html("<title>another site</title>") }),
+    );
+    tokio::spawn(async move { axum::serve(page_server, app).await.unwrap() });
+    let gw = Gateway::start(&[]).await;
+    let url = format!("http://127.0.0.1:{}", backend.port);
+    gw.create("/services", serde_json::json!({"name": "api", "url": url}))
+        .await;
+    for (route, origin) in [
+        ("allowed", page_origin.as_str()),
+        ("blocked", "http://elsewhere.test"),
+    ] {
+        let path = format!("/{route}");
+        gw.create(
+            "/services/api/routes",
+            serde_json::json!({"name": route, "paths": [path]}),
+        )
+        .await;
+        let config = serde_json::json!({"origins": [origin], "credentials": true});
+        gw.create(
+            &format!("/routes/{route}/plugins"),
+            serde_json::json!({"name": "cors", "config": config}),
+        )
+        .await;
+    }
+    gw.settled().await;
+    let profile = tempfile::tempdir().unwrap();
+    let page = browser(&driver, true, profile.path()).await;
+    page.goto(&format!("{page_origin}/")).await.unwrap();
+    let call = |route: &str| {
+        format!(
+            "const done = arguments[arguments.length - 1];\
+             fetch('{}', {{method: 'PUT', credentials: 'include', headers: {{'x-custom': 'from-page'}}, body: 'hi'}})\
+               .then(r => r.json().then(j => done([r.status, j.method, j.headers['x-custom']])), e => done(String(e)));",
+            gw.proxy_url(&format!("/{route}/x"))
+        )
+    };
+    let hits = backend.hits();
+    let allowed = page.execute_async(&call("allowed"), vec![]).await.unwrap();
+    assert_eq!(allowed, serde_json::json!([200, "PUT", "from-page"]));
+    assert_eq!(
+        backend.hits(),
+        hits + 1,
+        "the gateway answered the preflight itself"
+    );
+    let blocked = page.execute_async(&call("blocked"), vec![]).await.unwrap();
+    assert!(
+        blocked.as_str().is_some_and(|e| e.contains("TypeError")),
+        "{blocked}"
+    );
+    assert_eq!(
+        backend.hits(),
+        hits + 1,
+        "the browser did not send the blocked call"
+    );
+    page.close().await.unwrap();
+}

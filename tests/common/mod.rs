@@ -84,19 +84,19 @@ impl Backend {
                         .map(|b| b.to_bytes())
                         .unwrap_or_default();
                     // A path ending in `/via` answers with its own Via and Server, as Kong's
-                    // 35-via_spec.lua mock does.
-                    let own: &[(&str, &str)] = if parts.uri.path().ends_with("/via") {
-                        &[
-                            ("via", "2 nginx, HTTP/1.1 http_mock"),
-                            ("server", "http-mock"),
+                    // 35-via_spec.lua mock does; `/response-headers?name=value` with the
+                    // headers its query names, as Kong's mock upstream does.
+                    let own: Vec<(String, String)> = if parts.uri.path().ends_with("/via") {
+                        vec![
+                            ("via".into(), "2 nginx, HTTP/1.1 http_mock".into()),
+                            ("server".into(), "http-mock".into()),
                         ]
+                    } else if parts.uri.path() == "/response-headers" {
+                        let query = parts.uri.query().unwrap_or_default().as_bytes();
+                        form_urlencoded::parse(query).into_owned().collect()
                     } else {
-                        &[]
+                        Vec::new()
                     };
-                    let own: Vec<(String, String)> = own
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .collect();
                     let echo = axum::Json(json!({
                         "method": parts.method.as_str(),
                         "path": parts.uri.path(),

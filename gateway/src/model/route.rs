@@ -166,7 +166,7 @@ impl Entity for Route {
                 errors.add("headers", "cannot contain 'host' header, which must be specified in the 'hosts' attribute");
             }
             for v in values.iter().filter_map(|v| v.strip_prefix("~*")) {
-                if let Err(e) = check_regex(v) {
+                if let Err(e) = super::schema::check_regex(v) {
                     errors.add("headers", format!("invalid regex: '{v}' ({e})"));
                 }
             }
@@ -207,20 +207,10 @@ fn validate_host_pattern(h: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Whether `re` is a valid regex, by parsing it only: compiling (the router does that once
-/// per snapshot) would double the cost of validating thousands of regex paths, as the
-/// Kubernetes controller's Prefix paths are.
-fn check_regex(re: &str) -> Result<(), String> {
-    regex_syntax::Parser::new()
-        .parse(re)
-        .map(drop)
-        .map_err(|e| e.to_string())
-}
-
 /// A route path: a prefix starting with `/`, or a regex starting with `~`.
 fn validate_path(p: &str) -> Result<(), String> {
     if let Some(re) = p.strip_prefix('~') {
-        check_regex(re).map_err(|e| format!("invalid regex: '{re}' ({e})"))?;
+        super::schema::check_regex(re).map_err(|e| format!("invalid regex: '{re}' ({e})"))?;
         return Ok(());
     }
     if !p.starts_with('/') {

@@ -266,6 +266,33 @@ pub fn check(fields: &[Field], input: &mut Map<String, Value>, from_form: bool) 
     errors
 }
 
+/// Whether `re` is a regex Kong takes (its `is_regex`, PCRE): Rust's regex syntax, less a
+/// repetition of a repetition (`a**`), which PCRE refuses ("nothing to repeat"). It parses
+/// only: compiling (the router does that once per snapshot) would double the cost of
+/// validating thousands of regex paths, as the Kubernetes controller's Prefix paths are.
+pub fn check_regex(re: &str) -> Result<(), String> {
+    use regex_syntax::ast::Ast;
+    fn stacked(ast: &Ast) -> bool {
+        match ast {
+            Ast::Repetition(r) => matches!(*r.ast, Ast::Repetition(_)) || stacked(&r.ast),
+            Ast::Group(g) => stacked(&g.ast),
+            Ast::Concat(c) => c.asts.iter().any(stacked),
+            Ast::Alternation(a) => a.asts.iter().any(stacked),
+            _ => false,
+        }
+    }
+    let ast = regex_syntax::ast::parse::Parser::new()
+        .parse(re)
+        .map_err(|e| e.to_string())?;
+    if stacked(&ast) {
+        return Err("nothing to repeat".into());
+    }
+    regex_syntax::hir::translate::Translator::new()
+        .translate(re, &ast)
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
 /// Converts `value` in place to the field's type, or says what was expected.
 pub fn coerce(ty: Ty, value: &mut Value, from_form: bool) -> Result<(), String> {
     match ty {

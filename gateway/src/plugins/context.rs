@@ -213,11 +213,13 @@ pub enum Flow {
     Respond(Reply),
 }
 
-/// A response a plugin writes instead of the upstream's, in Kong's `{"message": ...}` shape.
+/// A response a plugin writes instead of the upstream's, in Kong's `{"message": ...}` shape
+/// (or, `bodyless`, with no body at all: a CORS preflight's 200).
 pub struct Reply {
     pub status: StatusCode,
     pub message: Cow<'static, str>,
     pub headers: HeaderMap,
+    pub bodyless: bool,
 }
 
 impl Reply {
@@ -226,6 +228,17 @@ impl Reply {
             status,
             message: message.into(),
             headers: HeaderMap::new(),
+            bodyless: false,
+        }
+    }
+
+    /// A response of `status` and `headers` alone, as Kong's `kong.response.exit(status)`.
+    pub fn bodyless(status: StatusCode, headers: HeaderMap) -> Reply {
+        Reply {
+            status,
+            message: Cow::Borrowed(""),
+            headers,
+            bodyless: true,
         }
     }
 }

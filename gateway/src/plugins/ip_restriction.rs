@@ -105,15 +105,9 @@ impl Handler for IpRestriction {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugins::{normalize_config, ConfigError};
 
     fn check(config: Value) -> Result<Map<String, Value>, Value> {
-        let mut c = config.as_object().cloned().unwrap();
-        match normalize_config("ip-restriction", &mut c) {
-            Ok(()) => Ok(c),
-            Err(ConfigError::Fields(e)) => Err(e.to_value()),
-            Err(ConfigError::UnknownPlugin) => panic!("ip-restriction is registered"),
-        }
+        crate::plugins::checked_config("ip-restriction", config)
     }
 
     /// spec/03-plugins/17-ip-restriction/01-schema_spec.lua:6-27: valid lists (addresses,

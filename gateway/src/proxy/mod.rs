@@ -540,6 +540,12 @@ fn target_len(uri: &Uri) -> usize {
 /// A gateway-written response in Kong's shape: `{"message": "...", "request_id": "..."}`, or
 /// its HTML or text form when the client asked for one.
 fn reply_response(reply: Reply, request_id: &str, format: Format) -> Response<ProxyBody> {
+    if reply.bodyless {
+        let mut resp = Response::new(Either::Right(Full::default()));
+        *resp.status_mut() = reply.status;
+        resp.headers_mut().extend(reply.headers);
+        return resp;
+    }
     let (body, content_type) = format.render(&reply.message, request_id);
     let mut resp = Response::new(Either::Right(Full::new(Bytes::from(body))));
     *resp.status_mut() = reply.status;

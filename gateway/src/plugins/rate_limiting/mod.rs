@@ -355,11 +355,9 @@ impl RateLimiting {
         if !self.hide_client_headers {
             headers.insert(http::header::RETRY_AFTER, header_numbers::value(reset));
         }
-        Flow::Respond(Reply {
-            status: self.error_code,
-            message: self.error_message.clone().into(),
-            headers,
-        })
+        let mut reply = Reply::new(self.error_code, self.error_message.clone());
+        reply.headers = headers;
+        Flow::Respond(reply)
     }
 
     /// Kong's identifier for `limit_by`, falling back to the client's IP when it is missing.
