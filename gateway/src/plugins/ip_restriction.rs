@@ -82,8 +82,10 @@ fn build(
 }
 
 impl IpRestriction {
-    /// Whether `ip` may pass: not denied, and allowed when there is an allow list.
+    /// Whether `ip` may pass: not denied, and allowed when there is an allow list. An IPv4
+    /// client seen through a dual-stack socket (`::ffff:10.0.0.1`) is its IPv4 address.
     fn admits(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
         let within = |list: &[IpNet]| list.iter().any(|n| n.contains(&ip));
         !within(&self.deny) && (self.allow.is_empty() || within(&self.allow))
     }
@@ -224,5 +226,7 @@ mod tests {
         ] {
             assert_eq!(admits(config, ip), admitted, "02-access_spec.lua:{line}");
         }
+        // Not Kong's: an IPv4 client through a dual-stack socket is its IPv4 address.
+        assert!(admits(json!({"allow": ["127.0.0.1"]}), "::ffff:127.0.0.1"));
     }
 }
