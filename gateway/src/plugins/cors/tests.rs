@@ -57,6 +57,9 @@ enum Expect {
 }
 use Expect::{Echo, No, Value as Is};
 
+/// A configuration's line in the spec, its `origins`, and what each of `ORIGINS` gets.
+type TableRow = (u32, Vec<&'static str>, [Option<Expect>; 11]);
+
 const ORIGINS: [&str; 11] = [
     "http://evil.test",
     "http://foo.test",
@@ -75,7 +78,7 @@ const ORIGINS: [&str; 11] = [
 /// origin of its table (`None` where the table leaves the origin out).
 #[test]
 fn origins_are_matched_as_kongs_table_says() {
-    let cases: Vec<(u32, Vec<&str>, [Option<Expect>; 11])> = vec![
+    let cases: Vec<TableRow> = vec![
         (
             32,
             vec!["foo.test"],
