@@ -20,18 +20,20 @@ impl ClusterObject {
     /// The object `body`'s tags name, if the controller made it.
     pub fn of(body: &Value) -> Option<ClusterObject> {
         let tags = body["tags"].as_array()?;
-        let tag = |prefix: &str| {
-            tags.iter()
-                .filter_map(Value::as_str)
-                .find_map(|t| t.strip_prefix(prefix))
-                .map(str::to_string)
-        };
+        let tag = |prefix| tag(tags, prefix).map(str::to_string);
         Some(ClusterObject {
             kind: tag(CLUSTER_TAG)?,
             namespace: tag("k8s-namespace:"),
             name: tag("k8s-name:").unwrap_or_default(),
         })
     }
+}
+
+/// The value of the first of `tags` that starts with `prefix` (`k8s-name:api` → `api`).
+pub fn tag<'a>(tags: &'a [Value], prefix: &str) -> Option<&'a str> {
+    tags.iter()
+        .filter_map(Value::as_str)
+        .find_map(|t| t.strip_prefix(prefix))
 }
 
 /// `Ingress default/api` (a cluster-wide object has no namespace).

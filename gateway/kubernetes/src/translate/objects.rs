@@ -145,12 +145,7 @@ impl ObjectRef {
 
     /// The object an entity's tags name (the inverse of `tags`).
     pub fn from_tags(tags: &[Value]) -> Option<ObjectRef> {
-        let get = |prefix: &str| {
-            tags.iter()
-                .filter_map(Value::as_str)
-                .find_map(|t| t.strip_prefix(prefix))
-                .map(str::to_string)
-        };
+        let get = |prefix| tollgate_gateway::model::owner::tag(tags, prefix).map(str::to_string);
         let kind = KINDS
             .iter()
             .find(|(k, _)| get("k8s-kind:").as_deref() == Some(k))?;
