@@ -110,14 +110,14 @@ impl Router {
     }
 
     /// The capture `name` (a group's name, or its number) of the first of route `route`'s
-    /// regex paths that matches `path`: what an upstream hashing on `uri_capture` hashes.
+    /// regex paths that matches `path` with that group: what an upstream hashing on
+    /// `uri_capture` hashes.
     pub fn capture(&self, route: usize, path: &str, name: &str) -> Option<String> {
         let compiled = self.routes.get(route)?;
         compiled
             .regex_paths
             .iter()
-            .find(|re| re.find(path).is_some())?
-            .capture(path, name)
+            .find_map(|re| re.capture(path, name))
     }
 
     pub fn len(&self) -> usize {
