@@ -26,23 +26,36 @@ struct Parent {
     field: &'static str,
 }
 
+/// Kong's nested collections (`/consumers/{c}/key-auth`): the parent kind, the child's path
+/// under it and the child kind. The child refers to its parent by the parent kind's own
+/// reference field (`consumer`), stored in the column of that name with `_id`.
+pub const NESTED: [(Kind, &str, Kind); 11] = [
+    (Kind::Service, "routes", Kind::Route),
+    (Kind::Service, "plugins", Kind::Plugin),
+    (Kind::Route, "plugins", Kind::Plugin),
+    (Kind::Consumer, "plugins", Kind::Plugin),
+    (Kind::Consumer, "key-auth", Kind::KeyAuth),
+    (Kind::Consumer, "basic-auth", Kind::BasicAuth),
+    (Kind::Consumer, "jwt", Kind::JwtSecret),
+    (Kind::Consumer, "hmac-auth", Kind::HmacAuth),
+    (Kind::Consumer, "acls", Kind::Acl),
+    (Kind::Upstream, "targets", Kind::Target),
+    (Kind::Certificate, "snis", Kind::Sni),
+];
+
 /// `/consumers/{c}/key-auth` → the child kind, the parent kind, the column and ref field.
 fn nested(parent: &str, child: &str) -> Option<(Kind, Kind, &'static str, &'static str)> {
-    Some(match (parent, child) {
-        ("services", "routes") => (Kind::Route, Kind::Service, "service_id", "service"),
-        ("services", "plugins") => (Kind::Plugin, Kind::Service, "service_id", "service"),
-        ("routes", "plugins") => (Kind::Plugin, Kind::Route, "route_id", "route"),
-        ("consumers", "plugins") => (Kind::Plugin, Kind::Consumer, "consumer_id", "consumer"),
-        ("consumers", "key-auth") => (Kind::KeyAuth, Kind::Consumer, "consumer_id", "consumer"),
-        ("upstreams", "targets") => (Kind::Target, Kind::Upstream, "upstream_id", "upstream"),
-        ("certificates", "snis") => (
-            Kind::Sni,
-            Kind::Certificate,
-            "certificate_id",
-            "certificate",
-        ),
-        _ => return None,
-    })
+    let (parent_kind, _, kind) = NESTED
+        .into_iter()
+        .find(|(p, c, _)| p.collection() == parent && *c == child)?;
+    let (field, column) = match parent_kind {
+        Kind::Service => ("service", "service_id"),
+        Kind::Route => ("route", "route_id"),
+        Kind::Consumer => ("consumer", "consumer_id"),
+        Kind::Upstream => ("upstream", "upstream_id"),
+        _ => ("certificate", "certificate_id"),
+    };
+    Some((kind, parent_kind, column, field))
 }
 
 fn kind_of(collection: &str) -> Result<Kind, ApiError> {
@@ -335,12 +348,16 @@ async fn find(
     Ok(body)
 }
 
-/// What the store finds `key` by: a target is named by its `host:port` within its upstream.
+/// What the store finds `key` by: a target is named by its `host:port` within its upstream,
+/// an ACL by its group within its consumer.
 fn lookup_key(kind: Kind, key: &str, parent: Option<Parent>) -> String {
     match parent {
         Some(p) if kind == Kind::Target && Uuid::parse_str(key).is_err() => {
             let normal = crate::model::target::normal(key).unwrap_or_else(|_| key.to_string());
             crate::model::target::unique_key(p.id, &normal)
+        }
+        Some(p) if kind == Kind::Acl && Uuid::parse_str(key).is_err() => {
+            crate::model::acl::unique_key(p.id, key)
         }
         _ => key.to_string(),
     }

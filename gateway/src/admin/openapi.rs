@@ -1,7 +1,7 @@
 //! The admin API's own OpenAPI 3.1 document, generated with utoipa from the entity types.
 use crate::model::{
-    CaCertificate, Certificate, Consumer, KeyAuthCredential, Kind, Plugin, Route, Service, Sni,
-    Target, Upstream,
+    Acl, BasicAuthCredential, CaCertificate, Certificate, Consumer, HmacCredential, JwtSecret,
+    KeyAuthCredential, Kind, Plugin, Route, Service, Sni, Target, Upstream,
 };
 use crate::store::portal;
 use axum::Json;
@@ -25,6 +25,10 @@ fn schema_name(kind: Kind) -> &'static str {
         Kind::Route => "Route",
         Kind::Consumer => "Consumer",
         Kind::KeyAuth => "KeyAuthCredential",
+        Kind::BasicAuth => "BasicAuthCredential",
+        Kind::JwtSecret => "JwtSecret",
+        Kind::HmacAuth => "HmacCredential",
+        Kind::Acl => "Acl",
         Kind::Plugin => "Plugin",
         Kind::Upstream => "Upstream",
         Kind::Target => "Target",
@@ -45,15 +49,8 @@ pub fn build() -> OpenApi {
             item(name, c, &[("id", "id or name")]),
         );
     }
-    for (parent, child, kind) in [
-        ("services", "routes", Kind::Route),
-        ("services", "plugins", Kind::Plugin),
-        ("routes", "plugins", Kind::Plugin),
-        ("consumers", "plugins", Kind::Plugin),
-        ("consumers", "key-auth", Kind::KeyAuth),
-        ("upstreams", "targets", Kind::Target),
-        ("certificates", "snis", Kind::Sni),
-    ] {
+    for (parent, child, kind) in super::entities::NESTED {
+        let parent = parent.collection();
         let name = schema_name(kind);
         let tag = format!("{parent}/{child}");
         paths = paths
@@ -125,6 +122,10 @@ pub fn build() -> OpenApi {
                 .schema_from::<Consumer>()
                 .schema_from::<Plugin>()
                 .schema_from::<KeyAuthCredential>()
+                .schema_from::<BasicAuthCredential>()
+                .schema_from::<JwtSecret>()
+                .schema_from::<HmacCredential>()
+                .schema_from::<Acl>()
                 .schema_from::<Upstream>()
                 .schema_from::<Target>()
                 .schema_from::<Certificate>()

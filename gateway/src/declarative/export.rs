@@ -58,12 +58,21 @@ pub fn document(entities: &[(Kind, Value)], plans: &[Plan]) -> Value {
         .filter(|r| parent_id(r, "service").is_none())
         .map(|r| Value::Object(clean(r, None)))
         .collect();
-    let consumers = nested(
+    let mut consumers = nested(
         of(Kind::Consumer),
         of(Kind::KeyAuth),
         "consumer",
         "keyauth_credentials",
     );
+    for kind in super::CONSUMER_CREDENTIALS {
+        let lists = nested(of(Kind::Consumer), of(kind), "consumer", kind.schema_name());
+        for (consumer, with) in consumers.iter_mut().zip(lists) {
+            if let (Some(c), Some(list)) = (consumer.as_object_mut(), with.get(kind.schema_name()))
+            {
+                c.insert(kind.schema_name().into(), list.clone());
+            }
+        }
+    }
     let upstreams = nested(of(Kind::Upstream), of(Kind::Target), "upstream", "targets");
     let certificates = nested(of(Kind::Certificate), of(Kind::Sni), "certificate", "snis");
     let ca_certificates: Vec<Value> = of(Kind::CaCertificate)

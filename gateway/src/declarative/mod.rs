@@ -50,6 +50,11 @@ struct Item {
     fields: Map<String, Value>,
 }
 
+/// The credentials besides API keys that decK nests under a consumer, each under its Kong
+/// schema name (`basicauth_credentials`, `jwt_secrets`, `hmacauth_credentials`, `acls`).
+pub const CONSUMER_CREDENTIALS: [Kind; 4] =
+    [Kind::BasicAuth, Kind::JwtSecret, Kind::HmacAuth, Kind::Acl];
+
 /// The file's own top-level keys.
 const META: &[&str] = &["_format_version", "_transform", "_info", "_workspace"];
 /// The top-level lists of entities.
@@ -388,6 +393,17 @@ impl Reader<'_> {
             }
             self.read_entity(Kind::KeyAuth, k, &kpath, Some(("consumer", id)));
         }
+        for kind in CONSUMER_CREDENTIALS {
+            let key = kind.schema_name();
+            for (i, k) in children(c, key).iter().enumerate() {
+                self.read_entity(
+                    kind,
+                    k,
+                    &format!("{path}.{key}[{i}]"),
+                    Some(("consumer", id)),
+                );
+            }
+        }
         for (i, p) in children(c, "plugins").iter().enumerate() {
             self.read_entity(
                 Kind::Plugin,
@@ -560,7 +576,14 @@ fn nested_lists(kind: Kind) -> &'static [&'static str] {
     match kind {
         Kind::Service => &["routes", "plugins"],
         Kind::Route => &["plugins"],
-        Kind::Consumer => &["keyauth_credentials", "plugins"],
+        Kind::Consumer => &[
+            "keyauth_credentials",
+            "basicauth_credentials",
+            "jwt_secrets",
+            "hmacauth_credentials",
+            "acls",
+            "plugins",
+        ],
         Kind::Upstream => &["targets"],
         Kind::Certificate => &["snis"],
         _ => &[],
@@ -581,6 +604,9 @@ fn derived_id(kind: Kind, fields: &Map<String, Value>, path: &str) -> Uuid {
         Kind::Consumer => {
             s("username").or_else(|| s("custom_id").map(|c| format!("custom_id:{c}")))
         }
+        Kind::BasicAuth | Kind::HmacAuth => s("username"),
+        Kind::JwtSecret => s("key"),
+        Kind::Acl => s("group").map(|g| format!("{}:{g}", r("consumer"))),
         Kind::KeyAuth => s("key")
             .map(|k| crate::model::credential::hash_key(&k))
             .or_else(|| s("key_hash")),

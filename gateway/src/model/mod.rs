@@ -2,10 +2,15 @@
 //!
 //! Every way of changing configuration (admin API, declarative file, console) goes through
 //! [`normalize`], so an entity is validated the same way whichever door it came in by.
+pub mod acl;
+pub mod basic_auth;
 pub mod certificate;
 pub mod consumer;
 pub mod credential;
+pub mod hmac_credential;
+pub mod jwt_secret;
 pub mod owner;
+pub mod password;
 pub mod plan;
 pub mod plugin;
 pub mod route;
@@ -19,9 +24,13 @@ use serde::{de::DeserializeOwned, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+pub use acl::Acl;
+pub use basic_auth::BasicAuthCredential;
 pub use certificate::{CaCertificate, Certificate, Sni};
 pub use consumer::Consumer;
 pub use credential::KeyAuthCredential;
+pub use hmac_credential::HmacCredential;
+pub use jwt_secret::JwtSecret;
 pub use plugin::Plugin;
 pub use route::Route;
 pub use service::Service;
@@ -38,13 +47,17 @@ pub enum Kind {
     Route,
     Consumer,
     KeyAuth,
+    BasicAuth,
+    JwtSecret,
+    HmacAuth,
+    Acl,
     Plugin,
     Upstream,
     Target,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 10] = [
+    pub const ALL: [Kind; 14] = [
         Kind::CaCertificate,
         Kind::Certificate,
         Kind::Sni,
@@ -52,6 +65,10 @@ impl Kind {
         Kind::Route,
         Kind::Consumer,
         Kind::KeyAuth,
+        Kind::BasicAuth,
+        Kind::JwtSecret,
+        Kind::HmacAuth,
+        Kind::Acl,
         Kind::Plugin,
         Kind::Upstream,
         Kind::Target,
@@ -64,6 +81,10 @@ impl Kind {
             Kind::Route => "routes",
             Kind::Consumer => "consumers",
             Kind::KeyAuth => "key-auths",
+            Kind::BasicAuth => "basic-auths",
+            Kind::JwtSecret => "jwts",
+            Kind::HmacAuth => "hmac-auths",
+            Kind::Acl => "acls",
             Kind::Plugin => "plugins",
             Kind::Upstream => "upstreams",
             Kind::Target => "targets",
@@ -78,6 +99,9 @@ impl Kind {
     pub fn schema_name(self) -> &'static str {
         match self {
             Kind::KeyAuth => "keyauth_credentials",
+            Kind::BasicAuth => "basicauth_credentials",
+            Kind::JwtSecret => "jwt_secrets",
+            Kind::HmacAuth => "hmacauth_credentials",
             other => other.collection(),
         }
     }
@@ -87,15 +111,16 @@ impl Kind {
     }
 
     /// The field that names an entity of this kind in URLs (`/consumers/slow_user`,
-    /// `/plugins/{instance_name}`, `/key-auths/{key}`).
+    /// `/plugins/{instance_name}`, `/key-auths/{key}`; an ACL by its group within its consumer).
     pub fn name_field(self) -> &'static str {
         match self {
             Kind::Service | Kind::Route | Kind::Upstream | Kind::Sni => "name",
             Kind::Certificate => "id",
             Kind::CaCertificate => "cert_digest",
             Kind::Target => "target",
-            Kind::Consumer => "username",
-            Kind::KeyAuth => "key",
+            Kind::Consumer | Kind::BasicAuth | Kind::HmacAuth => "username",
+            Kind::KeyAuth | Kind::JwtSecret => "key",
+            Kind::Acl => "group",
             Kind::Plugin => "instance_name",
         }
     }
@@ -119,6 +144,13 @@ impl Kind {
             Kind::Route => serde_json::json!({"paths": ["/"]}),
             Kind::Consumer => serde_json::json!({"username": "probe"}),
             Kind::KeyAuth => serde_json::json!({"consumer": {"id": Uuid::nil()}, "key": "probe"}),
+            Kind::BasicAuth => serde_json::json!({"consumer": {"id": Uuid::nil()},
+                "username": "probe", "password": "probe"}),
+            Kind::JwtSecret => serde_json::json!({"consumer": {"id": Uuid::nil()}}),
+            Kind::HmacAuth => {
+                serde_json::json!({"consumer": {"id": Uuid::nil()}, "username": "probe"})
+            }
+            Kind::Acl => serde_json::json!({"consumer": {"id": Uuid::nil()}, "group": "probe"}),
             Kind::Plugin => serde_json::json!({"name": "key-auth"}),
             Kind::Upstream => serde_json::json!({"name": "probe.test"}),
             Kind::Target => {
@@ -168,6 +200,10 @@ impl Kind {
             Kind::Route => Route::REQUIRED,
             Kind::Consumer => Consumer::REQUIRED,
             Kind::KeyAuth => KeyAuthCredential::REQUIRED,
+            Kind::BasicAuth => BasicAuthCredential::REQUIRED,
+            Kind::JwtSecret => JwtSecret::REQUIRED,
+            Kind::HmacAuth => HmacCredential::REQUIRED,
+            Kind::Acl => Acl::REQUIRED,
             Kind::Plugin => Plugin::REQUIRED,
             Kind::Upstream => Upstream::REQUIRED,
             Kind::Target => Target::REQUIRED,
@@ -183,6 +219,10 @@ impl Kind {
             Kind::Route => Route::FIELDS,
             Kind::Consumer => Consumer::FIELDS,
             Kind::KeyAuth => KeyAuthCredential::FIELDS,
+            Kind::BasicAuth => BasicAuthCredential::FIELDS,
+            Kind::JwtSecret => JwtSecret::FIELDS,
+            Kind::HmacAuth => HmacCredential::FIELDS,
+            Kind::Acl => Acl::FIELDS,
             Kind::Plugin => Plugin::FIELDS,
             Kind::Upstream => Upstream::FIELDS,
             Kind::Target => Target::FIELDS,
@@ -296,6 +336,10 @@ pub fn normalize(
         Kind::Route => normalize_as::<Route>(kind, input, existing, source, now),
         Kind::Consumer => normalize_as::<Consumer>(kind, input, existing, source, now),
         Kind::KeyAuth => normalize_as::<KeyAuthCredential>(kind, input, existing, source, now),
+        Kind::BasicAuth => normalize_as::<BasicAuthCredential>(kind, input, existing, source, now),
+        Kind::JwtSecret => normalize_as::<JwtSecret>(kind, input, existing, source, now),
+        Kind::HmacAuth => normalize_as::<HmacCredential>(kind, input, existing, source, now),
+        Kind::Acl => normalize_as::<Acl>(kind, input, existing, source, now),
         Kind::Plugin => normalize_as::<Plugin>(kind, input, existing, source, now),
         Kind::Upstream => normalize_as::<Upstream>(kind, input, existing, source, now),
         Kind::Target => normalize_as::<Target>(kind, input, existing, source, now),

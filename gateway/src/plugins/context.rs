@@ -214,12 +214,24 @@ pub enum Flow {
 }
 
 /// A response a plugin writes instead of the upstream's, in Kong's `{"message": ...}` shape
-/// (or, `bodyless`, with no body at all: a CORS preflight's 200).
+/// (or another body: `shape`).
 pub struct Reply {
     pub status: StatusCode,
     pub message: Cow<'static, str>,
     pub headers: HeaderMap,
-    pub bodyless: bool,
+    pub shape: Shape,
+}
+
+/// What a `Reply`'s body is.
+#[derive(Debug, PartialEq)]
+pub enum Shape {
+    /// Kong's `{"message": ...}` (or its HTML, text or gRPC form, as the client asked).
+    Message,
+    /// No body at all: a CORS preflight's 200.
+    Empty,
+    /// A JSON document of the plugin's own, as Kong's `kong.response.exit(status, table)`
+    /// sends it (jwt's `{"exp": "token expired"}`).
+    Json(serde_json::Value),
 }
 
 impl Reply {
@@ -228,8 +240,15 @@ impl Reply {
             status,
             message: message.into(),
             headers: HeaderMap::new(),
-            bodyless: false,
+            shape: Shape::Message,
         }
+    }
+
+    /// A response of `status` with `document` as its JSON body.
+    pub fn json(status: StatusCode, document: serde_json::Value) -> Reply {
+        let mut reply = Reply::new(status, "");
+        reply.shape = Shape::Json(document);
+        reply
     }
 
     /// A response of `status` and `headers` alone, as Kong's `kong.response.exit(status)`.
@@ -238,7 +257,7 @@ impl Reply {
             status,
             message: Cow::Borrowed(""),
             headers,
-            bodyless: true,
+            shape: Shape::Empty,
         }
     }
 }

@@ -3,11 +3,11 @@
 //!
 //! Keys are looked up by their SHA-256 digest in the snapshot (one map probe, no store access);
 //! the clear key is never stored or logged. Messages, headers and config follow Kong's plugin.
+use super::auth::{challenge, identify, owner, Fallback};
 use super::body::{Field, FormBody};
-use super::{get_bool, get_str, get_strings, Access, Context, Flow, Handler, PluginSpec, Reply};
+use super::{get_bool, get_str, get_strings, Access, Context, Flow, Handler, PluginSpec};
 use crate::model::schema::{field, FieldErrors, Ty};
-use crate::snapshot::{ConsumerEntry, CredentialId};
-use http::{HeaderName, HeaderValue, StatusCode};
+use http::{HeaderName, HeaderValue};
 use serde_json::{json, Map, Value};
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -67,9 +67,8 @@ struct KeyAuth {
     in_query: bool,
     in_body: bool,
     hide_credentials: bool,
-    anonymous: Option<String>,
     run_on_preflight: bool,
-    www_authenticate: HeaderValue,
+    fallback: Fallback,
 }
 
 fn build(
@@ -77,10 +76,6 @@ fn build(
     _: &super::chain::Scope,
     _: &Arc<super::Shared>,
 ) -> Result<Arc<dyn Handler>, String> {
-    let challenge = match get_str(c, "realm") {
-        Some(realm) => format!("Key realm=\"{}\"", realm.replace('"', "")),
-        None => "Key".into(),
-    };
     Ok(Arc::new(KeyAuth {
         key_names: get_strings(c, "key_names")
             .into_iter()
@@ -92,9 +87,11 @@ fn build(
         in_query: get_bool(c, "key_in_query"),
         in_body: get_bool(c, "key_in_body"),
         hide_credentials: get_bool(c, "hide_credentials"),
-        anonymous: get_str(c, "anonymous").map(String::from),
         run_on_preflight: get_bool(c, "run_on_preflight"),
-        www_authenticate: HeaderValue::from_str(&challenge).map_err(|e| e.to_string())?,
+        fallback: Fallback {
+            anonymous: get_str(c, "anonymous").map(String::from),
+            challenge: challenge("Key", get_str(c, "realm"))?,
+        },
     }))
 }
 
@@ -120,7 +117,8 @@ impl Found {
 
 impl Handler for KeyAuth {
     fn access<'a>(&'a self, ctx: &'a mut Context<'_>) -> Access<'a> {
-        if !self.run_on_preflight && ctx.parts.method == http::Method::OPTIONS {
+        let preflight = !self.run_on_preflight && ctx.parts.method == http::Method::OPTIONS;
+        if preflight || self.fallback.already_authenticated(ctx) {
             return Access::Now(Flow::Continue);
         }
         if !self.in_body {
@@ -146,20 +144,20 @@ impl KeyAuth {
     fn authenticate(&self, ctx: &mut Context<'_>, body: Option<FormBody>) -> Flow {
         let found = match self.find_key(ctx.parts, body.as_ref()) {
             Ok(found) => found,
-            Err(()) => return self.reject(DUPLICATE),
+            Err(()) => return self.fallback.unauthorized(ctx, DUPLICATE),
         };
         // An empty key is no key (handler.lua: `if not key or key == ""`).
         let Some(found) = found.filter(|f| !f.key().is_empty()) else {
-            return self.anonymous_or(ctx, NO_KEY);
+            return self.fallback.unauthorized(ctx, NO_KEY);
         };
         if self.hide_credentials {
             hide(ctx, &found, body);
         }
         let Some(cred) = ctx.snapshot.credential(&found.key(), ctx.now_ms) else {
-            return self.anonymous_or(ctx, BAD_KEY);
+            return self.fallback.unauthorized(ctx, BAD_KEY);
         };
-        let (consumer, id) = (cred.consumer.clone(), cred.id.clone());
-        identify(ctx, consumer, Some(id), false);
+        let owner = owner(cred);
+        identify(ctx, owner);
         Flow::Continue
     }
 
@@ -198,44 +196,6 @@ impl KeyAuth {
         }
         Ok(None)
     }
-
-    fn anonymous_or(&self, ctx: &mut Context<'_>, message: &'static str) -> Flow {
-        let Some(anonymous) = &self.anonymous else {
-            return self.reject(message);
-        };
-        match ctx.snapshot.consumer(anonymous) {
-            Some(consumer) => {
-                identify(ctx, consumer, None, true);
-                Flow::Continue
-            }
-            None => Flow::Respond(Reply::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("anonymous consumer {anonymous} is configured but doesn't exist"),
-            )),
-        }
-    }
-
-    fn reject(&self, message: &'static str) -> Flow {
-        let mut reply = Reply::new(StatusCode::UNAUTHORIZED, message);
-        reply.headers.insert(
-            http::header::WWW_AUTHENTICATE,
-            self.www_authenticate.clone(),
-        );
-        Flow::Respond(reply)
-    }
-}
-
-/// Records the consumer (the proxy tells the upstream who it is, replacing anything the
-/// client sent: `context::CONSUMER_HEADERS`).
-fn identify(
-    ctx: &mut Context<'_>,
-    consumer: Arc<ConsumerEntry>,
-    credential: Option<CredentialId>,
-    anonymous: bool,
-) {
-    ctx.credential = credential;
-    ctx.consumer = Some(consumer);
-    ctx.anonymous = anonymous;
 }
 
 /// Takes the key out of what the upstream gets.

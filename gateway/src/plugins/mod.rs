@@ -5,13 +5,18 @@
 //! each stored instance into a handler once; the proxy runs the handlers that apply to a
 //! request, highest priority first (see `chain`). Adding a plugin touches its module and one
 //! line of `registry()`.
+pub mod acl;
+pub mod auth;
+pub mod basic_auth;
 pub mod body;
 pub mod chain;
 pub mod context;
 pub mod cors;
 pub mod file_log;
 pub mod grpc_web;
+pub mod hmac_auth;
 pub mod ip_restriction;
+pub mod jwt;
 pub mod key_auth;
 pub mod rate_limiting;
 pub mod request_termination;
@@ -104,6 +109,8 @@ pub struct Shared {
     pub default_redis_url: Option<String>,
     /// file-log's writer threads, one per file.
     pub file_logs: file_log::Writers,
+    /// basic-auth's password checks and the passwords they verified.
+    pub passwords: Arc<basic_auth::Verifier>,
     /// Upstream targets' health, kept across snapshots.
     pub balancers: crate::balancer::health::Registry,
     /// The addresses of the names balancers use.
@@ -137,11 +144,15 @@ pub struct PluginSpec {
 
 /// Every plugin this build can run.
 pub fn registry() -> &'static [PluginSpec] {
-    static REGISTRY: [PluginSpec; 8] = [
+    static REGISTRY: [PluginSpec; 12] = [
+        acl::SPEC,
+        basic_auth::SPEC,
         cors::SPEC,
         file_log::SPEC,
         grpc_web::SPEC,
+        hmac_auth::SPEC,
         ip_restriction::SPEC,
+        jwt::SPEC,
         key_auth::SPEC,
         rate_limiting::SPEC,
         request_termination::SPEC,

@@ -19,6 +19,7 @@ mod upstream;
 mod websocket;
 
 use crate::header_numbers;
+use crate::plugins::context::Shape;
 use crate::plugins::{Context, Flow, Reply, RequestBody, UpstreamHeaders};
 use crate::router::{path, RequestInfo};
 use crate::snapshot::{RouteEntry, ServiceEntry, Snapshot};
@@ -540,13 +541,19 @@ fn target_len(uri: &Uri) -> usize {
 /// A gateway-written response in Kong's shape: `{"message": "...", "request_id": "..."}`, or
 /// its HTML or text form when the client asked for one.
 fn reply_response(reply: Reply, request_id: &str, format: Format) -> Response<ProxyBody> {
-    if reply.bodyless {
-        let mut resp = Response::new(Either::Right(Full::default()));
-        *resp.status_mut() = reply.status;
-        resp.headers_mut().extend(reply.headers);
-        return resp;
-    }
-    let (body, content_type) = format.render(&reply.message, request_id);
+    let (body, content_type) = match reply.shape {
+        Shape::Empty => {
+            let mut resp = Response::new(Either::Right(Full::default()));
+            *resp.status_mut() = reply.status;
+            resp.headers_mut().extend(reply.headers);
+            return resp;
+        }
+        Shape::Json(document) => (
+            document.to_string(),
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        ),
+        Shape::Message => format.render(&reply.message, request_id),
+    };
     let mut resp = Response::new(Either::Right(Full::new(Bytes::from(body))));
     *resp.status_mut() = reply.status;
     let h = resp.headers_mut();

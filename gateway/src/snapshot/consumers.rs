@@ -1,7 +1,15 @@
-//! Consumers and their API keys as the proxy looks them up: by id or username, and by the
-//! SHA-256 digest of a presented key (the store never holds the clear key).
-use crate::model::{ref_id, Consumer, KeyAuthCredential};
+//! Consumers and their credentials as the proxy looks them up: by id or username, an API key
+//! by the SHA-256 digest of the presented key (the store never holds the clear key), the other
+//! credentials by the name a request presents (basic-auth and hmac-auth username, jwt `key`),
+//! and each consumer's ACL groups.
+use crate::model::jwt_secret::{self, is_asymmetric};
+use crate::model::{
+    ref_id, Acl, BasicAuthCredential, Consumer, EntityRef, HmacCredential, JwtSecret,
+    KeyAuthCredential, Kind,
+};
 use http::HeaderValue;
+use jsonwebtoken::{Algorithm, DecodingKey};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -62,6 +70,44 @@ impl CredentialId {
         let (text, header) = uuid_texts(id);
         CredentialId { text, header }
     }
+
+    /// A credential Kong identifies upstream by a name (a basic-auth username, a jwt key)
+    /// rather than its id; a name a header cannot carry falls back to the id.
+    fn named(id: Uuid, name: &str) -> CredentialId {
+        let mut c = CredentialId::new(id);
+        if let Ok(header) = HeaderValue::from_str(name) {
+            c.header = header;
+        }
+        c
+    }
+}
+
+/// A basic-auth credential: its consumer and the argon2id hash a password must match.
+pub struct BasicEntry {
+    pub credential: CredentialEntry,
+    pub password_hash: String,
+}
+
+/// A jwt secret: its consumer, the algorithm its tokens must name, and what verifies them.
+pub struct JwtEntry {
+    pub credential: CredentialEntry,
+    pub algorithm: Algorithm,
+    /// The shared secret of an HS algorithm, as stored (the plugin may base64-decode it).
+    pub secret: Option<String>,
+    /// The public key of an asymmetric algorithm, parsed once per snapshot.
+    pub public_key: Option<DecodingKey>,
+}
+
+/// An hmac-auth credential: its consumer and the secret its signatures are made with.
+pub struct HmacEntry {
+    pub credential: CredentialEntry,
+    pub secret: String,
+}
+
+/// A consumer's ACL groups, in the order they were added, and as `X-Consumer-Groups` says them.
+pub struct Groups {
+    pub names: Vec<String>,
+    pub header: Option<HeaderValue>,
 }
 
 /// An id as text and as a header value.
@@ -77,6 +123,10 @@ pub struct Consumers {
     by_username: HashMap<String, Arc<ConsumerEntry>>,
     /// By SHA-256 digest, probed once per request: foldhash, not SipHash.
     keys: HashMap<[u8; 32], CredentialEntry, foldhash::fast::RandomState>,
+    basic: HashMap<String, BasicEntry>,
+    jwts: HashMap<String, JwtEntry>,
+    hmacs: HashMap<String, HmacEntry>,
+    groups: HashMap<Uuid, Groups>,
 }
 
 impl Consumers {
@@ -88,22 +138,119 @@ impl Consumers {
         self.by_id.insert(entry.id, entry);
     }
 
-    /// Adds a key; call after every consumer was added. A key of an unknown consumer is an error.
-    pub fn add_key(&mut self, k: &KeyAuthCredential) -> Result<(), String> {
-        let consumer = ref_id(&k.consumer)
-            .and_then(|id| self.by_id.get(&id))
-            .ok_or_else(|| format!("key-auth credential {} has no consumer", k.id))?;
+    /// Adds a credential or ACL group of `kind`; call after every consumer was added. One of
+    /// an unknown consumer is an error.
+    pub fn add_credential(&mut self, kind: Kind, body: &Value) -> Result<(), String> {
+        match kind {
+            Kind::KeyAuth => self.add_key(parse(kind, body)?),
+            Kind::BasicAuth => {
+                let c: BasicAuthCredential = parse(kind, body)?;
+                let credential = self.entry(kind, c.id, &c.consumer, Some(&c.username))?;
+                let entry = BasicEntry {
+                    credential,
+                    password_hash: c.password,
+                };
+                self.basic.insert(c.username, entry);
+                Ok(())
+            }
+            Kind::JwtSecret => self.add_jwt(parse(kind, body)?),
+            Kind::HmacAuth => {
+                let c: HmacCredential = parse(kind, body)?;
+                let credential = self.entry(kind, c.id, &c.consumer, Some(&c.username))?;
+                let entry = HmacEntry {
+                    credential,
+                    secret: c.secret,
+                };
+                self.hmacs.insert(c.username, entry);
+                Ok(())
+            }
+            Kind::Acl => {
+                let a: Acl = parse(kind, body)?;
+                let consumer = self.entry(kind, a.id, &a.consumer, None)?.consumer.id;
+                let groups = self.groups.entry(consumer).or_insert_with(|| Groups {
+                    names: Vec::new(),
+                    header: None,
+                });
+                groups.names.push(a.group);
+                groups.header = HeaderValue::from_str(&groups.names.join(", ")).ok();
+                Ok(())
+            }
+            other => Err(format!("{} are not credentials", other.collection())),
+        }
+    }
+
+    /// The entry of credential `id` of `kind`, naming its consumer.
+    fn entry(
+        &self,
+        kind: Kind,
+        id: Uuid,
+        consumer: &Option<EntityRef>,
+        name: Option<&str>,
+    ) -> Result<CredentialEntry, String> {
+        let consumer = ref_id(consumer)
+            .and_then(|c| self.by_id.get(&c))
+            .ok_or_else(|| format!("{} {id} has no consumer", kind.schema_name()))?;
+        Ok(CredentialEntry {
+            id: name.map_or_else(|| CredentialId::new(id), |n| CredentialId::named(id, n)),
+            consumer: consumer.clone(),
+            expires_at_ms: None,
+        })
+    }
+
+    fn add_key(&mut self, k: KeyAuthCredential) -> Result<(), String> {
+        let mut entry = self.entry(Kind::KeyAuth, k.id, &k.consumer, None)?;
         let digest = parse_digest(&k.key_hash)
             .ok_or_else(|| format!("key-auth credential {} has a malformed hash", k.id))?;
-        self.keys.insert(
-            digest,
-            CredentialEntry {
-                id: CredentialId::new(k.id),
-                consumer: consumer.clone(),
-                expires_at_ms: k.expires_at().map(|t| t.max(0) as u64 * 1000),
-            },
-        );
+        entry.expires_at_ms = k.expires_at().map(|t| t.max(0) as u64 * 1000);
+        self.keys.insert(digest, entry);
         Ok(())
+    }
+
+    /// A jwt secret; an asymmetric one whose stored public key no longer parses is left out
+    /// (it was checked when written, so only a damaged store does this).
+    fn add_jwt(&mut self, j: JwtSecret) -> Result<(), String> {
+        let credential = self.entry(Kind::JwtSecret, j.id, &j.consumer, Some(&j.key))?;
+        let Some(algorithm) = j.algorithm() else {
+            return Err(format!("jwt secret {} has an unknown algorithm", j.id));
+        };
+        let public_key = match (&j.rsa_public_key, is_asymmetric(algorithm)) {
+            (Some(pem), true) => match jwt_secret::public_key(algorithm, pem) {
+                Ok(key) => Some(key),
+                Err(e) => {
+                    tracing::error!(jwt_secret = %j.id, error = %e, "a stored public key does not load");
+                    return Ok(());
+                }
+            },
+            _ => None,
+        };
+        let entry = JwtEntry {
+            credential,
+            algorithm,
+            secret: j.secret,
+            public_key,
+        };
+        self.jwts.insert(j.key, entry);
+        Ok(())
+    }
+
+    /// The basic-auth credential named `username`.
+    pub fn basic(&self, username: &str) -> Option<&BasicEntry> {
+        self.basic.get(username)
+    }
+
+    /// The jwt secret a token's `key` claim names.
+    pub fn jwt(&self, key: &str) -> Option<&JwtEntry> {
+        self.jwts.get(key)
+    }
+
+    /// The hmac-auth credential named `username`.
+    pub fn hmac(&self, username: &str) -> Option<&HmacEntry> {
+        self.hmacs.get(username)
+    }
+
+    /// The ACL groups of consumer `id`, if it has any.
+    pub fn groups(&self, id: Uuid) -> Option<&Groups> {
+        self.groups.get(&id)
     }
 
     /// The credential of a presented key, unless it expired.
@@ -122,6 +269,11 @@ impl Consumers {
             .or_else(|| self.by_username.get(id_or_username))
             .cloned()
     }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(kind: Kind, body: &Value) -> Result<T, String> {
+    serde_json::from_value(body.clone())
+        .map_err(|e| format!("a stored {} does not read: {e}", kind.schema_name()))
 }
 
 fn parse_digest(hash: &str) -> Option<[u8; 32]> {

@@ -14,7 +14,9 @@ use crate::proxy::{Destination, Endpoint};
 use crate::router::Router;
 use crate::tls::sni::{Served, SniTable};
 use crate::tls::{self, pem};
-pub use consumers::{ConsumerEntry, CredentialEntry, CredentialId};
+pub use consumers::{
+    BasicEntry, ConsumerEntry, CredentialEntry, CredentialId, Groups, HmacEntry, JwtEntry,
+};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -109,7 +111,7 @@ impl Snapshot {
     ) -> Result<Snapshot, String> {
         let mut services = Vec::new();
         let mut consumers = consumers::Consumers::default();
-        let (mut keys, mut plugins) = (Vec::new(), Vec::new());
+        let (mut credentials, mut plugins) = (Vec::new(), Vec::new());
         let mut service_index = HashMap::new();
         let mut disabled = std::collections::HashSet::new();
         let mut routes = Vec::new();
@@ -140,12 +142,14 @@ impl Snapshot {
                     routes.push(r);
                 }
                 Kind::Consumer => consumers.add_consumer(parse(body)?),
-                Kind::KeyAuth => keys.push(parse::<crate::model::KeyAuthCredential>(body)?),
+                Kind::KeyAuth | Kind::BasicAuth | Kind::JwtSecret | Kind::HmacAuth | Kind::Acl => {
+                    credentials.push((*kind, body))
+                }
                 Kind::Plugin => plugins.push(parse::<crate::model::Plugin>(body)?),
             }
         }
-        for k in &keys {
-            consumers.add_key(k)?;
+        for (kind, body) in credentials {
+            consumers.add_credential(kind, body)?;
         }
         shared.dns.begin_round();
         let upstreams = balancers(upstreams, targets, shared);

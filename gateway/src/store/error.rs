@@ -50,6 +50,7 @@ pub fn unique_key(rec: &Record, column: &str) -> (String, Value) {
         (Kind::Consumer, "alt_key") => vec![("custom_id", v("custom_id"))],
         (Kind::Plugin, "alt_key") => vec![("instance_name", v("instance_name"))],
         (Kind::KeyAuth, _) => vec![("key", Value::String("<hidden>".into()))],
+        (Kind::Acl, _) => vec![("consumer", r("consumer")), ("group", v("group"))],
         (Kind::Target, _) => vec![("target", v("target")), ("upstream", r("upstream"))],
         (Kind::Plugin, _) => vec![
             ("consumer", r("consumer")),

@@ -1,5 +1,6 @@
 //! Encryption of the secrets the store must keep readable: certificates' private keys
-//! (`key`, `key_alt`), which the listeners load and Kong's admin API shows back. Each value is
+//! (`key`, `key_alt`), which the listeners load, and the jwt and hmac-auth secrets that verify
+//! signatures; Kong's admin API shows them back. Each value is
 //! sealed with AES-256-GCM under the node's keyring key and a fresh nonce before it is written,
 //! and opened when read, so a copy of the database alone reveals no key.
 //!
@@ -32,6 +33,7 @@ impl std::fmt::Debug for Keyring {
 fn sealed_fields(kind: Kind) -> &'static [&'static str] {
     match kind {
         Kind::Certificate => &["key", "key_alt"],
+        Kind::JwtSecret | Kind::HmacAuth => &["secret"],
         _ => &[],
     }
 }

@@ -287,7 +287,15 @@ impl Store {
             Kind::Consumer => Some("consumer_id"),
             Kind::Upstream => Some("upstream_id"),
             Kind::Certificate => Some("certificate_id"),
-            Kind::KeyAuth | Kind::Plugin | Kind::Target | Kind::Sni | Kind::CaCertificate => None,
+            Kind::KeyAuth
+            | Kind::BasicAuth
+            | Kind::JwtSecret
+            | Kind::HmacAuth
+            | Kind::Acl
+            | Kind::Plugin
+            | Kind::Target
+            | Kind::Sni
+            | Kind::CaCertificate => None,
         };
         if let Some(column) = column {
             sqlx::query(&format!("DELETE FROM entities WHERE {column} = $1"))

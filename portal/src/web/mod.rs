@@ -5,6 +5,6 @@ pub mod admin_api;
 pub mod markdown;
 pub use tollgate_gateway::origin;
 pub mod page;
-pub mod passwords;
+pub use tollgate_gateway::model::password as passwords;
 pub mod sessions;
 pub mod throttle;

@@ -1,4 +1,5 @@
-//! Password hashes: argon2id with a random salt, in the PHC string format.
+//! Password hashes: argon2id with a random salt, in the PHC string format. The portal's
+//! accounts and basic-auth credentials are stored this way (Kong's SHA-1 is not used).
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
@@ -20,6 +21,12 @@ pub fn verify(password: &str, hash: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Whether `text` is already an argon2id hash in the PHC format (a credential exported by
+/// `tollgate config export` and read back), rather than a password to hash.
+pub fn is_hash(text: &str) -> bool {
+    PasswordHash::new(text).is_ok_and(|h| h.algorithm.as_str() == "argon2id")
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -29,5 +36,7 @@ mod tests {
         assert!(super::verify("correct horse", &h));
         assert!(!super::verify("wrong horse", &h));
         assert!(!super::verify("correct horse", "not a hash"));
+        assert!(super::is_hash(&h));
+        assert!(!super::is_hash("correct horse"));
     }
 }
