@@ -104,7 +104,8 @@ pub struct HmacEntry {
     pub secret: String,
 }
 
-/// A consumer's ACL groups, in the order they were added, and as `X-Consumer-Groups` says them.
+/// A consumer's ACL groups, sorted by name (Kong's order is the database's), and as
+/// `X-Consumer-Groups` says them.
 pub struct Groups {
     pub names: Vec<String>,
     pub header: Option<HeaderValue>,
@@ -172,6 +173,7 @@ impl Consumers {
                     header: None,
                 });
                 groups.names.push(a.group);
+                groups.names.sort();
                 groups.header = HeaderValue::from_str(&groups.names.join(", ")).ok();
                 Ok(())
             }
