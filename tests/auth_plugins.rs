@@ -401,7 +401,13 @@ async fn hmac_auth_behaves_as_kongs_spec_says() {
         async move {
             let mut all: Vec<(&str, &str)> = vec![("host", "hmacauth4.test")];
             all.extend(headers.iter().map(|(k, v)| (*k, v.as_str())));
-            send("POST", &url, &all, Some(("application/json", body.to_string()))).await
+            send(
+                "POST",
+                &url,
+                &all,
+                Some(("application/json", body.to_string())),
+            )
+            .await
         }
     };
     let base = vec![("authorization", auth.clone()), ("date", date.clone())];
