@@ -21,18 +21,7 @@ async fn gateway(
     consumers: &[(&str, Vec<(&str, Value)>)],
 ) -> Gateway {
     let gw = Gateway::start(&[]).await;
-    let url = format!("http://127.0.0.1:{}", backend.port);
-    gw.create("/services", json!({"name": "s", "url": url}))
-        .await;
-    for (i, (host, plugins)) in routes.iter().enumerate() {
-        let name = format!("r{i}");
-        gw.create("/services/s/routes", json!({"name": name, "hosts": [host]}))
-            .await;
-        for (plugin, config) in plugins {
-            let body = json!({"name": plugin, "config": config});
-            gw.create(&format!("/routes/{name}/plugins"), body).await;
-        }
-    }
+    routes_by_host(&gw, backend, routes).await;
     for (username, credentials) in consumers {
         gw.create("/consumers", json!({"username": username})).await;
         for (collection, body) in credentials {

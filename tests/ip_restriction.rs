@@ -51,16 +51,11 @@ async fn gateway(backend: &Backend) -> Gateway {
         ("TOLLGATE_REAL_IP_HEADER", "X-Forwarded-For"),
     ])
     .await;
-    let url = format!("http://127.0.0.1:{}", backend.port);
-    gw.create("/services", json!({"name": "s", "url": url}))
-        .await;
-    for (i, (host, config)) in routes().into_iter().enumerate() {
-        let name = format!("r{i}");
-        gw.create("/services/s/routes", json!({"name": name, "hosts": [host]}))
-            .await;
-        let plugin = json!({"name": "ip-restriction", "config": config});
-        gw.create(&format!("/routes/{name}/plugins"), plugin).await;
-    }
+    let routes: Vec<(&str, Vec<(&str, Value)>)> = routes()
+        .into_iter()
+        .map(|(host, config)| (host, vec![("ip-restriction", config)]))
+        .collect();
+    routes_by_host(&gw, &backend, &routes).await;
     gw.settled().await;
     gw
 }

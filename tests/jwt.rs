@@ -50,21 +50,11 @@ async fn setup() -> Option<Setup> {
     let signed = python_json("jwt_tokens.py", &[SECRET, &now], &[]);
     let backend = Backend::start().await;
     let gw = Gateway::start(&[]).await;
-    let url = format!("http://127.0.0.1:{}", backend.port);
-    gw.create("/services", json!({"name": "s", "url": url}))
-        .await;
-    for (i, (host, config)) in routes().into_iter().enumerate() {
-        let name = format!("r{i}");
-        gw.create("/services/s/routes", json!({"name": name, "hosts": [host]}))
-            .await;
-        let plugin = json!({"name": "jwt", "config": config});
-        assert_eq!(
-            gw.create(&format!("/routes/{name}/plugins"), plugin)
-                .await
-                .status,
-            201
-        );
-    }
+    let routes: Vec<(&str, Vec<(&str, Value)>)> = routes()
+        .into_iter()
+        .map(|(host, config)| (host, vec![("jwt", config)]))
+        .collect();
+    routes_by_host(&gw, &backend, &routes).await;
     gw.create("/consumers", json!({"username": "anon"})).await;
     for (alg, family) in signed["family"]
         .as_object()

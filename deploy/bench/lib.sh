@@ -135,3 +135,24 @@ run_wrk() {
   wrk -t1 -c"$conns" -d"${dur}s" --latency "$@" > "$work/wrk.out"
   echo "$(awk '/Requests\/sec/ {print $2}' "$work/wrk.out") $(awk '$1=="50%" {print $2}' "$work/wrk.out") $(awk '$1=="99%" {print $2}' "$work/wrk.out")"
 }
+
+# Measures each target in `rounds` rounds of `dur` seconds, after a round 0 that warms each up
+# for a second and is not counted; each round starts one target later than the one before, so
+# that no target always runs right after the same one. The targets are the arrays `labels` and
+# `urls`, with `headers` (one request header each, or empty) when it is set. Appends
+# "round|label|requests/s p50 p99" lines to $work/rounds; any non-2xx answer stops the run.
+measure_rounds() {
+  local n=${#labels[@]} round i j seconds figures args
+  for round in 0 $(seq "$rounds"); do
+    seconds=$dur; [ "$round" = 0 ] && seconds=1
+    for i in $(seq 0 $((n - 1))); do
+      j=$(( (i + round) % n ))
+      args=("${urls[$j]}"); [ -n "${headers[$j]:-}" ] && args+=(-H "${headers[$j]}")
+      figures=$(dur=$seconds run_wrk "${args[@]}")
+      if grep -q "Non-2xx" "$work/wrk.out"; then
+        echo "${labels[$j]}: $(grep Non-2xx "$work/wrk.out")" >&2; exit 1
+      fi
+      [ "$round" = 0 ] || echo "$round|${labels[$j]}|$figures" >> "$work/rounds"
+    done
+  done
+}

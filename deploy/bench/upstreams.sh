@@ -57,20 +57,8 @@ done
 
 labels=("single host" "upstream, 3 targets, round-robin" "upstream, 3 targets, least-connections + passive checks")
 paths=(single balanced checked)
-n=${#paths[@]}
-# Round 0 warms every path up for a second and is not counted; each round starts one path
-# later than the one before.
-for round in 0 $(seq "$rounds"); do
-  seconds=$dur; [ "$round" = 0 ] && seconds=1
-  for i in $(seq 0 $((n - 1))); do
-    j=$(( (i + round) % n ))
-    figures=$(dur=$seconds run_wrk "http://127.0.0.1:$TG_PORT/${paths[$j]}/x")
-    if grep -q "Non-2xx" "$work/wrk.out"; then
-      echo "/${paths[$j]}/: $(grep Non-2xx "$work/wrk.out")" >&2; exit 1
-    fi
-    [ "$round" = 0 ] || echo "$round|${labels[$j]}|$figures" >> "$work/rounds"
-  done
-done
+urls=(); for p in "${paths[@]}"; do urls+=("http://127.0.0.1:$TG_PORT/$p/x"); done
+measure_rounds
 
 echo
 echo "wrk -t1 -c$conns -d${dur}s on one Tollgate worker, $rounds rounds in one run ($(date -u +%F), $(nproc) cores)"

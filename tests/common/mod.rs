@@ -828,3 +828,24 @@ pub fn openssl_cert(dir: &std::path::Path, cn: &str, kind: &str) -> (String, Str
     let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap();
     (read(&crt), read(&key))
 }
+
+/// Service `s` on `backend`, and for each `(host, plugins)` a route `r<i>` taking that host
+/// with those `(name, config)` plugins on it, as Kong's plugin specs set their routes up.
+pub async fn routes_by_host(
+    gw: &Gateway,
+    backend: &Backend,
+    routes: &[(&str, Vec<(&str, Value)>)],
+) {
+    let url = format!("http://127.0.0.1:{}", backend.port);
+    gw.create("/services", json!({"name": "s", "url": url}))
+        .await;
+    for (i, (host, plugins)) in routes.iter().enumerate() {
+        let name = format!("r{i}");
+        gw.create("/services/s/routes", json!({"name": name, "hosts": [host]}))
+            .await;
+        for (plugin, config) in plugins {
+            let body = json!({"name": plugin, "config": config});
+            gw.create(&format!("/routes/{name}/plugins"), body).await;
+        }
+    }
+}

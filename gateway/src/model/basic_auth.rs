@@ -4,7 +4,7 @@
 //! stores SHA-1 of the password and consumer id), so a copy of the store reveals no password.
 //! A write that gives an argon2id hash keeps it, so an exported file reads back unchanged.
 use super::schema::{field, Field, FieldErrors, Ty};
-use super::{password, ref_id, tags_of, Entity, EntityRef, Keys};
+use super::{password, Entity, EntityRef, Keys};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -52,12 +52,7 @@ impl Entity for BasicAuthCredential {
     }
 
     fn keys(&self) -> Keys {
-        Keys {
-            name_key: Some(self.username.clone()),
-            consumer_id: ref_id(&self.consumer),
-            tags: tags_of(&self.tags),
-            ..Keys::default()
-        }
+        Keys::credential(self.username.clone(), &self.consumer, &self.tags)
     }
 }
 

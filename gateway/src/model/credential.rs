@@ -4,7 +4,7 @@
 //! clear only in the response that created it. Keys are long random strings (or chosen by an
 //! operator), so a fast hash is what lets the proxy find a key with one map lookup.
 use super::schema::{field, Field, FieldErrors, Ty};
-use super::{ref_id, tags_of, Entity, EntityRef, Keys};
+use super::{Entity, EntityRef, Keys};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -93,12 +93,7 @@ impl Entity for KeyAuthCredential {
     }
 
     fn keys(&self) -> Keys {
-        Keys {
-            name_key: Some(self.key_hash.clone()),
-            consumer_id: ref_id(&self.consumer),
-            tags: tags_of(&self.tags),
-            ..Keys::default()
-        }
+        Keys::credential(self.key_hash.clone(), &self.consumer, &self.tags)
     }
 }
 

@@ -5,7 +5,7 @@
 //! keyring (`store::keyring`).
 use super::credential::generate_key;
 use super::schema::{field, Field, FieldErrors, Ty};
-use super::{ref_id, tags_of, Entity, EntityRef, Keys};
+use super::{Entity, EntityRef, Keys};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -45,11 +45,6 @@ impl Entity for HmacCredential {
     }
 
     fn keys(&self) -> Keys {
-        Keys {
-            name_key: Some(self.username.clone()),
-            consumer_id: ref_id(&self.consumer),
-            tags: tags_of(&self.tags),
-            ..Keys::default()
-        }
+        Keys::credential(self.username.clone(), &self.consumer, &self.tags)
     }
 }

@@ -6,7 +6,7 @@
 //! ES512 is not offered: the jsonwebtoken crate that verifies tokens does not implement it.
 use super::credential::generate_key;
 use super::schema::{field, Field, FieldErrors, Ty};
-use super::{ref_id, tags_of, Entity, EntityRef, Keys};
+use super::{Entity, EntityRef, Keys};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -98,12 +98,7 @@ impl Entity for JwtSecret {
     }
 
     fn keys(&self) -> Keys {
-        Keys {
-            name_key: Some(self.key.clone()),
-            consumer_id: ref_id(&self.consumer),
-            tags: tags_of(&self.tags),
-            ..Keys::default()
-        }
+        Keys::credential(self.key.clone(), &self.consumer, &self.tags)
     }
 }
 

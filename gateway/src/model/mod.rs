@@ -261,6 +261,20 @@ pub struct Keys {
 }
 
 impl Keys {
+    /// A consumer's credential's keys: unique by `name` (a key's hash, a username, a jwt key).
+    pub fn credential(
+        name: String,
+        consumer: &Option<EntityRef>,
+        tags: &Option<Vec<String>>,
+    ) -> Keys {
+        Keys {
+            name_key: Some(name),
+            consumer_id: ref_id(consumer),
+            tags: tags_of(tags),
+            ..Keys::default()
+        }
+    }
+
     /// The id the reference field `field` holds.
     pub fn reference(&self, field: &str) -> Option<Uuid> {
         match field {

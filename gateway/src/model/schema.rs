@@ -36,6 +36,8 @@ pub enum Ty {
         min: f64,
         max: f64,
     },
+    /// A number above a bound, the bound excluded (Kong's `gt`: hmac-auth's `clock_skew`).
+    Above(f64),
     /// An array of integers, each within bounds (health checks' `http_statuses`).
     IntArray {
         min: i64,
@@ -102,6 +104,7 @@ fn describe_type(ty: Ty) -> Value {
         Ty::Object => json!({"type": "record"}),
         Ty::NullOnly(message) => json!({"type": "any", "eq": null, "description": message}),
         Ty::Number { min, max } => json!({"type": "number", "between": [min, max]}),
+        Ty::Above(bound) => json!({"type": "number", "gt": bound}),
         Ty::IntArray { min, max } => json!({"type": "array",
             "elements": {"type": "integer", "between": [min, max]}}),
         Ty::Record(inner) => {
@@ -326,6 +329,12 @@ pub fn coerce(ty: Ty, value: &mut Value, from_form: bool) -> Result<(), String> 
         },
         Ty::NullOnly(message) => Err(message.into()),
         Ty::Number { min, max } => coerce_number(value, from_form, min, max),
+        Ty::Above(bound) => match coerce_number(value, from_form, f64::MIN, f64::MAX) {
+            Ok(()) if value.as_f64().is_some_and(|n| n <= bound) => {
+                Err(format!("value must be greater than {bound}"))
+            }
+            other => other,
+        },
         Ty::IntArray { min, max } => coerce_int_array(value, from_form, min, max),
         Ty::Record(_) => Err("expected a record".into()),
     }

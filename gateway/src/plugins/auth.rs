@@ -4,9 +4,10 @@
 //!
 //! With `anonymous` set, plugins combine as Kong's "logical OR": a plugin that runs after
 //! another one authenticated the request does nothing.
-use super::{Context, Flow, Reply};
+use super::{get_str, Context, Flow, Reply};
 use crate::snapshot::{ConsumerEntry, CredentialEntry, CredentialId};
 use http::{HeaderValue, StatusCode};
+use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::sync::Arc;
 
@@ -17,6 +18,14 @@ pub struct Fallback {
 }
 
 impl Fallback {
+    /// A plugin config's `anonymous`, and its challenge for `scheme` with the config's `realm`.
+    pub fn of(config: &Map<String, Value>, scheme: &str) -> Result<Fallback, String> {
+        Ok(Fallback {
+            anonymous: get_str(config, "anonymous").map(String::from),
+            challenge: challenge(scheme, get_str(config, "realm"))?,
+        })
+    }
+
     /// Whether an earlier plugin already authenticated the request with a credential, so
     /// this one (configured with `anonymous`) has nothing to do.
     pub fn already_authenticated(&self, ctx: &Context<'_>) -> bool {
@@ -65,13 +74,16 @@ pub fn challenged(
 }
 
 /// Who a verified credential names: its consumer and its id.
-pub fn owner(credential: &CredentialEntry) -> (Arc<ConsumerEntry>, CredentialId) {
+pub type Owner = (Arc<ConsumerEntry>, CredentialId);
+
+/// The owner of a verified credential.
+pub fn owner(credential: &CredentialEntry) -> Owner {
     (credential.consumer.clone(), credential.id.clone())
 }
 
 /// Records the consumer a verified credential belongs to, as `owner` gave it (the proxy tells
 /// the upstream who it is, replacing anything the client sent: `context::CONSUMER_HEADERS`).
-pub fn identify(ctx: &mut Context<'_>, (consumer, credential): (Arc<ConsumerEntry>, CredentialId)) {
+pub fn identify(ctx: &mut Context<'_>, (consumer, credential): Owner) {
     set(ctx, consumer, Some(credential), false);
 }
 
@@ -87,7 +99,7 @@ fn set(
 }
 
 /// A challenge header for `scheme` with an optional `realm` (quotes in the realm dropped).
-pub fn challenge(scheme: &str, realm: Option<&str>) -> Result<HeaderValue, String> {
+fn challenge(scheme: &str, realm: Option<&str>) -> Result<HeaderValue, String> {
     let text = match realm {
         Some(realm) => format!("{scheme} realm=\"{}\"", realm.replace('"', "")),
         None => scheme.to_string(),

@@ -5,8 +5,8 @@
 //! check runs on the blocking pool, a few at a time (`Verifier`), never on a proxy worker; a
 //! password that verified is remembered (`Verified`, by a digest of the credential, its hash
 //! and the password) so a client's later requests cost one map probe.
-use super::auth::{challenge, identify, owner, Fallback};
-use super::{get_bool, get_str, Access, Context, Flow, Handler, PluginSpec};
+use super::auth::{identify, owner, Fallback};
+use super::{get_bool, Access, Context, Flow, Handler, PluginSpec};
 use crate::model::schema::{field, FieldErrors, Ty};
 use base64::Engine;
 use http::{HeaderName, HeaderValue};
@@ -52,10 +52,7 @@ fn build(
 ) -> Result<Arc<dyn Handler>, String> {
     Ok(Arc::new(BasicAuth {
         hide_credentials: get_bool(c, "hide_credentials"),
-        fallback: Fallback {
-            anonymous: get_str(c, "anonymous").map(String::from),
-            challenge: challenge("Basic", Some(get_str(c, "realm").unwrap_or("service")))?,
-        },
+        fallback: Fallback::of(c, "Basic")?,
         verifier: shared.passwords.clone(),
     }))
 }

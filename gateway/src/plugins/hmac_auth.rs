@@ -3,8 +3,8 @@
 //! `Proxy-Authorization`) header names the credential, the algorithm, the signed headers and
 //! the signature; `Date` or `X-Date` must be within `clock_skew` of now; with
 //! `validate_request_body` the `Digest` header must be the body's SHA-256.
-use super::auth::{challenge, identify, owner, Fallback};
-use super::{get_bool, get_str, get_strings, Access, Context, Flow, Handler, PluginSpec};
+use super::auth::{identify, owner, Fallback, Owner};
+use super::{get_bool, get_strings, Access, Context, Flow, Handler, PluginSpec};
 use crate::model::schema::{field, FieldErrors, Ty};
 use base64::Engine;
 use http::HeaderName;
@@ -19,13 +19,7 @@ pub const SPEC: PluginSpec = PluginSpec {
     no_consumer: true,
     fields: &[
         field("hide_credentials", Ty::Bool),
-        field(
-            "clock_skew",
-            Ty::Number {
-                min: f64::MIN,
-                max: f64::MAX,
-            },
-        ),
+        field("clock_skew", Ty::Above(0.0)),
         field("anonymous", Ty::Str),
         field("validate_request_body", Ty::Bool),
         field("enforce_headers", Ty::StrArray),
@@ -49,12 +43,6 @@ fn defaults() -> Map<String, Value> {
 }
 
 fn validate(c: &mut Map<String, Value>, errors: &mut FieldErrors) {
-    if c.get("clock_skew")
-        .and_then(Value::as_f64)
-        .is_some_and(|s| s <= 0.0)
-    {
-        errors.add("clock_skew", "value must be greater than 0");
-    }
     let bad = get_strings(c, "algorithms")
         .iter()
         .map(|a| {
@@ -90,10 +78,7 @@ fn build(
         validate_request_body: get_bool(c, "validate_request_body"),
         enforce_headers: get_strings(c, "enforce_headers"),
         algorithms: get_strings(c, "algorithms"),
-        fallback: Fallback {
-            anonymous: get_str(c, "anonymous").map(String::from),
-            challenge: challenge("hmac", get_str(c, "realm"))?,
-        },
+        fallback: Fallback::of(c, "hmac")?,
     }))
 }
 
@@ -140,7 +125,7 @@ impl Handler for HmacAuth {
         Access::Later(Box::pin(async move {
             let digest = ctx.parts.headers.get("digest").cloned();
             match ctx.body().await {
-                Ok(body) if body_matches(digest.as_ref(), &body) => {
+                Ok(body) if body_matches(digest.as_ref(), body) => {
                     identify(ctx, signed);
                     Flow::Continue
                 }
@@ -150,11 +135,6 @@ impl Handler for HmacAuth {
         }))
     }
 }
-
-type Owner = (
-    Arc<crate::snapshot::ConsumerEntry>,
-    crate::snapshot::CredentialId,
-);
 
 impl HmacAuth {
     /// The credential whose signature the request carries, or Kong's message for why not.
@@ -270,5 +250,32 @@ fn body_matches(digest: Option<&http::HeaderValue>, body: &[u8]) -> bool {
             let made = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(body));
             d.as_bytes() == format!("SHA-256={made}").as_bytes()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::plugins::checked_config;
+    use serde_json::json;
+
+    // spec/03-plugins/19-hmac-auth/01-schema_spec.lua, every case.
+    #[test]
+    fn the_schema_takes_and_refuses_what_kongs_does() {
+        assert!(
+            checked_config("hmac-auth", json!({})).is_ok(),
+            ":5 empty config"
+        );
+        assert!(
+            checked_config("hmac-auth", json!({"clock_skew": 10})).is_ok(),
+            ":10"
+        );
+        let err = checked_config("hmac-auth", json!({"clock_skew": -10})).unwrap_err();
+        assert_eq!(err["clock_skew"], "value must be greater than 0", ":15");
+        let err = checked_config("hmac-auth", json!({"algorithms": ["sha1024"]})).unwrap_err();
+        assert_eq!(
+            err["algorithms"],
+            json!(["expected one of: hmac-sha1, hmac-sha256, hmac-sha384, hmac-sha512"]),
+            ":20"
+        );
     }
 }

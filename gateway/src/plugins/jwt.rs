@@ -7,7 +7,7 @@
 //! crate. A token's `alg` must equal its secret's algorithm, so `alg: none` (refused as an
 //! invalid alg) and algorithm confusion (an HS256 token signed with an RSA public key as the
 //! secret) cannot pass.
-use super::auth::{challenge, challenged, identify, owner, Fallback};
+use super::auth::{challenged, identify, owner, Fallback, Owner};
 use super::{get_bool, get_str, get_strings, Access, Context, Flow, Handler, PluginSpec, Reply};
 use crate::model::jwt_secret::is_asymmetric;
 use crate::model::schema::{field, FieldErrors, Ty};
@@ -101,13 +101,10 @@ fn build(
     _: &super::chain::Scope,
     _: &Arc<super::Shared>,
 ) -> Result<Arc<dyn Handler>, String> {
-    let realm = get_str(c, "realm");
-    let base = challenge("Bearer", realm)?;
-    let with_error = match realm {
-        Some(_) => format!(
-            "{}, error=\"invalid_token\"",
-            base.to_str().unwrap_or("Bearer")
-        ),
+    let fallback = Fallback::of(c, "Bearer")?;
+    let base = fallback.challenge.to_str().unwrap_or("Bearer");
+    let with_error = match get_str(c, "realm") {
+        Some(_) => format!("{base}, error=\"invalid_token\""),
         None => "Bearer error=\"invalid_token\"".into(),
     };
     Ok(Arc::new(Jwt {
@@ -125,10 +122,7 @@ fn build(
             .and_then(Value::as_f64)
             .unwrap_or(0.0),
         run_on_preflight: get_bool(c, "run_on_preflight"),
-        fallback: Fallback {
-            anonymous: get_str(c, "anonymous").map(String::from),
-            challenge: base,
-        },
+        fallback,
         invalid_token: HeaderValue::from_str(&with_error).map_err(|e| e.to_string())?,
     }))
 }
@@ -149,12 +143,12 @@ impl Handler for Jwt {
                         identify(ctx, owner);
                         Flow::Continue
                     }
-                    Err(reply) => self.fallback.refuse(ctx, reply),
+                    Err(reply) => self.fallback.refuse(ctx, *reply),
                 }
             }
             _ => {
                 let reply = self.invalid("Multiple tokens provided");
-                self.fallback.refuse(ctx, reply)
+                self.fallback.refuse(ctx, *reply)
             }
         };
         Access::Now(flow)
@@ -194,34 +188,26 @@ impl Jwt {
         found
     }
 
-    fn invalid(&self, message: impl Into<std::borrow::Cow<'static, str>>) -> Reply {
-        challenged(
+    /// A 401 about the token (boxed: refusals are the rare path).
+    fn invalid(&self, message: impl Into<std::borrow::Cow<'static, str>>) -> Box<Reply> {
+        Box::new(challenged(
             StatusCode::UNAUTHORIZED,
             message,
             self.invalid_token.clone(),
-        )
+        ))
     }
 
-    fn invalid_claims(&self, errors: Map<String, Value>) -> Reply {
+    /// A 401 naming the claims that failed, as Kong's `{"exp": "token expired"}`.
+    fn invalid_claims(&self, errors: Map<String, Value>) -> Box<Reply> {
         let mut reply = Reply::json(StatusCode::UNAUTHORIZED, Value::Object(errors));
         reply
             .headers
             .insert(http::header::WWW_AUTHENTICATE, self.invalid_token.clone());
-        reply
+        Box::new(reply)
     }
 
     /// The consumer and credential of a token that verifies, or the refusal Kong sends.
-    fn verify(
-        &self,
-        ctx: &Context<'_>,
-        token: &str,
-    ) -> Result<
-        (
-            Arc<crate::snapshot::ConsumerEntry>,
-            crate::snapshot::CredentialId,
-        ),
-        Reply,
-    > {
+    fn verify(&self, ctx: &Context<'_>, token: &str) -> Result<Owner, Box<Reply>> {
         let parsed = Token::parse(token).map_err(|e| self.invalid(format!("Bad token; {e}")))?;
         let claim = &self.key_claim_name;
         let key = match parsed
@@ -377,4 +363,40 @@ fn bearer(value: &HeaderValue) -> Option<String> {
     }
     let token = rest.trim_start();
     (!token.is_empty()).then(|| token.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::plugins::checked_config;
+    use serde_json::json;
+
+    // spec/03-plugins/16-jwt/06-schema_spec.lua, every case.
+    #[test]
+    fn maximum_expiration_is_checked_as_kongs_schema_does() {
+        let ok = json!({"maximum_expiration": 60, "claims_to_verify": ["exp", "nbf"]});
+        assert!(checked_config("jwt", ok).is_ok(), ":6");
+        for claims in [json!(["exp", "nbf"]), json!(["nbf"])] {
+            let err = checked_config(
+                "jwt",
+                json!({"maximum_expiration": -1, "claims_to_verify": claims}),
+            )
+            .unwrap_err();
+            assert_eq!(
+                err,
+                json!({"maximum_expiration": "value should be between 0 and 31536000"}),
+                ":17"
+            );
+        }
+        let err = checked_config(
+            "jwt",
+            json!({"maximum_expiration": 60, "claims_to_verify": ["nbf"]}),
+        )
+        .unwrap_err();
+        assert_eq!(err["claims_to_verify"], "expected to contain: exp", ":40");
+        let err = checked_config("jwt", json!({"claims_to_verify": ["iat"]})).unwrap_err();
+        assert_eq!(
+            err["claims_to_verify"],
+            json!(["expected one of: exp, nbf"])
+        );
+    }
 }

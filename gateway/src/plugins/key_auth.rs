@@ -3,9 +3,9 @@
 //!
 //! Keys are looked up by their SHA-256 digest in the snapshot (one map probe, no store access);
 //! the clear key is never stored or logged. Messages, headers and config follow Kong's plugin.
-use super::auth::{challenge, identify, owner, Fallback};
+use super::auth::{identify, owner, Fallback};
 use super::body::{Field, FormBody};
-use super::{get_bool, get_str, get_strings, Access, Context, Flow, Handler, PluginSpec};
+use super::{get_bool, get_strings, Access, Context, Flow, Handler, PluginSpec};
 use crate::model::schema::{field, FieldErrors, Ty};
 use http::{HeaderName, HeaderValue};
 use serde_json::{json, Map, Value};
@@ -88,10 +88,7 @@ fn build(
         in_body: get_bool(c, "key_in_body"),
         hide_credentials: get_bool(c, "hide_credentials"),
         run_on_preflight: get_bool(c, "run_on_preflight"),
-        fallback: Fallback {
-            anonymous: get_str(c, "anonymous").map(String::from),
-            challenge: challenge("Key", get_str(c, "realm"))?,
-        },
+        fallback: Fallback::of(c, "Key")?,
     }))
 }
 

@@ -45,14 +45,20 @@ pub fn consumers(
                 "consumer groups are not supported by Tollgate yet; consumerGroups ignored",
             );
         }
-        let mut keys = Vec::new();
+        fields.insert("keyauth_credentials".into(), Value::Array(Vec::new()));
         for name in &c.credentials {
             match credential(&origin, name, index) {
-                Ok(k) => keys.push(k),
+                Ok((list, cred)) => {
+                    let entry = fields
+                        .entry(list)
+                        .or_insert_with(|| Value::Array(Vec::new()));
+                    if let Value::Array(items) = entry {
+                        items.push(cred);
+                    }
+                }
                 Err(e) => failures.push(&origin, format!("credential {name:?} failure: {e}")),
             }
         }
-        fields.insert("keyauth_credentials".into(), Value::Array(keys));
         out.push(KongConsumerEntity {
             origin,
             identifier,
@@ -66,8 +72,32 @@ fn non_empty(s: &Option<String>) -> Option<String> {
     s.clone().filter(|s| !s.is_empty())
 }
 
-/// The credential a KongConsumer's Secret holds, as its decK entry.
-fn credential(consumer: &ObjectRef, name: &str, index: &Index) -> Result<Value, String> {
+/// The credential types KIC reads from a Secret (each by its short and its schema name), the
+/// decK list it goes to, and the Secret keys that are its fields (key-auth's are read below).
+const CREDENTIAL_TYPES: [(&str, &str, &str, &[&str]); 4] = [
+    (
+        "basic-auth",
+        "basicauth_credential",
+        "basicauth_credentials",
+        &["username", "password"],
+    ),
+    (
+        "hmac-auth",
+        "hmacauth_credential",
+        "hmacauth_credentials",
+        &["username", "secret"],
+    ),
+    (
+        "jwt",
+        "jwt_secret",
+        "jwt_secrets",
+        &["key", "secret", "algorithm", "rsa_public_key"],
+    ),
+    ("acl", "acl", "acls", &["group"]),
+];
+
+/// The credential a KongConsumer's Secret holds: the decK list it belongs to, and its entry.
+fn credential(consumer: &ObjectRef, name: &str, index: &Index) -> Result<(String, Value), String> {
     let ns = consumer.namespace.as_deref().unwrap_or_default();
     let secret = index
         .secrets
@@ -88,12 +118,25 @@ fn credential(consumer: &ObjectRef, name: &str, index: &Index) -> Result<Value, 
             "Secret {ns}/{name} used as credential, but lacks {CREDENTIAL_LABEL} label"
         ));
     };
+    let origin = ObjectRef::new("Secret", api_version("Secret"), &secret.metadata);
+    if let Some((_, _, list, keys)) = CREDENTIAL_TYPES
+        .iter()
+        .find(|(short, schema, _, _)| kind == *short || kind == *schema)
+    {
+        let mut cred = Map::new();
+        for key in *keys {
+            if let Some(v) = data.get(*key) {
+                cred.insert(key.to_string(), json!(String::from_utf8_lossy(v)));
+            }
+        }
+        cred.insert("tags".into(), json!(origin.tags()));
+        return Ok((list.to_string(), Value::Object(cred)));
+    }
     if !matches!(kind.as_str(), "key-auth" | "keyauth_credential") {
         return Err(format!(
             "failed to provision credential: unsupported credential type: {kind:?}"
         ));
     }
-    let origin = ObjectRef::new("Secret", api_version("Secret"), &secret.metadata);
     let key = data
         .get("key")
         .map(|k| String::from_utf8_lossy(k).into_owned())
@@ -108,5 +151,5 @@ fn credential(consumer: &ObjectRef, name: &str, index: &Index) -> Result<Value, 
             .map_err(|_| format!("Failed to parse ttl to int: {ttl:?}"))?;
         cred["ttl"] = json!(ttl);
     }
-    Ok(cred)
+    Ok(("keyauth_credentials".into(), cred))
 }

@@ -1,5 +1,6 @@
 //! Translation of the seed's manifests and of the failures the controller must report.
 use super::*;
+use tollgate_gateway::model::Kind;
 
 const SEED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/k8s-seed");
 
@@ -201,4 +202,57 @@ spec:
         t.document["consumers"][0]["username"], "lorenzo",
         "the consumer stays"
     );
+}
+
+/// KIC's other credential types (KongConsumer `credentials` naming Secrets labelled
+/// `konghq.com/credential`, or with the older `kongCredType`): each becomes its decK list
+/// under the consumer, and the document loads with every one of them.
+#[test]
+fn every_credential_type_translates_into_its_list() {
+    let extra = r#"
+apiVersion: configuration.konghq.com/v1
+kind: KongConsumer
+metadata:
+  name: ann
+  namespace: pytbak
+  annotations: {kubernetes.io/ingress.class: kong}
+username: ann
+credentials: [ann-basic, ann-jwt, ann-hmac, ann-acl]
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: ann-basic, namespace: pytbak, labels: {konghq.com/credential: basic-auth}}
+stringData: {username: ann, password: open-sesame}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: ann-jwt, namespace: pytbak}
+stringData: {kongCredType: jwt, key: ann-issuer, secret: s3cret, algorithm: HS256}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: ann-hmac, namespace: pytbak, labels: {konghq.com/credential: hmac-auth}}
+stringData: {username: ann-hmac, secret: other}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: ann-acl, namespace: pytbak, labels: {konghq.com/credential: acl}}
+stringData: {group: gold}
+"#;
+    let t = translate(
+        &seed(&format!("{SECRET_AND_ENDPOINTS}---{extra}")),
+        &Options::default(),
+        1,
+    );
+    assert!(t.failures.is_empty(), "{:?}", t.failures);
+    let consumers = t.document["consumers"].as_array().unwrap();
+    let ann = consumers.iter().find(|c| c["username"] == "ann").unwrap();
+    assert_eq!(ann["basicauth_credentials"][0]["username"], "ann");
+    assert_eq!(ann["jwt_secrets"][0]["key"], "ann-issuer");
+    assert_eq!(ann["hmacauth_credentials"][0]["secret"], "other");
+    assert_eq!(ann["acls"][0]["group"], "gold");
+    let kinds: Vec<_> = t.config.records.iter().map(|r| r.kind).collect();
+    for kind in [Kind::BasicAuth, Kind::JwtSecret, Kind::HmacAuth, Kind::Acl] {
+        assert!(kinds.contains(&kind), "{kind:?}: {kinds:?}");
+    }
 }
