@@ -55,7 +55,7 @@ async fn gateway(backend: &Backend) -> Gateway {
         .into_iter()
         .map(|(host, config)| (host, vec![("ip-restriction", config)]))
         .collect();
-    routes_by_host(&gw, &backend, &routes).await;
+    routes_by_host(&gw, backend, &routes).await;
     gw.settled().await;
     gw
 }
