@@ -1,7 +1,8 @@
-//! key-auth and rate-limiting details ported from Kong's
-//! `spec/03-plugins/09-key-auth/02-access_spec.lua` and
-//! `spec/03-plugins/23-rate-limiting/04-access_spec.lua` (Kong/kong@22246ef; line numbers
-//! cite those files). The wider behaviour of both plugins is in tests/plugins.rs and
+//! key-auth, rate-limiting and request-size-limiting details ported from Kong's
+//! `spec/03-plugins/09-key-auth/02-access_spec.lua`,
+//! `spec/03-plugins/23-rate-limiting/04-access_spec.lua` and
+//! `spec/03-plugins/12-request-size-limiting/01-access_spec.lua` (Kong/kong@22246ef; line
+//! numbers cite those files). The wider behaviour of both plugins is in tests/plugins.rs and
 //! tests/rate_limits.rs.
 mod common;
 
@@ -96,4 +97,127 @@ async fn rate_limiting_hide_client_headers_hides_retry_after_too() {
         last = r.status;
     }
     assert_eq!(last, 429);
+}
+
+/// A request to `host` with `headers` and `body` as raw HTTP/1.1 (a chunked body is framed
+/// by the caller); the final status code (after any `100 Continue`).
+async fn raw(gw: &Gateway, host: &str, headers: &str, body: &[u8]) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut request =
+        format!("POST /request HTTP/1.1\r\nHost: {host}\r\n{headers}Connection: close\r\n\r\n")
+            .into_bytes();
+    request.extend_from_slice(body);
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", gw.proxy))
+        .await
+        .unwrap();
+    s.write_all(&request).await.unwrap();
+    let mut answer = Vec::new();
+    let read = s.read_to_end(&mut answer);
+    tokio::time::timeout(std::time::Duration::from_secs(5), read)
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&answer);
+    let last = text
+        .rsplit("HTTP/1.1 ")
+        .find(|part| !part.starts_with("100"));
+    last.and_then(|l| l.get(..3)?.parse().ok()).unwrap_or(0)
+}
+
+/// One chunk of `n` bytes and the last chunk.
+fn chunked(n: usize) -> Vec<u8> {
+    let mut body = format!("{n:x}\r\n").into_bytes();
+    body.extend(std::iter::repeat_n(b'a', n));
+    body.extend_from_slice(b"\r\n0\r\n\r\n");
+    body
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn request_size_limiting_refuses_bodies_over_the_limit() {
+    let backend = Backend::start().await;
+    let gw = Gateway::start(&[]).await;
+    let limit = |config: serde_json::Value| vec![("request-size-limiting", config)];
+    routes_by_host(
+        &gw,
+        &backend,
+        &[
+            ("limit.test", limit(json!({"allowed_payload_size": 2}))),
+            (
+                "required.test",
+                limit(json!({"allowed_payload_size": 2, "require_content_length": true})),
+            ),
+            (
+                "limit_kilobytes.test",
+                limit(json!({"allowed_payload_size": 2, "size_unit": "kilobytes"})),
+            ),
+            (
+                "limit_bytes.test",
+                limit(json!({"allowed_payload_size": 2, "size_unit": "bytes"})),
+            ),
+        ],
+    )
+    .await;
+    gw.settled().await;
+    const MB: usize = 1 << 20;
+    let length = |n: usize| format!("Content-Length: {n}\r\n");
+    let expect = |n: usize| format!("Content-Length: {n}\r\nExpect: 100-continue\r\n");
+    // :83 / :112 / :129 with Content-Length: the header decides, the body is not read.
+    assert_eq!(
+        raw(&gw, "limit.test", &length(10), b"0123456789").await,
+        200
+    );
+    assert_eq!(raw(&gw, "limit.test", &length(2 * MB + 1), b"").await, 413);
+    assert_eq!(raw(&gw, "limit.test", &expect(2 * MB + 1), b"").await, 417);
+    // :148 / :167 each unit.
+    assert_eq!(
+        raw(&gw, "limit_kilobytes.test", &length(2049), b"").await,
+        413
+    );
+    assert_eq!(
+        raw(&gw, "limit_kilobytes.test", &length(2048), &[b'a'; 2048]).await,
+        200
+    );
+    assert_eq!(raw(&gw, "limit_bytes.test", &length(3), b"abc").await, 413);
+    assert_eq!(raw(&gw, "limit_bytes.test", &length(2), b"ab").await, 200);
+    // :183-:357 chunked bodies are measured as they arrive.
+    let te = "Transfer-Encoding: chunked\r\n";
+    assert_eq!(raw(&gw, "limit.test", te, &chunked(MB)).await, 200);
+    assert_eq!(
+        raw(&gw, "limit_kilobytes.test", te, &chunked(2048)).await,
+        200
+    );
+    assert_eq!(
+        raw(&gw, "limit_kilobytes.test", te, &chunked(2049)).await,
+        413
+    );
+    let te_expect = "Transfer-Encoding: chunked\r\nExpect: 100-continue\r\n";
+    assert_eq!(
+        raw(&gw, "limit_bytes.test", te_expect, &chunked(3)).await,
+        417
+    );
+    // :363 require_content_length: 411 without it, a chunked body still measured.
+    let r = send(
+        "GET",
+        &gw.proxy_url("/request"),
+        &[("host", "required.test")],
+        None,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.json["message"].as_str()),
+        (411, Some("A valid Content-Length header is required"))
+    );
+    assert_eq!(raw(&gw, "required.test", te, &chunked(10)).await, 200);
+    // The message is Kong's.
+    let r = send(
+        "POST",
+        &gw.proxy_url("/request"),
+        &[("host", "limit_bytes.test")],
+        Some(("text/plain", "abc".into())),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.json["message"].as_str()),
+        (413, Some("Request size limit exceeded"))
+    );
 }

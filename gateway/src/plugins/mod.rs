@@ -19,6 +19,7 @@ pub mod ip_restriction;
 pub mod jwt;
 pub mod key_auth;
 pub mod rate_limiting;
+pub mod request_size_limiting;
 pub mod request_termination;
 pub mod response_transformer;
 
@@ -144,7 +145,7 @@ pub struct PluginSpec {
 
 /// Every plugin this build can run.
 pub fn registry() -> &'static [PluginSpec] {
-    static REGISTRY: [PluginSpec; 12] = [
+    static REGISTRY: [PluginSpec; 13] = [
         acl::SPEC,
         basic_auth::SPEC,
         cors::SPEC,
@@ -155,6 +156,7 @@ pub fn registry() -> &'static [PluginSpec] {
         jwt::SPEC,
         key_auth::SPEC,
         rate_limiting::SPEC,
+        request_size_limiting::SPEC,
         request_termination::SPEC,
         response_transformer::SPEC,
     ];
