@@ -4,6 +4,7 @@ use super::body::EntityInput;
 use super::certificates;
 use super::error::ApiError;
 use super::list;
+use super::memberships;
 use super::AdminState;
 use crate::model::owner::ClusterObject;
 use crate::model::{normalize, unix_now, Kind, Normalized, Source};
@@ -29,11 +30,12 @@ struct Parent {
 /// Kong's nested collections (`/consumers/{c}/key-auth`): the parent kind, the child's path
 /// under it and the child kind. The child refers to its parent by the parent kind's own
 /// reference field (`consumer`), stored in the column of that name with `_id`.
-pub const NESTED: [(Kind, &str, Kind); 11] = [
+pub const NESTED: [(Kind, &str, Kind); 12] = [
     (Kind::Service, "routes", Kind::Route),
     (Kind::Service, "plugins", Kind::Plugin),
     (Kind::Route, "plugins", Kind::Plugin),
     (Kind::Consumer, "plugins", Kind::Plugin),
+    (Kind::ConsumerGroup, "plugins", Kind::Plugin),
     (Kind::Consumer, "key-auth", Kind::KeyAuth),
     (Kind::Consumer, "basic-auth", Kind::BasicAuth),
     (Kind::Consumer, "jwt", Kind::JwtSecret),
@@ -53,6 +55,7 @@ fn nested(parent: &str, child: &str) -> Option<(Kind, Kind, &'static str, &'stat
         Kind::Route => ("route", "route_id"),
         Kind::Consumer => ("consumer", "consumer_id"),
         Kind::Upstream => ("upstream", "upstream_id"),
+        Kind::ConsumerGroup => ("consumer_group", "consumer_group_id"),
         _ => ("certificate", "certificate_id"),
     };
     Some((kind, parent_kind, column, field))
@@ -149,6 +152,9 @@ pub async fn nested_list(
     if let Some(answer) = referenced(&st, &parent, &pid, &child).await? {
         return Ok(answer);
     }
+    if let Some(side) = memberships::side(&parent, &child) {
+        return memberships::list(&st, side, &pid).await;
+    }
     let (kind, p) = scope(&st, &parent, &pid, &child).await?;
     let base = format!("/{parent}/{pid}/{child}");
     list::answer(&st, kind, Some((p.column, p.id)), q.as_deref(), &base).await
@@ -159,6 +165,9 @@ pub async fn nested_create(
     Path((parent, pid, child)): Path<(String, String, String)>,
     input: EntityInput,
 ) -> Result<Response, ApiError> {
+    if let Some(side) = memberships::side(&parent, &child) {
+        return memberships::add(&st, side, &pid, input).await;
+    }
     let (kind, p) = scope(&st, &parent, &pid, &child).await?;
     do_create(&st, kind, Some(p), input).await
 }
@@ -195,6 +204,9 @@ pub async fn nested_delete(
     st: St,
     Path((parent, pid, child, key)): Path<(String, String, String, String)>,
 ) -> Result<Response, ApiError> {
+    if let Some(side) = memberships::side(&parent, &child) {
+        return memberships::remove(&st, side, &pid, &key).await;
+    }
     let (kind, p) = scope(&st, &parent, &pid, &child).await?;
     do_delete(&st, kind, &key, Some(p)).await
 }
@@ -217,7 +229,7 @@ async fn do_create(
 /// The write every create, patch and put ends in: references by name resolved, the fields
 /// checked against `base` (what is kept of the stored body, or none), stored (replacing the
 /// entity with the same id when `replace`), and the snapshot asked to pick the change up.
-async fn write(
+pub(super) async fn write(
     st: &AdminState,
     kind: Kind,
     mut fields: Map<String, Value>,

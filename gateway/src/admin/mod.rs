@@ -12,6 +12,7 @@ mod declarative_errors;
 mod entities;
 mod error;
 mod list;
+mod memberships;
 pub mod openapi;
 mod schemas;
 pub mod service_openapi;

@@ -1,7 +1,8 @@
 //! The admin API's own OpenAPI 3.1 document, generated with utoipa from the entity types.
 use crate::model::{
-    Acl, BasicAuthCredential, CaCertificate, Certificate, Consumer, HmacCredential, JwtSecret,
-    KeyAuthCredential, Kind, Plugin, Route, Service, Sni, Target, Upstream,
+    Acl, BasicAuthCredential, CaCertificate, Certificate, Consumer, ConsumerGroup,
+    ConsumerGroupMember, HmacCredential, JwtSecret, KeyAuthCredential, Kind, Plugin, Route,
+    Service, Sni, Target, Upstream,
 };
 use crate::store::portal;
 use axum::Json;
@@ -24,6 +25,8 @@ fn schema_name(kind: Kind) -> &'static str {
         Kind::Service => "Service",
         Kind::Route => "Route",
         Kind::Consumer => "Consumer",
+        Kind::ConsumerGroup => "ConsumerGroup",
+        Kind::ConsumerGroupMember => "ConsumerGroupMember",
         Kind::KeyAuth => "KeyAuthCredential",
         Kind::BasicAuth => "BasicAuthCredential",
         Kind::JwtSecret => "JwtSecret",
@@ -126,6 +129,8 @@ pub fn build() -> OpenApi {
                 .schema_from::<JwtSecret>()
                 .schema_from::<HmacCredential>()
                 .schema_from::<Acl>()
+                .schema_from::<ConsumerGroup>()
+                .schema_from::<ConsumerGroupMember>()
                 .schema_from::<Upstream>()
                 .schema_from::<Target>()
                 .schema_from::<Certificate>()

@@ -45,6 +45,31 @@ fn nested<'a>(
         .collect()
 }
 
+/// Lists each consumer's groups by name under it (decK's `groups: [{name: gold}]`).
+fn memberships(consumers: &mut [Value], entities: &[(Kind, Value)]) {
+    let name_of = |id: &str| {
+        entities
+            .iter()
+            .find(|(k, b)| *k == Kind::ConsumerGroup && b["id"] == id)
+            .and_then(|(_, b)| b["name"].as_str())
+            .map(String::from)
+    };
+    for consumer in consumers.iter_mut() {
+        let id = consumer["id"].as_str().map(String::from);
+        let groups: Vec<Value> = entities
+            .iter()
+            .filter(|(k, m)| {
+                *k == Kind::ConsumerGroupMember && m["consumer"]["id"].as_str() == id.as_deref()
+            })
+            .filter_map(|(_, m)| name_of(m["consumer_group"]["id"].as_str()?))
+            .map(|name| json!({ "name": name }))
+            .collect();
+        if let (Some(c), false) = (consumer.as_object_mut(), groups.is_empty()) {
+            c.insert("groups".into(), Value::Array(groups));
+        }
+    }
+}
+
 /// Builds the document from every stored entity and the developer portal's plans.
 pub fn document(entities: &[(Kind, Value)], plans: &[Plan]) -> Value {
     let of = |kind: Kind| {
@@ -73,6 +98,10 @@ pub fn document(entities: &[(Kind, Value)], plans: &[Plan]) -> Value {
             }
         }
     }
+    memberships(&mut consumers, entities);
+    let consumer_groups: Vec<Value> = of(Kind::ConsumerGroup)
+        .map(|g| Value::Object(clean(g, None)))
+        .collect();
     let upstreams = nested(of(Kind::Upstream), of(Kind::Target), "upstream", "targets");
     let certificates = nested(of(Kind::Certificate), of(Kind::Sni), "certificate", "snis");
     let ca_certificates: Vec<Value> = of(Kind::CaCertificate)
@@ -96,6 +125,7 @@ pub fn document(entities: &[(Kind, Value)], plans: &[Plan]) -> Value {
     for (key, list) in [
         ("services", services),
         ("routes", routes),
+        ("consumer_groups", consumer_groups),
         ("consumers", consumers),
         ("plugins", plugins),
         ("upstreams", upstreams),

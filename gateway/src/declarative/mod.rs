@@ -62,6 +62,7 @@ const LISTS: &[&str] = &[
     "services",
     "routes",
     "consumers",
+    "consumer_groups",
     "plugins",
     "upstreams",
     "certificates",
@@ -226,6 +227,9 @@ impl Reader<'_> {
         for (i, r) in list(top, "routes").iter().enumerate() {
             self.read_entity(Kind::Route, r, &format!("routes[{i}]"), None);
         }
+        for (i, g) in list(top, "consumer_groups").iter().enumerate() {
+            self.read_consumer_group(g, &format!("consumer_groups[{i}]"));
+        }
         for (i, c) in list(top, "consumers").iter().enumerate() {
             self.read_consumer(c, &format!("consumers[{i}]"));
         }
@@ -381,6 +385,17 @@ impl Reader<'_> {
         }
     }
 
+    /// A consumer group and its nested `plugins` (decK's `consumer_groups` list).
+    fn read_consumer_group(&mut self, g: &Value, path: &str) {
+        let Some(id) = self.read_entity(Kind::ConsumerGroup, g, path, None) else {
+            return;
+        };
+        for (i, p) in children(g, "plugins").iter().enumerate() {
+            let ppath = format!("{path}.plugins[{i}]");
+            self.read_entity(Kind::Plugin, p, &ppath, Some(("consumer_group", id)));
+        }
+    }
+
     fn read_consumer(&mut self, c: &Value, path: &str) {
         let Some(id) = self.read_entity(Kind::Consumer, c, path, None) else {
             return;
@@ -392,6 +407,20 @@ impl Reader<'_> {
                 continue;
             }
             self.read_entity(Kind::KeyAuth, k, &kpath, Some(("consumer", id)));
+        }
+        // decK's `groups: [{name: gold}]`: the consumer's memberships.
+        for (i, g) in children(c, "groups").iter().enumerate() {
+            let group = match g {
+                Value::String(name) => json!({ "consumer_group": name }),
+                other => json!({ "consumer_group": other.get("name").or(other.get("id")) }),
+            };
+            let gpath = format!("{path}.groups[{i}]");
+            self.read_entity(
+                Kind::ConsumerGroupMember,
+                &group,
+                &gpath,
+                Some(("consumer", id)),
+            );
         }
         for kind in CONSUMER_CREDENTIALS {
             let key = kind.schema_name();
@@ -582,9 +611,11 @@ fn nested_lists(kind: Kind) -> &'static [&'static str] {
             "jwt_secrets",
             "hmacauth_credentials",
             "acls",
+            "groups",
             "plugins",
         ],
         Kind::Upstream => &["targets"],
+        Kind::ConsumerGroup => &["plugins"],
         Kind::Certificate => &["snis"],
         _ => &[],
     }
@@ -605,6 +636,8 @@ fn derived_id(kind: Kind, fields: &Map<String, Value>, path: &str) -> Uuid {
             s("username").or_else(|| s("custom_id").map(|c| format!("custom_id:{c}")))
         }
         Kind::BasicAuth | Kind::HmacAuth => s("username"),
+        Kind::ConsumerGroup => s("name"),
+        Kind::ConsumerGroupMember => Some(format!("{}:{}", r("consumer_group"), r("consumer"))),
         Kind::JwtSecret => s("key"),
         Kind::Acl => s("group").map(|g| format!("{}:{g}", r("consumer"))),
         Kind::KeyAuth => s("key")

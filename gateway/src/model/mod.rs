@@ -6,6 +6,7 @@ pub mod acl;
 pub mod basic_auth;
 pub mod certificate;
 pub mod consumer;
+pub mod consumer_group;
 pub mod credential;
 pub mod hmac_credential;
 pub mod jwt_secret;
@@ -28,6 +29,7 @@ pub use acl::Acl;
 pub use basic_auth::BasicAuthCredential;
 pub use certificate::{CaCertificate, Certificate, Sni};
 pub use consumer::Consumer;
+pub use consumer_group::{ConsumerGroup, ConsumerGroupMember};
 pub use credential::KeyAuthCredential;
 pub use hmac_credential::HmacCredential;
 pub use jwt_secret::JwtSecret;
@@ -46,6 +48,8 @@ pub enum Kind {
     Service,
     Route,
     Consumer,
+    ConsumerGroup,
+    ConsumerGroupMember,
     KeyAuth,
     BasicAuth,
     JwtSecret,
@@ -57,13 +61,15 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 14] = [
+    pub const ALL: [Kind; 16] = [
         Kind::CaCertificate,
         Kind::Certificate,
         Kind::Sni,
         Kind::Service,
         Kind::Route,
         Kind::Consumer,
+        Kind::ConsumerGroup,
+        Kind::ConsumerGroupMember,
         Kind::KeyAuth,
         Kind::BasicAuth,
         Kind::JwtSecret,
@@ -80,6 +86,8 @@ impl Kind {
             Kind::Service => "services",
             Kind::Route => "routes",
             Kind::Consumer => "consumers",
+            Kind::ConsumerGroup => "consumer_groups",
+            Kind::ConsumerGroupMember => "consumer_group_consumers",
             Kind::KeyAuth => "key-auths",
             Kind::BasicAuth => "basic-auths",
             Kind::JwtSecret => "jwts",
@@ -114,7 +122,10 @@ impl Kind {
     /// `/plugins/{instance_name}`, `/key-auths/{key}`; an ACL by its group within its consumer).
     pub fn name_field(self) -> &'static str {
         match self {
-            Kind::Service | Kind::Route | Kind::Upstream | Kind::Sni => "name",
+            Kind::Service | Kind::Route | Kind::Upstream | Kind::Sni | Kind::ConsumerGroup => {
+                "name"
+            }
+            Kind::ConsumerGroupMember => "id",
             Kind::Certificate => "id",
             Kind::CaCertificate => "cert_digest",
             Kind::Target => "target",
@@ -143,6 +154,9 @@ impl Kind {
             Kind::Service => serde_json::json!({"host": "example.test"}),
             Kind::Route => serde_json::json!({"paths": ["/"]}),
             Kind::Consumer => serde_json::json!({"username": "probe"}),
+            Kind::ConsumerGroup => serde_json::json!({"name": "probe"}),
+            Kind::ConsumerGroupMember => serde_json::json!({
+                "consumer_group": {"id": Uuid::nil()}, "consumer": {"id": Uuid::nil()}}),
             Kind::KeyAuth => serde_json::json!({"consumer": {"id": Uuid::nil()}, "key": "probe"}),
             Kind::BasicAuth => serde_json::json!({"consumer": {"id": Uuid::nil()},
                 "username": "probe", "password": "probe"}),
@@ -199,6 +213,8 @@ impl Kind {
             Kind::Service => Service::REQUIRED,
             Kind::Route => Route::REQUIRED,
             Kind::Consumer => Consumer::REQUIRED,
+            Kind::ConsumerGroup => ConsumerGroup::REQUIRED,
+            Kind::ConsumerGroupMember => ConsumerGroupMember::REQUIRED,
             Kind::KeyAuth => KeyAuthCredential::REQUIRED,
             Kind::BasicAuth => BasicAuthCredential::REQUIRED,
             Kind::JwtSecret => JwtSecret::REQUIRED,
@@ -218,6 +234,8 @@ impl Kind {
             Kind::Service => Service::FIELDS,
             Kind::Route => Route::FIELDS,
             Kind::Consumer => Consumer::FIELDS,
+            Kind::ConsumerGroup => ConsumerGroup::FIELDS,
+            Kind::ConsumerGroupMember => ConsumerGroupMember::FIELDS,
             Kind::KeyAuth => KeyAuthCredential::FIELDS,
             Kind::BasicAuth => BasicAuthCredential::FIELDS,
             Kind::JwtSecret => JwtSecret::FIELDS,
@@ -234,10 +252,11 @@ impl Kind {
 }
 
 /// The fields that refer to another entity, and the kind each refers to.
-pub const REFERENCES: [(&str, Kind); 6] = [
+pub const REFERENCES: [(&str, Kind); 7] = [
     ("service", Kind::Service),
     ("route", Kind::Route),
     ("consumer", Kind::Consumer),
+    ("consumer_group", Kind::ConsumerGroup),
     ("upstream", Kind::Upstream),
     ("certificate", Kind::Certificate),
     ("client_certificate", Kind::Certificate),
@@ -255,6 +274,8 @@ pub struct Keys {
     pub consumer_id: Option<Uuid>,
     pub upstream_id: Option<Uuid>,
     pub certificate_id: Option<Uuid>,
+    /// A membership's or a group-scoped plugin's consumer group.
+    pub consumer_group_id: Option<Uuid>,
     /// A service's `client_certificate`: checked to exist, not a column of its own.
     pub client_certificate_id: Option<Uuid>,
     pub tags: Vec<String>,
@@ -283,6 +304,7 @@ impl Keys {
             "consumer" => self.consumer_id,
             "upstream" => self.upstream_id,
             "certificate" => self.certificate_id,
+            "consumer_group" => self.consumer_group_id,
             "client_certificate" => self.client_certificate_id,
             _ => None,
         }
@@ -349,6 +371,10 @@ pub fn normalize(
         Kind::Service => normalize_as::<Service>(kind, input, existing, source, now),
         Kind::Route => normalize_as::<Route>(kind, input, existing, source, now),
         Kind::Consumer => normalize_as::<Consumer>(kind, input, existing, source, now),
+        Kind::ConsumerGroup => normalize_as::<ConsumerGroup>(kind, input, existing, source, now),
+        Kind::ConsumerGroupMember => {
+            normalize_as::<ConsumerGroupMember>(kind, input, existing, source, now)
+        }
         Kind::KeyAuth => normalize_as::<KeyAuthCredential>(kind, input, existing, source, now),
         Kind::BasicAuth => normalize_as::<BasicAuthCredential>(kind, input, existing, source, now),
         Kind::JwtSecret => normalize_as::<JwtSecret>(kind, input, existing, source, now),

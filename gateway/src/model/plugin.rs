@@ -17,6 +17,9 @@ pub struct Plugin {
     pub service: Option<EntityRef>,
     pub route: Option<EntityRef>,
     pub consumer: Option<EntityRef>,
+    /// Kong Enterprise's consumer-group scope: the instance applies to the group's members.
+    #[serde(default)]
+    pub consumer_group: Option<EntityRef>,
     #[serde(default = "yes")]
     pub enabled: bool,
     #[serde(default = "default_protocols")]
@@ -43,6 +46,7 @@ impl Entity for Plugin {
         field("service", Ty::Ref),
         field("route", Ty::Ref),
         field("consumer", Ty::Ref),
+        field("consumer_group", Ty::Ref),
         field("enabled", Ty::Bool),
         field("protocols", Ty::StrSet),
         field("tags", Ty::StrSet),
@@ -54,6 +58,16 @@ impl Entity for Plugin {
             && crate::plugins::spec(&self.name).is_some_and(|s| s.no_consumer)
         {
             errors.add("consumer", "value must be null");
+        }
+        if self.consumer_group.is_some() {
+            if crate::plugins::spec(&self.name).is_some_and(|s| s.no_consumer) {
+                errors.add("consumer_group", "value must be null");
+            } else if self.consumer.is_some() {
+                errors.add(
+                    "@entity",
+                    "only one of these fields must be non-empty: 'consumer', 'consumer_group'",
+                );
+            }
         }
         if let Err(e) = crate::plugins::normalize_config(&self.name, &mut self.config) {
             match e {
@@ -81,17 +95,20 @@ impl Entity for Plugin {
         Keys {
             // One instance of a plugin per scope, as in Kong.
             name_key: Some(format!(
-                "{}:{}:{}:{}",
+                "{}:{}:{}:{}{}",
                 self.name,
                 id(&self.service),
                 id(&self.route),
-                id(&self.consumer)
+                id(&self.consumer),
+                // A group scope only when there is one, so existing keys stay as they were.
+                ref_id(&self.consumer_group).map_or(String::new(), |g| format!(":group:{g}"))
             )),
             // Unique too, and what `/plugins/{instance_name}` finds it by.
             alt_key: self.instance_name.clone(),
             service_id: ref_id(&self.service),
             route_id: ref_id(&self.route),
             consumer_id: ref_id(&self.consumer),
+            consumer_group_id: ref_id(&self.consumer_group),
             tags: tags_of(&self.tags),
             ..Keys::default()
         }

@@ -4,8 +4,8 @@
 //! and each consumer's ACL groups.
 use crate::model::jwt_secret::{self, is_asymmetric};
 use crate::model::{
-    ref_id, Acl, BasicAuthCredential, Consumer, EntityRef, HmacCredential, JwtSecret,
-    KeyAuthCredential, Kind,
+    ref_id, Acl, BasicAuthCredential, Consumer, ConsumerGroup, ConsumerGroupMember, EntityRef,
+    HmacCredential, JwtSecret, KeyAuthCredential, Kind,
 };
 use http::HeaderValue;
 use jsonwebtoken::{Algorithm, DecodingKey};
@@ -128,6 +128,11 @@ pub struct Consumers {
     jwts: HashMap<String, JwtEntry>,
     hmacs: HashMap<String, HmacEntry>,
     groups: HashMap<Uuid, Groups>,
+    /// Consumer groups' names, by id.
+    group_names: HashMap<Uuid, String>,
+    /// Each consumer's consumer groups, in the order their plugins are tried: by name, as
+    /// Kong Enterprise tries them.
+    memberships: HashMap<Uuid, Vec<Uuid>>,
 }
 
 impl Consumers {
@@ -177,6 +182,7 @@ impl Consumers {
                 groups.header = HeaderValue::from_str(&groups.names.join(", ")).ok();
                 Ok(())
             }
+            Kind::ConsumerGroupMember => self.add_member(parse(kind, body)?),
             other => Err(format!("{} are not credentials", other.collection())),
         }
     }
@@ -197,6 +203,31 @@ impl Consumers {
             consumer: consumer.clone(),
             expires_at_ms: None,
         })
+    }
+
+    /// A consumer group; add them before their memberships.
+    pub fn add_group(&mut self, g: ConsumerGroup) {
+        self.group_names.insert(g.id, g.name);
+    }
+
+    fn add_member(&mut self, m: ConsumerGroupMember) -> Result<(), String> {
+        let consumer = self
+            .entry(Kind::ConsumerGroupMember, m.id, &m.consumer, None)?
+            .consumer
+            .id;
+        let group = ref_id(&m.consumer_group)
+            .filter(|g| self.group_names.contains_key(g))
+            .ok_or_else(|| format!("consumer group membership {} has no group", m.id))?;
+        let groups = self.memberships.entry(consumer).or_default();
+        groups.push(group);
+        let names = &self.group_names;
+        groups.sort_by(|a, b| names.get(a).cmp(&names.get(b)));
+        Ok(())
+    }
+
+    /// The consumer groups of consumer `id`, by name.
+    pub fn consumer_groups(&self, id: Uuid) -> &[Uuid] {
+        self.memberships.get(&id).map_or(&[], Vec::as_slice)
     }
 
     fn add_key(&mut self, k: KeyAuthCredential) -> Result<(), String> {

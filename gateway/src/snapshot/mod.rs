@@ -142,9 +142,13 @@ impl Snapshot {
                     routes.push(r);
                 }
                 Kind::Consumer => consumers.add_consumer(parse(body)?),
-                Kind::KeyAuth | Kind::BasicAuth | Kind::JwtSecret | Kind::HmacAuth | Kind::Acl => {
-                    credentials.push((*kind, body))
-                }
+                Kind::ConsumerGroup => consumers.add_group(parse(body)?),
+                Kind::KeyAuth
+                | Kind::BasicAuth
+                | Kind::JwtSecret
+                | Kind::HmacAuth
+                | Kind::Acl
+                | Kind::ConsumerGroupMember => credentials.push((*kind, body)),
                 Kind::Plugin => plugins.push(parse::<crate::model::Plugin>(body)?),
             }
         }

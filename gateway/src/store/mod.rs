@@ -223,13 +223,14 @@ impl Store {
         })
     }
 
-    /// The plugins not scoped to a consumer that can apply to a service's requests: on the
+    /// The plugins not scoped to a consumer or group that can apply to a service's requests: on the
     /// service, on one of its routes, or global. One query, whatever the number of
     /// consumer-scoped plugins (the developer portal makes several per application).
     pub async fn plugins_for_service(&self, service_id: Uuid) -> Result<Vec<Value>, StoreError> {
         let rows = sqlx::query(
             "SELECT body FROM entities WHERE kind = 'plugins' AND consumer_id IS NULL AND \
-             (service_id = $1 OR (service_id IS NULL AND route_id IS NULL) OR route_id IN \
+             consumer_group_id IS NULL AND (service_id = $1 OR \
+             (service_id IS NULL AND route_id IS NULL) OR route_id IN \
              (SELECT id FROM entities WHERE kind = 'routes' AND service_id = $1)) \
              ORDER BY created_at, id",
         )
@@ -287,11 +288,13 @@ impl Store {
             Kind::Consumer => Some("consumer_id"),
             Kind::Upstream => Some("upstream_id"),
             Kind::Certificate => Some("certificate_id"),
+            Kind::ConsumerGroup => Some("consumer_group_id"),
             Kind::KeyAuth
             | Kind::BasicAuth
             | Kind::JwtSecret
             | Kind::HmacAuth
             | Kind::Acl
+            | Kind::ConsumerGroupMember
             | Kind::Plugin
             | Kind::Target
             | Kind::Sni
@@ -415,7 +418,7 @@ impl Store {
                 })
                 .collect();
             let sql = format!(
-                "INSERT INTO entities (kind, id, name_key, alt_key, service_id, route_id, consumer_id, upstream_id, certificate_id, tags, body, created_at) VALUES {}",
+                "INSERT INTO entities (kind, id, name_key, alt_key, service_id, route_id, consumer_id, upstream_id, certificate_id, consumer_group_id, tags, body, created_at) VALUES {}",
                 rows.join(", ")
             );
             let mut q = sqlx::query(&sql);
@@ -436,6 +439,7 @@ impl Store {
                     .bind(id(k.consumer_id))
                     .bind(id(k.upstream_id))
                     .bind(id(k.certificate_id))
+                    .bind(id(k.consumer_group_id))
                     .bind(format!(",{},", k.tags.join(",")))
                     .bind(self.keyring.sealed(rec.kind, &rec.body).to_string())
                     .bind(created_at);
@@ -459,7 +463,7 @@ fn parse_body(row: &AnyRow, column: usize) -> Result<Value, StoreError> {
 /// (SQLite's parameters are anonymous `?`: sqlx looks a numbered one up by name, a scan of
 /// all the statement's parameters each time.)
 const INSERT_BATCH: usize = 400;
-const ENTITY_COLUMNS: usize = 12;
+const ENTITY_COLUMNS: usize = 13;
 
 async fn bump_version(tx: &mut Tx) -> Result<(), StoreError> {
     sqlx::query("UPDATE config_version SET version = version + 1 WHERE id = 1")
