@@ -360,6 +360,7 @@ consumers:
         None,
     );
     assert!(ok, "{out}{err}");
+    gw.settled().await;
     let gw = check(gw).await;
     let data = gw.data_dir.to_str().unwrap();
     let (ok, exported, err) = tollgate(&["config", "export"], &[("TOLLGATE_DATA_DIR", data)], None);
