@@ -156,3 +156,12 @@ measure_rounds() {
     done
   done
 }
+
+# Prints the Markdown table of measure_rounds' rounds, each row against the first label's.
+report_against_first() {
+  echo
+  echo "wrk -t1 -c$conns -d${dur}s on one Tollgate worker, $rounds rounds in one run ($(date -u +%F), $(nproc) cores)"
+  echo
+  for label in "${labels[@]}"; do echo "$label|${labels[0]}"; done > "$work/order"
+  python3 deploy/bench/report.py "$work/rounds" "$work/order"
+}

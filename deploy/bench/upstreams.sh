@@ -59,9 +59,4 @@ labels=("single host" "upstream, 3 targets, round-robin" "upstream, 3 targets, l
 paths=(single balanced checked)
 urls=(); for p in "${paths[@]}"; do urls+=("http://127.0.0.1:$TG_PORT/$p/x"); done
 measure_rounds
-
-echo
-echo "wrk -t1 -c$conns -d${dur}s on one Tollgate worker, $rounds rounds in one run ($(date -u +%F), $(nproc) cores)"
-echo
-for label in "${labels[@]}"; do echo "$label|${labels[0]}"; done > "$work/order"
-python3 deploy/bench/report.py "$work/rounds" "$work/order"
+report_against_first
