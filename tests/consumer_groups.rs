@@ -46,7 +46,8 @@ async fn group_scoped_limits_follow_kongs_precedence() {
     // Group-scoped plugins: gold 500/s, silver 200/s (limits no test reaches: the answers
     // name the instance that applied).
     gw.create("/consumer_groups/gold/plugins", rate(500)).await;
-    gw.create("/consumer_groups/silver/plugins", rate(200)).await;
+    gw.create("/consumer_groups/silver/plugins", rate(200))
+        .await;
     // Memberships from either side; the answer names both sides.
     let r = post(
         &gw,
