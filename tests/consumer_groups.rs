@@ -80,6 +80,10 @@ async fn group_scoped_limits_follow_kongs_precedence() {
         (r.status, r.json["fields"].clone()),
         (400, json!({"group": "required field missing"}))
     );
+    // One already a member: 409, and the other is not added either.
+    let both = json!({"consumer": ["bob", "ann"]});
+    let r = post(&gw, "/consumer_groups/gold/consumers", both).await;
+    assert_eq!(r.status, 409, "{}", r.body);
     let r = send(
         "GET",
         &gw.admin_url("/consumer_groups/gold/consumers"),
@@ -88,6 +92,11 @@ async fn group_scoped_limits_follow_kongs_precedence() {
     )
     .await;
     assert_eq!(r.json["data"][0]["username"], "ann");
+    assert_eq!(
+        r.json["data"].as_array().unwrap().len(),
+        1,
+        "bob was not added"
+    );
     let r = send(
         "GET",
         &gw.admin_url("/consumers/bob/consumer_groups"),

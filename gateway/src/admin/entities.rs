@@ -229,7 +229,7 @@ async fn do_create(
 /// The write every create, patch and put ends in: references by name resolved, the fields
 /// checked against `base` (what is kept of the stored body, or none), stored (replacing the
 /// entity with the same id when `replace`), and the snapshot asked to pick the change up.
-pub(super) async fn write(
+async fn write(
     st: &AdminState,
     kind: Kind,
     mut fields: Map<String, Value>,

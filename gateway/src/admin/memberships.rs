@@ -6,7 +6,7 @@ use super::body::EntityInput;
 use super::error::ApiError;
 use super::AdminState;
 use crate::model::schema::FieldErrors;
-use crate::model::{consumer_group::membership_key, Kind, Source};
+use crate::model::{consumer_group::membership_key, normalize, unix_now, Kind, Source};
 use crate::store::{ListQuery, StoreError};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -97,7 +97,8 @@ pub async fn list(st: &AdminState, side: Side, key: &str) -> Result<Response, Ap
 }
 
 /// Adds the owner to each of the given others (one name or id, or a list of them): 201 with
-/// the owner and the others, as Kong Enterprise answers. One already a member is a 409.
+/// the owner and the others, as Kong Enterprise answers. One already a member is a 409, and
+/// then none is added.
 pub async fn add(
     st: &AdminState,
     side: Side,
@@ -106,7 +107,7 @@ pub async fn add(
 ) -> Result<Response, ApiError> {
     st.writable("create", Kind::ConsumerGroupMember, None)?;
     let owner = owner(st, side, key).await?;
-    let given = match input.fields.get(side.given_as) {
+    let mut given = match input.fields.get(side.given_as) {
         Some(Value::String(s)) => vec![s.clone()],
         Some(Value::Array(items)) => items
             .iter()
@@ -119,6 +120,8 @@ pub async fn add(
         errors.add(side.given_as, "required field missing");
         return Err(errors.into());
     }
+    given.sort();
+    given.dedup();
     let mut added = Vec::new();
     for name in &given {
         let other =
@@ -127,22 +130,24 @@ pub async fn add(
             })?;
         added.push(other);
     }
+    let (_, owner_field) = column_and_field(side.owner);
+    let (_, other_field) = column_and_field(side.other);
+    let mut records = Vec::new();
     for other in &added {
         let mut fields = Map::new();
-        let (_, owner_field) = column_and_field(side.owner);
-        let (_, other_field) = column_and_field(side.other);
         fields.insert(owner_field.into(), json!({"id": owner["id"]}));
         fields.insert(other_field.into(), json!({"id": other["id"]}));
-        super::entities::write(
-            st,
+        let n = normalize(
             Kind::ConsumerGroupMember,
             fields,
             None,
             Source::Typed,
-            false,
-        )
-        .await?;
+            unix_now(),
+        )?;
+        records.push(n.record);
     }
+    st.store().insert_all(&records).await?;
+    st.reloader.poke();
     let owner_name = match side.owner {
         Kind::ConsumerGroup => "consumer_group",
         _ => "consumer",

@@ -314,7 +314,7 @@ impl<'t> Token<'t> {
             }
         };
         let header = object(header_64)?;
-        let claims = object(claims_64).map_err(|_| "invalid JSON")?;
+        let claims = object(claims_64)?;
         let algorithm = header
             .get("alg")
             .and_then(Value::as_str)

@@ -258,6 +258,19 @@ impl Store {
         Ok(())
     }
 
+    /// Inserts new entities together: all of them, or none when one is refused.
+    pub async fn insert_all(&self, records: &[Record]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for rec in records {
+            check_references(&mut tx, rec).await?;
+            check_unique(&mut tx, rec).await?;
+        }
+        self.insert_many(&mut tx, records).await?;
+        bump_version(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// The body in `column` of `row`, an entity of `kind`, with its secrets opened.
     fn body(&self, kind: Kind, row: &AnyRow, column: usize) -> Result<Value, StoreError> {
         self.keyring.opened(kind, parse_body(row, column)?)
