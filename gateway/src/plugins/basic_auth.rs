@@ -75,13 +75,13 @@ impl Handler for BasicAuth {
         }
         // Kong tries Proxy-Authorization first, then Authorization when the first names no
         // credential.
-        let chosen = proxy
-            .and_then(|p| p.filter(|p| ctx.snapshot.consumers.basic(&p.username).is_some()))
-            .or(plain.flatten());
-        let Some(presented) = chosen else {
-            return Access::Now(self.fallback.unauthorized(ctx, UNAUTHORIZED));
-        };
-        let Some(entry) = ctx.snapshot.consumers.basic(&presented.username) else {
+        let consumers = &ctx.snapshot.consumers;
+        let named = |p: Presented| Some((consumers.basic(&p.username)?, p));
+        let found = proxy
+            .flatten()
+            .and_then(named)
+            .or_else(|| plain.flatten().and_then(named));
+        let Some((entry, presented)) = found else {
             return Access::Now(self.fallback.unauthorized(ctx, UNAUTHORIZED));
         };
         let owner = owner(&entry.credential);
