@@ -142,6 +142,11 @@ pub async fn run(s: Settings) -> anyhow::Result<ExitCode> {
         )),
         ..Shared::default()
     });
+    let oauth2_tokens = plugins.oauth2.clone();
+    oauth2_tokens
+        .attach(store.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot load the oauth2 tokens: {e}"))?;
     let reloader = Arc::new(Reloader::new(
         store.clone(),
         Arc::new(Metrics::default()),
@@ -158,6 +163,7 @@ pub async fn run(s: Settings) -> anyhow::Result<ExitCode> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(reloader.clone().run(stop_rx.clone()));
+    tasks.spawn(oauth2_tokens.run(stop_rx.clone()));
     if let Some(file) = s.declarative_config.clone() {
         tasks.spawn(watch_declarative(file, reloader.clone(), stop_rx.clone()));
     }

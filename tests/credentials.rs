@@ -1,7 +1,7 @@
 //! Credentials as Kong's admin API and decK files carry them, and how the store keeps them:
-//! basic-auth passwords and API keys hashed, jwt and hmac-auth secrets sealed under the keyring
-//! (`TOLLGATE_KEYRING_FILE`), so neither the SQLite file nor PostgreSQL's tables and files hold
-//! any of them in clear.
+//! basic-auth passwords, API keys, oauth2 client secrets, tokens and codes hashed, jwt and
+//! hmac-auth secrets sealed under the keyring (`TOLLGATE_KEYRING_FILE`), so neither the SQLite
+//! file nor PostgreSQL's tables and files hold any of them in clear.
 mod common;
 
 use base64::Engine;
@@ -13,7 +13,10 @@ const PASSWORD: &str = "basic-password-in-clear-7f3a";
 const API_KEY: &str = "api-key-in-clear-0c5d9e";
 const JWT_SECRET: &str = "jwt-secret-in-clear-5b1e88";
 const HMAC_SECRET: &str = "hmac-secret-in-clear-91aa2c";
-const CLEAR: [&str; 4] = [PASSWORD, API_KEY, JWT_SECRET, HMAC_SECRET];
+const OAUTH2_SECRET: &str = "oauth2-secret-in-clear-3e7d10";
+const CLEAR: [&str; 5] = [PASSWORD, API_KEY, JWT_SECRET, HMAC_SECRET, OAUTH2_SECRET];
+/// The oauth2 endpoints believe this proxy's `X-Forwarded-Proto: https`.
+const TRUSTED: (&str, &str) = ("TOLLGATE_TRUSTED_IPS", "127.0.0.1/32");
 
 /// Consumer `ann` with one credential of each kind, through the nested endpoints.
 async fn ann(gw: &Gateway) {
@@ -30,9 +33,71 @@ async fn ann(gw: &Gateway) {
             json!({"username": "ann-hmac", "secret": HMAC_SECRET}),
         ),
         ("acls", json!({"group": "gold"})),
+        (
+            "oauth2",
+            json!({"name": "ann-app", "client_id": "ann-app", "client_secret": OAUTH2_SECRET,
+                "redirect_uris": ["http://ann.test/cb"]}),
+        ),
     ] {
         gw.create(&format!("/consumers/ann/{path}"), body).await;
     }
+}
+
+/// What the oauth2 endpoints hand out for `ann-app`, in clear: a code left unredeemed, the
+/// tokens another code gave, and a client-credentials token.
+async fn oauth2_issued(gw: &Gateway, backend: &Backend) -> Vec<String> {
+    let url = format!("http://127.0.0.1:{}", backend.port);
+    gw.create("/services", json!({"name": "o", "url": url}))
+        .await;
+    let route = json!({"name": "o", "hosts": ["oauth2.test"]});
+    gw.create("/services/o/routes", route).await;
+    let config = json!({"enable_authorization_code": true, "enable_client_credentials": true,
+        "provision_key": "provision123", "accept_http_if_already_terminated": true});
+    gw.create(
+        "/routes/o/plugins",
+        json!({"name": "oauth2", "config": config}),
+    )
+    .await;
+    gw.settled().await;
+    let post = |path: &'static str, body: Value| async move {
+        let headers = [("host", "oauth2.test"), ("x-forwarded-proto", "https")];
+        let r = send("POST", &gw.proxy_url(path), &headers, json_body(body)).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json
+    };
+    let authorize = json!({"provision_key": "provision123", "authenticated_userid": "ann",
+        "client_id": "ann-app", "response_type": "code"});
+    // `http://ann.test/cb?code=...`: the code ends the URI.
+    let code = |r: Value| {
+        r["redirect_uri"]
+            .as_str()
+            .unwrap()
+            .split("code=")
+            .nth(1)
+            .unwrap()
+            .to_string()
+    };
+    let kept = code(post("/oauth2/authorize", authorize.clone()).await);
+    let redeemed = code(post("/oauth2/authorize", authorize).await);
+    let tokens = post(
+        "/oauth2/token",
+        json!({"code": redeemed, "client_id": "ann-app", "client_secret": OAUTH2_SECRET,
+            "grant_type": "authorization_code"}),
+    )
+    .await;
+    let cc = post(
+        "/oauth2/token",
+        json!({"client_id": "ann-app", "client_secret": OAUTH2_SECRET,
+            "grant_type": "client_credentials"}),
+    )
+    .await;
+    let text = |v: &Value| v.as_str().unwrap().to_string();
+    vec![
+        kept,
+        text(&tokens["access_token"]),
+        text(&tokens["refresh_token"]),
+        text(&cc["access_token"]),
+    ]
 }
 
 /// The secrets that must stay readable are shown back by the admin API (as Kong's are).
@@ -48,10 +113,12 @@ async fn readable_secrets_read_back(gw: &Gateway) {
         .starts_with("$argon2id$"));
 }
 
-/// Which of `CLEAR` occur in `bytes`.
-fn found_in(bytes: &[u8]) -> Vec<&'static str> {
+/// Which of `CLEAR` and `issued` occur in `bytes`.
+fn found_in(bytes: &[u8], issued: &[String]) -> Vec<String> {
     CLEAR
         .into_iter()
+        .map(String::from)
+        .chain(issued.iter().cloned())
         .filter(|s| bytes.windows(s.len()).any(|w| w == s.as_bytes()))
         .collect()
 }
@@ -74,9 +141,15 @@ fn files_under(dir: &Path) -> Vec<(String, Vec<u8>)> {
 async fn no_password_key_or_secret_is_in_clear_in_the_sqlite_file() {
     let keyring_dir = tempfile::tempdir().unwrap();
     let keyring = keyring_dir.path().join("keyring");
-    let gw = Gateway::start(&[("TOLLGATE_KEYRING_FILE", keyring.to_str().unwrap())]).await;
+    let gw = Gateway::start(&[
+        ("TOLLGATE_KEYRING_FILE", keyring.to_str().unwrap()),
+        TRUSTED,
+    ])
+    .await;
     ann(&gw).await;
     readable_secrets_read_back(&gw).await;
+    let backend = Backend::start().await;
+    let issued = oauth2_issued(&gw, &backend).await;
     // The database file and its journal (`tollgate.db`, `-wal`, `-shm`).
     let files: Vec<_> = files_under(&gw.data_dir)
         .into_iter()
@@ -86,7 +159,7 @@ async fn no_password_key_or_secret_is_in_clear_in_the_sqlite_file() {
         .iter()
         .any(|(n, b)| n.ends_with("tollgate.db") && !b.is_empty()));
     for (name, bytes) in &files {
-        assert_eq!(found_in(bytes), Vec::<&str>::new(), "{name}");
+        assert_eq!(found_in(bytes, &issued), Vec::<String>::new(), "{name}");
     }
     // The secrets are sealed, not merely encoded: the stored bodies carry the sealed form.
     let db = format!("sqlite://{}", gw.data_dir.join("tollgate.db").display());
@@ -135,10 +208,13 @@ async fn no_password_key_or_secret_is_in_clear_in_postgresql() {
     let gw = Gateway::start(&[
         ("TOLLGATE_DATABASE", "postgres"),
         ("TOLLGATE_DATABASE_URL", &db.url),
+        TRUSTED,
     ])
     .await;
     ann(&gw).await;
     readable_secrets_read_back(&gw).await;
+    let backend = Backend::start().await;
+    let issued = oauth2_issued(&gw, &backend).await;
     let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
     // Every row of every table, as text.
     let tables: Vec<(String,)> =
@@ -154,8 +230,8 @@ async fn no_password_key_or_secret_is_in_clear_in_postgresql() {
             .unwrap();
         let text: String = rows.into_iter().map(|(r,)| r).collect();
         assert_eq!(
-            found_in(text.as_bytes()),
-            Vec::<&str>::new(),
+            found_in(text.as_bytes(), &issued),
+            Vec::<String>::new(),
             "table {table}"
         );
     }
@@ -166,16 +242,21 @@ async fn no_password_key_or_secret_is_in_clear_in_postgresql() {
         .fetch_one(&pool)
         .await
         .unwrap();
-    let (heap,): (String,) = sqlx::query_as("SELECT pg_relation_filepath('entities')")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
     let data_dir = Path::new(&data_dir);
-    if let Ok(bytes) = std::fs::read(data_dir.join(&heap)) {
-        assert!(!bytes.is_empty());
-        assert_eq!(found_in(&bytes), Vec::<&str>::new(), "{heap}");
+    for table in ["entities", "oauth2_tokens", "oauth2_authorization_codes"] {
+        let (heap,): (String,) = sqlx::query_as("SELECT pg_relation_filepath($1)")
+            .bind(table)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        if let Ok(bytes) = std::fs::read(data_dir.join(&heap)) {
+            assert!(!bytes.is_empty(), "{table}");
+            assert_eq!(found_in(&bytes, &issued), Vec::<String>::new(), "{heap}");
+        }
+    }
+    if data_dir.exists() {
         for (name, bytes) in files_under(&data_dir.join("pg_wal")) {
-            assert_eq!(found_in(&bytes), Vec::<&str>::new(), "{name}");
+            assert_eq!(found_in(&bytes, &issued), Vec::<String>::new(), "{name}");
         }
     }
     pool.close().await;
@@ -303,6 +384,14 @@ services:
     paths: [/jwt]
     plugins:
     - name: jwt
+  - name: oauth2
+    paths: [/oauth2-api]
+    plugins:
+    - name: oauth2
+      config:
+        enable_client_credentials: true
+        provision_key: provision123
+        accept_http_if_already_terminated: true
 consumers:
 - username: ann
   basicauth_credentials:
@@ -316,6 +405,11 @@ consumers:
     secret: {HMAC_SECRET}
   acls:
   - group: gold
+  oauth2_credentials:
+  - name: ann-app
+    client_id: ann-app
+    client_secret: {OAUTH2_SECRET}
+    redirect_uris: [http://ann.test/cb]
 "#,
         port = backend.port
     );
@@ -339,6 +433,16 @@ consumers:
             assert_eq!(r.json["headers"]["x-consumer-groups"], "gold");
             let r = send("GET", &gw.admin_url("/jwts/ann-issuer"), &[], None).await;
             assert_eq!(r.json["secret"], JWT_SECRET);
+            let body = json!({"client_id": "ann-app", "client_secret": OAUTH2_SECRET,
+                "grant_type": "client_credentials"});
+            let r = send(
+                "POST",
+                &gw.proxy_url("/oauth2-api/oauth2/token"),
+                &[("x-forwarded-proto", "https")],
+                json_body(body),
+            )
+            .await;
+            assert_eq!(r.status, 200, "{}", r.body);
             gw
         }
     };
@@ -346,13 +450,14 @@ consumers:
         Gateway::start(&[
             ("TOLLGATE_DATABASE", "off"),
             ("TOLLGATE_DECLARATIVE_CONFIG", f),
+            TRUSTED,
         ])
         .await,
     )
     .await;
     drop(dbless);
     // Into a store, then out again.
-    let gw = Gateway::start(&[]).await;
+    let gw = Gateway::start(&[TRUSTED]).await;
     let admin = gw.admin_url("");
     let (ok, out, err) = tollgate(
         &["config", "apply", f],
@@ -369,12 +474,15 @@ consumers:
         "basicauth_credentials:",
         "jwt_secrets:",
         "hmacauth_credentials:",
+        "oauth2_credentials:",
         "acls:",
     ] {
         assert!(exported.contains(list), "{list}: {exported}");
     }
     assert!(
-        exported.contains("$argon2id$") && !exported.contains(PASSWORD),
+        exported.contains("$argon2id$")
+            && !exported.contains(PASSWORD)
+            && !exported.contains(OAUTH2_SECRET),
         "{exported}"
     );
     let back = dir.path().join("exported.yaml");
@@ -383,6 +491,7 @@ consumers:
         Gateway::start(&[
             ("TOLLGATE_DATABASE", "off"),
             ("TOLLGATE_DECLARATIVE_CONFIG", back.to_str().unwrap()),
+            TRUSTED,
         ])
         .await,
     )

@@ -30,7 +30,7 @@ struct Parent {
 /// Kong's nested collections (`/consumers/{c}/key-auth`): the parent kind, the child's path
 /// under it and the child kind. The child refers to its parent by the parent kind's own
 /// reference field (`consumer`), stored in the column of that name with `_id`.
-pub const NESTED: [(Kind, &str, Kind); 12] = [
+pub const NESTED: [(Kind, &str, Kind); 13] = [
     (Kind::Service, "routes", Kind::Route),
     (Kind::Service, "plugins", Kind::Plugin),
     (Kind::Route, "plugins", Kind::Plugin),
@@ -40,6 +40,7 @@ pub const NESTED: [(Kind, &str, Kind); 12] = [
     (Kind::Consumer, "basic-auth", Kind::BasicAuth),
     (Kind::Consumer, "jwt", Kind::JwtSecret),
     (Kind::Consumer, "hmac-auth", Kind::HmacAuth),
+    (Kind::Consumer, "oauth2", Kind::OAuth2Credential),
     (Kind::Consumer, "acls", Kind::Acl),
     (Kind::Upstream, "targets", Kind::Target),
     (Kind::Certificate, "snis", Kind::Sni),
@@ -282,11 +283,11 @@ async fn do_put(
     if let Some(p) = parent {
         fields.insert(p.field.into(), json!({"id": p.id}));
     }
-    match Uuid::parse_str(key) {
-        Ok(id) => {
+    match crate::model::uuid_key(key) {
+        Some(id) => {
             fields.insert("id".into(), json!(id));
         }
-        Err(_) => {
+        None => {
             fields.insert(kind.name_field().into(), json!(key));
         }
     }
@@ -364,11 +365,11 @@ async fn find(
 /// an ACL by its group within its consumer.
 fn lookup_key(kind: Kind, key: &str, parent: Option<Parent>) -> String {
     match parent {
-        Some(p) if kind == Kind::Target && Uuid::parse_str(key).is_err() => {
+        Some(p) if kind == Kind::Target && crate::model::uuid_key(key).is_none() => {
             let normal = crate::model::target::normal(key).unwrap_or_else(|_| key.to_string());
             crate::model::target::unique_key(p.id, &normal)
         }
-        Some(p) if kind == Kind::Acl && Uuid::parse_str(key).is_err() => {
+        Some(p) if kind == Kind::Acl && crate::model::uuid_key(key).is_none() => {
             crate::model::acl::unique_key(p.id, key)
         }
         _ => key.to_string(),
@@ -425,8 +426,8 @@ async fn shown(st: &AdminState, n: Normalized) -> Result<Value, ApiError> {
     let mut body = read(st, n.record.kind, n.record.body, unix_now())
         .await?
         .unwrap_or(Value::Null);
-    if let (Some(secret), Some(obj)) = (n.revealed_secret, body.as_object_mut()) {
-        obj.insert("key".into(), Value::String(secret));
+    if let (Some((field, secret)), Some(obj)) = (n.revealed, body.as_object_mut()) {
+        obj.insert(field.into(), Value::String(secret));
     }
     Ok(body)
 }
@@ -478,7 +479,7 @@ async fn resolve_references(
             _ => continue,
         };
         let Some(found) = st.store().get(kind, &key).await? else {
-            if Uuid::parse_str(&key).is_ok() {
+            if crate::model::uuid_key(&key).is_some() {
                 // Left for the store to report with the id the caller gave.
                 fields.insert(field.into(), json!({"id": key}));
                 continue;

@@ -58,6 +58,12 @@ impl Params {
     }
 }
 
+/// A list's `size` and `offset` alone (lists that are not entities: `/oauth2_tokens`).
+pub(super) fn size_and_offset(query: Option<&str>) -> Result<(usize, Option<Uuid>), ApiError> {
+    let p = Params::parse(query, true)?;
+    Ok((p.size, p.offset))
+}
+
 fn parse_size(value: &str) -> Result<usize, ApiError> {
     let n: f64 = value
         .trim()
@@ -72,7 +78,7 @@ fn parse_size(value: &str) -> Result<usize, ApiError> {
 
 /// Offsets are the last id of the page before, base64-encoded (opaque to clients, as Kong's;
 /// the URL-safe alphabet, so an offset pasted unescaped into a query survives).
-fn encode_offset(id: &str) -> String {
+pub(super) fn encode_offset(id: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id)
 }
 

@@ -13,6 +13,7 @@ mod entities;
 mod error;
 mod list;
 mod memberships;
+mod oauth2_tokens;
 pub mod openapi;
 mod schemas;
 pub mod service_openapi;
@@ -65,7 +66,7 @@ impl AdminState {
             return Ok(());
         }
         let by = key
-            .filter(|k| uuid::Uuid::parse_str(k).is_err())
+            .filter(|k| crate::model::uuid_key(k).is_none())
             .map(|_| format!(" by '{}'", kind.name_field()))
             .unwrap_or_default();
         Err(ApiError::Unsupported(format!(
@@ -158,6 +159,20 @@ pub fn router(state: Arc<AdminState>, extra: Router) -> Router {
             kong_methods(
                 put(upstreams::mark_unhealthy).post(upstreams::mark_unhealthy),
                 MARK,
+            ),
+        )
+        .route(
+            "/oauth2_tokens",
+            kong_methods(
+                get(oauth2_tokens::list).post(oauth2_tokens::create),
+                "GET, HEAD, OPTIONS, POST",
+            ),
+        )
+        .route(
+            "/oauth2_tokens/{key}",
+            kong_methods(
+                get(oauth2_tokens::get_one).delete(oauth2_tokens::delete_one),
+                "DELETE, GET, HEAD, OPTIONS",
             ),
         )
         .route(

@@ -1,8 +1,8 @@
 //! The admin API's own OpenAPI 3.1 document, generated with utoipa from the entity types.
 use crate::model::{
     Acl, BasicAuthCredential, CaCertificate, Certificate, Consumer, ConsumerGroup,
-    ConsumerGroupMember, HmacCredential, JwtSecret, KeyAuthCredential, Kind, Plugin, Route,
-    Service, Sni, Target, Upstream,
+    ConsumerGroupMember, HmacCredential, JwtSecret, KeyAuthCredential, Kind, OAuth2Credential,
+    Plugin, Route, Service, Sni, Target, Upstream,
 };
 use crate::store::portal;
 use axum::Json;
@@ -31,6 +31,7 @@ fn schema_name(kind: Kind) -> &'static str {
         Kind::BasicAuth => "BasicAuthCredential",
         Kind::JwtSecret => "JwtSecret",
         Kind::HmacAuth => "HmacCredential",
+        Kind::OAuth2Credential => "OAuth2Credential",
         Kind::Acl => "Acl",
         Kind::Plugin => "Plugin",
         Kind::Upstream => "Upstream",
@@ -128,6 +129,7 @@ pub fn build() -> OpenApi {
                 .schema_from::<BasicAuthCredential>()
                 .schema_from::<JwtSecret>()
                 .schema_from::<HmacCredential>()
+                .schema_from::<OAuth2Credential>()
                 .schema_from::<Acl>()
                 .schema_from::<ConsumerGroup>()
                 .schema_from::<ConsumerGroupMember>()

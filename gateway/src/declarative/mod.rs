@@ -51,9 +51,15 @@ struct Item {
 }
 
 /// The credentials besides API keys that decK nests under a consumer, each under its Kong
-/// schema name (`basicauth_credentials`, `jwt_secrets`, `hmacauth_credentials`, `acls`).
-pub const CONSUMER_CREDENTIALS: [Kind; 4] =
-    [Kind::BasicAuth, Kind::JwtSecret, Kind::HmacAuth, Kind::Acl];
+/// schema name (`basicauth_credentials`, `jwt_secrets`, `hmacauth_credentials`,
+/// `oauth2_credentials`, `acls`).
+pub const CONSUMER_CREDENTIALS: [Kind; 5] = [
+    Kind::BasicAuth,
+    Kind::JwtSecret,
+    Kind::HmacAuth,
+    Kind::OAuth2Credential,
+    Kind::Acl,
+];
 
 /// The file's own top-level keys.
 const META: &[&str] = &["_format_version", "_transform", "_info", "_workspace"];
@@ -610,6 +616,7 @@ fn nested_lists(kind: Kind) -> &'static [&'static str] {
             "basicauth_credentials",
             "jwt_secrets",
             "hmacauth_credentials",
+            "oauth2_credentials",
             "acls",
             "groups",
             "plugins",
@@ -639,6 +646,7 @@ fn derived_id(kind: Kind, fields: &Map<String, Value>, path: &str) -> Uuid {
         Kind::ConsumerGroup => s("name"),
         Kind::ConsumerGroupMember => Some(format!("{}:{}", r("consumer_group"), r("consumer"))),
         Kind::JwtSecret => s("key"),
+        Kind::OAuth2Credential => s("client_id"),
         Kind::Acl => s("group").map(|g| format!("{}:{g}", r("consumer"))),
         Kind::KeyAuth => s("key")
             .map(|k| crate::model::credential::hash_key(&k))

@@ -119,7 +119,7 @@ mod tests {
             1,
         )
         .unwrap();
-        assert_eq!(n.revealed_secret.as_deref(), Some(key));
+        assert_eq!(n.revealed.map(|(_, s)| s).as_deref(), Some(key));
         assert_eq!(n.record.body["key_hash"], hash_key(key));
         assert!(!n.record.body.to_string().contains(key));
     }
@@ -134,7 +134,7 @@ mod tests {
             1,
         )
         .unwrap();
-        let key = n.revealed_secret.unwrap();
+        let key = n.revealed.unwrap().1;
         assert_eq!(key.len(), 32);
         assert_eq!(n.record.body["key_hash"], hash_key(&key));
         assert_ne!(key, generate_key());

@@ -10,6 +10,7 @@ pub mod consumer_group;
 pub mod credential;
 pub mod hmac_credential;
 pub mod jwt_secret;
+pub mod oauth2_credential;
 pub mod owner;
 pub mod password;
 pub mod plan;
@@ -33,6 +34,7 @@ pub use consumer_group::{ConsumerGroup, ConsumerGroupMember};
 pub use credential::KeyAuthCredential;
 pub use hmac_credential::HmacCredential;
 pub use jwt_secret::JwtSecret;
+pub use oauth2_credential::OAuth2Credential;
 pub use plugin::Plugin;
 pub use route::Route;
 pub use service::Service;
@@ -54,6 +56,7 @@ pub enum Kind {
     BasicAuth,
     JwtSecret,
     HmacAuth,
+    OAuth2Credential,
     Acl,
     Plugin,
     Upstream,
@@ -61,7 +64,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 16] = [
+    pub const ALL: [Kind; 17] = [
         Kind::CaCertificate,
         Kind::Certificate,
         Kind::Sni,
@@ -74,6 +77,7 @@ impl Kind {
         Kind::BasicAuth,
         Kind::JwtSecret,
         Kind::HmacAuth,
+        Kind::OAuth2Credential,
         Kind::Acl,
         Kind::Plugin,
         Kind::Upstream,
@@ -92,6 +96,7 @@ impl Kind {
             Kind::BasicAuth => "basic-auths",
             Kind::JwtSecret => "jwts",
             Kind::HmacAuth => "hmac-auths",
+            Kind::OAuth2Credential => "oauth2",
             Kind::Acl => "acls",
             Kind::Plugin => "plugins",
             Kind::Upstream => "upstreams",
@@ -110,6 +115,7 @@ impl Kind {
             Kind::BasicAuth => "basicauth_credentials",
             Kind::JwtSecret => "jwt_secrets",
             Kind::HmacAuth => "hmacauth_credentials",
+            Kind::OAuth2Credential => "oauth2_credentials",
             other => other.collection(),
         }
     }
@@ -131,6 +137,7 @@ impl Kind {
             Kind::Target => "target",
             Kind::Consumer | Kind::BasicAuth | Kind::HmacAuth => "username",
             Kind::KeyAuth | Kind::JwtSecret => "key",
+            Kind::OAuth2Credential => "client_id",
             Kind::Acl => "group",
             Kind::Plugin => "instance_name",
         }
@@ -165,6 +172,8 @@ impl Kind {
                 serde_json::json!({"consumer": {"id": Uuid::nil()}, "username": "probe"})
             }
             Kind::Acl => serde_json::json!({"consumer": {"id": Uuid::nil()}, "group": "probe"}),
+            Kind::OAuth2Credential => serde_json::json!({"consumer": {"id": Uuid::nil()},
+                "name": "probe", "client_id": "probe", "client_secret": "probe"}),
             Kind::Plugin => serde_json::json!({"name": "key-auth"}),
             Kind::Upstream => serde_json::json!({"name": "probe.test"}),
             Kind::Target => {
@@ -219,6 +228,7 @@ impl Kind {
             Kind::BasicAuth => BasicAuthCredential::REQUIRED,
             Kind::JwtSecret => JwtSecret::REQUIRED,
             Kind::HmacAuth => HmacCredential::REQUIRED,
+            Kind::OAuth2Credential => OAuth2Credential::REQUIRED,
             Kind::Acl => Acl::REQUIRED,
             Kind::Plugin => Plugin::REQUIRED,
             Kind::Upstream => Upstream::REQUIRED,
@@ -240,6 +250,7 @@ impl Kind {
             Kind::BasicAuth => BasicAuthCredential::FIELDS,
             Kind::JwtSecret => JwtSecret::FIELDS,
             Kind::HmacAuth => HmacCredential::FIELDS,
+            Kind::OAuth2Credential => OAuth2Credential::FIELDS,
             Kind::Acl => Acl::FIELDS,
             Kind::Plugin => Plugin::FIELDS,
             Kind::Upstream => Upstream::FIELDS,
@@ -320,11 +331,12 @@ pub struct Record {
     pub keys: Keys,
 }
 
-/// The result of [`normalize`]: the record, and a secret to show once (a generated API key).
+/// The result of [`normalize`]: the record, and a secret to show once (a generated API key or
+/// client secret) with the field it is shown in.
 #[derive(Debug)]
 pub struct Normalized {
     pub record: Record,
-    pub revealed_secret: Option<String>,
+    pub revealed: Option<(&'static str, String)>,
 }
 
 /// Behaviour each entity type provides to [`normalize`].
@@ -332,6 +344,8 @@ pub trait Entity: Serialize + DeserializeOwned {
     const FIELDS: &'static [Field];
     /// Fields that must be present once input and defaults are merged.
     const REQUIRED: &'static [&'static str] = &[];
+    /// The field a secret `prepare` generated is shown in, once.
+    const REVEALED: &'static str = "key";
 
     /// Rewrites shorthand input before the schema check (a service's `url`, a credential's
     /// clear `key`); returns a secret to show once, if any.
@@ -379,6 +393,9 @@ pub fn normalize(
         Kind::BasicAuth => normalize_as::<BasicAuthCredential>(kind, input, existing, source, now),
         Kind::JwtSecret => normalize_as::<JwtSecret>(kind, input, existing, source, now),
         Kind::HmacAuth => normalize_as::<HmacCredential>(kind, input, existing, source, now),
+        Kind::OAuth2Credential => {
+            normalize_as::<OAuth2Credential>(kind, input, existing, source, now)
+        }
         Kind::Acl => normalize_as::<Acl>(kind, input, existing, source, now),
         Kind::Plugin => normalize_as::<Plugin>(kind, input, existing, source, now),
         Kind::Upstream => normalize_as::<Upstream>(kind, input, existing, source, now),
@@ -404,7 +421,7 @@ fn normalize_as<T: Entity>(
     }
     let mut errors = FieldErrors::default();
     let id = take_id(&mut input, existing, &mut errors);
-    let revealed_secret = T::prepare(&mut input, existing);
+    let revealed = T::prepare(&mut input, existing).map(|s| (T::REVEALED, s));
     errors.absorb(schema::check(
         kind.fields(),
         &mut input,
@@ -449,7 +466,7 @@ fn normalize_as<T: Entity>(
             body,
             keys,
         },
-        revealed_secret,
+        revealed,
     })
 }
 
@@ -497,6 +514,15 @@ fn merge(body: &mut Map<String, Value>, change: Map<String, Value>) {
             }
         }
     }
+}
+
+/// The id a URL's `{id or name}` names, if it is one: a UUID in its hyphenated form only, as
+/// Kong's `is_valid_uuid` reads it, so a 32-hex-digit name (a generated client id or token)
+/// stays a name.
+pub fn uuid_key(key: &str) -> Option<Uuid> {
+    (key.len() == 36)
+        .then(|| Uuid::parse_str(key).ok())
+        .flatten()
 }
 
 pub fn ref_id(r: &Option<EntityRef>) -> Option<Uuid> {

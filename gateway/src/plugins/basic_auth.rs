@@ -173,6 +173,13 @@ impl Default for Verifier {
 }
 
 impl Verifier {
+    /// Whether `password` matches credential `credential`'s `hash`: remembered, or checked on
+    /// the blocking pool (oauth2's client secrets).
+    pub async fn verify(&self, credential: &str, hash: &str, password: &str) -> bool {
+        let proof = proof(credential, hash, password);
+        self.remembers(&proof) || self.check(proof, password.into(), hash.into()).await
+    }
+
     fn remembers(&self, proof: &[u8; 32]) -> bool {
         self.verified
             .lock()

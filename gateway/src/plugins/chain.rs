@@ -15,9 +15,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use uuid::Uuid;
 
-/// The route and service an instance is attached to (either may be unset).
+/// The instance, and the route and service it is attached to (either may be unset).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Scope {
+    pub plugin: Uuid,
     pub route: Option<Uuid>,
     pub service: Option<Uuid>,
 }
@@ -107,6 +108,7 @@ impl PluginIndex {
                 ));
             };
             let scope = Scope {
+                plugin: p.id,
                 route: ref_id(&p.route),
                 service: ref_id(&p.service),
             };

@@ -18,6 +18,10 @@ pub struct Context<'r> {
     pub body: &'r mut RequestBody,
     /// The client's address, after `TOLLGATE_TRUSTED_IPS` and the real-IP header were applied.
     pub client_ip: IpAddr,
+    /// The request came over TLS to this gateway.
+    pub tls: bool,
+    /// The peer is a trusted proxy (`TOLLGATE_TRUSTED_IPS`), whose `X-Forwarded-*` count.
+    pub trusted_peer: bool,
     pub snapshot: Arc<Snapshot>,
     pub route_id: Uuid,
     pub service_id: Option<Uuid>,
@@ -110,6 +114,8 @@ impl<'r> Context<'r> {
             parts,
             body,
             client_ip,
+            tls: false,
+            trusted_peer: false,
             snapshot,
             route_id,
             service_id,
@@ -165,6 +171,23 @@ impl<'r> Context<'r> {
             Some((_, value)) => value.as_ref(),
             None => self.parts.headers.get(name),
         }
+    }
+
+    /// Takes every `name` parameter off the query string the upstream gets.
+    pub fn drop_query_param(&mut self, name: &str) {
+        let parts = &mut self.parts;
+        let query = parts.uri.query().unwrap_or("");
+        let kept: String = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form_urlencoded::parse(query.as_bytes()).filter(|(k, _)| k != name))
+            .finish();
+        let pq = if kept.is_empty() {
+            parts.uri.path().to_string()
+        } else {
+            format!("{}?{kept}", parts.uri.path())
+        };
+        let mut uri = std::mem::take(&mut parts.uri).into_parts();
+        uri.path_and_query = pq.parse().ok();
+        parts.uri = http::Uri::from_parts(uri).unwrap_or_default();
     }
 
     /// Replaces the body the upstream gets, with its length.

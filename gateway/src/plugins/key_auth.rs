@@ -204,20 +204,6 @@ fn hide(ctx: &mut Context<'_>, found: &Found, body: Option<FormBody>) {
                 ctx.set_body(body.without(name));
             }
         }
-        Found::Query(name, _) => {
-            let parts = &mut ctx.parts;
-            let query = parts.uri.query().unwrap_or("");
-            let kept: String = form_urlencoded::Serializer::new(String::new())
-                .extend_pairs(form_urlencoded::parse(query.as_bytes()).filter(|(k, _)| k != name))
-                .finish();
-            let pq = if kept.is_empty() {
-                parts.uri.path().to_string()
-            } else {
-                format!("{}?{kept}", parts.uri.path())
-            };
-            let mut uri = std::mem::take(&mut parts.uri).into_parts();
-            uri.path_and_query = pq.parse().ok();
-            parts.uri = http::Uri::from_parts(uri).unwrap_or_default();
-        }
+        Found::Query(name, _) => ctx.drop_query_param(name),
     }
 }

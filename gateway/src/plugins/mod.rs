@@ -18,6 +18,7 @@ pub mod hmac_auth;
 pub mod ip_restriction;
 pub mod jwt;
 pub mod key_auth;
+pub mod oauth2;
 pub mod rate_limiting;
 pub mod request_size_limiting;
 pub mod request_termination;
@@ -112,6 +113,8 @@ pub struct Shared {
     pub file_logs: file_log::Writers,
     /// basic-auth's password checks and the passwords they verified.
     pub passwords: Arc<basic_auth::Verifier>,
+    /// oauth2's access tokens, and the store its endpoints write them to.
+    pub oauth2: Arc<oauth2::tokens::Tokens>,
     /// Upstream targets' health, kept across snapshots.
     pub balancers: crate::balancer::health::Registry,
     /// The addresses of the names balancers use.
@@ -145,7 +148,7 @@ pub struct PluginSpec {
 
 /// Every plugin this build can run.
 pub fn registry() -> &'static [PluginSpec] {
-    static REGISTRY: [PluginSpec; 13] = [
+    static REGISTRY: [PluginSpec; 14] = [
         acl::SPEC,
         basic_auth::SPEC,
         cors::SPEC,
@@ -155,6 +158,7 @@ pub fn registry() -> &'static [PluginSpec] {
         ip_restriction::SPEC,
         jwt::SPEC,
         key_auth::SPEC,
+        oauth2::SPEC,
         rate_limiting::SPEC,
         request_size_limiting::SPEC,
         request_termination::SPEC,

@@ -49,6 +49,8 @@ pub(super) struct Exchange {
     pub client_ip: IpAddr,
     /// The peer is a trusted proxy: its `X-Forwarded-*` headers are passed on (Kong's rule).
     pub trusted_peer: bool,
+    /// The request came over TLS to this gateway.
+    pub tls: bool,
     pub user_agent: Option<Arc<str>>,
     pub bytes_in: u64,
     pub service: Option<Arc<str>>,

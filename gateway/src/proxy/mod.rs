@@ -93,6 +93,7 @@ impl Proxy {
             path: req.uri().path().into(),
             client_ip: self.client_ip.resolve(conn.peer.ip(), req.headers()),
             trusted_peer: self.client_ip.is_trusted(conn.peer.ip()),
+            tls: conn.tls.is_some(),
             user_agent: conn.user_agent(seen.user_agent),
             // For the log: headers as sent, plus the body's declared length.
             bytes_in: header_bytes as u64 + headers::content_length(seen.content_length),
@@ -280,6 +281,7 @@ impl Proxy {
         let on = (route.id, Some(service_id));
         let now_ms = ex.arrived_us / 1000;
         let mut ctx = Context::new(parts, body, snapshot.clone(), on, ex.client_ip, now_ms);
+        (ctx.tls, ctx.trusted_peer) = (ex.tls, ex.trusted_peer);
         let flow = snapshot.plugins.access(&route.plugins, &mut ctx).await;
         ex.consumer = ctx.consumer;
         ex.credential = ctx.credential;

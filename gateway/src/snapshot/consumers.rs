@@ -5,7 +5,7 @@
 use crate::model::jwt_secret::{self, is_asymmetric};
 use crate::model::{
     ref_id, Acl, BasicAuthCredential, Consumer, ConsumerGroup, ConsumerGroupMember, EntityRef,
-    HmacCredential, JwtSecret, KeyAuthCredential, Kind,
+    HmacCredential, JwtSecret, KeyAuthCredential, Kind, OAuth2Credential,
 };
 use http::HeaderValue;
 use jsonwebtoken::{Algorithm, DecodingKey};
@@ -104,6 +104,19 @@ pub struct HmacEntry {
     pub secret: String,
 }
 
+/// An oauth2 credential (a client application): its consumer (identified upstream by the
+/// `client_id`), and what the token endpoint checks.
+pub struct OAuth2Entry {
+    pub credential: CredentialEntry,
+    pub id: Uuid,
+    pub client_id: String,
+    /// The argon2id hash of the client secret.
+    pub secret_hash: String,
+    pub redirect_uris: Vec<String>,
+    /// A public client proves itself with PKCE, not a secret.
+    pub public: bool,
+}
+
 /// A consumer's ACL groups, sorted by name (Kong's order is the database's), and as
 /// `X-Consumer-Groups` says them.
 pub struct Groups {
@@ -127,6 +140,9 @@ pub struct Consumers {
     basic: HashMap<String, BasicEntry>,
     jwts: HashMap<String, JwtEntry>,
     hmacs: HashMap<String, HmacEntry>,
+    /// oauth2 credentials by id (what a token names), and their ids by `client_id`.
+    oauth2: HashMap<Uuid, OAuth2Entry>,
+    oauth2_ids: HashMap<String, Uuid>,
     groups: HashMap<Uuid, Groups>,
     /// Consumer groups' names, by id.
     group_names: HashMap<Uuid, String>,
@@ -180,6 +196,21 @@ impl Consumers {
                 groups.names.push(a.group);
                 groups.names.sort();
                 groups.header = HeaderValue::from_str(&groups.names.join(", ")).ok();
+                Ok(())
+            }
+            Kind::OAuth2Credential => {
+                let c: OAuth2Credential = parse(kind, body)?;
+                let credential = self.entry(kind, c.id, &c.consumer, Some(&c.client_id))?;
+                self.oauth2_ids.insert(c.client_id.clone(), c.id);
+                let entry = OAuth2Entry {
+                    credential,
+                    id: c.id,
+                    public: c.is_public(),
+                    client_id: c.client_id,
+                    secret_hash: c.client_secret,
+                    redirect_uris: c.redirect_uris.unwrap_or_default(),
+                };
+                self.oauth2.insert(c.id, entry);
                 Ok(())
             }
             Kind::ConsumerGroupMember => self.add_member(parse(kind, body)?),
@@ -279,6 +310,18 @@ impl Consumers {
     /// The hmac-auth credential named `username`.
     pub fn hmac(&self, username: &str) -> Option<&HmacEntry> {
         self.hmacs.get(username)
+    }
+
+    /// The oauth2 credential with `client_id`.
+    pub fn oauth2_client(&self, client_id: &str) -> Option<&OAuth2Entry> {
+        self.oauth2_ids
+            .get(client_id)
+            .and_then(|id| self.oauth2.get(id))
+    }
+
+    /// The oauth2 credential with id `id` (the one a token was issued to).
+    pub fn oauth2_credential(&self, id: Uuid) -> Option<&OAuth2Entry> {
+        self.oauth2.get(&id)
     }
 
     /// The ACL groups of consumer `id`, if it has any.

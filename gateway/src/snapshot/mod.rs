@@ -16,6 +16,7 @@ use crate::tls::sni::{Served, SniTable};
 use crate::tls::{self, pem};
 pub use consumers::{
     BasicEntry, ConsumerEntry, CredentialEntry, CredentialId, Groups, HmacEntry, JwtEntry,
+    OAuth2Entry,
 };
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -147,6 +148,7 @@ impl Snapshot {
                 | Kind::BasicAuth
                 | Kind::JwtSecret
                 | Kind::HmacAuth
+                | Kind::OAuth2Credential
                 | Kind::Acl
                 | Kind::ConsumerGroupMember => credentials.push((*kind, body)),
                 Kind::Plugin => plugins.push(parse::<crate::model::Plugin>(body)?),

@@ -8,6 +8,7 @@
 mod console;
 mod error;
 pub mod keyring;
+pub mod oauth2;
 pub mod portal;
 
 pub use error::StoreError;
@@ -141,9 +142,9 @@ impl Store {
 
     /// One entity by id, or by its name (username for consumers).
     pub async fn get(&self, kind: Kind, key: &str) -> Result<Option<Value>, StoreError> {
-        let (column, value) = match Uuid::parse_str(key) {
-            Ok(_) => ("id", key.to_string()),
-            Err(_) => kind.name_lookup(key),
+        let (column, value) = match crate::model::uuid_key(key) {
+            Some(_) => ("id", key.to_string()),
+            None => kind.name_lookup(key),
         };
         let sql = format!("SELECT body FROM entities WHERE kind = $1 AND {column} = $2");
         let row = sqlx::query(&sql)
@@ -306,6 +307,7 @@ impl Store {
             | Kind::BasicAuth
             | Kind::JwtSecret
             | Kind::HmacAuth
+            | Kind::OAuth2Credential
             | Kind::Acl
             | Kind::ConsumerGroupMember
             | Kind::Plugin
