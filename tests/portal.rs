@@ -1127,3 +1127,201 @@ async fn plans_developers_and_applications_are_managed_through_the_admin_api() {
     let r = send("OPTIONS", &admin("/plans"), &[], None).await;
     assert_eq!(r.header("allow"), Some("GET, HEAD, OPTIONS, POST"));
 }
+
+/// Issue 27: an application picks a credential its plan allows. OAuth2 client credentials:
+/// the id and secret shown once, the token endpoint on the API's page, a token that calls the
+/// API, a new secret that retires the old one. JWT: a public key the developer uploads (made
+/// and used by PyJWT + cryptography), tokens signed with its private key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn applications_pick_the_oauth2_or_jwt_credential_their_plan_allows() {
+    if !python_packages() {
+        return;
+    }
+    let p = Portal::start(&[("TOLLGATE_TRUSTED_IPS", "127.0.0.1/32")]).await;
+    let url = format!("http://127.0.0.1:{}", p.backend.port);
+    let oauth2 = json!({"name": "oauth2", "config": {"enable_client_credentials": true,
+        "accept_http_if_already_terminated": true}});
+    for (name, path, plugin) in [
+        ("tokens", "/tok", oauth2),
+        ("signed", "/signed", json!({"name": "jwt"})),
+    ] {
+        let service = json!({"name": name, "url": url, "portal": {"title": name}});
+        p.gw.create("/services", service).await;
+        let route = json!({"paths": [path]});
+        p.gw.create(&format!("/services/{name}/routes"), route)
+            .await;
+        p.gw.create(&format!("/services/{name}/plugins"), plugin)
+            .await;
+    }
+    p.gw.settled().await;
+    let r = p
+        .console
+        .post(
+            "/plans",
+            Some(&p.operator),
+            &[
+                ("name", "Partners"),
+                ("second", "50"),
+                ("credential", "oauth2"),
+                ("credential", "jwt"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let dev = p.sign_up("partner@example.com").await;
+    let page = p.portal.get("/apps", Some(&dev)).await;
+    let plan = between(&page.body, "<option value=\"", "\"").unwrap();
+    let create = |fields: Vec<(&'static str, String)>| {
+        let p = &p;
+        let dev = dev.clone();
+        let plan = plan.clone();
+        async move {
+            let mut pairs: Vec<(&str, &str)> = vec![("plan", plan.as_str())];
+            for (k, v) in &fields {
+                pairs.push((k, v.as_str()));
+            }
+            p.portal.post("/apps", Some(&dev), &pairs).await
+        }
+    };
+    // The plan does not offer API keys.
+    let r = create(vec![
+        ("name", "keyed".into()),
+        ("credential", "key-auth".into()),
+    ])
+    .await;
+    assert_eq!(r.status, 400);
+    assert!(
+        r.body.contains(
+            "the Partners plan allows OAuth2 client credentials, JWT signed with your key"
+        ),
+        "{}",
+        r.body
+    );
+
+    // OAuth2 client credentials.
+    let r = create(vec![
+        ("name", "backend job".into()),
+        ("credential", "oauth2".into()),
+    ])
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let client_id = between(&r.body, "id=\"client-id\">", "<").unwrap();
+    let secret = between(&r.body, "id=\"client-secret\" class=\"key\">", "<")
+        .unwrap_or_else(|| panic!("{}", r.body));
+    let app = between(&r.body, "action=\"/apps/", "/").unwrap();
+    let shown_again = p.portal.get(&format!("/apps/{app}"), Some(&dev)).await;
+    assert!(shown_again.body.contains(&client_id) && !shown_again.body.contains(&secret));
+    let reference = p.portal.get("/apis/tokens", Some(&dev)).await;
+    let endpoint = between(&reference.body, "id=\"token-endpoint\">", "<").unwrap();
+    assert!(endpoint.ends_with("/tok/oauth2/token"), "{endpoint}");
+    let token_for = |secret: String| {
+        let client_id = client_id.clone();
+        let url = p.gw.proxy_url("/tok/oauth2/token");
+        async move {
+            let body = json!({"grant_type": "client_credentials", "client_id": client_id,
+                "client_secret": secret});
+            send(
+                "POST",
+                &url,
+                &[("x-forwarded-proto", "https")],
+                json_body(body),
+            )
+            .await
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let token = loop {
+        let r = token_for(secret.clone()).await;
+        if r.status == 200 {
+            break r.json["access_token"].as_str().unwrap().to_string();
+        }
+        assert!(Instant::now() < deadline, "{} {}", r.status, r.body);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let bearer = format!("Bearer {token}");
+    let r = send(
+        "GET",
+        &p.gw.proxy_url("/tok/x"),
+        &[("authorization", &bearer)],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.json["headers"]["x-credential-identifier"],
+        client_id.as_str()
+    );
+    let r = p
+        .portal
+        .post(&format!("/apps/{app}/secret"), Some(&dev), &[])
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let new_secret = between(&r.body, "id=\"client-secret\" class=\"key\">", "<").unwrap();
+    assert_ne!(new_secret, secret);
+    p.gw.settled().await;
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while token_for(secret.clone()).await.status != 400 {
+        assert!(Instant::now() < deadline, "the old secret still works");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(token_for(new_secret).await.status, 200);
+
+    // JWT with an uploaded public key; a key that does not parse is refused, nothing made.
+    let r = create(vec![
+        ("name", "bad key".into()),
+        ("credential", "jwt".into()),
+        (
+            "public_key",
+            "-----BEGIN PUBLIC KEY-----\nnope\n-----END PUBLIC KEY-----".into(),
+        ),
+    ])
+    .await;
+    assert_eq!(r.status, 400);
+    assert!(
+        r.body.contains("not a PEM RSA or EC (P-256) public key"),
+        "{}",
+        r.body
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("private.pem");
+    let key_file = key_file.to_str().unwrap();
+    let public = python_json("portal_jwt.py", &["keygen", key_file], &[]);
+    let r = create(vec![
+        ("name", "signer".into()),
+        ("credential", "jwt".into()),
+        ("public_key", public["public"].as_str().unwrap().to_string()),
+    ])
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let iss = between(&r.body, "id=\"jwt-key\" class=\"key\">", "<").unwrap();
+    let now = tollgate_now().to_string();
+    let signed = python_json("portal_jwt.py", &["sign", key_file, &iss, &now], &[]);
+    let bearer = format!("Bearer {}", signed["token"].as_str().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let r = send(
+            "GET",
+            &p.gw.proxy_url("/signed/x"),
+            &[("authorization", &bearer)],
+            None,
+        )
+        .await;
+        if r.status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{} {}", r.status, r.body);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let apps = p.portal.get("/apps", Some(&dev)).await;
+    assert!(
+        !apps.body.contains("bad key"),
+        "a refused application leaves nothing"
+    );
+}
+
+fn tollgate_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}

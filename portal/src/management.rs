@@ -5,7 +5,8 @@
 //! to another plan, delete). Every change is applied as the console applies it: a plan's
 //! plugins re-made on each application on it, a developer's status on their applications.
 use crate::developer::accounts;
-use crate::developer::applications::{open_application, Opening};
+use crate::developer::applications::{allowed_by, open_application, Opening};
+use crate::developer::credentials::Requested;
 use crate::plans;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -20,6 +21,7 @@ use tollgate_gateway::model::schema::{self, field, Field, FieldErrors, Ty};
 use tollgate_gateway::model::{unix_now, Kind};
 use tollgate_gateway::store::portal::{
     Application, ApplicationView, ApplicationsBy, Developer, DeveloperColumn, DeveloperView, Plan,
+    CREDENTIALS,
 };
 use tollgate_gateway::store::{Store, StoreError};
 
@@ -40,7 +42,12 @@ const NEW_DEVELOPER_FIELDS: &[Field] = &[
     field("status", Ty::Enum(STATUSES)),
 ];
 const APPLICATION_FIELDS: &[Field] = &[field("plan", Ty::Ref)];
-const NEW_APPLICATION_FIELDS: &[Field] = &[field("name", Ty::Str), field("plan", Ty::Ref)];
+const NEW_APPLICATION_FIELDS: &[Field] = &[
+    field("name", Ty::Str),
+    field("plan", Ty::Ref),
+    field("credential", Ty::Enum(&CREDENTIALS)),
+    field("public_key", Ty::Str),
+];
 
 /// The routes, with Kong's method answers; merged into the admin API by the binary.
 pub fn routes(m: Arc<Management>) -> Router {
@@ -146,6 +153,7 @@ async fn plan_from(
         name: b.name.clone(),
         limits: b.limits.clone(),
         services: b.services.clone(),
+        credentials: b.credentials.clone(),
     });
     let input = plan::check(fields, base_input.as_ref(), form).map_err(ApiError::Schema)?;
     let mut errors = FieldErrors::default();
@@ -158,6 +166,7 @@ async fn plan_from(
         name: input.name,
         limits: input.limits,
         services,
+        credentials: input.credentials,
         created_at: base.map_or_else(unix_now, |b| b.created_at),
     })
 }
@@ -392,12 +401,19 @@ async fn create_application(
     let Some(plan) = plan.filter(|_| errors.is_empty()) else {
         return Err(ApiError::Schema(errors));
     };
-    match open_application(&m.store, &m.admin, &dev.id, &name, &plan).await {
-        Ok((app, key)) => {
+    let text = |k: &str| fields.get(k).and_then(Value::as_str);
+    let requested = Requested::from_form(text("credential"), text("public_key"))
+        .and_then(|r| allowed_by(&plan, r))
+        .map_err(|e| field_error("credential", e))?;
+    match open_application(&m.store, &m.admin, &dev.id, &name, &plan, &requested).await {
+        Ok((app, issued)) => {
             let mut body = application_json(&app);
-            body["key"] = Value::String(key);
+            if let (Value::Object(b), Value::Object(shown)) = (&mut body, issued.fields()) {
+                b.extend(shown);
+            }
             Ok((StatusCode::CREATED, Json(body)).into_response())
         }
+        Err(Opening::Refused(e)) => Err(field_error("public_key", e)),
         Err(Opening::NameTaken) => Err(StoreError::Unique {
             description: format!("{{developer={{id=\"{}\"}},name=\"{name}\"}}", dev.id),
             fields: json!({"developer": {"id": dev.id}, "name": name}),
@@ -405,6 +421,13 @@ async fn create_application(
         .into()),
         Err(Opening::Failed(e)) => Err(ApiError::Unavailable(e)),
     }
+}
+
+/// A 400 naming `field`.
+fn field_error(field: &str, message: String) -> ApiError {
+    let mut errors = FieldErrors::default();
+    errors.add(field, message);
+    ApiError::Schema(errors)
 }
 
 /// The plan a body names: `"gold"`, `{"name": "gold"}` or `{"id": "..."}`.

@@ -262,6 +262,7 @@ mod tests {
                 ..PlanLimits::default()
             },
             services: services.iter().map(|s| s.to_string()).collect(),
+            credentials: tollgate_gateway::store::portal::default_credentials(),
             created_at: 1,
         }
     }

@@ -330,6 +330,7 @@ impl Reader<'_> {
                 name: input.name,
                 limits: input.limits,
                 services: ids,
+                credentials: input.credentials,
                 created_at: created_at.unwrap_or(now),
             });
         }

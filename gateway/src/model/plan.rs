@@ -2,7 +2,7 @@
 //! per second, minute, hour and day, and the services it covers (by name or id; none: every
 //! published API). One definition for `/plans` and a file's `plans` list.
 use super::schema::{self, field, Field, FieldErrors, Ty};
-use crate::store::portal::PlanLimits;
+use crate::store::portal::{default_credentials, PlanLimits, CREDENTIALS};
 use serde_json::{Map, Value};
 
 pub const WINDOWS: [&str; 4] = ["second", "minute", "hour", "day"];
@@ -15,6 +15,7 @@ pub const FIELDS: &[Field] = &[
     field("name", Ty::Str),
     field("limits", Ty::Object),
     field("services", Ty::StrArray),
+    field("credentials", Ty::StrArray),
     field(
         "created_at",
         Ty::Int {
@@ -37,6 +38,8 @@ pub struct PlanInput {
     pub name: String,
     pub limits: PlanLimits,
     pub services: Vec<String>,
+    /// The credentials its applications may pick, each one of `portal::CREDENTIALS`.
+    pub credentials: Vec<String>,
 }
 
 /// Checks `fields` over `base` (a stored plan's values, for PATCH): known fields with their
@@ -78,11 +81,31 @@ pub fn check(
             .collect(),
         _ => base.map(|b| b.services.clone()).unwrap_or_default(),
     };
+    let credentials = match fields.get("credentials") {
+        Some(Value::Array(given)) => given
+            .iter()
+            .filter_map(Value::as_str)
+            .map(String::from)
+            .collect(),
+        _ => base.map_or_else(default_credentials, |b| b.credentials.clone()),
+    };
+    if credentials.is_empty() {
+        errors.add("credentials", "length must be at least 1");
+    }
+    let unknown = credentials.iter().map(|c| {
+        (!CREDENTIALS.contains(&c.as_str()))
+            .then(|| format!("expected one of: {}", CREDENTIALS.join(", ")))
+    });
+    let unknown: Vec<Option<String>> = unknown.collect();
+    if unknown.iter().any(Option::is_some) {
+        errors.elements("credentials", unknown);
+    }
     errors.into_result()?;
     Ok(PlanInput {
         name,
         limits,
         services,
+        credentials,
     })
 }
 
@@ -133,5 +156,16 @@ mod tests {
         )
         .unwrap();
         assert_eq!(form.limits.minute, Some(60));
+        assert_eq!(form.credentials, ["key-auth"], "API keys unless told");
+        let e = check(
+            fields(json!({"name": "G", "credentials": ["oauth2", "saml"]})),
+            None,
+            false,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_value()["credentials"],
+            json!([null, "expected one of: key-auth, oauth2, jwt"])
+        );
     }
 }

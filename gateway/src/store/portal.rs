@@ -39,13 +39,27 @@ pub struct Plan {
     pub name: String,
     pub limits: PlanLimits,
     pub services: Vec<String>,
+    /// The credentials an application on the plan may pick (`CREDENTIALS`).
+    pub credentials: Vec<String>,
     pub created_at: i64,
+}
+
+/// The credentials an application can have: an API key, OAuth2 client credentials (a client
+/// id and secret traded for tokens at the API's token endpoint), or a JWT key whose public
+/// key the developer uploads.
+pub const CREDENTIALS: [&str; 3] = ["key-auth", "oauth2", "jwt"];
+
+/// What a plan allows when it names nothing: API keys, as every plan did before.
+pub fn default_credentials() -> Vec<String> {
+    vec!["key-auth".to_string()]
 }
 
 #[derive(Serialize, Deserialize)]
 struct PlanBody {
     limits: PlanLimits,
     services: Vec<String>,
+    #[serde(default = "default_credentials")]
+    credentials: Vec<String>,
 }
 
 /// Writes `p` (a new plan, or the same id's new values) in `tx`.
@@ -56,6 +70,7 @@ pub(super) async fn insert_plan(
     let body = serde_json::to_string(&PlanBody {
         limits: p.limits.clone(),
         services: p.services.clone(),
+        credentials: p.credentials.clone(),
     })
     .map_err(|e| StoreError::Corrupt(e.to_string()))?;
     sqlx::query(
@@ -130,11 +145,14 @@ pub struct Application {
     pub developer_id: String,
     pub name: String,
     pub plan_id: String,
+    /// Which of `CREDENTIALS` the application authenticates with.
+    pub credential: String,
     pub created_at: i64,
 }
 
 const DEVELOPER_COLUMNS: &str = "id, email, password_hash, status, created_at";
-const APPLICATION_COLUMNS: &str = "consumer_id, developer_id, name, plan_id, created_at";
+const APPLICATION_COLUMNS: &str =
+    "consumer_id, developer_id, name, plan_id, created_at, credential";
 
 fn developer(r: &AnyRow) -> Result<Developer, StoreError> {
     Ok(Developer {
@@ -155,6 +173,7 @@ fn plan(r: &AnyRow) -> Result<Plan, StoreError> {
         name: r.try_get(1)?,
         limits: body.limits,
         services: body.services,
+        credentials: body.credentials,
         created_at: r.try_get(3)?,
     })
 }
@@ -166,6 +185,7 @@ fn application(r: &AnyRow) -> Result<Application, StoreError> {
         name: r.try_get(2)?,
         plan_id: r.try_get(3)?,
         created_at: r.try_get(4)?,
+        credential: r.try_get(5)?,
     })
 }
 
@@ -339,7 +359,7 @@ impl Store {
     /// Adds an application unless its developer has one by that name; `true` when added.
     pub async fn add_application(&self, a: &Application) -> Result<bool, StoreError> {
         let done = sqlx::query(&format!(
-            "INSERT INTO portal_applications ({APPLICATION_COLUMNS}) VALUES ($1, $2, $3, $4, $5) \
+            "INSERT INTO portal_applications ({APPLICATION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT DO NOTHING"
         ))
         .bind(a.consumer_id.clone())
@@ -347,6 +367,7 @@ impl Store {
         .bind(a.name.clone())
         .bind(a.plan_id.clone())
         .bind(a.created_at)
+        .bind(a.credential.clone())
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -538,6 +559,7 @@ mod tests {
             developer_id: "a".into(),
             name: "app".into(),
             plan_id: "p".into(),
+            credential: "key-auth".into(),
             created_at: 1,
         };
         assert!(s.add_application(&app).await.unwrap());
@@ -565,6 +587,7 @@ mod tests {
                 ..PlanLimits::default()
             },
             services: vec!["s".into()],
+            credentials: default_credentials(),
             created_at: 1,
         };
         s.save_plan(&p).await.unwrap();
@@ -582,6 +605,7 @@ mod tests {
             developer_id: "d".into(),
             name: "n".into(),
             plan_id: "p".into(),
+            credential: "key-auth".into(),
             created_at: 1,
         };
         s.add_application(&app).await.unwrap();

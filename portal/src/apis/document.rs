@@ -393,6 +393,8 @@ mod tests {
             },
             routes,
             service_path: None,
+            oauth2: None,
+            jwt: false,
             key_auth: Some(KeyAuth {
                 names: vec!["apikey".into()],
                 in_header: true,
@@ -411,6 +413,7 @@ mod tests {
                 ..PlanLimits::default()
             },
             services: vec![],
+            credentials: tollgate_gateway::store::portal::default_credentials(),
             created_at: 1,
         }
     }

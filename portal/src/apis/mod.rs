@@ -41,6 +41,14 @@ pub struct KeyAuth {
     pub in_query: bool,
 }
 
+/// How an oauth2-guarded API hands out tokens.
+#[derive(Debug, Clone)]
+pub struct OAuth2 {
+    /// The token endpoint's path on the gateway (a route's path + `/oauth2/token`).
+    pub token_path: String,
+    pub client_credentials: bool,
+}
+
 /// A published service and what its document is built from.
 #[derive(Debug, Clone)]
 pub struct Api {
@@ -52,6 +60,10 @@ pub struct Api {
     /// The service's own path, before which every upstream path goes.
     pub service_path: Option<String>,
     pub key_auth: Option<KeyAuth>,
+    /// The oauth2 plugin that guards the service, if any: where its token endpoint is.
+    pub oauth2: Option<OAuth2>,
+    /// Whether the jwt plugin guards the service.
+    pub jwt: bool,
     /// The operator's OpenAPI document, when one was uploaded.
     pub uploaded: Option<Value>,
 }
@@ -160,7 +172,11 @@ pub async fn assemble(
         routes.push(typed::<Route>(v)?);
     }
     let route_ids: Vec<Uuid> = routes.iter().map(|r| r.id).collect();
-    let key_auth = key_auth(store, service.id, &route_ids).await?;
+    let guards = store.plugins_for_service(service.id).await?;
+    let guard = |name: &str| guarding(&guards, name, service.id, &route_ids);
+    let key_auth = guard("key-auth").map(key_auth).transpose()?;
+    let jwt = guard("jwt").is_some();
+    let oauth2 = guard("oauth2").map(|p| oauth2(&p, &routes)).transpose()?;
     let uploaded = match store.service_openapi(&service.id.to_string()).await? {
         Some(text) => {
             Some(serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(e.to_string()))?)
@@ -174,53 +190,74 @@ pub async fn assemble(
         routes,
         service_path: service.path,
         key_auth,
+        oauth2,
+        jwt,
         uploaded,
     })
 }
 
-/// The key-auth plugin that guards the service: on the service, one of its routes, or
-/// global (the most specific wins, as in the gateway's precedence).
-async fn key_auth(
-    store: &Store,
-    service: Uuid,
-    routes: &[Uuid],
-) -> Result<Option<KeyAuth>, StoreError> {
-    let mut best: Option<(u8, Plugin)> = None;
-    for v in store.plugins_for_service(service).await? {
-        let p: Plugin = typed(v)?;
-        if p.name != "key-auth" || !p.enabled || p.consumer.is_some() {
+/// The enabled instance of plugin `name` that guards the service: on one of its routes, on the
+/// service, or global (the most specific wins, as in the gateway's precedence).
+fn guarding(plugins: &[Value], name: &str, service: Uuid, routes: &[Uuid]) -> Option<Value> {
+    let mut best: Option<(u8, &Value)> = None;
+    for v in plugins {
+        let enabled = v["enabled"].as_bool().unwrap_or(true);
+        if v["name"] != name || !enabled || !v["consumer"].is_null() {
             continue;
         }
-        let rank = match (p.route.as_ref(), p.service.as_ref()) {
-            (Some(r), _) if routes.contains(&r.id) => 3,
-            (None, Some(s)) if s.id == service => 2,
+        let id = |f: &str| v[f]["id"].as_str().and_then(|s| Uuid::parse_str(s).ok());
+        let rank = match (id("route"), id("service")) {
+            (Some(r), _) if routes.contains(&r) => 3,
+            (None, Some(s)) if s == service => 2,
             (None, None) => 1,
             _ => continue,
         };
-        if best.as_ref().is_none_or(|(b, _)| rank > *b) {
-            best = Some((rank, p));
+        if best.is_none_or(|(b, _)| rank > b) {
+            best = Some((rank, v));
         }
     }
-    Ok(best.map(|(_, p)| {
-        let flag =
-            |k: &str, default: bool| p.config.get(k).and_then(Value::as_bool).unwrap_or(default);
-        let names = p
+    best.map(|(_, v)| v.clone())
+}
+
+/// How a key-auth instance takes keys.
+fn key_auth(v: Value) -> Result<KeyAuth, StoreError> {
+    let p: Plugin = typed(v)?;
+    let flag = |k: &str, default: bool| p.config.get(k).and_then(Value::as_bool).unwrap_or(default);
+    let names = p
+        .config
+        .get("key_names")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_else(|| vec!["apikey".to_string()]);
+    Ok(KeyAuth {
+        names,
+        in_header: flag("key_in_header", true),
+        in_query: flag("key_in_query", true),
+    })
+}
+
+/// Where an oauth2 instance's token endpoint is: under the first plain path of the service's
+/// routes (`/`, when they have none).
+fn oauth2(v: &Value, routes: &[Route]) -> Result<OAuth2, StoreError> {
+    let p: Plugin = typed(v.clone())?;
+    let prefix = routes
+        .iter()
+        .flat_map(|r| r.paths.iter().flatten())
+        .find(|p| !p.starts_with('~'))
+        .map_or("", |p| p.trim_end_matches('/'));
+    Ok(OAuth2 {
+        token_path: format!("{prefix}/oauth2/token"),
+        client_credentials: p
             .config
-            .get("key_names")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(String::from)
-                    .collect()
-            })
-            .unwrap_or_else(|| vec!["apikey".to_string()]);
-        KeyAuth {
-            names,
-            in_header: flag("key_in_header", true),
-            in_query: flag("key_in_query", true),
-        }
-    }))
+            .get("enable_client_credentials")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+    })
 }
 
 /// A route as the store holds it, with Kong's defaults for what is not given (unit tests).

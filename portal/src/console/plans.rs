@@ -2,6 +2,7 @@
 //! day, and the services they cover (none: every service). Saving a plan re-applies it to
 //! every application on it, as rate-limiting plugins on their consumers.
 use super::{layout, ConsoleState, CurrentUser};
+use crate::developer::credentials;
 use crate::plans;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -10,7 +11,7 @@ use axum::{Extension, Form};
 use leptos::prelude::*;
 use std::sync::Arc;
 use tollgate_gateway::model::Kind;
-use tollgate_gateway::store::portal::{Plan, PlanLimits};
+use tollgate_gateway::store::portal::{default_credentials, Plan, PlanLimits, CREDENTIALS};
 use tollgate_gateway::store::{ListQuery, StoreError};
 
 const WINDOWS: [&str; 4] = ["second", "minute", "hour", "day"];
@@ -60,12 +61,17 @@ fn plan_form(
         let checked = plan.services.contains(id);
         view! { <label class="check"><input type="checkbox" name="service" value=id.clone() checked=checked/>{name.clone()}</label> }
     }).collect_view();
+    let credentials = CREDENTIALS.iter().map(|c| {
+        let checked = plan.credentials.iter().any(|p| p == c);
+        view! { <label class="check"><input type="checkbox" name="credential" value=*c checked=checked/>{credentials::label(c)}</label> }
+    }).collect_view();
     view! {
         <form method="post" action=action class="entity">
             {error.map(|e| view! { <p class="error" role="alert">{e}</p> })}
             <label class="field"><span>"Name"</span><input name="name" value=plan.name.clone() required/></label>
             {limits}
             <fieldset class="field"><legend>"Services (none ticked: every published API)"</legend>{boxes}</fieldset>
+            <fieldset class="field"><legend>"Credentials applications may use (none ticked: API keys)"</legend>{credentials}</fieldset>
             <button type="submit">{button}</button>
         </form>
     }
@@ -101,16 +107,29 @@ fn parse(pairs: &[(String, String)], id: String, created_at: i64) -> Result<Plan
             _ => limits.day = parsed,
         }
     }
-    let services = pairs
+    let ticked = |name: &str| -> Vec<String> {
+        pairs
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .collect()
+    };
+    let mut credentials = ticked("credential");
+    if credentials.is_empty() {
+        credentials = default_credentials();
+    }
+    if let Some(c) = credentials
         .iter()
-        .filter(|(k, _)| k == "service")
-        .map(|(_, v)| v.clone())
-        .collect();
+        .find(|c| !CREDENTIALS.contains(&c.as_str()))
+    {
+        return Err(format!("credentials: '{c}' is not one offered"));
+    }
     Ok(Plan {
         id,
         name,
         limits,
-        services,
+        services: ticked("service"),
+        credentials,
         created_at,
     })
 }
@@ -161,6 +180,7 @@ async fn render_list(
         name: String::new(),
         limits: PlanLimits::default(),
         services: vec![],
+        credentials: default_credentials(),
         created_at: 0,
     };
     let body = view! {

@@ -1,8 +1,10 @@
-//! A developer's applications. Each is a gateway consumer (username `app-<id>`) with key-auth
-//! keys and its plan's rate-limiting plugins, created through the in-process admin API so the
-//! proxy knows a new key as soon as the snapshot reloads. A key is shown once, when created
-//! or rotated; rotation lets the old keys live on for a grace period the developer picks.
+//! A developer's applications. Each is a gateway consumer (username `app-<id>`) with the
+//! credential its plan allows and the developer picked (`credentials`) and its plan's
+//! rate-limiting plugins, created through the in-process admin API so the proxy knows a new
+//! credential as soon as the snapshot reloads. A key or secret is shown once, when created or
+//! rotated; key rotation lets the old keys live on for a grace period the developer picks.
 //! Another developer's application answers 404, whatever the URL or form says.
+use super::credentials::{self, Issued, Refusal, Requested};
 use super::layout::{not_found, respond, unavailable};
 use super::{PortalState, Visitor};
 use crate::plans;
@@ -18,7 +20,7 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use tollgate_analytics::unix_now;
 use tollgate_gateway::store::portal::{
-    Application, ApplicationsBy, Developer, Plan, APPLICATION_TAG,
+    Application, ApplicationsBy, Developer, Plan, APPLICATION_TAG, CREDENTIALS,
 };
 use tollgate_gateway::store::Store;
 
@@ -118,13 +120,27 @@ async fn render_list(
     let form = if plans.is_empty() {
         view! { <p class="empty">"No plans are offered yet, so no application can be created. Ask the API's operator."</p> }.into_any()
     } else {
-        let options = plans.iter().map(|p| view! { <option value=p.id.clone()>{format!("{} ({})", p.name, plans::limits_text(p))}</option> }).collect_view();
+        let allowed = |p: &Plan| {
+            p.credentials
+                .iter()
+                .map(|c| credentials::label(c))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let options = plans.iter().map(|p| view! { <option value=p.id.clone()>{format!("{} ({}; {})", p.name, plans::limits_text(p), allowed(p))}</option> }).collect_view();
+        let kinds = CREDENTIALS
+            .iter()
+            .map(|c| view! { <option value=*c>{credentials::label(c)}</option> })
+            .collect_view();
         view! {
             <form method="post" action="/apps" class="card narrow">
                 <h2>"New application"</h2>
                 {error.map(|e| view! { <p class="error" role="alert">{e}</p> })}
                 <label>"Name" <input name="name" value=name maxlength=MAX_NAME.to_string() required/></label>
                 <label>"Plan" <select name="plan">{options}</select></label>
+                <label>"Credential" <select name="credential">{kinds}</select></label>
+                <label>"Public key (PEM, for a JWT credential)" <textarea name="public_key" rows="4" maxlength="8192"></textarea></label>
+                <p class="hint">"Each plan lists the credentials it allows."</p>
                 <button type="submit">"Create application"</button>
             </form>
         }.into_any()
@@ -136,6 +152,8 @@ async fn render_list(
 pub struct NewApplication {
     name: String,
     plan: String,
+    credential: Option<String>,
+    public_key: Option<String>,
 }
 
 pub async fn create(
@@ -171,8 +189,18 @@ pub async fn create(
         }
         Err(e) => return unavailable(&visitor, e.to_string()),
     };
-    match open_application(&st.store, &st.admin, &dev.id, &name, &plan).await {
-        Ok((app, key)) => render_app(&st, &visitor, &app, StatusCode::CREATED, Some(key)).await,
+    let requested = Requested::from_form(f.credential.as_deref(), f.public_key.as_deref());
+    let requested = match requested.and_then(|r| allowed_by(&plan, r)) {
+        Ok(r) => r,
+        Err(e) => return render_list(&st, &visitor, StatusCode::BAD_REQUEST, Some(e), name).await,
+    };
+    match open_application(&st.store, &st.admin, &dev.id, &name, &plan, &requested).await {
+        Ok((app, issued)) => {
+            render_app(&st, &visitor, &app, StatusCode::CREATED, Some(issued)).await
+        }
+        Err(Opening::Refused(e)) => {
+            render_list(&st, &visitor, StatusCode::BAD_REQUEST, Some(e), name).await
+        }
         Err(Opening::NameTaken) => {
             render_list(
                 &st,
@@ -187,23 +215,44 @@ pub async fn create(
     }
 }
 
+/// `requested`, when `plan` allows its kind; else what the form says.
+pub fn allowed_by(plan: &Plan, requested: Requested) -> Result<Requested, String> {
+    if plan.credentials.iter().any(|c| c == requested.kind()) {
+        return Ok(requested);
+    }
+    let offered: Vec<&str> = plan
+        .credentials
+        .iter()
+        .map(|c| credentials::label(c))
+        .collect();
+    Err(format!(
+        "Credential: the {} plan allows {}.",
+        plan.name,
+        offered.join(", ")
+    ))
+}
+
 /// Why an application was not opened.
 pub enum Opening {
     /// The developer has an application by that name.
     NameTaken,
+    /// The credential asked for cannot be made (a public key that does not parse).
+    Refused(String),
     Failed(String),
 }
 
 /// Opens an application for `developer_id` on `plan`: its consumer, its row, its plan's
-/// plugins, and a first key, returned in clear (its only appearance). The portal's form and
-/// the admin API's `POST /developers/{d}/applications` both open them here.
+/// plugins, and its credential, whose secret is returned in clear (its only appearance). The
+/// portal's form and the admin API's `POST /developers/{d}/applications` both open them here;
+/// nothing stays of one that fails.
 pub async fn open_application(
     store: &Store,
     admin: &Router,
     developer_id: &str,
     name: &str,
     plan: &Plan,
-) -> Result<(Application, String), Opening> {
+    requested: &Requested,
+) -> Result<(Application, Issued), Opening> {
     let id = uuid::Uuid::new_v4().to_string();
     let consumer = json!({"id": id, "username": consumer_username(&id), "tags": [APPLICATION_TAG]});
     let made = admin_api::call(admin, Method::POST, "/consumers", Payload::Json(consumer)).await;
@@ -215,6 +264,7 @@ pub async fn open_application(
         developer_id: developer_id.to_string(),
         name: name.to_string(),
         plan_id: plan.id.clone(),
+        credential: requested.kind().to_string(),
         created_at: unix_now(),
     };
     let added = store.add_application(&app).await;
@@ -226,6 +276,18 @@ pub async fn open_application(
             Err(e) => Opening::Failed(e.to_string()),
         });
     }
+    let issued = match credentials::issue(admin, &id, name, requested).await {
+        Ok(issued) => issued,
+        Err(refusal) => {
+            let path = format!("/consumers/{id}");
+            let _ = admin_api::call(admin, Method::DELETE, &path, Payload::None).await;
+            let _ = store.delete_application(&id).await;
+            return Err(match refusal {
+                Refusal::Input(e) => Opening::Refused(e),
+                Refusal::Failed(e) => Opening::Failed(e),
+            });
+        }
+    };
     let published = plans::published_services(store)
         .await
         .map_err(Opening::Failed)?;
@@ -233,37 +295,7 @@ pub async fn open_application(
         .await
         .map_err(Opening::Failed)?;
     tracing::info!(application = %id, developer = %developer_id, "portal: application created");
-    let key = new_key(admin, &id).await.map_err(Opening::Failed)?;
-    Ok((app, key))
-}
-
-/// A new generated key for the consumer, in clear (its only appearance).
-async fn new_key(admin: &Router, consumer: &str) -> Result<String, String> {
-    let made = admin_api::call(
-        admin,
-        Method::POST,
-        &format!("/consumers/{consumer}/key-auth"),
-        Payload::Json(json!({})),
-    )
-    .await;
-    match made.body["key"].as_str() {
-        Some(k) if made.status.is_success() => Ok(k.to_string()),
-        _ => Err(made.message()),
-    }
-}
-
-async fn keys(st: &PortalState, consumer: &str) -> Result<Vec<Value>, String> {
-    let answer = admin_api::call(
-        &st.admin,
-        Method::GET,
-        &format!("/consumers/{consumer}/key-auth?size=1000"),
-        Payload::None,
-    )
-    .await;
-    if !answer.status.is_success() {
-        return Err(answer.message());
-    }
-    Ok(answer.body["data"].as_array().cloned().unwrap_or_default())
+    Ok((app, issued))
 }
 
 pub async fn show(
@@ -282,24 +314,47 @@ async fn render_app(
     visitor: &Visitor,
     app: &Application,
     status: StatusCode,
-    new_key: Option<String>,
+    issued: Option<Issued>,
 ) -> Response {
-    let (keys, plan) = match (
-        keys(st, &app.consumer_id).await,
+    let kind = app.credential.as_str();
+    let (held, plan) = match (
+        credentials::list(&st.admin, &app.consumer_id, kind).await,
         st.store.plan(&app.plan_id).await,
     ) {
         (Ok(k), Ok(p)) => (k, p),
         (Err(e), _) => return unavailable(visitor, e),
         (_, Err(e)) => return unavailable(visitor, e.to_string()),
     };
-    let now = unix_now();
     let base = format!("/apps/{}", app.consumer_id);
-    let revealed = new_key.map(|k| view! {
-        <div class="notice" role="status">
-            <p>"Your new API key. Copy it now: it is stored hashed and will not be shown again."</p>
-            <p><code class="key" id="new-key" data-new-key=k.clone()>{k.clone()}</code></p>
-        </div>
+    let plan_text = plan.as_ref().map_or("(removed)".to_string(), |p| {
+        format!("{}: {}", p.name, plans::limits_text(p))
     });
+    let usage = format!("{base}/usage");
+    let delete = format!("{base}/delete");
+    let section = match kind {
+        "oauth2" => oauth2_section(&base, &held).into_any(),
+        "jwt" => jwt_section(&held).into_any(),
+        _ => keys_section(&base, &held).into_any(),
+    };
+    respond(
+        status,
+        &app.name,
+        visitor,
+        view! {
+            {issued.map(credentials::revealed)}
+            <p>"Plan " <strong>{plan_text}</strong> " · " <a href=usage>"Usage"</a></p>
+            {section}
+            <form method="post" action=delete class="inline-form">
+                <button type="submit" class="danger">"Delete this application"</button>
+                <span class="hint">"Its credentials stop working at once."</span>
+            </form>
+        },
+    )
+}
+
+/// An API-key application's keys, with rotation and revocation.
+fn keys_section(base: &str, keys: &[Value]) -> impl IntoView {
+    let now = unix_now();
     let rows = keys.iter().map(|k| {
         let kid = k["id"].as_str().unwrap_or_default().to_string();
         let created = k["created_at"].as_i64().unwrap_or(0);
@@ -319,33 +374,88 @@ async fn render_app(
         .iter()
         .map(|(s, label)| view! { <option value=s.to_string()>{*label}</option> })
         .collect_view();
-    let plan_text = plan.as_ref().map_or("(removed)".to_string(), |p| {
-        format!("{}: {}", p.name, plans::limits_text(p))
-    });
-    let usage = format!("{base}/usage");
     let rotate = format!("{base}/keys");
-    let delete = format!("{base}/delete");
-    respond(
-        status,
-        &app.name,
-        visitor,
-        view! {
-            {revealed}
-            <p>"Plan " <strong>{plan_text}</strong> " · " <a href=usage>"Usage"</a></p>
-            <section class="panel wide">
-                <h2>"API keys"</h2>
-                <table><thead><tr><th>"Key id"</th><th>"Created"</th><th>"Expiry"</th><th></th></tr></thead><tbody>{rows}</tbody></table>
-                <form method="post" action=rotate class="inline-form">
-                    <label>"Old keys keep working for " <select name="grace">{grace}</select></label>
-                    <button type="submit">"Create a new key"</button>
-                </form>
-            </section>
-            <form method="post" action=delete class="inline-form">
-                <button type="submit" class="danger">"Delete this application"</button>
-                <span class="hint">"Its keys stop working at once."</span>
+    view! {
+        <section class="panel wide">
+            <h2>"API keys"</h2>
+            <table><thead><tr><th>"Key id"</th><th>"Created"</th><th>"Expiry"</th><th></th></tr></thead><tbody>{rows}</tbody></table>
+            <form method="post" action=rotate class="inline-form">
+                <label>"Old keys keep working for " <select name="grace">{grace}</select></label>
+                <button type="submit">"Create a new key"</button>
             </form>
-        },
-    )
+        </section>
+    }
+}
+
+/// An OAuth2 application's client, with a form for a new secret.
+fn oauth2_section(base: &str, clients: &[Value]) -> impl IntoView {
+    let rows = clients.iter().map(|c| {
+        let id = c["client_id"].as_str().unwrap_or_default().to_string();
+        view! { <tr><td><code>{id}</code></td><td>{utc(c["created_at"].as_i64().unwrap_or(0))}</td></tr> }
+    }).collect_view();
+    let secret = format!("{base}/secret");
+    view! {
+        <section class="panel wide">
+            <h2>"OAuth2 client"</h2>
+            <p>"Trade the client id and secret for an access token at the API's token endpoint (each API's page shows it), then send " <code>"Authorization: Bearer <token>"</code> "."</p>
+            <table><thead><tr><th>"Client id"</th><th>"Created"</th></tr></thead><tbody>{rows}</tbody></table>
+            <form method="post" action=secret class="inline-form">
+                <button type="submit">"Create a new client secret"</button>
+                <span class="hint">"The old secret stops working at once."</span>
+            </form>
+        </section>
+    }
+}
+
+/// A JWT application's key: what its tokens carry in `iss`.
+fn jwt_section(keys: &[Value]) -> impl IntoView {
+    let rows = keys
+        .iter()
+        .map(|k| {
+            let key = k["key"].as_str().unwrap_or_default().to_string();
+            let algorithm = k["algorithm"].as_str().unwrap_or_default().to_string();
+            view! { <tr><td><code>{key}</code></td><td>{algorithm}</td></tr> }
+        })
+        .collect_view();
+    view! {
+        <section class="panel wide">
+            <h2>"JWT key"</h2>
+            <p>"Sign tokens with the private key of the public key you uploaded, with this key in their " <code>"iss"</code> " claim, and send " <code>"Authorization: Bearer <token>"</code> "."</p>
+            <table><thead><tr><th>"Key (iss)"</th><th>"Algorithm"</th></tr></thead><tbody>{rows}</tbody></table>
+        </section>
+    }
+}
+
+/// A new secret for an OAuth2 application's client, shown once.
+pub async fn new_secret(
+    State(st): State<Arc<PortalState>>,
+    Extension(visitor): Extension<Visitor>,
+    Path(id): Path<String>,
+) -> Response {
+    let app = match owned(&st, &visitor, &id).await {
+        Ok(a) if a.credential == "oauth2" => a,
+        Ok(_) => return not_found(&visitor),
+        Err(r) => return r,
+    };
+    let clients = match credentials::list(&st.admin, &app.consumer_id, "oauth2").await {
+        Ok(c) => c,
+        Err(e) => return unavailable(&visitor, e),
+    };
+    let Some(client) = clients.first() else {
+        return not_found(&visitor);
+    };
+    let client_id = client["client_id"].as_str().unwrap_or_default().to_string();
+    let cid = client["id"].as_str().unwrap_or_default();
+    match credentials::new_client_secret(&st.admin, &app.consumer_id, cid).await {
+        Ok(secret) => {
+            let issued = Issued::Client {
+                id: client_id,
+                secret,
+            };
+            render_app(&st, &visitor, &app, StatusCode::CREATED, Some(issued)).await
+        }
+        Err(e) => unavailable(&visitor, e),
+    }
 }
 
 #[derive(Deserialize)]
@@ -360,7 +470,8 @@ pub async fn rotate(
     Form(f): Form<Rotation>,
 ) -> Response {
     let app = match owned(&st, &visitor, &id).await {
-        Ok(a) => a,
+        Ok(a) if a.credential == "key-auth" => a,
+        Ok(_) => return not_found(&visitor),
         Err(r) => return r,
     };
     if !GRACE.iter().any(|(s, _)| *s == f.grace) {
@@ -373,9 +484,18 @@ pub async fn rotate(
     if let Err(e) = retire_keys(&st, &app.consumer_id, f.grace).await {
         return unavailable(&visitor, e);
     }
-    match new_key(&st.admin, &app.consumer_id).await {
-        Ok(key) => render_app(&st, &visitor, &app, StatusCode::CREATED, Some(key)).await,
-        Err(e) => unavailable(&visitor, e),
+    match credentials::new_key(&st.admin, &app.consumer_id).await {
+        Ok(key) => {
+            render_app(
+                &st,
+                &visitor,
+                &app,
+                StatusCode::CREATED,
+                Some(Issued::Key(key)),
+            )
+            .await
+        }
+        Err(Refusal::Input(e) | Refusal::Failed(e)) => unavailable(&visitor, e),
     }
 }
 
@@ -383,7 +503,7 @@ pub async fn rotate(
 /// already expiring sooner keep their time.
 async fn retire_keys(st: &PortalState, consumer: &str, grace: i64) -> Result<(), String> {
     let now = unix_now();
-    for k in keys(st, consumer).await? {
+    for k in credentials::list(&st.admin, consumer, "key-auth").await? {
         let kid = k["id"].as_str().unwrap_or_default();
         let created = k["created_at"].as_i64().unwrap_or(now);
         let path = format!("/consumers/{consumer}/key-auth/{kid}");

@@ -142,6 +142,43 @@ async fn load_document(
     Ok((api, doc))
 }
 
+/// How to call an API guarded by oauth2 (its token endpoint, with a client-credentials sample)
+/// or jwt (what a token carries), for applications with those credentials.
+fn other_auth(api: &Api, server: &str) -> Option<impl IntoView> {
+    if api.oauth2.is_none() && !api.jwt {
+        return None;
+    }
+    let oauth2 = api.oauth2.as_ref().map(|o| {
+        let endpoint = format!("{server}{}", o.token_path);
+        let sample = o.client_credentials.then(|| {
+            let curl = format!(
+                "curl -X POST {endpoint} \\\n  -d grant_type=client_credentials \\\n  -d client_id=YOUR_CLIENT_ID -d client_secret=YOUR_CLIENT_SECRET"
+            );
+            view! {
+                <p>"With your application's client id and secret:"</p>
+                <pre><code id="token-sample">{curl}</code></pre>
+            }
+        });
+        view! {
+            <h3>"OAuth2"</h3>
+            <p>"Token endpoint: " <code id="token-endpoint">{endpoint.clone()}</code></p>
+            {sample}
+            <p>"The answer's " <code>"access_token"</code> " goes in " <code>"Authorization: Bearer <token>"</code> " until it expires (" <code>"expires_in"</code> " seconds)."</p>
+        }
+    });
+    let jwt = api.jwt.then(|| view! {
+        <h3>"JWT"</h3>
+        <p>"Sign a token with your private key (the algorithm your application's JWT key shows), put the key in its " <code>"iss"</code> " claim and an " <code>"exp"</code> ", and send " <code>"Authorization: Bearer <token>"</code> "."</p>
+    });
+    Some(view! {
+        <section class="panel wide" aria-labelledby="authentication">
+            <h2 id="authentication">"Authentication"</h2>
+            {oauth2}
+            {jwt}
+        </section>
+    })
+}
+
 pub async fn reference(
     State(st): State<Arc<PortalState>>,
     Extension(visitor): Extension<Visitor>,
@@ -182,6 +219,11 @@ pub async fn reference(
         (Some(_), Some(_)) => Some(view! { <p class="hint">"Samples use " <code>{KEY_PLACEHOLDER}</code>"; a key created or rotated in this browser is filled in. Keys are stored hashed, so the portal itself cannot show them again."</p> }.into_any()),
         (Some(_), None) => Some(view! { <p class="hint">"This API needs a key: " <a href="/signup">"sign up"</a>" and create an application to get one."</p> }.into_any()),
     };
+    let server = proxy_url(
+        &st.config,
+        headers.get(header::HOST).and_then(|h| h.to_str().ok()),
+    );
+    let other_auth = other_auth(&api, &server);
     // `html` goes in raw: askama escapes every value of the reference except the Markdown
     // fields, which `web::markdown::to_safe_html` ran through ammonia's allow-list first.
     let json_link = format!("/apis/{}/openapi.json{suffix}", api.slug);
@@ -196,6 +238,7 @@ pub async fn reference(
                 " · OpenAPI: " <a href=json_link>"JSON"</a> " " <a href=yaml_link>"YAML"</a>
             </p>
             {key_hint}
+            {other_auth}
             <div inner_html=html></div>
         },
     ))

@@ -5,6 +5,7 @@
 pub(crate) mod accounts;
 pub(crate) mod applications;
 mod catalogue;
+pub(crate) mod credentials;
 mod layout;
 mod usage;
 
@@ -126,6 +127,7 @@ pub fn router(state: Arc<PortalState>) -> Router {
         .route("/apps", get(applications::list).post(applications::create))
         .route("/apps/{id}", get(applications::show))
         .route("/apps/{id}/keys", post(applications::rotate))
+        .route("/apps/{id}/secret", post(applications::new_secret))
         .route("/apps/{id}/keys/{key}/revoke", post(applications::revoke))
         .route("/apps/{id}/delete", post(applications::delete))
         .route("/apps/{id}/usage", get(usage::show))
