@@ -380,7 +380,10 @@ async fn a_developer_goes_from_the_front_page_to_a_working_key_and_sees_their_42
         fill_and_submit(
             &page,
             "form[action='/apps']",
-            &[("name", "my first app"), ("plan", "Starter (2/second)")],
+            &[
+                ("name", "my first app"),
+                ("plan", "Starter (2/second; API key)"),
+            ],
         )
         .await;
         let key = waited_text(&page, "code.key").await;

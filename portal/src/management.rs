@@ -256,7 +256,12 @@ async fn put_plan(
 
 async fn delete_plan(State(m): St, Path(key): Path<String>) -> Result<Response, ApiError> {
     match find_plan(&m.store, &key).await {
-        Ok(p) => m.store.delete_plan(&p.id).await?,
+        Ok(p) => {
+            m.store.delete_plan(&p.id).await?;
+            plans::forget(&m.admin, &p)
+                .await
+                .map_err(ApiError::Unavailable)?;
+        }
         // Kong answers 204 for a delete of something already gone.
         Err(ApiError::NotFound) => {}
         Err(e) => return Err(e),

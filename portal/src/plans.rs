@@ -1,8 +1,9 @@
-//! Plans become rate-limiting plugins: an application's consumer gets one plugin per service
-//! its plan names (one consumer-wide plugin when the plan names none), tagged `tollgate-plan`
-//! so that a plan change replaces exactly these and nothing an operator added by hand.
-use crate::web::admin_api::{self, Payload};
-use axum::http::Method;
+//! Plans become consumer groups: each plan has a group (`tollgate-plan-<id>`) whose plugins,
+//! tagged `tollgate-plan`, carry its limits and the services it covers, and an application's
+//! consumer is a member of its plan's group. A plan change replaces exactly the group's tagged
+//! plugins, nothing an operator added by hand.
+use crate::web::admin_api::{call, Payload};
+use axum::http::{Method, StatusCode};
 use axum::Router;
 use serde_json::{json, Map, Value};
 use tollgate_gateway::store::portal::{Application, ApplicationsBy, Plan, PlanLimits};
@@ -66,23 +67,35 @@ pub fn allowed_services(plan: &Plan, published: &[String]) -> Vec<String> {
     }
 }
 
-/// The plugins (admin API bodies) that carry `plan` on a consumer. A consumer-wide
+/// The consumer group of `plan`: its applications' consumers are its members, and the plan's
+/// plugins are scoped to it (Kong's consumer groups), so a plan's limits are one set of
+/// plugins however many applications use it.
+pub fn group_name(plan: &Plan) -> String {
+    format!("tollgate-plan-{}", plan.id)
+}
+
+/// The plugins (admin API bodies) that carry `plan` on its group `group_id`. A group-wide
 /// `request-termination` refuses every service with 403; on each allowed service a
-/// consumer+service instance, more specific so it wins by Kong's precedence, lets requests
-/// through, and the plan's limits apply as `rate-limiting` there. A service created later is
-/// refused until the plan covers it.
-pub fn plan_plugins(consumer_id: &str, plan: &Plan, allowed: &[String]) -> Vec<Value> {
-    let consumer = json!({"id": consumer_id});
+/// group+service instance, more specific so it wins by Kong's precedence, lets requests
+/// through, and the plan's limits apply as `rate-limiting` there (counted per consumer). A
+/// service created later is refused until the plan covers it.
+pub fn plan_plugins(group_id: &str, plan: &Plan, allowed: &[String]) -> Vec<Value> {
+    let group = json!({"id": group_id});
     let refuse = json!({"status_code": 403, "message": NOT_IN_PLAN});
-    let mut out = vec![block(consumer_id, NOT_IN_PLAN)];
+    let mut out = vec![json!({
+        "name": "request-termination",
+        "consumer_group": group,
+        "config": refuse,
+        "tags": [TAG],
+    })];
     let limits = rate_limiting_config(&plan.limits);
     for service in allowed {
         let service = json!({"id": service});
         let mut pass = refuse.clone();
         pass["trigger"] = PASS.into();
-        out.push(json!({"name": "request-termination", "consumer": consumer, "service": service, "config": pass, "tags": [TAG]}));
+        out.push(json!({"name": "request-termination", "consumer_group": group, "service": service, "config": pass, "tags": [TAG]}));
         if let Some(config) = &limits {
-            out.push(json!({"name": "rate-limiting", "consumer": consumer, "service": service, "config": config, "tags": [TAG]}));
+            out.push(json!({"name": "rate-limiting", "consumer_group": group, "service": service, "config": config, "tags": [TAG]}));
         }
     }
     out
@@ -106,36 +119,115 @@ pub async fn published_services(store: &Store) -> Result<Vec<String>, String> {
     Ok(listed.into_iter().map(|(s, _)| s.id.to_string()).collect())
 }
 
-/// Makes the consumer's plan plugins those of `plan`, given the published services.
+/// Puts an application's consumer on `plan`: a member of the plan's group (made with its
+/// plugins if it is not there yet), of no other plan's, with no plan plugins of its own.
 pub async fn apply(
     admin: &Router,
     consumer_id: &str,
     plan: &Plan,
     published: &[String],
 ) -> Result<(), String> {
-    let plugins = plan_plugins(consumer_id, plan, &allowed_services(plan, published));
-    replace_plugins(admin, consumer_id, plugins).await
+    let group = match group_id(admin, plan).await? {
+        Some(id) => id,
+        None => sync_group(admin, plan, published).await?,
+    };
+    replace_plugins(admin, &format!("/consumers/{consumer_id}"), vec![]).await?;
+    join_only(admin, consumer_id, Some(&group)).await
 }
 
-/// Refuses every request with the consumer's keys (its developer is suspended), until the
-/// plan is applied again.
+/// Refuses every request of the consumer (its developer is suspended), until the plan is
+/// applied again: it leaves its plan's group and gets a block of its own.
 pub async fn suspend(admin: &Router, consumer_id: &str) -> Result<(), String> {
-    replace_plugins(admin, consumer_id, vec![block(consumer_id, SUSPENDED)]).await
+    join_only(admin, consumer_id, None).await?;
+    let owner = format!("/consumers/{consumer_id}");
+    replace_plugins(admin, &owner, vec![block(consumer_id, SUSPENDED)]).await
 }
 
-/// Replaces the consumer's `tollgate-plan` plugins with `plugins` (admin API bodies).
-async fn replace_plugins(
+/// Removes `plan`'s group (its plugins and memberships with it): the plan was deleted.
+pub async fn forget(admin: &Router, plan: &Plan) -> Result<(), String> {
+    let path = format!("/consumer_groups/{}", group_name(plan));
+    let gone = call(admin, Method::DELETE, &path, Payload::None).await;
+    match gone.status.is_success() || gone.status == StatusCode::NOT_FOUND {
+        true => Ok(()),
+        false => Err(gone.message()),
+    }
+}
+
+/// The id of `plan`'s group, if it exists.
+async fn group_id(admin: &Router, plan: &Plan) -> Result<Option<String>, String> {
+    let path = format!("/consumer_groups/{}", group_name(plan));
+    let found = call(admin, Method::GET, &path, Payload::None).await;
+    match found.status {
+        StatusCode::NOT_FOUND => Ok(None),
+        s if s.is_success() => Ok(found.body["id"].as_str().map(String::from)),
+        _ => Err(found.message()),
+    }
+}
+
+/// Makes (or keeps) `plan`'s group and gives it the plan's plugins for `published`; its id.
+pub async fn sync_group(
     admin: &Router,
-    consumer_id: &str,
-    plugins: Vec<Value>,
-) -> Result<(), String> {
-    let existing = admin_api::call(
-        admin,
-        Method::GET,
-        &format!("/consumers/{consumer_id}/plugins?size=1000"),
-        Payload::None,
-    )
-    .await;
+    plan: &Plan,
+    published: &[String],
+) -> Result<String, String> {
+    let id = match group_id(admin, plan).await? {
+        Some(id) => id,
+        None => {
+            let body = Payload::Json(json!({"name": group_name(plan), "tags": [TAG]}));
+            let made = call(admin, Method::POST, "/consumer_groups", body).await;
+            match made.body["id"]
+                .as_str()
+                .filter(|_| made.status.is_success())
+            {
+                Some(id) => id.to_string(),
+                None => return Err(made.message()),
+            }
+        }
+    };
+    let plugins = plan_plugins(&id, plan, &allowed_services(plan, published));
+    replace_plugins(admin, &format!("/consumer_groups/{id}"), plugins).await?;
+    Ok(id)
+}
+
+/// Makes the consumer a member of plan group `group` alone (of none, for `None`).
+async fn join_only(admin: &Router, consumer_id: &str, group: Option<&str>) -> Result<(), String> {
+    let path = format!("/consumers/{consumer_id}/consumer_groups");
+    let current = call(admin, Method::GET, &path, Payload::None).await;
+    if !current.status.is_success() {
+        return Err(current.message());
+    }
+    let mut member = false;
+    for g in current.body["data"].as_array().into_iter().flatten() {
+        let id = g["id"].as_str().unwrap_or_default();
+        let ours = g["name"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("tollgate-plan-"));
+        if Some(id) == group {
+            member = true;
+        } else if ours {
+            let leave = format!("/consumer_groups/{id}/consumers/{consumer_id}");
+            let left = call(admin, Method::DELETE, &leave, Payload::None).await;
+            if !left.status.is_success() {
+                return Err(left.message());
+            }
+        }
+    }
+    if let (Some(group), false) = (group, member) {
+        let join = format!("/consumer_groups/{group}/consumers");
+        let body = Payload::Json(json!({"consumer": consumer_id}));
+        let joined = call(admin, Method::POST, &join, body).await;
+        if !joined.status.is_success() {
+            return Err(joined.message());
+        }
+    }
+    Ok(())
+}
+
+/// Replaces the `tollgate-plan` plugins of `owner` (`/consumers/{c}` or
+/// `/consumer_groups/{g}`) with `plugins` (admin API bodies).
+async fn replace_plugins(admin: &Router, owner: &str, plugins: Vec<Value>) -> Result<(), String> {
+    let listed = format!("{owner}/plugins?size=1000");
+    let existing = call(admin, Method::GET, &listed, Payload::None).await;
     if !existing.status.is_success() {
         return Err(existing.message());
     }
@@ -145,14 +237,14 @@ async fn replace_plugins(
             .is_some_and(|t| t.iter().any(|t| t == TAG));
         if let (true, Some(id)) = (ours, p["id"].as_str()) {
             let path = format!("/plugins/{id}");
-            let gone = admin_api::call(admin, Method::DELETE, &path, Payload::None).await;
+            let gone = call(admin, Method::DELETE, &path, Payload::None).await;
             if !gone.status.is_success() {
                 return Err(gone.message());
             }
         }
     }
     for body in plugins {
-        let made = admin_api::call(admin, Method::POST, "/plugins", Payload::Json(body)).await;
+        let made = call(admin, Method::POST, "/plugins", Payload::Json(body)).await;
         if !made.status.is_success() {
             return Err(made.message());
         }
@@ -167,6 +259,7 @@ pub async fn apply_to_applications(
     plan: &Plan,
 ) -> Result<(), String> {
     let published = published_services(store).await?;
+    sync_group(admin, plan, &published).await?;
     sync_plan(admin, store, plan, &published).await
 }
 
@@ -174,6 +267,7 @@ pub async fn apply_to_applications(
 pub async fn apply_all(admin: &Router, store: &Store) -> Result<(), String> {
     let published = published_services(store).await?;
     for plan in store.plans().await.map_err(|e| e.to_string())? {
+        sync_group(admin, &plan, &published).await?;
         sync_plan(admin, store, &plan, &published).await?;
     }
     Ok(())
@@ -275,8 +369,8 @@ mod tests {
     }
 
     #[test]
-    fn the_consumer_is_refused_everywhere_but_on_its_allowed_services() {
-        let plugins = plan_plugins("c1", &plan(&["s1"], Some(2)), &["s1".into()]);
+    fn the_group_is_refused_everywhere_but_on_its_allowed_services() {
+        let plugins = plan_plugins("g1", &plan(&["s1"], Some(2)), &["s1".into()]);
         let shape: Vec<(&str, bool, Option<&str>)> = plugins
             .iter()
             .map(|p| {
@@ -297,9 +391,9 @@ mod tests {
         );
         assert!(plugins
             .iter()
-            .all(|p| p["consumer"]["id"] == "c1" && p["tags"][0] == TAG));
+            .all(|p| p["consumer_group"]["id"] == "g1" && p["tags"][0] == TAG));
         assert_eq!(plugins[0]["config"]["status_code"], 403);
-        let unlimited = plan_plugins("c1", &plan(&[], None), &["s1".into(), "s2".into()]);
+        let unlimited = plan_plugins("g1", &plan(&[], None), &["s1".into(), "s2".into()]);
         assert_eq!(unlimited.len(), 3, "a block and two passes, no limits");
     }
 }

@@ -298,8 +298,19 @@ pub async fn delete(
     Extension(user): Extension<CurrentUser>,
     Path(id): Path<String>,
 ) -> Response {
+    let plan = match st.store.plan(&id).await {
+        Ok(plan) => plan,
+        Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    };
     match st.store.delete_plan(&id).await {
-        Ok(()) | Err(StoreError::NotFound) => Redirect::to("/plans").into_response(),
+        Ok(()) | Err(StoreError::NotFound) => {
+            if let Some(plan) = plan {
+                if let Err(e) = plans::forget(&st.admin, &plan).await {
+                    return (StatusCode::SERVICE_UNAVAILABLE, e).into_response();
+                }
+            }
+            Redirect::to("/plans").into_response()
+        }
         Err(StoreError::Referenced { .. }) => {
             render_list(
                 &st,

@@ -276,6 +276,13 @@ pub async fn open_application(
             Err(e) => Opening::Failed(e.to_string()),
         });
     }
+    // The plan first: a credential never works without its plan's limits.
+    let published = plans::published_services(store)
+        .await
+        .map_err(Opening::Failed)?;
+    plans::apply(admin, &id, plan, &published)
+        .await
+        .map_err(Opening::Failed)?;
     let issued = match credentials::issue(admin, &id, name, requested).await {
         Ok(issued) => issued,
         Err(refusal) => {
@@ -288,12 +295,6 @@ pub async fn open_application(
             });
         }
     };
-    let published = plans::published_services(store)
-        .await
-        .map_err(Opening::Failed)?;
-    plans::apply(admin, &id, plan, &published)
-        .await
-        .map_err(Opening::Failed)?;
     tracing::info!(application = %id, developer = %developer_id, "portal: application created");
     Ok((app, issued))
 }
