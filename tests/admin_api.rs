@@ -287,9 +287,12 @@ async fn root_status_and_openapi_describe_the_admin_api() {
         "/analytics/summary",
         "/analytics/top",
         "/services/{id}/openapi",
+        "/consumer_groups/{parent}/consumers",
+        "/consumers/{parent}/consumer_groups/{id}",
     ] {
         assert!(doc.json["paths"][p].is_object(), "{p} documented");
     }
+    validate_openapi(&doc.body, "json");
     let schemas = &doc.json["components"]["schemas"];
     assert!(schemas["Service"]["properties"]["read_timeout"].is_object());
     assert!(schemas["Summary"]["properties"]["p99_ms"].is_object());

@@ -849,3 +849,23 @@ pub async fn routes_by_host(
         }
     }
 }
+
+/// Runs openapi-spec-validator on a document; `None` when the validator is not installed
+/// (a failure under ./scripts/test).
+pub fn validate_openapi(document: &str, extension: &str) -> Option<()> {
+    let validator = service_env("TOLLGATE_TEST_OPENAPI_VALIDATOR")?;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(format!("openapi.{extension}"));
+    std::fs::write(&file, document).unwrap();
+    let out = std::process::Command::new(validator)
+        .arg(&file)
+        .output()
+        .expect("run openapi-spec-validator");
+    assert!(
+        out.status.success(),
+        "openapi-spec-validator refused the document: {}{}\n{document}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(())
+}

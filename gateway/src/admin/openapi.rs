@@ -1,8 +1,8 @@
 //! The admin API's own OpenAPI 3.1 document, generated with utoipa from the entity types.
 use crate::model::{
     Acl, BasicAuthCredential, CaCertificate, Certificate, Consumer, ConsumerGroup,
-    ConsumerGroupMember, HmacCredential, JwtSecret, KeyAuthCredential, Kind, OAuth2Credential,
-    Plugin, Route, Service, Sni, Target, Upstream,
+    ConsumerGroupMember, EntityRef, HmacCredential, JwtSecret, KeyAuthCredential, Kind,
+    OAuth2Credential, Plugin, Route, Service, Sni, Target, Upstream,
 };
 use crate::store::portal;
 use axum::Json;
@@ -111,6 +111,7 @@ pub fn build() -> OpenApi {
     paths = paths.path("/services/{id}/openapi", service_document());
     paths = portal_paths(paths);
     paths = upstream_paths(paths);
+    paths = membership_paths(paths);
     OpenApiBuilder::new()
         .info(
             InfoBuilder::new()
@@ -121,6 +122,7 @@ pub fn build() -> OpenApi {
         .paths(paths.build())
         .components(Some(
             ComponentsBuilder::new()
+                .schema_from::<EntityRef>()
                 .schema_from::<Service>()
                 .schema_from::<Route>()
                 .schema_from::<Consumer>()
@@ -147,13 +149,13 @@ pub fn build() -> OpenApi {
                 .schema_from::<query::Point>()
                 .schema_from::<query::StatusCount>()
                 .schema_from::<query::TopEntry>()
+                .schema_from::<query::TopBy>()
                 .schema_from::<query::RecentEvent>()
                 .build(),
         ))
         .build()
 }
 
-/// The developer portal's entities (served by the portal crate, merged into this API).
 /// Kong's upstream endpoints beyond CRUD: health, marks, the raw target list.
 fn upstream_paths(paths: PathsBuilder) -> PathsBuilder {
     let upstream = path_param("upstream", "id or name of the upstream");
@@ -209,6 +211,65 @@ fn upstream_paths(paths: PathsBuilder) -> PathsBuilder {
         )
 }
 
+/// Kong Enterprise's consumer-group memberships, seen from either side: list, add (one id or
+/// name, or a list of them), remove.
+fn membership_paths(mut paths: PathsBuilder) -> PathsBuilder {
+    for (owner, others, given_as, what) in [
+        ("consumer_groups", "consumers", "consumer", "consumer"),
+        ("consumers", "consumer_groups", "group", "consumer group"),
+    ] {
+        let tag = format!("{owner}/{others}");
+        let parent = path_param("parent", &format!("id or name of the {owner} entry"));
+        let op = |summary: String| {
+            OperationBuilder::new()
+                .tag(tag.clone())
+                .summary(Some(summary))
+                .parameter(parent.clone())
+                .response("404", reply("Not found", None))
+        };
+        let list = op(format!("List the {others} it is a member with"))
+            .response("200", reply("{data, next}", None));
+        let body = utoipa::openapi::schema::ObjectBuilder::new()
+            .property(
+                given_as,
+                utoipa::openapi::schema::ObjectBuilder::new()
+                    .description(Some(format!("id or name of a {what}, or a list of them"))),
+            )
+            .required(given_as)
+            .build();
+        let add = op(format!("Add memberships with one or more {others}"))
+            .request_body(Some(
+                RequestBodyBuilder::new()
+                    .content(
+                        "application/json",
+                        ContentBuilder::new().schema(Some(body)).build(),
+                    )
+                    .build(),
+            ))
+            .response("201", reply("Added: the owner and the added entries", None))
+            .response(
+                "400",
+                reply("Missing or unknown entries, with field errors", None),
+            )
+            .response("409", reply("Already a member", None));
+        let remove = op(format!(
+            "End the membership with one {what} (204 also when none)"
+        ))
+        .parameter(path_param("id", &format!("id or name of the {what}")))
+        .response("204", reply("Removed", None));
+        let mut collection = PathItem::new(HttpMethod::Get, list.build());
+        collection.post = Some(add.build());
+        paths = paths
+            .path(format!("/{owner}/{{parent}}/{others}"), collection)
+            .path(
+                format!("/{owner}/{{parent}}/{others}/{{id}}"),
+                PathItem::new(HttpMethod::Delete, remove.build()),
+            );
+    }
+    paths
+}
+
+/// The developer portal's entities (served by the portal crate, merged into this API).
 fn portal_paths(paths: PathsBuilder) -> PathsBuilder {
     let id = [("id", "id or name")];
     let mut developer = item("DeveloperView", "developers", &[("id", "id or email")]);
@@ -305,6 +366,10 @@ fn path_param(name: &str, description: &str) -> utoipa::openapi::path::Parameter
         .parameter_in(ParameterIn::Path)
         .required(Required::True)
         .description(Some(description))
+        .schema(Some(
+            utoipa::openapi::schema::ObjectBuilder::new()
+                .schema_type(utoipa::openapi::schema::Type::String),
+        ))
         .build()
 }
 
