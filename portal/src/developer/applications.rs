@@ -276,27 +276,42 @@ pub async fn open_application(
             Err(e) => Opening::Failed(e.to_string()),
         });
     }
-    // The plan first: a credential never works without its plan's limits.
-    let published = plans::published_services(store)
-        .await
-        .map_err(Opening::Failed)?;
-    plans::apply(admin, &id, plan, &published)
-        .await
-        .map_err(Opening::Failed)?;
-    let issued = match credentials::issue(admin, &id, name, requested).await {
-        Ok(issued) => issued,
-        Err(refusal) => {
+    match plan_and_credential(store, admin, &id, name, plan, requested).await {
+        Ok(issued) => {
+            tracing::info!(application = %id, developer = %developer_id, "portal: application created");
+            Ok((app, issued))
+        }
+        Err(refused) => {
             let path = format!("/consumers/{id}");
             let _ = admin_api::call(admin, Method::DELETE, &path, Payload::None).await;
             let _ = store.delete_application(&id).await;
-            return Err(match refusal {
-                Refusal::Input(e) => Opening::Refused(e),
-                Refusal::Failed(e) => Opening::Failed(e),
-            });
+            Err(refused)
         }
-    };
-    tracing::info!(application = %id, developer = %developer_id, "portal: application created");
-    Ok((app, issued))
+    }
+}
+
+/// Puts the new application's consumer `id` on `plan`, then issues its credential: the plan
+/// first, so a credential never works without its plan's limits.
+async fn plan_and_credential(
+    store: &Store,
+    admin: &Router,
+    id: &str,
+    name: &str,
+    plan: &Plan,
+    requested: &Requested,
+) -> Result<Issued, Opening> {
+    let published = plans::published_services(store)
+        .await
+        .map_err(Opening::Failed)?;
+    plans::apply(admin, id, plan, &published)
+        .await
+        .map_err(Opening::Failed)?;
+    credentials::issue(admin, id, name, requested)
+        .await
+        .map_err(|refusal| match refusal {
+            Refusal::Input(e) => Opening::Refused(e),
+            Refusal::Failed(e) => Opening::Failed(e),
+        })
 }
 
 pub async fn show(
