@@ -25,6 +25,10 @@ pub struct Context<'r> {
     pub snapshot: Arc<Snapshot>,
     pub route_id: Uuid,
     pub service_id: Option<Uuid>,
+    /// The route's place in the snapshot's router and the normalized path it matched: what
+    /// `uri_capture` reads the regex path's captures from.
+    pub route_index: usize,
+    pub path: &'r str,
     /// Set by an authentication plugin.
     pub consumer: Option<Arc<ConsumerEntry>>,
     /// The credential it authenticated with.
@@ -38,6 +42,12 @@ pub struct Context<'r> {
     /// A gRPC service gets the path as the route rewrote it (grpc-web's `pass_stripped_path`)
     /// rather than the client's own, which Kong's `grpc_pass` sends otherwise.
     pub grpc_stripped_path: bool,
+    /// The path the upstream gets instead of the one the route and service make
+    /// (request-transformer's `replace.uri`), already percent-encoded.
+    pub upstream_path: Option<String>,
+    /// The `Host` the upstream gets instead of the one `preserve_host` or the service picks
+    /// (request-transformer's `replace.headers: host:...`).
+    pub upstream_host: Option<HeaderValue>,
     /// Headers added to the client's response, whoever writes it (upstream or a plugin).
     pub response_headers: AddedHeaders,
     /// The instances whose access phase ran and that act on the response or in the log.
@@ -119,12 +129,16 @@ impl<'r> Context<'r> {
             snapshot,
             route_id,
             service_id,
+            route_index: 0,
+            path: "/",
             consumer: None,
             credential: None,
             anonymous: false,
             rejected_by: None,
             upstream_headers: Vec::new(),
             grpc_stripped_path: false,
+            upstream_path: None,
+            upstream_host: None,
             response_headers: Vec::new(),
             response_plugins: Vec::new(),
             now_ms,
@@ -173,21 +187,59 @@ impl<'r> Context<'r> {
         }
     }
 
+    /// The capture `name` (a group's name or number) of the route's regex path on this
+    /// request's path, as Kong's `uri_captures`.
+    pub fn uri_capture(&self, name: &str) -> Option<String> {
+        self.snapshot
+            .router
+            .capture(self.route_index, self.path, name)
+    }
+
+    /// The query string's parameters, decoded, in the order the client sent them.
+    pub fn query_params(&self) -> Vec<(String, String)> {
+        let query = self.parts.uri.query().unwrap_or("");
+        form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .collect()
+    }
+
     /// Takes every `name` parameter off the query string the upstream gets.
     pub fn drop_query_param(&mut self, name: &str) {
-        let parts = &mut self.parts;
-        let query = parts.uri.query().unwrap_or("");
+        let query = self.parts.uri.query().unwrap_or("");
         let kept: String = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(form_urlencoded::parse(query.as_bytes()).filter(|(k, _)| k != name))
             .finish();
-        let pq = if kept.is_empty() {
-            parts.uri.path().to_string()
-        } else {
-            format!("{}?{kept}", parts.uri.path())
-        };
+        self.set_query(&kept);
+    }
+
+    /// Replaces the query string the upstream gets with `query` (encoded; empty: none).
+    pub fn set_query(&mut self, query: &str) {
+        let parts = &mut self.parts;
+        let path = parts.uri.path();
+        let mut pq = String::with_capacity(path.len() + 1 + query.len());
+        pq.push_str(path);
+        if !query.is_empty() {
+            pq.push('?');
+            pq.push_str(query);
+        }
         let mut uri = std::mem::take(&mut parts.uri).into_parts();
-        uri.path_and_query = pq.parse().ok();
+        uri.path_and_query = http::uri::PathAndQuery::from_maybe_shared(Bytes::from(pq)).ok();
         parts.uri = http::Uri::from_parts(uri).unwrap_or_default();
+    }
+
+    /// Moves the headers set with `set_upstream_header` into the request's own, so a plugin
+    /// that edits many headers (request-transformer) sees and changes one map.
+    pub fn fold_upstream_headers(&mut self) {
+        for (name, value) in self.upstream_headers.drain(..) {
+            match value {
+                Some(v) => {
+                    self.parts.headers.insert(name, v);
+                }
+                None => {
+                    self.parts.headers.remove(name);
+                }
+            }
+        }
     }
 
     /// Replaces the body the upstream gets, with its length.

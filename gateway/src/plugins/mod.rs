@@ -18,10 +18,12 @@ pub mod hmac_auth;
 pub mod ip_restriction;
 pub mod jwt;
 pub mod key_auth;
+pub mod multipart;
 pub mod oauth2;
 pub mod rate_limiting;
 pub mod request_size_limiting;
 pub mod request_termination;
+pub mod request_transformer;
 pub mod response_transformer;
 
 use crate::model::schema::{self, Field, FieldErrors};
@@ -148,7 +150,7 @@ pub struct PluginSpec {
 
 /// Every plugin this build can run.
 pub fn registry() -> &'static [PluginSpec] {
-    static REGISTRY: [PluginSpec; 14] = [
+    static REGISTRY: [PluginSpec; 15] = [
         acl::SPEC,
         basic_auth::SPEC,
         cors::SPEC,
@@ -162,6 +164,7 @@ pub fn registry() -> &'static [PluginSpec] {
         rate_limiting::SPEC,
         request_size_limiting::SPEC,
         request_termination::SPEC,
+        request_transformer::SPEC,
         response_transformer::SPEC,
     ];
     &REGISTRY

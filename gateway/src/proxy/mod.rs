@@ -220,16 +220,26 @@ impl Proxy {
         ex.service = Some(service.label.clone());
         let (mut parts, body) = req.into_parts();
         let mut body = RequestBody::Streaming(body);
-        let (mut set_by_plugins, mut grpc_stripped_path) = (UpstreamHeaders::new(), false);
+        let mut rewrites = Rewrites::default();
         if !route.plugins.is_empty() {
-            (set_by_plugins, grpc_stripped_path) = self
-                .run_plugins(&mut parts, &mut body, &snapshot, route, service.id, ex)
+            let matched = (m.route, norm_path.as_str());
+            rewrites = self
+                .run_plugins(
+                    &mut parts,
+                    &mut body,
+                    &snapshot,
+                    (route, matched),
+                    service.id,
+                    ex,
+                )
                 .await?;
         }
         // gRPC calls keep the client's path (nginx's `grpc_pass`, which Kong uses, sends it
         // whatever the route stripped), unless a plugin asked for the rewritten one.
-        let rewrite = !service.http2 || grpc_stripped_path;
-        let upstream_path = if rewrite {
+        let rewrite = !service.http2 || rewrites.grpc_stripped_path;
+        let upstream_path = if let Some(p) = &rewrites.path {
+            [p.as_str(), "", ""]
+        } else if rewrite {
             path::upstream_path(
                 service.path.as_deref().unwrap_or("/"),
                 &norm_path,
@@ -249,9 +259,12 @@ impl Proxy {
         let captures = |name: &str| snapshot.router.capture(m.route, &norm_path, name);
         let hash = balance_hash(service, &parts, &norm_path, &captures, ex);
         let send_id = self.headers.upstream_request_id;
-        let ours = headers::Forwarded::new(&parts, route, service, ex, stripped, conn, send_id);
+        let mut ours = headers::Forwarded::new(&parts, route, service, ex, stripped, conn, send_id);
+        if let Some(host) = &rewrites.host {
+            ours.host = Some(host.as_bytes());
+        }
         let host_in_head = ours.host.is_some();
-        headers::write_for_upstream(&parts.headers, &set_by_plugins, &ours, &mut head);
+        headers::write_for_upstream(&parts.headers, &rewrites.headers, &ours, &mut head);
         if upgrade {
             websocket::write_upgrade_headers(&mut head);
         }
@@ -267,21 +280,23 @@ impl Proxy {
         self.forward(req, picks, service, ex).await
     }
 
-    /// The access phase: leaves the request as plugins changed it and returns the headers
-    /// they set on it and whether a gRPC call takes the rewritten path, or the reply one wrote.
+    /// The access phase: leaves the request as plugins changed it and returns what else they
+    /// changed about the upstream request, or the reply one wrote. `matched` is the route's
+    /// index in the router and the normalized path it matched.
     async fn run_plugins(
         &self,
         parts: &mut http::request::Parts,
         body: &mut RequestBody,
         snapshot: &Arc<Snapshot>,
-        route: &RouteEntry,
+        (route, matched): (&RouteEntry, (usize, &str)),
         service_id: uuid::Uuid,
         ex: &mut Exchange,
-    ) -> Result<(UpstreamHeaders, bool), Reply> {
+    ) -> Result<Rewrites, Reply> {
         let on = (route.id, Some(service_id));
         let now_ms = ex.arrived_us / 1000;
         let mut ctx = Context::new(parts, body, snapshot.clone(), on, ex.client_ip, now_ms);
         (ctx.tls, ctx.trusted_peer) = (ex.tls, ex.trusted_peer);
+        (ctx.route_index, ctx.path) = matched;
         let flow = snapshot.plugins.access(&route.plugins, &mut ctx).await;
         ex.consumer = ctx.consumer;
         ex.credential = ctx.credential;
@@ -290,7 +305,12 @@ impl Proxy {
         ex.response_headers = ctx.response_headers;
         ex.response_plugins = ctx.response_plugins;
         match flow {
-            Flow::Continue => Ok((ctx.upstream_headers, ctx.grpc_stripped_path)),
+            Flow::Continue => Ok(Rewrites {
+                headers: ctx.upstream_headers,
+                grpc_stripped_path: ctx.grpc_stripped_path,
+                path: ctx.upstream_path,
+                host: ctx.upstream_host,
+            }),
             Flow::Respond(reply) => Err(reply),
         }
     }
@@ -357,6 +377,20 @@ impl Proxy {
             }
         }
     }
+}
+
+/// What the access phase changed about the upstream request besides its method, headers,
+/// query and body (which plugins change in place).
+#[derive(Default)]
+struct Rewrites {
+    /// Headers set or taken off (`Context::set_upstream_header`).
+    headers: UpstreamHeaders,
+    /// A gRPC call takes the path as the route rewrote it.
+    grpc_stripped_path: bool,
+    /// The path the upstream gets, in place of the route's and service's.
+    path: Option<String>,
+    /// The `Host` the upstream gets.
+    host: Option<HeaderValue>,
 }
 
 /// The upstream accepted a WebSocket handshake: the 101 goes to the client with the switch's

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# What the transformation plugins cost: one Tollgate process (one proxy worker) with a route
+# per plugin set on the same trivial backend, driven in alternating rounds by wrk, each row
+# compared with the route without plugins in the same rounds. request-transformer does what a
+# typical set-up does: adds and renames headers, adds a query parameter, renders a header
+# from another.
+#   [ROUNDS=n] deploy/bench/plugins.sh [duration_seconds]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+dur=${1:-10}
+rounds=${ROUNDS:-3}
+conns=32
+source deploy/bench/lib.sh
+bench_setup nginx wrk
+start_backend
+
+cat > "$work/plugins.yaml" <<YAML
+_format_version: "3.0"
+services:
+  - name: backend
+    url: http://127.0.0.1:$backend
+    routes:
+      - { name: plain, paths: [/plain/] }
+      - name: transformed
+        paths: [/transformed/]
+        plugins:
+          - name: request-transformer
+            config:
+              remove: { headers: [x-internal] }
+              rename: { headers: ["x-client:x-upstream-client"] }
+              add:
+                headers: ["x-gateway:tollgate", "x-agent:\$(headers['user-agent'])"]
+                querystring: ["source:gateway"]
+YAML
+start_tollgate "$work/plugins.yaml"
+
+labels=("no plugins" "request-transformer")
+paths=(plain transformed)
+for p in "${paths[@]}"; do
+  code=$(curl -s -o /dev/null -w '%{http_code}' -H 'x-client: bench' "http://127.0.0.1:$TG_PORT/$p/x")
+  [ "$code" = 200 ] || { echo "/$p answered $code" >&2; cat "$work"/tollgate-*.log >&2; exit 1; }
+done
+urls=(); headers=()
+for p in "${paths[@]}"; do urls+=("http://127.0.0.1:$TG_PORT/$p/x"); headers+=("x-client: bench"); done
+measure_rounds
+report_against_first
