@@ -186,3 +186,70 @@ async fn request_transformer_rewrites_path_method_headers_query_and_body() {
         refused.body
     );
 }
+
+/// correlation-id through the proxy (spec/03-plugins/11-correlation-id/01-access_spec.lua:330,
+/// :393, and :439 for a reply another plugin wrote): the id the upstream gets is echoed to the
+/// client, one the client sent is kept, and a tracker id names the address the request came in
+/// on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn correlation_id_reaches_the_upstream_and_the_client() {
+    let (gw, _backend) = echo_gateway().await;
+    gw.create(
+        "/services/echo/plugins",
+        json!({"name": "correlation-id",
+        "config": {"echo_downstream": true}}),
+    )
+    .await;
+    gw.create(
+        "/routes",
+        json!({"name": "tracked", "paths": ["/tracked"], "service": {"name": "echo"}}),
+    )
+    .await;
+    gw.create(
+        "/routes/tracked/plugins",
+        json!({"name": "correlation-id",
+        "config": {"generator": "tracker", "header_name": "X-Trace"}}),
+    )
+    .await;
+    gw.create(
+        "/routes/echo/plugins",
+        json!({"name": "request-termination",
+        "config": {"status_code": 418, "trigger": "x-teapot"}}),
+    )
+    .await;
+    gw.settled().await;
+    let r = send("GET", &gw.proxy_url("/echo/a"), &[], None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let id = r.header("kong-request-id").unwrap().to_string();
+    assert_eq!(r.json["headers"]["kong-request-id"], id.as_str());
+    assert!(id.contains('#'), "uuid#counter: {id}");
+    let kept = send(
+        "GET",
+        &gw.proxy_url("/echo/a"),
+        &[("kong-request-id", "foobar")],
+        None,
+    )
+    .await;
+    assert_eq!(
+        (
+            kept.header("kong-request-id"),
+            kept.json["headers"]["kong-request-id"].as_str()
+        ),
+        (Some("foobar"), Some("foobar"))
+    );
+    let stopped = send("GET", &gw.proxy_url("/echo/a"), &[("x-teapot", "1")], None).await;
+    assert_eq!(stopped.status, 418);
+    assert!(stopped
+        .header("kong-request-id")
+        .is_some_and(|v| v.contains('#')));
+    let tracked = send("GET", &gw.proxy_url("/tracked"), &[], None).await;
+    let trace = tracked.json["headers"]["x-trace"].as_str().unwrap();
+    assert!(
+        trace.starts_with(&format!("127.0.0.1-{}-", gw.proxy)),
+        "{trace}"
+    );
+    assert!(
+        tracked.header("x-trace").is_none(),
+        "not echoed unless asked"
+    );
+}

@@ -54,6 +54,30 @@ pub struct Context<'r> {
     pub response_plugins: Vec<Arc<dyn super::Handler>>,
     /// Milliseconds since the Unix epoch, read once per request.
     pub now_ms: u64,
+    /// The connection the request came on.
+    pub connection: Connection,
+}
+
+/// The connection a request came on, as nginx's variables say it (correlation-id's
+/// `tracker` id is made of them).
+#[derive(Debug, Clone, Copy)]
+pub struct Connection {
+    /// The address and port it came in on (`$server_addr`, `$server_port`).
+    pub local: (IpAddr, u16),
+    /// Its number in this process (`$connection`).
+    pub serial: u64,
+    /// This request's number on it, from 1 (`$connection_requests`).
+    pub request: u64,
+}
+
+impl Default for Connection {
+    fn default() -> Connection {
+        Connection {
+            local: (IpAddr::from([0, 0, 0, 0]), 0),
+            serial: 0,
+            request: 0,
+        }
+    }
 }
 
 /// Headers for a response that does not exist yet, in the order they were set; each replaces
@@ -142,6 +166,7 @@ impl<'r> Context<'r> {
             response_headers: Vec::new(),
             response_plugins: Vec::new(),
             now_ms,
+            connection: Connection::default(),
         }
     }
 

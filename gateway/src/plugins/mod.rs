@@ -11,6 +11,7 @@ pub mod basic_auth;
 pub mod body;
 pub mod chain;
 pub mod context;
+pub mod correlation_id;
 pub mod cors;
 pub mod file_log;
 pub mod grpc_web;
@@ -150,9 +151,10 @@ pub struct PluginSpec {
 
 /// Every plugin this build can run.
 pub fn registry() -> &'static [PluginSpec] {
-    static REGISTRY: [PluginSpec; 15] = [
+    static REGISTRY: [PluginSpec; 16] = [
         acl::SPEC,
         basic_auth::SPEC,
+        correlation_id::SPEC,
         cors::SPEC,
         file_log::SPEC,
         grpc_web::SPEC,

@@ -1,9 +1,13 @@
 //! What the proxy knows about the connection a request arrived on, worked out once per
 //! connection rather than for each of the requests a keep-alive connection carries.
 use http::HeaderValue;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::OwnedSemaphorePermit;
+
+/// Connections accepted so far by this process.
+static SERIALS: AtomicU64 = AtomicU64::new(0);
 
 pub struct Downstream {
     /// The TCP peer.
@@ -12,6 +16,12 @@ pub struct Downstream {
     pub peer_ip: HeaderValue,
     /// The port the connection came in on: routes match on it, `X-Forwarded-Port` says it.
     pub local_port: u16,
+    /// The address the connection came in on (correlation-id's `tracker`).
+    pub local_ip: IpAddr,
+    /// The connection's number in this process and how many requests it carried so far, as
+    /// nginx's `$connection` and `$connection_requests` (correlation-id's `tracker`).
+    pub serial: u64,
+    requests: AtomicU64,
     pub local_port_header: HeaderValue,
     /// Set on a TLS connection: what its handshake settled.
     pub tls: Option<Tls>,
@@ -71,10 +81,23 @@ impl Downstream {
                 .expect("an IP address is a valid header value"),
             local_port,
             local_port_header: HeaderValue::from(local_port),
+            local_ip: IpAddr::from([0, 0, 0, 0]),
+            serial: SERIALS.fetch_add(1, Ordering::Relaxed) + 1,
+            requests: AtomicU64::new(0),
             tls,
             _slot: None,
             last: Mutex::default(),
         }
+    }
+
+    /// The same, come in on `local_ip`.
+    pub fn on(self, local_ip: IpAddr) -> Downstream {
+        Downstream { local_ip, ..self }
+    }
+
+    /// Counts a request on this connection; its number on it (from 1).
+    pub fn next_request(&self) -> u64 {
+        self.requests.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// The same, holding `slot` for as long as the connection lives.

@@ -51,6 +51,8 @@ pub(super) struct Exchange {
     pub trusted_peer: bool,
     /// The request came over TLS to this gateway.
     pub tls: bool,
+    /// The connection it came on, for plugins.
+    pub connection: crate::plugins::context::Connection,
     pub user_agent: Option<Arc<str>>,
     pub bytes_in: u64,
     pub service: Option<Arc<str>>,

@@ -19,7 +19,7 @@ mod upstream;
 mod websocket;
 
 use crate::header_numbers;
-use crate::plugins::context::Shape;
+use crate::plugins::context::{Connection, Shape};
 use crate::plugins::{Context, Flow, Reply, RequestBody, UpstreamHeaders};
 use crate::router::{path, RequestInfo};
 use crate::snapshot::{RouteEntry, ServiceEntry, Snapshot};
@@ -94,6 +94,11 @@ impl Proxy {
             client_ip: self.client_ip.resolve(conn.peer.ip(), req.headers()),
             trusted_peer: self.client_ip.is_trusted(conn.peer.ip()),
             tls: conn.tls.is_some(),
+            connection: Connection {
+                local: (conn.local_ip, conn.local_port),
+                serial: conn.serial,
+                request: conn.next_request(),
+            },
             user_agent: conn.user_agent(seen.user_agent),
             // For the log: headers as sent, plus the body's declared length.
             bytes_in: header_bytes as u64 + headers::content_length(seen.content_length),
@@ -297,6 +302,7 @@ impl Proxy {
         let mut ctx = Context::new(parts, body, snapshot.clone(), on, ex.client_ip, now_ms);
         (ctx.tls, ctx.trusted_peer) = (ex.tls, ex.trusted_peer);
         (ctx.route_index, ctx.path) = matched;
+        ctx.connection = ex.connection;
         let flow = snapshot.plugins.access(&route.plugins, &mut ctx).await;
         ex.consumer = ctx.consumer;
         ex.credential = ctx.credential;

@@ -15,7 +15,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -231,9 +231,13 @@ async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let (conns, tls) = (conns.clone(), tls.clone());
+        let local_ip = stream
+            .local_addr()
+            .map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip());
         let at = Accepted {
             peer,
             local_port,
+            local_ip,
             slot,
         };
         tokio::spawn(async move {
@@ -255,6 +259,7 @@ type Ended = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 struct Accepted {
     peer: SocketAddr,
     local_port: u16,
+    local_ip: IpAddr,
     slot: tokio::sync::OwnedSemaphorePermit,
 }
 
@@ -262,7 +267,9 @@ impl Connections {
     /// A cleartext connection: HTTP/1 unless it opens with HTTP/2's preface (h2c).
     async fn cleartext(&self, stream: TcpStream, at: Accepted) -> Ended {
         let timeout = self.limits.timeouts.first_request;
-        let downstream = Downstream::new(at.peer, at.local_port, None).holding(at.slot);
+        let downstream = Downstream::new(at.peer, at.local_port, None)
+            .on(at.local_ip)
+            .holding(at.slot);
         let downstream = Arc::new(downstream);
         match starts_like_http1(&stream, timeout).await {
             None => Ok(()),
@@ -283,7 +290,9 @@ impl Connections {
         let tls = Tls {
             sni: session.server_name().map(Box::from),
         };
-        let downstream = Downstream::new(at.peer, at.local_port, Some(tls)).holding(at.slot);
+        let downstream = Downstream::new(at.peer, at.local_port, Some(tls))
+            .on(at.local_ip)
+            .holding(at.slot);
         let downstream = Arc::new(downstream);
         if h2 {
             self.watched(stream, downstream).await
