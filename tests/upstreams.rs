@@ -506,6 +506,23 @@ async fn a_failing_target_is_taken_out_at_the_threshold_and_probed_back() {
         target_state(&gw, "sick.test", &local(port)).await.0,
         "UNHEALTHY"
     );
+    // Kong's gauge says the same (kong/plugins/prometheus/exporter.lua's labels).
+    let metrics = send(
+        "GET",
+        &format!("http://127.0.0.1:{}/metrics", gw.status),
+        &[],
+        None,
+    )
+    .await;
+    let series = format!(
+        "kong_upstream_target_health{{upstream=\"sick.test\",target=\"{t}\",address=\"{t}\",state=\"unhealthy\",subsystem=\"http\"}} 1",
+        t = local(port)
+    );
+    assert!(
+        metrics.body.contains(&series),
+        "{series}:\n{}",
+        metrics.body
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
         target_state(&gw, "sick.test", &local(port)).await.0,

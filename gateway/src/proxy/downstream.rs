@@ -6,8 +6,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::OwnedSemaphorePermit;
 
-/// Connections accepted so far by this process.
+/// Connections accepted so far by this process, and open now (`/metrics`).
 static SERIALS: AtomicU64 = AtomicU64::new(0);
+static OPEN: AtomicU64 = AtomicU64::new(0);
+
+/// Connections accepted since start, and open now.
+pub fn connection_counts() -> (u64, u64) {
+    (
+        SERIALS.load(Ordering::Relaxed),
+        OPEN.load(Ordering::Relaxed),
+    )
+}
 
 pub struct Downstream {
     /// The TCP peer.
@@ -31,6 +40,12 @@ pub struct Downstream {
     /// The last `Host` and `User-Agent` sent here, with what was made of them: a keep-alive
     /// connection's requests nearly always repeat both, and each costs allocations to work out.
     last: Mutex<Last>,
+}
+
+impl Drop for Downstream {
+    fn drop(&mut self) {
+        OPEN.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// What a TLS handshake settled that requests look at.
@@ -75,6 +90,7 @@ impl Host {
 
 impl Downstream {
     pub fn new(peer: SocketAddr, local_port: u16, tls: Option<Tls>) -> Downstream {
+        OPEN.fetch_add(1, Ordering::Relaxed);
         Downstream {
             peer,
             peer_ip: HeaderValue::from_str(&peer.ip().to_string())
@@ -91,8 +107,10 @@ impl Downstream {
     }
 
     /// The same, come in on `local_ip`.
-    pub fn on(self, local_ip: IpAddr) -> Downstream {
-        Downstream { local_ip, ..self }
+    #[must_use]
+    pub fn on(mut self, local_ip: IpAddr) -> Downstream {
+        self.local_ip = local_ip;
+        self
     }
 
     /// Counts a request on this connection; its number on it (from 1).
@@ -101,11 +119,9 @@ impl Downstream {
     }
 
     /// The same, holding `slot` for as long as the connection lives.
-    pub fn holding(self, slot: OwnedSemaphorePermit) -> Downstream {
-        Downstream {
-            _slot: Some(slot),
-            ..self
-        }
+    pub fn holding(mut self, slot: OwnedSemaphorePermit) -> Downstream {
+        self._slot = Some(slot);
+        self
     }
 
     /// The request's scheme, as `X-Forwarded-Proto` says it.

@@ -8,6 +8,7 @@ mod client_ip;
 mod coarse_timer;
 mod destination;
 mod downstream;
+pub use downstream::connection_counts;
 mod drain;
 mod error_page;
 pub mod gateway_headers;

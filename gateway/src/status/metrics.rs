@@ -3,6 +3,8 @@
 //! The proxy records each finished request here. Counters live in a few shards, each behind a
 //! mutex held only for a map update (never across an await), so concurrent requests rarely
 //! meet. Rendering walks the shards and writes Prometheus' text format.
+pub mod kong;
+
 use hashbrown::HashTable;
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -11,48 +13,113 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tollgate_analytics::RequestEvent;
 
-/// Upper bounds (seconds, Prometheus' base unit) of the latency buckets; the last is +Inf.
+/// Upper bounds (seconds, Prometheus' base unit) of Tollgate's latency buckets; the last is +Inf.
 const BUCKETS: [f64; 14] = [
     0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0,
 ];
+/// Kong's buckets (milliseconds) of `kong_kong_latency_ms` (kong/plugins/prometheus/exporter.lua).
+const KONG_LATENCY_BUCKETS: [f64; 17] = [
+    1.0, 2.0, 5.0, 7.0, 10.0, 15.0, 20.0, 30.0, 50.0, 75.0, 100.0, 200.0, 500.0, 750.0, 1000.0,
+    3000.0, 6000.0,
+];
+/// Kong's buckets (milliseconds) of `kong_upstream_latency_ms` and `kong_request_latency_ms`.
+const UPSTREAM_LATENCY_BUCKETS: [f64; 13] = [
+    25.0, 50.0, 80.0, 100.0, 250.0, 400.0, 700.0, 1000.0, 2000.0, 5000.0, 10000.0, 30000.0, 60000.0,
+];
 const SHARDS: usize = 16;
 
+/// One latency histogram: its name, help, buckets and unit.
+struct Scale {
+    name: &'static str,
+    help: &'static str,
+    buckets: &'static [f64],
+    /// Microseconds per unit (1e6: seconds; 1e3: milliseconds).
+    us_per_unit: f64,
+}
+
+const TOTAL_SECONDS: Scale = Scale {
+    name: "tollgate_request_latency_seconds",
+    help: "Total request latency seen by clients, in seconds.",
+    buckets: &BUCKETS,
+    us_per_unit: 1e6,
+};
+const UPSTREAM_SECONDS: Scale = Scale {
+    name: "tollgate_upstream_latency_seconds",
+    help: "Time to the upstream's response head, in seconds.",
+    buckets: &BUCKETS,
+    us_per_unit: 1e6,
+};
+const KONG_REQUEST_MS: Scale = Scale {
+    name: "kong_request_latency_ms",
+    help: "Total latency incurred during requests for each service/route in Kong",
+    buckets: &UPSTREAM_LATENCY_BUCKETS,
+    us_per_unit: 1e3,
+};
+const KONG_UPSTREAM_MS: Scale = Scale {
+    name: "kong_upstream_latency_ms",
+    help: "Latency added by upstream response for each service/route in Kong",
+    buckets: &UPSTREAM_LATENCY_BUCKETS,
+    us_per_unit: 1e3,
+};
+const KONG_KONG_MS: Scale = Scale {
+    name: "kong_kong_latency_ms",
+    help: "Latency added by Kong and enabled plugins for each service/route in Kong",
+    buckets: &KONG_LATENCY_BUCKETS,
+    us_per_unit: 1e3,
+};
+
+/// Counts by bucket (up to Kong's 17 and +Inf) and the sum, in a `Scale`'s unit.
 #[derive(Default, Clone)]
 struct Histogram {
-    counts: [u64; BUCKETS.len() + 1],
-    sum_seconds: f64,
+    counts: [u64; 18],
+    sum: f64,
 }
 
 impl Histogram {
-    fn observe(&mut self, us: u64) {
-        let seconds = us as f64 / 1_000_000.0;
-        let i = BUCKETS
+    fn observe(&mut self, us: u64, scale: &Scale) {
+        let value = us as f64 / scale.us_per_unit;
+        let i = scale
+            .buckets
             .iter()
-            .position(|b| seconds <= *b)
-            .unwrap_or(BUCKETS.len());
+            .position(|b| value <= *b)
+            .unwrap_or(scale.buckets.len());
         self.counts[i] += 1;
-        self.sum_seconds += seconds;
+        self.sum += value;
     }
 
     fn merge(&mut self, other: &Histogram) {
         for (a, b) in self.counts.iter_mut().zip(other.counts.iter()) {
             *a += b;
         }
-        self.sum_seconds += other.sum_seconds;
+        self.sum += other.sum;
     }
 }
 
+/// The histograms of one service and route, in `SCALES` order.
+type Latencies = [Histogram; 5];
+/// Tollgate's and Kong's latency histograms; the upstream ones (1 and 3) only count requests
+/// that reached the upstream.
+const SCALES: [&Scale; 5] = [
+    &TOTAL_SECONDS,
+    &UPSTREAM_SECONDS,
+    &KONG_REQUEST_MS,
+    &KONG_UPSTREAM_MS,
+    &KONG_KONG_MS,
+];
+
 /// Service and route.
 type Labels = (Arc<str>, Arc<str>);
+/// Requests of a service and route by status code and whether the upstream answered.
+type StatusCounts = ((Labels, (u16, bool)), u64);
 
 /// Everything counted for one service and route, so that a request takes one map lookup.
 #[derive(Default)]
 struct Series {
-    /// Requests by status code.
-    statuses: Vec<(u16, u64)>,
-    total_latency: Histogram,
-    /// Only once a request reached the upstream.
-    upstream_latency: Option<Histogram>,
+    /// Requests by status code and whether the upstream answered (Kong's `source`).
+    statuses: Vec<((u16, bool), u64)>,
+    latencies: Latencies,
+    /// Bytes from and to the client (Kong's `ingress` and `egress`).
+    bytes: (u64, u64),
 }
 
 #[derive(Default)]
@@ -66,9 +133,9 @@ struct Shard {
 /// All shards merged, by metric, for rendering.
 #[derive(Default)]
 struct Totals {
-    requests: HashMap<(Labels, u16), u64>,
-    total_latency: HashMap<Labels, Histogram>,
-    upstream_latency: HashMap<Labels, Histogram>,
+    requests: HashMap<(Labels, (u16, bool)), u64>,
+    latencies: HashMap<Labels, Latencies>,
+    bytes: HashMap<Labels, (u64, u64)>,
     upstream_errors: HashMap<Arc<str>, u64>,
 }
 
@@ -123,26 +190,39 @@ impl Metrics {
                 (labels, Series::default())
             })
             .into_mut();
-        match series
-            .statuses
-            .iter_mut()
-            .find(|(code, _)| *code == e.status)
-        {
+        let upstream = e.upstream_latency_us > 0 && !e.upstream_failed;
+        let key = (e.status, upstream);
+        match series.statuses.iter_mut().find(|(k, _)| *k == key) {
             Some((_, n)) => *n += 1,
-            None => series.statuses.push((e.status, 1)),
+            None => series.statuses.push((key, 1)),
         }
-        series.total_latency.observe(e.total_latency_us);
+        let l = &mut series.latencies;
+        l[0].observe(e.total_latency_us, SCALES[0]);
+        l[2].observe(e.total_latency_us, SCALES[2]);
+        l[4].observe(e.gateway_latency_us, SCALES[4]);
         if e.upstream_latency_us > 0 {
-            series
-                .upstream_latency
-                .get_or_insert_default()
-                .observe(e.upstream_latency_us);
+            l[1].observe(e.upstream_latency_us, SCALES[1]);
+            l[3].observe(e.upstream_latency_us, SCALES[3]);
         }
+        series.bytes.0 += e.bytes_in;
+        series.bytes.1 += e.bytes_out;
         if e.upstream_failed {
             *s.upstream_errors
                 .entry(e.service.clone().unwrap_or_else(empty))
                 .or_default() += 1;
         }
+    }
+
+    /// Requests counted so far.
+    pub fn requests_total(&self) -> u64 {
+        self.shards
+            .iter()
+            .map(|shard| {
+                let s = shard.lock().unwrap_or_else(|p| p.into_inner());
+                let counts = s.series.iter().flat_map(|(_, series)| &series.statuses);
+                counts.map(|(_, n)| n).sum::<u64>()
+            })
+            .sum()
     }
 
     /// Everything, merged across shards, in Prometheus' text exposition format.
@@ -155,14 +235,13 @@ impl Metrics {
                 for (code, n) in &series.statuses {
                     *all.requests.entry((k.clone(), *code)).or_default() += n;
                 }
-                let total = all.total_latency.entry(k.clone()).or_default();
-                total.merge(&series.total_latency);
-                if let Some(upstream) = &series.upstream_latency {
-                    all.upstream_latency
-                        .entry(k.clone())
-                        .or_default()
-                        .merge(upstream);
+                let merged = all.latencies.entry(k.clone()).or_default();
+                for (m, h) in merged.iter_mut().zip(&series.latencies) {
+                    m.merge(h);
                 }
+                let bytes = all.bytes.entry(k.clone()).or_default();
+                bytes.0 += series.bytes.0;
+                bytes.1 += series.bytes.1;
             }
             for (k, v) in &s.upstream_errors {
                 *all.upstream_errors.entry(k.clone()).or_default() += v;
@@ -177,26 +256,24 @@ impl Metrics {
         );
         let mut requests: Vec<_> = all.requests.into_iter().collect();
         requests.sort();
-        for (((svc, route), code), n) in requests {
+        // Tollgate's counter has no `source`: both sources of a code add up.
+        let mut by_code: std::collections::BTreeMap<(&Labels, u16), u64> = Default::default();
+        for ((labels, (code, _)), n) in &requests {
+            *by_code.entry((labels, *code)).or_default() += n;
+        }
+        for (((svc, route), code), n) in by_code {
             let _ = writeln!(
                 out,
                 "tollgate_http_requests_total{{service=\"{}\",route=\"{}\",code=\"{code}\"}} {n}",
-                esc(&svc),
-                esc(&route)
+                esc(svc),
+                esc(route)
             );
         }
-        histogram(
-            &mut out,
-            "tollgate_request_latency_seconds",
-            "Total request latency seen by clients, in seconds.",
-            all.total_latency,
-        );
-        histogram(
-            &mut out,
-            "tollgate_upstream_latency_seconds",
-            "Time to the upstream's response head, in seconds.",
-            all.upstream_latency,
-        );
+        let mut latencies: Vec<_> = all.latencies.into_iter().collect();
+        latencies.sort_by(|a, b| a.0.cmp(&b.0));
+        for (i, scale) in SCALES.iter().enumerate().take(2) {
+            histogram(&mut out, scale, &latencies, i, "");
+        }
         header(
             &mut out,
             "tollgate_upstream_errors_total",
@@ -230,6 +307,7 @@ impl Metrics {
             pipeline_metrics(&mut out, a);
         }
         unlabelled(&mut out, "gauge", gauges);
+        kong::traffic(&mut out, &requests, &latencies, all.bytes);
         out
     }
 }
@@ -306,19 +384,23 @@ fn header(out: &mut String, name: &str, help: &str, ty: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {ty}");
 }
 
-fn histogram(out: &mut String, name: &str, help: &str, data: HashMap<Labels, Histogram>) {
-    header(out, name, help, "histogram");
-    let mut data: Vec<_> = data.into_iter().collect();
-    data.sort_by(|a, b| a.0.cmp(&b.0));
-    for ((svc, route), h) in data {
-        let labels = format!("service=\"{}\",route=\"{}\"", esc(&svc), esc(&route));
+/// Histogram `i` of every series, as `scale` says; `extra` labels follow service and route.
+fn histogram(out: &mut String, scale: &Scale, data: &[(Labels, Latencies)], i: usize, extra: &str) {
+    let name = scale.name;
+    header(out, name, scale.help, "histogram");
+    for ((svc, route), hs) in data {
+        let h = &hs[i];
+        let labels = format!("service=\"{}\",route=\"{}\"{extra}", esc(svc), esc(route));
         let mut cumulative = 0;
-        for (i, n) in h.counts.iter().enumerate() {
+        for (b, n) in h.counts.iter().take(scale.buckets.len() + 1).enumerate() {
             cumulative += n;
-            let le = BUCKETS.get(i).map_or("+Inf".to_string(), |b| b.to_string());
+            let le = scale
+                .buckets
+                .get(b)
+                .map_or("+Inf".to_string(), |b| b.to_string());
             let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {cumulative}");
         }
-        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", h.sum_seconds);
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", h.sum);
         let _ = writeln!(out, "{name}_count{{{labels}}} {cumulative}");
     }
 }
@@ -343,20 +425,30 @@ pub fn render_targets(balancers: &[Arc<crate::balancer::Balancer>], out: &mut St
             esc(&crate::model::target::format(&m.host, m.port))
         )
     };
+    // Kong's name for the same, with its `subsystem` label, written after Tollgate's.
+    let mut kong = String::new();
+    header(
+        &mut kong,
+        "kong_upstream_target_health",
+        "Health status of targets of upstream. States = healthchecks_off|healthy|unhealthy|dns_error, value is 1 when state is populated.",
+        "gauge",
+    );
     for b in balancers {
         for m in &b.members {
             let current = b.health_of(m);
             for h in [Health::Healthy, Health::Unhealthy, Health::HealthchecksOff] {
                 let on = u8::from(h == current);
                 let state = h.as_str().to_ascii_lowercase();
+                let with_state = format!("{},state=\"{state}\"", labels(b, m));
+                let _ = writeln!(out, "tollgate_upstream_target_health{{{with_state}}} {on}");
                 let _ = writeln!(
-                    out,
-                    "tollgate_upstream_target_health{{{},state=\"{state}\"}} {on}",
-                    labels(b, m)
+                    kong,
+                    "kong_upstream_target_health{{{with_state},subsystem=\"http\"}} {on}"
                 );
             }
         }
     }
+    out.push_str(&kong);
     header(
         out,
         "tollgate_upstream_target_circuit_breaker",

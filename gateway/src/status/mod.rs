@@ -76,6 +76,17 @@ async fn metrics(State(r): State<Arc<Reloader>>) -> impl IntoResponse {
         &gauges,
     );
     metrics::render_targets(&snapshot.upstreams, &mut text);
+    let (accepted, active) = crate::proxy::connection_counts();
+    let node_id = crate::admin::node_id().to_string();
+    let node = metrics::kong::Node {
+        node_id: &node_id,
+        version: env!("CARGO_PKG_VERSION"),
+        accepted,
+        active,
+        requests: r.metrics.requests_total(),
+        datastore_reachable: r.store_reachable(),
+    };
+    metrics::kong::node(&mut text, &node);
     (
         [(
             header::CONTENT_TYPE,
