@@ -20,24 +20,6 @@ start_clickhouse
 one_route_file "$work/one.yaml"
 plugins_file "$work/plugins.yaml"
 
-# Counts from a warmed-up process: zeroed after 2 s of load, dumped after `dur` more.
-#   count LABEL PORT [wrk options]
-count() {
-  local label=$1 port=$2; shift 2
-  wait_port "$port"
-  wrk -t1 -c"$conns" -d2s "$@" "http://127.0.0.1:$port/api/x" > /dev/null
-  callgrind_control -z "$last_pid" > /dev/null 2>&1
-  wrk -t1 -c"$conns" -d"${dur}s" "$@" "http://127.0.0.1:$port/api/x" > "$work/$label.wrk"
-  callgrind_control -d "$last_pid" > /dev/null 2>&1
-  sleep 1
-  local n ir
-  n=$(awk '/requests in/ {print $1}' "$work/$label.wrk")
-  ir=$(awk '/^summary:/ {print $2}' "$work/$label.cg".*)
-  kill "$last_pid"; wait "$last_pid" 2>/dev/null || true
-  echo "| $label | $n | $((ir / n)) |"
-}
-under_callgrind() { run_under=(valgrind --tool=callgrind "--callgrind-out-file=$work/$1.cg"); }
-
 echo
 echo "callgrind, wrk -t1 -c$conns -d${dur}s after 2 s of warm-up ($(date -u '+%F %H:%M') UTC)"
 echo
@@ -45,29 +27,30 @@ echo "| proxy | requests counted | instructions per request |"
 echo "|---|---|---|"
 under_callgrind nginx
 start_nginx_proxy "master_process off;"; last_pid=${pids[-1]}
-count nginx "$nginx_proxy"
+count nginx "http://127.0.0.1:$nginx_proxy/api/x"
 for bare in bare-hyper bare-http1; do
+  cg_name=$bare
   port=$(free_port)
   valgrind --tool=callgrind "--callgrind-out-file=$work/$bare.cg" "target/release/$bare" "127.0.0.1:$port" "127.0.0.1:$backend" \
     > "$work/$bare.log" 2>&1 & pids+=($!); last_pid=$!
-  count "$bare" "$port"
+  count "$bare" "http://127.0.0.1:$port/api/x"
 done
 under_callgrind tollgate
 start_tollgate "$work/one.yaml"; last_pid=$TG_PID
-count tollgate "$TG_PORT"
+count tollgate "http://127.0.0.1:$TG_PORT/api/x"
 under_callgrind tollgate-plugins
 start_tollgate "$work/plugins.yaml"; last_pid=$TG_PID
-count "tollgate-plugins" "$TG_PORT" -H "apikey: $bench_key"
+count "tollgate-plugins" "http://127.0.0.1:$TG_PORT/api/x" -H "apikey: $bench_key"
 # Under callgrind a second of traffic is ~3,000 requests, not ~70,000: batches of 20,000 keep
 # the store's cost per event near what the default 50,000-event batches give at full speed.
 under_callgrind tollgate-embedded
 TOLLGATE_ANALYTICS=embedded TOLLGATE_DATA_DIR="$work/data" TOLLGATE_ANALYTICS_BATCH_SIZE=20000 \
   TOLLGATE_ANALYTICS_FLUSH_MS=60000 start_tollgate "$work/one.yaml"; last_pid=$TG_PID
-count "tollgate-embedded" "$TG_PORT"
+count "tollgate-embedded" "http://127.0.0.1:$TG_PORT/api/x"
 # Tollgate's own work for ClickHouse (the batcher, the row encoding, the HTTP insert); the
 # ClickHouse server's is its own process and not counted.
 under_callgrind tollgate-clickhouse
 TOLLGATE_ANALYTICS=clickhouse TOLLGATE_CLICKHOUSE_URL=$ch_url TOLLGATE_DATA_DIR="$work/data-ch" \
   TOLLGATE_ANALYTICS_BATCH_SIZE=20000 TOLLGATE_ANALYTICS_FLUSH_MS=60000 start_tollgate "$work/one.yaml"
 last_pid=$TG_PID
-count "tollgate-clickhouse" "$TG_PORT"
+count "tollgate-clickhouse" "http://127.0.0.1:$TG_PORT/api/x"

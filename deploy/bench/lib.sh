@@ -165,3 +165,25 @@ report_against_first() {
   for label in "${labels[@]}"; do echo "$label|${labels[0]}"; done > "$work/order"
   python3 deploy/bench/report.py "$work/rounds" "$work/order"
 }
+
+# User-space instructions per request of the process `last_pid` (started under callgrind, see
+# under_callgrind), counted after 2 s of warm-up over `dur` seconds of wrk -c`conns`; prints a
+# Markdown row and stops the process unless KEEP is set.
+#   count LABEL URL [wrk options]
+count() {
+  local label=$1 url=$2; shift 2
+  wait_port "$(echo "$url" | sed -E 's|.*:([0-9]+)/.*|\1|')"
+  wrk -t1 -c"$conns" -d2s "$@" "$url" > /dev/null
+  callgrind_control -z "$last_pid" > /dev/null 2>&1
+  wrk -t1 -c"$conns" -d"${dur}s" "$@" "$url" > "$work/$label.wrk"
+  callgrind_control -d "$last_pid" > /dev/null 2>&1
+  sleep 1
+  local n ir
+  n=$(awk '/requests in/ {print $1}' "$work/$label.wrk")
+  ir=$(awk '/^summary:/ {print $2}' "$work/$cg_name.cg".* | tail -1)
+  rm -f "$work/$cg_name.cg".*
+  if [ -z "${KEEP:-}" ]; then kill "$last_pid"; wait "$last_pid" 2>/dev/null || true; fi
+  echo "| $label | $n | $((ir / n)) |"
+}
+# The next nginx or Tollgate runs under callgrind, its counts in $work/NAME.cg.*
+under_callgrind() { cg_name=$1; run_under=(valgrind --tool=callgrind "--callgrind-out-file=$work/$1.cg"); }
