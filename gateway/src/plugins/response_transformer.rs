@@ -1,8 +1,9 @@
 //! response-transformer: changes the response's headers (header filter) and the top-level
 //! keys of a JSON response body (body filter) before they reach the client. Kong's plugin and
 //! its order: remove, rename, replace, add, append; `replace` touches only what exists, `add`
-//! only what does not, `append` adds a value beside what is there. JSON values are strings
-//! unless `json_types` (one per value: `string`, `boolean`, `number`) says otherwise.
+//! only what does not (a JSON key holding `null` or `false` counts as absent, as in Lua),
+//! `append` makes an array of what is there and the value. JSON values are strings unless
+//! `json_types` (one per value: `string`, `boolean`, `number`) says otherwise.
 use super::{get_strings, Handler, PluginSpec};
 use crate::model::schema::{self, field, Field, FieldErrors, Ty};
 use bytes::Bytes;
@@ -158,34 +159,35 @@ fn changes(group: &Map<String, Value>, pairs: bool) -> Result<Changes, String> {
     }
     let types = get_strings(group, "json_types");
     for (i, entry) in get_strings(group, "json").iter().enumerate() {
+        // Kong's `^([^:]+):*(.-)$`: the colons after the name are skipped.
         let (key, raw) = match entry.split_once(':') {
-            Some((k, v)) if pairs => (k, v),
+            Some((k, v)) if pairs => (k, v.trim_start_matches(':')),
             _ => (entry.as_str(), ""),
         };
-        out.json.push((
-            key.to_string(),
-            typed(raw, types.get(i).map(String::as_str)),
-        ));
+        // A number that does not parse sets nothing, as Kong's `tonumber` giving nil.
+        if let Some(value) = typed(raw, types.get(i).map(String::as_str)) {
+            out.json.push((key.to_string(), value));
+        }
     }
     Ok(out)
 }
 
 /// A JSON value from its text: a string unless the type says boolean or number.
-fn typed(raw: &str, ty: Option<&str>) -> Value {
+fn typed(raw: &str, ty: Option<&str>) -> Option<Value> {
     match ty {
-        Some("boolean") => Value::Bool(raw.trim() == "true"),
+        Some("boolean") => Some(Value::Bool(raw.trim() == "true")),
         Some("number") => {
             let raw = raw.trim();
             match raw.parse::<i64>() {
-                Ok(i) => Value::from(i),
+                Ok(i) => Some(Value::from(i)),
                 Err(_) => raw
                     .parse::<f64>()
                     .ok()
                     .and_then(serde_json::Number::from_f64)
-                    .map_or(Value::Null, Value::Number),
+                    .map(Value::Number),
             }
         }
-        _ => Value::String(raw.to_string()),
+        _ => Some(Value::String(raw.to_string())),
     }
 }
 
@@ -260,27 +262,34 @@ impl ResponseTransformer {
                 o.insert(to.clone(), v);
             }
         }
+        // Lua's truthiness, as Kong tests the keys: `null` and `false` count as absent.
+        let present = |o: &Map<String, Value>, k: &str| {
+            !matches!(
+                o.get(k),
+                None | Some(Value::Null) | Some(Value::Bool(false))
+            )
+        };
         for (key, value) in &self.replace.json {
-            if let Some(slot) = o.get_mut(key) {
-                *slot = value.clone();
+            if present(o, key) {
+                o.insert(key.clone(), value.clone());
             }
         }
         for (key, value) in &self.add.json {
-            o.entry(key.clone()).or_insert_with(|| value.clone());
+            if !present(o, key) {
+                o.insert(key.clone(), value.clone());
+            }
         }
+        // Kong's `append_value`: beside a string, into an array, else a new array.
         for (key, value) in &self.append.json {
-            match o.remove(key) {
-                None => {
-                    o.insert(key.clone(), value.clone());
-                }
+            let list = match o.remove(key) {
                 Some(Value::Array(mut a)) => {
                     a.push(value.clone());
-                    o.insert(key.clone(), Value::Array(a));
+                    a
                 }
-                Some(old) => {
-                    o.insert(key.clone(), json!([old, value]));
-                }
-            }
+                Some(Value::String(old)) => vec![Value::String(old), value.clone()],
+                _ => vec![value.clone()],
+            };
+            o.insert(key.clone(), Value::Array(list));
         }
     }
 }
@@ -357,6 +366,45 @@ mod tests {
         assert_eq!(
             h.body_filter(&json_response, not_object.clone()),
             not_object
+        );
+    }
+
+    // spec/03-plugins/15-response-transformer/02-body_transformer_spec.lua:26, :38, :44 (add)
+    // and :78, :84, :96, :102 (append)
+    #[test]
+    fn json_add_and_append_as_kongs_body_transformer() {
+        let json_response = response(&[("content-type", "application/json")]);
+        let add = handler(json!({"add": {
+            "json": ["p1:v1", "p3:value:3", "p4:\"v1\"", "p5:-1", "p6:false", "p7:true", "p8:x"],
+            "json_types": ["string", "string", "string", "number", "boolean", "boolean", "number"]}}));
+        let body = |h: &Arc<dyn Handler>, b: &'static str| -> Value {
+            serde_json::from_slice(&h.body_filter(&json_response, Bytes::from(b))).unwrap()
+        };
+        let added =
+            json!({"p1": "v1", "p3": "value:3", "p4": "\"v1\"", "p5": -1, "p6": false, "p7": true});
+        let mut expected = added.clone();
+        expected["p2"] = json!("v1");
+        assert_eq!(
+            body(&add, r#"{"p2":"v1"}"#),
+            expected,
+            "p8 is no number: not added"
+        );
+        expected["p2"] = json!(false);
+        assert_eq!(body(&add, r#"{"p2":false}"#), expected);
+        assert_eq!(
+            body(&add, r#"{"p1":false,"p2":false}"#),
+            expected,
+            "false counts as absent"
+        );
+        let append = handler(json!({"append": {"json": ["p1:v1", "p4:-1", "p5:false"],
+            "json_types": ["string", "number", "boolean"]}}));
+        assert_eq!(
+            body(&append, r#"{"p2":"v1"}"#),
+            json!({"p2": "v1", "p1": ["v1"], "p4": [-1], "p5": [false]})
+        );
+        assert_eq!(
+            body(&append, r#"{"p1":"v2","p4":"v2","p5":7}"#),
+            json!({"p1": ["v2", "v1"], "p4": ["v2", -1], "p5": [false]})
         );
     }
 
