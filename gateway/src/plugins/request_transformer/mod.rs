@@ -129,6 +129,11 @@ impl RequestTransformer {
             ctx.upstream_path = Some(edit::encode_path(&path));
         }
         let kind = BodyKind::of(ctx);
+        // The body is read by the type the client gave, whatever the header edits make of it.
+        let content_type = match (kind, &body) {
+            (Some(_), Some(_)) => ctx.parts.headers.get(http::header::CONTENT_TYPE).cloned(),
+            _ => None,
+        };
         if let Some(method) = &self.method {
             ctx.parts.method = method.clone();
             if bodiless(method) && kind == Some(BodyKind::Form) {
@@ -140,9 +145,8 @@ impl RequestTransformer {
             ctx.upstream_host = HeaderValue::from_str(&host).ok();
         }
         if let (Some(kind), Some(body)) = (kind, body) {
-            let content_type = ctx.parts.headers.get(http::header::CONTENT_TYPE);
-            let content_type = content_type.and_then(|v| v.to_str().ok()).unwrap_or("");
-            if let Some(changed) = rendered.body(kind, content_type, &body) {
+            let content_type = content_type.as_ref().and_then(|v| v.to_str().ok());
+            if let Some(changed) = rendered.body(kind, content_type.unwrap_or(""), &body) {
                 ctx.set_body(changed);
             }
         }

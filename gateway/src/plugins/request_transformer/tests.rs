@@ -553,3 +553,21 @@ async fn headers_set_by_earlier_plugins_are_edited_too() {
     assert_eq!(ctx.parts.headers.get("apikey"), None);
     assert_eq!(ctx.parts.headers.get("x-renamed").unwrap(), "v");
 }
+
+#[tokio::test]
+async fn a_body_is_read_by_the_content_type_the_client_sent() {
+    let c = json!({"remove": {"headers": ["content-type"], "body": ["a"]}});
+    let m = run(
+        c,
+        "POST",
+        "/",
+        &[MULTIPART],
+        &multipart(&[("a", "1"), ("p1", "2")]),
+    )
+    .await;
+    assert_eq!(m.header("content-type"), None);
+    assert_eq!(
+        multipart_fields(&m.body),
+        [("p1".to_string(), "2".to_string())]
+    );
+}
