@@ -137,6 +137,7 @@ pub async fn run(s: Settings) -> anyhow::Result<ExitCode> {
     let store = open_store(&s).await?;
     let plugins = Arc::new(Shared {
         default_redis_url: s.redis_url.clone(),
+        proxy_caches: tollgate_gateway::plugins::proxy_cache::Stores::new(s.proxy_cache_memory),
         dns: Arc::new(tollgate_gateway::balancer::dns::Resolver::new(
             std::time::Duration::from_secs(s.dns_ttl),
         )),

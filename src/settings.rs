@@ -331,6 +331,15 @@ pub struct Settings {
         global = true
     )]
     pub redis_url: Option<String>,
+    /// Bytes each proxy-cache memory store (`config.memory.dictionary_name`) holds; the least
+    /// recently used responses go first when it is full.
+    #[arg(
+        long,
+        env = "TOLLGATE_PROXY_CACHE_MEMORY",
+        default_value_t = tollgate_gateway::plugins::proxy_cache::store::DEFAULT_MEMORY_BYTES,
+        global = true
+    )]
+    pub proxy_cache_memory: usize,
     /// Proxies whose real-IP header is believed: comma-separated CIDRs or addresses.
     #[arg(long, env = "TOLLGATE_TRUSTED_IPS", default_value = "", global = true)]
     pub trusted_ips: String,

@@ -587,7 +587,7 @@ async fn a_retry_writes_only_the_days_that_did_not_land() {
 }
 
 /// An events table made before `grpc_status` and `ws_close_code` existed gets them on the
-/// sink's first write (migrations/clickhouse/002_protocol_codes.sql; ClickHouse 18.16 has no
+/// sink's first write (migrations/clickhouse/002_added_columns.sql; ClickHouse 18.16 has no
 /// `ADD COLUMN IF NOT EXISTS`), its old rows reading -1, and new events land whole.
 #[tokio::test]
 async fn an_events_table_from_before_the_protocol_codes_gains_their_columns() {

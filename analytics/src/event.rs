@@ -44,6 +44,8 @@ pub struct Event<T> {
     pub grpc_status: Option<u16>,
     /// A WebSocket connection's close code (RFC 6455 §7.4; 1006 when it ended without one).
     pub ws_close_code: Option<u16>,
+    /// Answered from proxy-cache's store, without the upstream.
+    pub cache_hit: bool,
     /// The gateway node that served it.
     pub node: T,
 }
@@ -87,6 +89,7 @@ impl EventRef<'_> {
             upstream_addr: optional(self.upstream_addr),
             grpc_status: self.grpc_status,
             ws_close_code: self.ws_close_code,
+            cache_hit: self.cache_hit,
             node: text(self.node),
         }
     }
@@ -124,6 +127,7 @@ pub(crate) mod tests {
             upstream_addr: Some("127.0.0.1:5000".into()),
             grpc_status: None,
             ws_close_code: None,
+            cache_hit: false,
             node: "node-1".into(),
         }
     }

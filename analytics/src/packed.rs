@@ -26,6 +26,8 @@ const NO_CODE: u16 = u16::MAX;
 /// bytes each, after its texts). Events packed before these existed lack the flag and the
 /// bytes, so spill files and write-ahead logs from earlier versions read as they were.
 const HAS_CODES: u8 = 8;
+/// The flag of an event answered from a cache (older events lack it: not hits).
+const CACHE_HIT: u8 = 16;
 /// Texts in an event.
 const TEXTS: usize = 13;
 /// Where the head's fields start (see `head`), and its size.
@@ -157,7 +159,8 @@ fn head(e: &RequestEvent, texts: &[Option<&Arc<str>>; TEXTS]) -> [u8; HEAD] {
     h[FLAGS] = u8::from(e.rate_limited)
         | u8::from(e.auth_failed) << 1
         | u8::from(e.upstream_failed) << 2
-        | if has_codes(e) { HAS_CODES } else { 0 };
+        | if has_codes(e) { HAS_CODES } else { 0 }
+        | if e.cache_hit { CACHE_HIT } else { 0 };
     match e.client_ip {
         IpAddr::V4(a) => {
             h[IP] = 4;
@@ -233,6 +236,7 @@ impl<'a> Reader<'a> {
             upstream_addr,
             grpc_status,
             ws_close_code,
+            cache_hit: flags & CACHE_HIT != 0,
             node,
         })
     }
@@ -294,6 +298,7 @@ mod tests {
         b.ws_close_code = Some(1000);
         let mut c = event(9);
         c.grpc_status = Some(0);
+        c.cache_hit = true;
         let mut p = packed(&[&a, &b, &c]);
         p.append(&packed(&[&a]));
         assert_eq!(p.len(), 4);

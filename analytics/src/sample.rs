@@ -38,6 +38,7 @@ pub fn event(i: u64, timestamp_us: u64) -> RequestEvent {
         upstream_addr: None,
         grpc_status: None,
         ws_close_code: None,
+        cache_hit: false,
         node: "n1".into(),
     }
 }

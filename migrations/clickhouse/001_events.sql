@@ -31,6 +31,7 @@ CREATE TABLE IF NOT EXISTS {database}.events (
     upstream_addr String,
     grpc_status Int32,
     ws_close_code Int32,
+    cache_hit UInt8,
     node String,
     -- The pipeline's batch: a retried insert first checks whether it already landed.
     batch_id String

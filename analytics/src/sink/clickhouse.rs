@@ -18,7 +18,7 @@ const MIGRATIONS: &[&str] = &[include_str!(
 )];
 
 /// Columns the events table gained later, one `ADD COLUMN` each, run when the column is missing.
-const ADDED_COLUMNS: &str = include_str!("../../../migrations/clickhouse/002_protocol_codes.sql");
+const ADDED_COLUMNS: &str = include_str!("../../../migrations/clickhouse/002_added_columns.sql");
 
 /// Whether the client checks rows against the table's schema.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -293,7 +293,7 @@ mod tests {
             .iter()
             .map(|s| added_column(s).unwrap().to_string())
             .collect();
-        assert_eq!(added, ["grpc_status", "ws_close_code"]);
+        assert_eq!(added, ["grpc_status", "ws_close_code", "cache_hit"]);
         for column in &added {
             assert!(super::super::native::COLUMNS
                 .iter()

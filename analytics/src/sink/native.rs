@@ -9,7 +9,7 @@ use crate::ip_text::IpText;
 use bytes::Bytes;
 
 /// The events table's columns in the order `Block::add` fills them, with their types.
-pub const COLUMNS: [(&str, &str); 29] = [
+pub const COLUMNS: [(&str, &str); 30] = [
     ("date", "Date"),
     ("timestamp", "DateTime"),
     ("timestamp_us", "UInt32"),
@@ -37,6 +37,7 @@ pub const COLUMNS: [(&str, &str); 29] = [
     ("upstream_addr", "String"),
     ("grpc_status", "Int32"),
     ("ws_close_code", "Int32"),
+    ("cache_hit", "UInt8"),
     ("node", "String"),
     ("batch_id", "String"),
 ];
@@ -65,7 +66,7 @@ pub fn day(timestamp_us: u64) -> u16 {
 impl Block {
     /// Appends one event's values (and `batch_id` to the batch column).
     pub fn add(&mut self, e: &EventRef<'_>, batch_id: &str) {
-        let [date, timestamp, timestamp_us, request_id, service, route, consumer_id, consumer, credential_id, method, host, path, route_path, status, latency_us, upstream_latency_us, gateway_latency_us, bytes_in, bytes_out, client_ip, user_agent, rate_limited, auth_failed, upstream_failed, upstream_addr, grpc_status, ws_close_code, node, batch] =
+        let [date, timestamp, timestamp_us, request_id, service, route, consumer_id, consumer, credential_id, method, host, path, route_path, status, latency_us, upstream_latency_us, gateway_latency_us, bytes_in, bytes_out, client_ip, user_agent, rate_limited, auth_failed, upstream_failed, upstream_addr, grpc_status, ws_close_code, cache_hit, node, batch] =
             &mut self.columns;
         let micros = |v: u64| u32::try_from(v).unwrap_or(u32::MAX).to_le_bytes();
         date.extend_from_slice(&day(e.timestamp_us).to_le_bytes());
@@ -96,6 +97,7 @@ impl Block {
         let code = |c: Option<u16>| c.map_or(-1, i32::from).to_le_bytes();
         grpc_status.extend_from_slice(&code(e.grpc_status));
         ws_close_code.extend_from_slice(&code(e.ws_close_code));
+        cache_hit.push(u8::from(e.cache_hit));
         text(node, e.node);
         text(batch, batch_id);
         self.rows += 1;
@@ -176,8 +178,8 @@ mod tests {
         assert_eq!(block.rows(), 2);
         let chunks = block.take_chunks();
         assert_eq!(chunks.len(), 2 * COLUMNS.len());
-        // Head: 29 columns, 2 rows, then the first column's name and type.
-        assert_eq!(&chunks[0][..], b"\x1d\x02\x04date\x04Date");
+        // Head: 30 columns, 2 rows, then the first column's name and type.
+        assert_eq!(&chunks[0][..], b"\x1e\x02\x04date\x04Date");
         let day = (event(1).timestamp_us / 86_400_000_000) as u16;
         assert_eq!(
             &chunks[1][..],
@@ -191,12 +193,12 @@ mod tests {
         assert_eq!(&chunks[2 * 7 + 1][..], b"\x00\x09slow_user");
         // `grpc_status`: -1 (none) as Int32 for both.
         assert_eq!(&chunks[2 * 25 + 1][..], [0xff; 8]);
-        assert_eq!(&chunks[2 * 28 + 1][..], b"\x02b1\x02b1");
+        assert_eq!(&chunks[2 * 29 + 1][..], b"\x02b1\x02b1");
         // Emptied for the next block, which starts with its own head.
         assert_eq!(block.rows(), 0);
         block.add(&packed.events().next().unwrap(), "b2");
         let next = block.take_chunks();
-        assert_eq!(&next[0][..], b"\x1d\x01\x04date\x04Date");
-        assert_eq!(&next[2 * 28 + 1][..], b"\x02b2");
+        assert_eq!(&next[0][..], b"\x1e\x01\x04date\x04Date");
+        assert_eq!(&next[2 * 29 + 1][..], b"\x02b2");
     }
 }

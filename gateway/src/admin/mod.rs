@@ -15,6 +15,7 @@ mod list;
 mod memberships;
 mod oauth2_tokens;
 pub mod openapi;
+mod proxy_cache;
 mod schemas;
 pub mod service_openapi;
 mod upstreams;
@@ -172,6 +173,27 @@ pub fn router(state: Arc<AdminState>, extra: Router) -> Router {
             "/oauth2_tokens/{key}",
             kong_methods(
                 get(oauth2_tokens::get_one).delete(oauth2_tokens::delete_one),
+                "DELETE, GET, HEAD, OPTIONS",
+            ),
+        )
+        .route(
+            "/proxy-cache",
+            kong_methods(
+                axum::routing::delete(proxy_cache::purge_all),
+                "DELETE, OPTIONS",
+            ),
+        )
+        .route(
+            "/proxy-cache/{key}",
+            kong_methods(
+                get(proxy_cache::lookup).delete(proxy_cache::purge),
+                "DELETE, GET, HEAD, OPTIONS",
+            ),
+        )
+        .route(
+            "/proxy-cache/{plugin}/caches/{key}",
+            kong_methods(
+                get(proxy_cache::lookup_in).delete(proxy_cache::purge_in),
                 "DELETE, GET, HEAD, OPTIONS",
             ),
         )

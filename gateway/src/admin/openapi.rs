@@ -112,6 +112,7 @@ pub fn build() -> OpenApi {
     paths = portal_paths(paths);
     paths = upstream_paths(paths);
     paths = membership_paths(paths);
+    paths = proxy_cache_paths(paths);
     OpenApiBuilder::new()
         .info(
             InfoBuilder::new()
@@ -208,6 +209,56 @@ fn upstream_paths(paths: PathsBuilder) -> PathsBuilder {
         .path(
             "/upstreams/{upstream}/targets/{target}/unhealthy",
             mark("unhealthy"),
+        )
+}
+
+/// proxy-cache's stored responses (kong/plugins/proxy-cache/api.lua): looked up and purged
+/// in every instance's store, or in one instance's.
+fn proxy_cache_paths(paths: PathsBuilder) -> PathsBuilder {
+    let key = path_param("key", "a cache key, as X-Cache-Key shows it");
+    let plugin = path_param("plugin", "id of a proxy-cache plugin");
+    let op = |method: &str, what: &str, params: &[_]| {
+        let (code, answer) = match method {
+            "get" => (
+                "200",
+                "The stored response: {status, headers, body, body_len, timestamp, ttl, version}",
+            ),
+            _ => ("204", "Purged"),
+        };
+        OperationBuilder::new()
+            .tag("proxy-cache")
+            .summary(Some(what.to_string()))
+            .parameters(Some(params.to_vec()))
+            .response(code, reply(answer, None))
+            .response("404", reply("Not found", None))
+            .build()
+    };
+    let item = |params: &[_], scope: &str| {
+        let mut item = PathItem::new(
+            HttpMethod::Get,
+            op(
+                "get",
+                &format!("The response stored under a key {scope}"),
+                params,
+            ),
+        );
+        item.delete = Some(op("delete", &format!("Purge a key {scope}"), params));
+        item
+    };
+    let all = OperationBuilder::new()
+        .tag("proxy-cache")
+        .summary(Some("Purge every proxy-cache store".to_string()))
+        .response("204", reply("Purged", None))
+        .build();
+    paths
+        .path("/proxy-cache", PathItem::new(HttpMethod::Delete, all))
+        .path(
+            "/proxy-cache/{key}",
+            item(std::slice::from_ref(&key), "in any instance's store"),
+        )
+        .path(
+            "/proxy-cache/{plugin}/caches/{key}",
+            item(&[plugin, key.clone()], "in one instance's store"),
         )
 }
 

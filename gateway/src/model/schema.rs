@@ -262,6 +262,14 @@ pub fn check(fields: &[Field], input: &mut Map<String, Value>, from_form: bool) 
             errors.nest(key, check(inner, record, from_form));
             continue;
         }
+        if let (Ty::IntArray { min, max }, Value::Array(items)) = (f.ty, &mut *value) {
+            // Kong answers an array's bad elements one by one (`[null, "expected an integer"]`).
+            let each = items
+                .iter_mut()
+                .map(|item| coerce_int(item, from_form, min, max).err());
+            errors.elements(key, each.collect());
+            continue;
+        }
         if let Err(msg) = coerce(f.ty, value, from_form) {
             errors.add(key, msg);
         }
@@ -357,8 +365,11 @@ fn coerce_number(value: &mut Value, from_form: bool, min: f64, max: f64) -> Resu
 
 fn coerce_int_array(value: &mut Value, from_form: bool, min: i64, max: i64) -> Result<(), String> {
     if from_form {
+        // One form value is a one-element array (an empty one is no array).
         if let Value::String(s) = value {
-            *value = Value::Array(vec![Value::String(s.clone())]);
+            if !s.is_empty() {
+                *value = Value::Array(vec![Value::String(s.clone())]);
+            }
         }
         if let Value::Object(m) = value {
             *value = indexed_object_to_array(m)?;

@@ -56,6 +56,8 @@ pub struct Context<'r> {
     pub now_ms: u64,
     /// The connection the request came on.
     pub connection: Connection,
+    /// A plugin answered from a cache (proxy-cache's hit): the answer counts as proxied.
+    pub cache_hit: bool,
 }
 
 /// The connection a request came on, as nginx's variables say it (correlation-id's
@@ -167,6 +169,7 @@ impl<'r> Context<'r> {
             response_plugins: Vec::new(),
             now_ms,
             connection: Connection::default(),
+            cache_hit: false,
         }
     }
 
@@ -332,6 +335,8 @@ pub enum Shape {
     /// A JSON document of the plugin's own, as Kong's `kong.response.exit(status, table)`
     /// sends it (jwt's `{"exp": "token expired"}`).
     Json(serde_json::Value),
+    /// A body as it is, with `headers` saying what it is (a response served from a cache).
+    Body(Bytes),
 }
 
 impl Reply {

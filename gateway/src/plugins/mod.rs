@@ -21,6 +21,7 @@ pub mod jwt;
 pub mod key_auth;
 pub mod multipart;
 pub mod oauth2;
+pub mod proxy_cache;
 pub mod rate_limiting;
 pub mod request_size_limiting;
 pub mod request_termination;
@@ -28,7 +29,7 @@ pub mod request_transformer;
 pub mod response_transformer;
 
 use crate::model::schema::{self, Field, FieldErrors};
-pub use context::{Context, Flow, Reply, RequestBody, UpstreamHeaders};
+pub use context::{Context, Flow, Reply, RequestBody, Shape, UpstreamHeaders};
 use serde_json::{Map, Value};
 use std::future::Future;
 use std::pin::Pin;
@@ -122,6 +123,8 @@ pub struct Shared {
     pub balancers: crate::balancer::health::Registry,
     /// The addresses of the names balancers use.
     pub dns: Arc<crate::balancer::dns::Resolver>,
+    /// proxy-cache's stores, kept across snapshots.
+    pub proxy_caches: proxy_cache::Stores,
 }
 
 /// Why a plugin config was refused.
@@ -151,7 +154,7 @@ pub struct PluginSpec {
 
 /// Every plugin this build can run.
 pub fn registry() -> &'static [PluginSpec] {
-    static REGISTRY: [PluginSpec; 16] = [
+    static REGISTRY: [PluginSpec; 17] = [
         acl::SPEC,
         basic_auth::SPEC,
         correlation_id::SPEC,
@@ -163,6 +166,7 @@ pub fn registry() -> &'static [PluginSpec] {
         jwt::SPEC,
         key_auth::SPEC,
         oauth2::SPEC,
+        proxy_cache::SPEC,
         rate_limiting::SPEC,
         request_size_limiting::SPEC,
         request_termination::SPEC,

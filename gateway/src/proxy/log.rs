@@ -90,6 +90,8 @@ pub(super) struct Exchange {
     pub grpc_content: bool,
     /// A switched WebSocket connection, for `handle` to run once the 101 is on its way.
     pub tunnel: Option<Box<super::websocket::Tunnel>>,
+    /// Answered from proxy-cache's store.
+    pub cache_hit: bool,
 }
 
 impl Exchange {
@@ -121,6 +123,7 @@ impl Exchange {
             upstream_addr: self.upstream_addr,
             grpc_status: self.grpc_status,
             ws_close_code: self.ws_close_code,
+            cache_hit: self.cache_hit,
             node,
         }
     }

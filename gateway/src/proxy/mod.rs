@@ -124,6 +124,7 @@ impl Proxy {
             upgrade_header: seen.upgrade,
             grpc_content: seen.grpc_content,
             tunnel: None,
+            cache_hit: false,
         };
         let format = if seen.grpc_content && req.version() == http::Version::HTTP_2 {
             Format::Grpc
@@ -311,6 +312,11 @@ impl Proxy {
         ex.rejected_by = ctx.rejected_by;
         ex.response_headers = ctx.response_headers;
         ex.response_plugins = ctx.response_plugins;
+        if ctx.cache_hit {
+            // Kong counts a cached answer as proxied (its latency headers, not `Server`).
+            ex.cache_hit = true;
+            ex.before_upstream_us = Some(ex.start.elapsed().as_micros() as u64);
+        }
         match flow {
             Flow::Continue => Ok(Rewrites {
                 headers: ctx.upstream_headers,
@@ -585,12 +591,8 @@ fn target_len(uri: &Uri) -> usize {
 /// its HTML or text form when the client asked for one.
 fn reply_response(reply: Reply, request_id: &str, format: Format) -> Response<ProxyBody> {
     let (body, content_type) = match reply.shape {
-        Shape::Empty => {
-            let mut resp = Response::new(Either::Right(Full::default()));
-            *resp.status_mut() = reply.status;
-            resp.headers_mut().extend(reply.headers);
-            return resp;
-        }
+        Shape::Empty => return as_given(reply.status, reply.headers, Bytes::new()),
+        Shape::Body(body) => return as_given(reply.status, reply.headers, body),
         Shape::Json(document) => (
             document.to_string(),
             HeaderValue::from_static("application/json; charset=utf-8"),
@@ -605,6 +607,14 @@ fn reply_response(reply: Reply, request_id: &str, format: Format) -> Response<Pr
     if format == Format::Grpc {
         grpc::trailers_only(reply.status, &reply.message, h);
     }
+    resp
+}
+
+/// A response of `status`, `headers` and `body` just as a plugin gave them.
+fn as_given(status: StatusCode, headers: http::HeaderMap, body: Bytes) -> Response<ProxyBody> {
+    let mut resp = Response::new(Either::Right(Full::new(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut().extend(headers);
     resp
 }
 

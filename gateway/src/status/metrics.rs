@@ -528,6 +528,7 @@ mod tests {
             upstream_addr: None,
             grpc_status: None,
             ws_close_code: None,
+            cache_hit: false,
             node: "n".into(),
         }
     }

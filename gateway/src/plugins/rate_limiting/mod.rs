@@ -5,7 +5,7 @@
 //! to the clock. A request is counted only when no window is full, so the number let through in
 //! a window is exactly the limit. Counters live in this node (`local`) or in Redis (`redis`).
 mod local;
-mod redis;
+pub(crate) mod redis;
 pub mod windows;
 
 pub use self::local::Counters;
@@ -86,7 +86,7 @@ const TIMEOUT: Ty = Ty::Int {
     min: 0,
     max: 2_147_483_646,
 };
-const REDIS_FIELDS: &[Field] = &[
+pub(crate) const REDIS_FIELDS: &[Field] = &[
     field("host", Ty::Str),
     field("port", PORT),
     field("username", Ty::Str),
@@ -96,7 +96,8 @@ const REDIS_FIELDS: &[Field] = &[
 ];
 
 /// Kong's defaults for the `redis` record.
-const REDIS_DEFAULTS: [(&str, u64); 3] = [("port", 6379), ("database", 0), ("timeout", 2000)];
+pub(crate) const REDIS_DEFAULTS: [(&str, u64); 3] =
+    [("port", 6379), ("database", 0), ("timeout", 2000)];
 
 fn redis_default(key: &str) -> u64 {
     REDIS_DEFAULTS
@@ -249,7 +250,10 @@ fn build(
 
 /// The Redis server from `config.redis` or Kong 2.x's `redis_*` (which win when given: they
 /// are never defaulted), else the node's default.
-fn redis_target(c: &Map<String, Value>, default_url: Option<&str>) -> Option<redis::Target> {
+pub(crate) fn redis_target(
+    c: &Map<String, Value>,
+    default_url: Option<&str>,
+) -> Option<redis::Target> {
     let empty = Map::new();
     let r = c.get("redis").and_then(Value::as_object).unwrap_or(&empty);
     let given = |v: &&Value| !v.is_null();

@@ -127,7 +127,7 @@ impl Link {
             .map_err(|_| format!("Redis at {} did not answer within {timeout:?}", self.name))?
     }
 
-    async fn connection(&self, now_ms: i64) -> Result<ConnectionManager, String> {
+    pub(crate) async fn connection(&self, now_ms: i64) -> Result<ConnectionManager, String> {
         if let Some(c) = self.conn.get() {
             return Ok(c.clone());
         }

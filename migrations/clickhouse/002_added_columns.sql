@@ -4,3 +4,4 @@
 
 ALTER TABLE {database}.events ADD COLUMN grpc_status Int32 DEFAULT -1 AFTER upstream_addr;
 ALTER TABLE {database}.events ADD COLUMN ws_close_code Int32 DEFAULT -1 AFTER grpc_status;
+ALTER TABLE {database}.events ADD COLUMN cache_hit UInt8 DEFAULT 0 AFTER ws_close_code;
