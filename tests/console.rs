@@ -168,6 +168,11 @@ async fn the_dashboard_shows_the_proxys_requests_and_429s() {
     };
     assert_eq!(value("Requests"), "10");
     assert_eq!(value("429s"), "3");
+    assert_eq!(
+        value("Cache hits"),
+        "0 (0.0 %)",
+        "no proxy-cache on the route"
+    );
     assert!(page.body.contains("<svg") && page.body.contains("class=\"s429\""));
     assert!(page.body.contains(">api</td>"), "top routes name the route");
     assert!(

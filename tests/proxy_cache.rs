@@ -419,4 +419,31 @@ async fn hits_are_marked_in_analytics_events() {
         }
     }
     assert_eq!(rows.trim(), "0\t1\t1\n1\t3\t0");
+    assert_hits_summarized(&gw, 4, 3).await;
+}
+
+/// The embedded store (the default) counts hits in its rollups, which the console's summary
+/// (its "Cache hits" card) and the admin API read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_store_counts_hits() {
+    let env = [("TOLLGATE_ANALYTICS_FLUSH_MS", "100")];
+    let (gw, _backend, _) = cached(&env, json!({})).await;
+    for _ in 0..5 {
+        get(&gw, "/c/get", &[]).await;
+    }
+    assert_hits_summarized(&gw, 5, 4).await;
+}
+
+/// `/analytics/summary` comes to `requests` with `hits` of them from the cache.
+async fn assert_hits_summarized(gw: &Gateway, requests: u64, hits: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = send("GET", &gw.admin_url("/analytics/summary"), &[], None).await;
+        let counted = (s.json["requests"].as_u64(), s.json["cache_hits"].as_u64());
+        if counted == (Some(requests), Some(hits)) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", s.body);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

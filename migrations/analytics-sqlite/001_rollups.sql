@@ -14,5 +14,7 @@ CREATE TABLE IF NOT EXISTS {rollup} (
     bytes_in INTEGER NOT NULL,
     bytes_out INTEGER NOT NULL,
     latency BLOB NOT NULL,
+    -- Requests answered from proxy-cache's store.
+    cache_hits INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (start, service, route, consumer, upstream, status)
 ) WITHOUT ROWID;

@@ -17,6 +17,7 @@ pub struct RollupRow {
     pub requests: u64,
     pub rate_limited: u64,
     pub auth_failed: u64,
+    pub cache_hits: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
     /// The latency histogram as stored (`Histogram::to_bytes`).
@@ -33,6 +34,7 @@ pub fn summary(rows: &[RollupRow]) -> Summary {
     let mut latency = Histogram::default();
     for r in rows {
         s.count(r.status, r.requests, r.rate_limited, r.auth_failed);
+        s.cache_hits += r.cache_hits;
         s.bytes_in += r.bytes_in;
         s.bytes_out += r.bytes_out;
         latency.merge_bytes(&r.latency);

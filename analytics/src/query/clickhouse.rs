@@ -67,6 +67,16 @@ fn quantiles(q: &[f64]) -> (f64, f64, f64) {
 }
 
 impl ClickHouse {
+    /// Cache hits from the raw events (the minute rollups predate the column, and a
+    /// materialized view's query cannot be changed in place on older servers): one UInt8
+    /// column read over the range.
+    async fn cache_hits(&self, f: &Filter) -> Result<u64, QueryError> {
+        let (clause, binds) = filter_on(f, "timestamp", f.from);
+        let sql = format!("SELECT toUInt64(countIf(cache_hit = 1)) AS n FROM events{clause}");
+        let counted: Vec<Count> = self.fetch(&sql, binds).await?;
+        Ok(counted.first().map_or(0, |c| c.n))
+    }
+
     async fn fetch<T>(&self, sql: &str, binds: Vec<Bind>) -> Result<Vec<T>, QueryError>
     where
         T: RowOwned + RowRead,
@@ -91,6 +101,11 @@ struct StatusTotals {
     auth_failed: u64,
     bytes_in: u64,
     bytes_out: u64,
+}
+
+#[derive(Row, Deserialize)]
+struct Count {
+    n: u64,
 }
 
 #[derive(Row, Deserialize)]
@@ -169,6 +184,7 @@ impl Queries for ClickHouse {
                 s.bytes_out += t.bytes_out;
             }
             if s.requests > 0 {
+                s.cache_hits = self.cache_hits(f).await?;
                 let (clause, binds) = rollup_filter(f);
                 let sql = format!("SELECT {DIGEST_QUANTILES} FROM events_minute{clause}");
                 let latency: Vec<Latency> = self.fetch(&sql, binds).await?;

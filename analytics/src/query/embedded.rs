@@ -61,7 +61,7 @@ impl Embedded {
     ) -> Result<Vec<RollupRow>, QueryError> {
         let mut q = QueryBuilder::new(format!(
             "SELECT start, {}status, requests, rate_limited, auth_failed, bytes_in, bytes_out, \
-             latency FROM {table}",
+             latency, cache_hits FROM {table}",
             read.names()
         ));
         push_period_filter(&mut q, f, from, to);
@@ -85,6 +85,7 @@ impl Embedded {
                 bytes_in: r.get::<i64, _>(5 + n) as u64,
                 bytes_out: r.get::<i64, _>(6 + n) as u64,
                 latency: r.get(7 + n),
+                cache_hits: r.get::<i64, _>(8 + n) as u64,
             })
             .collect())
     }
@@ -260,6 +261,7 @@ mod tests {
                 if i % 10 == 4 {
                     (e.status, e.total_latency_us) = (204, 50_000 + i);
                 }
+                e.cache_hit = i % 5 == 0;
                 e
             })
             .collect();
@@ -279,6 +281,7 @@ mod tests {
         };
         let s = store.summary(&all).await.unwrap();
         assert_eq!((s.requests, s.rate_limited, s.client_errors), (100, 10, 10));
+        assert_eq!(s.cache_hits, 20);
         assert!((s.p50_ms - 1.05).abs() / 1.05 < 0.05, "{}", s.p50_ms);
         let limited = Filter {
             status_class: Some(4),
@@ -382,5 +385,43 @@ mod tests {
         };
         let s = store.summary(&pytbak).await.unwrap();
         assert_eq!(s.requests, 37, "the old row kept");
+    }
+
+    /// A store whose rollups predate the cache-hit count gains the column (its rows count
+    /// none) and counts hits from then on.
+    #[tokio::test]
+    async fn old_rollups_gain_the_cache_hit_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(dir.path().join("analytics.db"))
+            .create_if_missing(true);
+        let old = sqlx::sqlite::SqlitePool::connect_with(options)
+            .await
+            .unwrap();
+        let ddl = include_str!("../../../migrations/analytics-sqlite/001_rollups.sql")
+            .replace("{rollup}", "rollup_minute");
+        let kept: Vec<&str> = ddl.lines().filter(|l| !l.contains("cache_hits")).collect();
+        let without = kept.join("\n");
+        sqlx::raw_sql(&without).execute(&old).await.unwrap();
+        old.close().await;
+        let year = std::time::Duration::from_secs(86_400 * 365);
+        let store = Embedded::open(dir.path(), year).await.unwrap();
+        let events: Vec<_> = (0..10)
+            .map(|i| {
+                let mut e = event(i);
+                e.cache_hit = i < 3;
+                e
+            })
+            .collect();
+        store.write(&Batch::new(&events), false).await.unwrap();
+        let first = (events[0].timestamp_us / 1_000_000) as i64;
+        let route = Filter {
+            from: first,
+            to: first + 60,
+            route: Some("get".into()),
+            ..Filter::default()
+        };
+        let s = store.summary(&route).await.unwrap();
+        assert_eq!((s.requests, s.cache_hits), (5, 2));
     }
 }

@@ -30,6 +30,8 @@ pub struct Summary {
     pub client_errors: u64,
     pub rate_limited: u64,
     pub auth_failed: u64,
+    /// Answered from proxy-cache's store, without the upstream.
+    pub cache_hits: u64,
     pub p50_ms: f64,
     pub p95_ms: f64,
     pub p99_ms: f64,

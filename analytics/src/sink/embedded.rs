@@ -17,6 +17,8 @@ const ROLLUP_TABLE: &str = include_str!("../../../migrations/analytics-sqlite/00
 const RECENT_TABLES: &str = include_str!("../../../migrations/analytics-sqlite/002_recent.sql");
 const UPSTREAM_COLUMN: &str =
     include_str!("../../../migrations/analytics-sqlite/003_rollup_upstream.sql");
+const CACHE_HITS_COLUMN: &str =
+    include_str!("../../../migrations/analytics-sqlite/004_rollup_cache_hits.sql");
 /// Raw requests kept for the log view.
 pub const RECENT_KEPT: i64 = 10_000;
 /// Raw requests kept from one batch: the newest 1,000 of each, so the log is complete for the
@@ -138,6 +140,10 @@ async fn create_rollup_table(pool: &SqlitePool, table: &str) -> Result<(), sqlx:
     let ddl = ROLLUP_TABLE.replace("{rollup}", table);
     if columns.is_empty() || columns.iter().any(|c| c == "upstream") {
         sqlx::raw_sql(&ddl).execute(pool).await?;
+        if !columns.is_empty() && !columns.iter().any(|c| c == "cache_hits") {
+            let add = CACHE_HITS_COLUMN.replace("{rollup}", table);
+            sqlx::raw_sql(&add).execute(pool).await?;
+        }
         return Ok(());
     }
     let mut tx = pool.begin().await?;
@@ -164,7 +170,8 @@ async fn add_rollup(
     mut latency: Histogram,
 ) -> Result<(), sqlx::Error> {
     let existing = sqlx::query(&format!(
-        "SELECT requests, rate_limited, auth_failed, bytes_in, bytes_out, latency FROM {table} \
+        "SELECT requests, rate_limited, auth_failed, bytes_in, bytes_out, latency, cache_hits \
+         FROM {table} \
          WHERE start = ? AND service = ? AND route = ? AND consumer = ? AND upstream = ? \
          AND status = ?"
     ))
@@ -183,11 +190,12 @@ async fn add_rollup(
         row.bytes_in += e.get::<i64, _>(3) as u64;
         row.bytes_out += e.get::<i64, _>(4) as u64;
         latency.merge_bytes(&e.get::<Vec<u8>, _>(5));
+        row.cache_hits += e.get::<i64, _>(6) as u64;
     }
     sqlx::query(&format!(
         "INSERT OR REPLACE INTO {table} (start, service, route, consumer, upstream, status, \
-         requests, rate_limited, auth_failed, bytes_in, bytes_out, latency) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+         requests, rate_limited, auth_failed, bytes_in, bytes_out, latency, cache_hits) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     ))
     .bind(start)
     .bind(service)
@@ -201,6 +209,7 @@ async fn add_rollup(
     .bind(row.bytes_in as i64)
     .bind(row.bytes_out as i64)
     .bind(latency.to_bytes())
+    .bind(row.cache_hits as i64)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -260,6 +269,7 @@ fn minute_rollups(batch: &Batch) -> (Rows<'_>, Vec<EventRef<'_>>) {
         row.requests += 1;
         row.rate_limited += u64::from(e.rate_limited);
         row.auth_failed += u64::from(e.auth_failed);
+        row.cache_hits += u64::from(e.cache_hit);
         row.bytes_in += e.bytes_in;
         row.bytes_out += e.bytes_out;
         latency.record(e.total_latency_us);
@@ -291,6 +301,7 @@ fn coarser<'a>(minutes: &Rows<'a>, period: Period) -> Rows<'a> {
         row.requests += m.requests;
         row.rate_limited += m.rate_limited;
         row.auth_failed += m.auth_failed;
+        row.cache_hits += m.cache_hits;
         row.bytes_in += m.bytes_in;
         row.bytes_out += m.bytes_out;
         h.merge(latency);

@@ -172,16 +172,21 @@ fn filters(p: &Params) -> impl IntoView {
 }
 
 pub(crate) fn totals(s: &Summary) -> impl IntoView {
-    let rate = if s.requests == 0 {
-        0.0
-    } else {
-        (s.server_errors + s.client_errors) as f64 * 100.0 / s.requests as f64
+    let percent = |n: u64| {
+        if s.requests == 0 {
+            0.0
+        } else {
+            n as f64 * 100.0 / s.requests as f64
+        }
     };
+    let rate = percent(s.server_errors + s.client_errors);
+    let hit_ratio = percent(s.cache_hits);
     let cards = [
         ("Requests", s.requests.to_string()),
         ("Error rate", format!("{rate:.1} %")),
         ("429s", s.rate_limited.to_string()),
         ("Auth failures", s.auth_failed.to_string()),
+        ("Cache hits", format!("{} ({hit_ratio:.1} %)", s.cache_hits)),
         (
             "p50 / p95 / p99",
             format!("{:.1} / {:.1} / {:.1} ms", s.p50_ms, s.p95_ms, s.p99_ms),
