@@ -200,14 +200,15 @@ async fn post_config_errors_in_kongs_shape() {
     );
     assert_eq!(route["errors"][0]["type"], "field");
     // A plugin Tollgate lacks: one message naming it, at its place in the file.
-    let yaml = "_format_version: \"3.0\"\nservices:\n- name: a\n  host: h\n  plugins:\n  - name: http-log\n";
+    let yaml =
+        "_format_version: \"3.0\"\nservices:\n- name: a\n  host: h\n  plugins:\n  - name: syslog\n";
     let r = post_config(&gw, "", "application/yaml", yaml).await;
     invalid(&r);
     let message = r.json["fields"]["services"][0]["plugins"][0]["name"]
         .as_str()
         .unwrap();
     assert!(
-        message.starts_with("plugin 'http-log' not enabled; Tollgate does not have it"),
+        message.starts_with("plugin 'syslog' not enabled; Tollgate does not have it"),
         "{message}"
     );
     // Kong's consumers are case-sensitive: `Foo` and `foo` are two.
@@ -595,10 +596,10 @@ async fn schemas_and_enabled_plugins() {
         .find_map(|f| f.get("key_names").cloned())
         .unwrap();
     assert_eq!(key_names["default"], json!(["apikey"]));
-    let r = get("/schemas/plugins/http-log").await;
+    let r = get("/schemas/plugins/syslog").await;
     assert_eq!(
         (r.status, r.json.clone()),
-        (404, json!({"message": "No plugin named 'http-log'"}))
+        (404, json!({"message": "No plugin named 'syslog'"}))
     );
     let r = get("/schemas/nope").await;
     assert_eq!(r.json, json!({"message": "No entity named 'nope'"}));

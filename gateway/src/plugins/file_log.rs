@@ -3,13 +3,14 @@
 //! route, consumer, started_at). The log phase only builds the line and hands it to the
 //! file's writer thread through a bounded queue without waiting; a full queue drops the line
 //! and counts it. `reopen` opens the file for every batch of lines (for log rotation).
+use super::log_queue::Counts;
 use super::{get_bool, get_str, Handler, PluginSpec};
 use crate::model::schema::{field, FieldErrors, Ty};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use tollgate_analytics::RequestEvent;
@@ -50,11 +51,11 @@ pub struct Writers(Mutex<HashMap<(PathBuf, bool), Arc<Writer>>>);
 
 pub struct Writer {
     lines: SyncSender<String>,
-    pub dropped: AtomicU64,
+    counts: Arc<Counts>,
 }
 
 impl Writers {
-    fn get(&self, path: &Path, reopen: bool) -> Result<Arc<Writer>, String> {
+    fn get(&self, path: &Path, reopen: bool, counts: Arc<Counts>) -> Result<Arc<Writer>, String> {
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let key = (path.to_path_buf(), reopen);
         if let Some(w) = map.get(&key) {
@@ -62,28 +63,41 @@ impl Writers {
         }
         let (lines, rx) = sync_channel(QUEUE);
         let file = path.to_path_buf();
+        let written = counts.clone();
         std::thread::Builder::new()
             .name("tollgate-file-log".into())
-            .spawn(move || write_lines(&file, reopen, &rx))
+            .spawn(move || write_lines(&file, reopen, &rx, &written))
             .map_err(|e| format!("cannot start the file-log writer: {e}"))?;
-        let writer = Arc::new(Writer {
-            lines,
-            dropped: AtomicU64::new(0),
-        });
+        let writer = Arc::new(Writer { lines, counts });
         map.insert(key, writer.clone());
         Ok(writer)
     }
 }
 
+impl Writer {
+    /// Hands `line` to the writer thread; drops (and counts) it when the queue is full.
+    fn offer(&self, line: String) {
+        // Counted before the writer can take it, so the gauge never goes below zero.
+        self.counts.waiting.fetch_add(1, Ordering::Relaxed);
+        if self.lines.try_send(line).is_err() {
+            self.counts.waiting.fetch_sub(1, Ordering::Relaxed);
+            self.counts.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
 /// The writer thread: appends lines as they come, a batch per wake-up.
-fn write_lines(path: &Path, reopen: bool, rx: &Receiver<String>) {
+fn write_lines(path: &Path, reopen: bool, rx: &Receiver<String>, counts: &Counts) {
     let mut file = None;
     let mut failures = 0u64;
     while let Ok(first) = rx.recv() {
         let mut batch = first;
+        let mut lines = 1;
         while let Ok(more) = rx.try_recv() {
             batch.push_str(&more);
+            lines += 1;
         }
+        counts.waiting.fetch_sub(lines, Ordering::Relaxed);
         if reopen {
             file = None;
         }
@@ -96,6 +110,7 @@ fn write_lines(path: &Path, reopen: bool, rx: &Receiver<String>) {
         }
         let written = file.as_mut().map(|f| f.write_all(batch.as_bytes()));
         if !matches!(written, Some(Ok(()))) {
+            counts.failed.fetch_add(lines, Ordering::Relaxed);
             file = None;
             // Said once per streak of failures, not per line.
             if failures == 0 {
@@ -103,6 +118,7 @@ fn write_lines(path: &Path, reopen: bool, rx: &Receiver<String>) {
             }
             failures += 1;
         } else {
+            counts.sent.fetch_add(lines, Ordering::Relaxed);
             failures = 0;
         }
     }
@@ -118,40 +134,11 @@ fn build(
     shared: &Arc<super::Shared>,
 ) -> Result<Arc<dyn Handler>, String> {
     let path = get_str(c, "path").ok_or("path is required")?;
+    let counts = shared.log_queues.counts("file-log", path.to_string());
     let writer = shared
         .file_logs
-        .get(Path::new(path), get_bool(c, "reopen"))?;
+        .get(Path::new(path), get_bool(c, "reopen"), counts)?;
     Ok(Arc::new(FileLog { writer }))
-}
-
-/// Kong's log entry, as far as the event knows it.
-pub fn entry(e: &RequestEvent) -> Value {
-    let ms = |us: u64| us / 1000;
-    let mut entry = json!({
-        "request": {
-            "id": e.request_id,
-            "method": e.method,
-            "uri": e.path,
-            "url": format!("http://{}{}", e.host, e.path),
-            "size": e.bytes_in,
-            "headers": {"host": e.host, "user-agent": e.user_agent},
-        },
-        "response": {"status": e.status, "size": e.bytes_out},
-        "latencies": {
-            "request": ms(e.total_latency_us),
-            "proxy": ms(e.upstream_latency_us),
-            "kong": ms(e.gateway_latency_us),
-        },
-        "client_ip": e.client_ip.to_string(),
-        "started_at": e.timestamp_us / 1000,
-        "upstream_addr": e.upstream_addr,
-        "service": e.service.as_ref().map(|s| json!({"name": s})),
-        "route": e.route.as_ref().map(|r| json!({"name": r})),
-    });
-    if let Some(id) = &e.consumer_id {
-        entry["consumer"] = json!({"id": id, "username": e.consumer});
-    }
-    entry
 }
 
 impl Handler for FileLog {
@@ -160,11 +147,9 @@ impl Handler for FileLog {
     }
 
     fn log(&self, event: &RequestEvent) {
-        let mut line = entry(event).to_string();
+        let mut line = super::log_entry::entry(event).to_string();
         line.push('\n');
-        if self.writer.lines.try_send(line).is_err() {
-            self.writer.dropped.fetch_add(1, Ordering::Relaxed);
-        }
+        self.writer.offer(line);
     }
 }
 
@@ -196,13 +181,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("requests.log");
         let writers = Writers::default();
-        let w = writers.get(&path, false).unwrap();
+        let queues = super::super::log_queue::Queues::default();
+        let counts = || queues.counts("file-log", "requests.log".into());
+        let w = writers.get(&path, false, counts()).unwrap();
         assert!(
-            Arc::ptr_eq(&w, &writers.get(&path, false).unwrap()),
+            Arc::ptr_eq(&w, &writers.get(&path, false, counts()).unwrap()),
             "one writer per file"
         );
         for i in 0..100 {
-            w.lines.try_send(format!("{i}\n")).unwrap();
+            w.offer(format!("{i}\n"));
         }
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         loop {
@@ -210,6 +197,10 @@ mod tests {
             if text.lines().count() == 100 {
                 let expected: Vec<String> = (0..100).map(|i| i.to_string()).collect();
                 assert_eq!(text.lines().collect::<Vec<_>>(), expected);
+                let c = counts();
+                assert_eq!(c.dropped.load(Ordering::Relaxed), 0);
+                assert_eq!(c.waiting.load(Ordering::Relaxed), 0);
+                assert_eq!(c.sent.load(Ordering::Relaxed), 100);
                 return;
             }
             assert!(std::time::Instant::now() < deadline, "{text}");

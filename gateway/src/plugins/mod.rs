@@ -16,9 +16,12 @@ pub mod cors;
 pub mod file_log;
 pub mod grpc_web;
 pub mod hmac_auth;
+pub mod http_log;
 pub mod ip_restriction;
 pub mod jwt;
 pub mod key_auth;
+pub mod log_entry;
+pub mod log_queue;
 pub mod multipart;
 pub mod oauth2;
 pub mod proxy_cache;
@@ -27,6 +30,8 @@ pub mod request_size_limiting;
 pub mod request_termination;
 pub mod request_transformer;
 pub mod response_transformer;
+pub mod tcp_log;
+pub mod udp_log;
 
 use crate::model::schema::{self, Field, FieldErrors};
 pub use context::{Context, Flow, Reply, RequestBody, Shape, UpstreamHeaders};
@@ -123,6 +128,8 @@ pub struct Shared {
     pub balancers: crate::balancer::health::Registry,
     /// The addresses of the names balancers use.
     pub dns: Arc<crate::balancer::dns::Resolver>,
+    /// The log plugins' queues and what became of their entries.
+    pub log_queues: log_queue::Queues,
     /// proxy-cache's stores, kept across snapshots.
     pub proxy_caches: proxy_cache::Stores,
 }
@@ -154,7 +161,7 @@ pub struct PluginSpec {
 
 /// Every plugin this build can run.
 pub fn registry() -> &'static [PluginSpec] {
-    static REGISTRY: [PluginSpec; 17] = [
+    static REGISTRY: [PluginSpec; 20] = [
         acl::SPEC,
         basic_auth::SPEC,
         correlation_id::SPEC,
@@ -162,6 +169,7 @@ pub fn registry() -> &'static [PluginSpec] {
         file_log::SPEC,
         grpc_web::SPEC,
         hmac_auth::SPEC,
+        http_log::SPEC,
         ip_restriction::SPEC,
         jwt::SPEC,
         key_auth::SPEC,
@@ -172,6 +180,8 @@ pub fn registry() -> &'static [PluginSpec] {
         request_termination::SPEC,
         request_transformer::SPEC,
         response_transformer::SPEC,
+        tcp_log::SPEC,
+        udp_log::SPEC,
     ];
     &REGISTRY
 }

@@ -491,6 +491,53 @@ pub fn render_targets(balancers: &[Arc<crate::balancer::Balancer>], out: &mut St
     }
 }
 
+/// What became of the log plugins' entries, by plugin and destination: sent, dropped (the
+/// queue was full), failed (given up after retries), and how many wait now.
+pub fn render_log_deliveries(all: &[Arc<crate::plugins::log_queue::Counts>], out: &mut String) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let labels = |c: &crate::plugins::log_queue::Counts| {
+        format!(
+            "plugin=\"{}\",destination=\"{}\"",
+            c.plugin,
+            esc(&c.destination)
+        )
+    };
+    header(
+        out,
+        "tollgate_log_entries_total",
+        "Log plugins' entries by outcome: sent, dropped (queue full), failed (retries given up).",
+        "counter",
+    );
+    for c in all {
+        for (outcome, n) in [
+            ("sent", &c.sent),
+            ("dropped", &c.dropped),
+            ("failed", &c.failed),
+        ] {
+            let _ = writeln!(
+                out,
+                "tollgate_log_entries_total{{{},outcome=\"{outcome}\"}} {}",
+                labels(c),
+                n.load(Relaxed)
+            );
+        }
+    }
+    header(
+        out,
+        "tollgate_log_queue_entries",
+        "Log plugins' entries waiting to be sent.",
+        "gauge",
+    );
+    for c in all {
+        let _ = writeln!(
+            out,
+            "tollgate_log_queue_entries{{{}}} {}",
+            labels(c),
+            c.waiting.load(Relaxed)
+        );
+    }
+}
+
 fn esc(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('"', "\\\"")

@@ -76,6 +76,7 @@ async fn metrics(State(r): State<Arc<Reloader>>) -> impl IntoResponse {
         &gauges,
     );
     metrics::render_targets(&snapshot.upstreams, &mut text);
+    metrics::render_log_deliveries(&r.plugins.log_queues.all_counts(), &mut text);
     let (accepted, active) = crate::proxy::connection_counts();
     let node_id = crate::admin::node_id().to_string();
     let node = metrics::kong::Node {
