@@ -13,15 +13,7 @@ use tokio::io::AsyncBufReadExt;
 
 /// A gateway with service `echo` (route `/echo`) and `plugin` on it.
 async fn logged(plugin: Value) -> (Gateway, Backend) {
-    let gw = Gateway::start(&[]).await;
-    let backend = Backend::start().await;
-    let svc = json!({"name": "echo", "url": format!("http://127.0.0.1:{}", backend.port)});
-    gw.create("/services", svc).await;
-    gw.create(
-        "/services/echo/routes",
-        json!({"name": "echo", "paths": ["/echo"]}),
-    )
-    .await;
+    let (gw, backend) = echo_gateway().await;
     let r = gw.create("/services/echo/plugins", plugin).await;
     assert_eq!(r.status, 201, "{}", r.body);
     gw.settled().await;

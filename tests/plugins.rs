@@ -6,17 +6,6 @@ use common::*;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
-/// A gateway with service `echo` in front of the test backend on route `/echo`.
-async fn echo_gateway() -> (Gateway, Backend) {
-    let gw = Gateway::start(&[]).await;
-    let backend = Backend::start().await;
-    let svc = json!({"name": "echo", "url": format!("http://127.0.0.1:{}", backend.port)});
-    gw.create("/services", svc).await;
-    let route = json!({"name": "echo", "paths": ["/echo"]});
-    gw.create("/services/echo/routes", route).await;
-    (gw, backend)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn response_transformer_changes_headers_and_json_bodies() {
     let (gw, _backend) = echo_gateway().await;

@@ -5,6 +5,7 @@ pub mod balancer;
 pub mod control;
 pub mod declarative;
 pub mod header_numbers;
+pub mod hex;
 pub mod listener;
 pub mod model;
 pub mod origin;

@@ -120,6 +120,17 @@ impl Backend {
     }
 }
 
+/// A gateway with service `echo` in front of the test backend on route `/echo`.
+pub async fn echo_gateway() -> (Gateway, Backend) {
+    let gw = Gateway::start(&[]).await;
+    let backend = Backend::start().await;
+    let svc = json!({"name": "echo", "url": format!("http://127.0.0.1:{}", backend.port)});
+    gw.create("/services", svc).await;
+    let route = json!({"name": "echo", "paths": ["/echo"]});
+    gw.create("/services/echo/routes", route).await;
+    (gw, backend)
+}
+
 /// A running gateway process; killed when dropped.
 pub struct Gateway {
     pub child: Child,

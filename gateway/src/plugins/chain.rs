@@ -151,8 +151,11 @@ impl PluginIndex {
                     consumer_may_win,
                 })
             })
-            .collect();
-        Plan { steps }
+            .collect::<Vec<Step>>();
+        let traced = steps
+            .iter()
+            .any(|s| self.order[s.plugin].name == super::opentelemetry::SPEC.name);
+        Plan { steps, traced }
     }
 
     /// The instance of the `i`th plugin that applies to this route, service and caller,
@@ -210,6 +213,14 @@ impl PluginIndex {
     /// Runs the access phase of every plugin in `plan`, highest priority first, until one
     /// answers the client.
     pub async fn access(&self, plan: &Plan, ctx: &mut Context<'_>) -> Flow {
+        if plan.traced {
+            ctx.phases = Some(Arc::default());
+            for step in &plan.steps {
+                if let Some(handler) = self.instance(step, ctx) {
+                    handler.begin(ctx);
+                }
+            }
+        }
         for (n, step) in plan.steps.iter().enumerate() {
             let Some(handler) = self.instance(step, ctx) else {
                 continue;
@@ -217,7 +228,12 @@ impl PluginIndex {
             if handler.on_response() {
                 ctx.response_plugins.push(handler.clone());
             }
-            if let Flow::Respond(reply) = handler.access(ctx).decided().await {
+            let start = plan.traced.then(std::time::Instant::now);
+            let flow = handler.access(ctx).decided().await;
+            if let (Some(start), Some(phases)) = (start, &ctx.phases) {
+                phases.record(self.order[step.plugin].name, start);
+            }
+            if let Flow::Respond(reply) = flow {
                 ctx.rejected_by = Some(self.order[step.plugin].name);
                 self.collect_after(&plan.steps[n + 1..], ctx);
                 return Flow::Respond(reply);
@@ -243,6 +259,8 @@ impl PluginIndex {
 #[derive(Default)]
 pub struct Plan {
     steps: Vec<Step>,
+    /// The plan has opentelemetry: its requests' phases are timed.
+    traced: bool,
 }
 
 impl Plan {

@@ -58,6 +58,39 @@ pub struct Context<'r> {
     pub connection: Connection,
     /// A plugin answered from a cache (proxy-cache's hit): the answer counts as proxied.
     pub cache_hit: bool,
+    /// When the request arrived (the clock phases are timed on).
+    pub started: std::time::Instant,
+    /// The phases' timings, kept on routes that trace (opentelemetry).
+    pub phases: Option<Arc<Phases>>,
+}
+
+/// Timings of a traced request's phases: each plugin's access phase, and the call upstream
+/// (`UPSTREAM_PHASE`), for opentelemetry's spans. Kept only on routes with opentelemetry.
+#[derive(Default)]
+pub struct Phases(std::sync::Mutex<Vec<Phase>>);
+
+/// One timed phase: a plugin's name, or `UPSTREAM_PHASE`.
+#[derive(Debug, Clone, Copy)]
+pub struct Phase {
+    pub name: &'static str,
+    pub start: std::time::Instant,
+    pub end: std::time::Instant,
+}
+
+/// The phase name of the call upstream.
+pub const UPSTREAM_PHASE: &str = "upstream";
+
+impl Phases {
+    pub fn record(&self, name: &'static str, start: std::time::Instant) {
+        let end = std::time::Instant::now();
+        let mut phases = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        phases.push(Phase { name, start, end });
+    }
+
+    /// The phases recorded, taken out.
+    pub fn taken(&self) -> Vec<Phase> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
 }
 
 /// The connection a request came on, as nginx's variables say it (correlation-id's
@@ -170,6 +203,8 @@ impl<'r> Context<'r> {
             now_ms,
             connection: Connection::default(),
             cache_hit: false,
+            started: std::time::Instant::now(),
+            phases: None,
         }
     }
 

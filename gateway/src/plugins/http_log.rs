@@ -11,7 +11,6 @@ use base64::Engine;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use serde_json::{json, Map, Value};
 use std::future::Future;
 use std::pin::Pin;
@@ -172,11 +171,9 @@ fn build(
     })
 }
 
-type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
-
 /// Sends batches to one endpoint over a kept-alive connection.
 struct Delivery {
-    client: HttpsClient,
+    client: log_queue::HttpsClient,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -190,18 +187,8 @@ impl Delivery {
         let millis = |k: &str, default: f64| {
             Duration::from_secs_f64(c.get(k).and_then(Value::as_f64).unwrap_or(default) / 1000.0)
         };
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(millis("timeout", 10_000.0)));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(crate::tls::client::unverified())
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(hyper_util::rt::TokioExecutor::new())
-            .pool_idle_timeout(millis("keepalive", 60_000.0))
-            .pool_max_idle_per_host(4)
-            .build(https);
+        let client =
+            log_queue::https_client(millis("timeout", 10_000.0), millis("keepalive", 60_000.0));
         let mut bare = url.clone();
         let _ = bare.set_username("");
         let _ = bare.set_password(None);
@@ -251,21 +238,35 @@ fn request_headers(c: &Map<String, Value>, url: &url::Url) -> Result<HeaderMap, 
     Ok(h)
 }
 
+/// JSON documents as one JSON array.
+fn json_array(documents: &[Bytes]) -> Bytes {
+    let mut array = Vec::with_capacity(documents.iter().map(|d| d.len() + 1).sum::<usize>() + 2);
+    array.push(b'[');
+    for (i, d) in documents.iter().enumerate() {
+        if i > 0 {
+            array.push(b',');
+        }
+        array.extend_from_slice(d);
+    }
+    array.push(b']');
+    Bytes::from(array)
+}
+
 /// How much of a log server's answer is read (it is only logged when the delivery failed).
 const MAX_ANSWER: usize = 4096;
 
 impl Deliver for Delivery {
     fn deliver<'a>(
         &'a mut self,
-        batch: &'a [String],
+        batch: &'a [Bytes],
     ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>> {
         Box::pin(async move {
             let body = if self.single && batch.len() == 1 {
                 batch[0].clone()
             } else {
-                format!("[{}]", batch.join(","))
+                json_array(batch)
             };
-            let mut req = Request::new(Full::new(Bytes::from(body)));
+            let mut req = Request::new(Full::new(body));
             *req.method_mut() = self.method.clone();
             *req.uri_mut() = self.uri.clone();
             *req.headers_mut() = self.headers.clone();

@@ -6,7 +6,9 @@
 //! batch to fill), delivers each, and retries a failed one with a doubling delay until
 //! `max_retry_time` has passed. What happened to every entry is counted for `/metrics`.
 use crate::model::schema::{field, Field, FieldErrors, Ty};
+use bytes::Bytes;
 use serde_json::{json, Map, Value};
+use std::any::Any;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -41,26 +43,40 @@ pub struct Policy {
     pub max_retry_delay: Duration,
 }
 
+/// What a queue holds: an encoded entry (the log plugins' JSON), or a record the
+/// destination's task encodes itself (opentelemetry's, off the request path).
+pub trait Entry: Send + Sync + 'static {
+    /// Its size, for `max_bytes`.
+    fn size(&self) -> usize;
+}
+
+impl Entry for Bytes {
+    fn size(&self) -> usize {
+        self.len()
+    }
+}
+
 /// Delivers one batch of entries to a destination.
-pub trait Deliver: Send + 'static {
+pub trait Deliver<T = Bytes>: Send + 'static {
     fn deliver<'a>(
         &'a mut self,
-        batch: &'a [String],
+        batch: &'a [T],
     ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
 }
 
 /// One destination's queue, as the log phase sees it.
-pub struct Queue {
-    entries: mpsc::Sender<String>,
+pub struct Queue<T = Bytes> {
+    entries: mpsc::Sender<T>,
     bytes: Arc<AtomicU64>,
     max_bytes: Option<usize>,
     pub counts: Arc<Counts>,
 }
 
-impl Queue {
+impl<T: Entry> Queue<T> {
     /// Offers `entry`; drops (and counts) it when the queue is full.
-    pub fn offer(&self, entry: String) {
-        let len = entry.len() as u64;
+    pub fn offer(&self, entry: impl Into<T>) {
+        let entry: T = entry.into();
+        let len = entry.size() as u64;
         let over = self
             .max_bytes
             .is_some_and(|max| self.bytes.load(Ordering::Relaxed) + len > max as u64);
@@ -84,21 +100,25 @@ impl Queue {
 /// some instance holds it; its task delivers what is left, then ends.
 #[derive(Default)]
 pub struct Queues {
-    queues: Mutex<HashMap<String, Weak<Queue>>>,
+    /// Each a `Weak<Queue<T>>` of its entry type.
+    queues: Mutex<HashMap<String, Box<dyn Any + Send>>>,
     counts: Mutex<HashMap<(&'static str, String), Arc<Counts>>>,
 }
 
 impl Queues {
     /// The queue named `name`, started with `policy` and `deliver` when there is none.
-    pub fn get(
+    pub fn get<T: Entry>(
         &self,
         name: String,
         (plugin, destination): (&'static str, String),
         policy: &Policy,
-        deliver: impl FnOnce() -> Result<Box<dyn Deliver>, String>,
-    ) -> Result<Arc<Queue>, String> {
+        deliver: impl FnOnce() -> Result<Box<dyn Deliver<T>>, String>,
+    ) -> Result<Arc<Queue<T>>, String> {
         let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(q) = queues.get(&name).and_then(Weak::upgrade) {
+        let live = queues
+            .get(&name)
+            .and_then(|q| q.downcast_ref::<Weak<Queue<T>>>());
+        if let Some(q) = live.and_then(Weak::upgrade) {
             return Ok(q);
         }
         let runtime = tokio::runtime::Handle::try_current()
@@ -120,8 +140,7 @@ impl Queues {
             deliver: deliver()?,
         };
         runtime.spawn(worker.run());
-        queues.retain(|_, q| q.strong_count() > 0);
-        queues.insert(name, Arc::downgrade(&queue));
+        queues.insert(name, Box::new(Arc::downgrade(&queue)));
         Ok(queue)
     }
 
@@ -152,19 +171,19 @@ impl Queues {
     }
 }
 
-struct Worker {
-    rx: mpsc::Receiver<String>,
+struct Worker<T> {
+    rx: mpsc::Receiver<T>,
     bytes: Arc<AtomicU64>,
     counts: Arc<Counts>,
     policy: Policy,
-    deliver: Box<dyn Deliver>,
+    deliver: Box<dyn Deliver<T>>,
 }
 
-impl Worker {
+impl<T: Entry> Worker<T> {
     async fn run(mut self) {
         while let Some(batch) = self.next_batch().await {
             let n = batch.len() as u64;
-            let len: u64 = batch.iter().map(|e| e.len() as u64).sum();
+            let len: u64 = batch.iter().map(|e| e.size() as u64).sum();
             self.bytes.fetch_sub(len, Ordering::Relaxed);
             self.counts.waiting.fetch_sub(n, Ordering::Relaxed);
             match self.deliver_with_retries(&batch).await {
@@ -181,7 +200,7 @@ impl Worker {
     /// The next batch: the first entry to come, then as many more as arrive before the
     /// batch is full or `max_coalescing_delay` has passed. `None` once the queue is closed
     /// and empty.
-    async fn next_batch(&mut self) -> Option<Vec<String>> {
+    async fn next_batch(&mut self) -> Option<Vec<T>> {
         let first = self.rx.recv().await?;
         let mut batch = vec![first];
         let deadline = tokio::time::Instant::now() + self.policy.max_coalescing_delay;
@@ -194,7 +213,7 @@ impl Worker {
         Some(batch)
     }
 
-    async fn deliver_with_retries(&mut self, batch: &[String]) -> Result<(), String> {
+    async fn deliver_with_retries(&mut self, batch: &[T]) -> Result<(), String> {
         let started = Instant::now();
         let mut delay = self.policy.initial_retry_delay;
         loop {
@@ -248,6 +267,28 @@ impl super::Handler for Shipper {
         }
         self.queue.offer(entry);
     }
+}
+
+/// An HTTP(S) client for a log or trace server: connections kept idle for `idle`, the
+/// server's certificate not verified (Kong's `ssl_verify = false` for its log plugins).
+pub type HttpsClient = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    http_body_util::Full<Bytes>,
+>;
+
+pub fn https_client(connect_timeout: Duration, idle: Duration) -> HttpsClient {
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(connect_timeout));
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(crate::tls::client::unverified())
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_idle_timeout(idle)
+        .pool_max_idle_per_host(4)
+        .build(https)
 }
 
 /// Kong's `queue` record (kong/tools/queue_schema.lua), for plugins that batch.
@@ -355,14 +396,14 @@ mod tests {
 
     /// Records batches; fails the first `failures` deliveries.
     struct Recorder {
-        batches: Arc<Mutex<Vec<Vec<String>>>>,
+        batches: Arc<Mutex<Vec<Vec<Bytes>>>>,
         failures: usize,
     }
 
     impl Deliver for Recorder {
         fn deliver<'a>(
             &'a mut self,
-            batch: &'a [String],
+            batch: &'a [Bytes],
         ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>> {
             Box::pin(async move {
                 if self.failures > 0 {

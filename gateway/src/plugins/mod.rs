@@ -24,6 +24,7 @@ pub mod log_entry;
 pub mod log_queue;
 pub mod multipart;
 pub mod oauth2;
+pub mod opentelemetry;
 pub mod proxy_cache;
 pub mod rate_limiting;
 pub mod request_size_limiting;
@@ -68,6 +69,11 @@ pub trait Handler: Send + Sync {
     fn access<'a>(&'a self, _ctx: &'a mut Context<'_>) -> Access<'a> {
         Access::Now(Flow::Continue)
     }
+
+    /// Runs before any plugin's access phase, on routes whose plugins trace
+    /// (opentelemetry): a trace starts before the plugins it times, and covers a request
+    /// another plugin refuses.
+    fn begin(&self, _ctx: &mut Context<'_>) {}
 
     /// Whether the phases below do anything for this instance; only those instances are kept
     /// for the response (most plugins act in access alone).
@@ -161,7 +167,7 @@ pub struct PluginSpec {
 
 /// Every plugin this build can run.
 pub fn registry() -> &'static [PluginSpec] {
-    static REGISTRY: [PluginSpec; 20] = [
+    static REGISTRY: [PluginSpec; 21] = [
         acl::SPEC,
         basic_auth::SPEC,
         correlation_id::SPEC,
@@ -174,6 +180,7 @@ pub fn registry() -> &'static [PluginSpec] {
         jwt::SPEC,
         key_auth::SPEC,
         oauth2::SPEC,
+        opentelemetry::SPEC,
         proxy_cache::SPEC,
         rate_limiting::SPEC,
         request_size_limiting::SPEC,

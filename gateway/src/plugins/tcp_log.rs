@@ -139,7 +139,7 @@ impl Delivery {
 impl Deliver for Delivery {
     fn deliver<'a>(
         &'a mut self,
-        batch: &'a [String],
+        batch: &'a [bytes::Bytes],
     ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>> {
         Box::pin(async move {
             let (timeout, address) = (self.timeout, self.address.clone());
@@ -153,7 +153,7 @@ impl Deliver for Delivery {
                     _ => self.connect().await?,
                 };
                 stream
-                    .write_all(batch.concat().as_bytes())
+                    .write_all(&batch.concat())
                     .await
                     .map_err(|e| format!("failed to send data to {}: {e}", self.address))?;
                 stream.flush().await.map_err(|e| e.to_string())?;

@@ -79,7 +79,7 @@ impl Delivery {
 impl Deliver for Delivery {
     fn deliver<'a>(
         &'a mut self,
-        batch: &'a [String],
+        batch: &'a [bytes::Bytes],
     ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>> {
         Box::pin(async move {
             let timeout = self.timeout;
@@ -88,7 +88,7 @@ impl Deliver for Delivery {
                 let socket = self.socket().await?;
                 for entry in batch {
                     socket
-                        .send(entry.as_bytes())
+                        .send(entry)
                         .await
                         .map_err(|e| format!("could not send data to {address}: {e}"))?;
                 }

@@ -92,6 +92,8 @@ pub(super) struct Exchange {
     pub tunnel: Option<Box<super::websocket::Tunnel>>,
     /// Answered from proxy-cache's store.
     pub cache_hit: bool,
+    /// The phases' timings on a traced route (see `plugins::context::Phases`).
+    pub phases: Option<Arc<crate::plugins::context::Phases>>,
 }
 
 impl Exchange {

@@ -125,6 +125,7 @@ impl Proxy {
             grpc_content: seen.grpc_content,
             tunnel: None,
             cache_hit: false,
+            phases: None,
         };
         let format = if seen.grpc_content && req.version() == http::Version::HTTP_2 {
             Format::Grpc
@@ -305,7 +306,9 @@ impl Proxy {
         (ctx.tls, ctx.trusted_peer) = (ex.tls, ex.trusted_peer);
         (ctx.route_index, ctx.path) = matched;
         ctx.connection = ex.connection;
+        ctx.started = ex.start;
         let flow = snapshot.plugins.access(&route.plugins, &mut ctx).await;
+        ex.phases = ctx.phases.take();
         ex.consumer = ctx.consumer;
         ex.credential = ctx.credential;
         ex.anonymous = ctx.anonymous;
@@ -348,6 +351,9 @@ impl Proxy {
         } else {
             upstream::send(req, &mut picks, &limits).await
         };
+        if let Some(phases) = &ex.phases {
+            phases.record(crate::plugins::context::UPSTREAM_PHASE, sent);
+        }
         ex.upstream_us = sent.elapsed().as_micros() as u64;
         ex.upstream_addr = picks.address();
         match outcome {

@@ -64,7 +64,7 @@ pub fn digest(token: &str) -> [u8; 32] {
 
 /// `digest` as the store's hex text.
 pub fn hex_digest(token: &str) -> String {
-    digest(token).iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex::encode(&digest(token))
 }
 
 #[derive(Default)]

@@ -16,13 +16,7 @@ pub struct Key(pub [u8; 32]);
 
 impl Key {
     pub fn hex(&self) -> String {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let mut text = String::with_capacity(64);
-        for b in self.0 {
-            text.push(DIGITS[usize::from(b >> 4)] as char);
-            text.push(DIGITS[usize::from(b & 15)] as char);
-        }
-        text
+        crate::hex::encode(&self.0)
     }
 
     /// The key a hex text names, if it is one.
