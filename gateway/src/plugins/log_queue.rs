@@ -100,10 +100,14 @@ impl<T: Entry> Queue<T> {
 /// some instance holds it; its task delivers what is left, then ends.
 #[derive(Default)]
 pub struct Queues {
-    /// Each a `Weak<Queue<T>>` of its entry type.
-    queues: Mutex<HashMap<String, Box<dyn Any + Send>>>,
+    /// Each a `Weak<Queue<T>>` of its entry type, and the same untyped to see whether it
+    /// still lives (dead ones are dropped when a queue is added).
+    queues: Mutex<HashMap<String, Named>>,
     counts: Mutex<HashMap<(&'static str, String), Arc<Counts>>>,
 }
+
+/// A queue in the registry: typed, to hand out; untyped, to see whether it lives.
+type Named = (Box<dyn Any + Send>, Weak<dyn Any + Send + Sync>);
 
 impl Queues {
     /// The queue named `name`, started with `policy` and `deliver` when there is none.
@@ -117,7 +121,7 @@ impl Queues {
         let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
         let live = queues
             .get(&name)
-            .and_then(|q| q.downcast_ref::<Weak<Queue<T>>>());
+            .and_then(|(q, _)| q.downcast_ref::<Weak<Queue<T>>>());
         if let Some(q) = live.and_then(Weak::upgrade) {
             return Ok(q);
         }
@@ -140,7 +144,10 @@ impl Queues {
             deliver: deliver()?,
         };
         runtime.spawn(worker.run());
-        queues.insert(name, Box::new(Arc::downgrade(&queue)));
+        queues.retain(|_, (_, alive)| alive.strong_count() > 0);
+        let untyped: Arc<dyn Any + Send + Sync> = queue.clone();
+        let typed: Box<dyn Any + Send> = Box::new(Arc::downgrade(&queue));
+        queues.insert(name, (typed, Arc::downgrade(&untyped)));
         Ok(queue)
     }
 
@@ -469,6 +476,24 @@ mod tests {
             || unreachable!("the queue exists"),
         );
         assert!(Arc::ptr_eq(&q, &same.unwrap()));
+        // Once no instance holds it, the name gets a queue (and a task) of its own again,
+        // under the one entry the registry holds for it.
+        drop(q);
+        let mut started = false;
+        let again = queues.get(
+            "q".into(),
+            ("http-log", "d".into()),
+            &policy(3, 100),
+            || {
+                started = true;
+                Ok(Box::new(Recorder {
+                    batches: Arc::default(),
+                    failures: 0,
+                }))
+            },
+        );
+        assert!(again.is_ok() && started);
+        assert_eq!(queues.queues.lock().unwrap().len(), 1);
     }
 
     #[tokio::test]
