@@ -1305,3 +1305,135 @@ fn tollgate_now() -> u64 {
         .unwrap()
         .as_secs()
 }
+
+/// Issue 28, versioning: the petstore's `/v1` and `/v2` routes and a route selecting version
+/// `3` by `X-API-Version` are listed side by side; `v1` and `3` marked deprecated in the
+/// service's `portal.versions` answer with `Deprecation` (RFC 9745 §2, `@` unix seconds),
+/// `Sunset` (RFC 8594 §3, an HTTP date) and `Link; rel="deprecation"` (RFC 9745 §3), on proxied
+/// and gateway-written answers alike; the portal shows the notices and marks their operations
+/// deprecated. Bad entries are refused field by field and change nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deprecated_versions_carry_deprecation_and_sunset_and_the_portal_says_so() {
+    let p = Portal::start(&[]).await;
+    let admin = |path: &str| p.gw.admin_url(path);
+    let route = json!({"name": "pets-3", "paths": ["/pets"], "headers": {"X-API-Version": ["3"]}});
+    p.gw.create("/services/pets/routes", route).await;
+    p.gw.create("/consumers", json!({"username": "versioned"}))
+        .await;
+    let key = json!({"key": "versioned-key-1"});
+    p.gw.create("/consumers/versioned/key-auth", key).await;
+    let listing = |versions: serde_json::Value| json!({"portal": {"title": "Pet store", "version": "1.0.27", "versions": versions}});
+
+    let bad = listing(json!({
+        "v1": {"deprecated_at": "soon", "sunset_at": "2020-01-01", "link": "javascript:alert(1)"},
+        "v2": {"sunset_at": "2027-01-01", "reason": "x"},
+    }));
+    let r = send("PATCH", &admin("/services/pets"), &[], json_body(bad)).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let errors = &r.json["fields"]["portal"]["versions"];
+    assert_eq!(
+        errors["v1"]["deprecated_at"],
+        "expected a date (2027-01-31) or an RFC 3339 time (2027-01-31T12:00:00Z)"
+    );
+    assert_eq!(errors["v1"]["link"], "expected an http or https URL");
+    assert_eq!(errors["v2"]["deprecated_at"], "required field missing");
+    assert_eq!(errors["v2"]["reason"], "unknown field");
+    let unchanged = send("GET", &admin("/services/pets"), &[], None).await;
+    assert!(unchanged.json["portal"].get("versions").is_none());
+
+    let good = listing(json!({
+        "v1": {"deprecated_at": "2026-11-01", "sunset_at": "2027-06-30",
+               "link": "https://developer.example.com/migrate-to-v2",
+               "notice": "Move to v2 <b>before</b> summer."},
+        "3": {"deprecated_at": "2026-11-01T00:00:00Z"},
+    }));
+    let r = send("PATCH", &admin("/services/pets"), &[], json_body(good)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    p.gw.settled().await;
+
+    let call = |path: &str, version: Option<&'static str>| {
+        let url = p.gw.proxy_url(path);
+        let mut headers = vec![("apikey", "versioned-key-1")];
+        headers.extend(version.map(|v| ("X-API-Version", v)));
+        async move { send("GET", &url, &headers, None).await }
+    };
+    let link_next = "</pets?page=2>; rel=\"next\"";
+    let query: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("Link", link_next)
+        .finish();
+    let v1 = call(&format!("/v1/response-headers?{query}"), None).await;
+    assert_eq!(v1.status, 200, "{}", v1.body);
+    assert_eq!(v1.header("deprecation"), Some("@1793491200"));
+    assert_eq!(v1.header("sunset"), Some("Wed, 30 Jun 2027 00:00:00 GMT"));
+    let links: Vec<&str> = v1
+        .headers
+        .get_all("link")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(
+        links,
+        [
+            link_next,
+            "<https://developer.example.com/migrate-to-v2>; rel=\"deprecation\"; type=\"text/html\""
+        ],
+        "the upstream's Link is kept beside the deprecation link"
+    );
+    let refused = send("GET", &p.gw.proxy_url("/v1/pet/1"), &[], None).await;
+    assert_eq!(refused.status, 401);
+    assert_eq!(refused.header("deprecation"), Some("@1793491200"));
+    let v2 = call("/v2/pet/1", None).await;
+    assert_eq!((v2.status, v2.header("deprecation")), (200, None));
+    let three = call("/pets/1", Some("3")).await;
+    assert_eq!(three.status, 200, "{}", three.body);
+    assert_eq!(three.header("deprecation"), Some("@1793491200"));
+    assert_eq!(three.header("sunset"), None, "no sunset date given");
+
+    let front = p.portal.get("/", None).await;
+    assert!(front.body.contains("v1 (deprecated)"), "{}", front.body);
+    let page = p.portal.get("/apis/pets", None).await;
+    assert_eq!(page.status, 200);
+    let table = between(&page.body, "<table class=\"versions-table\">", "</table>").unwrap();
+    for cell in [
+        "X-API-Version: 3",
+        "/v1/…",
+        "/v2/…",
+        "Deprecated since 2026-11-01; stops on 2027-06-30",
+        "Current",
+    ] {
+        assert!(table.contains(cell), "{cell} in {table}");
+    }
+    assert!(page.body.contains("Version v1 is deprecated"));
+    assert!(
+        page.body
+            .contains("Move to v2 &lt;b&gt;before&lt;/b&gt; summer."),
+        "the notice is escaped: {}",
+        page.body
+    );
+    assert!(page
+        .body
+        .contains("href=\"https://developer.example.com/migrate-to-v2\""));
+    let current = p.portal.get("/apis/pets?version=v2", None).await;
+    assert!(!current.body.contains("class=\"notice deprecation\""));
+
+    let doc = p
+        .portal
+        .get("/apis/pets/openapi.json?version=v1", None)
+        .await;
+    assert_eq!(
+        doc.json["paths"]["/v1/pet/{petId}"]["get"]["deprecated"],
+        true
+    );
+    validate_openapi(&doc.body, "json");
+    let doc3 = p
+        .portal
+        .get("/apis/pets/openapi.json?version=3", None)
+        .await;
+    // The stripping route `/pets` serves the document's `/pet/{petId}` at `/pets/pet/{petId}`.
+    let op = &doc3.json["paths"]["/pets/pet/{petId}"]["get"];
+    assert_eq!(op["deprecated"], true, "{}", doc3.body);
+    let header = op["parameters"].as_array().unwrap().last().unwrap();
+    assert_eq!(header["name"], "X-API-Version");
+    assert_eq!(header["schema"]["enum"], json!(["3"]));
+    validate_openapi(&doc3.body, "json");
+}

@@ -84,14 +84,14 @@ impl Backend {
                         .map(|b| b.to_bytes())
                         .unwrap_or_default();
                     // A path ending in `/via` answers with its own Via and Server, as Kong's
-                    // 35-via_spec.lua mock does; `/response-headers?name=value` with the
-                    // headers its query names, as Kong's mock upstream does.
+                    // 35-via_spec.lua mock does; one ending in `/response-headers?name=value`
+                    // with the headers its query names, as Kong's mock upstream does.
                     let own: Vec<(String, String)> = if parts.uri.path().ends_with("/via") {
                         vec![
                             ("via".into(), "2 nginx, HTTP/1.1 http_mock".into()),
                             ("server".into(), "http-mock".into()),
                         ]
-                    } else if parts.uri.path() == "/response-headers" {
+                    } else if parts.uri.path().ends_with("/response-headers") {
                         let query = parts.uri.query().unwrap_or_default().as_bytes();
                         form_urlencoded::parse(query).into_owned().collect()
                     } else {

@@ -3,6 +3,7 @@
 //! Every way of changing configuration (admin API, declarative file, console) goes through
 //! [`normalize`], so an entity is validated the same way whichever door it came in by.
 pub mod acl;
+pub mod api_version;
 pub mod basic_auth;
 pub mod certificate;
 pub mod consumer;

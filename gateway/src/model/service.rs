@@ -12,6 +12,8 @@ const LISTING: &[Field] = &[
     field("description", Ty::Str),
     field("visibility", Ty::Enum(&["public", "private"])),
     field("version", Ty::Str),
+    // Checked by `api_version::check`.
+    field("versions", Ty::Object),
 ];
 /// The protocols whose upstream connections are TLS: only they take the TLS fields.
 const TLS_PROTOCOLS: &[&str] = &["https", "grpcs", "wss"];
@@ -192,9 +194,12 @@ impl Entity for Service {
 }
 
 /// Checks a `portal` block: known fields only, a non-empty title, `visibility` defaulting to
-/// public.
+/// public, deprecated versions as `api_version` reads them.
 fn check_listing(listing: &mut Map<String, Value>) -> FieldErrors {
     let mut errors = super::schema::check(LISTING, listing, false);
+    if let Some(Value::Object(versions)) = listing.get_mut("versions") {
+        errors.nest("versions", super::api_version::check(versions));
+    }
     let title = listing.get("title").and_then(Value::as_str).unwrap_or("");
     if title.trim().is_empty() {
         errors.add("title", "required field missing");

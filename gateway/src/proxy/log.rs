@@ -94,6 +94,8 @@ pub(super) struct Exchange {
     pub cache_hit: bool,
     /// The phases' timings on a traced route (see `plugins::context::Phases`).
     pub phases: Option<Arc<crate::plugins::context::Phases>>,
+    /// The request is of a deprecated API version: the headers its response carries.
+    pub deprecation: Option<Arc<crate::model::api_version::Headers>>,
 }
 
 impl Exchange {

@@ -126,6 +126,7 @@ impl Proxy {
             tunnel: None,
             cache_hit: false,
             phases: None,
+            deprecation: None,
         };
         let format = if seen.grpc_content && req.version() == http::Version::HTTP_2 {
             Format::Grpc
@@ -199,6 +200,9 @@ impl Proxy {
         let route = &snapshot.routes[m.route];
         ex.route = Some(route.label.clone());
         ex.route_path = Some(norm_path[..m.matched_len].into());
+        if let Some(d) = &route.deprecation {
+            ex.deprecation = d.for_path(&norm_path).cloned();
+        }
         if !route.allows_http && headers::forwarded_proto(req.headers(), ex, conn) != b"https" {
             return Err(https_required(
                 route.https_redirect_status_code,
@@ -526,7 +530,8 @@ async fn filter_response(
 /// The gateway's own headers, as `chosen` (Kong's `header_filter`): on a proxied answer (the
 /// request went upstream, whatever came back) `Via` and the proxy and upstream latencies; on
 /// one the gateway wrote without the upstream, `Server` and the response latency; on both
-/// `X-Kong-Request-Id`, replacing any a plugin set. Then the headers plugins added.
+/// `X-Kong-Request-Id`, replacing any a plugin set. Then the headers plugins added, and a
+/// deprecated API version's `Deprecation`, `Sunset` and `Link` (`model::api_version`).
 fn add_gateway_headers(resp: &mut Response<ProxyBody>, ex: &mut Exchange, chosen: &GatewayHeaders) {
     let h = resp.headers_mut();
     crate::plugins::context::apply(ex.response_headers.drain(..), h);
@@ -563,6 +568,9 @@ fn add_gateway_headers(resp: &mut Response<ProxyBody>, ex: &mut Exchange, chosen
     }
     if chosen.request_id {
         h.insert(headers::REQUEST_ID, ex.request_id_header.clone());
+    }
+    if let Some(d) = &ex.deprecation {
+        d.apply(h);
     }
 }
 

@@ -7,6 +7,7 @@
 mod consumers;
 
 use crate::balancer::Balancer;
+use crate::model::api_version::{self, RouteDeprecation};
 use crate::model::{CaCertificate, Certificate, Kind, Route, Service, Sni, Target, Upstream};
 use crate::plugins::chain::{Plan, PluginIndex};
 use crate::plugins::Shared;
@@ -44,6 +45,8 @@ pub struct RouteEntry {
     pub https_redirect_status_code: u16,
     /// The plugins that apply to its requests.
     pub plugins: Plan,
+    /// The headers its deprecated API versions answer with, if it serves any.
+    pub deprecation: Option<RouteDeprecation>,
 }
 
 /// A service as the proxy uses it: where to send, how long to wait.
@@ -166,12 +169,18 @@ impl Snapshot {
         shared.dns.forget_unwanted();
         let router = Router::new(&routes)?;
         let plugins = PluginIndex::build(&plugins, shared)?;
+        let deprecated: Vec<_> = service_list
+            .iter()
+            .map(|s| api_version::deprecated_headers(s.portal.as_ref()))
+            .collect();
         let routes = routes
             .iter()
             .map(|r| {
                 let service = r.service.and_then(|s| service_index.get(&s.id).copied());
                 let plan = plugins.plan(r.id, service.map(|i| services[i].id));
-                route_entry(r, service, plan)
+                let deprecated = service.map(|i| &deprecated[i]);
+                let deprecation = deprecated.and_then(|d| RouteDeprecation::of(r, d));
+                route_entry(r, service, plan, deprecation)
             })
             .collect();
         Ok(Snapshot {
@@ -242,7 +251,12 @@ fn label(name: &Option<String>, id: Uuid) -> Arc<str> {
     name.clone().unwrap_or_else(|| id.to_string()).into()
 }
 
-fn route_entry(r: &Route, service: Option<usize>, plugins: Plan) -> RouteEntry {
+fn route_entry(
+    r: &Route,
+    service: Option<usize>,
+    plugins: Plan,
+    deprecation: Option<RouteDeprecation>,
+) -> RouteEntry {
     RouteEntry {
         id: r.id,
         label: label(&r.name, r.id),
@@ -262,6 +276,7 @@ fn route_entry(r: &Route, service: Option<usize>, plugins: Plan) -> RouteEntry {
             && r.protocols.iter().all(|p| p == "ws" || p == "wss"),
         https_redirect_status_code: r.https_redirect_status_code,
         plugins,
+        deprecation,
     }
 }
 

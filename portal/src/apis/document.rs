@@ -4,7 +4,7 @@
 //! operator's uploaded document, when there is one, is then merged in: each of its operations
 //! at every public path a route serves it on, its components and tags beside ours.
 use super::mapping::{self, ANY_METHOD};
-use super::{version_of, Api, KeyAuth};
+use super::{Api, KeyAuth};
 use serde_json::{json, Map, Value};
 use tollgate_gateway::admin::service_openapi::METHODS;
 use tollgate_gateway::model::Route;
@@ -38,17 +38,14 @@ pub struct Request<'a> {
 pub fn build(r: &Request) -> Value {
     let limited = !r.plans.is_empty();
     let mut doc = serde_json::to_value(skeleton(r, limited)).unwrap_or_else(|_| json!({}));
-    let covered = match &r.api.uploaded {
-        Some(uploaded) => merge_uploaded(&mut doc, uploaded, r.api, limited),
+    let narrowed = r.version.map(|v| r.api.narrowed(v));
+    let api = narrowed.as_ref().unwrap_or(r.api);
+    let covered = match &api.uploaded {
+        Some(uploaded) => merge_uploaded(&mut doc, uploaded, api, limited),
         None => Vec::new(),
     };
-    for route in r.api.routes.iter().filter(|rt| !covered.contains(&rt.id)) {
-        add_route_operations(&mut doc, route, r.api, limited);
-    }
-    if let Some(v) = r.version {
-        if let Some(paths) = doc["paths"].as_object_mut() {
-            paths.retain(|p, _| version_of(p).as_deref() == Some(v));
-        }
+    for route in api.routes.iter().filter(|rt| !covered.contains(&rt.id)) {
+        add_route_operations(&mut doc, route, api, limited);
     }
     doc
 }
@@ -239,7 +236,7 @@ fn add_route_operations(doc: &mut Value, route: &Route, api: &Api, limited: bool
                     ResponseBuilder::new().description("The upstream service's response"),
                 );
             let item = serde_json::to_value(PathItem::new(http_method, op)).unwrap_or_default();
-            insert_operations(doc, prefix, item, api, limited);
+            insert_operations(doc, (prefix, route), item, api, limited);
         }
     }
 }
@@ -258,9 +255,18 @@ fn slug(path: &str) -> String {
     }
 }
 
-/// Adds each operation of `item` at `path`, with the gateway's security and responses.
-fn insert_operations(doc: &mut Value, path: &str, item: Value, api: &Api, limited: bool) {
+/// Adds each operation of `item` at `path`, served by `route`, with the gateway's security and
+/// responses, its version's header and its version's deprecation.
+fn insert_operations(
+    doc: &mut Value,
+    (path, route): (&str, &Route),
+    item: Value,
+    api: &Api,
+    limited: bool,
+) {
     let Value::Object(item) = item else { return };
+    let served = tollgate_gateway::model::api_version::served(route);
+    let version = served.label(path).map(|label| (served.header(), label));
     let target = doc["paths"]
         .as_object_mut()
         .map(|p| p.entry(path.to_string()).or_insert_with(|| json!({})));
@@ -277,9 +283,32 @@ fn insert_operations(doc: &mut Value, path: &str, item: Value, api: &Api, limite
                 if let Some(r) = responses.as_object_mut() {
                     gateway_responses(r, api, limited);
                 }
+                if let Some((header, label)) = version {
+                    mark_version(o, header, label, api);
+                }
             }
         }
         target.entry(key).or_insert(op);
+    }
+}
+
+/// An operation of version `label`: the header that selects it as a required parameter, and
+/// `deprecated` when the operator deprecated the version.
+fn mark_version(op: &mut Map<String, Value>, header: Option<&str>, label: &str, api: &Api) {
+    if let Some(name) = header {
+        let params = op.entry("parameters").or_insert_with(|| json!([]));
+        if let Some(list) = params.as_array_mut() {
+            list.push(json!({
+                "name": name,
+                "in": "header",
+                "required": true,
+                "description": format!("Selects version {label} of the API."),
+                "schema": {"type": "string", "enum": [label]},
+            }));
+        }
+    }
+    if api.deprecation(label).is_some() {
+        op.insert("deprecated".into(), Value::Bool(true));
     }
 }
 
@@ -319,7 +348,8 @@ fn merge_uploaded(doc: &mut Value, uploaded: &Value, api: &Api, limited: bool) -
                 if let Some(params) = item.get("parameters") {
                     one.insert("parameters".into(), params.clone());
                 }
-                insert_operations(doc, &served.path, Value::Object(one), api, limited);
+                let at = (served.path.as_str(), served.route);
+                insert_operations(doc, at, Value::Object(one), api, limited);
             }
         }
     }
@@ -390,6 +420,7 @@ mod tests {
                 description: "All about pets".into(),
                 private: false,
                 version: None,
+                deprecations: Vec::new(),
             },
             routes,
             service_path: None,
@@ -516,5 +547,44 @@ mod tests {
             version: Some("v2"),
         });
         assert_eq!(operations(&v2).len(), 19);
+    }
+
+    #[test]
+    fn a_header_version_is_a_required_parameter_and_a_deprecated_one_is_marked() {
+        let mut three = route("pets-3", &["/pets"], Some(&["GET"]));
+        three.headers = Some([("X-API-Version".to_string(), vec!["3".to_string()])].into());
+        let mut a = api(
+            vec![route("v1", &["/v1/pets"], Some(&["GET"])), three],
+            None,
+        );
+        a.listing.deprecations = tollgate_gateway::model::api_version::Deprecation::of_listing(
+            json!({"versions": {"v1": {"deprecated_at": "2026-01-01"}}})
+                .as_object()
+                .unwrap(),
+        );
+        let doc = |version| {
+            build(&Request {
+                api: &a,
+                plans: &[],
+                server: "http://gw",
+                version,
+            })
+        };
+        let v1 = doc(Some("v1"));
+        assert_eq!(
+            operations(&v1),
+            [("get".to_string(), "/v1/pets".to_string())]
+        );
+        assert_eq!(v1["paths"]["/v1/pets"]["get"]["deprecated"], true);
+        let v3 = doc(Some("3"));
+        let op = &v3["paths"]["/pets"]["get"];
+        assert_eq!(op.get("deprecated"), None);
+        assert_eq!(
+            op["parameters"][0],
+            json!({"name": "X-API-Version", "in": "header", "required": true,
+                   "description": "Selects version 3 of the API.",
+                   "schema": {"type": "string", "enum": ["3"]}})
+        );
+        assert_eq!(operations(&doc(None)).len(), 2);
     }
 }

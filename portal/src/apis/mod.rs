@@ -6,6 +6,7 @@ pub mod mapping;
 pub mod reference;
 
 use serde_json::{Map, Value};
+use tollgate_gateway::model::api_version::{self, Deprecation, Served};
 use tollgate_gateway::model::{Kind, Plugin, Route, Service};
 use tollgate_gateway::store::{ListQuery, Store, StoreError};
 use uuid::Uuid;
@@ -19,6 +20,8 @@ pub struct Listing {
     pub private: bool,
     /// The version label of the API's document (`info.version`).
     pub version: Option<String>,
+    /// The versions the operator marked deprecated.
+    pub deprecations: Vec<Deprecation>,
 }
 
 impl Listing {
@@ -29,6 +32,7 @@ impl Listing {
             description: text("description").unwrap_or_default(),
             private: text("visibility").as_deref() == Some("private"),
             version: text("version").filter(|v| !v.is_empty()),
+            deprecations: Deprecation::of_listing(block),
         }
     }
 }
@@ -68,30 +72,80 @@ pub struct Api {
     pub uploaded: Option<Value>,
 }
 
-impl Api {
-    /// The API's versions: the distinct first path segments of its routes that read like a
-    /// version (`/v1/`, `/v2.1/`), in order.
-    pub fn versions(&self) -> Vec<String> {
-        let mut out: Vec<String> = self
-            .routes
-            .iter()
-            .flat_map(|r| r.paths.iter().flatten())
-            .filter_map(|p| version_of(p))
-            .collect();
-        out.sort();
-        out.dedup();
-        out
+/// One version of an API, as its routes serve it (`api_version::served`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Version {
+    pub label: String,
+    /// The request header that selects it, when routes select it by header (else its label
+    /// is its paths' first segment).
+    pub header: Option<String>,
+    pub deprecation: Option<Deprecation>,
+}
+
+impl Version {
+    /// How a request picks this version: `X-API-Version: 2` or `/v2/…`.
+    pub fn selector(&self) -> String {
+        match &self.header {
+            Some(h) => format!("{h}: {}", self.label),
+            None => format!("/{}/…", self.label),
+        }
     }
 }
 
-/// `/v2/pets` → `v2`.
-pub fn version_of(path: &str) -> Option<String> {
-    let first = path.trim_start_matches('/').split('/').next()?;
-    let digits = first.strip_prefix('v')?;
-    let valid = !digits.is_empty()
-        && digits.starts_with(|c: char| c.is_ascii_digit())
-        && digits.chars().all(|c| c.is_ascii_digit() || c == '.');
-    valid.then(|| first.to_string())
+impl Api {
+    /// The API's versions in label order: those its routes name by a version header, and the
+    /// first path segments that read like one (`/v1/`, `/v2.1/`), with their deprecations.
+    pub fn versions(&self) -> Vec<Version> {
+        let mut out: Vec<Version> = Vec::new();
+        for route in &self.routes {
+            let found: Vec<(&str, Option<&str>)> = match api_version::served(route) {
+                Served::Header { name, label } => vec![(label, Some(name))],
+                Served::Paths => route
+                    .paths
+                    .iter()
+                    .flatten()
+                    .filter_map(|p| api_version::of_path(p))
+                    .map(|l| (l, None))
+                    .collect(),
+            };
+            for (label, header) in found {
+                if !out.iter().any(|v| v.label == label) {
+                    out.push(Version {
+                        label: label.to_string(),
+                        header: header.map(str::to_string),
+                        deprecation: self.deprecation(label).cloned(),
+                    });
+                }
+            }
+        }
+        out.sort_by(|a, b| a.label.cmp(&b.label));
+        out
+    }
+
+    /// The operator's deprecation of version `label`, if any.
+    pub fn deprecation(&self, label: &str) -> Option<&Deprecation> {
+        self.listing.deprecations.iter().find(|d| d.label == label)
+    }
+
+    /// The API narrowed to version `label`: the routes that serve it, each with only the paths
+    /// of that version when paths name it.
+    pub fn narrowed(&self, label: &str) -> Api {
+        let mut api = self.clone();
+        api.routes
+            .retain_mut(|route| match api_version::served(route) {
+                Served::Header { label: l, .. } => l == label,
+                Served::Paths => {
+                    let paths = route.paths.iter_mut().flatten();
+                    let mine: Vec<String> = paths
+                        .filter(|p| api_version::of_path(p) == Some(label))
+                        .map(std::mem::take)
+                        .collect();
+                    route.paths = Some(mine);
+                    route.paths.as_ref().is_some_and(|p| !p.is_empty())
+                }
+            });
+        api
+    }
 }
 
 /// Every entity of a kind (under one parent when given), through all pages.
@@ -280,12 +334,43 @@ pub(crate) fn test_route(
 mod tests {
     use super::*;
 
+    fn api(routes: Vec<Route>, portal: Value) -> Api {
+        Api {
+            slug: "pets".into(),
+            service_id: Uuid::nil(),
+            listing: Listing::of(portal.as_object().unwrap()),
+            routes,
+            service_path: None,
+            key_auth: None,
+            oauth2: None,
+            jwt: false,
+            uploaded: None,
+        }
+    }
+
     #[test]
-    fn versions_are_read_from_the_first_path_segment() {
-        assert_eq!(version_of("/v1/pets").as_deref(), Some("v1"));
-        assert_eq!(version_of("/v2.1").as_deref(), Some("v2.1"));
-        assert_eq!(version_of("/video/x"), None);
-        assert_eq!(version_of("/v/x"), None);
-        assert_eq!(version_of("/api/v1"), None);
+    fn versions_by_path_and_header_with_their_deprecations() {
+        let mut by_header = test_route(Some("pets-3"), &["/pets"], true, None);
+        by_header.headers = Some([("X-API-Version".to_string(), vec!["3".to_string()])].into());
+        let routes = vec![
+            test_route(Some("pets"), &["/v1/pets", "/v2/pets"], true, None),
+            test_route(Some("plain"), &["/health"], true, None),
+            by_header,
+        ];
+        let a = api(
+            routes,
+            serde_json::json!({"title": "Pets", "versions": {"v1": {"deprecated_at": "2026-01-01"}}}),
+        );
+        let versions = a.versions();
+        let labels: Vec<&str> = versions.iter().map(|v| v.label.as_str()).collect();
+        assert_eq!(labels, ["3", "v1", "v2"]);
+        assert_eq!(versions[0].selector(), "X-API-Version: 3");
+        assert_eq!(versions[1].selector(), "/v1/…");
+        assert!(versions[1].deprecation.is_some() && versions[2].deprecation.is_none());
+        let v1 = a.narrowed("v1");
+        assert_eq!(v1.routes.len(), 1);
+        assert_eq!(v1.routes[0].paths, Some(vec!["/v1/pets".to_string()]));
+        let three = a.narrowed("3");
+        assert_eq!(three.routes[0].name.as_deref(), Some("pets-3"));
     }
 }

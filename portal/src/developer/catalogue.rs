@@ -5,7 +5,7 @@ use super::layout::{not_found, page, respond, unavailable};
 use super::{proxy_url, PortalState, Visitor};
 use crate::apis::document::{self, Request as DocRequest};
 use crate::apis::reference::{self, KeyUse};
-use crate::apis::{self, Api};
+use crate::apis::{self, Api, Version};
 use crate::web::markdown::to_safe_html;
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -58,10 +58,7 @@ fn api_card(api: Api) -> impl IntoView {
     let versions = api
         .versions()
         .into_iter()
-        .map(|v| {
-            let link = format!("/apis/{}?version={v}", api.slug);
-            view! { <a class="version" href=link>{v}</a> }
-        })
+        .map(|v| version_link(&api, &v, false))
         .collect_view();
     let badge = api
         .listing
@@ -75,6 +72,82 @@ fn api_card(api: Api) -> impl IntoView {
             <p class="versions">{versions}</p>
         </article>
     }
+}
+
+/// A link to one version's reference, marked when deprecated.
+fn version_link(api: &Api, v: &Version, current: bool) -> impl IntoView {
+    let link = format!("/apis/{}?version={}", api.slug, v.label);
+    let deprecated = v.deprecation.is_some();
+    let text = match deprecated {
+        true => format!("{} (deprecated)", v.label),
+        false => v.label.clone(),
+    };
+    view! {
+        <a class="version" class:current=current class:deprecated-version=deprecated href=link>{text}</a>
+    }
+}
+
+/// The API's versions side by side: how a request selects each, whether it is deprecated and
+/// when it stops, and its reference.
+fn versions_table(api: &Api, versions: &[Version]) -> Option<impl IntoView> {
+    if versions.is_empty() {
+        return None;
+    }
+    let rows = versions
+        .iter()
+        .map(|v| {
+            let status = match &v.deprecation {
+                None => "Current".to_string(),
+                Some(d) => match &d.sunset_at {
+                    Some(s) => format!("Deprecated since {}; stops on {s}", d.deprecated_at),
+                    None => format!("Deprecated since {}", d.deprecated_at),
+                },
+            };
+            let link = format!("/apis/{}?version={}", api.slug, v.label);
+            view! {
+                <tr>
+                    <td><a href=link>{v.label.clone()}</a></td>
+                    <td><code>{v.selector()}</code></td>
+                    <td>{status}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    Some(view! {
+        <section class="panel wide" aria-labelledby="versions">
+            <h2 id="versions">"Versions"</h2>
+            <table class="versions-table">
+                <thead><tr><th scope="col">"Version"</th><th scope="col">"Selected by"</th><th scope="col">"Status"</th></tr></thead>
+                <tbody>{rows}</tbody>
+            </table>
+        </section>
+    })
+}
+
+/// The notices of the deprecated versions among `shown`, with the operator's words and link.
+fn deprecation_notices(shown: &[Version]) -> impl IntoView {
+    shown
+        .iter()
+        .filter_map(|v| v.deprecation.as_ref().map(|d| (v, d)))
+        .map(|(v, d)| {
+            let when = match &d.sunset_at {
+                Some(s) => format!(" It stops working on {s}."),
+                None => String::new(),
+            };
+            let more = d
+                .link
+                .clone()
+                .map(|href| view! { " " <a href=href>"Migration guide"</a> });
+            view! {
+                <div class="notice deprecation" role="note">
+                    <strong>{format!("Version {} is deprecated", v.label)}</strong>
+                    {format!(" since {}.{when}", d.deprecated_at)}
+                    {d.notice.clone().map(|n| view! { " " {n} })}
+                    {more}
+                </div>
+            }
+        })
+        .collect_view()
 }
 
 /// Every API the visitor may see, fully loaded.
@@ -134,7 +207,7 @@ async fn load_document(
         Err(e) => return Err(unavailable(visitor, e.to_string())),
     };
     let version = version.filter(|v| !v.is_empty());
-    if version.is_some_and(|v| !api.versions().iter().any(|x| x == v)) {
+    if version.is_some_and(|v| !api.versions().iter().any(|x| x.label == v)) {
         return Err(not_found(visitor));
     }
     let plans = all_plans(st).await.map_err(|e| unavailable(visitor, e))?;
@@ -205,15 +278,22 @@ pub async fn reference(
         .as_ref()
         .map(|v| format!("?version={v}"))
         .unwrap_or_default();
-    let versions = api
-        .versions()
-        .into_iter()
-        .map(|v| {
-            let link = format!("/apis/{}?version={v}", api.slug);
-            let current = q.version.as_deref() == Some(v.as_str());
-            view! { <a class="version" class:current=current href=link>{v}</a> }
-        })
+    let all_versions = api.versions();
+    let current = |v: &Version| q.version.as_deref() == Some(v.label.as_str());
+    let versions = all_versions
+        .iter()
+        .map(|v| version_link(&api, v, current(v)))
         .collect_view();
+    let shown: Vec<Version> = match &q.version {
+        Some(_) => all_versions
+            .iter()
+            .filter(|v| current(v))
+            .cloned()
+            .collect(),
+        None => all_versions.clone(),
+    };
+    let notices = deprecation_notices(&shown);
+    let table = versions_table(&api, &all_versions);
     let key_hint = match (&api.key_auth, &visitor.0) {
         (None, _) => None,
         (Some(_), Some(_)) => Some(view! { <p class="hint">"Samples use " <code>{KEY_PLACEHOLDER}</code>"; a key created or rotated in this browser is filled in. Keys are stored hashed, so the portal itself cannot show them again."</p> }.into_any()),
@@ -237,6 +317,8 @@ pub async fn reference(
                 <a href=all_link>"All versions"</a> {versions}
                 " · OpenAPI: " <a href=json_link>"JSON"</a> " " <a href=yaml_link>"YAML"</a>
             </p>
+            {notices}
+            {table}
             {key_hint}
             {other_auth}
             <div inner_html=html></div>
