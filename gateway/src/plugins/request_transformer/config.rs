@@ -130,6 +130,11 @@ pub struct Entry {
     pub value: Option<Template>,
     /// The value as a header value, for header entries whose value is no template.
     pub fixed: Option<HeaderValue>,
+    /// The new name, for a header `rename` whose value is no template.
+    pub renamed: Option<HeaderName>,
+    /// `name=value` form-encoded, for query string entries whose value is no template (what
+    /// `add` and `append` put after the client's query string).
+    pub encoded: Option<String>,
     /// For a value that is a template, its place among the request's rendered values
     /// (`edit::Rendered`): numbered in `Group::entries` order across the groups.
     pub slot: Option<usize>,
@@ -188,16 +193,24 @@ pub fn parse(c: &Map<String, Value>) -> Result<Parsed, String> {
                         name
                     };
                     let header = headers.then(|| HeaderName::try_from(name).ok()).flatten();
-                    let fixed = value
-                        .as_ref()
-                        .and_then(Template::plain)
-                        .filter(|_| headers)
-                        .and_then(|v| HeaderValue::from_str(v).ok());
+                    let plain = value.as_ref().and_then(Template::plain);
+                    let for_headers = plain.filter(|_| headers);
+                    let fixed = for_headers.and_then(|v| HeaderValue::from_str(v).ok());
+                    let renamed = for_headers
+                        .filter(|_| *op == "rename")
+                        .and_then(|v| HeaderName::try_from(v).ok());
+                    let encoded = plain.filter(|_| target == "querystring").map(|v| {
+                        form_urlencoded::Serializer::new(String::new())
+                            .append_pair(name, v)
+                            .finish()
+                    });
                     Ok(Entry {
                         name: name.to_string(),
                         header,
                         value,
                         fixed,
+                        renamed,
+                        encoded,
                         slot: None,
                     })
                 })

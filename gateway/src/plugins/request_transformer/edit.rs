@@ -92,7 +92,11 @@ impl<'s> Rendered<'s> {
             }
         }
         for (e, new) in self.values(RENAME, t) {
-            let (Some(old), Ok(new)) = (&e.header, http::HeaderName::try_from(new)) else {
+            let new = match &e.renamed {
+                Some(name) => Ok(name.clone()),
+                None => http::HeaderName::try_from(new),
+            };
+            let (Some(old), Ok(new)) = (&e.header, new) else {
                 continue;
             };
             if *old == new || *old == HOST || new == HOST {
@@ -190,17 +194,28 @@ impl<'s> Rendered<'s> {
         {
             let present =
                 |name: &str| form_urlencoded::parse(raw.as_bytes()).any(|(k, _)| k == name);
-            let added: Vec<(&str, &str)> = self
+            let mut added = self
                 .values(ADD, t)
                 .filter(|(e, _)| !present(&e.name))
                 .chain(self.values(APPEND, t))
-                .map(|(e, v)| (e.name.as_str(), v))
-                .collect();
-            if added.is_empty() {
-                return None;
+                .peekable();
+            added.peek()?;
+            let mut out = String::with_capacity(raw.len() + 32);
+            out.push_str(raw);
+            for (e, v) in added {
+                if !out.is_empty() {
+                    out.push('&');
+                }
+                match (&e.encoded, e.slot) {
+                    (Some(pair), None) => out.push_str(pair),
+                    _ => {
+                        out.extend(form_urlencoded::byte_serialize(e.name.as_bytes()));
+                        out.push('=');
+                        out.extend(form_urlencoded::byte_serialize(v.as_bytes()));
+                    }
+                }
             }
-            let mut out = form_urlencoded::Serializer::new(raw.to_string());
-            return Some(out.extend_pairs(added).finish());
+            return Some(out);
         }
         let mut pairs: Vec<(String, String)> = form_urlencoded::parse(raw.as_bytes())
             .into_owned()

@@ -85,14 +85,15 @@ fn build(
 
 impl Handler for RequestTransformer {
     fn access<'a>(&'a self, ctx: &'a mut Context<'_>) -> Access<'a> {
-        if !self.reads_body(ctx) {
-            return Access::Now(self.transform(ctx, None));
+        let kind = BodyKind::of(ctx);
+        if !self.reads_body(kind) {
+            return Access::Now(self.transform(ctx, kind, None));
         }
         Access::Later(Box::pin(async move {
             match ctx.body().await {
                 Ok(body) => {
                     let body = body.clone();
-                    self.transform(ctx, Some(body))
+                    self.transform(ctx, kind, Some(body))
                 }
                 Err(reply) => Flow::Respond(reply),
             }
@@ -101,17 +102,24 @@ impl Handler for RequestTransformer {
 }
 
 impl RequestTransformer {
-    /// Whether this request's body is read: it is one Kong edits and there is something to do
-    /// to it, or the method becomes one without a body and a form's fields move to the query.
-    fn reads_body(&self, ctx: &Context<'_>) -> bool {
-        let Some(kind) = BodyKind::of(ctx) else {
+    /// Whether the body (of `kind`) is read: it is one Kong edits and there is something to
+    /// do to it, or the method becomes one without a body and a form's fields move to the query.
+    fn reads_body(&self, kind: Option<BodyKind>) -> bool {
+        let Some(kind) = kind else {
             return false;
         };
         self.ops.iter().any(|g| !g.body.is_empty())
             || (kind == BodyKind::Form && self.method.as_ref().is_some_and(bodiless))
     }
 
-    fn transform(&self, ctx: &mut Context<'_>, body: Option<Bytes>) -> Flow {
+    /// Applies the edits; `kind` is the body's type as the client sent it, `body` the body
+    /// when `reads_body` had it read.
+    fn transform(
+        &self,
+        ctx: &mut Context<'_>,
+        kind: Option<BodyKind>,
+        body: Option<Bytes>,
+    ) -> Flow {
         let query = if self.reads_query {
             ctx.query_params()
         } else {
@@ -128,7 +136,6 @@ impl RequestTransformer {
         if let Some(path) = uri.filter(|p| !p.is_empty()) {
             ctx.upstream_path = Some(edit::encode_path(&path));
         }
-        let kind = BodyKind::of(ctx);
         // The body is read by the type the client gave, whatever the header edits make of it.
         let content_type = match (kind, &body) {
             (Some(_), Some(_)) => ctx.parts.headers.get(http::header::CONTENT_TYPE).cloned(),
