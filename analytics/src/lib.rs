@@ -3,7 +3,7 @@
 //! the proxy down (`pipeline`), surviving sink outages and crashes on disk (`spill`).
 pub mod event;
 pub mod histogram;
-mod ip_text;
+pub mod ip_text;
 mod packed;
 pub mod pipeline;
 pub mod query;

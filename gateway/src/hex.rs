@@ -3,13 +3,18 @@
 
 /// `bytes` in lowercase hex, two digits a byte.
 pub fn encode(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut text = String::with_capacity(bytes.len() * 2);
+    encode_into(bytes, &mut text);
+    text
+}
+
+/// Appends `bytes` in lowercase hex to `text`.
+pub fn encode_into(bytes: &[u8], text: &mut String) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     for b in bytes {
         text.push(DIGITS[usize::from(b >> 4)] as char);
         text.push(DIGITS[usize::from(b & 15)] as char);
     }
-    text
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
-//! Spans out: a batch of traced requests (`Record`s, queued by the log phase) turned into
-//! spans and encoded as OTLP protobuf (the `opentelemetry-proto` crate's types) in the
-//! exporter's own task, off the request path, and sent to `traces_endpoint` over OTLP/HTTP
+//! Spans out: a batch of traced requests (`Record`s, queued by the log phase) written as OTLP
+//! protobuf spans (`wire`) under the resource and scope (the `opentelemetry-proto` crate's
+//! types, encoded once) in the exporter's own task, off the request path, and sent to `traces_endpoint` over OTLP/HTTP
 //! (`POST`, `Content-Type: application/x-protobuf`) as one `ExportTraceServiceRequest`.
 use crate::plugins::log_queue::{self, Deliver};
 use bytes::Bytes;
@@ -8,7 +8,7 @@ use http::{HeaderMap, HeaderValue, Method, Request, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
 use prost::Message;
 use std::future::Future;
@@ -63,27 +63,27 @@ impl Frame {
         }
     }
 
-    /// `spans` as one encoded `ExportTraceServiceRequest`: each span encoded once, straight
-    /// into the body, the enclosing messages framed around them by hand (prost's own encoder
-    /// measures every span again at each level it is nested in).
-    pub fn request(&self, spans: impl Iterator<Item = Span>) -> Vec<u8> {
-        let mut encoded = Vec::new();
-        for span in spans {
-            encode_key(2, WireType::LengthDelimited, &mut encoded);
-            span.encode_length_delimited(&mut encoded)
-                .expect("a Vec grows as needed");
-        }
-        let scope_spans = self.scope.len() + encoded.len();
+    /// One encoded `ExportTraceServiceRequest` whose spans `write_spans` writes (as
+    /// `ScopeSpans.spans` fields; about `capacity` bytes). The spans are written once, into
+    /// the body itself: room is left in front for the enclosing messages' keys and lengths (at
+    /// most 11 bytes each), which are known once the spans are written.
+    pub fn request(&self, capacity: usize, write_spans: impl FnOnce(&mut Vec<u8>)) -> Bytes {
+        let room = 2 * 11 + self.resource.len() + self.scope.len();
+        let mut out = Vec::with_capacity(room + capacity);
+        out.resize(room, 0);
+        write_spans(&mut out);
+        let scope_spans = self.scope.len() + (out.len() - room);
         let resource_spans = self.resource.len() + framed_len(scope_spans);
-        let mut out = Vec::with_capacity(framed_len(resource_spans));
-        encode_key(1, WireType::LengthDelimited, &mut out);
-        encode_varint(resource_spans as u64, &mut out);
-        out.extend_from_slice(&self.resource);
-        encode_key(2, WireType::LengthDelimited, &mut out);
-        encode_varint(scope_spans as u64, &mut out);
-        out.extend_from_slice(&self.scope);
-        out.extend_from_slice(&encoded);
-        out
+        let mut head = Vec::with_capacity(room);
+        encode_key(1, WireType::LengthDelimited, &mut head);
+        encode_varint(resource_spans as u64, &mut head);
+        head.extend_from_slice(&self.resource);
+        encode_key(2, WireType::LengthDelimited, &mut head);
+        encode_varint(scope_spans as u64, &mut head);
+        head.extend_from_slice(&self.scope);
+        let start = room - head.len();
+        out[start..room].copy_from_slice(&head);
+        Bytes::from(out).slice(start..)
     }
 }
 
@@ -129,10 +129,13 @@ impl Deliver<super::Record> for Exporter {
         batch: &'a [super::Record],
     ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>> {
         Box::pin(async move {
-            let body = self
-                .frame
-                .request(batch.iter().flat_map(super::Record::spans));
-            let mut req = Request::new(Full::new(Bytes::from(body)));
+            let capacity = batch.iter().map(log_queue::Entry::size).sum();
+            let body = self.frame.request(capacity, |out| {
+                for record in batch {
+                    record.write(out);
+                }
+            });
+            let mut req = Request::new(Full::new(body));
             *req.method_mut() = Method::POST;
             *req.uri_mut() = self.uri.clone();
             *req.headers_mut() = self.headers.clone();
@@ -157,6 +160,7 @@ impl Deliver<super::Record> for Exporter {
 mod tests {
     use super::*;
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::trace::v1::Span;
 
     #[test]
     fn spans_of_several_requests_make_one_export_request() {
@@ -168,8 +172,13 @@ mod tests {
         };
         let frame = Frame::new(vec![text("service.name", "kong")]);
         let spans = [span("kong"), span("kong.balancer"), span("kong")];
-        let body = frame.request(spans.into_iter());
-        let decoded = ExportTraceServiceRequest::decode(body.as_slice()).unwrap();
+        let body = frame.request(0, |out| {
+            for span in spans {
+                encode_key(2, WireType::LengthDelimited, out);
+                span.encode_length_delimited(out).unwrap();
+            }
+        });
+        let decoded = ExportTraceServiceRequest::decode(body).unwrap();
         let rs = &decoded.resource_spans[0];
         assert_eq!(
             rs.resource.as_ref().unwrap().attributes[0].key,

@@ -12,6 +12,7 @@
 //! (default 1: every request) decides, from the trace id, so every node decides alike.
 mod export;
 pub mod propagation;
+mod wire;
 
 use super::context::Phase;
 use super::log_queue::{self, QUEUE_FIELDS};
@@ -19,11 +20,11 @@ use super::{get_str, Context, Handler, PluginSpec};
 use crate::model::schema::{field, Field, FieldErrors, Ty};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use opentelemetry_proto::tonic::common::v1::KeyValue;
-use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status::StatusCode, Span, Status};
 use propagation::{Outgoing, Parent, FORMATS};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tollgate_analytics::ip_text::IpText;
 use tollgate_analytics::RequestEvent;
 
 pub const SPEC: PluginSpec = PluginSpec {
@@ -484,90 +485,89 @@ impl log_queue::Entry for Record {
 }
 
 impl Record {
-    /// The request's spans: the request, each timed phase, the call upstream.
-    fn spans(&self) -> Vec<Span> {
+    /// Writes the request's spans (the request, each timed phase, the call upstream) as
+    /// `ScopeSpans.spans` fields.
+    fn write(&self, out: &mut Vec<u8>) {
         let e = &self.event;
         let arrived_ns = e.timestamp_us * 1000;
         let at =
             |t: Instant| arrived_ns + t.saturating_duration_since(self.started).as_nanos() as u64;
-        let span = |name: String, kind: SpanKind, id: [u8; 8], parent: Option<[u8; 8]>| Span {
-            trace_id: self.ids.trace.to_vec(),
-            span_id: id.to_vec(),
-            parent_span_id: parent.map(|p| p.to_vec()).unwrap_or_default(),
-            name,
-            kind: kind as i32,
-            ..Default::default()
-        };
-        let mut root = span(
-            "kong".into(),
-            SpanKind::Server,
-            self.ids.root,
-            self.parent_span,
-        );
-        root.start_time_unix_nano = arrived_ns;
-        root.end_time_unix_nano = arrived_ns + e.total_latency_us * 1000;
-        root.attributes = request_attributes(e);
-        if e.status >= 500 {
-            root.status = Some(Status {
-                code: StatusCode::Error as i32,
-                message: String::new(),
-            });
+        let ip = IpText::new(e.client_ip);
+        let ip = std::str::from_utf8(ip.as_bytes()).unwrap_or_default();
+        wire::Span {
+            trace_id: &self.ids.trace,
+            span_id: &self.ids.root,
+            parent_span_id: self.parent_span.as_ref(),
+            name: ["kong", ""],
+            kind: wire::Kind::Server,
+            start_unix_nano: arrived_ns,
+            end_unix_nano: arrived_ns + e.total_latency_us * 1000,
+            attributes: &request_attributes(e, ip),
+            error: e.status >= 500,
         }
-        let mut spans = vec![root];
+        .write(SPANS, out);
+        let upstream = upstream_attributes(e);
         for &Phase { name, start, end } in &self.phases {
-            let (label, kind, id) = if name == super::context::UPSTREAM_PHASE {
-                (
-                    "kong.balancer".to_string(),
-                    SpanKind::Client,
-                    self.ids.balancer,
-                )
+            let plugin_id: [u8; 8] = rand::random();
+            let (name, kind, id, attributes) = if name == super::context::UPSTREAM_PHASE {
+                let name = ["kong.balancer", ""];
+                (name, wire::Kind::Client, &self.ids.balancer, &upstream[..])
             } else {
-                (
-                    format!("kong.access.plugin.{name}"),
-                    SpanKind::Internal,
-                    rand::random(),
-                )
+                let name = ["kong.access.plugin.", name];
+                (name, wire::Kind::Internal, &plugin_id, &[][..])
             };
-            let mut s = span(label, kind, id, Some(self.ids.root));
-            s.start_time_unix_nano = at(start);
-            s.end_time_unix_nano = at(end);
-            if kind == SpanKind::Client {
-                s.attributes = upstream_attributes(e);
+            wire::Span {
+                trace_id: &self.ids.trace,
+                span_id: id,
+                parent_span_id: Some(&self.ids.root),
+                name,
+                kind,
+                start_unix_nano: at(start),
+                end_unix_nano: at(end),
+                attributes,
+                error: false,
             }
-            spans.push(s);
+            .write(SPANS, out);
         }
-        spans
     }
 }
 
+/// `ScopeSpans.spans`.
+const SPANS: u32 = 2;
+
+type Attributes<'a> = smallvec::SmallVec<[(&'static str, wire::Value<'a>); 10]>;
+
 /// The request span's attributes (OpenTelemetry's HTTP semantic conventions, as Kong names them).
-fn request_attributes(e: &RequestEvent) -> Vec<KeyValue> {
-    let mut a = vec![
-        export::text("http.method", &*e.method),
-        export::text("http.url", format!("http://{}{}", e.host, e.path)),
-        export::text("http.host", &*e.host),
-        export::text("http.scheme", "http"),
-        export::int("http.status_code", i64::from(e.status)),
-        export::text("net.peer.ip", e.client_ip.to_string()),
-        export::text("kong.request.id", &*e.request_id),
+fn request_attributes<'a>(e: &'a RequestEvent, ip: &'a str) -> Attributes<'a> {
+    use wire::Value::{Int, Joined, Text};
+    let mut a: Attributes<'a> = smallvec::smallvec![
+        ("http.method", Text(&e.method)),
+        ("http.url", Joined(["http://", &e.host, &e.path])),
+        ("http.host", Text(&e.host)),
+        ("http.scheme", Text("http")),
+        ("http.status_code", Int(i64::from(e.status))),
+        ("net.peer.ip", Text(ip)),
+        ("kong.request.id", Text(&e.request_id)),
     ];
-    if let Some(route) = &e.route {
-        a.push(export::text("kong.route.name", &**route));
-    }
-    if let Some(service) = &e.service {
-        a.push(export::text("kong.service.name", &**service));
-    }
-    if let Some(consumer) = &e.consumer {
-        a.push(export::text("kong.consumer.name", &**consumer));
+    let named = [
+        ("kong.route.name", &e.route),
+        ("kong.service.name", &e.service),
+        ("kong.consumer.name", &e.consumer),
+    ];
+    for (key, value) in named {
+        if let Some(v) = value {
+            a.push((key, Text(v)));
+        }
     }
     a
 }
 
-fn upstream_attributes(e: &RequestEvent) -> Vec<KeyValue> {
-    let mut a = vec![export::int("http.status_code", i64::from(e.status))];
+fn upstream_attributes(e: &RequestEvent) -> Attributes<'_> {
+    use wire::Value::{Int, Text};
+    let mut a: Attributes<'_> = smallvec::smallvec![("http.status_code", Int(i64::from(e.status)))];
     if let Some((host, port)) = e.upstream_addr.as_deref().and_then(|t| t.rsplit_once(':')) {
-        a.push(export::text("net.peer.ip", host.trim_matches(['[', ']'])));
-        a.push(export::int("net.peer.port", port.parse().unwrap_or(0)));
+        a.push(("net.peer.ip", Text(host.trim_matches(['[', ']']))));
+        a.push(("net.peer.port", Int(port.parse().unwrap_or(0))));
     }
     a
 }

@@ -32,9 +32,23 @@ pub fn extract(headers: &HeaderMap, formats: &[&'static str]) -> Option<Parent> 
     formats.iter().find_map(|f| extract_one(headers, f))
 }
 
-fn text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+fn text<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
     headers.get(name)?.to_str().ok().map(str::trim)
 }
+
+/// The headers the formats use, parsed once (a lookup by `&str` parses the name each time).
+static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+static B3: HeaderName = HeaderName::from_static("b3");
+static B3_TRACE_ID: HeaderName = HeaderName::from_static("x-b3-traceid");
+static B3_SPAN_ID: HeaderName = HeaderName::from_static("x-b3-spanid");
+static B3_SAMPLED: HeaderName = HeaderName::from_static("x-b3-sampled");
+static B3_FLAGS: HeaderName = HeaderName::from_static("x-b3-flags");
+static UBER_TRACE_ID: HeaderName = HeaderName::from_static("uber-trace-id");
+static OT_TRACE_ID: HeaderName = HeaderName::from_static("ot-tracer-traceid");
+static OT_SPAN_ID: HeaderName = HeaderName::from_static("ot-tracer-spanid");
+static OT_SAMPLED: HeaderName = HeaderName::from_static("ot-tracer-sampled");
+static AMZN_TRACE_ID: HeaderName = HeaderName::from_static("x-amzn-trace-id");
+static CLOUD_TRACE: HeaderName = HeaderName::from_static("x-cloud-trace-context");
 
 fn extract_one(h: &HeaderMap, format: &'static str) -> Option<Parent> {
     let parent = |trace_id, span_id, sampled| Parent {
@@ -45,7 +59,7 @@ fn extract_one(h: &HeaderMap, format: &'static str) -> Option<Parent> {
     };
     match format {
         "w3c" => {
-            let v = text(h, "traceparent")?;
+            let v = text(h, &TRACEPARENT)?;
             let parts: Vec<&str> = v.split('-').collect();
             let [version, trace, span, flags] = parts[..] else {
                 return None;
@@ -59,7 +73,7 @@ fn extract_one(h: &HeaderMap, format: &'static str) -> Option<Parent> {
         }
         "b3" | "b3-single" => extract_b3(h, format),
         "jaeger" => {
-            let v = text(h, "uber-trace-id")?;
+            let v = text(h, &UBER_TRACE_ID)?;
             let parts: Vec<&str> = v.split(':').collect();
             let [trace, span, _, flags] = parts[..] else {
                 return None;
@@ -72,13 +86,13 @@ fn extract_one(h: &HeaderMap, format: &'static str) -> Option<Parent> {
             ))
         }
         "ot" => {
-            let trace = id16(text(h, "ot-tracer-traceid")?, 32)?;
-            let span = id8(text(h, "ot-tracer-spanid")?)?;
-            let sampled = text(h, "ot-tracer-sampled").map(|s| s == "true" || s == "1");
+            let trace = id16(text(h, &OT_TRACE_ID)?, 32)?;
+            let span = id8(text(h, &OT_SPAN_ID)?)?;
+            let sampled = text(h, &OT_SAMPLED).map(|s| s == "true" || s == "1");
             Some(parent(trace, Some(span), sampled))
         }
         "aws" => {
-            let v = text(h, "x-amzn-trace-id")?;
+            let v = text(h, &AMZN_TRACE_ID)?;
             let (mut trace, mut span, mut sampled) = (None, None, None);
             for field in v.split(';') {
                 match field.trim().split_once('=')? {
@@ -100,7 +114,7 @@ fn extract_one(h: &HeaderMap, format: &'static str) -> Option<Parent> {
             Some(parent(trace?, Some(span?), sampled))
         }
         "gcp" => {
-            let v = text(h, "x-cloud-trace-context")?;
+            let v = text(h, &CLOUD_TRACE)?;
             let (ids, options) = v.split_once(';').unwrap_or((v, ""));
             let (trace, span) = ids.split_once('/')?;
             let span: u64 = span.parse().ok()?;
@@ -124,7 +138,7 @@ fn extract_b3(h: &HeaderMap, format: &'static str) -> Option<Parent> {
         sampled,
         format,
     };
-    if let Some(single) = text(h, "b3") {
+    if let Some(single) = text(h, &B3) {
         let parts: Vec<&str> = single.split('-').collect();
         return match parts[..] {
             [trace, span] => Some(parent(id16(trace, 32)?, Some(id8(span)?), None)),
@@ -132,13 +146,13 @@ fn extract_b3(h: &HeaderMap, format: &'static str) -> Option<Parent> {
             _ => None,
         };
     }
-    let trace = id16(text(h, "x-b3-traceid")?, 32)?;
-    let span = text(h, "x-b3-spanid").and_then(id8);
-    let debug = text(h, "x-b3-flags") == Some("1");
+    let trace = id16(text(h, &B3_TRACE_ID)?, 32)?;
+    let span = text(h, &B3_SPAN_ID).and_then(id8);
+    let debug = text(h, &B3_FLAGS) == Some("1");
     let sampled = if debug {
         Some(true)
     } else {
-        text(h, "x-b3-sampled").and_then(sampled_of)
+        text(h, &B3_SAMPLED).and_then(sampled_of)
     };
     Some(parent(trace, span, sampled))
 }
@@ -172,45 +186,85 @@ fn id8_padded(hex: &str) -> Option<[u8; 8]> {
 
 pub use crate::hex::encode as hex;
 
-/// The headers that say `out` in `format`.
+/// The headers that say `out` in `format`, each value written once into its own buffer.
 pub fn inject(format: &str, out: &Outgoing) -> Vec<(HeaderName, HeaderValue)> {
-    let (trace, span) = (hex(&out.trace_id), hex(&out.span_id));
+    use Piece::{Hex, Text};
+    let (trace, span) = (&out.trace_id[..], &out.span_id[..]);
     let flag = if out.sampled { "1" } else { "0" };
-    let pairs: Vec<(&'static str, String)> = match format {
-        "w3c" => vec![("traceparent", format!("00-{trace}-{span}-0{flag}"))],
+    let one = |name: &HeaderName, pieces: &[Piece]| vec![(name.clone(), value(pieces))];
+    match format {
+        "w3c" => one(
+            &TRACEPARENT,
+            &[
+                Text("00-"),
+                Hex(trace),
+                Text("-"),
+                Hex(span),
+                Text("-0"),
+                Text(flag),
+            ],
+        ),
         "b3" => vec![
-            ("x-b3-traceid", trace),
-            ("x-b3-spanid", span),
-            ("x-b3-sampled", flag.to_string()),
+            (B3_TRACE_ID.clone(), value(&[Hex(trace)])),
+            (B3_SPAN_ID.clone(), value(&[Hex(span)])),
+            (B3_SAMPLED.clone(), value(&[Text(flag)])),
         ],
-        "b3-single" => vec![("b3", format!("{trace}-{span}-{flag}"))],
-        "jaeger" => vec![("uber-trace-id", format!("{trace}:{span}:0:{flag}"))],
+        "b3-single" => one(
+            &B3,
+            &[Hex(trace), Text("-"), Hex(span), Text("-"), Text(flag)],
+        ),
+        "jaeger" => one(
+            &UBER_TRACE_ID,
+            &[Hex(trace), Text(":"), Hex(span), Text(":0:"), Text(flag)],
+        ),
         "ot" => vec![
-            ("ot-tracer-traceid", trace),
-            ("ot-tracer-spanid", span),
+            (OT_TRACE_ID.clone(), value(&[Hex(trace)])),
+            (OT_SPAN_ID.clone(), value(&[Hex(span)])),
             (
-                "ot-tracer-sampled",
-                (if out.sampled { "true" } else { "false" }).into(),
+                OT_SAMPLED.clone(),
+                value(&[Text(if out.sampled { "true" } else { "false" })]),
             ),
         ],
-        "aws" => vec![(
-            "x-amzn-trace-id",
-            format!(
-                "Root=1-{}-{};Parent={span};Sampled={flag}",
-                &trace[..8],
-                &trace[8..]
-            ),
-        )],
-        "gcp" => vec![(
-            "x-cloud-trace-context",
-            format!("{trace}/{};o={flag}", u64::from_be_bytes(out.span_id)),
-        )],
+        "aws" => one(
+            &AMZN_TRACE_ID,
+            &[
+                Text("Root=1-"),
+                Hex(&trace[..4]),
+                Text("-"),
+                Hex(&trace[4..]),
+                Text(";Parent="),
+                Hex(span),
+                Text(";Sampled="),
+                Text(flag),
+            ],
+        ),
+        "gcp" => {
+            let span = u64::from_be_bytes(out.span_id).to_string();
+            one(
+                &CLOUD_TRACE,
+                &[Hex(trace), Text("/"), Text(&span), Text(";o="), Text(flag)],
+            )
+        }
         _ => Vec::new(),
-    };
-    pairs
-        .into_iter()
-        .filter_map(|(n, v)| Some((HeaderName::from_static(n), HeaderValue::from_str(&v).ok()?)))
-        .collect()
+    }
+}
+
+/// Part of a header value: text as it is, or bytes in lowercase hex.
+enum Piece<'a> {
+    Text(&'a str),
+    Hex(&'a [u8]),
+}
+
+/// The pieces as one header value (hex digits and the formats' punctuation are all valid).
+fn value(pieces: &[Piece]) -> HeaderValue {
+    let mut text = String::with_capacity(64);
+    for p in pieces {
+        match p {
+            Piece::Text(t) => text.push_str(t),
+            Piece::Hex(bytes) => crate::hex::encode_into(bytes, &mut text),
+        }
+    }
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(text)).expect("hex digits and punctuation")
 }
 
 #[cfg(test)]
