@@ -97,6 +97,15 @@ impl Backend {
                     } else {
                         Vec::new()
                     };
+                    // One ending in `/status/<code>` answers with that status, as Kong's
+                    // mock upstream's `/status/:code`.
+                    let status = parts
+                        .uri
+                        .path()
+                        .rsplit_once("/status/")
+                        .and_then(|(_, code)| code.parse::<u16>().ok())
+                        .and_then(|code| axum::http::StatusCode::from_u16(code).ok())
+                        .unwrap_or(axum::http::StatusCode::OK);
                     let echo = axum::Json(json!({
                         "method": parts.method.as_str(),
                         "path": parts.uri.path(),
@@ -105,7 +114,7 @@ impl Backend {
                         "body": String::from_utf8_lossy(&body),
                         "peer": peer.0.to_string(),
                     }));
-                    (axum::response::AppendHeaders(own), echo)
+                    (status, axum::response::AppendHeaders(own), echo)
                 }
             });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
