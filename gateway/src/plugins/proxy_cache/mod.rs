@@ -289,12 +289,14 @@ impl ProxyCache {
             None => "Miss",
         };
         ctx.response_plugins.push(Arc::new(Fill {
-            settings: self.0.clone(),
-            key: l.key,
+            slot: Slot {
+                settings: self.0.clone(),
+                key: l.key,
+                now_ms: ctx.now_ms,
+            },
             status,
             debug: l.debug,
             head: ctx.parts.method == Method::HEAD,
-            now_ms: ctx.now_ms,
             ttl: OnceLock::new(),
         }));
         Flow::Continue
@@ -416,12 +418,10 @@ fn key_header(key: &Key) -> HeaderValue {
 /// A miss (or refresh) on its way back: marks the response and, when it is cacheable,
 /// copies its body as it streams and stores it at the end.
 struct Fill {
-    settings: Arc<Settings>,
-    key: Key,
+    slot: Slot,
     status: &'static str,
     debug: bool,
     head: bool,
-    now_ms: u64,
     /// How long the response is fresh, once the header filter decided it is cacheable.
     ttl: OnceLock<Option<u64>>,
 }
@@ -432,8 +432,8 @@ impl Handler for Fill {
     }
 
     fn header_filter(&self, parts: &mut http::response::Parts) {
-        let s = &self.settings;
-        let ttl = s.cacheable_response(parts, self.now_ms / 1000);
+        let s = &self.slot.settings;
+        let ttl = s.cacheable_response(parts, self.slot.now_ms / 1000);
         let _ = self.ttl.set(ttl);
         if s.shown.status || self.debug {
             let status = if ttl.is_some() { self.status } else { "Bypass" };
@@ -443,11 +443,11 @@ impl Handler for Fill {
         if s.shown.key || self.debug {
             parts
                 .headers
-                .insert(X_CACHE_KEY.clone(), key_header(&self.key));
+                .insert(X_CACHE_KEY.clone(), key_header(&self.slot.key));
         }
         if let (Some(ttl), true) = (ttl, self.head) {
             // A HEAD response has no body to wait for.
-            self.store(parts, Bytes::new(), ttl);
+            self.slot.store(parts, Bytes::new(), ttl);
         }
     }
 
@@ -464,15 +464,8 @@ impl Handler for Fill {
             return None;
         }
         Some(Box::new(Copy {
-            fill: Some(Fill {
-                settings: self.settings.clone(),
-                key: self.key,
-                status: self.status,
-                debug: self.debug,
-                head: false,
-                now_ms: self.now_ms,
-                ttl: OnceLock::from(Some(ttl)),
-            }),
+            slot: Some(self.slot.clone()),
+            ttl,
             parts: Some(stored_head(parts)),
             expected,
             body: BytesMut::with_capacity(expected.unwrap_or(0)),
@@ -480,7 +473,15 @@ impl Handler for Fill {
     }
 }
 
-impl Fill {
+/// Where and when a response is stored: the plugin's store, the request's key and time.
+#[derive(Clone)]
+struct Slot {
+    settings: Arc<Settings>,
+    key: Key,
+    now_ms: u64,
+}
+
+impl Slot {
     fn store(&self, parts: &http::response::Parts, body: Bytes, ttl: u64) {
         let s = &self.settings;
         let cached = Cached {
@@ -535,8 +536,10 @@ fn stored_headers(headers: &HeaderMap) -> HeaderMap {
 /// A response body's copy, stored once it is whole: when the declared length has passed,
 /// or at the end of a body without one; dropped when it grows beyond `MAX_BUFFERED_BODY`.
 struct Copy {
-    /// What stores it; taken when stored or given up.
-    fill: Option<Fill>,
+    /// Where it is stored; taken when stored or given up.
+    slot: Option<Slot>,
+    /// How long it is fresh.
+    ttl: u64,
     parts: Option<http::response::Parts>,
     expected: Option<usize>,
     body: BytesMut,
@@ -544,19 +547,18 @@ struct Copy {
 
 impl Copy {
     fn finish(&mut self) {
-        if let (Some(fill), Some(parts)) = (self.fill.take(), self.parts.take()) {
-            let ttl = fill.ttl.get().copied().flatten().unwrap_or(0);
+        if let (Some(slot), Some(parts)) = (self.slot.take(), self.parts.take()) {
             let body = std::mem::take(&mut self.body).freeze();
-            fill.store(&parts, body, ttl);
+            slot.store(&parts, body, self.ttl);
         }
     }
 }
 
 impl FrameMap for Copy {
     fn frame(&mut self, frame: hyper::body::Frame<Bytes>) -> hyper::body::Frame<Bytes> {
-        if let (Some(data), Some(_)) = (frame.data_ref(), &self.fill) {
+        if let (Some(data), Some(_)) = (frame.data_ref(), &self.slot) {
             if self.body.len() + data.len() > MAX_BUFFERED_BODY {
-                self.fill = None;
+                self.slot = None;
                 self.body = BytesMut::new();
             } else {
                 self.body.extend_from_slice(data);
