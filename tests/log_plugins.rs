@@ -2,7 +2,7 @@
 //! (an HTTP server, a TCP listener, a UDP socket): Kong's log entry arrives, batched as the
 //! queue says (spec/03-plugins/03-http-log/01-log_spec.lua, 01-tcp-log, 02-udp-log), and a
 //! log server that is down or never answers does not slow the proxy: its queue drops and
-//! counts in /metrics.
+//! counts in /metrics. file-log carries correlation-id's id (11-correlation-id).
 mod common;
 
 use common::*;
@@ -238,4 +238,46 @@ async fn udp_log_sends_a_datagram_per_request() {
     assert_eq!(entry["request"]["uri"], "/echo/udp");
     assert!(entry["latencies"]["request"].is_u64());
     assert!(entry["latencies"]["kong"].is_u64());
+}
+
+// spec/03-plugins/11-correlation-id/01-access_spec.lua:465 "log serializer": file-log's entry
+// carries the correlation id the client sent as `correlation_id` beside Kong's request id; an
+// id the plugin made is logged as the upstream got it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_correlation_id_is_in_the_log_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("file.log");
+    let config = json!({"path": path.to_str().unwrap(), "reopen": true});
+    let (gw, _backend) = logged(json!({"name": "file-log", "config": config})).await;
+    let r = gw
+        .create("/services/echo/plugins", json!({"name": "correlation-id"}))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    gw.settled().await;
+    let sent = send(
+        "GET",
+        &gw.proxy_url("/echo"),
+        &[("Kong-Request-ID", "1234")],
+        None,
+    )
+    .await;
+    assert_eq!(sent.status, 200);
+    let made = send("GET", &gw.proxy_url("/echo"), &[], None).await;
+    let upstream_id = made.json["headers"]["kong-request-id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let entries = wait_for("two log lines", || {
+        let text = std::fs::read_to_string(&path).ok()?;
+        let lines: Vec<Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        (lines.len() == 2).then_some(lines)
+    })
+    .await;
+    let request_id = entries[0]["request"]["id"].as_str().unwrap();
+    assert!(request_id.len() == 32 && request_id.bytes().all(|b| b.is_ascii_hexdigit()));
+    assert_eq!(entries[0]["correlation_id"], "1234");
+    assert_eq!(entries[1]["correlation_id"], upstream_id.as_str());
 }

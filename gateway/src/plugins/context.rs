@@ -52,6 +52,9 @@ pub struct Context<'r> {
     pub response_headers: AddedHeaders,
     /// The instances whose access phase ran and that act on the response or in the log.
     pub response_plugins: Vec<Arc<dyn super::Handler>>,
+    /// Values the log entry carries beside Kong's fields (Kong's `kong.log.set_serialize_value`:
+    /// correlation-id's `correlation_id`).
+    pub serialized: Serialized,
     /// Milliseconds since the Unix epoch, read once per request.
     pub now_ms: u64,
     /// The connection the request came on.
@@ -152,6 +155,9 @@ pub fn consumer_headers<'a>(
     ]
 }
 
+/// Top-level values of a request's log entry, by name.
+pub type Serialized = Vec<(&'static str, Arc<str>)>;
+
 /// Applies `added` to `to`, each replacing any header of its name.
 pub fn apply(added: impl IntoIterator<Item = (http::HeaderName, HeaderValue)>, to: &mut HeaderMap) {
     for (name, value) in added {
@@ -200,6 +206,7 @@ impl<'r> Context<'r> {
             upstream_host: None,
             response_headers: Vec::new(),
             response_plugins: Vec::new(),
+            serialized: Vec::new(),
             now_ms,
             connection: Connection::default(),
             cache_hit: false,

@@ -115,6 +115,9 @@ impl Handler for CorrelationId {
                 made
             }
         };
+        if let Ok(text) = id.to_str() {
+            ctx.serialized.push(("correlation_id", text.into()));
+        }
         if self.echo_downstream {
             ctx.response_headers.push((self.header.clone(), id));
         }

@@ -3,6 +3,7 @@
 //! route, consumer, started_at). The log phase only builds the line and hands it to the
 //! file's writer thread through a bounded queue without waiting; a full queue drops the line
 //! and counts it. `reopen` opens the file for every batch of lines (for log rotation).
+use super::context::Serialized;
 use super::log_queue::Counts;
 use super::{get_bool, get_str, Handler, PluginSpec};
 use crate::model::schema::{field, FieldErrors, Ty};
@@ -146,8 +147,8 @@ impl Handler for FileLog {
         true
     }
 
-    fn log(&self, event: &RequestEvent) {
-        let mut line = super::log_entry::entry(event).to_string();
+    fn log(&self, event: &RequestEvent, serialized: &Serialized) {
+        let mut line = super::log_entry::entry(event, serialized).to_string();
         line.push('\n');
         self.writer.offer(line);
     }

@@ -1,11 +1,12 @@
 //! The log entry every log plugin writes (file-log, http-log, tcp-log, udp-log): the main
 //! fields of Kong's basic serializer (kong/pdk/log.lua `serialize`), as far as the request's
-//! analytics event knows them.
+//! analytics event knows them, and the values plugins added (correlation-id's `correlation_id`).
+use super::context::Serialized;
 use serde_json::{json, Value};
 use tollgate_analytics::RequestEvent;
 
-/// Kong's log entry for `e`.
-pub fn entry(e: &RequestEvent) -> Value {
+/// Kong's log entry for `e`, with `serialized` at its top level.
+pub fn entry(e: &RequestEvent, serialized: &Serialized) -> Value {
     let ms = |us: u64| us / 1000;
     let mut entry = json!({
         "request": {
@@ -30,6 +31,9 @@ pub fn entry(e: &RequestEvent) -> Value {
     });
     if let Some(id) = &e.consumer_id {
         entry["consumer"] = json!({"id": id, "username": e.consumer});
+    }
+    for (name, value) in serialized {
+        entry[*name] = json!(value);
     }
     entry
 }

@@ -5,6 +5,7 @@
 //! entries in batches (up to `max_batch_size`, waiting at most `max_coalescing_delay` for a
 //! batch to fill), delivers each, and retries a failed one with a doubling delay until
 //! `max_retry_time` has passed. What happened to every entry is counted for `/metrics`.
+use super::context::Serialized;
 use crate::model::schema::{field, Field, FieldErrors, Ty};
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
@@ -267,8 +268,8 @@ impl super::Handler for Shipper {
         true
     }
 
-    fn log(&self, event: &tollgate_analytics::RequestEvent) {
-        let mut entry = super::log_entry::entry(event).to_string();
+    fn log(&self, event: &tollgate_analytics::RequestEvent, serialized: &Serialized) {
+        let mut entry = super::log_entry::entry(event, serialized).to_string();
         if self.lines {
             entry.push('\n');
         }

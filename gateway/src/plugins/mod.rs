@@ -101,8 +101,9 @@ pub trait Handler: Send + Sync {
         None
     }
 
-    /// Log: the finished request, once its last byte went out. Must not block or wait.
-    fn log(&self, _event: &tollgate_analytics::RequestEvent) {}
+    /// Log: the finished request, once its last byte went out, with the values plugins added
+    /// to its log entry. Must not block or wait.
+    fn log(&self, _event: &tollgate_analytics::RequestEvent, _serialized: &context::Serialized) {}
 }
 
 /// A streaming rewrite of a response body (see `Handler::body_stream`).

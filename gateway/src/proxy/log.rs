@@ -69,6 +69,8 @@ pub(super) struct Exchange {
     pub response_headers: crate::plugins::context::AddedHeaders,
     /// Plugins that act on the response or in the log phase.
     pub response_plugins: Vec<Arc<dyn crate::plugins::Handler>>,
+    /// Values plugins added to the log entry.
+    pub serialized: crate::plugins::context::Serialized,
     pub upstream_addr: Option<Arc<str>>,
     pub upstream_us: u64,
     /// The status the upstream answered, before plugins changed it.
@@ -206,10 +208,11 @@ impl LoggedBody {
 /// The log phase of a finished exchange: metrics, the plugins' log handlers, analytics.
 pub(super) fn record(mut ex: Box<Exchange>, status: u16, bytes_out: u64, logger: &Logger) {
     let plugins = std::mem::take(&mut ex.response_plugins);
+    let serialized = std::mem::take(&mut ex.serialized);
     let event = ex.event(status, bytes_out, logger.node.clone());
     logger.metrics.record(&event);
     for p in &plugins {
-        p.log(&event);
+        p.log(&event, &serialized);
     }
     if let Some(recorder) = &logger.analytics {
         recorder.record(&event);

@@ -112,6 +112,7 @@ impl Proxy {
             rejected_by: None,
             response_headers: Vec::new(),
             response_plugins: Vec::new(),
+            serialized: Vec::new(),
             upstream_addr: None,
             upstream_us: 0,
             upstream_status: None,
@@ -319,6 +320,7 @@ impl Proxy {
         ex.rejected_by = ctx.rejected_by;
         ex.response_headers = ctx.response_headers;
         ex.response_plugins = ctx.response_plugins;
+        ex.serialized = ctx.serialized;
         if ctx.cache_hit {
             // Kong counts a cached answer as proxied (its latency headers, not `Server`).
             ex.cache_hit = true;

@@ -457,7 +457,7 @@ impl Handler for Trace {
     }
 
     /// Queues what the spans are made of; the exporter's task makes and encodes them.
-    fn log(&self, event: &RequestEvent) {
+    fn log(&self, event: &RequestEvent, _: &super::context::Serialized) {
         self.settings.queue.offer(Record {
             ids: self.ids,
             parent_span: self.parent_span,
