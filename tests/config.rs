@@ -440,3 +440,41 @@ async fn plans_are_configuration_as_code_too() {
         .collect();
     assert_eq!(names, ["Free", "Open"]);
 }
+
+/// API versions as code: a DB-less file whose service deprecates `v1` in its `portal` block;
+/// the proxy answers `/v1/` with `Deprecation` and `Sunset`, `/v2/` without.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deprecated_version_in_a_declarative_file_gets_its_headers() {
+    let backend = Backend::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("kong.yaml");
+    let text = format!(
+        r#"_format_version: "3.0"
+services:
+  - name: pets
+    url: http://127.0.0.1:{}
+    portal:
+      title: Pets
+      versions:
+        v1: {{deprecated_at: "2026-11-01", sunset_at: "2027-06-30T12:00:00Z"}}
+    routes:
+      - {{name: pets-v1, paths: [/v1/]}}
+      - {{name: pets-v2, paths: [/v2/]}}
+"#,
+        backend.port
+    );
+    std::fs::write(&file, text).unwrap();
+    let f = file.to_str().unwrap();
+    let gw = Gateway::start(&[
+        ("TOLLGATE_DATABASE", "off"),
+        ("TOLLGATE_DECLARATIVE_CONFIG", f),
+    ])
+    .await;
+    let v1 = gw
+        .wait_for_status("/v1/pets", 200, Duration::from_secs(3))
+        .await;
+    assert_eq!(v1.header("deprecation"), Some("@1793491200"));
+    assert_eq!(v1.header("sunset"), Some("Wed, 30 Jun 2027 12:00:00 GMT"));
+    let v2 = send("GET", &gw.proxy_url("/v2/pets"), &[], None).await;
+    assert_eq!((v2.status, v2.header("deprecation")), (200, None));
+}
