@@ -419,7 +419,7 @@ struct Ids {
 impl Ids {
     /// The caller's trace, or a new one; new spans.
     fn new(parent: Option<&Parent>) -> Ids {
-        let random: [u8; 32] = rand::random();
+        let random: [u8; 32] = random_bytes();
         let mut trace = [0u8; 16];
         trace.copy_from_slice(&random[..16]);
         let mut root = [0u8; 8];
@@ -440,6 +440,20 @@ impl Ids {
         low.copy_from_slice(&self.trace[8..]);
         (u64::from_be_bytes(low) as f64) < rate * u64::MAX as f64 || rate >= 1.0
     }
+}
+
+thread_local! {
+    /// Ids must be unique and random-looking (W3C Trace Context), not secret: a fast
+    /// generator per thread, seeded from the system's, instead of the thread's ChaCha.
+    static ID_SOURCE: std::cell::RefCell<rand::rngs::SmallRng> =
+        std::cell::RefCell::new(rand::SeedableRng::from_rng(&mut rand::rng()));
+}
+
+/// `N` random bytes for trace and span ids.
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    ID_SOURCE.with(|g| rand::RngCore::fill_bytes(&mut *g.borrow_mut(), &mut bytes));
+    bytes
 }
 
 /// A sampled request, waiting for its log phase to turn into spans.
@@ -508,7 +522,7 @@ impl Record {
         .write(SPANS, out);
         let upstream = upstream_attributes(e);
         for &Phase { name, start, end } in &self.phases {
-            let plugin_id: [u8; 8] = rand::random();
+            let plugin_id: [u8; 8] = random_bytes();
             let (name, kind, id, attributes) = if name == super::context::UPSTREAM_PHASE {
                 let name = ["kong.balancer", ""];
                 (name, wire::Kind::Client, &self.ids.balancer, &upstream[..])

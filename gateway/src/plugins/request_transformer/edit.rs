@@ -34,8 +34,9 @@ pub struct Rendered<'s> {
 }
 
 impl<'s> Rendered<'s> {
-    pub fn new(groups: &'s [Group; 5], env: &Env<'_>) -> Rendered<'s> {
-        let mut templates = Vec::new();
+    /// `slots` is how many entries are templates (`Entry::slot` is below it).
+    pub fn new(groups: &'s [Group; 5], slots: usize, env: &Env<'_>) -> Rendered<'s> {
+        let mut templates = Vec::with_capacity(slots);
         for e in groups.iter().flat_map(Group::entries) {
             if let (Some(t), Some(_)) = (&e.value, e.slot) {
                 templates.push(t.render(env));

@@ -57,6 +57,8 @@ struct RequestTransformer {
     ops: [Group; 5],
     /// Some template reads the query string (parsed for them only then).
     reads_query: bool,
+    /// How many entries' values are templates.
+    slots: usize,
 }
 
 fn build(
@@ -75,11 +77,17 @@ fn build(
         .chain(uri.iter())
         .collect::<Vec<_>>();
     let reads_query = templates.iter().any(|t| t.reads_query());
+    let slots = ops
+        .iter()
+        .flat_map(Group::entries)
+        .filter(|e| e.slot.is_some())
+        .count();
     Ok(Arc::new(RequestTransformer {
         method,
         uri,
         ops,
         reads_query,
+        slots,
     }))
 }
 
@@ -131,7 +139,7 @@ impl RequestTransformer {
             query: &query,
             captures: &captures,
         };
-        let rendered = Rendered::new(&self.ops, &env);
+        let rendered = Rendered::new(&self.ops, self.slots, &env);
         let uri = self.uri.as_ref().map(|t| t.render(&env));
         if let Some(path) = uri.filter(|p| !p.is_empty()) {
             ctx.upstream_path = Some(edit::encode_path(&path));
