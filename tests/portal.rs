@@ -1436,4 +1436,29 @@ async fn deprecated_versions_carry_deprecation_and_sunset_and_the_portal_says_so
     assert_eq!(header["name"], "X-API-Version");
     assert_eq!(header["schema"]["enum"], json!(["3"]));
     validate_openapi(&doc3.body, "json");
+
+    // The console shows the deprecations and keeps them when the operator saves the listing.
+    let console_page = p.console.get("/apis/pets", Some(&p.operator)).await;
+    let shown = between(&console_page.body, "id=\"deprecated-versions\"", "</p>")
+        .unwrap_or_else(|| panic!("{}: {}", console_page.status, console_page.body));
+    assert!(
+        shown.contains("v1 since 2026-11-01, until 2027-06-30"),
+        "{shown}"
+    );
+    let fields = [
+        ("action", "publish"),
+        ("title", "Pets"),
+        ("visibility", "public"),
+    ];
+    let r = p
+        .console
+        .post("/apis/pets/listing", Some(&p.operator), &fields)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let kept = send("GET", &admin("/services/pets"), &[], None).await;
+    assert_eq!(kept.json["portal"]["title"], "Pets");
+    assert_eq!(
+        kept.json["portal"]["versions"]["v1"]["sunset_at"],
+        "2027-06-30"
+    );
 }

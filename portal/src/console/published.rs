@@ -14,6 +14,7 @@ use leptos::prelude::*;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
+use tollgate_gateway::model::api_version::Deprecation;
 
 pub async fn list(
     State(st): State<Arc<ConsoleState>>,
@@ -121,6 +122,20 @@ async fn render(
     } else {
         view! { <p class="hint">"No document uploaded: the portal documents each route on its own."</p> }.into_any()
     };
+    let deprecated = listing
+        .as_object()
+        .map(Deprecation::of_listing)
+        .unwrap_or_default();
+    let deprecated = (!deprecated.is_empty()).then(|| {
+        let each: Vec<String> = deprecated
+            .iter()
+            .map(|d| match &d.sunset_at {
+                Some(s) => format!("{} since {}, until {s}", d.label, d.deprecated_at),
+                None => format!("{} since {}", d.label, d.deprecated_at),
+            })
+            .collect();
+        view! { <p class="hint" id="deprecated-versions">{format!("Deprecated versions: {}. They are set in the service's portal.versions (admin API or declarative file) and kept when this form is saved.", each.join("; "))}</p> }
+    });
     let listing_action = format!("/apis/{id}/listing");
     let document_action = format!("/apis/{id}/openapi");
     let remove_action = format!("/apis/{id}/openapi/delete");
@@ -139,6 +154,7 @@ async fn render(
                 <label class="field wide"><span>"Description (Markdown)"</span><textarea name="description" rows="4">{page::textarea_text(&text("description"))}</textarea></label>
                 <button type="submit" name="action" value="publish">{if listing.is_object() { "Save listing" } else { "Publish" }}</button>
             </form>
+            {deprecated}
             {listing.is_object().then(|| view! {
                 <form method="post" action=listing_action class="inline">
                     <input type="hidden" name="action" value="unpublish"/>
@@ -189,6 +205,16 @@ pub async fn save_listing(
             if let Some(v) = v.filter(|v| !v.trim().is_empty()) {
                 block[k] = Value::String(v);
             }
+        }
+        // The form edits the listing's text; the deprecated versions (set through the admin
+        // API or a declarative file) are kept as they are.
+        let path = format!("/services/{id}");
+        let current = admin_api::call(&st.admin, Method::GET, &path, Payload::None).await;
+        if let Some(versions) = current.body["portal"]
+            .get("versions")
+            .filter(|v| !v.is_null())
+        {
+            block["versions"] = versions.clone();
         }
         block
     };

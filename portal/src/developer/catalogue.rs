@@ -74,9 +74,15 @@ fn api_card(api: Api) -> impl IntoView {
     }
 }
 
+/// Where version `label`'s reference is (a header version's label may be any visible text).
+fn version_href(api: &Api, label: &str) -> String {
+    let label: String = form_urlencoded::byte_serialize(label.as_bytes()).collect();
+    format!("/apis/{}?version={label}", api.slug)
+}
+
 /// A link to one version's reference, marked when deprecated.
 fn version_link(api: &Api, v: &Version, current: bool) -> impl IntoView {
-    let link = format!("/apis/{}?version={}", api.slug, v.label);
+    let link = version_href(api, &v.label);
     let deprecated = v.deprecation.is_some();
     let text = match deprecated {
         true => format!("{} (deprecated)", v.label),
@@ -103,7 +109,7 @@ fn versions_table(api: &Api, versions: &[Version]) -> Option<impl IntoView> {
                     None => format!("Deprecated since {}", d.deprecated_at),
                 },
             };
-            let link = format!("/apis/{}?version={}", api.slug, v.label);
+            let link = version_href(api, &v.label);
             view! {
                 <tr>
                     <td><a href=link>{v.label.clone()}</a></td>
@@ -276,7 +282,10 @@ pub async fn reference(
     let suffix = q
         .version
         .as_ref()
-        .map(|v| format!("?version={v}"))
+        .map(|v| {
+            let v: String = form_urlencoded::byte_serialize(v.as_bytes()).collect();
+            format!("?version={v}")
+        })
         .unwrap_or_default();
     let all_versions = api.versions();
     let current = |v: &Version| q.version.as_deref() == Some(v.label.as_str());
