@@ -29,28 +29,82 @@ pub struct Outgoing {
 
 /// The first of `formats` that `headers` carry a valid context in.
 pub fn extract(headers: &HeaderMap, formats: &[&'static str]) -> Option<Parent> {
-    formats.iter().find_map(|f| extract_one(headers, f))
+    let found = Found::of(headers);
+    formats.iter().find_map(|f| extract_one(&found, f))
 }
 
-fn text<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
-    headers.get(name)?.to_str().ok().map(str::trim)
+/// The headers the formats read, in `At`'s order.
+const READ: [&str; 12] = [
+    "traceparent",
+    "b3",
+    "x-b3-traceid",
+    "x-b3-spanid",
+    "x-b3-sampled",
+    "x-b3-flags",
+    "uber-trace-id",
+    "ot-tracer-traceid",
+    "ot-tracer-spanid",
+    "ot-tracer-sampled",
+    "x-amzn-trace-id",
+    "x-cloud-trace-context",
+];
+
+/// A header's place in `READ`.
+#[derive(Clone, Copy)]
+enum At {
+    Traceparent,
+    B3,
+    B3TraceId,
+    B3SpanId,
+    B3Sampled,
+    B3Flags,
+    UberTraceId,
+    OtTraceId,
+    OtSpanId,
+    OtSampled,
+    AmznTraceId,
+    CloudTrace,
 }
 
-/// The headers the formats use, parsed once (a lookup by `&str` parses the name each time).
-static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
-static B3: HeaderName = HeaderName::from_static("b3");
-static B3_TRACE_ID: HeaderName = HeaderName::from_static("x-b3-traceid");
-static B3_SPAN_ID: HeaderName = HeaderName::from_static("x-b3-spanid");
-static B3_SAMPLED: HeaderName = HeaderName::from_static("x-b3-sampled");
-static B3_FLAGS: HeaderName = HeaderName::from_static("x-b3-flags");
-static UBER_TRACE_ID: HeaderName = HeaderName::from_static("uber-trace-id");
-static OT_TRACE_ID: HeaderName = HeaderName::from_static("ot-tracer-traceid");
-static OT_SPAN_ID: HeaderName = HeaderName::from_static("ot-tracer-spanid");
-static OT_SAMPLED: HeaderName = HeaderName::from_static("ot-tracer-sampled");
-static AMZN_TRACE_ID: HeaderName = HeaderName::from_static("x-amzn-trace-id");
-static CLOUD_TRACE: HeaderName = HeaderName::from_static("x-cloud-trace-context");
+/// The trace headers a request carries (the first value of each, trimmed), found in one pass
+/// over its headers: a map lookup for each of the dozen names cost more than reading the few
+/// headers a request has.
+/// `None` for a header the request lacks; `Some(None)` for one whose first value is not text.
+struct Found<'a>([Option<Option<&'a str>>; READ.len()]);
 
-fn extract_one(h: &HeaderMap, format: &'static str) -> Option<Parent> {
+impl<'a> Found<'a> {
+    fn of(headers: &'a HeaderMap) -> Found<'a> {
+        let mut found = Found([None; READ.len()]);
+        for (name, value) in headers {
+            let Some(i) = READ.iter().position(|r| *r == name.as_str()) else {
+                continue;
+            };
+            if found.0[i].is_none() {
+                found.0[i] = Some(value.to_str().ok().map(str::trim));
+            }
+        }
+        found
+    }
+}
+
+fn text<'a>(found: &Found<'a>, at: At) -> Option<&'a str> {
+    found.0[at as usize].flatten()
+}
+
+/// The headers the formats write.
+static TRACEPARENT: HeaderName = HeaderName::from_static(READ[At::Traceparent as usize]);
+static B3: HeaderName = HeaderName::from_static(READ[At::B3 as usize]);
+static B3_TRACE_ID: HeaderName = HeaderName::from_static(READ[At::B3TraceId as usize]);
+static B3_SPAN_ID: HeaderName = HeaderName::from_static(READ[At::B3SpanId as usize]);
+static B3_SAMPLED: HeaderName = HeaderName::from_static(READ[At::B3Sampled as usize]);
+static UBER_TRACE_ID: HeaderName = HeaderName::from_static(READ[At::UberTraceId as usize]);
+static OT_TRACE_ID: HeaderName = HeaderName::from_static(READ[At::OtTraceId as usize]);
+static OT_SPAN_ID: HeaderName = HeaderName::from_static(READ[At::OtSpanId as usize]);
+static OT_SAMPLED: HeaderName = HeaderName::from_static(READ[At::OtSampled as usize]);
+static AMZN_TRACE_ID: HeaderName = HeaderName::from_static(READ[At::AmznTraceId as usize]);
+static CLOUD_TRACE: HeaderName = HeaderName::from_static(READ[At::CloudTrace as usize]);
+
+fn extract_one(h: &Found, format: &'static str) -> Option<Parent> {
     let parent = |trace_id, span_id, sampled| Parent {
         trace_id,
         span_id,
@@ -59,7 +113,7 @@ fn extract_one(h: &HeaderMap, format: &'static str) -> Option<Parent> {
     };
     match format {
         "w3c" => {
-            let v = text(h, &TRACEPARENT)?;
+            let v = text(h, At::Traceparent)?;
             let parts: Vec<&str> = v.split('-').collect();
             let [version, trace, span, flags] = parts[..] else {
                 return None;
@@ -73,7 +127,7 @@ fn extract_one(h: &HeaderMap, format: &'static str) -> Option<Parent> {
         }
         "b3" | "b3-single" => extract_b3(h, format),
         "jaeger" => {
-            let v = text(h, &UBER_TRACE_ID)?;
+            let v = text(h, At::UberTraceId)?;
             let parts: Vec<&str> = v.split(':').collect();
             let [trace, span, _, flags] = parts[..] else {
                 return None;
@@ -86,13 +140,13 @@ fn extract_one(h: &HeaderMap, format: &'static str) -> Option<Parent> {
             ))
         }
         "ot" => {
-            let trace = id16(text(h, &OT_TRACE_ID)?, 32)?;
-            let span = id8(text(h, &OT_SPAN_ID)?)?;
-            let sampled = text(h, &OT_SAMPLED).map(|s| s == "true" || s == "1");
+            let trace = id16(text(h, At::OtTraceId)?, 32)?;
+            let span = id8(text(h, At::OtSpanId)?)?;
+            let sampled = text(h, At::OtSampled).map(|s| s == "true" || s == "1");
             Some(parent(trace, Some(span), sampled))
         }
         "aws" => {
-            let v = text(h, &AMZN_TRACE_ID)?;
+            let v = text(h, At::AmznTraceId)?;
             let (mut trace, mut span, mut sampled) = (None, None, None);
             for field in v.split(';') {
                 match field.trim().split_once('=')? {
@@ -114,7 +168,7 @@ fn extract_one(h: &HeaderMap, format: &'static str) -> Option<Parent> {
             Some(parent(trace?, Some(span?), sampled))
         }
         "gcp" => {
-            let v = text(h, &CLOUD_TRACE)?;
+            let v = text(h, At::CloudTrace)?;
             let (ids, options) = v.split_once(';').unwrap_or((v, ""));
             let (trace, span) = ids.split_once('/')?;
             let span: u64 = span.parse().ok()?;
@@ -126,7 +180,7 @@ fn extract_one(h: &HeaderMap, format: &'static str) -> Option<Parent> {
 }
 
 /// B3, from the single header or the several.
-fn extract_b3(h: &HeaderMap, format: &'static str) -> Option<Parent> {
+fn extract_b3(h: &Found, format: &'static str) -> Option<Parent> {
     let sampled_of = |s: &str| match s {
         "1" | "d" | "true" => Some(true),
         "0" | "false" => Some(false),
@@ -138,7 +192,7 @@ fn extract_b3(h: &HeaderMap, format: &'static str) -> Option<Parent> {
         sampled,
         format,
     };
-    if let Some(single) = text(h, &B3) {
+    if let Some(single) = text(h, At::B3) {
         let parts: Vec<&str> = single.split('-').collect();
         return match parts[..] {
             [trace, span] => Some(parent(id16(trace, 32)?, Some(id8(span)?), None)),
@@ -146,13 +200,13 @@ fn extract_b3(h: &HeaderMap, format: &'static str) -> Option<Parent> {
             _ => None,
         };
     }
-    let trace = id16(text(h, &B3_TRACE_ID)?, 32)?;
-    let span = text(h, &B3_SPAN_ID).and_then(id8);
-    let debug = text(h, &B3_FLAGS) == Some("1");
+    let trace = id16(text(h, At::B3TraceId)?, 32)?;
+    let span = text(h, At::B3SpanId).and_then(id8);
+    let debug = text(h, At::B3Flags) == Some("1");
     let sampled = if debug {
         Some(true)
     } else {
-        text(h, &B3_SAMPLED).and_then(sampled_of)
+        text(h, At::B3Sampled).and_then(sampled_of)
     };
     Some(parent(trace, span, sampled))
 }
@@ -348,5 +402,25 @@ mod tests {
             );
         }
         assert_eq!(extract(&w3c, &[]), None);
+    }
+
+    /// As a map lookup reads them: a header's first value counts, and a first value that is
+    /// not text hides the later ones.
+    #[test]
+    fn the_first_value_of_each_header_is_read() {
+        let mut h = HeaderMap::new();
+        h.append(
+            "traceparent",
+            HeaderValue::from_str(&format!("00-{TRACE}-{SPAN}-01")).unwrap(),
+        );
+        h.append("traceparent", HeaderValue::from_static("00-bad-bad-01"));
+        assert_eq!(hex(&extract(&h, &["w3c"]).unwrap().trace_id), TRACE);
+        let mut h = HeaderMap::new();
+        h.append("uber-trace-id", HeaderValue::from_bytes(b"\xff").unwrap());
+        h.append(
+            "uber-trace-id",
+            HeaderValue::from_str(&format!("{TRACE}:a9:0:1")).unwrap(),
+        );
+        assert_eq!(extract(&h, &["jaeger"]), None);
     }
 }
