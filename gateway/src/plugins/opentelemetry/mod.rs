@@ -522,11 +522,12 @@ impl Record {
         .write(SPANS, out);
         let upstream = upstream_attributes(e);
         for &Phase { name, start, end } in &self.phases {
-            let plugin_id: [u8; 8] = random_bytes();
+            let plugin_id: [u8; 8];
             let (name, kind, id, attributes) = if name == super::context::UPSTREAM_PHASE {
                 let name = ["kong.balancer", ""];
                 (name, wire::Kind::Client, &self.ids.balancer, &upstream[..])
             } else {
+                plugin_id = random_bytes();
                 let name = ["kong.access.plugin.", name];
                 (name, wire::Kind::Internal, &plugin_id, &[][..])
             };
