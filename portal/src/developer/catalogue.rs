@@ -74,10 +74,15 @@ fn api_card(api: Api) -> impl IntoView {
     }
 }
 
-/// Where version `label`'s reference is (a header version's label may be any visible text).
-fn version_href(api: &Api, label: &str) -> String {
+/// The query naming version `label` (a header version's label may be any visible text).
+fn version_query(label: &str) -> String {
     let label: String = form_urlencoded::byte_serialize(label.as_bytes()).collect();
-    format!("/apis/{}?version={label}", api.slug)
+    format!("?version={label}")
+}
+
+/// Where version `label`'s reference is.
+fn version_href(api: &Api, label: &str) -> String {
+    format!("/apis/{}{}", api.slug, version_query(label))
 }
 
 /// A link to one version's reference, marked when deprecated.
@@ -279,14 +284,7 @@ pub async fn reference(
         Ok(h) => h,
         Err(e) => return unavailable(&visitor, e.to_string()),
     };
-    let suffix = q
-        .version
-        .as_ref()
-        .map(|v| {
-            let v: String = form_urlencoded::byte_serialize(v.as_bytes()).collect();
-            format!("?version={v}")
-        })
-        .unwrap_or_default();
+    let suffix = q.version.as_deref().map(version_query).unwrap_or_default();
     let all_versions = api.versions();
     let current = |v: &Version| q.version.as_deref() == Some(v.label.as_str());
     let versions = all_versions
