@@ -87,6 +87,22 @@ pub fn served(route: &Route) -> Served<'_> {
     by_header.unwrap_or(Served::Paths)
 }
 
+/// The versions `route` serves: its version header's, or each one its paths name, once.
+pub fn labels(route: &Route) -> Vec<&str> {
+    match served(route) {
+        Served::Header { label, .. } => vec![label],
+        Served::Paths => {
+            let mut out: Vec<&str> = Vec::new();
+            for label in route.paths.iter().flatten().filter_map(|p| of_path(p)) {
+                if !out.contains(&label) {
+                    out.push(label);
+                }
+            }
+            out
+        }
+    }
+}
+
 /// A version the operator marked deprecated, read from its (checked) `portal.versions` entry.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Deprecation {
@@ -181,17 +197,14 @@ impl RouteDeprecation {
     /// The deprecations, of the service's `deprecated` ones, that `route` serves.
     pub fn of(route: &Route, deprecated: &[(String, Arc<Headers>)]) -> Option<RouteDeprecation> {
         let find = |label: &str| deprecated.iter().find(|(l, _)| l == label).map(|(_, h)| h);
+        let mut mine = labels(route)
+            .into_iter()
+            .filter_map(|label| Some((label, find(label)?.clone())));
         match served(route) {
-            Served::Header { label, .. } => find(label).cloned().map(RouteDeprecation::All),
+            Served::Header { .. } => mine.next().map(|(_, h)| RouteDeprecation::All(h)),
             Served::Paths => {
-                let mut by_path: Vec<(Box<str>, Arc<Headers>)> = Vec::new();
-                for label in route.paths.iter().flatten().filter_map(|p| of_path(p)) {
-                    if let Some(h) =
-                        find(label).filter(|_| !by_path.iter().any(|(l, _)| &**l == label))
-                    {
-                        by_path.push((label.into(), h.clone()));
-                    }
-                }
+                let by_path: Vec<(Box<str>, Arc<Headers>)> =
+                    mine.map(|(label, h)| (label.into(), h)).collect();
                 (!by_path.is_empty()).then_some(RouteDeprecation::ByPath(by_path))
             }
         }

@@ -98,21 +98,12 @@ impl Api {
     pub fn versions(&self) -> Vec<Version> {
         let mut out: Vec<Version> = Vec::new();
         for route in &self.routes {
-            let found: Vec<(&str, Option<&str>)> = match api_version::served(route) {
-                Served::Header { name, label } => vec![(label, Some(name))],
-                Served::Paths => route
-                    .paths
-                    .iter()
-                    .flatten()
-                    .filter_map(|p| api_version::of_path(p))
-                    .map(|l| (l, None))
-                    .collect(),
-            };
-            for (label, header) in found {
+            let header = api_version::served(route).header().map(str::to_string);
+            for label in api_version::labels(route) {
                 if !out.iter().any(|v| v.label == label) {
                     out.push(Version {
                         label: label.to_string(),
-                        header: header.map(str::to_string),
+                        header: header.clone(),
                         deprecation: self.deprecation(label).cloned(),
                     });
                 }
