@@ -48,6 +48,10 @@ pub struct Context<'r> {
     /// The `Host` the upstream gets instead of the one `preserve_host` or the service picks
     /// (request-transformer's `replace.headers: host:...`).
     pub upstream_host: Option<HeaderValue>,
+    /// The query string the upstream gets instead of the client's (`set_query`; empty: none),
+    /// kept beside the URI rather than in it: rebuilding the URI parsed it all again. Read it
+    /// with `query`, set it with `set_query`.
+    pub upstream_query: Option<String>,
     /// Headers added to the client's response, whoever writes it (upstream or a plugin).
     pub response_headers: AddedHeaders,
     /// The instances whose access phase ran and that act on the response or in the log.
@@ -204,6 +208,7 @@ impl<'r> Context<'r> {
             grpc_stripped_path: false,
             upstream_path: None,
             upstream_host: None,
+            upstream_query: None,
             response_headers: Vec::new(),
             response_plugins: Vec::new(),
             serialized: Vec::new(),
@@ -265,9 +270,18 @@ impl<'r> Context<'r> {
             .capture(self.route_index, self.path, name)
     }
 
-    /// The query string's parameters, decoded, in the order the client sent them.
+    /// The query string as the upstream will get it (as a plugin set it, else the client's),
+    /// still encoded.
+    pub fn query(&self) -> Option<&str> {
+        match &self.upstream_query {
+            Some(q) => (!q.is_empty()).then_some(q.as_str()),
+            None => self.parts.uri.query(),
+        }
+    }
+
+    /// The query string's parameters, decoded, in the order they go upstream.
     pub fn query_params(&self) -> Vec<(String, String)> {
-        let query = self.parts.uri.query().unwrap_or("");
+        let query = self.query().unwrap_or("");
         form_urlencoded::parse(query.as_bytes())
             .into_owned()
             .collect()
@@ -275,7 +289,7 @@ impl<'r> Context<'r> {
 
     /// Takes every `name` parameter off the query string the upstream gets.
     pub fn drop_query_param(&mut self, name: &str) {
-        let query = self.parts.uri.query().unwrap_or("");
+        let query = self.query().unwrap_or("");
         let kept: String = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(form_urlencoded::parse(query.as_bytes()).filter(|(k, _)| k != name))
             .finish();
@@ -284,17 +298,10 @@ impl<'r> Context<'r> {
 
     /// Replaces the query string the upstream gets with `query` (encoded; empty: none).
     pub fn set_query(&mut self, query: &str) {
-        let parts = &mut self.parts;
-        let path = parts.uri.path();
-        let mut pq = String::with_capacity(path.len() + 1 + query.len());
-        pq.push_str(path);
-        if !query.is_empty() {
-            pq.push('?');
-            pq.push_str(query);
+        match &mut self.upstream_query {
+            Some(q) => query.clone_into(q),
+            None => self.upstream_query = Some(query.to_owned()),
         }
-        let mut uri = std::mem::take(&mut parts.uri).into_parts();
-        uri.path_and_query = http::uri::PathAndQuery::from_maybe_shared(Bytes::from(pq)).ok();
-        parts.uri = http::Uri::from_parts(uri).unwrap_or_default();
     }
 
     /// Moves the headers set with `set_upstream_header` into the request's own, so a plugin

@@ -133,7 +133,7 @@ impl Handler for Jwt {
         if preflight || self.fallback.already_authenticated(ctx) {
             return Access::Now(Flow::Continue);
         }
-        let tokens = self.tokens(ctx.parts);
+        let tokens = self.tokens(ctx);
         let flow = match tokens.len() {
             0 => self.fallback.unauthorized(ctx, "Unauthorized"),
             1 => {
@@ -162,16 +162,16 @@ fn now_s(ctx: &Context<'_>) -> f64 {
 
 impl Jwt {
     /// The distinct tokens the request carries: in the query, cookies and `Bearer` headers.
-    fn tokens(&self, parts: &http::request::Parts) -> BTreeSet<String> {
+    fn tokens(&self, ctx: &Context<'_>) -> BTreeSet<String> {
         let mut found = BTreeSet::new();
-        let query = parts.uri.query().unwrap_or("");
+        let query = ctx.query().unwrap_or("");
         for (k, v) in form_urlencoded::parse(query.as_bytes()) {
             if !v.is_empty() && self.uri_param_names.iter().any(|n| *n == k) {
                 found.insert(v.into_owned());
             }
         }
         if !self.cookie_names.is_empty() {
-            for cookie in cookies(&parts.headers) {
+            for cookie in cookies(&ctx.parts.headers) {
                 if let Some((name, value)) = cookie.split_once('=') {
                     let (name, value) = (name.trim(), value.trim());
                     if !value.is_empty() && self.cookie_names.iter().any(|n| n == name) {
@@ -181,7 +181,7 @@ impl Jwt {
             }
         }
         for name in &self.header_names {
-            if let Some(token) = parts.headers.get(name).and_then(bearer) {
+            if let Some(token) = ctx.parts.headers.get(name).and_then(bearer) {
                 found.insert(token);
             }
         }

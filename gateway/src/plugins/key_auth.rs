@@ -139,7 +139,7 @@ impl KeyAuth {
     /// Finds the key in the request (and `body`, the form when keys may come in one) and
     /// identifies its consumer.
     fn authenticate(&self, ctx: &mut Context<'_>, body: Option<FormBody>) -> Flow {
-        let found = match self.find_key(ctx.parts, body.as_ref()) {
+        let found = match self.find_key(ctx, body.as_ref()) {
             Ok(found) => found,
             Err(()) => return self.fallback.unauthorized(ctx, DUPLICATE),
         };
@@ -159,14 +159,10 @@ impl KeyAuth {
     }
 
     /// The key, if one was sent; `Err` when a name was sent more than once.
-    fn find_key(
-        &self,
-        parts: &http::request::Parts,
-        body: Option<&FormBody>,
-    ) -> Result<Option<Found>, ()> {
+    fn find_key(&self, ctx: &Context<'_>, body: Option<&FormBody>) -> Result<Option<Found>, ()> {
         for (header, name) in &self.key_names {
             if self.in_header {
-                let mut values = parts.headers.get_all(header).iter();
+                let mut values = ctx.parts.headers.get_all(header).iter();
                 if let Some(v) = values.next() {
                     if values.next().is_some() {
                         return Err(());
@@ -175,7 +171,7 @@ impl KeyAuth {
                 }
             }
             if self.in_query {
-                let query = parts.uri.query().unwrap_or("");
+                let query = ctx.query().unwrap_or("");
                 let mut values =
                     form_urlencoded::parse(query.as_bytes()).filter(|(k, _)| k == name);
                 if let Some((k, v)) = values.next() {

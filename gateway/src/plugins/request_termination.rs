@@ -81,7 +81,7 @@ impl RequestTermination {
             return true;
         };
         ctx.header(header).is_some()
-            || form_urlencoded::parse(ctx.parts.uri.query().unwrap_or("").as_bytes())
+            || form_urlencoded::parse(ctx.query().unwrap_or("").as_bytes())
                 .any(|(k, _)| k == name.as_str())
     }
 }

@@ -265,12 +265,15 @@ impl Proxy {
         };
         let stripped = (rewrite && route.strip_path).then(|| &norm_path[..m.matched_len]);
         let mut head = Vec::with_capacity(UPSTREAM_HEAD_CAPACITY);
-        let query = parts.uri.query();
+        let query = match &rewrites.query {
+            Some(q) => (!q.is_empty()).then_some(q.as_str()),
+            None => parts.uri.query(),
+        };
         if !upstream::request_line(&parts.method, &upstream_path, query, &mut head) {
             return Err(bad());
         }
         let captures = |name: &str| snapshot.router.capture(m.route, &norm_path, name);
-        let hash = balance_hash(service, &parts, &norm_path, &captures, ex);
+        let hash = balance_hash(service, (&parts, query), &norm_path, &captures, ex);
         let send_id = self.headers.upstream_request_id;
         let mut ours = headers::Forwarded::new(&parts, route, service, ex, stripped, conn, send_id);
         if let Some(host) = &rewrites.host {
@@ -332,6 +335,7 @@ impl Proxy {
                 grpc_stripped_path: ctx.grpc_stripped_path,
                 path: ctx.upstream_path,
                 host: ctx.upstream_host,
+                query: ctx.upstream_query,
             }),
             Flow::Respond(reply) => Err(reply),
         }
@@ -416,6 +420,8 @@ struct Rewrites {
     path: Option<String>,
     /// The `Host` the upstream gets.
     host: Option<HeaderValue>,
+    /// The query string the upstream gets (encoded; empty: none).
+    query: Option<String>,
 }
 
 /// The upstream accepted a WebSocket handshake: the 101 goes to the client with the switch's
@@ -461,10 +467,11 @@ fn websocket_required() -> Reply {
 }
 
 /// The consistent-hashing value of a request to a service balanced that way (a cookie the
-/// gateway made up for it is set on the response).
+/// gateway made up for it is set on the response); `query` is the query string as it goes
+/// upstream.
 fn balance_hash(
     service: &ServiceEntry,
-    parts: &http::request::Parts,
+    (parts, query): (&http::request::Parts, Option<&str>),
     path: &str,
     captures: &dyn Fn(&str) -> Option<String>,
     ex: &mut Exchange,
@@ -479,7 +486,7 @@ fn balance_hash(
             ip: ex.client_ip,
             headers: &parts.headers,
             path,
-            query: parts.uri.query(),
+            query,
             captures,
         },
     );

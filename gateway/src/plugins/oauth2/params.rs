@@ -11,7 +11,7 @@ pub struct Params {
 impl Params {
     /// The request's parameters; its body is read only when `with_body`.
     pub async fn read(ctx: &mut Context<'_>, with_body: bool) -> Result<Params, Reply> {
-        let query = ctx.parts.uri.query().unwrap_or("").to_string();
+        let query = ctx.query().unwrap_or("").to_string();
         let body = match with_body {
             false => None,
             true => {

@@ -326,7 +326,7 @@ impl Settings {
             path
         };
         let route = ctx.route_id.to_string();
-        let query = ctx.parts.uri.query().unwrap_or("");
+        let query = ctx.query().unwrap_or("");
         let params = query
             .split('&')
             .filter(|p| !p.is_empty())

@@ -117,19 +117,22 @@ impl<'s> Rendered<'s> {
             }
         }
         let mut host = None;
+        // `entry` hashes the name once where `contains_key` and `insert` hashed it twice.
         for (e, text, v) in self.header_values(REPLACE) {
             match &e.header {
                 Some(name) if *name == HOST => host = Some(text.to_string()),
-                Some(name) if h.contains_key(name) => {
-                    h.insert(name.clone(), v);
+                Some(name) => {
+                    if let http::header::Entry::Occupied(mut found) = h.entry(name) {
+                        found.insert(v);
+                    }
                 }
-                _ => {}
+                None => {}
             }
         }
         for (e, _, v) in self.header_values(ADD) {
             if let Some(name) = e.header.as_ref().filter(|n| **n != HOST) {
-                if !h.contains_key(name) {
-                    h.insert(name.clone(), v);
+                if let http::header::Entry::Vacant(slot) = h.entry(name) {
+                    slot.insert(v);
                 }
             }
         }

@@ -166,7 +166,7 @@ impl RequestTransformer {
             }
         }
         if rendered.has(Target::Querystring) {
-            if let Some(query) = rendered.query(ctx.parts.uri.query()) {
+            if let Some(query) = rendered.query(ctx.query()) {
                 ctx.set_query(&query);
             }
         }

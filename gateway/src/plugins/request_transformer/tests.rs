@@ -14,6 +14,8 @@ fn handler(config: Value) -> Arc<dyn Handler> {
 /// What went upstream.
 struct Sent {
     parts: http::request::Parts,
+    /// The query string as it goes upstream.
+    raw_query: Option<String>,
     body: String,
     path: Option<String>,
     host: Option<String>,
@@ -30,7 +32,7 @@ impl Sent {
     }
 
     fn query(&self) -> Vec<(String, String)> {
-        let q = self.parts.uri.query().unwrap_or("");
+        let q = self.raw_query.as_deref().unwrap_or("");
         form_urlencoded::parse(q.as_bytes()).into_owned().collect()
     }
 
@@ -67,6 +69,7 @@ async fn run(config: Value, method: &str, uri: &str, headers: &[(&str, &str)], b
         RequestBody::Streaming(_) => unreachable!(),
     };
     Sent {
+        raw_query: ctx.query().map(str::to_owned),
         parts: ctx.parts.clone(),
         body,
         path: ctx.upstream_path.clone(),
@@ -533,7 +536,7 @@ async fn an_untouched_query_string_is_not_reencoded() {
         "",
     )
     .await;
-    assert_eq!(s.parts.uri.query(), Some("expected=$&+,/:;?@"));
+    assert_eq!(s.raw_query.as_deref(), Some("expected=$&+,/:;?@"));
 }
 
 #[tokio::test]
