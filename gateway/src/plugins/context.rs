@@ -293,15 +293,12 @@ impl<'r> Context<'r> {
         let kept: String = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(form_urlencoded::parse(query.as_bytes()).filter(|(k, _)| k != name))
             .finish();
-        self.set_query(&kept);
+        self.set_query(kept);
     }
 
     /// Replaces the query string the upstream gets with `query` (encoded; empty: none).
-    pub fn set_query(&mut self, query: &str) {
-        match &mut self.upstream_query {
-            Some(q) => query.clone_into(q),
-            None => self.upstream_query = Some(query.to_owned()),
-        }
+    pub fn set_query(&mut self, query: String) {
+        self.upstream_query = Some(query);
     }
 
     /// Moves the headers set with `set_upstream_header` into the request's own, so a plugin

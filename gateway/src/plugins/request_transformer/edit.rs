@@ -2,7 +2,7 @@
 //! pairs (query string, form body), to a JSON object and to multipart parts, each as Kong's
 //! access.lua applies them.
 use super::config::{Entry, Group};
-use super::template::Env;
+use super::template::{Env, Template};
 use super::BodyKind;
 use crate::plugins::multipart::Multipart;
 use crate::plugins::Context;
@@ -30,18 +30,14 @@ const APPEND: usize = 4;
 /// came, before any edit. Plain values are read from the config, not copied.
 pub struct Rendered<'s> {
     groups: &'s [Group; 5],
-    templates: Vec<String>,
+    /// Inline for the usual few templates: one allocation less per request.
+    templates: smallvec::SmallVec<[String; 4]>,
 }
 
 impl<'s> Rendered<'s> {
-    /// `slots` is how many entries are templates (`Entry::slot` is below it).
-    pub fn new(groups: &'s [Group; 5], slots: usize, env: &Env<'_>) -> Rendered<'s> {
-        let mut templates = Vec::with_capacity(slots);
-        for e in groups.iter().flat_map(Group::entries) {
-            if let (Some(t), Some(_)) = (&e.value, e.slot) {
-                templates.push(t.render(env));
-            }
-        }
+    /// `templates` are the entries' template values in `Entry::slot` order.
+    pub fn new(groups: &'s [Group; 5], templates: &[Template], env: &Env<'_>) -> Rendered<'s> {
+        let templates = templates.iter().map(|t| t.render(env)).collect();
         Rendered { groups, templates }
     }
 
@@ -337,7 +333,7 @@ pub fn form_to_query(ctx: &mut Context<'_>, body: &[u8]) {
     let before = pairs.len();
     pairs.extend(form_urlencoded::parse(body).into_owned());
     if pairs.len() != before {
-        ctx.set_query(&encode_pairs(&pairs));
+        ctx.set_query(encode_pairs(&pairs));
     }
 }
 

@@ -57,8 +57,9 @@ struct RequestTransformer {
     ops: [Group; 5],
     /// Some template reads the query string (parsed for them only then).
     reads_query: bool,
-    /// How many entries' values are templates.
-    slots: usize,
+    /// The entries' values that are templates, by `Entry::slot`: rendered per request
+    /// without walking every entry.
+    templates: Vec<Template>,
 }
 
 fn build(
@@ -71,23 +72,23 @@ fn build(
         uri,
         groups: ops,
     } = config::parse(c)?;
-    let templates = ops
+    let reads_query = ops
         .iter()
         .flat_map(Group::templates)
         .chain(uri.iter())
-        .collect::<Vec<_>>();
-    let reads_query = templates.iter().any(|t| t.reads_query());
-    let slots = ops
+        .any(Template::reads_query);
+    let templates = ops
         .iter()
         .flat_map(Group::entries)
         .filter(|e| e.slot.is_some())
-        .count();
+        .filter_map(|e| e.value.clone())
+        .collect();
     Ok(Arc::new(RequestTransformer {
         method,
         uri,
         ops,
         reads_query,
-        slots,
+        templates,
     }))
 }
 
@@ -139,7 +140,7 @@ impl RequestTransformer {
             query: &query,
             captures: &captures,
         };
-        let rendered = Rendered::new(&self.ops, self.slots, &env);
+        let rendered = Rendered::new(&self.ops, &self.templates, &env);
         let uri = self.uri.as_ref().map(|t| t.render(&env));
         if let Some(path) = uri.filter(|p| !p.is_empty()) {
             ctx.upstream_path = Some(edit::encode_path(&path));
@@ -167,7 +168,7 @@ impl RequestTransformer {
         }
         if rendered.has(Target::Querystring) {
             if let Some(query) = rendered.query(ctx.query()) {
-                ctx.set_query(&query);
+                ctx.set_query(query);
             }
         }
         Flow::Continue
