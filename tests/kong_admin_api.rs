@@ -561,6 +561,27 @@ async fn conflicts_and_foreign_keys_in_kongs_shapes() {
             "the foreign key '{{id=\"{id}\"}}' does not reference an existing 'services' entity."
         )
     );
+    // 09-routes_routes_spec.lua:1808: a new entity given a taken id (it was a 503 "database
+    // error" before), nothing stored.
+    let route = gw
+        .create("/routes", json!({"name": "r1", "paths": ["/r1"]}))
+        .await;
+    let plugin = gw
+        .create(
+            &format!("/routes/{}/plugins", route.json["id"].as_str().unwrap()),
+            json!({"name": "basic-auth"}),
+        )
+        .await;
+    let pid = plugin.json["id"].as_str().unwrap();
+    let r = post("/routes/r1/plugins", json!({"name": "key-auth", "id": pid})).await;
+    assert_eq!(r.status, 409);
+    assert_eq!(
+        r.json,
+        json!({"code": 3, "name": "primary key violation", "fields": {"id": pid},
+               "message": format!("primary key violation on key '{{id=\"{pid}\"}}'")})
+    );
+    let r = send("GET", &gw.admin_url(&format!("/plugins/{pid}")), &[], None).await;
+    assert_eq!(r.json["name"], "basic-auth");
 }
 
 /// kong/api/routes/kong.lua (`/schemas/...`) and plugins.lua (`/plugins/enabled`): schemas

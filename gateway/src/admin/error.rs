@@ -93,6 +93,12 @@ fn store_error(e: StoreError) -> (StatusCode, serde_json::Value) {
             StatusCode::CONFLICT,
             json!({"code": 5, "name": "unique constraint violation", "message": message, "fields": fields}),
         ),
+        // 409, as Kong's spec asserts (09-routes_routes_spec.lua:1817), though its
+        // endpoints.lua maps the code to 400.
+        StoreError::PrimaryKey { id } => (
+            StatusCode::CONFLICT,
+            json!({"code": 3, "name": "primary key violation", "message": message, "fields": {"id": id}}),
+        ),
         StoreError::MissingReference { field, id, .. } => (
             StatusCode::BAD_REQUEST,
             json!({"code": 4, "name": "foreign key violation", "message": message, "fields": {field: {"id": id}}}),

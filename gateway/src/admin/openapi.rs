@@ -113,6 +113,10 @@ pub fn build() -> OpenApi {
     paths = upstream_paths(paths);
     paths = membership_paths(paths);
     paths = proxy_cache_paths(paths);
+    let mut paths = paths.build();
+    for (path, item) in paths.paths.iter_mut() {
+        add_error_answers(path, item);
+    }
     OpenApiBuilder::new()
         .info(
             InfoBuilder::new()
@@ -120,7 +124,7 @@ pub fn build() -> OpenApi {
                 .version(env!("CARGO_PKG_VERSION"))
                 .build(),
         )
-        .paths(paths.build())
+        .paths(paths)
         .components(Some(
             ComponentsBuilder::new()
                 .schema_from::<EntityRef>()
@@ -155,6 +159,36 @@ pub fn build() -> OpenApi {
                 .build(),
         ))
         .build()
+}
+
+/// The answers every operation can give besides its own, where it does not describe them
+/// itself: 400 (a parameter or body refused, with field errors in Kong's shape), 404 on a path
+/// naming an entity (it, or its parent, does not exist) and 409 on a write (a unique key taken).
+fn add_error_answers(path: &str, item: &mut PathItem) {
+    let names_entity = path.contains('{');
+    let ops = [
+        (&mut item.get, false),
+        (&mut item.delete, false),
+        (&mut item.post, true),
+        (&mut item.put, true),
+        (&mut item.patch, true),
+    ];
+    for (op, writes) in ops {
+        let Some(op) = op else { continue };
+        let answers = &mut op.responses.responses;
+        let mut add = |code: &str, description: &str| {
+            answers
+                .entry(code.to_string())
+                .or_insert_with(|| reply(description, None).into());
+        };
+        add("400", "A parameter or the body refused, with field errors");
+        if names_entity {
+            add("404", "Not found");
+        }
+        if writes {
+            add("409", "A unique key is taken");
+        }
+    }
 }
 
 /// Kong's upstream endpoints beyond CRUD: health, marks, the raw target list.
@@ -424,16 +458,12 @@ fn path_param(name: &str, description: &str) -> utoipa::openapi::path::Parameter
         .build()
 }
 
+/// An entity as a request body. Only JSON is described: the API also takes Kong's form bodies
+/// (`consumer.id=...`), whose flattened keys a JSON Schema cannot describe.
 fn json_body(schema: &str) -> utoipa::openapi::request_body::RequestBody {
     RequestBodyBuilder::new()
         .content(
             "application/json",
-            ContentBuilder::new()
-                .schema(Some(Ref::from_schema_name(schema)))
-                .build(),
-        )
-        .content(
-            "application/x-www-form-urlencoded",
             ContentBuilder::new()
                 .schema(Some(Ref::from_schema_name(schema)))
                 .build(),

@@ -13,6 +13,9 @@ pub enum StoreError {
         /// The same as the error's `fields`: `{"username": "slow_user"}`.
         fields: Value,
     },
+    /// A new entity given the id of one that exists.
+    #[error("primary key violation on key '{{id=\"{id}\"}}'")]
+    PrimaryKey { id: String },
     #[error(
         "the foreign key '{{id=\"{id}\"}}' does not reference an existing '{collection}' entity."
     )]

@@ -244,6 +244,9 @@ impl Store {
     /// Inserts a new entity, or replaces the one with the same id (`PUT`).
     pub async fn save(&self, rec: &Record, replace: bool) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
+        if !replace {
+            check_new_id(&mut tx, rec).await?;
+        }
         check_references(&mut tx, rec).await?;
         check_unique(&mut tx, rec).await?;
         if replace {
@@ -263,6 +266,7 @@ impl Store {
     pub async fn insert_all(&self, records: &[Record]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         for rec in records {
+            check_new_id(&mut tx, rec).await?;
             check_references(&mut tx, rec).await?;
             check_unique(&mut tx, rec).await?;
         }
@@ -485,6 +489,21 @@ async fn bump_version(tx: &mut Tx) -> Result<(), StoreError> {
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+/// A new entity's id must not be one its kind already has.
+async fn check_new_id(tx: &mut Tx, rec: &Record) -> Result<(), StoreError> {
+    let found = sqlx::query("SELECT 1 FROM entities WHERE kind = $1 AND id = $2")
+        .bind(rec.kind.collection())
+        .bind(rec.id.to_string())
+        .fetch_optional(&mut **tx)
+        .await?;
+    match found {
+        Some(_) => Err(StoreError::PrimaryKey {
+            id: rec.id.to_string(),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Every parent an entity names must exist.
