@@ -13,23 +13,31 @@ use tollgate_analytics::query::{
     Filter, Point, Queries, RecentEvent, StatusCount, Summary, TopBy, TopEntry, STEPS,
 };
 
+/// The last second of the year 9999: times beyond it (or before 1970) are refused, not
+/// multiplied into an overflow by the stores' microsecond columns.
+const LAST_SECOND: i64 = 253_402_300_799;
+
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 pub struct Params {
     /// Start, Unix seconds (default: an hour before `to`); summary and timeseries count the
     /// whole minute it falls in.
+    #[param(minimum = 0, maximum = 253402300799_i64)]
     from: Option<i64>,
     /// End, Unix seconds, exclusive (default: now).
+    #[param(minimum = 0, maximum = 253402300799_i64)]
     to: Option<i64>,
     service: Option<String>,
     route: Option<String>,
     consumer: Option<String>,
     /// 2, 3, 4 or 5.
+    #[param(minimum = 2, maximum = 5)]
     status_class: Option<u8>,
     /// Time-series bucket in seconds: 60, 300 or 3600 (timeseries only).
     step: Option<i64>,
     /// `route`, `consumer` or `upstream` (top only).
     by: Option<TopBy>,
     /// Rows to return, 1 … 1000 (top and events).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
@@ -40,6 +48,11 @@ impl Params {
             .to
             .unwrap_or_else(|| tollgate_analytics::unix_now() + 1);
         let from = self.from.unwrap_or(to - 3600);
+        for (name, t) in [("from", from), ("to", to)] {
+            if !(0..=LAST_SECOND).contains(&t) {
+                errors.add(name, format!("value should be between 0 and {LAST_SECOND}"));
+            }
+        }
         if from >= to {
             errors.add("from", "must be before 'to'");
         }
