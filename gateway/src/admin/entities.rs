@@ -51,15 +51,28 @@ fn nested(parent: &str, child: &str) -> Option<(Kind, Kind, &'static str, &'stat
     let (parent_kind, _, kind) = NESTED
         .into_iter()
         .find(|(p, c, _)| p.collection() == parent && *c == child)?;
-    let (field, column) = match parent_kind {
-        Kind::Service => ("service", "service_id"),
-        Kind::Route => ("route", "route_id"),
-        Kind::Consumer => ("consumer", "consumer_id"),
-        Kind::Upstream => ("upstream", "upstream_id"),
-        Kind::ConsumerGroup => ("consumer_group", "consumer_group_id"),
-        _ => ("certificate", "certificate_id"),
+    let field = parent_field(parent_kind);
+    let column = match parent_kind {
+        Kind::Service => "service_id",
+        Kind::Route => "route_id",
+        Kind::Consumer => "consumer_id",
+        Kind::Upstream => "upstream_id",
+        Kind::ConsumerGroup => "consumer_group_id",
+        _ => "certificate_id",
     };
     Some((kind, parent_kind, column, field))
+}
+
+/// The field by which a nested entity refers to its parent (of `NESTED`'s parent kinds).
+pub fn parent_field(parent: Kind) -> &'static str {
+    match parent {
+        Kind::Service => "service",
+        Kind::Route => "route",
+        Kind::Consumer => "consumer",
+        Kind::Upstream => "upstream",
+        Kind::ConsumerGroup => "consumer_group",
+        _ => "certificate",
+    }
 }
 
 fn kind_of(collection: &str) -> Result<Kind, ApiError> {
@@ -205,9 +218,6 @@ pub async fn nested_delete(
     st: St,
     Path((parent, pid, child, key)): Path<(String, String, String, String)>,
 ) -> Result<Response, ApiError> {
-    if let Some(side) = memberships::side(&parent, &child) {
-        return memberships::remove(&st, side, &pid, &key).await;
-    }
     let (kind, p) = scope(&st, &parent, &pid, &child).await?;
     do_delete(&st, kind, &key, Some(p)).await
 }
@@ -280,6 +290,18 @@ async fn do_put(
     st.writable("create or update", kind, Some(key))?;
     let existing = st.store().get(kind, &lookup_key(kind, key, parent)).await?;
     let mut fields = input.fields;
+    // The path names the entity, whatever id the body gives; one of the wrong type is refused.
+    if let Some(given) = fields.get("id").filter(|v| !v.is_null()) {
+        if given
+            .as_str()
+            .and_then(|s| uuid::Uuid::parse_str(s).ok())
+            .is_none()
+        {
+            let mut errors = crate::model::schema::FieldErrors::default();
+            errors.add("id", "expected a valid UUID");
+            return Err(errors.into());
+        }
+    }
     if let Some(p) = parent {
         fields.insert(p.field.into(), json!({"id": p.id}));
     }
@@ -377,15 +399,21 @@ fn lookup_key(kind: Kind, key: &str, parent: Option<Parent>) -> String {
 }
 
 /// An entity as reads show it: a key-auth credential with a `ttl` shows the seconds it has
-/// left, as Kong's does, and none once it has expired (the proxy no longer takes it).
+/// left, as Kong's does, and none once it has expired (the proxy no longer takes it). The
+/// `ttl` counts from the credential's last write, and 0 is none, as in Kong's store
+/// (strategies/postgres/init.lua:351-376).
 fn live(kind: Kind, mut body: Value, now: i64) -> Option<Value> {
     if kind != Kind::KeyAuth {
         return Some(body);
     }
-    let (Some(ttl), Some(created)) = (body["ttl"].as_i64(), body["created_at"].as_i64()) else {
+    let (Some(ttl), Some(written)) = (body["ttl"].as_i64(), body["updated_at"].as_i64()) else {
         return Some(body);
     };
-    let left = created + ttl - now;
+    if ttl == 0 {
+        body["ttl"] = Value::Null;
+        return Some(body);
+    }
+    let left = written + ttl - now;
     if left <= 0 {
         return None;
     }

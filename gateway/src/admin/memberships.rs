@@ -8,10 +8,12 @@ use super::AdminState;
 use crate::model::schema::FieldErrors;
 use crate::model::{consumer_group::membership_key, normalize, unix_now, Kind, Source};
 use crate::store::{ListQuery, StoreError};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Map, Value};
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// One side of a membership, as a nested path sees it.
@@ -44,6 +46,25 @@ pub fn side(parent: &str, child: &str) -> Option<Side> {
         }),
         _ => None,
     }
+}
+
+/// `DELETE /consumer_groups/{g}/consumers/{c}`: a membership answers DELETE only, on a route
+/// of its own so that its `Allow` says so.
+pub async fn delete_consumer(
+    st: State<Arc<AdminState>>,
+    Path((group, consumer)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let side = side("consumer_groups", "consumers").expect("a membership path");
+    remove(&st, side, &group, &consumer).await
+}
+
+/// `DELETE /consumers/{c}/consumer_groups/{g}`, as `delete_consumer` from the other side.
+pub async fn delete_group(
+    st: State<Arc<AdminState>>,
+    Path((consumer, group)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let side = side("consumers", "consumer_groups").expect("a membership path");
+    remove(&st, side, &consumer, &group).await
 }
 
 /// The store column and the membership field naming each kind.

@@ -25,7 +25,7 @@ use crate::store::Store;
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put, MethodRouter};
+use axum::routing::{delete, get, post, put, MethodRouter};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -196,6 +196,14 @@ pub fn router(state: Arc<AdminState>, extra: Router) -> Router {
                 get(proxy_cache::lookup_in).delete(proxy_cache::purge_in),
                 "DELETE, GET, HEAD, OPTIONS",
             ),
+        )
+        .route(
+            "/consumer_groups/{group}/consumers/{consumer}",
+            kong_methods(delete(memberships::delete_consumer), "DELETE, OPTIONS"),
+        )
+        .route(
+            "/consumers/{consumer}/consumer_groups/{group}",
+            kong_methods(delete(memberships::delete_group), "DELETE, OPTIONS"),
         )
         .route(
             "/{collection}",
