@@ -1,9 +1,5 @@
 //! The admin API's own OpenAPI 3.1 document, generated with utoipa from the entity types.
-use crate::model::{
-    Acl, BasicAuthCredential, CaCertificate, Certificate, Consumer, ConsumerGroup,
-    ConsumerGroupMember, EntityRef, HmacCredential, JwtSecret, KeyAuthCredential, Kind,
-    OAuth2Credential, Plugin, Route, Service, Sni, Target, Upstream,
-};
+use crate::model::{Kind, Write};
 use crate::store::portal;
 use axum::Json;
 use tollgate_analytics::query;
@@ -16,7 +12,7 @@ use utoipa::openapi::{
     Required, ResponseBuilder,
 };
 
-pub async fn document() -> Json<OpenApi> {
+pub async fn document() -> Json<serde_json::Value> {
     Json(build())
 }
 
@@ -42,30 +38,71 @@ fn schema_name(kind: Kind) -> &'static str {
     }
 }
 
-/// Builds the document: a collection and an item path for each kind, and the nested paths.
-pub fn build() -> OpenApi {
+/// Builds the document: a collection and an item path for each kind, and the nested paths;
+/// the entities' schemas come from the field definitions that validate them.
+pub fn build() -> serde_json::Value {
+    let mut doc = serde_json::to_value(build_paths()).expect("the document serializes");
+    let schemas = &mut doc["components"]["schemas"];
+    for kind in Kind::ALL {
+        for (name, schema) in entity_schemas(kind) {
+            schemas[name] = schema;
+        }
+    }
+    doc
+}
+
+/// An entity kind's schemas, by the names `Bodies::of` gives them.
+fn entity_schemas(kind: Kind) -> Vec<(String, serde_json::Value)> {
+    let top = Bodies::of(kind, None);
+    let mut reply = kind.request_schema(None, Write::Patch);
+    reply["additionalProperties"] = true.into();
+    let mut out = vec![
+        (top.reply, reply),
+        (top.create, kind.request_schema(None, Write::Create)),
+        (top.put, kind.request_schema(None, Write::Put)),
+        (top.patch, kind.request_schema(None, Write::Patch)),
+    ];
+    for (parent, _, _) in super::entities::NESTED
+        .iter()
+        .filter(|(_, _, child)| *child == kind)
+    {
+        let field = super::entities::parent_field(*parent);
+        let nested = Bodies::of(kind, Some(field));
+        out.push((
+            nested.create,
+            kind.request_schema(Some(field), Write::Create),
+        ));
+        out.push((nested.put, kind.request_schema(Some(field), Write::Put)));
+        out.push((nested.patch, kind.request_schema(Some(field), Write::Patch)));
+    }
+    out
+}
+
+fn build_paths() -> OpenApi {
     let mut paths = PathsBuilder::new();
     for kind in Kind::ALL {
         let c = kind.collection();
-        let name = schema_name(kind);
-        paths = paths.path(format!("/{c}"), collection(name, c, None)).path(
-            format!("/{c}/{{id}}"),
-            item(name, c, &[("id", "id or name")]),
-        );
+        let bodies = Bodies::of(kind, None);
+        paths = paths
+            .path(format!("/{c}"), collection(&bodies, c, None))
+            .path(
+                format!("/{c}/{{id}}"),
+                item(&bodies, c, &[("id", "id or name")]),
+            );
     }
     for (parent, child, kind) in super::entities::NESTED {
+        let bodies = Bodies::of(kind, Some(super::entities::parent_field(parent)));
         let parent = parent.collection();
-        let name = schema_name(kind);
         let tag = format!("{parent}/{child}");
         paths = paths
             .path(
                 format!("/{parent}/{{parent}}/{child}"),
-                collection(name, &tag, Some("parent")),
+                collection(&bodies, &tag, Some("parent")),
             )
             .path(
                 format!("/{parent}/{{parent}}/{child}/{{id}}"),
                 item(
-                    name,
+                    &bodies,
                     &tag,
                     &[("parent", "id or name of the parent"), ("id", "id")],
                 ),
@@ -127,24 +164,6 @@ pub fn build() -> OpenApi {
         .paths(paths)
         .components(Some(
             ComponentsBuilder::new()
-                .schema_from::<EntityRef>()
-                .schema_from::<Service>()
-                .schema_from::<Route>()
-                .schema_from::<Consumer>()
-                .schema_from::<Plugin>()
-                .schema_from::<KeyAuthCredential>()
-                .schema_from::<BasicAuthCredential>()
-                .schema_from::<JwtSecret>()
-                .schema_from::<HmacCredential>()
-                .schema_from::<OAuth2Credential>()
-                .schema_from::<Acl>()
-                .schema_from::<ConsumerGroup>()
-                .schema_from::<ConsumerGroupMember>()
-                .schema_from::<Upstream>()
-                .schema_from::<Target>()
-                .schema_from::<Certificate>()
-                .schema_from::<Sni>()
-                .schema_from::<CaCertificate>()
                 .schema_from::<portal::Plan>()
                 .schema_from::<portal::PlanLimits>()
                 .schema_from::<portal::DeveloperView>()
@@ -357,18 +376,23 @@ fn membership_paths(mut paths: PathsBuilder) -> PathsBuilder {
 /// The developer portal's entities (served by the portal crate, merged into this API).
 fn portal_paths(paths: PathsBuilder) -> PathsBuilder {
     let id = [("id", "id or name")];
-    let mut developer = item("DeveloperView", "developers", &[("id", "id or email")]);
+    let (developer_view, application_view) = (
+        Bodies::same("DeveloperView"),
+        Bodies::same("ApplicationView"),
+    );
+    let mut developer = item(&developer_view, "developers", &[("id", "id or email")]);
     developer.put = None;
     developer.delete = None;
-    let developers = collection("DeveloperView", "developers", None);
-    let mut applications = collection("ApplicationView", "applications", None);
+    let developers = collection(&developer_view, "developers", None);
+    let mut applications = collection(&application_view, "applications", None);
     applications.post = None;
-    let owned = collection("ApplicationView", "developers/applications", Some("parent"));
-    let mut application = item("ApplicationView", "applications", &[("id", "id")]);
+    let owned = collection(&application_view, "developers/applications", Some("parent"));
+    let mut application = item(&application_view, "applications", &[("id", "id")]);
     application.put = None;
+    let plan = Bodies::same("Plan");
     paths
-        .path("/plans", collection("Plan", "plans", None))
-        .path("/plans/{id}", item("Plan", "plans", &id))
+        .path("/plans", collection(&plan, "plans", None))
+        .path("/plans/{id}", item(&plan, "plans", &id))
         .path("/developers", developers)
         .path("/developers/{id}", developer)
         .path("/developers/{parent}/applications", owned)
@@ -484,7 +508,40 @@ fn reply(description: &str, schema: Option<&str>) -> utoipa::openapi::Response {
     b.build()
 }
 
-fn collection(schema: &str, tag: &str, parent: Option<&str>) -> PathItem {
+/// The schemas an entity's operations refer to: what they answer, and the body each write
+/// takes (a create, a PUT that takes the name from the path, a PATCH of some fields).
+struct Bodies {
+    reply: String,
+    create: String,
+    put: String,
+    patch: String,
+}
+
+impl Bodies {
+    /// One schema for all (the portal's entities).
+    fn same(schema: &str) -> Bodies {
+        Bodies {
+            reply: schema.into(),
+            create: schema.into(),
+            put: schema.into(),
+            patch: schema.into(),
+        }
+    }
+
+    /// An entity kind's, at the top level or under a parent whose path gives `parent`.
+    fn of(kind: Kind, parent: Option<&str>) -> Bodies {
+        let name = schema_name(kind);
+        let under = parent.map(|p| format!("_{p}")).unwrap_or_default();
+        Bodies {
+            reply: name.into(),
+            create: format!("{name}Create{under}"),
+            put: format!("{name}Put{under}"),
+            patch: format!("{name}Patch{under}"),
+        }
+    }
+}
+
+fn collection(bodies: &Bodies, tag: &str, parent: Option<&str>) -> PathItem {
     let params: Vec<_> = parent
         .iter()
         .map(|p| path_param(p, "id or name of the parent"))
@@ -500,8 +557,8 @@ fn collection(schema: &str, tag: &str, parent: Option<&str>) -> PathItem {
         .tag(tag)
         .summary(Some(format!("Create one of {tag}")))
         .parameters(Some(params))
-        .request_body(Some(json_body(schema)))
-        .response("201", reply("Created", Some(schema)))
+        .request_body(Some(json_body(&bodies.create)))
+        .response("201", reply("Created", Some(&bodies.reply)))
         .response("400", reply("Schema violation, with field errors", None))
         .response("409", reply("Unique constraint violation", None));
     let mut item = PathItem::new(HttpMethod::Get, list.build());
@@ -509,7 +566,7 @@ fn collection(schema: &str, tag: &str, parent: Option<&str>) -> PathItem {
     item
 }
 
-fn item(schema: &str, tag: &str, params: &[(&str, &str)]) -> PathItem {
+fn item(bodies: &Bodies, tag: &str, params: &[(&str, &str)]) -> PathItem {
     let params: Vec<_> = params.iter().map(|(n, d)| path_param(n, d)).collect();
     let op = |summary: &str| {
         OperationBuilder::new()
@@ -521,19 +578,19 @@ fn item(schema: &str, tag: &str, params: &[(&str, &str)]) -> PathItem {
     let mut item = PathItem::new(
         HttpMethod::Get,
         op("Fetch one")
-            .response("200", reply("The entity", Some(schema)))
+            .response("200", reply("The entity", Some(&bodies.reply)))
             .build(),
     );
     item.patch = Some(
         op("Change some fields")
-            .request_body(Some(json_body(schema)))
-            .response("200", reply("Updated", Some(schema)))
+            .request_body(Some(json_body(&bodies.patch)))
+            .response("200", reply("Updated", Some(&bodies.reply)))
             .build(),
     );
     item.put = Some(
         op("Create or replace")
-            .request_body(Some(json_body(schema)))
-            .response("200", reply("Stored", Some(schema)))
+            .request_body(Some(json_body(&bodies.put)))
+            .response("200", reply("Stored", Some(&bodies.reply)))
             .build(),
     );
     item.delete = Some(op("Delete").response("204", reply("Deleted", None)).build());

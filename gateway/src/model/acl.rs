@@ -7,7 +7,7 @@ use super::{ref_id, tags_of, Entity, EntityRef, Keys};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Acl {
     pub id: Uuid,

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest;
 use uuid::Uuid;
 
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Certificate {
     pub id: Uuid,
@@ -160,7 +160,7 @@ pub fn wildcard_host(name: &str) -> Result<(), String> {
 }
 
 /// A name a certificate is served for.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Sni {
     pub id: Uuid,
@@ -197,7 +197,7 @@ impl Entity for Sni {
 }
 
 /// A trust anchor: one CA certificate, unique by its SHA-256 digest.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CaCertificate {
     pub id: Uuid,

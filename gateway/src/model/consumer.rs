@@ -4,7 +4,7 @@ use super::{tags_of, Entity, Keys};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Consumer {
     pub id: Uuid,
@@ -21,6 +21,7 @@ impl Entity for Consumer {
         field("custom_id", Ty::Str),
         field("tags", Ty::StrSet),
     ];
+    const ANY_OF: &'static [&'static str] = &["username", "custom_id"];
 
     fn validate(&mut self, errors: &mut FieldErrors) {
         if self.username.is_none() && self.custom_id.is_none() {

@@ -1,12 +1,12 @@
 //! Consumer groups (Kong Enterprise 3.4+): a named set of consumers that plugins can be scoped
 //! to, so one rate-limiting instance limits every member (Kong's "Gold" and "Silver" tiers).
 //! A membership is an entity of its own, which the store deletes with either side.
-use super::schema::{field, Field, FieldErrors, Ty};
-use super::{ref_id, tags_of, validate_name, Entity, EntityRef, Keys};
+use super::schema::{field, Field, Ty};
+use super::{ref_id, tags_of, Entity, EntityRef, Keys};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConsumerGroup {
     pub id: Uuid,
@@ -17,12 +17,8 @@ pub struct ConsumerGroup {
 }
 
 impl Entity for ConsumerGroup {
-    const FIELDS: &'static [Field] = &[field("name", Ty::Str), field("tags", Ty::StrSet)];
+    const FIELDS: &'static [Field] = &[field("name", Ty::Name), field("tags", Ty::StrSet)];
     const REQUIRED: &'static [&'static str] = &["name"];
-
-    fn validate(&mut self, errors: &mut FieldErrors) {
-        validate_name("name", &Some(self.name.clone()), errors);
-    }
 
     fn keys(&self) -> Keys {
         Keys {
@@ -34,7 +30,7 @@ impl Entity for ConsumerGroup {
 }
 
 /// A consumer's membership of a consumer group.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConsumerGroupMember {
     pub id: Uuid,
@@ -53,8 +49,6 @@ impl Entity for ConsumerGroupMember {
     const FIELDS: &'static [Field] =
         &[field("consumer_group", Ty::Ref), field("consumer", Ty::Ref)];
     const REQUIRED: &'static [&'static str] = &["consumer_group", "consumer"];
-
-    fn validate(&mut self, _: &mut FieldErrors) {}
 
     fn keys(&self) -> Keys {
         let (group, consumer) = (ref_id(&self.consumer_group), ref_id(&self.consumer));

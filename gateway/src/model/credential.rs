@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyAuthCredential {
     pub id: Uuid,
@@ -25,9 +25,12 @@ pub struct KeyAuthCredential {
 }
 
 impl KeyAuthCredential {
-    /// Unix time after which the key no longer authenticates.
+    /// Unix time after which the key no longer authenticates: `ttl` seconds after its last
+    /// write (a `ttl` of 0 is none).
     pub fn expires_at(&self) -> Option<i64> {
-        self.ttl.map(|t| self.created_at + i64::from(t))
+        self.ttl
+            .filter(|t| *t > 0)
+            .map(|t| self.updated_at + i64::from(t))
     }
 }
 
@@ -62,11 +65,20 @@ impl Entity for KeyAuthCredential {
         field("tags", Ty::StrSet),
     ];
     const REQUIRED: &'static [&'static str] = &["consumer", "key_hash"];
+    const INPUT: &'static [Field] = &[field("key", Ty::Str)];
+    const FILLED: &'static [&'static str] = &["key_hash"];
 
     /// Replaces a clear `key` with its hash (generating one when a new credential has none)
     /// and hands the key back to be shown once, in the response to this write.
     fn prepare(input: &mut Map<String, Value>, existing: Option<&Value>) -> Option<String> {
-        match input.remove("key") {
+        if input
+            .get("key_hash")
+            .is_some_and(|h| h.as_str().is_none_or(str::is_empty))
+        {
+            // Left for the schema to refuse, rather than replaced by the key's hash.
+            return None;
+        }
+        match input.remove("key").filter(|k| !k.is_null()) {
             Some(Value::String(key)) if !key.is_empty() => {
                 input.insert("key_hash".into(), hash_key(&key).into());
                 Some(key)

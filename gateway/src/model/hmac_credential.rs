@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HmacCredential {
     pub id: Uuid,
@@ -30,6 +30,7 @@ impl Entity for HmacCredential {
         field("tags", Ty::StrSet),
     ];
     const REQUIRED: &'static [&'static str] = &["consumer", "username"];
+    const FILLED: &'static [&'static str] = &["secret"];
 
     fn prepare(input: &mut Map<String, Value>, existing: Option<&Value>) -> Option<String> {
         if existing.is_none() && input.get("secret").is_none_or(Value::is_null) {

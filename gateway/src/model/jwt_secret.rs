@@ -19,7 +19,7 @@ pub const ALGORITHMS: &[&str] = &[
     "PS512", "EdDSA",
 ];
 
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JwtSecret {
     pub id: Uuid,
@@ -65,6 +65,7 @@ impl Entity for JwtSecret {
         field("tags", Ty::StrSet),
     ];
     const REQUIRED: &'static [&'static str] = &["consumer"];
+    const FILLED: &'static [&'static str] = &["key", "algorithm"];
 
     /// A new secret gets Kong's defaults: a random key and secret, HS256.
     fn prepare(input: &mut Map<String, Value>, existing: Option<&Value>) -> Option<String> {
@@ -74,9 +75,9 @@ impl Entity for JwtSecret {
                     input.insert(f.into(), generate_key().into());
                 }
             }
-            input
-                .entry("algorithm")
-                .or_insert_with(|| Value::String("HS256".into()));
+            if input.get("algorithm").is_none_or(Value::is_null) {
+                input.insert("algorithm".into(), "HS256".into());
+            }
         }
         None
     }

@@ -24,7 +24,7 @@ pub mod upstream;
 
 use schema::{Field, FieldErrors};
 use serde::{de::DeserializeOwned, Serialize};
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 pub use acl::Acl;
@@ -154,10 +154,9 @@ impl Kind {
         }
     }
 
-    /// Kong's `/schemas/{name}` answer for the kind: its fields, with the defaults its
-    /// validation fills in (read from a minimal entity put through that validation) and the
-    /// generated ones (`id`, timestamps) marked `auto`.
-    pub fn schema(self) -> Value {
+    /// The defaults the kind's validation fills in, read from a minimal entity put through
+    /// that validation (the fields the probe gives and a plugin's `config` left out).
+    fn defaults(self) -> Map<String, Value> {
         let probe = match self {
             Kind::Service => serde_json::json!({"host": "example.test"}),
             Kind::Route => serde_json::json!({"paths": ["/"]}),
@@ -195,6 +194,13 @@ impl Kind {
             .and_then(|n| n.record.body.as_object().cloned())
             .unwrap_or_default();
         defaults.retain(|k, _| !given.contains(k) && k != "config");
+        defaults
+    }
+
+    /// Kong's `/schemas/{name}` answer for the kind: its fields, with the defaults its
+    /// validation fills in and the generated ones (`id`, timestamps) marked `auto`.
+    pub fn schema(self) -> Value {
+        let defaults = self.defaults();
         let mut described = schema::describe(self.fields(), self.required(), &defaults);
         let auto = [
             (
@@ -219,46 +225,104 @@ impl Kind {
     }
 
     fn required(self) -> &'static [&'static str] {
-        match self {
-            Kind::Service => Service::REQUIRED,
-            Kind::Route => Route::REQUIRED,
-            Kind::Consumer => Consumer::REQUIRED,
-            Kind::ConsumerGroup => ConsumerGroup::REQUIRED,
-            Kind::ConsumerGroupMember => ConsumerGroupMember::REQUIRED,
-            Kind::KeyAuth => KeyAuthCredential::REQUIRED,
-            Kind::BasicAuth => BasicAuthCredential::REQUIRED,
-            Kind::JwtSecret => JwtSecret::REQUIRED,
-            Kind::HmacAuth => HmacCredential::REQUIRED,
-            Kind::OAuth2Credential => OAuth2Credential::REQUIRED,
-            Kind::Acl => Acl::REQUIRED,
-            Kind::Plugin => Plugin::REQUIRED,
-            Kind::Upstream => Upstream::REQUIRED,
-            Kind::Target => Target::REQUIRED,
-            Kind::CaCertificate => CaCertificate::REQUIRED,
-            Kind::Certificate => Certificate::REQUIRED,
-            Kind::Sni => Sni::REQUIRED,
-        }
+        self.rules().required
     }
 
     fn fields(self) -> &'static [Field] {
+        self.rules().fields
+    }
+
+    /// The kind's entity type's schema rules, read from its `Entity` impl.
+    fn rules(self) -> Rules {
         match self {
-            Kind::Service => Service::FIELDS,
-            Kind::Route => Route::FIELDS,
-            Kind::Consumer => Consumer::FIELDS,
-            Kind::ConsumerGroup => ConsumerGroup::FIELDS,
-            Kind::ConsumerGroupMember => ConsumerGroupMember::FIELDS,
-            Kind::KeyAuth => KeyAuthCredential::FIELDS,
-            Kind::BasicAuth => BasicAuthCredential::FIELDS,
-            Kind::JwtSecret => JwtSecret::FIELDS,
-            Kind::HmacAuth => HmacCredential::FIELDS,
-            Kind::OAuth2Credential => OAuth2Credential::FIELDS,
-            Kind::Acl => Acl::FIELDS,
-            Kind::Plugin => Plugin::FIELDS,
-            Kind::Upstream => Upstream::FIELDS,
-            Kind::Target => Target::FIELDS,
-            Kind::CaCertificate => CaCertificate::FIELDS,
-            Kind::Certificate => Certificate::FIELDS,
-            Kind::Sni => Sni::FIELDS,
+            Kind::Service => Rules::of::<Service>(),
+            Kind::Route => Rules::of::<Route>(),
+            Kind::Consumer => Rules::of::<Consumer>(),
+            Kind::ConsumerGroup => Rules::of::<ConsumerGroup>(),
+            Kind::ConsumerGroupMember => Rules::of::<ConsumerGroupMember>(),
+            Kind::KeyAuth => Rules::of::<KeyAuthCredential>(),
+            Kind::BasicAuth => Rules::of::<BasicAuthCredential>(),
+            Kind::JwtSecret => Rules::of::<JwtSecret>(),
+            Kind::HmacAuth => Rules::of::<HmacCredential>(),
+            Kind::OAuth2Credential => Rules::of::<OAuth2Credential>(),
+            Kind::Acl => Rules::of::<Acl>(),
+            Kind::Plugin => Rules::of::<Plugin>(),
+            Kind::Upstream => Rules::of::<Upstream>(),
+            Kind::Target => Rules::of::<Target>(),
+            Kind::CaCertificate => Rules::of::<CaCertificate>(),
+            Kind::Certificate => Rules::of::<Certificate>(),
+            Kind::Sni => Rules::of::<Sni>(),
+        }
+    }
+
+    /// The kind's request body as a JSON Schema, for the admin API's OpenAPI document: the
+    /// fields the validation checks and the input-only ones `prepare` reads (a service's
+    /// `url`), an optional `id`, the timestamps as read-only (the gateway sets them). Required
+    /// are the required fields less those with a default and those `prepare` fills in; a
+    /// nested path gives the `parent` field (a body's is ignored), a PUT's path may give the
+    /// name, and a PATCH requires nothing.
+    pub fn request_schema(self, parent: Option<&str>, write: Write) -> Value {
+        let rules = self.rules();
+        let defaults = self.defaults();
+        let from_path =
+            |f: &str| Some(f) == parent || (write == Write::Put && f == self.name_field());
+        let required: Vec<&str> = rules
+            .required
+            .iter()
+            .copied()
+            .filter(|f| !defaults.contains_key(*f) && !rules.filled.contains(f))
+            .filter(|f| !from_path(f) && write != Write::Patch)
+            .collect();
+        let fields: Vec<Field> = rules.fields.iter().chain(rules.input).copied().collect();
+        let kept: Vec<&str> = rules.required.iter().chain(rules.filled).copied().collect();
+        let mut body = schema::json_schema(&fields, (&required, &kept), &defaults);
+        let props = &mut body["properties"];
+        props["id"] = json!({"anyOf": [{"type": "string", "format": "uuid"}, {"type": "null"}]});
+        for m in META {
+            props[m] =
+                json!({"type": "integer", "readOnly": true, "description": "set by the gateway"});
+        }
+        if let Some(p) = parent {
+            props[p] = json!({"description": "ignored: the path names the parent"});
+        }
+        let one_of_these: Vec<Value> = rules
+            .any_of
+            .iter()
+            .map(|f| json!({"required": [f], "properties": {*f: {"not": {"type": "null"}}}}))
+            .collect();
+        let given = rules.any_of.iter().any(|f| from_path(f));
+        if !one_of_these.is_empty() && write != Write::Patch && !given {
+            body["anyOf"] = Value::Array(one_of_these);
+        }
+        body
+    }
+}
+
+/// Which write a request body is for (`Kind::request_schema`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Write {
+    Create,
+    Put,
+    Patch,
+}
+
+/// What an entity type's `Entity` impl says about its fields, for any kind.
+struct Rules {
+    fields: &'static [Field],
+    required: &'static [&'static str],
+    input: &'static [Field],
+    filled: &'static [&'static str],
+    any_of: &'static [&'static str],
+}
+
+impl Rules {
+    fn of<T: Entity>() -> Rules {
+        Rules {
+            fields: T::FIELDS,
+            required: T::REQUIRED,
+            input: T::INPUT,
+            filled: T::FILLED,
+            any_of: T::ANY_OF,
         }
     }
 }
@@ -345,6 +409,13 @@ pub trait Entity: Serialize + DeserializeOwned {
     const FIELDS: &'static [Field];
     /// Fields that must be present once input and defaults are merged.
     const REQUIRED: &'static [&'static str] = &[];
+    /// Fields only `prepare` reads (a service's `url`): input, never stored.
+    const INPUT: &'static [Field] = &[];
+    /// Required fields `prepare` fills in when the input has none (a generated key's hash).
+    const FILLED: &'static [&'static str] = &[];
+    /// Fields of which the input needs at least one (a consumer's `username` or
+    /// `custom_id`), checked by `validate` or `prepare`.
+    const ANY_OF: &'static [&'static str] = &[];
     /// The field a secret `prepare` generated is shown in, once.
     const REVEALED: &'static str = "key";
 
@@ -358,8 +429,8 @@ pub trait Entity: Serialize + DeserializeOwned {
     /// messages replace a field's type error, as Kong's do).
     fn check_merged(_body: &Map<String, Value>, _errors: &mut FieldErrors) {}
 
-    /// Checks the rules that span several fields.
-    fn validate(&mut self, errors: &mut FieldErrors);
+    /// Checks the rules that span several fields (none unless the entity has some).
+    fn validate(&mut self, _errors: &mut FieldErrors) {}
 
     fn keys(&self) -> Keys;
 }
@@ -531,30 +602,12 @@ pub fn ref_id(r: &Option<EntityRef>) -> Option<Uuid> {
 }
 
 /// A reference to another entity, as Kong writes it: `{"id": "..."}`.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EntityRef {
     pub id: Uuid,
 }
 
 /// Checks a name field: letters, digits and `.-_~` only, as Kong requires.
-pub fn validate_name(field: &str, name: &Option<String>, errors: &mut FieldErrors) {
-    if let Some(n) = name {
-        let ok = !n.is_empty()
-            && n.chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '~'));
-        if !ok {
-            errors.add(
-                field,
-                "invalid value: may only contain letters, digits and '.', '-', '_', '~'",
-            );
-        } else if Uuid::parse_str(n).is_ok() {
-            errors.add(field, "a name cannot be a UUID");
-        }
-    }
-}
-
 pub use tollgate_analytics::unix_now;
 
 /// Tags as the store indexes them.

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OAuth2Credential {
     pub id: Uuid,
@@ -49,6 +49,7 @@ impl Entity for OAuth2Credential {
         field("tags", Ty::StrSet),
     ];
     const REQUIRED: &'static [&'static str] = &["consumer", "name"];
+    const FILLED: &'static [&'static str] = &["client_id", "client_secret", "client_type"];
     const REVEALED: &'static str = "client_secret";
 
     /// Generates what a new credential was not given (`client_id`, `client_secret`: the
@@ -75,7 +76,13 @@ impl Entity for OAuth2Credential {
                 input.insert("client_secret".into(), hashed.into());
             }
         }
-        input.insert("hash_secret".into(), true.into());
+        // Secrets are always hashed; a value of another type is left for the schema to refuse.
+        if input
+            .get("hash_secret")
+            .is_none_or(|v| v.is_boolean() || v.is_null())
+        {
+            input.insert("hash_secret".into(), true.into());
+        }
         revealed
     }
 

@@ -5,14 +5,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Plugin {
     pub id: Uuid,
     pub name: String,
     pub instance_name: Option<String>,
     #[serde(default)]
-    #[schema(value_type = Object)]
     pub config: Map<String, Value>,
     pub service: Option<EntityRef>,
     pub route: Option<EntityRef>,

@@ -1,14 +1,14 @@
 //! A route: the rules that match a request and send it to a service.
 use super::schema::{field, Field, FieldErrors, Ty};
 use super::service::valid_host;
-use super::{ref_id, tags_of, validate_name, Entity, EntityRef, Keys};
+use super::{ref_id, tags_of, Entity, EntityRef, Keys};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
 pub const PROTOCOLS: &[&str] = &["http", "https", "grpc", "grpcs", "ws", "wss"];
 
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Route {
     pub id: Uuid,
@@ -22,10 +22,8 @@ pub struct Route {
     pub snis: Option<Vec<String>>,
     /// Kong's stream-route fields, always null on HTTP routes (see `FIELDS`).
     #[serde(default)]
-    #[schema(value_type = Option<Vec<Object>>)]
     pub sources: Option<Vec<serde_json::Value>>,
     #[serde(default)]
-    #[schema(value_type = Option<Vec<Object>>)]
     pub destinations: Option<Vec<serde_json::Value>>,
     #[serde(default = "yes")]
     pub strip_path: bool,
@@ -92,7 +90,7 @@ impl Route {
 
 impl Entity for Route {
     const FIELDS: &'static [Field] = &[
-        field("name", Ty::Str),
+        field("name", Ty::Name),
         field("protocols", Ty::StrSet),
         field("methods", Ty::StrSet),
         field("hosts", Ty::StrArray),
@@ -126,7 +124,6 @@ impl Entity for Route {
     ];
 
     fn validate(&mut self, errors: &mut FieldErrors) {
-        validate_name("name", &self.name, errors);
         if let Some(p) = self
             .protocols
             .iter()

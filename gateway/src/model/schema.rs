@@ -10,6 +10,12 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, Copy)]
 pub enum Ty {
     Str,
+    /// Kong's entity `name`: letters, digits and `.`, `-`, `_`, `~`, and not a UUID.
+    Name,
+    /// A DNS name or an IP address (a service's `host`).
+    Host,
+    /// An absolute URL path without empty or dot segments (a service's `path`).
+    Path,
     Int {
         min: i64,
         max: i64,
@@ -92,7 +98,7 @@ fn describe_type(ty: Ty) -> Value {
     use serde_json::json;
     let strings = json!({"type": "string"});
     match ty {
-        Ty::Str => strings,
+        Ty::Str | Ty::Name | Ty::Host | Ty::Path => strings,
         Ty::Int { min, max } => json!({"type": "integer", "between": [min, max]}),
         Ty::Bool => json!({"type": "boolean"}),
         Ty::Enum(options) => json!({"type": "string", "one_of": options}),
@@ -110,6 +116,62 @@ fn describe_type(ty: Ty) -> Value {
         Ty::Record(inner) => {
             json!({"type": "record", "fields": describe(inner, &[], &Map::new())["fields"]})
         }
+    }
+}
+
+/// The fields as a JSON Schema (OpenAPI 3.1) object for request bodies: each field's type and
+/// bounds from `fields`, as `check` enforces them (strings non-empty), no other field,
+/// `required` required, `null` (which unsets a field) refused for those `kept`, `defaults`
+/// shown. One definition: the admin API's OpenAPI document describes what the validation takes.
+pub fn json_schema(
+    fields: &[Field],
+    (required, kept): (&[&str], &[&str]),
+    defaults: &Map<String, Value>,
+) -> Value {
+    let mut properties = Map::new();
+    for f in fields {
+        let mut t = json_type(f.ty);
+        if !kept.contains(&f.name) && !matches!(f.ty, Ty::NullOnly(_)) {
+            t = serde_json::json!({"anyOf": [t, {"type": "null"}]});
+        }
+        if let Some(d) = defaults.get(f.name).filter(|d| !d.is_null()) {
+            t["default"] = d.clone();
+        }
+        properties.insert(f.name.to_string(), t);
+    }
+    serde_json::json!({
+        "type": "object",
+        "properties": properties,
+        "required": required,
+        "additionalProperties": false,
+    })
+}
+
+fn json_type(ty: Ty) -> Value {
+    use serde_json::json;
+    let string = json!({"type": "string", "minLength": 1});
+    match ty {
+        Ty::Str => string,
+        Ty::Name => json!({"type": "string", "pattern": "^[A-Za-z0-9._~-]+$",
+            "not": {"format": "uuid"}}),
+        Ty::Host => json!({"type": "string", "anyOf": [{"format": "hostname"},
+            {"format": "ipv4"}, {"format": "ipv6"}]}),
+        Ty::Path => json!({"type": "string", "pattern": "^/(?!.*//)(?!(.*/)?\\.\\.?(/|$))"}),
+        Ty::Int { min, max } => json!({"type": "integer", "minimum": min, "maximum": max}),
+        Ty::Bool => json!({"type": "boolean"}),
+        Ty::Enum(options) => json!({"type": "string", "enum": options}),
+        Ty::StrArray | Ty::StrSet => json!({"type": "array", "items": string}),
+        Ty::StrArrayMap => json!({"type": "object",
+            "additionalProperties": {"type": "array", "items": string}}),
+        Ty::Ref => json!({"type": "object", "properties": {"id": string},
+            "required": ["id"], "additionalProperties": false}),
+        Ty::Object => json!({"type": "object"}),
+        Ty::NullOnly(message) => json!({"type": "null", "description": message}),
+        Ty::Number { min, max } => json!({"type": "number", "minimum": min, "maximum": max}),
+        Ty::Above(bound) => json!({"type": "number", "exclusiveMinimum": bound}),
+        Ty::IntArray { min, max } => json!({"type": "array",
+            "items": {"type": "integer", "minimum": min, "maximum": max}}),
+        Ty::Record(inner) => json_schema(inner, (&[], &[]), &Map::new()),
     }
 }
 
@@ -308,6 +370,21 @@ pub fn check_regex(re: &str) -> Result<(), String> {
 pub fn coerce(ty: Ty, value: &mut Value, from_form: bool) -> Result<(), String> {
     match ty {
         Ty::Str => expect_string(value),
+        Ty::Name => {
+            expect_string(value)?;
+            check_name(value.as_str().unwrap_or_default())
+        }
+        Ty::Host => {
+            expect_string(value)?;
+            match super::service::valid_host(value.as_str().unwrap_or_default()) {
+                true => Ok(()),
+                false => Err("invalid hostname".into()),
+            }
+        }
+        Ty::Path => {
+            expect_string(value)?;
+            check_path(value.as_str().unwrap_or_default())
+        }
         Ty::Int { min, max } => coerce_int(value, from_form, min, max),
         Ty::Bool => coerce_bool(value, from_form),
         Ty::Enum(options) => {
@@ -326,7 +403,7 @@ pub fn coerce(ty: Ty, value: &mut Value, from_form: bool) -> Result<(), String> 
                 return Err("expected a map".into());
             };
             for v in map.values_mut() {
-                coerce_str_array(v, true, "expected an array")?;
+                coerce_str_array(v, from_form, "expected an array")?;
             }
             Ok(())
         }
@@ -382,6 +459,27 @@ fn coerce_int_array(value: &mut Value, from_form: bool, min: i64, max: i64) -> R
         coerce_int(item, from_form, min, max)?;
     }
     Ok(())
+}
+
+fn check_name(name: &str) -> Result<(), String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '~');
+    if !name.chars().all(allowed) {
+        Err("invalid value: may only contain letters, digits and '.', '-', '_', '~'".into())
+    } else if uuid::Uuid::parse_str(name).is_ok() {
+        Err("a name cannot be a UUID".into())
+    } else {
+        Ok(())
+    }
+}
+
+fn check_path(p: &str) -> Result<(), String> {
+    if !p.starts_with('/') {
+        Err("should start with: /".into())
+    } else if p.contains("//") || p.split('/').any(|s| s == ".." || s == ".") {
+        Err("must not contain empty or dot segments".into())
+    } else {
+        Ok(())
+    }
 }
 
 fn expect_string(value: &Value) -> Result<(), String> {

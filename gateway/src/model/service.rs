@@ -1,6 +1,6 @@
 //! A service: the upstream API that routes send traffic to.
 use super::schema::{field, Field, FieldErrors, Ty};
-use super::{tags_of, validate_name, Entity, Keys};
+use super::{tags_of, Entity, Keys};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -29,7 +29,7 @@ const TIMEOUT: Ty = Ty::Int {
     max: 2_147_483_646,
 };
 
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Service {
     pub id: Uuid,
@@ -66,7 +66,6 @@ pub struct Service {
     /// The developer portal's listing of this service; absent when it is not published.
     /// A Tollgate extension: Kong has no such field, so it is left out when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
     pub portal: Option<Map<String, Value>>,
     pub created_at: i64,
     pub updated_at: i64,
@@ -124,11 +123,11 @@ impl Service {
 
 impl Entity for Service {
     const FIELDS: &'static [Field] = &[
-        field("name", Ty::Str),
+        field("name", Ty::Name),
         field("protocol", Ty::Enum(PROTOCOLS)),
-        field("host", Ty::Str),
+        field("host", Ty::Host),
         field("port", Ty::Int { min: 0, max: 65535 }),
-        field("path", Ty::Str),
+        field("path", Ty::Path),
         field("retries", Ty::Int { min: 0, max: 32767 }),
         field("connect_timeout", TIMEOUT),
         field("write_timeout", TIMEOUT),
@@ -143,6 +142,9 @@ impl Entity for Service {
         field("portal", Ty::Object),
     ];
     const REQUIRED: &'static [&'static str] = &["host"];
+    const INPUT: &'static [Field] = &[field("url", Ty::Str)];
+    const FILLED: &'static [&'static str] = &["host"];
+    const ANY_OF: &'static [&'static str] = &["host", "url"];
 
     /// Expands Kong's `url` shorthand into protocol, host, port and path.
     fn prepare(input: &mut Map<String, Value>, _existing: Option<&Value>) -> Option<String> {
@@ -164,19 +166,8 @@ impl Entity for Service {
     }
 
     fn validate(&mut self, errors: &mut FieldErrors) {
-        validate_name("name", &self.name, errors);
         // Kong's `port` default.
         self.port.get_or_insert(80);
-        if !valid_host(&self.host) {
-            errors.add("host", "invalid hostname");
-        }
-        if let Some(p) = &self.path {
-            if !p.starts_with('/') {
-                errors.add("path", "should start with: /");
-            } else if p.contains("//") || p.split('/').any(|s| s == ".." || s == ".") {
-                errors.add("path", "must not contain empty or dot segments");
-            }
-        }
         self.check_tls_fields(errors);
         if let Some(listing) = &mut self.portal {
             errors.nest("portal", check_listing(listing));
@@ -265,8 +256,11 @@ mod tests {
         let e = svc(json!({"host": "a b", "path": "x", "protocol": "ftp"})).unwrap_err();
         assert_eq!(
             e,
-            "schema violation (protocol: expected one of: http, https, grpc, grpcs, ws, wss)"
+            "3 schema violations (host: invalid hostname; path: should start with: /; \
+             protocol: expected one of: http, https, grpc, grpcs, ws, wss)"
         );
+        let e = svc(json!({"host": "h", "path": "/a//b"})).unwrap_err();
+        assert!(e.contains("path: must not contain empty or dot segments"), "{e}");
         let e = svc(json!({"host": "a b", "path": "x"})).unwrap_err();
         assert!(e.contains("host: invalid hostname") && e.contains("path: should start with: /"));
     }

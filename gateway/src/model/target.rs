@@ -12,7 +12,7 @@ use uuid::Uuid;
 /// The port of a target given without one (kong/db/dao/targets.lua `DEFAULT_PORT`).
 pub const DEFAULT_PORT: u16 = 8000;
 
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Target {
     pub id: Uuid,

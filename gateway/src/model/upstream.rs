@@ -125,7 +125,7 @@ const BREAKER: &[Field] = &[
     field("half_open_probes", Ty::Int { min: 1, max: 100 }),
 ];
 
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Upstream {
     pub id: Uuid,
@@ -148,18 +148,15 @@ pub struct Upstream {
     #[serde(default = "default_slots")]
     pub slots: u32,
     #[serde(default)]
-    #[schema(value_type = Object)]
     pub healthchecks: Healthchecks,
     pub host_header: Option<String>,
     /// Kong's reference to a client certificate; certificates are not an entity yet.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
     pub client_certificate: Option<Value>,
     #[serde(default)]
     pub use_srv_name: bool,
     /// Tollgate's circuit breaker per target; a Tollgate extension, shown with its defaults.
     #[serde(default)]
-    #[schema(value_type = Object)]
     pub circuit_breaker: CircuitBreaker,
     pub tags: Option<Vec<String>>,
     pub created_at: i64,
