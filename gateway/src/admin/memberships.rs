@@ -11,6 +11,7 @@ use crate::store::{ListQuery, StoreError};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, MethodRouter};
 use axum::Json;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
@@ -48,23 +49,16 @@ pub fn side(parent: &str, child: &str) -> Option<Side> {
     }
 }
 
-/// `DELETE /consumer_groups/{g}/consumers/{c}`: a membership answers DELETE only, on a route
-/// of its own so that its `Allow` says so.
-pub async fn delete_consumer(
-    st: State<Arc<AdminState>>,
-    Path((group, consumer)): Path<(String, String)>,
-) -> Result<Response, ApiError> {
-    let side = side("consumer_groups", "consumers").expect("a membership path");
-    remove(&st, side, &group, &consumer).await
-}
-
-/// `DELETE /consumers/{c}/consumer_groups/{g}`, as `delete_consumer` from the other side.
-pub async fn delete_group(
-    st: State<Arc<AdminState>>,
-    Path((consumer, group)): Path<(String, String)>,
-) -> Result<Response, ApiError> {
-    let side = side("consumers", "consumer_groups").expect("a membership path");
-    remove(&st, side, &consumer, &group).await
+/// `DELETE /consumer_groups/{g}/consumers/{c}` (`parent`, `child`) or its mirror
+/// `/consumers/{c}/consumer_groups/{g}`: a membership answers DELETE only, on a route of its
+/// own so that its `Allow` says so.
+pub fn delete_route(parent: &'static str, child: &'static str) -> MethodRouter<Arc<AdminState>> {
+    delete(
+        move |st: State<Arc<AdminState>>, Path((owner, other)): Path<(String, String)>| async move {
+            let side = side(parent, child).expect("a membership path");
+            remove(&st, side, &owner, &other).await
+        },
+    )
 }
 
 /// The store column and the membership field naming each kind.

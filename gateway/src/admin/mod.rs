@@ -25,7 +25,7 @@ use crate::store::Store;
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post, put, MethodRouter};
+use axum::routing::{get, post, put, MethodRouter};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -199,11 +199,17 @@ pub fn router(state: Arc<AdminState>, extra: Router) -> Router {
         )
         .route(
             "/consumer_groups/{group}/consumers/{consumer}",
-            kong_methods(delete(memberships::delete_consumer), "DELETE, OPTIONS"),
+            kong_methods(
+                memberships::delete_route("consumer_groups", "consumers"),
+                "DELETE, OPTIONS",
+            ),
         )
         .route(
             "/consumers/{consumer}/consumer_groups/{group}",
-            kong_methods(delete(memberships::delete_group), "DELETE, OPTIONS"),
+            kong_methods(
+                memberships::delete_route("consumers", "consumer_groups"),
+                "DELETE, OPTIONS",
+            ),
         )
         .route(
             "/{collection}",

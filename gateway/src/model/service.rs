@@ -260,7 +260,10 @@ mod tests {
              protocol: expected one of: http, https, grpc, grpcs, ws, wss)"
         );
         let e = svc(json!({"host": "h", "path": "/a//b"})).unwrap_err();
-        assert!(e.contains("path: must not contain empty or dot segments"), "{e}");
+        assert!(
+            e.contains("path: must not contain empty or dot segments"),
+            "{e}"
+        );
         let e = svc(json!({"host": "a b", "path": "x"})).unwrap_err();
         assert!(e.contains("host: invalid hostname") && e.contains("path: should start with: /"));
     }
