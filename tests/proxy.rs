@@ -802,3 +802,143 @@ async fn gateway_with(service: serde_json::Value, path: &str) -> Gateway {
     gw.settled().await;
     gw
 }
+
+/// Requests `url` from `clients` tasks in a loop until `stop`; each task's answers by status
+/// (0: no answer at all).
+fn load(
+    url: String,
+    clients: usize,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<std::collections::BTreeMap<u16, usize>>> {
+    (0..clients)
+        .map(|_| {
+            let (url, stop) = (url.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut answers = std::collections::BTreeMap::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let status = match try_send("GET", &url, &[], None).await {
+                        Ok(r) => r.status,
+                        Err(_) => 0,
+                    };
+                    *answers.entry(status).or_insert(0) += 1;
+                }
+                answers
+            })
+        })
+        .collect()
+}
+
+/// Applies `change(i)` every 100 ms for three seconds while eight clients request `path`, then
+/// checks that every request was answered 200 and, with `stored` (changes through the
+/// database), that the proxy applied all 30 changes.
+async fn churn_under_load<F, Fut>(gw: &Gateway, path: &str, stored: bool, change: F)
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    gw.wait_for_status(path, 200, Duration::from_secs(5)).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients = load(gw.proxy_url(path), 8, stop.clone());
+    let version = |s: &serde_json::Value| s["configuration_version"].as_i64().unwrap();
+    let before = version(&send("GET", &gw.admin_url("/status"), &[], None).await.json);
+    for i in 0..30 {
+        change(i).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if stored {
+        gw.settled().await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let after = version(&send("GET", &gw.admin_url("/status"), &[], None).await.json);
+    let mut answers = std::collections::BTreeMap::new();
+    for c in clients {
+        for (status, n) in c.await.unwrap() {
+            *answers.entry(status).or_insert(0) += n;
+        }
+    }
+    let total: usize = answers.values().sum();
+    assert_eq!(
+        answers.keys().collect::<Vec<_>>(),
+        [&200],
+        "answers by status: {answers:?}"
+    );
+    assert!(total >= 300, "{total} requests in 3 s");
+    assert!(
+        !stored || after - before >= 30,
+        "configurations applied: {}",
+        after - before
+    );
+}
+
+/// Issue 29, zero downtime: the configuration changed every 100 ms through the admin API (a
+/// plugin on the route added and removed, another route created and deleted) under load: no
+/// request fails, none answers other than 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn configuration_changed_every_100_ms_under_load_fails_no_request() {
+    let (gw, _backend) = echo_gateway().await;
+    let plugin = "00000000-0000-0000-0000-00000000c4a1";
+    churn_under_load(&gw, "/echo/x", true, |i| {
+        let gw = &gw;
+        async move {
+            let (method, path, body) = match i % 4 {
+                0 => (
+                    "POST",
+                    "/routes/echo/plugins".to_string(),
+                    json!({"id": plugin,
+                    "name": "response-transformer", "config": {"add": {"headers": ["x-churn:1"]}}}),
+                ),
+                1 => (
+                    "POST",
+                    "/services/echo/routes".to_string(),
+                    json!({"name": "churn", "paths": ["/churn"]}),
+                ),
+                2 => ("DELETE", format!("/plugins/{plugin}"), json!({})),
+                _ => ("DELETE", "/routes/churn".to_string(), json!({})),
+            };
+            let body = (method == "POST").then(|| json_body(body)).flatten();
+            let r = send(method, &gw.admin_url(&path), &[], body).await;
+            assert!(
+                r.status == 201 || r.status == 204,
+                "{method} {path}: {}",
+                r.body
+            );
+        }
+    })
+    .await;
+}
+
+/// The same with DB-less reloads: the whole declarative configuration posted to `/config`
+/// every 100 ms, alternating between two that both keep the route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn declarative_reloads_every_100_ms_under_load_fail_no_request() {
+    let backend = Backend::start().await;
+    let gw = Gateway::start(&[("TOLLGATE_DATABASE", "off")]).await;
+    let config = |extra: &str| {
+        format!(
+            "_format_version: \"3.0\"\nservices:\n- name: echo\n  url: http://127.0.0.1:{}\n  \
+             routes:\n  - name: echo\n    paths: [/echo]\n{extra}",
+            backend.port
+        )
+    };
+    let configs = [
+        config(""),
+        config("  - name: churn\n    paths: [/churn]\n    plugins:\n    - name: cors\n"),
+    ];
+    let url = gw.admin_url("/config");
+    let first = send(
+        "POST",
+        &url,
+        &[],
+        Some(("application/yaml", configs[0].clone())),
+    )
+    .await;
+    assert_eq!(first.status, 201, "{}", first.body);
+    churn_under_load(&gw, "/echo/x", false, |i| {
+        let (url, body) = (url.clone(), configs[i % 2].clone());
+        async move {
+            let r = send("POST", &url, &[], Some(("application/yaml", body))).await;
+            assert_eq!(r.status, 201, "{}", r.body);
+        }
+    })
+    .await;
+}
