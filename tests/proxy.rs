@@ -942,3 +942,114 @@ async fn declarative_reloads_every_100_ms_under_load_fail_no_request() {
     })
     .await;
 }
+
+/// A process started for a test and SIGKILLed by it (or when dropped).
+async fn spawn_killable(program: &str, args: &[String], ready_port: u16) -> tokio::process::Child {
+    let child = tokio::process::Command::new(program)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {program}: {e}"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(("127.0.0.1", ready_port))
+        .await
+        .is_err()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{program} never listened"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child
+}
+
+/// Issue 29, chaos (the suite's short version): under load on two routes, Redis (the
+/// rate-limiting counters of one route, `fault_tolerant`) and the other route's backend are
+/// killed with SIGKILL, then started again. The first route answers 200 throughout (its limit
+/// fails open, as fault_tolerant says); the second answers 200 or, while its backend is dead,
+/// 502, never hangs or drops a connection, and serves again once the backend is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_redis_and_a_backend_under_load_spares_what_does_not_need_them() {
+    if service_env("TOLLGATE_TEST_REDIS_URL").is_none() {
+        return; // ./scripts/test installs redis-server with the Redis it starts
+    }
+    let [redis_port, mortal_port] = free_ports::<2>();
+    let redis_args = |port: u16| {
+        [
+            "--port",
+            &port.to_string(),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]
+        .map(String::from)
+    };
+    let mortal_args = [
+        "-m".to_string(),
+        "http.server".into(),
+        "--bind".into(),
+        "127.0.0.1".into(),
+        mortal_port.to_string(),
+    ];
+    let mut redis = spawn_killable("redis-server", &redis_args(redis_port), redis_port).await;
+    let mut mortal = spawn_killable("python3", &mortal_args, mortal_port).await;
+    let (gw, _backend) = echo_gateway().await;
+    gw.create(
+        "/routes/echo/plugins",
+        json!({"name": "rate-limiting", "config": {"minute": 1_000_000, "policy": "redis",
+            "fault_tolerant": true, "redis": {"host": "127.0.0.1", "port": redis_port}}}),
+    )
+    .await;
+    let url = format!("http://127.0.0.1:{mortal_port}");
+    gw.create("/services", json!({"name": "mortal", "url": url}))
+        .await;
+    gw.create(
+        "/services/mortal/routes",
+        json!({"name": "mortal", "paths": ["/mortal"]}),
+    )
+    .await;
+    gw.wait_for_status("/echo/x", 200, Duration::from_secs(5))
+        .await;
+    gw.wait_for_status("/mortal/", 200, Duration::from_secs(5))
+        .await;
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let spared = load(gw.proxy_url("/echo/x"), 4, stop.clone());
+    let hit = load(gw.proxy_url("/mortal/"), 4, stop.clone());
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    redis.start_kill().unwrap();
+    mortal.start_kill().unwrap();
+    let _ = (redis.wait().await, mortal.wait().await);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let _redis = spawn_killable("redis-server", &redis_args(redis_port), redis_port).await;
+    let _mortal = spawn_killable("python3", &mortal_args, mortal_port).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+
+    let tally = |tasks: Vec<tokio::task::JoinHandle<std::collections::BTreeMap<u16, usize>>>| async {
+        let mut answers = std::collections::BTreeMap::new();
+        for t in tasks {
+            for (status, n) in t.await.unwrap() {
+                *answers.entry(status).or_insert(0) += n;
+            }
+        }
+        answers
+    };
+    let spared = tally(spared).await;
+    assert_eq!(
+        spared.keys().collect::<Vec<_>>(),
+        [&200],
+        "the spared route: {spared:?}"
+    );
+    let hit = tally(hit).await;
+    assert!(
+        hit.keys().all(|s| [200, 502].contains(s)) && hit.contains_key(&502),
+        "the route whose backend died: {hit:?}"
+    );
+    gw.wait_for_status("/mortal/", 200, Duration::from_secs(5))
+        .await;
+}
