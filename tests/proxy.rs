@@ -828,6 +828,19 @@ fn load(
         .collect()
 }
 
+/// The answers of `load`'s tasks, by status, once they stop.
+async fn tally(
+    tasks: Vec<tokio::task::JoinHandle<std::collections::BTreeMap<u16, usize>>>,
+) -> std::collections::BTreeMap<u16, usize> {
+    let mut answers = std::collections::BTreeMap::new();
+    for t in tasks {
+        for (status, n) in t.await.unwrap() {
+            *answers.entry(status).or_insert(0) += n;
+        }
+    }
+    answers
+}
+
 /// Applies `change(i)` every 100 ms for three seconds while eight clients request `path`, then
 /// checks that every request was answered 200 and, with `stored` (changes through the
 /// database), that the proxy applied all 30 changes.
@@ -850,12 +863,7 @@ where
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let after = version(&send("GET", &gw.admin_url("/status"), &[], None).await.json);
-    let mut answers = std::collections::BTreeMap::new();
-    for c in clients {
-        for (status, n) in c.await.unwrap() {
-            *answers.entry(status).or_insert(0) += n;
-        }
-    }
+    let answers = tally(clients).await;
     let total: usize = answers.values().sum();
     assert_eq!(
         answers.keys().collect::<Vec<_>>(),
@@ -1030,15 +1038,6 @@ async fn killing_redis_and_a_backend_under_load_spares_what_does_not_need_them()
     tokio::time::sleep(Duration::from_millis(1500)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
 
-    let tally = |tasks: Vec<tokio::task::JoinHandle<std::collections::BTreeMap<u16, usize>>>| async {
-        let mut answers = std::collections::BTreeMap::new();
-        for t in tasks {
-            for (status, n) in t.await.unwrap() {
-                *answers.entry(status).or_insert(0) += n;
-            }
-        }
-        answers
-    };
     let spared = tally(spared).await;
     assert_eq!(
         spared.keys().collect::<Vec<_>>(),
