@@ -1,4 +1,5 @@
-//! The admin API's own OpenAPI 3.1 document, generated with utoipa from the entity types.
+//! The admin API's own OpenAPI 3.1 document: paths built with utoipa, the entities' schemas
+//! generated from the field definitions that validate them (`Kind::request_schema`).
 use crate::model::{Kind, Write};
 use crate::store::portal;
 use axum::Json;
@@ -12,8 +13,11 @@ use utoipa::openapi::{
     Required, ResponseBuilder,
 };
 
+/// The document, built once: the entities' defaults are read by putting a probe through
+/// their validation, which hashes a basic-auth password.
 pub async fn document() -> Json<serde_json::Value> {
-    Json(build())
+    static DOCUMENT: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    Json(DOCUMENT.get_or_init(build).clone())
 }
 
 fn schema_name(kind: Kind) -> &'static str {
@@ -40,7 +44,7 @@ fn schema_name(kind: Kind) -> &'static str {
 
 /// Builds the document: a collection and an item path for each kind, and the nested paths;
 /// the entities' schemas come from the field definitions that validate them.
-pub fn build() -> serde_json::Value {
+fn build() -> serde_json::Value {
     let mut doc = serde_json::to_value(build_paths()).expect("the document serializes");
     let schemas = &mut doc["components"]["schemas"];
     for kind in Kind::ALL {
