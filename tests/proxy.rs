@@ -229,6 +229,8 @@ async fn unreachable_and_slow_upstreams_answer_502_and_504() {
         .await;
         assert_eq!(r.status, 201);
     }
+    // Both routes served (each write is applied on its own; /down answering says nothing of /slow).
+    gw.settled().await;
     let r = gw
         .wait_for_status("/down", 502, Duration::from_secs(3))
         .await;
