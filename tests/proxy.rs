@@ -980,7 +980,8 @@ async fn spawn_killable(program: &str, args: &[String], ready_port: u16) -> toki
 /// rate-limiting counters of one route, `fault_tolerant`) and the other route's backend are
 /// killed with SIGKILL, then started again. The first route answers 200 throughout (its limit
 /// fails open, as fault_tolerant says); the second answers 200 or, while its backend is dead,
-/// 502, never hangs or drops a connection, and serves again once the backend is back.
+/// 502 (a request cut by the kill itself aside), never hangs, and serves again once the
+/// backend is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killing_redis_and_a_backend_under_load_spares_what_does_not_need_them() {
     if service_env("TOLLGATE_TEST_REDIS_URL").is_none() {
@@ -1046,9 +1047,13 @@ async fn killing_redis_and_a_backend_under_load_spares_what_does_not_need_them()
         [&200],
         "the spared route: {spared:?}"
     );
+    // A request whose answer was on its way when the backend died is cut (status 0 here): at
+    // most one per client.
     let hit = tally(hit).await;
     assert!(
-        hit.keys().all(|s| [200, 502].contains(s)) && hit.contains_key(&502),
+        hit.keys().all(|s| [0, 200, 502].contains(s))
+            && hit.contains_key(&502)
+            && hit.get(&0).copied().unwrap_or(0) <= 4,
         "the route whose backend died: {hit:?}"
     );
     gw.wait_for_status("/mortal/", 200, Duration::from_secs(5))
